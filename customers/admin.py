@@ -1,0 +1,152 @@
+"""Admin for CRM staff: find a customer by id or email and see their orders, events, consent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from customers.models import ApiClient, Consent, Customer, Event, Order
+from customers.services import api_client_create, api_client_rotate_key
+
+
+class ConsentInline(admin.TabularInline):
+    model = Consent
+    fields = ["channel", "status", "recorded_at", "source"]
+    extra = 0
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = [
+        "external_id",
+        "name",
+        "email",
+        "country",
+        "risk_tier",
+        "churn_probability",
+        "signup_date",
+        "erased",
+    ]
+    list_filter = ["risk_tier", "erased", "country"]
+    search_fields = ["external_id", "email", "name"]
+    readonly_fields = [
+        "recent_orders",
+        "recent_events",
+        "churn_probability",
+        "risk_tier",
+        "scored_at",
+        "score_model_version",
+        "created_at",
+        "updated_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["external_id", "name", "email", "phone", "time_zone", "country"]}),
+        ("Profile", {"fields": ["signup_date", "attributes", "erased"]}),
+        (
+            "Latest churn score",
+            {"fields": ["churn_probability", "risk_tier", "scored_at", "score_model_version"]},
+        ),
+        ("Activity", {"fields": ["recent_orders", "recent_events"]}),
+        ("Record", {"fields": ["created_at", "updated_at"]}),
+    ]
+    inlines = [ConsentInline]
+    show_full_result_count = False
+
+    @admin.display(description="Recent orders")
+    def recent_orders(self, customer: Customer) -> SafeString:
+        orders = customer.orders.order_by("-placed_at")[:RECENT_ROWS]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{:%Y-%m-%d %H:%M}</td><td>{} {}</td><td>{}</td><td>{}</td></tr>",
+            ((o.external_id, o.placed_at, o.amount, o.currency, o.status, o.item_count) for o in orders),
+        )
+        link = reverse("admin:customers_order_changelist") + f"?q={customer.external_id}"
+        return _table(["order", "placed", "amount", "status", "items"], rows, link)
+
+    @admin.display(description="Recent events")
+    def recent_events(self, customer: Customer) -> SafeString:
+        events = customer.events.order_by("-occurred_at")[:RECENT_ROWS]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{:%Y-%m-%d %H:%M}</td><td>{}</td></tr>",
+            ((e.kind, e.occurred_at, e.properties or "") for e in events),
+        )
+        link = reverse("admin:customers_event_changelist") + f"?q={customer.external_id}"
+        return _table(["kind", "when", "properties"], rows, link)
+
+
+RECENT_ROWS = 20
+
+
+def _table(headers: list[str], rows: SafeString, link: str) -> SafeString:
+    if not rows:
+        return format_html("<em>none</em>")
+    head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
+    return format_html(
+        '<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table><a href="{}">all…</a>',
+        head,
+        rows,
+        link,
+    )
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "customer", "placed_at", "amount", "currency", "status"]
+    list_filter = ["status", "currency", ("placed_at", admin.DateFieldListFilter)]
+    search_fields = ["external_id", "customer__external_id", "customer__email"]
+    raw_id_fields = ["customer"]
+    date_hierarchy = "placed_at"
+    show_full_result_count = False
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["kind", "customer", "occurred_at"]
+    list_filter = ["kind", ("occurred_at", admin.DateFieldListFilter)]
+    search_fields = ["external_id", "customer__external_id", "customer__email", "kind"]
+    raw_id_fields = ["customer"]
+    show_full_result_count = False
+
+
+@admin.register(Consent)
+class ConsentAdmin(admin.ModelAdmin):
+    list_display = ["customer", "channel", "status", "recorded_at", "source"]
+    list_filter = ["channel", "status", "source"]
+    search_fields = ["customer__external_id", "customer__email"]
+    raw_id_fields = ["customer"]
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(admin.ModelAdmin):
+    list_display = ["name", "key_prefix", "scopes", "is_active", "created_at", "last_used_at"]
+    list_filter = ["is_active"]
+    readonly_fields = ["key_prefix", "created_at", "last_used_at"]
+    fields = ["name", "scopes", "is_active", "key_prefix", "created_at", "last_used_at"]
+    actions = ["rotate_keys"]
+
+    def save_model(self, request: HttpRequest, obj: ApiClient, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        client, key = api_client_create(name=obj.name, scopes=obj.scopes or None)
+        obj.pk = client.pk
+        obj.key_prefix = client.key_prefix
+        self.message_user(
+            request,
+            f"Key for '{client.name}' (shown once, copy it now): {key}",
+            level=messages.WARNING,
+        )
+
+    @admin.action(description="Rotate the key of the selected clients (old keys stop working)")
+    def rotate_keys(self, request: HttpRequest, queryset: Any) -> None:
+        for client in queryset:
+            key = api_client_rotate_key(client=client)
+            self.message_user(
+                request, f"New key for '{client.name}' (shown once): {key}", messages.WARNING
+            )

@@ -1,0 +1,231 @@
+"""Ingestion API: bulk upserts of customers, orders and events; consent; customer reads."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pandas as pd
+from django.conf import settings
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from customers import selectors, services
+from customers.models import ApiScope, Channel, ConsentStatus, Customer
+from customers.validation import SPECS, validate_records
+from retention.api import BulkValidationError
+
+# --- request/response shapes (they document the API; validation is customers.validation) ---
+
+
+class CustomerIn(serializers.Serializer):
+    external_id = serializers.CharField(max_length=64)
+    name = serializers.CharField(required=False, allow_blank=True)
+    email = serializers.EmailField(required=False, allow_blank=True)
+    phone = serializers.CharField(required=False, allow_blank=True)
+    time_zone = serializers.CharField(required=False, help_text="IANA name, e.g. Europe/Paris")
+    country = serializers.CharField(required=False, allow_blank=True)
+    signup_date = serializers.DateField(required=False, allow_null=True)
+    attributes = serializers.DictField(required=False, help_text="Merged key by key")
+
+
+class OrderIn(serializers.Serializer):
+    external_id = serializers.CharField(max_length=64)
+    customer = serializers.CharField(help_text="The customer's external id")
+    placed_at = serializers.DateTimeField()
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
+    currency = serializers.CharField(required=False, max_length=3)
+    status = serializers.ChoiceField(["completed", "refunded", "cancelled"], required=False)
+    item_count = serializers.IntegerField(required=False, min_value=0)
+    discount_amount = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=0, required=False
+    )
+    category = serializers.CharField(required=False, allow_blank=True)
+
+
+class EventIn(serializers.Serializer):
+    external_id = serializers.CharField(max_length=64)
+    customer = serializers.CharField(help_text="The customer's external id")
+    kind = serializers.CharField(help_text="visit, support_ticket, complaint, cart_abandoned…")
+    occurred_at = serializers.DateTimeField()
+    properties = serializers.DictField(required=False)
+
+
+class UpsertResultOut(serializers.Serializer):
+    received = serializers.IntegerField()
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+
+
+class ConsentIn(serializers.Serializer):
+    channel = serializers.ChoiceField(Channel.choices)
+    status = serializers.ChoiceField(ConsentStatus.choices)
+    recorded_at = serializers.DateTimeField(required=False)
+    source = serializers.CharField(required=False, default="api", max_length=64)
+
+
+class ConsentStateOut(serializers.Serializer):
+    granted = serializers.BooleanField()
+    source = serializers.CharField()
+    recorded_at = serializers.DateTimeField(allow_null=True)
+
+
+class CustomerOut(serializers.ModelSerializer):
+    consent = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Customer
+        fields = [
+            "external_id",
+            "name",
+            "email",
+            "phone",
+            "time_zone",
+            "country",
+            "signup_date",
+            "attributes",
+            "erased",
+            "churn_probability",
+            "risk_tier",
+            "scored_at",
+            "created_at",
+            "updated_at",
+            "consent",
+        ]
+
+    def get_consent(self, customer: Customer) -> dict[str, Any]:
+        state = selectors.customer_consent_state(customer=customer)
+        return {k: ConsentStateOut(v).data for k, v in state.items()}
+
+
+# --- views ---
+
+
+class BulkUpsertApi(APIView):
+    """POST a JSON list of up to 1,000 items; all are written or none."""
+
+    kind: ClassVar[str] = ""
+    required_scopes: ClassVar[dict[str, str]] = {"POST": ApiScope.CUSTOMERS_WRITE}
+
+    def post(self, request: Request) -> Response:
+        items = request.data
+        if isinstance(items, dict) and "items" in items:
+            items = items["items"]
+        if not isinstance(items, list) or not items:
+            raise BulkValidationError([], "The body must be a non-empty JSON list of items.")
+        limit = settings.API_MAX_BULK_ITEMS
+        if len(items) > limit:
+            raise BulkValidationError([], f"At most {limit} items per request; got {len(items)}.")
+        not_objects = [i for i, item in enumerate(items) if not isinstance(item, dict)]
+        if not_objects:
+            raise BulkValidationError(
+                [{"index": i, "field": None, "message": "expected an object"} for i in not_objects]
+            )
+        counts = self.write(items)
+        return Response({"received": len(items), **counts.to_dict()}, status=status.HTTP_200_OK)
+
+    def write(self, items: list[dict[str, Any]]) -> Any:
+        spec = SPECS[self.kind]
+        known = {f.name for f in spec.fields}
+        errors: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            for name in item:
+                if name not in known:
+                    errors.append({"index": index, "field": name, "message": "unknown field"})
+        if "external_id" in known:
+            for index, item in enumerate(items):
+                if not str(item.get("external_id") or "").strip():
+                    errors.append({"index": index, "field": "external_id", "message": "is required"})
+        frame = pd.DataFrame.from_records(items, columns=[f.name for f in spec.fields])
+        result = validate_records(frame, spec, date_format="ISO8601")
+        errors += [
+            {"index": int(row.position), "field": row.field, "message": row.reason}
+            for row in result.errors.itertuples()
+        ]
+        records = result.valid.drop(index=[e["index"] for e in errors], errors="ignore")
+        duplicated = records["external_id"].duplicated(keep=False)
+        errors += [
+            {"index": int(i), "field": "external_id", "message": "appears twice in this request"}
+            for i in records.index[duplicated.to_numpy()]
+        ]
+        if errors:
+            raise BulkValidationError(sorted(errors, key=lambda e: e["index"]))
+        with transaction.atomic():
+            if "customer" in records.columns:
+                link = services.records_link_customers(records=records, create_missing=False)
+                if len(link.unknown):
+                    raise BulkValidationError(
+                        [
+                            {
+                                "index": int(i),
+                                "field": "customer",
+                                "message": f"unknown customer '{records.at[i, 'customer']}'",
+                            }
+                            for i in link.unknown
+                        ]
+                    )
+                records = link.linked
+            return self.upsert(records)
+
+    def upsert(self, records: pd.DataFrame) -> Any:
+        raise NotImplementedError
+
+
+class CustomersBulkApi(BulkUpsertApi):
+    kind = "customers"
+
+    @extend_schema(request=CustomerIn(many=True), responses=UpsertResultOut)
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+    def upsert(self, records: pd.DataFrame) -> Any:
+        return services.customers_upsert(records=records)
+
+
+class OrdersBulkApi(BulkUpsertApi):
+    kind = "orders"
+
+    @extend_schema(request=OrderIn(many=True), responses=UpsertResultOut)
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+    def upsert(self, records: pd.DataFrame) -> Any:
+        return services.orders_upsert(records=records)
+
+
+class EventsBulkApi(BulkUpsertApi):
+    kind = "events"
+
+    @extend_schema(request=EventIn(many=True), responses=UpsertResultOut)
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+    def upsert(self, records: pd.DataFrame) -> Any:
+        return services.events_upsert(records=records)
+
+
+class CustomerDetailApi(APIView):
+    required_scopes: ClassVar[dict[str, str]] = {"GET": ApiScope.CUSTOMERS_READ}
+
+    @extend_schema(responses=CustomerOut)
+    def get(self, request: Request, external_id: str) -> Response:
+        customer = get_object_or_404(Customer, external_id=external_id)
+        return Response(CustomerOut(customer).data)
+
+
+class CustomerConsentApi(APIView):
+    required_scopes: ClassVar[dict[str, str]] = {"PUT": ApiScope.CUSTOMERS_WRITE}
+
+    @extend_schema(request=ConsentIn, responses={200: ConsentStateOut})
+    def put(self, request: Request, external_id: str) -> Response:
+        customer = get_object_or_404(Customer, external_id=external_id)
+        data = ConsentIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.consent_set(customer=customer, **data.validated_data)
+        state = selectors.customer_consent_state(customer=customer)[data.validated_data["channel"]]
+        return Response(ConsentStateOut(state).data)

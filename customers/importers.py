@@ -1,0 +1,331 @@
+"""File import of customers, orders and events (CSV with any delimiter, or XLSX).
+
+Reads in chunks, validates each chunk at once (customers.validation), resolves customers,
+and writes each chunk in one transaction through customers.services. Bad rows are reported
+with line, column and reason and written to a rejects file; `strict` rejects the whole file.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from django.conf import settings
+from django.db import transaction
+from tqdm import tqdm
+
+from customers import services
+from customers.bulk import UpsertCounts
+from customers.validation import (
+    SPECS,
+    MappingError,
+    RecordSpec,
+    ValidationResult,
+    derive_keys,
+    map_columns,
+    validate_records,
+)
+
+# 50,000 rows per chunk: large enough that COPY and the upsert dominate per-chunk overhead,
+# small enough that a chunk's frames stay well under 100 MB and one transaction stays short.
+CHUNK_ROWS = 50_000
+EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls"}
+
+
+class ImportError_(Exception):
+    """The file cannot be imported as a whole (unreadable, unmapped, or rejected in strict mode)."""
+
+
+class StrictRejection(ImportError_):
+    def __init__(self, rejects: pd.DataFrame) -> None:
+        self.rejects = rejects
+        lines = [
+            f"line {line}: {reason}" for line, reason in zip(rejects["line"], rejects["reason"], strict=True)
+        ]
+        shown = "\n  ".join(lines[:20])
+        more = f"\n  … and {len(lines) - 20} more" if len(lines) > 20 else ""
+        super().__init__(
+            f"{len(lines)} bad row(s); --strict: nothing was imported.\n  {shown}{more}"
+        )
+
+
+@dataclass
+class ImportSummary:
+    kind: str
+    path: str
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    customers_created: int = 0
+    seconds: float = 0.0
+    rejects_path: str | None = None
+    derived_ids: bool = False
+    first_rejects: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rows_per_second"] = round(self.rows_per_second, 1)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
+    """['customer_id=external_id', …] → {'customer_id': 'external_id', …}."""
+    mapping: dict[str, str] = {}
+    for pair in pairs or []:
+        source, sep, target = pair.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise MappingError(f"--map expects SOURCE=FIELD, got '{pair}'")
+        mapping[source.strip()] = target.strip()
+    return mapping
+
+
+def detect_delimiter(path: Path) -> str:
+    """',' ';' tab or '|' when the header uses one, else runs of whitespace (as in CDNOW)."""
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:
+        sample = "".join(handle.readline() for _ in range(5))
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return r"\s+"
+
+
+def count_data_lines(path: Path) -> int:
+    lines = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            lines += block.count(b"\n")
+    return max(lines - 1, 0)
+
+
+def read_chunks(
+    path: Path, *, delimiter: str | None, sheet: str | None, chunk_rows: int
+) -> Iterator[pd.DataFrame]:
+    """Chunks of string cells indexed by their line number in the file (header = line 1)."""
+    if path.suffix.lower() in EXCEL_SUFFIXES:
+        frame = pd.read_excel(path, sheet_name=sheet or 0, dtype=str)
+        frame.index = pd.RangeIndex(2, len(frame) + 2)
+        for start in range(0, len(frame), chunk_rows):
+            yield frame.iloc[start : start + chunk_rows]
+        return
+    sep = delimiter or detect_delimiter(path)
+    reader = pd.read_csv(
+        path,
+        sep=sep,
+        dtype=str,
+        keep_default_na=False,
+        skip_blank_lines=False,
+        chunksize=chunk_rows,
+        encoding="utf-8-sig",
+    )
+    line = 2
+    try:
+        for chunk in reader:
+            chunk.index = pd.RangeIndex(line, line + len(chunk))
+            line += len(chunk)
+            blank = (chunk == "").all(axis=1)
+            yield chunk[~blank]
+    except pd.errors.ParserError as exc:
+        raise ImportError_(f"{path}: the file is malformed: {exc}") from exc
+
+
+class _RejectsWriter:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self.first: list[dict[str, Any]] = []
+        self._frames: list[pd.DataFrame] = []
+
+    def add(self, raw: pd.DataFrame, reasons: pd.Series) -> None:
+        if reasons.empty:
+            return
+        rows = raw.loc[reasons.index].copy()
+        rows.insert(0, "reason", reasons)
+        rows.insert(0, "line", reasons.index)
+        self.count += len(rows)
+        if len(self.first) < 20:
+            self.first += rows[["line", "reason"]].head(20 - len(self.first)).to_dict("records")
+        self._frames.append(rows)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.concat(self._frames) if self._frames else pd.DataFrame(columns=["line", "reason"])
+
+    def write(self) -> Path | None:
+        if not self.count:
+            return None
+        target = self.path
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.frame().to_csv(target, index=False)
+        except OSError:
+            # The input's folder may be read-only (shared data): fall back to var/rejects/.
+            target = Path(settings.VAR_DIR) / "rejects" / self.path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.frame().to_csv(target, index=False)
+        return target
+
+
+def import_file(
+    *,
+    kind: str,
+    path: Path,
+    mapping: dict[str, str] | None = None,
+    date_format: str | None = None,
+    delimiter: str | None = None,
+    sheet: str | None = None,
+    strict: bool = False,
+    create_customers: bool = False,
+    rejects_path: Path | None = None,
+    defaults: dict[str, Any] | None = None,
+    progress: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
+) -> ImportSummary:
+    """Import one file of `kind` (customers, orders or events); see the module docstring."""
+    spec = SPECS[kind]
+    path = Path(path)
+    if not path.exists():
+        raise ImportError_(f"{path}: no such file")
+    started = time.perf_counter()
+    summary = ImportSummary(kind=kind, path=str(path))
+    rejects = _RejectsWriter(rejects_path or path.with_name(path.name + ".rejects.csv"))
+    seen_keys: dict[str, int] = {}
+    key_lines: dict[str, int] = {}
+    total = count_data_lines(path) if path.suffix.lower() not in EXCEL_SUFFIXES else None
+    bar = tqdm(
+        total=total, unit="rows", desc=f"import {kind}", disable=not progress, file=sys.stderr
+    )
+    renames: dict[str, str] | None = None
+    counts = UpsertCounts()
+    outer = transaction.atomic() if strict else _NullContext()
+    try:
+        with outer:
+            for raw in read_chunks(path, delimiter=delimiter, sheet=sheet, chunk_rows=chunk_rows):
+                if renames is None:
+                    try:
+                        renames = map_columns(list(raw.columns), spec, mapping)
+                    except MappingError as exc:
+                        raise ImportError_(f"{path}: {exc}") from exc
+                    summary.derived_ids = "external_id" not in renames.values()
+                result = validate_records(
+                    raw.rename(columns=renames),
+                    spec,
+                    date_format=date_format,
+                    defaults=defaults,
+                )
+                chunk_counts, created_customers, reasons = _write_chunk(
+                    result,
+                    spec,
+                    seen_keys=seen_keys,
+                    key_lines=key_lines,
+                    create_customers=create_customers,
+                    dry=strict and rejects.count > 0,
+                )
+                rejects.add(raw, reasons)
+                counts += chunk_counts
+                summary.customers_created += created_customers
+                summary.rows += len(raw)
+                bar.update(len(raw))
+            if strict and rejects.count:
+                raise StrictRejection(rejects.frame())
+    finally:
+        bar.close()
+    summary.created, summary.updated, summary.unchanged = (
+        counts.created,
+        counts.updated,
+        counts.unchanged,
+    )
+    summary.rejected = rejects.count
+    summary.first_rejects = rejects.first
+    written = rejects.write()
+    summary.rejects_path = str(written) if written else None
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+class _NullContext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _write_chunk(
+    result: ValidationResult,
+    spec: RecordSpec,
+    *,
+    seen_keys: dict[str, int],
+    key_lines: dict[str, int],
+    create_customers: bool,
+    dry: bool,
+) -> tuple[UpsertCounts, int, pd.Series]:
+    """Key, de-duplicate, link and write one validated chunk in one transaction.
+
+    Returns the counts, customers created, and a reason per rejected line.
+    """
+    reasons = result.reasons_by_position()
+    records = result.valid
+    extra_reasons: list[pd.Series] = []
+    if spec.derive_key_from:
+        missing = (
+            records["external_id"].isna()
+            if "external_id" in records.columns
+            else pd.Series(True, index=records.index)
+        )
+        if missing.any():
+            derived = derive_keys(records[missing], spec, seen_keys)
+            if "external_id" not in records.columns:
+                records = records.assign(external_id=derived)
+            else:
+                records.loc[missing, "external_id"] = derived
+    records = records.assign(external_id=records["external_id"].astype(str))
+    first_line = records["external_id"].map(key_lines)
+    duplicated = first_line.notna() | records["external_id"].duplicated()
+    if duplicated.any():
+        firsts = records["external_id"].groupby(records["external_id"]).transform(
+            lambda s: s.index[0]
+        )
+        first_line = first_line.fillna(firsts).astype(int)
+        extra_reasons.append(
+            "external_id: duplicate of line " + first_line[duplicated].astype(str)
+        )
+        records = records[~duplicated]
+    key_lines.update(zip(records["external_id"], records.index, strict=True))
+    created_customers = 0
+    counts = UpsertCounts()
+    with transaction.atomic():
+        if "customer" in records.columns:
+            link = services.records_link_customers(
+                records=records, create_missing=create_customers and not dry
+            )
+            created_customers = link.customers_created
+            if len(link.unknown):
+                unknown = records.loc[link.unknown, "customer"]
+                extra_reasons.append(
+                    "customer: unknown customer '"
+                    + unknown
+                    + "' (import customers first, or use --create-customers)"
+                )
+            records = link.linked
+        if not dry and not records.empty:
+            if spec.kind == "customers":
+                counts = services.customers_upsert(records=records)
+            elif spec.kind == "orders":
+                counts = services.orders_upsert(records=records)
+            else:
+                counts = services.events_upsert(records=records)
+    if extra_reasons:
+        reasons = pd.concat([reasons, *extra_reasons]).groupby(level=0).agg("; ".join)
+    return counts, created_customers, reasons.sort_index()

@@ -1,0 +1,165 @@
+"""Who the customers are and what they did: customers, orders, events, consent, API clients."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class Customer(models.Model):
+    external_id = models.CharField(
+        max_length=64, unique=True, help_text="The customer's id in the client's CRM."
+    )
+    name = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(blank=True, db_index=True)
+    phone = models.CharField(max_length=32, blank=True)
+    time_zone = models.CharField(
+        max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Paris; for quiet hours."
+    )
+    country = models.CharField(max_length=64, blank=True)
+    signup_date = models.DateField(null=True, blank=True)
+    attributes = models.JSONField(
+        default=dict, blank=True, help_text="Any extra columns the client sends."
+    )
+    erased = models.BooleanField(
+        default=False, help_text="Personal data erased on request: never contacted."
+    )
+    # The latest churn score, copied here by each scoring run for fast filtering.
+    churn_probability = models.FloatField(null=True, blank=True, db_index=True)
+    risk_tier = models.CharField(max_length=32, blank=True, db_index=True)
+    scored_at = models.DateTimeField(null=True, blank=True)
+    score_model_version = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["external_id"]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.external_id}"
+
+
+class OrderStatus(models.TextChoices):
+    COMPLETED = "completed", "Completed"
+    REFUNDED = "refunded", "Refunded"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Order(models.Model):
+    external_id = models.CharField(max_length=64, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="orders")
+    placed_at = models.DateTimeField()
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3, default="USD")
+    status = models.CharField(
+        max_length=16, choices=OrderStatus.choices, default=OrderStatus.COMPLETED
+    )
+    item_count = models.PositiveIntegerField(default=1)
+    discount_amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    category = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-placed_at"]
+        indexes = [models.Index(fields=["customer", "placed_at"], name="order_customer_time")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="order_amount_not_negative"),
+            models.CheckConstraint(
+                condition=Q(discount_amount__gte=0), name="order_discount_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class Event(models.Model):
+    external_id = models.CharField(
+        max_length=64,
+        unique=True,
+        help_text="The client's event id; derived from the row when the client sends none.",
+    )
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=64, help_text="e.g. visit, support_ticket, complaint.")
+    occurred_at = models.DateTimeField()
+    properties = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        indexes = [
+            models.Index(fields=["customer", "occurred_at"], name="event_customer_time"),
+            models.Index(fields=["kind", "occurred_at"], name="event_kind_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} @ {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    CALL = "call", "Call"
+
+
+class ConsentStatus(models.TextChoices):
+    GRANTED = "granted", "Granted"
+    REVOKED = "revoked", "Revoked"
+
+
+class Consent(models.Model):
+    """The current consent of one customer for one channel.
+
+    No row means the client's default for that channel (settings.CONSENT_DEFAULTS).
+    """
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="consents")
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    status = models.CharField(max_length=8, choices=ConsentStatus.choices)
+    recorded_at = models.DateTimeField(help_text="When the customer gave or revoked consent.")
+    source = models.CharField(
+        max_length=64, help_text="Where it came from: api, import, admin, unsubscribe_link…"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "channel"], name="one_consent_per_channel")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel}: {self.status}"
+
+
+class ApiScope(models.TextChoices):
+    CUSTOMERS_READ = "customers:read", "Read customers and scores"
+    CUSTOMERS_WRITE = "customers:write", "Write customers, orders, events and consent"
+    RESPONSES_WRITE = "responses:write", "Log campaign responses and redeem coupons"
+    REPORTS_READ = "reports:read", "Read campaign reports"
+
+
+class ApiClient(models.Model):
+    """A program that calls the API. Its key is shown once and stored only as a SHA-256 hash."""
+
+    name = models.CharField(max_length=100, unique=True)
+    key_prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    # DRF's throttles and permissions treat request.user as a user; an API client is one.
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in (self.scopes or [])

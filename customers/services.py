@@ -1,0 +1,114 @@
+"""Every state change of customers, orders, events, consent and API clients.
+
+Writes are set-based (customers.bulk); callers pass validated frames from customers.validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+from django.db import transaction
+from django.utils import timezone
+
+from customers.bulk import UpsertCounts, bulk_upsert, ids_for_keys
+from customers.models import ApiClient, ApiScope, Consent, Customer, Event, Order
+
+
+def customers_upsert(*, records: pd.DataFrame) -> UpsertCounts:
+    """Create or update customers by external id; attributes are merged key by key."""
+    return bulk_upsert(Customer, records, json_merge=("attributes",))
+
+
+@dataclass(frozen=True)
+class LinkedRecords:
+    """Records whose `customer` external id was resolved to `customer_id`."""
+
+    linked: pd.DataFrame
+    unknown: pd.Index  # row labels whose customer does not exist
+    customers_created: int
+
+
+def records_link_customers(*, records: pd.DataFrame, create_missing: bool) -> LinkedRecords:
+    """Resolve the `customer` column (external ids) to customer primary keys.
+
+    With `create_missing`, unknown customers are created with just their external id.
+    """
+    created = 0
+    if create_missing and not records.empty:
+        keys = pd.DataFrame({"external_id": pd.unique(records["customer"].astype(str))})
+        created = bulk_upsert(Customer, keys, update=False).created
+    pks = ids_for_keys(Customer, records["customer"])
+    unknown = records.index[pks.isna().to_numpy()]
+    linked = records.drop(columns=["customer"]).assign(customer_id=pks.astype("Int64"))
+    return LinkedRecords(linked.drop(index=unknown), unknown, created)
+
+
+def orders_upsert(*, records: pd.DataFrame) -> UpsertCounts:
+    """Create or update orders by external id (`records` carry customer_id)."""
+    return bulk_upsert(Order, records)
+
+
+def events_upsert(*, records: pd.DataFrame) -> UpsertCounts:
+    """Create or update events by external id (`records` carry customer_id)."""
+    return bulk_upsert(Event, records)
+
+
+def consent_set(
+    *,
+    customer: Customer,
+    channel: str,
+    status: str,
+    source: str,
+    recorded_at: datetime | None = None,
+) -> Consent:
+    """Record a customer's consent for one channel; an older statement never overrides a newer."""
+    recorded_at = recorded_at or timezone.now()
+    with transaction.atomic():
+        consent, created = Consent.objects.select_for_update().get_or_create(
+            customer=customer,
+            channel=channel,
+            defaults={"status": status, "source": source, "recorded_at": recorded_at},
+        )
+        if not created and recorded_at >= consent.recorded_at:
+            consent.status, consent.source, consent.recorded_at = status, source, recorded_at
+            consent.save(update_fields=["status", "source", "recorded_at", "updated_at"])
+    return consent
+
+
+API_KEY_PREFIX = "rk"
+
+
+def api_key_hash(key: str) -> str:
+    # Keys are 256-bit random, so a fast hash is enough (no dictionary attack is possible).
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _new_api_key() -> tuple[str, str]:
+    """A fresh key and its public prefix (the prefix finds the client, the hash proves it)."""
+    prefix = secrets.token_hex(6)
+    return prefix, f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def api_client_create(*, name: str, scopes: list[str] | None = None) -> tuple[ApiClient, str]:
+    """Create an API client and return it with its key; the key is never stored in clear."""
+    scopes = list(scopes) if scopes is not None else [s.value for s in ApiScope]
+    unknown = sorted(set(scopes) - {s.value for s in ApiScope})
+    if unknown:
+        raise ValueError(f"unknown scope(s): {', '.join(unknown)}")
+    prefix, key = _new_api_key()
+    client = ApiClient.objects.create(
+        name=name, key_prefix=prefix, key_hash=api_key_hash(key), scopes=scopes
+    )
+    return client, key
+
+
+def api_client_rotate_key(*, client: ApiClient) -> str:
+    """Replace a client's key; the old one stops working at once."""
+    prefix, key = _new_api_key()
+    client.key_prefix, client.key_hash = prefix, api_key_hash(key)
+    client.save(update_fields=["key_prefix", "key_hash"])
+    return key

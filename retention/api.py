@@ -1,0 +1,57 @@
+"""One error shape for the whole API: {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class BulkValidationError(exceptions.APIException):
+    """A bulk request had bad items; `details` names each item's index, field and reason."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid_items"
+    default_detail = "Some items are invalid; nothing was written."
+
+    def __init__(self, errors: list[dict[str, Any]], message: str | None = None) -> None:
+        super().__init__(message or self.default_detail)
+        self.errors = errors
+
+
+_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return {"error": body}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, BulkValidationError):
+        response.data = error_body(exc.default_code, str(exc.detail), exc.errors)
+        return response
+    code = _CODES.get(response.status_code, "error")
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = error_body("invalid", "The request is invalid.", exc.detail)
+    elif isinstance(exc, exceptions.APIException):
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        response.data = error_body(getattr(exc, "default_code", code) or code, message)
+    return response

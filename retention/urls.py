@@ -1,0 +1,20 @@
+"""Top-level URLs: admin, versioned API, OpenAPI schema and docs."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+admin.site.site_header = "Retention service"
+admin.site.site_title = "Retention service"
+admin.site.index_title = "Customers, scores and campaigns"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("customers.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
+        name="api-docs",
+    ),
+]

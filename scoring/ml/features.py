@@ -1,0 +1,331 @@
+"""Feature tables for the churn model: event data as of a date, and snapshot tables.
+
+Pure pandas/numpy. The builders return a DataFrame indexed by customer id whose numeric
+columns are float32 and whose categorical columns are strings (object dtype, NaN = missing);
+`infer_feature_spec` turns that into a `FeatureSpec`, from which `pipelines.build_pipeline`
+assembles the model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+WINDOWS_ORDERS = (30, 90, 365)
+WINDOWS_EVENTS = (30, 90)
+MISSING_CATEGORY = "__missing__"
+_NS_PER_DAY = 86_400 * 10**9
+
+# A column whose non-blank values parse as numbers at least this often is numeric; the rest
+# of its values (e.g. telco TotalCharges " ") become NaN and are imputed in the pipeline.
+NUMERIC_STRING_SHARE = 0.95
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which input columns the model uses and how the pipeline treats them."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"numeric": list(self.numeric), "categorical": list(self.categorical)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Sequence[str]]) -> FeatureSpec:
+        return cls(numeric=tuple(data["numeric"]), categorical=tuple(data["categorical"]))
+
+
+def _slug(name: object) -> str:
+    text = re.sub(r"[^0-9a-zA-Z]+", "_", str(name)).strip("_").lower()
+    return text or "unknown"
+
+
+def _as_utc(value: pd.Timestamp | date | datetime | str) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _utc_ns(series: pd.Series) -> np.ndarray:
+    """int64 nanoseconds since epoch (UTC); NaT becomes the int64 minimum."""
+    values = pd.to_datetime(series, utc=True)
+    return values.astype("datetime64[ns, UTC]").array.asi8  # type: ignore[attr-defined]
+
+
+def _positions(index: pd.Index, ids: pd.Series) -> np.ndarray:
+    """Row position of each id in `index` (-1 for ids that are not customers)."""
+    return np.asarray(index.get_indexer(ids), dtype=np.int64)
+
+
+def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.full(num.shape, np.nan, dtype=np.float64)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def build_features(
+    *,
+    orders: pd.DataFrame,
+    events: pd.DataFrame,
+    customers: pd.DataFrame,
+    as_of: pd.Timestamp | date | datetime,
+    event_kinds: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Features for every customer in `customers` from orders/events strictly before `as_of`.
+
+    Orders: customer_id, placed_at, amount, status, discount_amount, item_count.
+    Events: customer_id, kind, occurred_at. Customers: customer_id, signup_date, attributes.
+    `event_kinds` fixes the event columns (pass the training kinds when scoring); by default
+    the kinds seen before `as_of` are used.
+
+    Definitions (days are fractional, float32 unless noted):
+    - recency_days: days since the last *completed* order (NaN if none).
+    - orders_{30,90,365}d / revenue_{30,90,365}d: completed orders and their amount.
+    - orders_lifetime, revenue_lifetime, avg_order_value (completed orders only).
+    - tenure_days: since signup_date, or since the first order of any status when unknown.
+    - interorder_mean_days / interorder_std_days: gaps between consecutive completed orders
+      (population std; NaN with fewer than two / three orders).
+    - revenue_trend_90d = log1p(revenue last 90 days) - log1p(revenue in the 90 days before):
+      a symmetric log ratio, defined when both windows are empty (0) and robust to outliers.
+    - refund_share: refunded orders / all orders; cancel_share likewise.
+    - discount_share: discount / (amount + discount) over completed orders.
+    - event_<kind>_{30,90}d counts, days_since_event_<kind> (NaN if never).
+    - attr_<name>: customer attributes; JSON numbers are numeric, strings/bools categorical.
+    """
+    as_of_ts = _as_utc(as_of)
+    now = as_of_ts.value
+    index = pd.Index(customers["customer_id"], name="customer_id")
+    if index.has_duplicates:
+        raise ValueError("customers contains duplicate customer_id values")
+    n = len(index)
+    cols: dict[str, np.ndarray] = {}
+
+    # ---- orders -------------------------------------------------------------------------
+    placed = _utc_ns(orders["placed_at"])
+    pos = _positions(index, orders["customer_id"])
+    keep = (placed < now) & (pos >= 0) & (placed != np.iinfo(np.int64).min)
+    pos, placed = pos[keep], placed[keep]
+    amount = orders["amount"].to_numpy(dtype=np.float64, na_value=0.0)[keep]
+    discount = orders["discount_amount"].to_numpy(dtype=np.float64, na_value=0.0)[keep]
+    items = orders["item_count"].to_numpy(dtype=np.float64, na_value=0.0)[keep]
+    status = orders["status"].astype(str).str.lower().to_numpy()[keep]
+    completed = status == "completed"
+    age_days = (now - placed) / _NS_PER_DAY
+
+    def count(mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        w = None if weights is None else weights[mask]
+        return np.bincount(pos[mask], weights=w, minlength=n).astype(np.float64)
+
+    n_all = count(np.ones_like(completed))
+    n_completed = count(completed)
+    revenue = count(completed, amount)
+    for window in WINDOWS_ORDERS:
+        in_window = completed & (age_days < window)
+        cols[f"orders_{window}d"] = count(in_window)
+        cols[f"revenue_{window}d"] = count(in_window, amount)
+    cols["orders_lifetime"] = n_completed
+    cols["revenue_lifetime"] = revenue
+    cols["avg_order_value"] = _div(revenue, n_completed)
+    cols["items_per_order"] = _div(count(completed, items), n_completed)
+
+    last_completed = np.full(n, np.nan)
+    first_any = np.full(n, np.nan)
+    if pos.size:
+        # Ages are >= 0, so min age = most recent order; fmin/fmax ignore the NaN start.
+        np.fmin.at(last_completed, pos[completed], age_days[completed])
+        np.fmax.at(first_any, pos, age_days)
+    cols["recency_days"] = last_completed
+
+    # Gaps between consecutive completed orders of the same customer, via one sort.
+    cpos, cage = pos[completed], age_days[completed]
+    order = np.lexsort((-cage, cpos))  # per customer, oldest first
+    cpos, cage = cpos[order], cage[order]
+    same = cpos[1:] == cpos[:-1]
+    gaps = (cage[:-1] - cage[1:])[same]
+    gap_pos = cpos[1:][same]
+    n_gaps = np.bincount(gap_pos, minlength=n).astype(np.float64)
+    gap_sum = np.bincount(gap_pos, weights=gaps, minlength=n)
+    gap_sq = np.bincount(gap_pos, weights=gaps * gaps, minlength=n)
+    gap_mean = _div(gap_sum, n_gaps)
+    cols["interorder_mean_days"] = gap_mean
+    var = _div(gap_sq, n_gaps) - gap_mean**2
+    cols["interorder_std_days"] = np.where(n_gaps >= 2, np.sqrt(np.clip(var, 0, None)), np.nan)
+
+    prev_window = completed & (age_days >= 90) & (age_days < 180)
+    cols["revenue_trend_90d"] = np.log1p(np.clip(cols["revenue_90d"], 0, None)) - np.log1p(
+        np.clip(count(prev_window, amount), 0, None)
+    )
+    cols["refund_share"] = _div(count(status == "refunded"), n_all)
+    cols["cancel_share"] = _div(count(status == "cancelled"), n_all)
+    cols["discount_share"] = _div(count(completed, discount), count(completed, amount + discount))
+
+    signup = _utc_ns(customers["signup_date"]) if "signup_date" in customers else None
+    tenure = first_any.copy()
+    if signup is not None:
+        has_signup = (signup != np.iinfo(np.int64).min) & (signup < now)
+        tenure = np.where(has_signup, (now - signup) / _NS_PER_DAY, tenure)
+    cols["tenure_days"] = tenure
+
+    # ---- events -------------------------------------------------------------------------
+    event_cols = _event_features(events=events, index=index, now=now, event_kinds=event_kinds)
+    cols.update(event_cols)
+
+    numeric_order = list(cols)
+    frame = pd.DataFrame({k: v.astype(np.float32) for k, v in cols.items()}, index=index)
+
+    # ---- attributes ---------------------------------------------------------------------
+    if "attributes" in customers:
+        frame = pd.concat([frame, _attribute_frame(customers["attributes"], index)], axis=1)
+    return frame
+
+
+def _event_features(
+    *, events: pd.DataFrame, index: pd.Index, now: int, event_kinds: Iterable[str] | None
+) -> dict[str, np.ndarray]:
+    n = len(index)
+    occurred = _utc_ns(events["occurred_at"])
+    pos = _positions(index, events["customer_id"])
+    keep = (occurred < now) & (pos >= 0) & (occurred != np.iinfo(np.int64).min)
+    kind_slug = events["kind"].astype(str).map(_slug).to_numpy()[keep]
+    pos, occurred = pos[keep], occurred[keep]
+    kinds = sorted(set(kind_slug)) if event_kinds is None else [_slug(k) for k in event_kinds]
+    kind_codes = pd.Categorical(kind_slug, categories=kinds).codes.astype(np.int64)
+    known = kind_codes >= 0
+    pos, occurred, kind_codes = pos[known], occurred[known], kind_codes[known]
+    n_kinds = len(kinds)
+    age_days = (now - occurred) / _NS_PER_DAY
+    flat = pos * n_kinds + kind_codes
+    out: dict[str, np.ndarray] = {}
+    counts = {
+        w: np.bincount(flat[age_days < w], minlength=n * n_kinds).reshape(n, n_kinds)
+        for w in WINDOWS_EVENTS
+    }
+    last = np.full(n * n_kinds, np.nan)
+    if flat.size:
+        np.fmin.at(last, flat, age_days)
+    last = last.reshape(n, n_kinds)
+    for k, kind in enumerate(kinds):
+        for w in WINDOWS_EVENTS:
+            out[f"event_{kind}_{w}d"] = counts[w][:, k].astype(np.float64)
+        out[f"days_since_event_{kind}"] = last[:, k]
+    return out
+
+
+def _attribute_frame(attributes: pd.Series, index: pd.Index) -> pd.DataFrame:
+    records = [a if isinstance(a, dict) else {} for a in attributes.tolist()]
+    raw = pd.DataFrame.from_records(records, index=index) if records else pd.DataFrame(index=index)
+    data: dict[str, pd.Series] = {}
+    for name in raw.columns:
+        col = raw[name]
+        column = f"attr_{_slug(name)}"
+        if column in data:
+            continue
+        if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
+            values = col.dropna()
+            is_number = values.map(
+                lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+            )
+            numeric = bool(len(values)) and bool(is_number.all())
+        else:
+            numeric = True
+        if numeric:
+            data[column] = pd.to_numeric(col, errors="coerce").astype(np.float32)
+        else:
+            data[column] = _as_category_strings(col)
+    return pd.DataFrame(data, index=index)
+
+
+def _as_category_strings(col: pd.Series) -> pd.Series:
+    """Strings (object dtype, NaN for missing); bools become 'true'/'false' like JSON."""
+
+    def convert(v: Any) -> Any:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return np.nan
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return str(v)
+
+    return col.map(convert).astype(object)
+
+
+def build_snapshot_features(
+    *,
+    table: pd.DataFrame,
+    id_column: str | None = None,
+    label_column: str | None = None,
+    drop: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Features from a one-row-per-customer table (e.g. the telco CSV).
+
+    Numeric columns stay numeric (float32 except the label is dropped), strings become
+    categorical strings, and string columns whose non-blank values are mostly numbers
+    (telco TotalCharges with " " blanks) are coerced to numbers with NaN for the rest.
+    """
+    frame = table.copy()
+    if id_column is not None:
+        frame = frame.set_index(id_column)
+    to_drop = [c for c in (*drop, label_column) if c is not None and c in frame.columns]
+    frame = frame.drop(columns=to_drop)
+    out: dict[str, pd.Series] = {}
+    for name in frame.columns:
+        col = frame[name]
+        if pd.api.types.is_bool_dtype(col):
+            out[name] = _as_category_strings(col)
+        elif pd.api.types.is_numeric_dtype(col):
+            out[name] = col.astype(np.float32)
+        else:
+            stripped = col.astype(object).where(col.notna(), None)
+            text = stripped.map(lambda v: v.strip() if isinstance(v, str) else v)
+            non_blank = text.replace("", np.nan).dropna()
+            parsed = pd.to_numeric(non_blank, errors="coerce")
+            if len(non_blank) and parsed.notna().mean() >= NUMERIC_STRING_SHARE:
+                out[name] = pd.to_numeric(text, errors="coerce").astype(np.float32)
+            else:
+                out[name] = _as_category_strings(text)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def infer_feature_spec(*, features: pd.DataFrame, exclude: Sequence[str] = ()) -> FeatureSpec:
+    """Numeric dtypes are numeric features; everything else (strings) is categorical."""
+    numeric: list[str] = []
+    categorical: list[str] = []
+    for name in features.columns:
+        if name in exclude:
+            continue
+        col = features[name]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            numeric.append(str(name))
+        else:
+            categorical.append(str(name))
+    return FeatureSpec(numeric=tuple(numeric), categorical=tuple(categorical))
+
+
+def align_features(*, features: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """Columns of `spec` in order: missing event counts become 0, other missing columns NaN.
+
+    Use at scoring time so a model trained on one set of event kinds / attributes scores a
+    frame that lacks some of them or has extra ones.
+    """
+    data: dict[str, pd.Series] = {}
+    for name in spec.numeric:
+        if name in features:
+            data[name] = pd.to_numeric(features[name], errors="coerce").astype(np.float32)
+        else:
+            fill = 0.0 if re.fullmatch(r"event_.+_\d+d", name) else np.nan
+            data[name] = pd.Series(fill, index=features.index, dtype=np.float32)
+    for name in spec.categorical:
+        if name in features:
+            data[name] = _as_category_strings(features[name])
+        else:
+            data[name] = pd.Series(np.nan, index=features.index, dtype=object)
+    return pd.DataFrame(data, index=features.index)
