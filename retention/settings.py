@@ -200,6 +200,9 @@ CONSENT_DEFAULTS = {
     "call": env_bool("CONSENT_DEFAULT_CALL", False),
 }
 
+# Sources file read by the import stage of retention_cycle when --sources is not given.
+RETENTION_SOURCES = os.environ.get("RETENTION_SOURCES", "")
+
 # Directory where trained model artifacts are written.
 MODEL_ARTIFACT_DIR = Path(os.environ.get("MODEL_ARTIFACT_DIR", VAR_DIR / "models"))
 

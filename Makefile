@@ -1,0 +1,60 @@
+# The README's commands. Everything runs inside .venv, created on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck importlint pytest serve worker beat bench clean-demo help
+
+help:
+	@echo "make demo    - load the demo data and run the retention cycle on the embedded SQLite default"
+	@echo "make test    - lint (ruff), types (mypy), layer contracts (import-linter) and the test suite"
+	@echo "make serve   - run the development server (admin at http://127.0.0.1:8000/admin/)"
+	@echo "make worker  - run a Celery worker (needs REDIS_URL)"
+	@echo "make beat    - run Celery beat (needs REDIS_URL)"
+	@echo "make bench   - run the benchmarks in bench/ (needs DATABASE_URL=postgres://…)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py retention_cycle --sources demo/sources.json
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy retention customers scoring campaigns
+
+importlint: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest
+
+test: lint typecheck importlint pytest
+
+serve: $(STAMP)
+	$(PY) manage.py migrate --noinput -v 0
+	@echo "Admin: http://127.0.0.1:8000/admin/  (create a login with: $(PY) manage.py createsuperuser)"
+	@echo "API docs: http://127.0.0.1:8000/api/docs/"
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+worker: $(STAMP)
+	$(VENV)/bin/celery -A retention worker --loglevel=INFO
+
+beat: $(STAMP)
+	$(VENV)/bin/celery -A retention beat --loglevel=INFO
+
+bench: $(STAMP)
+	$(PY) bench/import_orders.py
+
+clean-demo:
+	rm -f var/retention.sqlite3 var/retention.sqlite3-wal var/retention.sqlite3-shm
