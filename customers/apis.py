@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from customers import selectors, services
+from customers.bulk import UpsertCounts
 from customers.models import ApiScope, Channel, ConsentStatus, Customer
 from customers.validation import SPECS, validate_records
 from retention.api import BulkValidationError
@@ -170,7 +171,14 @@ class BulkUpsertApi(APIView):
                         ]
                     )
                 records = link.linked
-            return self.upsert(records)
+            # Only the fields an item sends are written: items are upserted in groups by the
+            # set of fields they carry, so omitting a field never blanks it.
+            counts = UpsertCounts()
+            field_sets = pd.Series([tuple(sorted(item)) for item in items])
+            for fields, positions in field_sets.groupby(field_sets).groups.items():
+                columns = ["customer_id" if f == "customer" else f for f in fields]
+                counts += self.upsert(records.loc[list(positions), columns])
+            return counts
 
     def upsert(self, records: pd.DataFrame) -> Any:
         raise NotImplementedError

@@ -30,6 +30,8 @@ class FieldSpec:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     aliases: tuple[str, ...] = ()
+    # Value of a blank cell (text fields: ""; None leaves the column NULL).
+    blank: Any = None
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,11 @@ SPECS: dict[str, RecordSpec] = {
         "customers",
         (
             FieldSpec("external_id", required=True, max_length=64, aliases=("customer_id", "id")),
-            FieldSpec("name", max_length=200),
-            FieldSpec("email", "email", max_length=254),
-            FieldSpec("phone", max_length=32),
-            FieldSpec("time_zone", "tz", max_length=64, aliases=("timezone", "tz")),
-            FieldSpec("country", max_length=64),
+            FieldSpec("name", max_length=200, blank=""),
+            FieldSpec("email", "email", max_length=254, blank=""),
+            FieldSpec("phone", max_length=32, blank=""),
+            FieldSpec("time_zone", "tz", max_length=64, aliases=("timezone", "tz"), blank="UTC"),
+            FieldSpec("country", max_length=64, blank=""),
             FieldSpec("signup_date", "date"),
             FieldSpec("attributes", "json"),
         ),
@@ -67,11 +69,20 @@ SPECS: dict[str, RecordSpec] = {
             FieldSpec("customer", required=True, max_length=64, aliases=("customer_id",)),
             FieldSpec("placed_at", "datetime", required=True, aliases=("date", "order_date")),
             FieldSpec("amount", "decimal", required=True, minimum=0, aliases=("total",)),
-            FieldSpec("currency", max_length=3),
-            FieldSpec("status", "choice", choices=("completed", "refunded", "cancelled")),
-            FieldSpec("item_count", "int", minimum=0, aliases=("items", "quantity")),
-            FieldSpec("discount_amount", "decimal", minimum=0, aliases=("discount",)),
-            FieldSpec("category", max_length=100),
+            FieldSpec("currency", max_length=3, blank="USD"),
+            FieldSpec(
+                "status",
+                "choice",
+                choices=("completed", "refunded", "cancelled"),
+                blank="completed",
+            ),
+            FieldSpec(
+                "item_count", "int", minimum=0, aliases=("items", "quantity"), blank=1
+            ),
+            FieldSpec(
+                "discount_amount", "decimal", minimum=0, aliases=("discount",), blank=0.0
+            ),
+            FieldSpec("category", max_length=100, blank=""),
         ),
         derive_key_from=("customer", "placed_at"),
     ),
@@ -205,9 +216,10 @@ def validate_records(
             continue
         raw = frame[f.name]
         if f.type == "json":
-            ok = raw.map(lambda v: v is None or isinstance(v, dict) or v is pd.NA)
-            flag(~ok, f.name, "expected an object (a JSON dictionary)")
-            out[f.name] = raw.where(ok & raw.notna(), None).map(lambda v: v or {})
+            is_dict = raw.map(lambda v: isinstance(v, dict)).astype(bool)
+            missing = raw.map(lambda v: not isinstance(v, dict) and pd.isna(v)).astype(bool)
+            flag(~is_dict & ~missing, f.name, "expected an object (a JSON dictionary)")
+            out[f.name] = raw.where(is_dict, None).map(lambda v: v or {})
             continue
         text = _as_text(raw)
         given = text.notna()
@@ -252,10 +264,12 @@ def validate_records(
                 + "'",
             )
             out[f.name] = stamps.dt.normalize() if f.type == "date" else stamps
+    for f in spec.fields:
+        if f.name in out.columns and f.blank is not None:
+            fill = defaults.get(f.name, f.blank)
+            out[f.name] = out[f.name].astype(object).where(out[f.name].notna(), fill)
     for name, value in defaults.items():
-        if name in out.columns:
-            out[name] = out[name].where(out[name].notna(), value)
-        else:
+        if name not in out.columns:
             out[name] = value
     if spec.extra_into and extra:
         extras = frame[extra].map(_json_scalar)

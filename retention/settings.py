@@ -125,8 +125,6 @@ LANGUAGE_CODE = "en-us"
 USE_TZ = True
 TIME_ZONE = "UTC"
 USE_I18N = True
-# Time zone shown to CRM staff in the admin.
-DISPLAY_TIME_ZONE = os.environ.get("DISPLAY_TIME_ZONE", "UTC")
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))

@@ -613,10 +613,13 @@ class UpliftBreakdown:
 
 
 def _python_scalar(value: Hashable) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
+    """Group keys as JSON-safe Python values; every kind of missing becomes None."""
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
     return value
 
 

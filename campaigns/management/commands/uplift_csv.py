@@ -12,8 +12,13 @@ from typing import Any
 import pandas as pd
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from campaigns.uplift.stats import MeanUplift, ProportionUplift, is_binary
-from campaigns.uplift.stats import mean_difference, proportion_difference
+from campaigns.uplift.stats import (
+    MeanUplift,
+    ProportionUplift,
+    is_binary,
+    mean_difference,
+    proportion_difference,
+)
 
 EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
 MAX_LISTED_VALUES = 20
@@ -74,9 +79,14 @@ class Command(BaseCommand):
         arms = frame[arm_column].astype("string").str.strip()
         found = sorted(arms.dropna().unique().tolist())
         for option in ("treatment", "control"):
+            options[option] = options[option].strip()
             if options[option] not in found:
                 listed = ", ".join(repr(v) for v in found[:MAX_LISTED_VALUES])
-                more = f" (and {len(found) - MAX_LISTED_VALUES} more)" if len(found) > 20 else ""
+                more = (
+                    f" (and {len(found) - MAX_LISTED_VALUES} more)"
+                    if len(found) > MAX_LISTED_VALUES
+                    else ""
+                )
                 raise CommandError(
                     f"--{option} {options[option]!r} not found in column {arm_column!r}; "
                     f"values found: {listed}{more}"

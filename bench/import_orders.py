@@ -1,0 +1,372 @@
+"""Benchmark: `import_orders` against a plain psycopg COPY of the same rows.
+
+Generates a deterministic CSV of orders (default 1,000,000 orders for 100,000 customers),
+imports the customers, then times, on PostgreSQL:
+
+1. `import_file(kind="orders")` end to end on an empty orders table
+   (read + validate + derive nothing + resolve customers + COPY to staging + upsert);
+2. the same import again: every row unchanged (the idempotent re-import path);
+3. the reference: `COPY … FROM STDIN WITH (FORMAT csv, HEADER)` of the same file, streamed by
+   psycopg into a regular table with the same column types and no index or constraint.
+
+Goal (the issue): step 1 reaches at least one third of the COPY rate.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/retention_bench \\
+        .venv/bin/python bench/import_orders.py [--orders 1000000 --customers 100000]
+
+The database is created when missing, migrated, and its customers and orders are truncated
+first: point DATABASE_URL at a database made for benchmarks. Exit status 0 when the figures
+were measured (whether or not the goal is met), 1 when an import's counts are wrong, 2 when the
+database is not PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
+
+GOAL_RATIO = 1 / 3
+SEED = 20240531
+REFERENCE_TABLE = "bench_orders_copy_reference"
+REFERENCE_COLUMNS = """
+    order_id varchar(64),
+    customer_id varchar(64),
+    placed_at timestamptz,
+    amount numeric(12, 2),
+    currency varchar(3),
+    status varchar(16),
+    item_count integer,
+    discount_amount numeric(12, 2),
+    category varchar(100)
+"""
+
+
+@dataclass
+class Step:
+    name: str
+    rows: int
+    seconds: float
+    peak_rss_mb: float
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=1_000_000, help="orders to generate")
+    parser.add_argument("--customers", type=int, default=100_000, help="customers to generate")
+    parser.add_argument("--seed", type=int, default=SEED, help="random seed of the data")
+    parser.add_argument("--keep", type=Path, help="write the CSV files here and keep them")
+    return parser.parse_args()
+
+
+def database_settings() -> dict[str, Any]:
+    import dj_database_url
+
+    url = os.environ.get("DATABASE_URL", "")
+    config = dj_database_url.parse(url) if url else {}
+    if "postgresql" not in config.get("ENGINE", "") and "postgis" not in config.get("ENGINE", ""):
+        shown = url or "(not set: the SQLite default)"
+        print(
+            f"bench/import_orders.py measures PostgreSQL; DATABASE_URL is {shown}.\n"
+            "Run it as: DATABASE_URL=postgres://postgres@127.0.0.1:5432/retention_bench "
+            ".venv/bin/python bench/import_orders.py",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    return config
+
+
+def conninfo(config: dict[str, Any], dbname: str) -> dict[str, Any]:
+    info = {
+        "dbname": dbname,
+        "user": config.get("USER") or None,
+        "password": config.get("PASSWORD") or None,
+        "host": config.get("HOST") or None,
+        "port": config.get("PORT") or None,
+    }
+    return {k: v for k, v in info.items() if v is not None}
+
+
+def ensure_database(config: dict[str, Any]) -> None:
+    """Create the database named by DATABASE_URL unless it exists (via the `postgres` db)."""
+    import psycopg
+    from psycopg import sql
+
+    name = config["NAME"]
+    with psycopg.connect(**conninfo(config, "postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            print(f"created database {name}")
+
+
+def generate(directory: Path, orders: int, customers: int, seed: int) -> tuple[Path, Path]:
+    """Deterministic customers.csv and orders.csv (same seed → byte-identical files)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    width = max(len(str(customers)), 6)
+    customer_ids = pd.Series(np.arange(1, customers + 1)).astype(str).str.zfill(width)
+    customer_ids = "C" + customer_ids
+    countries = np.array(["US", "GB", "DE", "FR", "NL", "ES", "IT", "CA"])
+    zones = np.array(
+        [
+            "America/New_York",
+            "Europe/London",
+            "Europe/Berlin",
+            "Europe/Paris",
+            "Europe/Amsterdam",
+            "Europe/Madrid",
+            "Europe/Rome",
+            "America/Toronto",
+        ]
+    )
+    where = rng.integers(0, len(countries), customers)
+    signup = np.datetime64("2019-01-01") + rng.integers(0, 4 * 365, customers).astype(
+        "timedelta64[D]"
+    )
+    customers_frame = pd.DataFrame(
+        {
+            "customer_id": customer_ids,
+            "name": "Customer " + customer_ids.str[1:],
+            "email": customer_ids.str.lower() + "@example.com",
+            "country": countries[where],
+            "time_zone": zones[where],
+            "signup_date": np.datetime_as_string(signup, unit="D"),
+        }
+    )
+    customers_path = directory / "customers.csv"
+    customers_frame.to_csv(customers_path, index=False)
+
+    start = np.datetime64("2022-01-01T00:00:00")
+    seconds = rng.integers(0, 3 * 365 * 86_400, orders).astype("timedelta64[s]")
+    placed = np.datetime_as_string(start + seconds, unit="s")
+    statuses = rng.choice(
+        np.array(["completed", "refunded", "cancelled"]), orders, p=[0.9, 0.06, 0.04]
+    )
+    discounted = rng.random(orders) < 0.2
+    amount = np.round(rng.lognormal(3.5, 0.8, orders), 2)
+    discount = np.where(discounted, np.round(amount * rng.uniform(0.05, 0.3, orders), 2), 0.0)
+    categories = np.array(["books", "music", "electronics", "garden", "toys", "fashion", "food"])
+    orders_frame = pd.DataFrame(
+        {
+            "order_id": "O" + pd.Series(np.arange(1, orders + 1)).astype(str).str.zfill(9),
+            "customer_id": customer_ids.to_numpy()[rng.integers(0, customers, orders)],
+            "placed_at": pd.Series(placed) + "Z",
+            "amount": amount,
+            "currency": rng.choice(np.array(["USD", "EUR", "GBP"]), orders, p=[0.6, 0.3, 0.1]),
+            "status": statuses,
+            "item_count": rng.integers(1, 11, orders),
+            "discount_amount": discount,
+            "category": categories[rng.integers(0, len(categories), orders)],
+        }
+    )
+    orders_path = directory / "orders.csv"
+    orders_frame.to_csv(orders_path, index=False, float_format="%.2f")
+    return customers_path, orders_path
+
+
+def peak_rss_mb() -> float:
+    # ru_maxrss is in kilobytes on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def checkpoint() -> None:
+    """Flush dirty pages first so one step does not pay for the previous step's writes."""
+    from django.db import DatabaseError, connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("CHECKPOINT")
+    except DatabaseError:  # not a superuser (or pg_checkpoint member): measure without it
+        pass
+
+
+def timed(name: str, rows: int, action: Callable[[], Any]) -> tuple[Step, Any]:
+    checkpoint()
+    started = time.perf_counter()
+    result = action()
+    seconds = time.perf_counter() - started
+    step = Step(name, rows, seconds, peak_rss_mb())
+    print(f"  {name}: {rows:,} rows in {seconds:.2f} s ({step.rate:,.0f} rows/s)", flush=True)
+    return step, result
+
+
+def reference_copy(config: dict[str, Any], path: Path) -> tuple[int, float]:
+    """Plain psycopg COPY of the CSV file into a regular table without index or constraint."""
+    import psycopg
+
+    with psycopg.connect(**conninfo(config, config["NAME"])) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {REFERENCE_TABLE}")
+        conn.execute(f"CREATE TABLE {REFERENCE_TABLE} ({REFERENCE_COLUMNS})")
+        conn.commit()
+        started = time.perf_counter()
+        with conn.cursor() as cursor:
+            statement = f"COPY {REFERENCE_TABLE} FROM STDIN WITH (FORMAT csv, HEADER)"
+            with cursor.copy(statement) as copy, path.open("rb") as handle:
+                while block := handle.read(1 << 20):
+                    copy.write(block)
+            rows = cursor.rowcount
+        conn.commit()
+        elapsed = time.perf_counter() - started
+    return rows, elapsed
+
+
+def machine() -> dict[str, str]:
+    from django.db import connection
+
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        model = platform.processor() or "unknown"
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        version = cursor.fetchone()[0]
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": model,
+        "postgresql": version,
+        "python": platform.python_version(),
+    }
+
+
+def relation_mb(table: str) -> float:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_total_relation_size(%s)", [table])
+        return cursor.fetchone()[0] / 1e6
+
+
+def main() -> int:
+    args = parse_args()
+    config = database_settings()
+    ensure_database(config)
+
+    import django
+
+    django.setup()
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    from customers.importers import import_file
+    from customers.models import Customer, Order
+
+    print(f"database {config['NAME']} on {config.get('HOST') or 'localhost'}: migrating …")
+    call_command("migrate", verbosity=0, interactive=False)
+    with connection.cursor() as cursor:
+        tables = ", ".join(connection.ops.quote_name(m._meta.db_table) for m in (Order, Customer))
+        # CASCADE also empties whatever references customers (scores, interventions…).
+        cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+    with tempfile.TemporaryDirectory(prefix="bench-orders-") as tmp:
+        directory = args.keep or Path(tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        print(f"generating {args.orders:,} orders for {args.customers:,} customers …", flush=True)
+        started = time.perf_counter()
+        customers_path, orders_path = generate(directory, args.orders, args.customers, args.seed)
+        print(f"  generated in {time.perf_counter() - started:.1f} s: {orders_path}")
+        csv_mb = orders_path.stat().st_size / 1e6
+
+        print("timing …", flush=True)
+        steps: list[Step] = []
+        problems: list[str] = []
+
+        def run(kind: str, path: Path) -> Any:
+            return import_file(kind=kind, path=path, progress=False)
+
+        step, summary = timed(
+            "customers import", args.customers, lambda: run("customers", customers_path)
+        )
+        steps.append(step)
+        if summary.created != args.customers or summary.rejected:
+            problems.append(f"customers import: {summary.to_dict()}")
+
+        step, summary = timed(
+            "(1) orders import, empty table", args.orders, lambda: run("orders", orders_path)
+        )
+        steps.append(step)
+        first = step
+        if summary.created != args.orders or summary.rejected:
+            problems.append(f"orders import: {summary.to_dict()}")
+
+        step, summary = timed(
+            "(2) orders re-import, unchanged", args.orders, lambda: run("orders", orders_path)
+        )
+        steps.append(step)
+        if summary.unchanged != args.orders or summary.rejected:
+            problems.append(f"orders re-import: {summary.to_dict()}")
+
+        checkpoint()
+        copied, seconds = reference_copy(config, orders_path)
+        reference = Step("(3) reference: psycopg COPY", copied, seconds, peak_rss_mb())
+        print(
+            f"  {reference.name}: {copied:,} rows in {seconds:.2f} s ({reference.rate:,.0f} rows/s)"
+        )
+        steps.append(reference)
+        if copied != args.orders:
+            problems.append(f"reference COPY copied {copied:,} rows, expected {args.orders:,}")
+
+        orders_mb = relation_mb(Order._meta.db_table)
+        reference_mb = relation_mb(REFERENCE_TABLE)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {REFERENCE_TABLE}")
+
+    info = machine()
+    print()
+    header = (
+        f"{'step':<36} {'rows':>11} {'seconds':>8} {'rows/s':>11} {'vs COPY':>8} {'peak RSS':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for step in steps:
+        ratio = step.rate / reference.rate if reference.rate else 0.0
+        print(
+            f"{step.name:<36} {step.rows:>11,} {step.seconds:>8.2f} {step.rate:>11,.0f} "
+            f"{ratio:>8.2f} {step.peak_rss_mb:>6.0f} MB"
+        )
+    print()
+    print(
+        f"data: {args.orders:,} orders, {args.customers:,} customers; orders CSV {csv_mb:.1f} MB; "
+        f"orders table {orders_mb:.1f} MB with indexes, reference table {reference_mb:.1f} MB"
+    )
+    print(
+        f"machine: {info['cores']} cores, {info['cpu']}; PostgreSQL {info['postgresql']}; "
+        f"Python {info['python']}"
+    )
+    print(f"peak RSS of this process: {peak_rss_mb():.0f} MB")
+    ratio = first.rate / reference.rate if reference.rate else 0.0
+    verdict = "PASS" if ratio >= GOAL_RATIO else "FAIL"
+    print(
+        f"goal: import ≥ 1/3 of the COPY rate: {verdict} "
+        f"({first.rate:,.0f} vs {reference.rate:,.0f} rows/s = {ratio:.2f})"
+    )
+    for problem in problems:
+        print(f"WRONG COUNTS: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
