@@ -63,7 +63,10 @@ class CustomerAdmin(admin.ModelAdmin):
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{:%Y-%m-%d %H:%M}</td><td>{} {}</td><td>{}</td><td>{}</td></tr>",
-            ((o.external_id, o.placed_at, o.amount, o.currency, o.status, o.item_count) for o in orders),
+            (
+                (o.external_id, o.placed_at, o.amount, o.currency, o.status, o.item_count)
+                for o in orders
+            ),
         )
         link = reverse("admin:customers_order_changelist") + f"?q={customer.external_id}"
         return _table(["order", "placed", "amount", "status", "items"], rows, link)

@@ -67,12 +67,12 @@ class ConsentIn(serializers.Serializer):
     channel = serializers.ChoiceField(Channel.choices)
     status = serializers.ChoiceField(ConsentStatus.choices)
     recorded_at = serializers.DateTimeField(required=False)
-    source = serializers.CharField(required=False, default="api", max_length=64)
+    source = serializers.CharField(required=False, default="api", max_length=64)  # type: ignore[assignment]
 
 
 class ConsentStateOut(serializers.Serializer):
     granted = serializers.BooleanField()
-    source = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]
     recorded_at = serializers.DateTimeField(allow_null=True)
 
 
@@ -141,7 +141,9 @@ class BulkUpsertApi(APIView):
         if "external_id" in known:
             for index, item in enumerate(items):
                 if not str(item.get("external_id") or "").strip():
-                    errors.append({"index": index, "field": "external_id", "message": "is required"})
+                    errors.append(
+                        {"index": index, "field": "external_id", "message": "is required"}
+                    )
         frame = pd.DataFrame.from_records(items, columns=[f.name for f in spec.fields])
         result = validate_records(frame, spec, date_format="ISO8601")
         errors += [

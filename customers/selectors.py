@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+
 from customers.models import Channel, Consent, Customer, Event, Order
 
 

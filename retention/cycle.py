@@ -92,11 +92,12 @@ def stage_import(options: CycleOptions) -> StageResult:
         files.append(summary.to_dict())
         lines.append(format_summary(summary))
     if not files:
-        lines.append("No sources configured (--sources FILE or RETENTION_SOURCES): nothing imported.")
+        lines.append(
+            "No sources configured (--sources FILE or RETENTION_SOURCES): nothing imported."
+        )
     totals = customers_totals()
     lines.append(
-        "In the database: "
-        + " · ".join(f"{count:,} {name}" for name, count in totals.items())
+        "In the database: " + " · ".join(f"{count:,} {name}" for name, count in totals.items())
     )
     return StageResult(
         {"files": files, "totals": totals, "seconds": round(time.perf_counter() - started, 3)},

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-Features = pd.DataFrame | npt.NDArray[Any]
+Features: TypeAlias = pd.DataFrame | npt.NDArray[Any]
 FloatArray = npt.NDArray[np.float64]
 
 

@@ -72,7 +72,12 @@ def test_one_bad_item_rejects_the_whole_request_and_names_its_index(api: APIClie
     Customer.objects.create(external_id="c1")
     orders = [
         {"external_id": "o1", "customer": "c1", "placed_at": "2024-05-01T10:00:00Z", "amount": 10},
-        {"external_id": "o2", "customer": "c1", "placed_at": "2024-05-02T10:00:00Z", "amount": "ten"},
+        {
+            "external_id": "o2",
+            "customer": "c1",
+            "placed_at": "2024-05-02T10:00:00Z",
+            "amount": "ten",
+        },
         {"external_id": "o3", "customer": "c1", "placed_at": "yesterday", "amount": 3},
     ]
     status, body = post(api, "/api/v1/orders/bulk", orders)
@@ -87,7 +92,12 @@ def test_orders_for_unknown_customers_are_rejected_atomically(api: APIClient) ->
     Customer.objects.create(external_id="c1")
     orders = [
         {"external_id": "o1", "customer": "c1", "placed_at": "2024-05-01T10:00:00Z", "amount": 1},
-        {"external_id": "o2", "customer": "ghost", "placed_at": "2024-05-01T10:00:00Z", "amount": 1},
+        {
+            "external_id": "o2",
+            "customer": "ghost",
+            "placed_at": "2024-05-01T10:00:00Z",
+            "amount": 1,
+        },
     ]
     status, body = post(api, "/api/v1/orders/bulk", orders)
     assert status == 400
@@ -113,7 +123,9 @@ def test_events_bulk_and_unknown_fields(api: APIClient) -> None:
 
 
 def test_bulk_limits_and_body_size(api: APIClient, settings) -> None:
-    status, body = post(api, "/api/v1/customers/bulk", [{"external_id": str(i)} for i in range(1001)])
+    status, body = post(
+        api, "/api/v1/customers/bulk", [{"external_id": str(i)} for i in range(1001)]
+    )
     assert status == 400 and "At most 1000 items" in body["error"]["message"]
     settings.API_MAX_BODY_BYTES = 100
     status, body = post(api, "/api/v1/customers/bulk", [{"external_id": "x" * 200}])

@@ -17,7 +17,12 @@ from tests.conftest import shared_file
 
 pytestmark = pytest.mark.django_db
 
-CDNOW_MAP = ["customer_id=customer", "date=placed_at", "dollar_value=amount", "number_of_cds=item_count"]
+CDNOW_MAP = [
+    "customer_id=customer",
+    "date=placed_at",
+    "dollar_value=amount",
+    "number_of_cds=item_count",
+]
 
 
 def run(command: str, *args: str) -> str:
@@ -28,7 +33,12 @@ def run(command: str, *args: str) -> str:
 
 def import_cdnow(path: Path) -> str:
     return run(
-        "import_orders", str(path), "--map", *CDNOW_MAP, "--date-format", "%Y%m%d",
+        "import_orders",
+        str(path),
+        "--map",
+        *CDNOW_MAP,
+        "--date-format",
+        "%Y%m%d",
         "--create-customers",
     )
 
@@ -123,7 +133,11 @@ def test_bad_rows_go_to_the_rejects_file_and_the_rest_is_imported(tmp_path: Path
 def test_strict_mode_rejects_the_whole_file_and_writes_nothing(tmp_path: Path) -> None:
     path = write_csv(
         tmp_path / "customers.csv",
-        [["id", "email", "time_zone"], ["c1", "ok@x.io", "Europe/Paris"], ["c2", "nope", "Mars/Base"]],
+        [
+            ["id", "email", "time_zone"],
+            ["c1", "ok@x.io", "Europe/Paris"],
+            ["c2", "nope", "Mars/Base"],
+        ],
     )
     with pytest.raises(CommandError) as error:
         run("import_customers", str(path), "--strict")
@@ -144,7 +158,9 @@ def test_strict_mode_also_undoes_customers_created_for_orders(tmp_path: Path) ->
 
 
 def test_orders_of_unknown_customers_are_rejected_without_create_flag(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "o.csv", [["customer", "placed_at", "amount"], ["zz", "2024-01-01", "1"]])
+    path = write_csv(
+        tmp_path / "o.csv", [["customer", "placed_at", "amount"], ["zz", "2024-01-01", "1"]]
+    )
     out = run("import_orders", str(path))
     assert "rejected 1" in out and Order.objects.count() == 0
 
@@ -166,7 +182,9 @@ def test_xlsx_sheet_and_semicolon_csv_are_read(tmp_path: Path) -> None:
 
 def test_mapping_to_a_missing_column_is_a_clear_error(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "c.csv", [["a", "b"], ["1", "2"]])
-    with pytest.raises(CommandError, match="--map names column 'zzz', which the file does not have"):
+    with pytest.raises(
+        CommandError, match="--map names column 'zzz', which the file does not have"
+    ):
         run("import_customers", str(path), "--map", "zzz=external_id")
-    with pytest.raises(CommandError, match="no column for required field.s. external_id"):
+    with pytest.raises(CommandError, match=r"no column for required field\(s\) external_id"):
         run("import_customers", str(path))

@@ -22,7 +22,9 @@ class Command(BaseCommand):
         if ApiClient.objects.filter(name=options["name"]).exists():
             raise CommandError(f"an API client named '{options['name']}' already exists")
         client, key = api_client_create(name=options["name"], scopes=options["scope"])
-        self.stdout.write(f"API client '{client.name}' created with scopes: {', '.join(client.scopes)}")
+        self.stdout.write(
+            f"API client '{client.name}' created with scopes: {', '.join(client.scopes)}"
+        )
         self.stdout.write("Its key (shown once; store it now):")
         self.stdout.write(key)
         self.stdout.write("Send it as the header:  Authorization: Api-Key <key>")
