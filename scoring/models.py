@@ -1,0 +1,131 @@
+"""The churn model registry, risk tiers, scoring runs and per-customer score history."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from customers.models import Customer
+
+
+class RiskTier(models.Model):
+    """A probability band: a customer is in the tier with the highest min_probability ≤ p."""
+
+    name = models.CharField(max_length=32, unique=True)
+    min_probability = models.FloatField(unique=True, help_text="Lower bound, inclusive (0–1).")
+    color = models.CharField(max_length=16, default="#888888", help_text="Shown in charts.")
+
+    class Meta:
+        ordering = ["min_probability"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(min_probability__gte=0) & Q(min_probability__lt=1),
+                name="tier_bound_in_unit_interval",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (p ≥ {self.min_probability:g})"
+
+
+class ModelStatus(models.TextChoices):
+    CANDIDATE = "candidate", "Candidate"
+    ACTIVE = "active", "Active"
+    RETIRED = "retired", "Retired"
+
+
+class ChurnModel(models.Model):
+    """A trained model: the registry row; the fitted pipeline is an artifact file (skops)."""
+
+    version = models.CharField(max_length=64, unique=True)
+    status = models.CharField(
+        max_length=16, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE
+    )
+    candidate = models.CharField(max_length=100, help_text="Name of the selected candidate.")
+    algorithm = models.CharField(max_length=100)
+    sampler = models.CharField(max_length=100)
+    parameters = models.JSONField(default=dict)
+    feature_spec = models.JSONField(default=dict, help_text="numeric and categorical inputs")
+    feature_names = models.JSONField(default=list)
+    label_definition = models.JSONField(default=dict)
+    training_window = models.JSONField(default=dict)
+    training_rows = models.PositiveIntegerField(default=0)
+    positive_rate = models.FloatField(default=0)
+    metrics = models.JSONField(default=dict, help_text="Out-of-fold metrics of the selection.")
+    candidates = models.JSONField(default=list, help_text="Every candidate's report.")
+    holdout_metrics = models.JSONField(
+        default=dict, help_text="Champion/challenger comparison on the same holdout."
+    )
+    validation_key = models.CharField(
+        max_length=64, blank=True, help_text="Identifies the data the model was validated on."
+    )
+    library_versions = models.JSONField(default=dict)
+    threshold = models.FloatField(help_text="Decision threshold chosen out-of-fold.")
+    reference = models.JSONField(default=dict, help_text="Training distributions, for drift.")
+    artifact_path = models.CharField(max_length=500)
+    artifact_sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    notes = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"], condition=Q(status="active"), name="one_active_churn_model"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} ({self.status})"
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class ScoringRun(models.Model):
+    run_key = models.CharField(
+        max_length=100,
+        unique=True,
+        help_text="One run per key (e.g. nightly-2026-11-24): a re-run cannot double it.",
+    )
+    model = models.ForeignKey(ChurnModel, on_delete=models.PROTECT, related_name="runs")
+    as_of = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    customers_total = models.PositiveIntegerField(default=0)
+    customers_scored = models.PositiveIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    tier_counts = models.JSONField(default=dict)
+    drift = models.JSONField(default=dict)
+    timings = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.run_key} ({self.status})"
+
+
+class CustomerScore(models.Model):
+    run = models.ForeignKey(ScoringRun, on_delete=models.CASCADE, related_name="scores")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="scores")
+    probability = models.FloatField()
+    tier = models.CharField(max_length=32)
+    reasons = models.JSONField(default=list)
+    scored_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "customer"], name="one_score_per_run")
+        ]
+        indexes = [models.Index(fields=["customer", "-scored_at"], name="score_customer_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.probability:.3f} ({self.tier})"

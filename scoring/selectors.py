@@ -1,0 +1,40 @@
+"""Reused reads of scores and models (campaigns read scores only through here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import OuterRef, Subquery
+
+from scoring.models import ChurnModel, CustomerScore, ModelStatus, RiskTier
+
+
+def churn_model_active() -> ChurnModel | None:
+    return ChurnModel.objects.filter(status=ModelStatus.ACTIVE).first()
+
+
+def risk_tier_bands() -> list[tuple[str, float]]:
+    """[(name, min_probability)] ordered by bound; the defaults if none are configured."""
+    bands = list(RiskTier.objects.order_by("min_probability").values_list("name", "min_probability"))
+    return bands or list(DEFAULT_TIERS)
+
+
+DEFAULT_TIERS = (("low", 0.0), ("medium", 0.3), ("high", 0.5), ("critical", 0.7))
+
+
+def customer_latest_reasons(*, customer_ids: Iterable[int]) -> dict[int, list[str]]:
+    """The reasons of each customer's latest score (customers never scored are absent)."""
+    ids = list(customer_ids)
+    latest = (
+        CustomerScore.objects.filter(customer_id=OuterRef("customer_id"))
+        .order_by("-scored_at", "-pk")
+        .values("pk")[:1]
+    )
+    found: dict[int, list[str]] = {}
+    # 5,000 ids per query: under SQLite's parameter limit and cheap for PostgreSQL to plan.
+    for start in range(0, len(ids), 5000):
+        rows = CustomerScore.objects.filter(
+            customer_id__in=ids[start : start + 5000], pk=Subquery(latest)
+        ).values_list("customer_id", "reasons")
+        found.update(rows)
+    return found
