@@ -1,7 +1,19 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class CampaignsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "campaigns"
     verbose_name = "Campaigns"
+
+    def ready(self) -> None:
+        post_migrate.connect(_ensure_groups, sender=self)
+
+
+def _ensure_groups(sender: Any, **kwargs: Any) -> None:
+    from campaigns.services import campaign_groups_ensure
+
+    campaign_groups_ensure(using=kwargs.get("using", "default"))

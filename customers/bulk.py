@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from django.db import connection, models
 from django.utils import timezone
@@ -56,23 +57,56 @@ def _wire_frame(frame: pd.DataFrame, model: type[models.Model]) -> pd.DataFrame:
         if isinstance(field, models.JSONField):
             out[column] = values.map(lambda v: json.dumps(v, sort_keys=True, default=str))
         elif isinstance(field, models.DateTimeField):
-            stamps = pd.to_datetime(values, utc=True)
-            if postgres:
-                text = stamps.dt.strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
-            else:
-                # Django's SQLite format: naive UTC, microseconds only when non-zero.
-                text = stamps.dt.strftime("%Y-%m-%d %H:%M:%S.%f").str.replace(
-                    r"\.000000$", "", regex=True
-                )
-            out[column] = text.where(stamps.notna(), None)
+            out[column] = _datetime_text(pd.to_datetime(values, utc=True), postgres=postgres)
         elif isinstance(field, models.DateField):
             stamps = pd.to_datetime(values)
-            out[column] = stamps.dt.strftime("%Y-%m-%d").where(stamps.notna(), None)
+            text = np.datetime_as_string(_naive_micros(stamps), unit="D")
+            out[column] = _text_or_none(text, stamps)
         elif isinstance(field, models.DecimalField):
             out[column] = values.astype("float64").round(field.decimal_places)
+        elif isinstance(field, models.IntegerField):
+            out[column] = _whole_numbers(values)
         else:
             out[column] = values
     return out
+
+
+def _whole_numbers(values: pd.Series) -> pd.Series:
+    """Integers as integers: a float column (NaN, a default filled in) would reach
+    PostgreSQL as "2.0", which an integer column refuses (SQLite quietly stores 2)."""
+    numbers = pd.to_numeric(values)
+    if numbers.dtype.kind != "f":
+        return numbers
+    present = numbers.dropna()
+    return numbers.astype("Int64") if (present == np.floor(present)).all() else numbers
+
+
+def _naive_micros(stamps: pd.Series) -> np.ndarray:
+    """Wall-clock datetime64[us] values (in the stamps' own time zone), NaT where missing."""
+    if isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        stamps = stamps.dt.tz_localize(None)
+    return stamps.to_numpy(dtype="datetime64[us]")
+
+
+def _text_or_none(text: np.ndarray, stamps: pd.Series) -> pd.Series:
+    return pd.Series(text.astype(object), index=stamps.index).where(stamps.notna(), None)
+
+
+def _datetime_text(stamps: pd.Series, *, postgres: bool) -> pd.Series:
+    """UTC stamps as text, formatted by numpy rather than one strftime call per value.
+
+    PostgreSQL: `YYYY-mm-dd HH:MM:SS.ffffff+00:00`. SQLite: Django's format, naive UTC with
+    microseconds only when non-zero.
+    """
+    micros = _naive_micros(stamps)
+    text = np.datetime_as_string(micros, unit="us")
+    if not postgres:
+        whole = micros == micros.astype("datetime64[s]")
+        text = np.where(whole, np.datetime_as_string(micros, unit="s"), text)
+    text = np.strings.replace(text, "T", " ", 1)
+    if postgres:
+        text = np.strings.add(text, "+00:00")
+    return _text_or_none(text, stamps)
 
 
 def _insert_defaults(
@@ -97,15 +131,29 @@ def _insert_defaults(
     return defaults
 
 
-def _stage(cursor: Any, table: str, stage: str, columns: list[str], wire: pd.DataFrame) -> None:
+def _stage(
+    cursor: Any,
+    table: str,
+    stage: str,
+    columns: list[str],
+    wire: pd.DataFrame,
+    force_null: Sequence[str] = (),
+) -> None:
     cols = ", ".join(_quote(c) for c in columns)
     cursor.execute(f"DROP TABLE IF EXISTS {stage}")
-    cursor.execute(f"CREATE TEMPORARY TABLE {stage} AS SELECT {cols} FROM {_quote(table)} WHERE 1=0")
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE {stage} AS SELECT {cols} FROM {_quote(table)} WHERE 1=0"
+    )
     if _is_postgres():
         buffer = io.StringIO()
-        # CSV with every string quoted: an unquoted empty field is NULL, "" is an empty string.
+        # CSV with every string quoted, so "" is an empty string. pandas quotes a missing
+        # value too (""), so FORCE_NULL reads "" as NULL in the columns that are not text:
+        # a date, number or key has no empty-string value, and SQLite gets NULL there too.
         wire.to_csv(buffer, header=False, index=False, quoting=csv.QUOTE_NONNUMERIC, na_rep="")
-        with cursor.cursor.copy(f"COPY {stage} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
+        options = "FORMAT csv"
+        if force_null:
+            options += f", FORCE_NULL ({', '.join(_quote(c) for c in force_null)})"
+        with cursor.cursor.copy(f"COPY {stage} ({cols}) FROM STDIN WITH ({options})") as copy:
             copy.write(buffer.getvalue())
     else:
         placeholders = ", ".join(["%s"] * len(columns))
@@ -117,11 +165,11 @@ def bulk_upsert(
     model: type[models.Model],
     frame: pd.DataFrame,
     *,
-    key: str = "external_id",
+    key: str | Sequence[str] = "external_id",
     update: bool = True,
     json_merge: Sequence[str] = (),
 ) -> UpsertCounts:
-    """Insert new rows and update changed ones, keyed by a unique column.
+    """Insert new rows and update changed ones, keyed by a unique column (or columns).
 
     `frame` columns are model field attnames (e.g. ``customer_id``); only those columns are
     compared and updated, so a file that lacks a column never blanks it. JSON columns listed in
@@ -130,8 +178,9 @@ def bulk_upsert(
     """
     if frame.empty:
         return UpsertCounts()
-    if frame[key].duplicated().any():
-        raise ValueError(f"bulk_upsert: duplicate {key} values in one batch")
+    keys = [key] if isinstance(key, str) else list(key)
+    if frame[keys].duplicated().any():
+        raise ValueError(f"bulk_upsert: duplicate {', '.join(keys)} values in one batch")
     table = model._meta.db_table
     columns = [model._meta.get_field(c).column for c in frame.columns]
     wire = _wire_frame(frame, model)
@@ -141,20 +190,27 @@ def bulk_upsert(
     now: Any = timezone.now() if postgres else str(timezone.now().replace(tzinfo=None))
     stage = "_bulk_stage"
     target = _quote(table)
-    key_col = _quote(model._meta.get_field(key).column)
+    key_columns = [_column(model, k) for k in keys]
+    key_col = ", ".join(_quote(c) for c in key_columns)
     defaults = _insert_defaults(model, columns, now)
     insert_cols = [*columns, *defaults]
     select_exprs = [f"s.{_quote(c)}" for c in columns] + ["%s"] * len(defaults)
     params = list(defaults.values())
 
     with connection.cursor() as cursor:
-        _stage(cursor, table, stage, columns, wire)
-        cursor.execute(
-            f"SELECT count(*) FROM {stage} s JOIN {target} t ON t.{key_col} = s.{key_col}"
-        )
-        existing = int(cursor.fetchone()[0])
-        key_column = model._meta.get_field(key).column
-        compared = [c for c in columns if c != key_column]
+        text_like = (models.CharField, models.TextField, models.JSONField)
+        force_null = [
+            field.column
+            for field in model._meta.concrete_fields
+            if field.column in columns and not isinstance(field, text_like)
+        ]
+        _stage(cursor, table, stage, columns, wire, force_null)
+        existing = 0
+        if not postgres:
+            on = " AND ".join(f"t.{_quote(c)} = s.{_quote(c)}" for c in key_columns)
+            cursor.execute(f"SELECT count(*) FROM {stage} s JOIN {target} t ON {on}")
+            existing = int(cursor.fetchone()[0])
+        compared = [c for c in columns if c not in key_columns]
         if update and compared:
             sets, olds, news = [], [], []
             for column in compared:
@@ -188,16 +244,71 @@ def bulk_upsert(
                 )
         else:
             conflict = f"ON CONFLICT ({key_col}) DO NOTHING"
-        cursor.execute(
+        insert = (
             f"INSERT INTO {target} ({', '.join(_quote(c) for c in insert_cols)}) "
-            f"SELECT {', '.join(select_exprs)} FROM {stage} s WHERE true {conflict}",
-            params,
+            f"SELECT {', '.join(select_exprs)} FROM {stage} s WHERE true {conflict}"
         )
-        written = max(cursor.rowcount, 0)
+        if postgres:
+            # The statement counts for itself instead of a join of the batch with the table
+            # first: a row the INSERT created has xmax = 0, a row it updated has our
+            # transaction id there (PostgreSQL's documented-by-practice upsert idiom).
+            cursor.execute(
+                f"WITH written AS ({insert} RETURNING xmax = 0 AS inserted) "
+                "SELECT count(*), count(*) FILTER (WHERE inserted) FROM written",
+                params,
+            )
+            written, created = (int(n) for n in cursor.fetchone())
+        else:
+            cursor.execute(insert, params)
+            written = max(cursor.rowcount, 0)
+            created = len(frame) - existing
         cursor.execute(f"DROP TABLE {stage}")
-    created = len(frame) - existing
     updated = written - created if update else 0
     return UpsertCounts(created=created, updated=updated, unchanged=len(frame) - created - updated)
+
+
+def _column(model: type[models.Model], name: str) -> str:
+    return str(model._meta.get_field(name).column)  # type: ignore[union-attr]
+
+
+def bulk_update(model: type[models.Model], frame: pd.DataFrame, *, key: str = "id") -> int:
+    """Update existing rows from `frame` (matched on `key`); never inserts. Returns rows changed.
+
+    Rows whose values already match are not rewritten. Call inside a transaction.
+    """
+    if frame.empty:
+        return 0
+    table = model._meta.db_table
+    columns = [_column(model, c) for c in frame.columns]
+    key_column = _column(model, key)
+    wire = _wire_frame(frame, model)
+    wire.columns = columns
+    postgres = _is_postgres()
+    stage = "_bulk_update_stage"
+    target = _quote(table)
+    text_like = (models.CharField, models.TextField, models.JSONField)
+    force_null = [
+        f.column
+        for f in model._meta.concrete_fields
+        if f.column in columns and not isinstance(f, text_like)
+    ]
+    compared = [c for c in columns if c != key_column]
+    sets = ", ".join(f"{_quote(c)} = s.{_quote(c)}" for c in compared)
+    olds = ", ".join(f"{target}.{_quote(c)}" for c in compared)
+    news = ", ".join(f"s.{_quote(c)}" for c in compared)
+    distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
+    if len(compared) > 1:
+        olds, news = f"({olds})", f"({news})"
+    with connection.cursor() as cursor:
+        _stage(cursor, table, stage, columns, wire, force_null)
+        cursor.execute(
+            f"UPDATE {target} SET {sets} FROM {stage} s "
+            f"WHERE {target}.{_quote(key_column)} = s.{_quote(key_column)} "
+            f"AND {olds} {distinct} {news}"
+        )
+        changed = max(cursor.rowcount, 0)
+        cursor.execute(f"DROP TABLE {stage}")
+    return changed
 
 
 def _json_columns(model: type[models.Model]) -> set[str]:
@@ -207,12 +318,41 @@ def _json_columns(model: type[models.Model]) -> set[str]:
 def ids_for_keys(
     model: type[models.Model], keys: pd.Series, *, key: str = "external_id"
 ) -> pd.Series:
-    """Map each key to its row's primary key (NaN where unknown), in chunks of ids."""
-    unique = pd.unique(keys.dropna().astype(str))
-    found: dict[str, int] = {}
-    # 20,000 keys per query keeps SQLite under its parameter limit and PG plans cheap.
-    for start in range(0, len(unique), 20_000):
-        part = unique[start : start + 20_000].tolist()
-        found.update(model._default_manager.filter(**{f"{key}__in": part}).values_list(key, "pk"))
-    return keys.map(found).astype("float64") if len(keys) else pd.Series(dtype="float64")
+    """Map each key to its row's primary key (NaN where unknown), in one query per batch.
 
+    The keys travel as one parameter (a PostgreSQL array, a JSON array for SQLite's
+    json_each), so a batch of any size is one short statement; the answer is matched back to
+    the keys with a hash index instead of a per-row lookup.
+    """
+    if not len(keys):
+        return pd.Series(dtype="float64")
+    present = keys.notna().to_numpy()
+    text = keys.astype(object).where(present, None)
+    unique = pd.unique(text[present].astype(str)).tolist()
+    table = _quote(model._meta.db_table)
+    key_col = _quote(model._meta.get_field(key).column)
+    pk_col = _quote(model._meta.pk.column)
+    found_keys: list[str] = []
+    found_ids: list[int] = []
+    with connection.cursor() as cursor:
+        if _is_postgres():
+            sql = (
+                f"SELECT t.{key_col}, t.{pk_col} FROM {table} t "
+                f"JOIN unnest(%s::text[]) AS k(key) ON t.{key_col} = k.key"
+            )
+            param: Any = unique
+        else:
+            sql = (
+                f"SELECT t.{key_col}, t.{pk_col} FROM {table} t "
+                f"WHERE t.{key_col} IN (SELECT value FROM json_each(%s))"
+            )
+            param = json.dumps(unique)
+        cursor.execute(sql, [param])
+        for found_key, pk in cursor.fetchall():
+            found_keys.append(found_key)
+            found_ids.append(pk)
+    positions = pd.Index(found_keys, dtype=object).get_indexer(text.to_numpy())
+    ids = np.asarray(found_ids, dtype="float64")
+    mapped = np.where(positions >= 0, ids[positions] if len(ids) else np.nan, np.nan)
+    mapped[~present] = np.nan
+    return pd.Series(mapped, index=keys.index, dtype="float64")

@@ -8,13 +8,16 @@ with line, column and reason and written to a rejects file; `strict` rejects the
 from __future__ import annotations
 
 import csv
+import queue
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import transaction
@@ -36,6 +39,7 @@ from customers.validation import (
 # small enough that a chunk's frames stay well under 100 MB and one transaction stays short.
 CHUNK_ROWS = 50_000
 EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls"}
+T = TypeVar("T")
 
 
 class ImportError_(Exception):
@@ -46,7 +50,8 @@ class StrictRejection(ImportError_):
     def __init__(self, rejects: pd.DataFrame) -> None:
         self.rejects = rejects
         lines = [
-            f"line {line}: {reason}" for line, reason in zip(rejects["line"], rejects["reason"], strict=True)
+            f"line {line}: {reason}"
+            for line, reason in zip(rejects["line"], rejects["reason"], strict=True)
         ]
         shown = "\n  ".join(lines[:20])
         more = f"\n  … and {len(lines) - 20} more" if len(lines) > 20 else ""
@@ -135,8 +140,13 @@ def read_chunks(
         for chunk in reader:
             chunk.index = pd.RangeIndex(line, line + len(chunk))
             line += len(chunk)
-            blank = (chunk == "").all(axis=1)
-            yield chunk[~blank]
+            # A blank line is all empty cells; most rows fail the first column's test already.
+            blank = chunk.iloc[:, 0] == ""
+            for position in range(1, chunk.shape[1]):
+                if not blank.any():
+                    break
+                blank &= chunk.iloc[:, position] == ""
+            yield chunk[~blank] if blank.any() else chunk
     except pd.errors.ParserError as exc:
         raise ImportError_(f"{path}: the file is malformed: {exc}") from exc
 
@@ -206,24 +216,32 @@ def import_file(
     bar = tqdm(
         total=total, unit="rows", desc=f"import {kind}", disable=not progress, file=sys.stderr
     )
-    renames: dict[str, str] | None = None
     counts = UpsertCounts()
     outer = transaction.atomic() if strict else _NullContext()
+
+    def validated() -> Iterator[tuple[pd.DataFrame, ValidationResult]]:
+        renames: dict[str, str] | None = None
+        for raw in read_chunks(path, delimiter=delimiter, sheet=sheet, chunk_rows=chunk_rows):
+            if renames is None:
+                try:
+                    renames = map_columns(list(raw.columns), spec, mapping)
+                except MappingError as exc:
+                    raise ImportError_(f"{path}: {exc}") from exc
+                summary.derived_ids = "external_id" not in renames.values()
+            result = validate_records(
+                raw.rename(columns=renames),
+                spec,
+                date_format=date_format,
+                defaults=defaults,
+            )
+            yield raw, result
+
+    # Reading and validating (pandas only, no database) run one chunk ahead in a thread,
+    # overlapping the time this thread waits for the database to write the previous chunk.
+    chunks = _ReadAhead(validated())
     try:
         with outer:
-            for raw in read_chunks(path, delimiter=delimiter, sheet=sheet, chunk_rows=chunk_rows):
-                if renames is None:
-                    try:
-                        renames = map_columns(list(raw.columns), spec, mapping)
-                    except MappingError as exc:
-                        raise ImportError_(f"{path}: {exc}") from exc
-                    summary.derived_ids = "external_id" not in renames.values()
-                result = validate_records(
-                    raw.rename(columns=renames),
-                    spec,
-                    date_format=date_format,
-                    defaults=defaults,
-                )
+            for raw, result in chunks:
                 chunk_counts, created_customers, reasons = _write_chunk(
                     result,
                     spec,
@@ -240,6 +258,7 @@ def import_file(
             if strict and rejects.count:
                 raise StrictRejection(rejects.frame())
     finally:
+        chunks.close()
         bar.close()
     summary.created, summary.updated, summary.unchanged = (
         counts.created,
@@ -252,6 +271,57 @@ def import_file(
     summary.rejects_path = str(written) if written else None
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+class _ReadAhead(Generic[T]):
+    """Iterate `source` in a background thread, at most `depth` items ahead of the consumer.
+
+    Items arrive in order; an exception in the source is raised in the consumer. `close()`
+    stops the thread (and closes the source) when the consumer stops early.
+    """
+
+    def __init__(self, source: Iterator[T], depth: int = 1) -> None:
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(source,), name="import-read-ahead", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, source: Iterator[T]) -> None:
+        try:
+            for item in source:
+                if not self._put(("item", item)):
+                    return
+            self._put(("done", None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(("error", exc))
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    def _put(self, entry: tuple[str, Any]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[T]:
+        while True:
+            kind, value = self._queue.get()
+            if kind == "error":
+                raise value
+            if kind == "done":
+                return
+            yield value
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class _NullContext:
@@ -291,18 +361,22 @@ def _write_chunk(
             else:
                 records.loc[missing, "external_id"] = derived
     records = records.assign(external_id=records["external_id"].astype(str))
-    first_line = records["external_id"].map(key_lines)
-    duplicated = first_line.notna() | records["external_id"].duplicated()
+    keys = records["external_id"].to_numpy(dtype=object)
+    # Keys seen in earlier chunks: one C-level set test in the usual case (none), and a
+    # lookup per key only when there is a repeat (Series.map would copy the whole dict).
+    if key_lines and not key_lines.keys().isdisjoint(keys):
+        earlier = pd.Series([key_lines.get(k) for k in keys], index=records.index, dtype=float)
+    else:
+        earlier = pd.Series(np.nan, index=records.index)
+    duplicated = earlier.notna() | records["external_id"].duplicated()
     if duplicated.any():
-        firsts = records["external_id"].groupby(records["external_id"]).transform(
-            lambda s: s.index[0]
-        )
-        first_line = first_line.fillna(firsts).astype(int)
-        extra_reasons.append(
-            "external_id: duplicate of line " + first_line[duplicated].astype(str)
-        )
+        lines = pd.Series(records.index, index=records.index)
+        firsts = lines.groupby(records["external_id"].to_numpy()).transform("first")
+        first_line = earlier.fillna(firsts).astype(int)
+        extra_reasons.append("external_id: duplicate of line " + first_line[duplicated].astype(str))
         records = records[~duplicated]
-    key_lines.update(zip(records["external_id"], records.index, strict=True))
+        keys = keys[~duplicated.to_numpy()]
+    key_lines.update(zip(keys, records.index.tolist(), strict=True))
     created_customers = 0
     counts = UpsertCounts()
     with transaction.atomic():

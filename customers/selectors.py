@@ -36,3 +36,7 @@ def customers_totals() -> dict[str, int]:
         "events": Event.objects.count(),
         "consents": Consent.objects.count(),
     }
+
+
+def customer_count() -> int:
+    return Customer.objects.count()

@@ -199,10 +199,15 @@ def validate_records(
     out = pd.DataFrame(index=frame.index)
     problems: list[pd.DataFrame] = []
 
-    def flag(mask: pd.Series, name: str, reasons: pd.Series | str) -> None:
+    def flag(
+        mask: pd.Series, name: str, reasons: pd.Series | str, got: pd.Series | None = None
+    ) -> None:
         if not mask.any():
             return
         reason = reasons[mask] if isinstance(reasons, pd.Series) else reasons
+        if got is not None:
+            # reasons + the offending value, quoted: built for the flagged rows only.
+            reason = reason + got[mask].fillna("") + "'"
         problems.append(
             pd.DataFrame({"position": frame.index[mask.to_numpy()], "field": name, "reason": reason})
         )
@@ -236,20 +241,20 @@ def validate_records(
             out[f.name] = text.str.lower()
         elif f.type == "tz":
             bad = given & ~text.isin(_time_zones())
-            flag(bad, f.name, "expected an IANA time zone such as Europe/Paris, got '" + text.fillna("") + "'")
+            flag(bad, f.name, "expected an IANA time zone such as Europe/Paris, got '", got=text)
             out[f.name] = text
         elif f.type == "choice":
             lowered = text.str.lower()
             bad = given & ~lowered.isin(f.choices)
-            flag(bad, f.name, f"expected one of {', '.join(f.choices)}, got '" + text.fillna("") + "'")
+            flag(bad, f.name, f"expected one of {', '.join(f.choices)}, got '", got=text)
             out[f.name] = lowered
         elif f.type in ("int", "decimal"):
             numbers = pd.to_numeric(text, errors="coerce")
             expected = "a whole number" if f.type == "int" else "a number"
-            flag(given & numbers.isna(), f.name, f"expected {expected}, got '" + text.fillna("") + "'")
+            flag(given & numbers.isna(), f.name, f"expected {expected}, got '", got=text)
             if f.type == "int":
                 fractional = numbers.notna() & (numbers != np.floor(numbers))
-                flag(fractional, f.name, "expected a whole number, got '" + text.fillna("") + "'")
+                flag(fractional, f.name, "expected a whole number, got '", got=text)
             if f.minimum is not None:
                 flag(numbers < f.minimum, f.name, f"must be at least {f.minimum:g}")
             out[f.name] = numbers
@@ -259,9 +264,8 @@ def validate_records(
             flag(
                 given & stamps.isna(),
                 f.name,
-                f"expected a {'date' if f.type == 'date' else 'date and time'} ({example}), got '"
-                + text.fillna("")
-                + "'",
+                f"expected a {'date' if f.type == 'date' else 'date and time'} ({example}), got '",
+                got=text,
             )
             out[f.name] = stamps.dt.normalize() if f.type == "date" else stamps
     for f in spec.fields:
@@ -345,13 +349,17 @@ def derive_keys(frame: pd.DataFrame, spec: RecordSpec, seen: dict[str, int]) -> 
     for name in spec.derive_key_from:
         values = frame[name]
         if pd.api.types.is_datetime64_any_dtype(values):
-            values = values.dt.strftime("%Y%m%d%H%M%S")
+            values = _compact_stamps(values)
         parts.append(values.astype(str))
     base = parts[0].str.cat(parts[1:], sep="-")
-    repeat = base.groupby(base, sort=False).cumcount() + base.map(seen).fillna(0).astype(int)
-    counts = base.value_counts()
-    for key, count in counts.items():
-        seen[str(key)] = seen.get(str(key), 0) + int(count)
+    repeat = base.groupby(base, sort=False).cumcount()
+    counts = base.value_counts(sort=False)
+    if seen and not seen.keys().isdisjoint(counts.index):
+        # Repeats of a key from earlier chunks continue its numbering.
+        before = pd.Series([seen.get(k, 0) for k in counts.index], index=counts.index)
+        repeat = repeat + before.reindex(base.to_numpy()).to_numpy()
+        counts = counts + before
+    seen.update(zip(counts.index.astype(str), counts.tolist(), strict=True))
     keys = base + "-" + repeat.astype(str)
     too_long = keys.str.len() > 64
     if too_long.any():
@@ -359,3 +367,14 @@ def derive_keys(frame: pd.DataFrame, spec: RecordSpec, seen: dict[str, int]) -> 
             lambda k: "h-" + hashlib.sha256(k.encode()).hexdigest()[:40]
         )
     return keys
+
+
+def _compact_stamps(values: pd.Series) -> pd.Series:
+    """`YYYYmmddHHMMSS` of each stamp (wall time in its zone), formatted by numpy."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_localize(None)
+    seconds = values.to_numpy(dtype="datetime64[s]")
+    text = np.datetime_as_string(seconds, unit="s")  # YYYY-mm-ddTHH:MM:SS
+    for separator in ("-", ":", "T"):
+        text = np.strings.replace(text, separator, "")
+    return pd.Series(text.astype(object), index=values.index).where(values.notna(), None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
 
@@ -15,3 +16,28 @@ app = Celery("retention")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.conf.beat_schedule = {}
+
+# --- Scoring --- (a run key per date guards against a doubled nightly run)
+app.conf.beat_schedule["scoring-nightly"] = {
+    "task": "scoring.tasks.nightly_scoring_task",
+    "schedule": crontab(hour=2, minute=0),  # after the day's orders are in; drift is checked at its end
+}
+app.conf.beat_schedule["scoring-weekly-retraining"] = {
+    "task": "scoring.tasks.weekly_retraining_task",
+    "schedule": crontab(day_of_week="sun", hour=3, minute=0),
+    "kwargs": {
+        "horizon_days": int(os.environ.get("RETRAIN_HORIZON_DAYS", "90")),
+        "label_attribute": os.environ.get("RETRAIN_LABEL_ATTRIBUTE", ""),
+    },
+}
+
+# --- Campaigns --- (both tasks are idempotent; see campaigns/tasks.py)
+app.conf.beat_schedule["campaigns-dispatch-due"] = {
+    "task": "campaigns.tasks.campaigns_dispatch_due_task",
+    # On the quarter hour, aligned with cycle boundaries (cadences are multiples of 15 min).
+    "schedule": crontab(minute="*/15"),
+}
+app.conf.beat_schedule["campaigns-relay"] = {
+    "task": "campaigns.tasks.interventions_relay_task",
+    "schedule": 60.0,  # CAMPAIGN_RATE_* are per minute: one relay run per minute
+}

@@ -105,7 +105,19 @@ def stage_import(options: CycleOptions) -> StageResult:
     )
 
 
-STAGES: list[tuple[str, Stage]] = [("import", stage_import)]
+def stage_dispatch(options: CycleOptions) -> StageResult:
+    """One cycle of every active campaign (seeded from the sources file's "campaigns" entry
+    when given), delivered, with counts per campaign, rule, arm, channel and reason."""
+    from campaigns.cycle import dispatch_stage
+
+    sources = options.sources or (
+        Path(settings.RETENTION_SOURCES) if settings.RETENTION_SOURCES else None
+    )
+    data, lines = dispatch_stage(sources=sources)
+    return StageResult(data, lines)
+
+
+STAGES: list[tuple[str, Stage]] = [("import", stage_import), ("dispatch", stage_dispatch)]
 
 
 def run_cycle(

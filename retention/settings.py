@@ -216,3 +216,80 @@ if IS_PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Campaigns ---
+# Channels, delivery rates, frequency caps and quiet hours of the campaign engine (campaigns/).
+
+
+def env_cap(name: str, default: str) -> tuple[int, int] | None:
+    """A frequency cap "N/D" (at most N contacts in D days); "" or "off" disables it."""
+    value = os.environ.get(name, default).strip().lower()
+    if value in ("", "off", "none"):
+        return None
+    most, _, days = value.partition("/")
+    return int(most), int(days)
+
+
+# Absolute base of links in messages (one-click unsubscribe).
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# Email: Django's email framework. Short names or a dotted backend path; development writes
+# each message as a file to var/outbox/email (the "outbox"), production uses SMTP.
+_EMAIL_BACKENDS = {
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "file": "django.core.mail.backends.filebased.EmailBackend",
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "locmem": "django.core.mail.backends.locmem.EmailBackend",
+}
+_email_backend = os.environ.get("EMAIL_BACKEND", "smtp" if IS_PRODUCTION else "file")
+EMAIL_BACKEND = _EMAIL_BACKENDS.get(_email_backend, _email_backend)
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "outbox" / "email"))
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Retention <noreply@localhost>")
+EMAIL_MESSAGE_ID_DOMAIN = os.environ.get("EMAIL_MESSAGE_ID_DOMAIN", "retention.local")
+
+# SMS: console | file | webhook | twilio.
+SMS_BACKEND = os.environ.get("SMS_BACKEND", "console")
+SMS_FROM = os.environ.get("SMS_FROM", "")
+SMS_FILE_PATH = os.environ.get("SMS_FILE_PATH", str(VAR_DIR / "outbox" / "sms.jsonl"))
+SMS_WEBHOOK_URL = os.environ.get("SMS_WEBHOOK_URL", "")
+SMS_WEBHOOK_SECRET = os.environ.get("SMS_WEBHOOK_SECRET", "")
+SMS_TIMEOUT = env_int("SMS_TIMEOUT", 10)
+TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
+TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
+
+# Most messages the relay sends per channel per minute (it runs every minute).
+CAMPAIGN_RATE_PER_MINUTE = {
+    "email": env_int("CAMPAIGN_RATE_EMAIL", 600),
+    "sms": env_int("CAMPAIGN_RATE_SMS", 60),
+    "coupon": env_int("CAMPAIGN_RATE_COUPON", 10_000),
+    "callback": env_int("CAMPAIGN_RATE_CALLBACK", 1_000),
+}
+# Frequency caps across all campaigns, per channel: at most N contacts in D days.
+CAMPAIGN_FREQUENCY_CAPS = {
+    channel: cap
+    for channel, cap in {
+        "email": env_cap("CAMPAIGN_CAP_EMAIL", "3/7"),
+        "sms": env_cap("CAMPAIGN_CAP_SMS", "2/7"),
+        "callback": env_cap("CAMPAIGN_CAP_CALLBACK", "1/30"),
+        "coupon": env_cap("CAMPAIGN_CAP_COUPON", "off"),
+    }.items()
+    if cap is not None
+}
+# Quiet hours in the customer's local time, "START-END" (24 h clock); delivery waits until END.
+_quiet = os.environ.get("CAMPAIGN_QUIET_HOURS", "21-8").partition("-")
+CAMPAIGN_QUIET_HOURS = (int(_quiet[0]), int(_quiet[2]))
+CAMPAIGN_QUIET_HOURS_CHANNELS = env_list(
+    "CAMPAIGN_QUIET_HOURS_CHANNELS", ["email", "sms", "callback"]
+)
+# Transient delivery failures are retried this many times, backoff doubling from the base.
+CAMPAIGN_RELAY_MAX_ATTEMPTS = env_int("CAMPAIGN_RELAY_MAX_ATTEMPTS", 5)
+CAMPAIGN_RELAY_BACKOFF_SECONDS = env_int("CAMPAIGN_RELAY_BACKOFF_SECONDS", 60)
+# Staff in this group receive callback tasks round-robin.
+CAMPAIGN_AGENTS_GROUP = os.environ.get("CAMPAIGN_AGENTS_GROUP", "agents")

@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from campaigns import views as campaigns_views
+
 admin.site.site_header = "Retention service"
 admin.site.site_title = "Retention service"
 admin.site.index_title = "Customers, scores and campaigns"
@@ -11,6 +13,8 @@ admin.site.index_title = "Customers, scores and campaigns"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("customers.urls")),
+    path("api/v1/", include("campaigns.urls")),
+    path("unsubscribe/<str:token>", campaigns_views.unsubscribe, name="campaigns-unsubscribe"),
     path(
         "api/schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

@@ -180,7 +180,6 @@ def build_features(
     event_cols = _event_features(events=events, index=index, now=now, event_kinds=event_kinds)
     cols.update(event_cols)
 
-    numeric_order = list(cols)
     frame = pd.DataFrame({k: v.astype(np.float32) for k, v in cols.items()}, index=index)
 
     # ---- attributes ---------------------------------------------------------------------
@@ -199,7 +198,7 @@ def _event_features(
     kind_slug = events["kind"].astype(str).map(_slug).to_numpy()[keep]
     pos, occurred = pos[keep], occurred[keep]
     kinds = sorted(set(kind_slug)) if event_kinds is None else [_slug(k) for k in event_kinds]
-    kind_codes = pd.Categorical(kind_slug, categories=kinds).codes.astype(np.int64)
+    kind_codes = pd.Index(kinds, dtype=object).get_indexer(kind_slug).astype(np.int64)
     known = kind_codes >= 0
     pos, occurred, kind_codes = pos[known], occurred[known], kind_codes[known]
     n_kinds = len(kinds)
@@ -210,10 +209,10 @@ def _event_features(
         w: np.bincount(flat[age_days < w], minlength=n * n_kinds).reshape(n, n_kinds)
         for w in WINDOWS_EVENTS
     }
-    last = np.full(n * n_kinds, np.nan)
+    last_flat = np.full(n * n_kinds, np.nan)
     if flat.size:
-        np.fmin.at(last, flat, age_days)
-    last = last.reshape(n, n_kinds)
+        np.fmin.at(last_flat, flat, age_days)
+    last = last_flat.reshape(n, n_kinds)
     for k, kind in enumerate(kinds):
         for w in WINDOWS_EVENTS:
             out[f"event_{kind}_{w}d"] = counts[w][:, k].astype(np.float64)

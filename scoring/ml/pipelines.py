@@ -28,7 +28,7 @@ from imblearn.ensemble import BalancedRandomForestClassifier, EasyEnsembleClassi
 from imblearn.over_sampling import ADASYN, SMOTE, SMOTEN, SMOTENC
 from imblearn.pipeline import Pipeline
 from imblearn.under_sampling import RandomUnderSampler
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
@@ -38,6 +38,7 @@ from sklearn.ensemble import (
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import FeatureUnion
 from sklearn.pipeline import Pipeline as SkPipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, SplineTransformer, StandardScaler
 
@@ -154,6 +155,21 @@ def _sampler(name: str, *, n_cat: int, n_num: int, random_state: int) -> tuple[A
     raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
 
 
+def _splines() -> SkPipeline:
+    # Splines let a linear model bend (e.g. churn falls steeply over the first months of
+    # tenure, then flattens) while keeping its smooth, well-calibrated scores. Quantile
+    # knots follow the data; 5 knots measured best-or-equal on telco (4 and 7 no better).
+    return SkPipeline(
+        [
+            ("scale", StandardScaler()),
+            (
+                "splines",
+                SplineTransformer(n_knots=5, degree=3, knots="quantile", include_bias=False),
+            ),
+        ]
+    )
+
+
 def build_pipeline(*, spec: FeatureSpec, candidate: Candidate, random_state: int = 0) -> Pipeline:
     """An unfitted imblearn Pipeline for `candidate` over the columns of `spec`."""
     n_cat, n_num = len(spec.categorical), len(spec.numeric)
@@ -192,17 +208,10 @@ def build_pipeline(*, spec: FeatureSpec, candidate: Candidate, random_state: int
     scale = clf_name in _NEEDS_SCALING
     numeric_step: Any = "passthrough"
     if clf_name == "lr_spline":
-        # Splines let a linear model bend (e.g. churn falls steeply over the first months
-        # of tenure, then flattens) without losing its smooth, well-calibrated scores.
-        numeric_step = SkPipeline(
-            [
-                ("scale", StandardScaler()),
-                (
-                    "splines",
-                    SplineTransformer(n_knots=5, degree=3, knots="quantile", include_bias=False),
-                ),
-            ]
-        )
+        numeric_step = _splines()
+    elif clf_name == "blend":
+        # Raw scaled values for the trees, spline bases for the linear half.
+        numeric_step = FeatureUnion([("raw", StandardScaler()), ("splines", _splines())])
     elif scale:
         numeric_step = StandardScaler()
     encode_parts: list[tuple[str, Any, Any]] = []
@@ -225,7 +234,8 @@ def build_pipeline(*, spec: FeatureSpec, candidate: Candidate, random_state: int
     model_params = {k: v for k, v in candidate.params.items() if not k.startswith("sampler__")}
     sampler_name = candidate.sampler
     if not isinstance(sampler_name, str):
-        steps += [("sampler", sampler_name), ("encode", encode)]
+        # A custom sampler object (e.g. a FunctionSampler); cloned so pipelines never share it.
+        steps += [("sampler", clone(sampler_name)), ("encode", encode)]
     elif sampler_name in ("none", "class_weight"):
         steps.append(("encode", encode))
         if sampler_name == "class_weight":

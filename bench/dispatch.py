@@ -1,0 +1,196 @@
+"""Benchmark: one campaign cycle for 100,000 eligible scored customers on PostgreSQL.
+
+Measures campaign_dispatch (rules incl. customer value and an attribute condition, holdout,
+suppression with consent and contact history, budget, quiet hours, coupons, intervention rows;
+channel delivery excluded) against a reference measured in the same run: a psycopg COPY of the
+same number of intervention rows into a bare copy of the table. Goal: < 30 s and ≤ 5x the
+reference.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/retention_bench_dispatch \
+        python bench/dispatch.py
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/retention_bench_dispatch"
+CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "100000"))
+GOAL_SECONDS = 30.0
+GOAL_RATIO = 5.0
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    parts = urlparse(url)
+    name = parts.path.lstrip("/")
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def main() -> None:
+    url = os.environ.get("DATABASE_URL") or DEFAULT_URL
+    if not url.startswith("postgres"):
+        sys.exit("bench/dispatch.py needs PostgreSQL: DATABASE_URL=postgres://...")
+    ensure_database(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0, interactive=False)
+    from campaigns.models import Campaign, Intervention, MessageTemplate, Offer, Rule
+    from campaigns.services import campaign_dispatch
+
+    now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    print(f"Preparing {CUSTOMERS:,} scored customers ...", flush=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE campaigns_response, campaigns_callbacktask, campaigns_coupon, "
+            "campaigns_intervention, campaigns_campaigncycle, campaigns_rule, campaigns_campaign, "
+            "campaigns_offer, campaigns_messagetemplate, customers_consent, customers_order, "
+            "customers_event, customers_customer RESTART IDENTITY CASCADE"
+        )
+        tiers = ["low", "medium", "high", "critical"]
+        zones = ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Sydney"]
+        buffer = io.StringIO()
+        stamp = now.isoformat()
+        for i in range(CUSTOMERS):
+            p = ((i * 7919) % 1000) / 1000
+            tier = tiers[min(int(p / 0.25), 3)]
+            contract = "Month-to-month" if i % 3 else "One year"
+            buffer.write(
+                f"b{i:07d}\tCustomer {i}\tc{i}@example.com\t+1555{i:07d}\t{zones[i % 5]}\t"
+                f'{{"Contract": "{contract}"}}\t{"t" if i % 97 == 0 else "f"}\t{p}\t{tier}\t'
+                f"{stamp}\tbench\t{stamp}\t{stamp}\t\t\n"
+            )
+        with cursor.cursor.copy(
+            "COPY customers_customer (external_id, name, email, phone, time_zone, attributes, "
+            "erased, churn_probability, risk_tier, scored_at, score_model_version, created_at, "
+            "updated_at, country, signup_date) FROM STDIN"
+        ) as copy:
+            copy.write(buffer.getvalue().replace("\t\t\n", "\t\t\\N\n"))
+        cursor.execute(
+            "INSERT INTO customers_order (external_id, customer_id, placed_at, amount, currency, "
+            "status, item_count, discount_amount, category, created_at, updated_at) "
+            "SELECT 'o' || id, id, %s::timestamptz - (id %% 300) * interval '1 day', "
+            "(id %% 50) * 10, 'USD', 'completed', 1, 0, '', now(), now() "
+            "FROM customers_customer",
+            [now],
+        )
+        cursor.execute(
+            "INSERT INTO customers_consent (customer_id, channel, status, recorded_at, source, "
+            "updated_at) SELECT id, 'email', 'revoked', now(), 'bench', now() "
+            "FROM customers_customer WHERE id % 20 = 0"
+        )
+        cursor.execute("ANALYZE")
+    offer = Offer.objects.create(
+        name="15% off", kind="percent_coupon", value=15, validity_days=30, unit_cost=5
+    )
+    template = MessageTemplate.objects.create(
+        name="email", channel="email", subject="{{ offer.description }}", body="{{ coupon_code }}"
+    )
+    campaign = Campaign.objects.create(
+        name="Bench", status="active", control_percentage=10, salt="bench"
+    )
+    # Every customer matches one rule: 100,000 eligible.
+    Rule.objects.create(
+        campaign=campaign,
+        position=1,
+        name="valuable critical",
+        tiers=["critical"],
+        min_value=200,
+        channel="callback",
+        offer=offer,
+    )
+    Rule.objects.create(
+        campaign=campaign,
+        position=2,
+        name="monthly at risk",
+        tiers=["high", "critical"],
+        attribute_conditions=[{"field": "Contract", "operator": "eq", "value": "Month-to-month"}],
+        channel="email",
+        offer=offer,
+        template=template,
+    )
+    Rule.objects.create(
+        campaign=campaign, position=3, name="everyone else", channel="coupon", offer=offer
+    )
+
+    started = time.perf_counter()
+    summary = campaign_dispatch(campaign=campaign, now=now)
+    dispatch_seconds = time.perf_counter() - started
+    rows = Intervention.objects.filter(campaign=campaign).count()
+
+    # Reference: COPY the same number of intervention rows into a bare table of the same shape.
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_intervention_copy")
+        cursor.execute(
+            "CREATE TABLE bench_intervention_copy (LIKE campaigns_intervention INCLUDING DEFAULTS)"
+        )
+        out = io.BytesIO()
+        with cursor.cursor.copy("COPY campaigns_intervention TO STDOUT") as copy:
+            for data in copy:
+                out.write(data)
+        payload = out.getvalue()
+        started = time.perf_counter()
+        with cursor.cursor.copy("COPY bench_intervention_copy FROM STDIN") as copy:
+            copy.write(payload)
+        reference_seconds = time.perf_counter() - started
+        cursor.execute(
+            "SELECT pg_size_pretty(pg_total_relation_size('campaigns_intervention')), "
+            "pg_size_pretty(pg_total_relation_size('customers_customer')), "
+            "pg_size_pretty(pg_total_relation_size('customers_order')), version()"
+        )
+        size_interventions, size_customers, size_orders, version = cursor.fetchone()
+        cursor.execute("DROP TABLE bench_intervention_copy")
+
+    ratio = dispatch_seconds / reference_seconds
+    passed = dispatch_seconds < GOAL_SECONDS and ratio <= GOAL_RATIO
+    print()
+    print(
+        f"machine     {platform.machine()} · {os.cpu_count()} cores · Python "
+        f"{platform.python_version()} · {version.split(',')[0]}"
+    )
+    print(
+        f"data        {CUSTOMERS:,} customers ({size_customers}), {CUSTOMERS:,} orders "
+        f"({size_orders}); interventions table {size_interventions}"
+    )
+    print(
+        f"cycle       {summary.eligible:,} eligible · {summary.treatment:,} treatment · "
+        f"{summary.control:,} control · {summary.coupons:,} coupons · suppressed "
+        f"{summary.suppressed}"
+    )
+    print(f"{'measure':<44}{'seconds':>10}{'rows/s':>12}")
+    print(
+        f"{'campaign_dispatch (one cycle)':<44}{dispatch_seconds:>10.2f}"
+        f"{rows / dispatch_seconds:>12,.0f}"
+    )
+    print(
+        f"{'reference: COPY of the same intervention rows':<44}{reference_seconds:>10.2f}"
+        f"{rows / reference_seconds:>12,.0f}"
+    )
+    print(
+        f"ratio {ratio:.1f}x (goal ≤ {GOAL_RATIO:g}x) · time goal < {GOAL_SECONDS:g} s → "
+        f"{'PASS' if passed else 'FAIL'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Reused reads of campaigns: candidate frames for dispatch (set-based, by id range), contact
+history, due campaigns, summaries, coupons and an agent's callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from django.db import connection
+from django.db.models import CharField, Count, Q, QuerySet, Sum
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
+
+from campaigns.models import (
+    COUNTED_STATUSES,
+    CallbackStatus,
+    CallbackTask,
+    Campaign,
+    CampaignCycle,
+    CampaignStatus,
+    Coupon,
+    Intervention,
+    Rule,
+)
+from customers.models import Consent, Customer, Order, OrderStatus
+
+# Customers read per query when building candidate frames: 50,000 rows are ~10 MB in pandas
+# and one range scan; bounded memory for any number of customers.
+CANDIDATE_CHUNK = 50_000
+# Customer value is completed-order revenue over this many days before now.
+VALUE_WINDOW_DAYS = 365
+
+
+def _frame(qs: QuerySet[Any], columns: Sequence[str]) -> pd.DataFrame:
+    """Run a values_list queryset through the raw cursor (no per-row model conversion)."""
+    sql, params = qs.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return pd.DataFrame.from_records(rows, columns=list(columns))
+
+
+def rules_prefilter(rules: Sequence[Rule]) -> Q:
+    """The SQL-expressible part of 'matches any rule' (tier and probability), to read less."""
+    scored = Q(churn_probability__isnull=False)
+    any_rule = Q(pk__in=[])
+    for rule in rules:
+        q = Q()
+        if rule.tiers:
+            q &= Q(risk_tier__in=list(rule.tiers))
+        if rule.min_probability is not None:
+            q &= Q(churn_probability__gte=rule.min_probability)
+        if rule.max_probability is not None:
+            q &= Q(churn_probability__lte=rule.max_probability)
+        if not q:  # a rule without score conditions may match any scored customer
+            return scored
+        any_rule |= q
+    return scored & any_rule
+
+
+def candidate_id_ranges(*, rules: Sequence[Rule]) -> Iterator[tuple[int, int]]:
+    """(first id, last id) of consecutive chunks of scored customers that may match a rule."""
+    ids = list(
+        Customer.objects.filter(rules_prefilter(rules)).order_by("pk").values_list("pk", flat=True)
+    )
+    for start in range(0, len(ids), CANDIDATE_CHUNK):
+        part = ids[start : start + CANDIDATE_CHUNK]
+        yield part[0], part[-1]
+
+
+def candidates_frame(
+    *, rules: Sequence[Rule], id_range: tuple[int, int], attribute_keys: Sequence[str]
+) -> pd.DataFrame:
+    """Scored customers in an id range that may match a rule, with what rules and the policy
+    need: score snapshot, time zone, erased, whether email/phone exist, chosen attributes."""
+    annotations = {
+        f"attr__{key}": KeyTextTransform(key, "attributes") for key in sorted(set(attribute_keys))
+    }
+    columns = [
+        "customer_id",
+        "probability",
+        "tier",
+        "model_version",
+        "time_zone",
+        "erased",
+        "email",
+        "phone",
+        *annotations,
+    ]
+    qs = (
+        Customer.objects.filter(rules_prefilter(rules), pk__gte=id_range[0], pk__lte=id_range[1])
+        .annotate(**annotations)
+        .order_by("pk")
+        .values_list(
+            "pk",
+            "churn_probability",
+            "risk_tier",
+            "score_model_version",
+            "time_zone",
+            "erased",
+            "email",
+            "phone",
+            *annotations,
+        )
+    )
+    frame = _frame(qs, columns)
+    frame["erased"] = frame["erased"].astype(bool)
+    frame["has_email"] = frame.pop("email").fillna("").astype(str).str.len() > 0
+    frame["has_phone"] = frame.pop("phone").fillna("").astype(str).str.len() > 0
+    frame["probability"] = frame["probability"].astype(float)
+    return frame
+
+
+def customer_value_frame(*, id_range: tuple[int, int], now: datetime) -> pd.Series:
+    """Completed-order revenue per customer over VALUE_WINDOW_DAYS before now (set-based)."""
+    qs = (
+        Order.objects.filter(
+            customer_id__gte=id_range[0],
+            customer_id__lte=id_range[1],
+            status=OrderStatus.COMPLETED,
+            placed_at__gt=now - timedelta(days=VALUE_WINDOW_DAYS),
+            placed_at__lte=now,
+        )
+        .values("customer_id")
+        .annotate(value=Cast(Sum("amount"), output_field=CharField()))
+        .order_by()
+        .values_list("customer_id", "value")
+    )
+    frame = _frame(qs, ["customer_id", "value"])
+    return frame.set_index("customer_id")["value"].astype(float)
+
+
+def consents_frame(*, id_range: tuple[int, int]) -> pd.DataFrame:
+    qs = Consent.objects.filter(
+        customer_id__gte=id_range[0], customer_id__lte=id_range[1]
+    ).values_list("customer_id", "channel", "status")
+    return _frame(qs, ["customer_id", "channel", "status"])
+
+
+def contact_history_frame(*, id_range: tuple[int, int], since: datetime) -> pd.DataFrame:
+    """Counted interventions (both arms, every campaign) created since `since`."""
+    qs = (
+        Intervention.objects.filter(
+            customer_id__gte=id_range[0],
+            customer_id__lte=id_range[1],
+            status__in=COUNTED_STATUSES,
+            created_at__gte=since,
+        )
+        .order_by()
+        .values_list("customer_id", "campaign_id", "campaign__priority", "channel", "created_at")
+    )
+    frame = _frame(qs, ["customer_id", "campaign_id", "priority", "channel", "created_at"])
+    if not frame.empty:
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    return frame
+
+
+def campaign_usage(*, campaign: Campaign) -> tuple[int, float]:
+    """Counted interventions of a campaign so far and their offer cost (for overall budgets)."""
+    row = Intervention.objects.filter(campaign=campaign, status__in=COUNTED_STATUSES).aggregate(
+        n=Count("pk"), cost=Sum("offer_cost")
+    )
+    return int(row["n"] or 0), float(row["cost"] or 0)
+
+
+def campaigns_active(*, now: datetime) -> QuerySet[Campaign]:
+    """Active campaigns inside their dates, highest priority first."""
+    return (
+        Campaign.objects.filter(status=CampaignStatus.ACTIVE)
+        .filter(
+            Q(starts_at__isnull=True) | Q(starts_at__lte=now),
+            Q(ends_at__isnull=True) | Q(ends_at__gt=now),
+        )
+        .order_by("priority", "pk")
+    )
+
+
+def campaigns_due(*, now: datetime, cycle_key_for: Any) -> list[Campaign]:
+    """Active campaigns inside their dates whose current cycle has not run, by priority."""
+    due = []
+    for campaign in campaigns_active(now=now):
+        key, _start = cycle_key_for(campaign=campaign, now=now)
+        if not CampaignCycle.objects.filter(campaign=campaign, cycle_key=key).exists():
+            due.append(campaign)
+    return due
+
+
+def campaign_summary(*, campaign: Campaign) -> dict[str, Any]:
+    """Counts per arm x status, per rule x arm, per suppression reason, coupons and cost."""
+    rows = Intervention.objects.filter(campaign=campaign)
+    by_status = list(rows.values("arm", "status").annotate(n=Count("pk")).order_by("arm", "status"))
+    by_rule = list(
+        rows.values("rule__position", "rule__name", "arm")
+        .annotate(n=Count("pk"), suppressed=Count("pk", filter=Q(status="suppressed")))
+        .order_by("rule__position", "rule__name", "arm")
+    )
+    by_reason = list(
+        rows.exclude(reason="").values("arm", "reason").annotate(n=Count("pk")).order_by("reason")
+    )
+    sent = rows.filter(arm="treatment", status__in=["sent", "delivered"])
+    by_channel = list(sent.values("channel").annotate(n=Count("pk")).order_by("channel"))
+    cost = sent.aggregate(cost=Sum("offer_cost"))["cost"] or 0
+    return {
+        "cycles": list(
+            CampaignCycle.objects.filter(campaign=campaign).values(
+                "cycle_key", "started_at", "finished_at", "summary"
+            )[:20]
+        ),
+        "by_status": by_status,
+        "by_rule": by_rule,
+        "by_reason": by_reason,
+        "sent_by_channel": by_channel,
+        "coupons": Coupon.objects.filter(intervention__campaign=campaign).count(),
+        "coupons_redeemed": Coupon.objects.filter(
+            intervention__campaign=campaign, redeemed_at__isnull=False
+        ).count(),
+        "offer_cost_sent": float(cost),
+    }
+
+
+def customer_coupons(*, customer: Customer) -> QuerySet[Coupon]:
+    return (
+        Coupon.objects.filter(customer=customer)
+        .select_related("offer", "intervention__campaign")
+        .order_by("-created_at")
+    )
+
+
+def coupon_by_code(*, code: str) -> Coupon | None:
+    return (
+        Coupon.objects.filter(code=code.strip().upper())
+        .select_related("offer", "customer", "intervention__campaign")
+        .first()
+    )
+
+
+def callbacks_for_agent(*, user: Any) -> QuerySet[CallbackTask]:
+    """An agent's callbacks still to do, by due time then risk (highest first)."""
+    return (
+        CallbackTask.objects.filter(assigned_agent=user)
+        .exclude(status=CallbackStatus.DONE)
+        .select_related("customer", "intervention__offer", "intervention__campaign")
+        .order_by("due_at", "-intervention__churn_probability")
+    )

@@ -1,0 +1,43 @@
+"""Celery entry points of campaigns: thin wrappers (ids and ISO dates in, one service call).
+
+Both are safe to run twice — a cycle is guarded by its unique CampaignCycle row and a delivery
+by the check-and-set of its status — so they acknowledge late and are rejected on worker loss.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from campaigns import services
+from campaigns.models import Campaign
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def campaigns_dispatch_due_task(now: str | None = None) -> list[dict[str, Any]]:
+    """Beat, every 15 minutes: dispatch the campaigns whose cycle is due, then relay."""
+    moment = datetime.fromisoformat(now) if now else timezone.now()
+    summaries = services.campaigns_dispatch_due(now=moment)
+    if any(s.pending for s in summaries):
+        interventions_relay_task.delay()
+    return [s.to_dict() for s in summaries]
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def campaign_dispatch_task(campaign_id: int, now: str | None = None) -> dict[str, Any]:
+    moment = datetime.fromisoformat(now) if now else timezone.now()
+    summary = services.campaign_dispatch(campaign=Campaign.objects.get(pk=campaign_id), now=moment)
+    interventions_relay_task.delay_on_commit()  # type: ignore[attr-defined]
+    return summary.to_dict()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def interventions_relay_task(channels: list[str] | None = None) -> dict[str, Any]:
+    """Beat, every minute: deliver due outbox rows, at most the per-minute rate per channel."""
+    return services.interventions_relay(
+        channels=channels, max_per_channel=dict(settings.CAMPAIGN_RATE_PER_MINUTE)
+    ).to_dict()

@@ -1,0 +1,26 @@
+"""Public pages of campaigns: the one-click unsubscribe link of campaign emails."""
+
+from __future__ import annotations
+
+from django.core import signing
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from campaigns.services import customer_unsubscribe
+
+
+@csrf_exempt  # RFC 8058: mail clients POST "List-Unsubscribe=One-Click" without a CSRF token
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows a confirmation button (link scanners must not unsubscribe anyone); POST,
+    from that button or a mail client's one-click, revokes email consent."""
+    try:
+        signing.loads(token, salt="campaigns.unsubscribe")
+    except signing.BadSignature:
+        return render(request, "campaigns/unsubscribe.html", {"invalid": True}, status=400)
+    if request.method == "POST":
+        customer_unsubscribe(token=token)
+        return render(request, "campaigns/unsubscribe.html", {"done": True})
+    return render(request, "campaigns/unsubscribe.html", {"token": token})

@@ -1,0 +1,190 @@
+"""Population stability index (PSI) between the training population and a scored one.
+
+PSI = Σ (actual% - expected%) · ln(actual% / expected%) over bins. Numeric features use
+quantile bins of the training data (plus one bin for missing values), categorical features
+use the training categories (plus "other" for unseen ones and one for missing), and the score
+uses quantile bins of the training (out-of-fold) scores.
+Status: ok < 0.1 ≤ watch < 0.25 ≤ alert (the usual credit-scoring rule of thumb).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scoring.ml.features import FeatureSpec
+
+WATCH_PSI = 0.1
+ALERT_PSI = 0.25
+# Shares are floored at this value so an empty bin gives a large but finite PSI.
+_EPS = 1e-4
+_OTHER = "__other__"
+_MISSING = "__missing__"
+
+
+def psi_status(value: float) -> str:
+    if not np.isfinite(value) or value < WATCH_PSI:
+        return "ok"
+    return "watch" if value < ALERT_PSI else "alert"
+
+
+@dataclass(frozen=True)
+class NumericBins:
+    edges: tuple[float, ...]  # inner cut points; bins are (-inf, e0], (e0, e1], ..., (ek, inf)
+    shares: tuple[float, ...]  # len(edges) + 2: the bins, then the missing-value share
+
+
+@dataclass(frozen=True)
+class CategoryShares:
+    shares: Mapping[str, float]  # training categories, plus _OTHER and _MISSING
+
+
+@dataclass(frozen=True)
+class DriftReference:
+    """What the training population looked like; stored with the model."""
+
+    numeric: Mapping[str, NumericBins] = field(default_factory=dict)
+    categorical: Mapping[str, CategoryShares] = field(default_factory=dict)
+    score: NumericBins | None = None
+    n_rows: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_rows": self.n_rows,
+            "numeric": {
+                k: {"edges": list(v.edges), "shares": list(v.shares)}
+                for k, v in self.numeric.items()
+            },
+            "categorical": {k: dict(v.shares) for k, v in self.categorical.items()},
+            "score": None
+            if self.score is None
+            else {"edges": list(self.score.edges), "shares": list(self.score.shares)},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DriftReference:
+        def bins(d: Mapping[str, Any]) -> NumericBins:
+            return NumericBins(edges=tuple(d["edges"]), shares=tuple(d["shares"]))
+
+        return cls(
+            numeric={k: bins(v) for k, v in data["numeric"].items()},
+            categorical={k: CategoryShares(shares=dict(v)) for k, v in data["categorical"].items()},
+            score=None if data.get("score") is None else bins(data["score"]),
+            n_rows=int(data.get("n_rows", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    psi: Mapping[str, float]  # per feature
+    feature_status: Mapping[str, str]
+    score_psi: float | None
+    status: str  # worst of the score and all features
+    n_rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "psi": {k: float(v) for k, v in self.psi.items()},
+            "feature_status": dict(self.feature_status),
+            "score_psi": self.score_psi,
+            "status": self.status,
+            "n_rows": self.n_rows,
+        }
+
+
+def _numeric_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(values)
+    bins = np.searchsorted(edges, values[~missing], side="left")
+    counts = np.bincount(bins, minlength=len(edges) + 1).astype(np.float64)
+    return np.append(counts, missing.sum())
+
+
+def _numeric_bins(values: np.ndarray, n_bins: int) -> NumericBins:
+    values = np.asarray(values, dtype=np.float64)
+    present = values[~np.isnan(values)]
+    if present.size:
+        qs = np.quantile(present, np.linspace(0, 1, n_bins + 1)[1:-1])
+        edges = np.unique(qs)
+    else:
+        edges = np.array([], dtype=np.float64)
+    counts = _numeric_counts(values, edges)
+    return NumericBins(
+        edges=tuple(float(e) for e in edges),
+        shares=tuple(float(c) for c in counts / max(len(values), 1)),
+    )
+
+
+def _category_counts(values: pd.Series, categories: list[str]) -> np.ndarray:
+    known = [c for c in categories if c not in (_OTHER, _MISSING)]
+    missing = values.isna().to_numpy()
+    codes = pd.Index(known, dtype=object).get_indexer(values.astype(object).to_numpy())
+    counts = np.bincount(codes[codes >= 0], minlength=len(known)).astype(np.float64)
+    other = float(((codes < 0) & ~missing).sum())
+    return np.concatenate([counts, [other, float(missing.sum())]])
+
+
+def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    """PSI between two vectors of bin shares (or counts; both are normalised)."""
+    e = np.asarray(expected, dtype=np.float64)
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.clip(e / max(e.sum(), 1e-12), _EPS, None)
+    a = np.clip(a / max(a.sum(), 1e-12), _EPS, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def build_drift_reference(
+    *, X: pd.DataFrame, spec: FeatureSpec, scores: np.ndarray | None = None, n_bins: int = 10
+) -> DriftReference:
+    numeric = {name: _numeric_bins(X[name].to_numpy(), n_bins) for name in spec.numeric}
+    categorical: dict[str, CategoryShares] = {}
+    for name in spec.categorical:
+        col = X[name]
+        shares = col.astype(object).value_counts(normalize=False, dropna=True)
+        total = max(len(col), 1)
+        mapping = {str(k): float(v) / total for k, v in shares.items()}
+        mapping[_OTHER] = 0.0
+        mapping[_MISSING] = float(col.isna().sum()) / total
+        categorical[name] = CategoryShares(shares=mapping)
+    score = None if scores is None else _numeric_bins(np.asarray(scores), n_bins)
+    return DriftReference(numeric=numeric, categorical=categorical, score=score, n_rows=len(X))
+
+
+def population_stability(
+    *, reference: DriftReference, X: pd.DataFrame, scores: np.ndarray | None = None
+) -> DriftReport:
+    """PSI of each reference feature present in `X` and of `scores` against the reference."""
+    values: dict[str, float] = {}
+    for name, bins in reference.numeric.items():
+        if name in X:
+            counts = _numeric_counts(X[name].to_numpy(dtype=np.float64), np.array(bins.edges))
+            values[name] = psi(np.array(bins.shares), counts)
+    for name, cat in reference.categorical.items():
+        if name in X:
+            categories = list(cat.shares)
+            counts = _category_counts(X[name], categories)
+            known = [c for c in categories if c not in (_OTHER, _MISSING)]
+            expected = [cat.shares[c] for c in known] + [
+                cat.shares.get(_OTHER, 0.0),
+                cat.shares.get(_MISSING, 0.0),
+            ]
+            values[name] = psi(np.array(expected), counts)
+    score_psi = None
+    if scores is not None and reference.score is not None:
+        counts = _numeric_counts(
+            np.asarray(scores, dtype=np.float64), np.array(reference.score.edges)
+        )
+        score_psi = psi(np.array(reference.score.shares), counts)
+    statuses = {k: psi_status(v) for k, v in values.items()}
+    worst = max([*values.values(), score_psi or 0.0], default=0.0)
+    return DriftReport(
+        psi=values,
+        feature_status=statuses,
+        score_psi=score_psi,
+        status=psi_status(worst),
+        n_rows=len(X),
+    )

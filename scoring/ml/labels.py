@@ -1,0 +1,82 @@
+"""Churn labels: an explicit yes/no column, or behaviour (no order within a horizon)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+
+from scoring.ml.features import _as_utc, _utc_ns
+
+_TRUE = {"yes", "y", "1", "true", "t", "1.0", "churn", "churned"}
+_FALSE = {"no", "n", "0", "false", "f", "0.0"}
+
+
+def parse_explicit_label(*, values: pd.Series | np.ndarray | list[object]) -> np.ndarray:
+    """Yes/No, Y/N, 1/0, true/false (any case, surrounding spaces ignored) → int8 0/1.
+
+    Raises ValueError naming the values it does not recognise (including missing ones).
+    """
+    series = pd.Series(values, dtype=object)
+
+    def norm(v: object) -> str | None:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return None
+        if isinstance(v, bool | np.bool_):
+            return "true" if v else "false"
+        return str(v).strip().lower()
+
+    text = series.map(norm)
+    is_true = text.isin(_TRUE)
+    is_false = text.isin(_FALSE)
+    bad = series[~(is_true | is_false)]
+    if len(bad):
+        shown = sorted({repr(v) for v in bad.tolist()})[:10]
+        raise ValueError(
+            f"unrecognised churn label values ({len(bad)} rows): {', '.join(shown)}; "
+            "expected yes/no, y/n, 1/0 or true/false"
+        )
+    return is_true.to_numpy().astype(np.int8)
+
+
+@dataclass(frozen=True)
+class BehaviourLabels:
+    """Churn labels for the eligible customers (those with a completed order before cutoff)."""
+
+    customer_ids: np.ndarray
+    churned: np.ndarray  # int8, aligned with customer_ids
+    cutoff: pd.Timestamp
+    horizon_days: int
+
+    def as_series(self) -> pd.Series:
+        return pd.Series(self.churned, index=pd.Index(self.customer_ids, name="customer_id"))
+
+
+def behaviour_labels(
+    *,
+    orders: pd.DataFrame,
+    cutoff: pd.Timestamp | date | datetime,
+    horizon_days: int,
+) -> BehaviourLabels:
+    """churned = 1 for customers with a completed order before `cutoff` and none in
+    [cutoff, cutoff + horizon); customers without a completed order before cutoff are not
+    eligible and are left out. Only completed orders count as activity."""
+    start = _as_utc(cutoff)
+    end = start + pd.Timedelta(days=horizon_days)
+    placed = _utc_ns(orders["placed_at"])
+    completed = orders["status"].astype(str).str.lower().to_numpy() == "completed"
+    ids = orders["customer_id"].to_numpy()
+    before = completed & (placed < start.value) & (placed != np.iinfo(np.int64).min)
+    during = completed & (placed >= start.value) & (placed < end.value)
+    eligible = pd.unique(ids[before])
+    active = pd.Index(pd.unique(ids[during]))
+    eligible = np.sort(eligible) if len(eligible) else eligible
+    churned = (~pd.Index(eligible).isin(active)).astype(np.int8)
+    return BehaviourLabels(
+        customer_ids=np.asarray(eligible),
+        churned=churned,
+        cutoff=start,
+        horizon_days=horizon_days,
+    )

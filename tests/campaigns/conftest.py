@@ -1,0 +1,84 @@
+"""Factories for campaign tests: scored customers in bulk, offers, templates, campaigns, rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from campaigns.models import Campaign, CampaignStatus, MessageTemplate, Offer, Rule
+from customers.models import Customer
+
+# Noon UTC: outside the default quiet hours (21-8) for UTC customers.
+NOON = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def make_customers(count: int, *, start: int = 0, **fields: Any) -> list[Customer]:
+    """`count` scored customers with email and phone; fields override the defaults."""
+    rows = []
+    for i in range(start, start + count):
+        values: dict[str, Any] = {
+            "external_id": f"c{i:06d}",
+            "name": f"Customer {i}",
+            "email": f"c{i}@example.com",
+            "phone": f"+1555{i:07d}",
+            "churn_probability": 0.8,
+            "risk_tier": "critical",
+            "score_model_version": "m1",
+            "time_zone": "UTC",
+        }
+        values.update(fields)
+        rows.append(Customer(**values))
+    Customer.objects.bulk_create(rows, batch_size=2000)
+    return list(Customer.objects.filter(external_id__in=[r.external_id for r in rows]))
+
+
+def make_offer(**fields: Any) -> Offer:
+    values: dict[str, Any] = {
+        "name": "15% off",
+        "kind": "percent_coupon",
+        "value": Decimal("15"),
+        "validity_days": 30,
+        "unit_cost": Decimal("5"),
+    }
+    values.update(fields)
+    return Offer.objects.create(**values)
+
+
+def make_template(channel: str = "email", **fields: Any) -> MessageTemplate:
+    values: dict[str, Any] = {
+        "name": f"{channel} template",
+        "channel": channel,
+        "subject": "{{ first_name }}, {{ offer.description }} for you",
+        "body": "Hi {{ first_name }}, use {{ coupon_code }} before {{ coupon_expires }}.",
+    }
+    values.update(fields)
+    return MessageTemplate.objects.create(**values)
+
+
+def make_campaign(*, rules: list[dict[str, Any]] | None = None, **fields: Any) -> Campaign:
+    values: dict[str, Any] = {
+        "name": "Win-back",
+        "status": CampaignStatus.ACTIVE,
+        "control_percentage": Decimal("10"),
+        "salt": "fixed-salt",
+        "cooldown_days": 14,
+    }
+    values.update(fields)
+    campaign = Campaign.objects.create(**values)
+    for position, rule in enumerate(rules or [], start=1):
+        Rule.objects.create(campaign=campaign, position=position, **rule)
+    return campaign
+
+
+@pytest.fixture
+def email_rule(db: None) -> dict[str, Any]:
+    return {
+        "name": "critical by email",
+        "tiers": ["critical"],
+        "channel": "email",
+        "offer": make_offer(),
+        "template": make_template("email"),
+    }

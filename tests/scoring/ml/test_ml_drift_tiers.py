@@ -1,0 +1,60 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from scoring.ml.drift import DriftReference, build_drift_reference, population_stability
+from scoring.ml.features import FeatureSpec
+from scoring.ml.tiers import assign_tiers
+
+SPEC = FeatureSpec(numeric=("x",), categorical=("plan",))
+
+
+def _frame(n: int, shift: float, seed: int, plans=("a", "b", "c"), p=(0.5, 0.3, 0.2)):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {"x": rng.normal(shift, 1, n), "plan": pd.Series(rng.choice(plans, n, p=p), dtype=object)}
+    )
+
+
+def test_psi_is_near_zero_for_the_same_distribution():
+    train = _frame(20_000, 0.0, 0)
+    scores = np.random.default_rng(0).beta(2, 5, 20_000)
+    reference = build_drift_reference(X=train, spec=SPEC, scores=scores)
+    report = population_stability(
+        reference=reference,
+        X=_frame(20_000, 0.0, 1),
+        scores=np.random.default_rng(1).beta(2, 5, 20_000),
+    )
+    assert report.psi["x"] < 0.01 and report.psi["plan"] < 0.01 and report.score_psi < 0.01
+    assert report.status == "ok"
+
+
+def test_psi_flags_shifted_features_and_new_categories():
+    reference = build_drift_reference(X=_frame(20_000, 0.0, 0), spec=SPEC)
+    shifted = _frame(20_000, 1.0, 1, plans=("a", "z"), p=(0.5, 0.5))
+    report = population_stability(reference=reference, X=shifted)
+    assert report.psi["x"] > 0.25 and report.feature_status["x"] == "alert"
+    assert report.psi["plan"] > 0.25
+    assert report.status == "alert"
+    again = DriftReference.from_dict(reference.to_dict())
+    assert population_stability(reference=again, X=shifted).psi == pytest.approx(report.psi)
+
+
+def test_tiers_at_band_edges():
+    p = [0.0, 0.2999, 0.3, 0.4999, 0.5, 0.6999, 0.7, 1.0]
+    assert assign_tiers(probabilities=p).tolist() == [
+        "low",
+        "low",
+        "medium",
+        "medium",
+        "high",
+        "high",
+        "critical",
+        "critical",
+    ]
+    assert assign_tiers(probabilities=[0.1, 0.9], edges=[0.5], names=["calm", "hot"]).tolist() == [
+        "calm",
+        "hot",
+    ]
+    with pytest.raises(ValueError):
+        assign_tiers(probabilities=[0.1], edges=[0.5], names=["one"])

@@ -1,0 +1,67 @@
+import time
+
+import numpy as np
+import pandas as pd
+
+from scoring.ml.explain import describe, explain_customers
+from scoring.ml.pipelines import build_pipeline, select_candidates
+from scoring.ml.train import calibrated, reference_values
+
+from .conftest import make_frame
+
+
+def test_reasons_name_the_features_that_raise_the_risk(mixed_data):
+    X, y, spec = mixed_data
+    model = calibrated(
+        pipeline=build_pipeline(spec=spec, candidate=select_candidates(names="lr_balanced")[0]),
+        method="sigmoid",
+        random_state=0,
+    ).fit(X, y)
+    reference = reference_values(X=X, spec=spec)
+    at_risk = pd.DataFrame(
+        {
+            "recency_days": np.float32([143.0, 5.0]),
+            "event_complaint_30d": np.float32([2.0, 0.0]),
+            "noise": np.float32([reference["noise"], reference["noise"]]),
+            "Contract": pd.Series(["Month-to-month", "Two year"], dtype=object),
+        },
+        index=["c1", "c2"],
+    )
+    out = explain_customers(
+        estimator=model, X=at_risk, spec=spec, reference=reference, threshold=0.0
+    )
+    assert set(out.reasons[0]) == {
+        "no order for 143 days",
+        "2 complaints in the last 30 days",
+        "Contract is Month-to-month",
+    }
+    assert out.features[0][0] in {"recency_days", "event_complaint_30d", "Contract"}
+    # c2 is low risk on every driver: nothing pushes it up.
+    assert out.reasons[1] == ()
+    only_high = explain_customers(
+        estimator=model, X=at_risk, spec=spec, reference=reference, threshold=0.99
+    )
+    assert only_high.reasons == ((), ()) or len(only_high.reasons[0]) > 0
+
+
+def test_explanations_for_a_50k_chunk_are_fast(mixed_data):
+    X, y, spec = mixed_data
+    model = build_pipeline(spec=spec, candidate=select_candidates(names="hgb")[0]).fit(X, y)
+    big, _ = make_frame(50_000, seed=11)
+    start = time.perf_counter()
+    out = explain_customers(
+        estimator=model, X=big, spec=spec, reference=reference_values(X=X, spec=spec), threshold=0.5
+    )
+    assert time.perf_counter() - start < 30
+    assert sum(1 for r in out.reasons if r) > 0
+
+
+def test_templates_and_generic_phrases():
+    assert describe(name="tenure", value=2.0, templates={"tenure": "tenure {value:g} months"}) == (
+        "tenure 2 months"
+    )
+    assert describe(name="days_since_event_complaint", value=4.0) == "last complaint 4 days ago"
+    assert describe(name="MonthlyCharges", value=99.5, reference=70.35) == (
+        "MonthlyCharges 99.50 (typical 70.35)"
+    )
+    assert describe(name="attr_plan", value="gold", categorical=True) == "plan is gold"

@@ -1,0 +1,179 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from scoring.ml.features import (
+    align_features,
+    build_features,
+    build_snapshot_features,
+    infer_feature_spec,
+)
+
+AS_OF = pd.Timestamp("2024-06-01", tz="UTC")
+
+
+def _ts(day: str) -> pd.Timestamp:
+    return pd.Timestamp(day, tz="UTC")
+
+
+@pytest.fixture
+def frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    customers = pd.DataFrame(
+        {
+            "customer_id": [1, 2, 3],
+            "signup_date": [_ts("2023-01-01"), pd.NaT, pd.NaT],
+            "attributes": [
+                {"plan": "gold", "age": 41, "vip": True},
+                {"plan": "basic", "age": 29.5},
+                None,
+            ],
+        }
+    )
+    orders = pd.DataFrame(
+        {
+            "customer_id": [1, 1, 1, 2, 2, 1],
+            "placed_at": [
+                _ts("2024-01-10"),
+                _ts("2024-04-01"),
+                _ts("2024-05-22"),
+                _ts("2024-05-01"),
+                _ts("2024-05-20"),
+                _ts("2024-06-01"),  # exactly at as_of: must be ignored
+            ],
+            "amount": [100.0, 50.0, 30.0, 20.0, 20.0, 999.0],
+            "status": ["completed", "completed", "completed", "completed", "refunded", "completed"],
+            "discount_amount": [0.0, 10.0, 0.0, 0.0, 0.0, 0.0],
+            "item_count": [1, 2, 1, 1, 1, 9],
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "customer_id": [1, 1, 2, 2],
+            "kind": ["Complaint", "complaint", "login", "complaint"],
+            "occurred_at": [_ts("2024-05-25"), _ts("2024-05-30"), _ts("2024-05-31"), _ts("2024-07-01")],
+        }
+    )
+    return orders, events, customers
+
+
+def test_features_cover_every_customer_with_expected_values(frames):
+    orders, events, customers = frames
+    X = build_features(orders=orders, events=events, customers=customers, as_of=AS_OF)
+    assert list(X.index) == [1, 2, 3]
+    assert X.loc[1, "recency_days"] == pytest.approx(10.0)
+    assert X.loc[1, "orders_30d"] == 1 and X.loc[1, "orders_90d"] == 2
+    assert X.loc[1, "orders_lifetime"] == 3 and X.loc[1, "revenue_lifetime"] == 180
+    assert X.loc[1, "avg_order_value"] == pytest.approx(60.0)
+    assert X.loc[1, "discount_share"] == pytest.approx(10 / 190)
+    assert X.loc[1, "tenure_days"] == pytest.approx((AS_OF - _ts("2023-01-01")).days)
+    assert X.loc[2, "tenure_days"] == pytest.approx(31.0)  # from first order, no signup
+    assert X.loc[2, "refund_share"] == pytest.approx(0.5)
+    assert np.isnan(X.loc[3, "recency_days"]) and X.loc[3, "orders_365d"] == 0
+    assert X.loc[1, "event_complaint_30d"] == 2
+    assert X.loc[1, "days_since_event_complaint"] == pytest.approx(2.0)
+    assert X.loc[2, "event_complaint_30d"] == 0  # the July complaint is after as_of
+    assert np.isnan(X.loc[3, "days_since_event_login"])
+    gaps = [(82.0), (51.0)]  # 2024-01-10 → 04-01 → 05-22
+    assert X.loc[1, "interorder_mean_days"] == pytest.approx(np.mean(gaps))
+    assert X.loc[1, "interorder_std_days"] == pytest.approx(np.std(gaps))
+    assert X["attr_age"].dtype == np.float32 and X.loc[2, "attr_age"] == pytest.approx(29.5)
+    assert X.loc[1, "attr_plan"] == "gold" and X.loc[1, "attr_vip"] == "true"
+    spec = infer_feature_spec(features=X)
+    assert set(spec.categorical) == {"attr_plan", "attr_vip"}
+    assert "recency_days" in spec.numeric and "attr_age" in spec.numeric
+
+
+def test_features_ignore_orders_and_events_at_or_after_as_of(frames):
+    orders, events, customers = frames
+    before = build_features(orders=orders, events=events, customers=customers, as_of=AS_OF)
+    changed_orders = orders.copy()
+    late = changed_orders["placed_at"] >= AS_OF
+    changed_orders.loc[late, "amount"] = 5.0
+    changed_orders.loc[late, "status"] = "refunded"
+    extra = pd.DataFrame(
+        {
+            "customer_id": [3, 2],
+            "placed_at": [AS_OF, AS_OF + pd.Timedelta(days=3)],
+            "amount": [77.0, 1.0],
+            "status": ["completed", "completed"],
+            "discount_amount": [0.0, 0.0],
+            "item_count": [1, 1],
+        }
+    )
+    changed_events = pd.concat(
+        [
+            events,
+            pd.DataFrame(
+                {"customer_id": [3], "kind": ["complaint"], "occurred_at": [AS_OF]}
+            ),
+        ]
+    )
+    after = build_features(
+        orders=pd.concat([changed_orders, extra]),
+        events=changed_events,
+        customers=customers,
+        as_of=AS_OF,
+    )
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_scoring_alignment_fills_unseen_event_kinds_with_zero(frames):
+    orders, events, customers = frames
+    X = build_features(orders=orders, events=events, customers=customers, as_of=AS_OF)
+    spec = infer_feature_spec(features=X)
+    later = build_features(
+        orders=orders, events=events.iloc[:0], customers=customers, as_of=AS_OF
+    )
+    aligned = align_features(features=later, spec=spec)
+    assert list(aligned.columns) == list(spec.columns)
+    assert (aligned["event_complaint_30d"] == 0).all()
+
+
+def test_snapshot_features_coerce_numeric_strings_and_keep_categories():
+    table = pd.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "TotalCharges": ["10.5", " ", "20"],
+            "Contract": ["Month-to-month", "Two year", None],
+            "tenure": [1, 0, 5],
+            "Churn": ["Yes", "No", "No"],
+        }
+    )
+    X = build_snapshot_features(table=table, id_column="id", label_column="Churn")
+    spec = infer_feature_spec(features=X)
+    assert spec.numeric == ("TotalCharges", "tenure")
+    assert spec.categorical == ("Contract",)
+    assert np.isnan(X.loc["b", "TotalCharges"]) and X.loc["a", "TotalCharges"] == 10.5
+    assert "Churn" not in X.columns
+
+
+def test_build_features_is_vectorised_enough_for_large_inputs():
+    rng = np.random.default_rng(0)
+    n_customers, n_orders = 50_000, 400_000
+    customers = pd.DataFrame(
+        {"customer_id": np.arange(n_customers), "signup_date": pd.NaT, "attributes": None}
+    )
+    start = _ts("2023-01-01").value
+    placed = pd.to_datetime(
+        rng.integers(start, AS_OF.value + 10**14, n_orders), utc=True
+    )
+    orders = pd.DataFrame(
+        {
+            "customer_id": rng.integers(0, n_customers, n_orders),
+            "placed_at": placed,
+            "amount": rng.gamma(2, 30, n_orders),
+            "status": rng.choice(["completed", "refunded", "cancelled"], n_orders, p=[0.9, 0.05, 0.05]),
+            "discount_amount": 0.0,
+            "item_count": 1,
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "customer_id": rng.integers(0, n_customers, n_orders),
+            "kind": rng.choice(["login", "complaint"], n_orders),
+            "occurred_at": placed,
+        }
+    )
+    X = build_features(orders=orders, events=events, customers=customers, as_of=AS_OF)
+    assert len(X) == n_customers
+    assert X["orders_lifetime"].sum() == ((orders.placed_at < AS_OF) & (orders.status == "completed")).sum()
