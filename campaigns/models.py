@@ -352,12 +352,16 @@ class SuppressionReason(models.TextChoices):
     COOLDOWN = "cooldown", "Campaign cooldown"
     FREQUENCY_CAP = "frequency_cap", "Frequency cap"
     BUDGET = "budget_exhausted", "Budget exhausted"
+    # In the program-wide holdout (settings.GLOBAL_CONTROL_PERCENT): never contacted by any
+    # campaign; recorded so the program report can compare it with everyone else.
+    GLOBAL_CONTROL = "global_control", "Global control group (never contacted)"
 
 
 class FailureReason(models.TextChoices):
     REJECTED = "provider_rejected", "Provider rejected (permanent)"
     RETRIES_EXHAUSTED = "retries_exhausted", "Transient failures, retries exhausted"
     DELIVERY_UNKNOWN = "delivery_unknown", "Worker lost while sending (not retried)"
+    BOUNCED = "bounced", "Bounced or undelivered (provider report)"
 
 
 class Intervention(models.Model):
@@ -451,6 +455,17 @@ class Coupon(models.Model):
     redeemed_order = models.ForeignKey(
         Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="coupons"
     )
+    redeemed_order_external_id = models.CharField(max_length=64, blank=True)
+    redeemed_amount = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, help_text="Order amount."
+    )
+    redeemed_discount = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="What the redemption cost: the discount granted (the offer cost in ROI).",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -527,6 +542,8 @@ class ResponseKind(models.TextChoices):
     UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
     REDEEMED = "redeemed", "Coupon redeemed"
     CONVERTED = "converted", "Converted (order)"
+    REPLIED = "replied", "Replied"
+    BOUNCED = "bounced", "Bounced"
     CALLBACK_OUTCOME = "callback_outcome", "Callback outcome"
 
 
@@ -551,3 +568,52 @@ class Response(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} @ {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class ReportKind(models.TextChoices):
+    CAMPAIGN = "campaign", "Campaign"
+    CYCLE = "cycle", "Campaign cycle"
+    PROGRAM = "program", "Program (global control vs everyone else)"
+
+
+class ReportStatus(models.TextChoices):
+    INTERIM = "interim", "Interim (attribution window still open)"
+    FINAL = "final", "Final (attribution window closed)"
+    EMPTY = "empty", "Nothing to measure yet"
+
+
+class UpliftReport(models.Model):
+    """A snapshot of what a campaign (one cycle of it, or the whole program) changed, computed
+    nightly and on demand. One row per scope and day: a rerun the same day replaces it."""
+
+    kind = models.CharField(max_length=16, choices=ReportKind.choices)
+    scope_key = models.CharField(
+        max_length=64, help_text="campaign-<id>, cycle-<id> or program: what was measured."
+    )
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, null=True, blank=True, related_name="uplift_reports"
+    )
+    cycle = models.ForeignKey(
+        CampaignCycle,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="uplift_reports",
+    )
+    report_date = models.DateField(help_text="The day (UTC) the snapshot belongs to.")
+    measured_at = models.DateTimeField(help_text="Outcomes were read as of this time.")
+    status = models.CharField(max_length=16, choices=ReportStatus.choices)
+    figures = models.JSONField(default=dict, blank=True)
+    seconds = models.FloatField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-report_date", "scope_key"]
+        constraints = [
+            # The nightly run guard: two beat processes (or a rerun) update one row, never two.
+            models.UniqueConstraint(fields=["scope_key", "report_date"], name="one_report_per_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"Uplift {self.scope_key} @ {self.report_date:%Y-%m-%d} ({self.status})"

@@ -62,6 +62,7 @@ from campaigns.suppression import (
     budget_exhausted,
     consent_columns,
     consent_for_channel,
+    global_control_mask,
     holdout_is_control,
     quiet_hours_send_after,
     suppression_reasons,
@@ -241,6 +242,11 @@ def _campaign_plan(*, campaign: Campaign, now: datetime, cycle_start: datetime) 
             salt=campaign.salt,
             customer_ids=frame["customer_id"].to_numpy(),
             control_percentage=float(campaign.control_percentage),
+        )
+        frame["global_control"] = global_control_mask(
+            customer_ids=frame["customer_id"].to_numpy(),
+            salt=settings.GLOBAL_CONTROL_SALT,
+            percentage=float(settings.GLOBAL_CONTROL_PERCENT),
         )
         frame["reason"] = suppression_reasons(
             frame,

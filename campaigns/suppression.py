@@ -38,6 +38,18 @@ def holdout_is_control(
     return draws / 2.0**64 * 100.0 < float(control_percentage)
 
 
+def global_control_mask(
+    *, customer_ids: np.ndarray | list[int], salt: str, percentage: float
+) -> np.ndarray:
+    """Customers in the program-wide holdout: the same sha256 draw as a campaign's arm, with
+    the global salt, so membership depends on the customer alone and never changes."""
+    if percentage <= 0:
+        return np.zeros(len(customer_ids), dtype=bool)
+    return holdout_is_control(
+        salt=f"global:{salt}", customer_ids=customer_ids, control_percentage=percentage
+    )
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
     """Settings of the policy (from settings.CAMPAIGN_*)."""
@@ -109,6 +121,10 @@ def suppression_reasons(
     def mark(mask: pd.Series, why: str) -> None:
         reason[mask & reason.eq("")] = why
 
+    if "global_control" in frame:
+        # First: a global-control customer is recorded whatever else applies, so the program
+        # report compares all matched customers of both groups alike.
+        mark(frame["global_control"].astype(bool), SuppressionReason.GLOBAL_CONTROL)
     mark(frame["erased"].astype(bool), SuppressionReason.ERASED)
     mark(~has_address(frame), SuppressionReason.NO_ADDRESS)
     mark(~consent_for_channel(frame), SuppressionReason.NO_CONSENT)

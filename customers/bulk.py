@@ -200,7 +200,7 @@ def bulk_upsert(
     with connection.cursor() as cursor:
         text_like = (models.CharField, models.TextField, models.JSONField)
         force_null = [
-            field.column
+            str(field.column)
             for field in model._meta.concrete_fields
             if field.column in columns and not isinstance(field, text_like)
         ]
@@ -320,7 +320,7 @@ def ids_for_keys(
 ) -> pd.Series:
     """Map each key to its row's primary key (NaN where unknown), in one query per batch.
 
-    The keys travel as one parameter (a PostgreSQL array, a JSON array for SQLite's
+    The keys travel as one parameter (a text the server splits, a JSON array for SQLite's
     json_each), so a batch of any size is one short statement; the answer is matched back to
     the keys with a hash index instead of a per-row lookup.
     """
@@ -330,17 +330,24 @@ def ids_for_keys(
     text = keys.astype(object).where(present, None)
     unique = pd.unique(text[present].astype(str)).tolist()
     table = _quote(model._meta.db_table)
-    key_col = _quote(model._meta.get_field(key).column)
-    pk_col = _quote(model._meta.pk.column)
+    key_col = _quote(str(model._meta.get_field(key).column))  # type: ignore[union-attr]
+    pk_col = _quote(str(model._meta.pk.column))  # type: ignore[union-attr]
     found_keys: list[str] = []
     found_ids: list[int] = []
     with connection.cursor() as cursor:
         if _is_postgres():
+            # One text split by the server is much cheaper to send than a text[] parameter
+            # (psycopg quotes each element); a key with a line break falls back to the array.
+            joined = "\n".join(unique)
+            param: Any = unique
+            if joined and joined.count("\n") == len(unique) - 1:
+                keys_sql, param = "unnest(string_to_array(%s, E'\\n'))", joined
+            else:
+                keys_sql = "unnest(%s::text[])"
             sql = (
                 f"SELECT t.{key_col}, t.{pk_col} FROM {table} t "
-                f"JOIN unnest(%s::text[]) AS k(key) ON t.{key_col} = k.key"
+                f"JOIN {keys_sql} AS k(key) ON t.{key_col} = k.key"
             )
-            param: Any = unique
         else:
             sql = (
                 f"SELECT t.{key_col}, t.{pk_col} FROM {table} t "

@@ -8,14 +8,12 @@ with line, column and reason and written to a rejects file; `strict` rejects the
 from __future__ import annotations
 
 import csv
-import queue
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,7 +37,6 @@ from customers.validation import (
 # small enough that a chunk's frames stay well under 100 MB and one transaction stays short.
 CHUNK_ROWS = 50_000
 EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls"}
-T = TypeVar("T")
 
 
 class ImportError_(Exception):
@@ -236,12 +233,9 @@ def import_file(
             )
             yield raw, result
 
-    # Reading and validating (pandas only, no database) run one chunk ahead in a thread,
-    # overlapping the time this thread waits for the database to write the previous chunk.
-    chunks = _ReadAhead(validated())
     try:
         with outer:
-            for raw, result in chunks:
+            for raw, result in validated():
                 chunk_counts, created_customers, reasons = _write_chunk(
                     result,
                     spec,
@@ -258,7 +252,6 @@ def import_file(
             if strict and rejects.count:
                 raise StrictRejection(rejects.frame())
     finally:
-        chunks.close()
         bar.close()
     summary.created, summary.updated, summary.unchanged = (
         counts.created,
@@ -271,57 +264,6 @@ def import_file(
     summary.rejects_path = str(written) if written else None
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-class _ReadAhead(Generic[T]):
-    """Iterate `source` in a background thread, at most `depth` items ahead of the consumer.
-
-    Items arrive in order; an exception in the source is raised in the consumer. `close()`
-    stops the thread (and closes the source) when the consumer stops early.
-    """
-
-    def __init__(self, source: Iterator[T], depth: int = 1) -> None:
-        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(source,), name="import-read-ahead", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, source: Iterator[T]) -> None:
-        try:
-            for item in source:
-                if not self._put(("item", item)):
-                    return
-            self._put(("done", None))
-        except BaseException as exc:  # handed to the consumer, which raises it
-            self._put(("error", exc))
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
-
-    def _put(self, entry: tuple[str, Any]) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> Iterator[T]:
-        while True:
-            kind, value = self._queue.get()
-            if kind == "error":
-                raise value
-            if kind == "done":
-                return
-            yield value
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 class _NullContext:

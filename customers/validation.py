@@ -8,7 +8,6 @@ No database access: resolving customer ids happens in services.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -76,12 +75,8 @@ SPECS: dict[str, RecordSpec] = {
                 choices=("completed", "refunded", "cancelled"),
                 blank="completed",
             ),
-            FieldSpec(
-                "item_count", "int", minimum=0, aliases=("items", "quantity"), blank=1
-            ),
-            FieldSpec(
-                "discount_amount", "decimal", minimum=0, aliases=("discount",), blank=0.0
-            ),
+            FieldSpec("item_count", "int", minimum=0, aliases=("items", "quantity"), blank=1),
+            FieldSpec("discount_amount", "decimal", minimum=0, aliases=("discount",), blank=0.0),
             FieldSpec("category", max_length=100, blank=""),
         ),
         derive_key_from=("customer", "placed_at"),
@@ -117,7 +112,8 @@ def map_columns(
 ) -> dict[str, str]:
     """Rename map source column → field: explicit `mapping` first, then names and aliases.
 
-    Matching of names and aliases ignores case, spaces and underscores. Raises MappingError naming what is wrong.
+    Matching of names and aliases ignores case, spaces and underscores. Raises MappingError
+    naming what is wrong.
     """
     mapping = dict(mapping or {})
     field_names = {f.name for f in spec.fields}
@@ -209,7 +205,9 @@ def validate_records(
             # reasons + the offending value, quoted: built for the flagged rows only.
             reason = reason + got[mask].fillna("") + "'"
         problems.append(
-            pd.DataFrame({"position": frame.index[mask.to_numpy()], "field": name, "reason": reason})
+            pd.DataFrame(
+                {"position": frame.index[mask.to_numpy()], "field": name, "reason": reason}
+            )
         )
 
     known = {f.name for f in spec.fields}
@@ -237,7 +235,11 @@ def validate_records(
             out[f.name] = text
         elif f.type == "email":
             bad = given & ~text.str.match(EMAIL_RE).fillna(False).astype(bool)
-            flag(bad, f.name, "expected an email address, got '" + text.map(_shown, na_action="ignore") + "'")
+            flag(
+                bad,
+                f.name,
+                "expected an email address, got '" + text.map(_shown, na_action="ignore") + "'",
+            )
             out[f.name] = text.str.lower()
         elif f.type == "tz":
             bad = given & ~text.isin(_time_zones())
@@ -333,7 +335,7 @@ def _infer_numeric_columns(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         whole = (numbers[present] == np.floor(numbers[present])).all()
         converted = numbers.map(
-            lambda v: None if pd.isna(v) else (int(v) if whole else float(v))
+            lambda v, whole=whole: None if pd.isna(v) else (int(v) if whole else float(v))
         )
         out[column] = converted.astype(object)
     return out.astype(object).where(out.notna(), None)

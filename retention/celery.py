@@ -20,7 +20,8 @@ app.conf.beat_schedule = {}
 # --- Scoring --- (a run key per date guards against a doubled nightly run)
 app.conf.beat_schedule["scoring-nightly"] = {
     "task": "scoring.tasks.nightly_scoring_task",
-    "schedule": crontab(hour=2, minute=0),  # after the day's orders are in; drift is checked at its end
+    # 02:00 UTC, after the day's orders are in; drift is checked at the end of each run.
+    "schedule": crontab(hour=2, minute=0),
 }
 app.conf.beat_schedule["scoring-weekly-retraining"] = {
     "task": "scoring.tasks.weekly_retraining_task",

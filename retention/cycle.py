@@ -105,6 +105,26 @@ def stage_import(options: CycleOptions) -> StageResult:
     )
 
 
+def _sources(options: CycleOptions) -> Path | None:
+    return options.sources or (
+        Path(settings.RETENTION_SOURCES) if settings.RETENTION_SOURCES else None
+    )
+
+
+def stage_scoring(options: CycleOptions) -> StageResult:
+    """Train if there is no active model, then score every customer as of the cycle's date."""
+    from scoring.cycle import scoring_stage
+    from scoring.services import ScoringError, TrainingError
+
+    sources = _sources(options)
+    config = json.loads(sources.read_text()).get("scoring", {}) if sources else {}
+    try:
+        data, lines = scoring_stage(config=config, progress=options.progress)
+    except (ScoringError, TrainingError) as exc:
+        raise CycleError(f"scoring: {exc}") from exc
+    return StageResult(data, lines)
+
+
 def stage_dispatch(options: CycleOptions) -> StageResult:
     """One cycle of every active campaign (seeded from the sources file's "campaigns" entry
     when given), delivered, with counts per campaign, rule, arm, channel and reason."""
@@ -117,7 +137,11 @@ def stage_dispatch(options: CycleOptions) -> StageResult:
     return StageResult(data, lines)
 
 
-STAGES: list[tuple[str, Stage]] = [("import", stage_import), ("dispatch", stage_dispatch)]
+STAGES: list[tuple[str, Stage]] = [
+    ("import", stage_import),
+    ("scoring", stage_scoring),
+    ("dispatch", stage_dispatch),
+]
 
 
 def run_cycle(

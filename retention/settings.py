@@ -150,6 +150,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Queue for tasks without a route (tests give each real worker a private one).
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_RESULT_EXPIRES = 24 * 3600
 # Longest a task may run before it is killed; every long task works in chunks well below it.
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 30 * 60)
@@ -200,6 +202,13 @@ CONSENT_DEFAULTS = {
 
 # Sources file read by the import stage of retention_cycle when --sources is not given.
 RETENTION_SOURCES = os.environ.get("RETENTION_SOURCES", "")
+
+# Behaviour label of automatic (re)training: churned = no order within this many days.
+RETRAIN_HORIZON_DAYS = env_int("RETRAIN_HORIZON_DAYS", 90)
+
+# Customers per scoring chunk (one task each): 50,000 keeps a chunk's orders to a few hundred
+# MB even for heavy buyers and explanations to seconds; 1M customers fan out as 20 tasks.
+SCORING_CHUNK_CUSTOMERS = env_int("SCORING_CHUNK_CUSTOMERS", 50_000)
 
 # Directory where trained model artifacts are written.
 MODEL_ARTIFACT_DIR = Path(os.environ.get("MODEL_ARTIFACT_DIR", VAR_DIR / "models"))
@@ -293,3 +302,26 @@ CAMPAIGN_RELAY_MAX_ATTEMPTS = env_int("CAMPAIGN_RELAY_MAX_ATTEMPTS", 5)
 CAMPAIGN_RELAY_BACKOFF_SECONDS = env_int("CAMPAIGN_RELAY_BACKOFF_SECONDS", 60)
 # Staff in this group receive callback tasks round-robin.
 CAMPAIGN_AGENTS_GROUP = os.environ.get("CAMPAIGN_AGENTS_GROUP", "agents")
+
+# --- Uplift ---
+# Measurement of campaigns (campaigns/measurement.py) and the responses API.
+
+# Program-wide holdout: this share (percent) of ALL customers is never contacted by any
+# campaign (a sha256 draw with GLOBAL_CONTROL_SALT); the program report compares it with
+# everyone else. 5%: enough customers for a program-level estimate, little revenue at stake.
+# Never change the salt once campaigns have run (it would reshuffle the group).
+GLOBAL_CONTROL_PERCENT = float(os.environ.get("GLOBAL_CONTROL_PERCENT", "5"))
+GLOBAL_CONTROL_SALT = os.environ.get("GLOBAL_CONTROL_SALT", "retention-global-control")
+# Cost of one message actually sent, per channel (currency units), for campaign cost and ROI.
+CAMPAIGN_MESSAGE_COST = {
+    "email": float(os.environ.get("CAMPAIGN_MESSAGE_COST_EMAIL", "0.002")),
+    "sms": float(os.environ.get("CAMPAIGN_MESSAGE_COST_SMS", "0.05")),
+    "coupon": float(os.environ.get("CAMPAIGN_MESSAGE_COST_COUPON", "0")),
+    "callback": float(os.environ.get("CAMPAIGN_MESSAGE_COST_CALLBACK", "2.50")),
+}
+# Shared secrets of the inbound provider webhooks (email events, SMS delivery status); a
+# webhook whose secret is empty is refused. Signature: see docs/uplift.md.
+EMAIL_EVENTS_WEBHOOK_SECRET = os.environ.get("EMAIL_EVENTS_WEBHOOK_SECRET", "")
+SMS_STATUS_WEBHOOK_SECRET = os.environ.get("SMS_STATUS_WEBHOOK_SECRET", "")
+# Oldest webhook timestamp accepted (seconds): a captured request cannot be replayed later.
+WEBHOOK_TOLERANCE_SECONDS = env_int("WEBHOOK_TOLERANCE_SECONDS", 300)

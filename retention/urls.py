@@ -12,6 +12,7 @@ admin.site.index_title = "Customers, scores and campaigns"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("scoring.urls")),
     path("api/v1/", include("customers.urls")),
     path("api/v1/", include("campaigns.urls")),
     path("unsubscribe/<str:token>", campaigns_views.unsubscribe, name="campaigns-unsubscribe"),

@@ -17,7 +17,8 @@ def format_training_report(report: dict[str, Any]) -> str:
     columns = ["roc_auc", "pr_auc", "brier", "f1", "recall", "top_decile_lift"]
     header = f"{'candidate':<28}" + "".join(f"{c:>16}" for c in columns) + f"{'seconds':>10}"
     lines = [
-        f"Label: {report['label']} · {report['rows']:,} rows · churn rate {report['positive_rate']:.1%}",
+        f"Label: {report['label']} · {report['rows']:,} rows · "
+        f"churn rate {report['positive_rate']:.1%}",
         f"Validation: {report['validation'].get('scheme', report['validation'])}"
         if report.get("validation")
         else "Validation: stratified K-fold, out-of-fold",
@@ -34,12 +35,12 @@ def format_training_report(report: dict[str, Any]) -> str:
             + f"{_fmt(seconds, 1):>10}"
         )
     lines.append(
-        f"{'selected, calibrated':<28}"
-        + "".join(f"{_fmt(selected.get(c)):>16}" for c in columns)
+        f"{'selected, calibrated':<28}" + "".join(f"{_fmt(selected.get(c)):>16}" for c in columns)
     )
     lines.append(
         f"Selected {selected['name']} (by PR-AUC) → model {selected['version']} "
-        f"[{selected['status']}], threshold {selected['threshold']:.3f} ({selected['threshold_method']})"
+        f"[{selected['status']}], threshold {selected['threshold']:.3f} "
+        f"({selected['threshold_method']})"
     )
     decision = report.get("champion_challenger", {}).get("decision")
     if decision:

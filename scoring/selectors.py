@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from django.db.models import OuterRef, Subquery
 
+from customers.models import Customer
 from scoring.models import ChurnModel, CustomerScore, ModelStatus, RiskTier
 
 
@@ -15,7 +16,9 @@ def churn_model_active() -> ChurnModel | None:
 
 def risk_tier_bands() -> list[tuple[str, float]]:
     """[(name, min_probability)] ordered by bound; the defaults if none are configured."""
-    bands = list(RiskTier.objects.order_by("min_probability").values_list("name", "min_probability"))
+    bands = list(
+        RiskTier.objects.order_by("min_probability").values_list("name", "min_probability")
+    )
     return bands or list(DEFAULT_TIERS)
 
 
@@ -38,3 +41,12 @@ def customer_latest_reasons(*, customer_ids: Iterable[int]) -> dict[int, list[st
         ).values_list("customer_id", "reasons")
         found.update(rows)
     return found
+
+
+def customer_latest_score(*, customer: Customer) -> CustomerScore | None:
+    return (
+        CustomerScore.objects.filter(customer=customer)
+        .select_related("run__model")
+        .order_by("-scored_at", "-pk")
+        .first()
+    )

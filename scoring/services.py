@@ -12,23 +12,23 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Min
 from django.utils import timezone
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from customers.bulk import bulk_update, bulk_upsert
 from customers.frames import frame_from_sql
 from customers.models import Customer
 from scoring.ml import artifacts
-from scoring.ml.drift import DriftReference, build_drift_reference, population_stability
+from scoring.ml.drift import DriftReference, population_stability
 from scoring.ml.explain import explain_customers
 from scoring.ml.features import (
     FeatureSpec,
@@ -46,9 +46,6 @@ from scoring.selectors import churn_model_active, risk_tier_bands
 
 logger = logging.getLogger(__name__)
 
-# 50,000 customers per scoring chunk: their orders fit in a few hundred MB even for heavy
-# buyers, explanation cost stays in seconds, and 1M customers make 20 tasks to fan out.
-SCORE_CHUNK_CUSTOMERS = 50_000
 # Customers sampled from a run to compare feature distributions with training (drift).
 DRIFT_SAMPLE_CUSTOMERS = 50_000
 # Fewest rows of each class for an out-of-time split to be worth evaluating on.
@@ -201,7 +198,7 @@ def training_data_from_database(
     Explicit label: every customer carrying `label_attribute`, features as of `as_of` (default
     now). Behaviour label: customers with an order before `as_of`; churned if none in the next
     `horizon_days`. For out-of-time validation the model is also trained at the earlier cutoff
-    `as_of − horizon` and validated at `as_of` when both cutoffs have enough customers.
+    `as_of - horizon` and validated at `as_of` when both cutoffs have enough customers.
     """
     orders, events, customers = orders_frame(), events_frame(), customers_frame()
     if label_attribute:
@@ -218,10 +215,11 @@ def training_data_from_database(
         except ValueError as exc:
             raise TrainingError(f"label attribute '{label_attribute}': {exc}") from exc
         subset = customers[present.to_numpy()]
-        X = build_features(orders=orders, events=events, customers=subset, as_of=cutoff)
-        X = _informative(_drop_columns(X, drop))
+        full = build_features(orders=orders, events=events, customers=subset, as_of=cutoff)
+        X = _informative(_drop_columns(full, drop))
         return {
             "X": X,
+            "X_champion": full,
             "y": y,
             "cv": "stratified",
             "label": {"kind": "attribute", "attribute": label_attribute},
@@ -259,13 +257,18 @@ def training_data_from_database(
             "y": y_train,
             "X_valid": X_valid.reindex(columns=columns),
             "y_valid": y_valid,
+            "X_champion": X_valid,
             "cv": "out_of_time",
             "label": label,
-            "window": {"train_cutoff": train_cutoff.isoformat(), "valid_cutoff": cutoff.isoformat()},
+            "window": {
+                "train_cutoff": train_cutoff.isoformat(),
+                "valid_cutoff": cutoff.isoformat(),
+            },
         }
     X = _informative(_drop_columns(X_valid, drop))
     return {
         "X": X,
+        "X_champion": X_valid,
         "y": y_valid,
         "cv": "stratified",
         "label": label,
@@ -327,7 +330,9 @@ def file_score(*, path: Path, version: str | None = None) -> pd.DataFrame:
     model = (models.filter(version=version) if version else models).order_by("-created_at").first()
     if model is None:
         raise ScoringError(
-            f"no file-trained model {version or ''}: train one with churn_train --csv".replace("  ", " ")
+            f"no file-trained model {version or ''}: train one with churn_train --csv".replace(
+                "  ", " "
+            )
         )
     definition = model.label_definition
     table = _read_table(path)
@@ -336,7 +341,9 @@ def file_score(*, path: Path, version: str | None = None) -> pd.DataFrame:
         raise ScoringError(f"{path}: the model expects an id column '{id_column}'")
     drop = [d for d in definition.get("drop", []) if d in table.columns]
     label = definition["label"] if definition["label"] in table.columns else None
-    features = build_snapshot_features(table=table, id_column=id_column, label_column=label, drop=drop)
+    features = build_snapshot_features(
+        table=table, id_column=id_column, label_column=label, drop=drop
+    )
     scored = score_features(model=model, estimator=churn_model_load(model=model), features=features)
     out = pd.DataFrame(
         {
@@ -351,8 +358,20 @@ def file_score(*, path: Path, version: str | None = None) -> pd.DataFrame:
 
 
 def _validation_key(data: dict[str, Any]) -> str:
-    payload = json.dumps({"label": data["label"], "window": data["window"]}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    """Fingerprint of the rows and labels a model is validated on (same key = same data)."""
+    label = {
+        k: v
+        for k, v in data["label"].items()
+        if k != "as_of" or data["label"].get("kind") != "attribute"
+    }
+    digest = hashlib.sha256(json.dumps(label, sort_keys=True).encode())
+    for name in ("X", "X_valid"):
+        if name in data:
+            digest.update(np.asarray(data[name].index.astype(str)).astype("U").tobytes())
+    for name in ("y", "y_valid"):
+        if name in data:
+            digest.update(np.asarray(data[name], dtype=np.int8).tobytes())
+    return digest.hexdigest()[:32]
 
 
 def _champion_pr_auc(champion: ChurnModel, X: pd.DataFrame, y: np.ndarray) -> float | None:
@@ -409,18 +428,21 @@ def churn_model_train(
         X_valid=data.get("X_valid"),
         y_valid=data.get("y_valid"),
     )
-    holdout_X = data.get("X_valid", X)
+    # The champion sees the same rows with every feature it was trained on (before --drop).
+    holdout_X = data.get("X_champion", data.get("X_valid", X))
     holdout_y = np.asarray(data.get("y_valid", y), dtype=np.int64)
     challenger_pr_auc = float(result.metrics["pr_auc"])
-    version = timezone.now().strftime("m%Y%m%d-%H%M%S-") + hashlib.sha256(
-        f"{time.time_ns()}".encode()
-    ).hexdigest()[:4]
+    version = (
+        timezone.now().strftime("m%Y%m%d-%H%M%S-")
+        + hashlib.sha256(f"{time.time_ns()}".encode()).hexdigest()[:4]
+    )
     artifact_dir = Path(settings.MODEL_ARTIFACT_DIR)
     artifact_dir.mkdir(parents=True, exist_ok=True)
     path = artifact_dir / f"{version}.skops"
     sha = artifacts.save_artifact(estimator=result.estimator, path=path)
     summary = result.to_dict()
     selected = next(c for c in summary["candidates"] if c["name"] == result.selected)
+    pr_curve = _pr_curve(holdout_y, result.oof_probabilities)
     model = ChurnModel.objects.create(
         version=version,
         candidate=result.selected,
@@ -433,7 +455,7 @@ def churn_model_train(
         training_window=data["window"],
         training_rows=len(X) + (len(data["X_valid"]) if "X_valid" in data else 0),
         positive_rate=float(np.concatenate([y, np.asarray(data.get("y_valid", []))]).mean()),
-        metrics={**summary["metrics"], "validation": summary["validation"]},
+        metrics={**summary["metrics"], "validation": summary["validation"], "pr_curve": pr_curve},
         candidates=summary["candidates"],
         validation_key=_validation_key(data),
         library_versions=summary["library_versions"],
@@ -450,7 +472,10 @@ def churn_model_train(
         artifact_path=str(path),
         artifact_sha256=sha,
     )
-    comparison: dict[str, Any] = {"challenger": model.version, "challenger_pr_auc": challenger_pr_auc}
+    comparison: dict[str, Any] = {
+        "challenger": model.version,
+        "challenger_pr_auc": challenger_pr_auc,
+    }
     activated = False
     if not register_only:
         champion = churn_model_active()
@@ -458,7 +483,16 @@ def churn_model_train(
             comparison["decision"] = "no active model: the challenger becomes active"
             activated = True
         else:
-            champion_pr_auc = _champion_pr_auc(champion, holdout_X, holdout_y)
+            if champion.validation_key == model.validation_key:
+                # Same rows and labels: compare the two out-of-fold figures directly.
+                champion_pr_auc = champion.metrics.get("pr_auc")
+                comparison["basis"] = "out-of-fold on the same validation data"
+            else:
+                # New data: the champion predicts the challenger's validation rows. For
+                # snapshot labels it may have trained on some of them, which favours the
+                # champion: a challenger must then clearly win to take over.
+                champion_pr_auc = _champion_pr_auc(champion, holdout_X, holdout_y)
+                comparison["basis"] = "champion scored on the challenger's validation rows"
             comparison.update(champion=champion.version, champion_pr_auc=champion_pr_auc)
             if champion_pr_auc is None or challenger_pr_auc >= champion_pr_auc:
                 comparison["decision"] = "challenger is at least as good: activated"
@@ -473,6 +507,15 @@ def churn_model_train(
         comparison["decision"] = "registered only (trained from a file)"
     model.refresh_from_db()
     return TrainingOutcome(model=model, result=result, activated=activated, comparison=comparison)
+
+
+def _pr_curve(y: np.ndarray, p: np.ndarray | None, points: int = 60) -> list[list[float]]:
+    """About `points` (recall, precision) pairs of the out-of-fold precision-recall curve."""
+    if p is None or len(p) != len(y):
+        return []
+    precision, recall, _ = precision_recall_curve(y, p)
+    keep = np.unique(np.linspace(0, len(recall) - 1, min(points, len(recall))).astype(int))
+    return [[round(float(recall[i]), 4), round(float(precision[i]), 4)] for i in keep]
 
 
 def churn_model_activate(*, model: ChurnModel) -> ChurnModel:
@@ -492,17 +535,14 @@ def churn_model_activate(*, model: ChurnModel) -> ChurnModel:
 def churn_model_rollback() -> ChurnModel:
     """Re-activate the model that was active before the current one."""
     current = churn_model_active()
-    previous = (
-        ChurnModel.objects.filter(status=ModelStatus.RETIRED, activated_at__isnull=False)
-        .exclude(label_definition__kind="file")
-        .order_by("-activated_at")
-        .first()
-    )
+    earlier = ChurnModel.objects.filter(
+        status=ModelStatus.RETIRED, activated_at__isnull=False
+    ).exclude(label_definition__kind="file")
+    if current is not None and current.activated_at is not None:
+        earlier = earlier.filter(activated_at__lt=current.activated_at)
+    previous = earlier.order_by("-activated_at").first()
     if previous is None:
         raise TrainingError("no previously active model to roll back to")
-    if current is not None and previous.activated_at and current.activated_at:
-        if previous.activated_at > current.activated_at:
-            raise TrainingError("no older model to roll back to")
     return churn_model_activate(model=previous)
 
 
@@ -511,7 +551,9 @@ def churn_model_load(*, model: ChurnModel) -> Any:
     try:
         return artifacts.load_artifact(path=model.artifact_path, sha256=model.artifact_sha256)
     except FileNotFoundError as exc:
-        raise ScoringError(f"model {model.version}: artifact {model.artifact_path} is missing") from exc
+        raise ScoringError(
+            f"model {model.version}: artifact {model.artifact_path} is missing"
+        ) from exc
     except artifacts.ArtifactIntegrityError as exc:
         raise ScoringError(f"model {model.version}: {exc}") from exc
 
@@ -625,7 +667,7 @@ def scoring_run_create(
         Customer.objects.order_by("pk").values_list("pk", flat=True).iterator(chunk_size=50_000),
         dtype=np.int64,
     )
-    chunks = _chunks(ids, SCORE_CHUNK_CUSTOMERS)
+    chunks = _chunks(ids, settings.SCORING_CHUNK_CUSTOMERS)
     key = run_key or f"manual-{timezone.now():%Y%m%dT%H%M%S.%f}"
     try:
         with transaction.atomic():
@@ -677,9 +719,15 @@ def scoring_run_drift(*, run: ScoringRun) -> dict[str, Any]:
         hi = (
             CustomerScore.objects.filter(run=run)
             .order_by("customer_id")
-            .values_list("customer_id", flat=True)[DRIFT_SAMPLE_CUSTOMERS - 1 : DRIFT_SAMPLE_CUSTOMERS]
+            .values_list("customer_id", flat=True)[
+                DRIFT_SAMPLE_CUSTOMERS - 1 : DRIFT_SAMPLE_CUSTOMERS
+            ]
         )
-        last = hi[0] if hi else CustomerScore.objects.filter(run=run).aggregate(m=Max("customer_id"))["m"]
+        last = (
+            hi[0]
+            if hi
+            else CustomerScore.objects.filter(run=run).aggregate(m=Max("customer_id"))["m"]
+        )
         customers = customers_frame(first_id=bounds["lo"], last_id=last)
         sample_features = build_features(
             orders=orders_frame(first_id=bounds["lo"], last_id=last),
@@ -692,6 +740,15 @@ def scoring_run_drift(*, run: ScoringRun) -> dict[str, Any]:
         sample_features = align_features(features=sample_features, spec=spec)
     report = population_stability(reference=reference, X=sample_features, scores=scores)
     return report.to_dict()
+
+
+def scoring_run_get(*, run_key: str) -> ScoringRun:
+    return ScoringRun.objects.select_related("model").get(run_key=run_key)
+
+
+def metrics_summary(metrics: Any) -> dict[str, Any]:
+    """The headline out-of-fold metrics of a model (for reports and the cycle's JSON)."""
+    return _flat_metrics(metrics)
 
 
 def scoring_run_fail(*, run: ScoringRun, error: str) -> None:
@@ -728,7 +785,7 @@ def scoring_run_execute(
 def default_as_of() -> datetime:
     """Midnight UTC today: the cutoff of a nightly run."""
     today = timezone.now().date()
-    return datetime(today.year, today.month, today.day, tzinfo=timezone.UTC)
+    return datetime(today.year, today.month, today.day, tzinfo=UTC)
 
 
 def parse_as_of(value: str | date | None) -> datetime:
@@ -738,5 +795,3 @@ def parse_as_of(value: str | date | None) -> datetime:
     stamp = pd.Timestamp(value)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return stamp.to_pydatetime()
-
-

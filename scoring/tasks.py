@@ -61,4 +61,8 @@ def weekly_retraining_task(horizon_days: int = 90, label_attribute: str = "") ->
         as_of = services.default_as_of() - timedelta(days=horizon_days)
         data = services.training_data_from_database(as_of=as_of, horizon_days=horizon_days)
     outcome = services.churn_model_train(data=data)
-    return {"version": outcome.model.version, "activated": outcome.activated, "at": str(timezone.now())}
+    return {
+        "version": outcome.model.version,
+        "activated": outcome.activated,
+        "at": str(timezone.now()),
+    }

@@ -32,6 +32,8 @@ def celery_worker(redis_url: str, *, extra_env: dict[str, str] | None = None) ->
         **os.environ,
         "DATABASE_URL": test_database_url(),
         "REDIS_URL": redis_url,
+        # Tasks the worker itself enqueues (chord members, callbacks) stay on its queue.
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
         **(extra_env or {}),
     }
     process = subprocess.Popen(

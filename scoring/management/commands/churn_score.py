@@ -17,9 +17,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--as-of", help="Score as of this date (default: today, midnight UTC)")
-        parser.add_argument("--run-key", help="Unique key of the run (a second run with it is skipped)")
+        parser.add_argument(
+            "--run-key", help="Unique key of the run (a second run with it is skipped)"
+        )
         parser.add_argument("--csv", type=Path, help="Score the rows of this CSV/XLSX file")
-        parser.add_argument("--model", help="Model version (default: the latest file-trained model)")
+        parser.add_argument(
+            "--model", help="Model version (default: the latest file-trained model)"
+        )
         parser.add_argument("--out", type=Path, help="Where --csv writes its scores (CSV)")
         parser.add_argument("--no-progress", action="store_true")
 
@@ -30,7 +34,9 @@ class Command(BaseCommand):
                 return
             as_of = services.parse_as_of(options["as_of"])
             total = customer_count()
-            bar = tqdm(total=total, unit="customers", disable=options["no_progress"], file=self.stderr._out)
+            bar = tqdm(
+                total=total, unit="customers", disable=options["no_progress"], file=self.stderr._out
+            )
             run = services.scoring_run_execute(
                 as_of=as_of, run_key=options["run_key"], on_chunk=lambda _first, n: bar.update(n)
             )

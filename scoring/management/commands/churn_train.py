@@ -47,7 +47,10 @@ class Command(BaseCommand):
                 if not options["label"]:
                     raise CommandError("--csv needs --label COLUMN")
                 data = services.training_data_from_file(
-                    path=options["csv"], label=options["label"], id_column=options["id_column"], drop=drop
+                    path=options["csv"],
+                    label=options["label"],
+                    id_column=options["id_column"],
+                    drop=drop,
                 )
             else:
                 as_of = services.parse_as_of(options["as_of"]) if options["as_of"] else None

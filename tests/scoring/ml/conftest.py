@@ -5,7 +5,9 @@ import pytest
 from scoring.ml.features import FeatureSpec, infer_feature_spec
 
 
-def make_frame(n: int, seed: int = 0, positive_rate: float = 0.2) -> tuple[pd.DataFrame, np.ndarray]:
+def make_frame(
+    n: int, seed: int = 0, positive_rate: float = 0.2
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Small mixed-type churn-like data with a learnable signal and missing values."""
     rng = np.random.default_rng(seed)
     recency = rng.uniform(0, 200, n)

@@ -23,7 +23,7 @@ def test_reasons_name_the_features_that_raise_the_risk(mixed_data):
             "recency_days": np.float32([143.0, 5.0]),
             "event_complaint_30d": np.float32([2.0, 0.0]),
             "noise": np.float32([reference["noise"], reference["noise"]]),
-            "Contract": pd.Series(["Month-to-month", "Two year"], dtype=object),
+            "Contract": np.array(["Month-to-month", "Two year"], dtype=object),
         },
         index=["c1", "c2"],
     )

@@ -50,7 +50,12 @@ def frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         {
             "customer_id": [1, 1, 2, 2],
             "kind": ["Complaint", "complaint", "login", "complaint"],
-            "occurred_at": [_ts("2024-05-25"), _ts("2024-05-30"), _ts("2024-05-31"), _ts("2024-07-01")],
+            "occurred_at": [
+                _ts("2024-05-25"),
+                _ts("2024-05-30"),
+                _ts("2024-05-31"),
+                _ts("2024-07-01"),
+            ],
         }
     )
     return orders, events, customers
@@ -103,9 +108,7 @@ def test_features_ignore_orders_and_events_at_or_after_as_of(frames):
     changed_events = pd.concat(
         [
             events,
-            pd.DataFrame(
-                {"customer_id": [3], "kind": ["complaint"], "occurred_at": [AS_OF]}
-            ),
+            pd.DataFrame({"customer_id": [3], "kind": ["complaint"], "occurred_at": [AS_OF]}),
         ]
     )
     after = build_features(
@@ -121,9 +124,7 @@ def test_scoring_alignment_fills_unseen_event_kinds_with_zero(frames):
     orders, events, customers = frames
     X = build_features(orders=orders, events=events, customers=customers, as_of=AS_OF)
     spec = infer_feature_spec(features=X)
-    later = build_features(
-        orders=orders, events=events.iloc[:0], customers=customers, as_of=AS_OF
-    )
+    later = build_features(orders=orders, events=events.iloc[:0], customers=customers, as_of=AS_OF)
     aligned = align_features(features=later, spec=spec)
     assert list(aligned.columns) == list(spec.columns)
     assert (aligned["event_complaint_30d"] == 0).all()
@@ -154,15 +155,15 @@ def test_build_features_is_vectorised_enough_for_large_inputs():
         {"customer_id": np.arange(n_customers), "signup_date": pd.NaT, "attributes": None}
     )
     start = _ts("2023-01-01").value
-    placed = pd.to_datetime(
-        rng.integers(start, AS_OF.value + 10**14, n_orders), utc=True
-    )
+    placed = pd.to_datetime(rng.integers(start, AS_OF.value + 10**14, n_orders), utc=True)
     orders = pd.DataFrame(
         {
             "customer_id": rng.integers(0, n_customers, n_orders),
             "placed_at": placed,
             "amount": rng.gamma(2, 30, n_orders),
-            "status": rng.choice(["completed", "refunded", "cancelled"], n_orders, p=[0.9, 0.05, 0.05]),
+            "status": rng.choice(
+                ["completed", "refunded", "cancelled"], n_orders, p=[0.9, 0.05, 0.05]
+            ),
             "discount_amount": 0.0,
             "item_count": 1,
         }
@@ -176,4 +177,7 @@ def test_build_features_is_vectorised_enough_for_large_inputs():
     )
     X = build_features(orders=orders, events=events, customers=customers, as_of=AS_OF)
     assert len(X) == n_customers
-    assert X["orders_lifetime"].sum() == ((orders.placed_at < AS_OF) & (orders.status == "completed")).sum()
+    assert (
+        X["orders_lifetime"].sum()
+        == ((orders.placed_at < AS_OF) & (orders.status == "completed")).sum()
+    )

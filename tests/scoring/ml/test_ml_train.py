@@ -73,7 +73,9 @@ def test_calibration_fixes_smote_probabilities():
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.4, stratify=y, random_state=0)
     candidate = select_candidates(names="lr_smote")[0]
     raw = build_pipeline(spec=spec, candidate=candidate).fit(X_tr, y_tr)
-    cal = calibrated(pipeline=build_pipeline(spec=spec, candidate=candidate), method="sigmoid", random_state=0)
+    cal = calibrated(
+        pipeline=build_pipeline(spec=spec, candidate=candidate), method="sigmoid", random_state=0
+    )
     cal.fit(X_tr, y_tr)
     brier_raw = np.mean((raw.predict_proba(X_te)[:, 1] - y_te) ** 2)
     brier_cal = np.mean((cal.predict_proba(X_te)[:, 1] - y_te) ** 2)

@@ -1,0 +1,269 @@
+"""Admin of the churn engine: risk tier bands, the model registry (metrics, charts, promote,
+roll back), scoring runs with tier counts and drift, and the score history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from retention.charts import bar_chart, line_chart
+from scoring import services
+from scoring.models import ChurnModel, CustomerScore, RiskTier, ScoringRun
+
+HEADLINE = ("roc_auc", "pr_auc", "brier", "log_loss", "precision", "recall", "f1")
+
+
+@admin.register(RiskTier)
+class RiskTierAdmin(admin.ModelAdmin):
+    list_display = ["name", "min_probability", "color"]
+    list_editable = ["min_probability", "color"]
+    ordering = ["min_probability"]
+
+
+def _metric_table(rows: list[tuple[str, dict[str, Any]]]) -> SafeString:
+    head = format_html_join("", "<th>{}</th>", ((m,) for m in ("", *HEADLINE)))
+    body = format_html_join(
+        "",
+        "<tr><th>{}</th>{}</tr>",
+        (
+            (
+                name,
+                format_html_join(
+                    "",
+                    "<td>{}</td>",
+                    (
+                        (f"{metrics[m]:.3f}" if isinstance(metrics.get(m), float) else "—",)
+                        for m in HEADLINE
+                    ),
+                ),
+            )
+            for name, metrics in rows
+        ),
+    )
+    return format_html(
+        '<table class="metrics"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', head, body
+    )
+
+
+@admin.register(ChurnModel)
+class ChurnModelAdmin(admin.ModelAdmin):
+    list_display = [
+        "version",
+        "status",
+        "candidate",
+        "pr_auc",
+        "roc_auc",
+        "brier",
+        "training_rows",
+        "created_at",
+        "activated_at",
+    ]
+    list_filter = ["status", "candidate"]
+    search_fields = ["version", "candidate"]
+    actions = ["promote", "roll_back"]
+    readonly_fields = [
+        "version",
+        "status",
+        "candidate",
+        "algorithm",
+        "sampler",
+        "threshold",
+        "label_definition",
+        "training_window",
+        "training_rows",
+        "positive_rate",
+        "metrics_table",
+        "candidates_table",
+        "champion_challenger",
+        "charts",
+        "library_versions",
+        "artifact_path",
+        "artifact_sha256",
+        "created_at",
+        "activated_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["version", "status", "candidate", "algorithm", "sampler", "threshold"]}),
+        (
+            "Training",
+            {"fields": ["label_definition", "training_window", "training_rows", "positive_rate"]},
+        ),
+        (
+            "Quality (out-of-fold)",
+            {"fields": ["metrics_table", "candidates_table", "champion_challenger", "charts"]},
+        ),
+        (
+            "Provenance",
+            {
+                "fields": [
+                    "library_versions",
+                    "artifact_path",
+                    "artifact_sha256",
+                    "created_at",
+                    "activated_at",
+                    "notes",
+                ]
+            },
+        ),
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # models are trained (churn_train), never typed in
+
+    def _metric(self, model: ChurnModel, name: str) -> str:
+        value = model.metrics.get(name)
+        return f"{value:.3f}" if isinstance(value, float) else "—"
+
+    @admin.display(description="PR-AUC")
+    def pr_auc(self, model: ChurnModel) -> str:
+        return self._metric(model, "pr_auc")
+
+    @admin.display(description="ROC-AUC")
+    def roc_auc(self, model: ChurnModel) -> str:
+        return self._metric(model, "roc_auc")
+
+    @admin.display(description="Brier")
+    def brier(self, model: ChurnModel) -> str:
+        return self._metric(model, "brier")
+
+    @admin.display(description="Selected model (calibrated)")
+    def metrics_table(self, model: ChurnModel) -> SafeString:
+        return _metric_table([(model.candidate, model.metrics)])
+
+    @admin.display(description="Every candidate (before calibration)")
+    def candidates_table(self, model: ChurnModel) -> SafeString:
+        return _metric_table([(c["name"], c.get("metrics", {})) for c in model.candidates])
+
+    @admin.display(description="Champion / challenger")
+    def champion_challenger(self, model: ChurnModel) -> str:
+        return model.holdout_metrics.get("decision", "—") + (
+            f" (challenger PR-AUC {model.holdout_metrics.get('challenger_pr_auc', 0):.3f}"
+            + (
+                f", champion {model.holdout_metrics['champion_pr_auc']:.3f})"
+                if isinstance(model.holdout_metrics.get("champion_pr_auc"), float)
+                else ")"
+            )
+            if model.holdout_metrics
+            else ""
+        )
+
+    @admin.display(description="Charts")
+    def charts(self, model: ChurnModel) -> SafeString:
+        pr = model.metrics.get("pr_curve") or []
+        calibration = model.metrics.get("calibration_curve") or []
+        selected = next((c for c in model.candidates if c["name"] == model.candidate), {})
+        importances = selected.get("permutation_importance") or {}
+        if isinstance(importances, dict):
+            ranked = sorted(importances.items(), key=lambda kv: -_importance_value(kv[1]))[:12]
+            bars = [(name, _importance_value(value)) for name, value in ranked]
+        else:
+            bars = []
+        charts = [
+            line_chart(
+                [("precision-recall", [(r, p) for r, p in pr])],
+                title="Precision–recall (out-of-fold)",
+                x_label="recall",
+                y_label="precision",
+            ),
+            line_chart(
+                [
+                    (
+                        "calibrated model",
+                        [
+                            (b["mean_predicted"], b["fraction_positive"])
+                            for b in calibration
+                            if b.get("count")
+                        ],
+                    )
+                ],
+                title="Calibration (out-of-fold)",
+                x_label="mean predicted probability",
+                y_label="observed churn rate",
+                diagonal=True,
+            ),
+            bar_chart(bars, title="Permutation importance", value_label="drop in PR-AUC"),
+        ]
+        return format_html_join(
+            "", '<div style="display:inline-block;margin:4px">{}</div>', ((c,) for c in charts)
+        )
+
+    @admin.action(description="Promote the selected model to active")
+    def promote(self, request: HttpRequest, queryset: QuerySet[ChurnModel]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one model to promote.", messages.ERROR)
+            return
+        try:
+            model = services.churn_model_activate(model=queryset.get())
+        except services.TrainingError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(request, f"Model {model.version} is now active.", messages.SUCCESS)
+
+    @admin.action(description="Roll back to the previously active model")
+    def roll_back(self, request: HttpRequest, queryset: QuerySet[ChurnModel]) -> None:
+        try:
+            model = services.churn_model_rollback()
+        except services.TrainingError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(
+            request, f"Rolled back: {model.version} is active again.", messages.SUCCESS
+        )
+
+
+def _importance_value(value: Any) -> float:
+    if isinstance(value, dict):
+        return float(value.get("mean", 0.0))
+    return float(value or 0.0)
+
+
+@admin.register(ScoringRun)
+class ScoringRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "run_key",
+        "model",
+        "as_of",
+        "status",
+        "customers_scored",
+        "tiers",
+        "drift_status",
+        "started_at",
+    ]
+    list_filter = ["status"]
+    search_fields = ["run_key", "model__version"]
+    readonly_fields = [f.name for f in ScoringRun._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="Tiers")
+    def tiers(self, run: ScoringRun) -> str:
+        return " · ".join(f"{k} {v:,}" for k, v in run.tier_counts.items())
+
+    @admin.display(description="Drift")
+    def drift_status(self, run: ScoringRun) -> str:
+        return run.drift.get("status", "—") if run.drift else "—"
+
+
+@admin.register(CustomerScore)
+class CustomerScoreAdmin(admin.ModelAdmin):
+    list_display = ["customer", "probability", "tier", "reasons_text", "run", "scored_at"]
+    list_filter = ["tier", "run"]
+    search_fields = ["customer__external_id", "customer__email"]
+    raw_id_fields = ["customer", "run"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Reasons")
+    def reasons_text(self, score: CustomerScore) -> str:
+        return "; ".join(score.reasons)

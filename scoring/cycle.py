@@ -1,0 +1,72 @@
+"""The `scoring` stage of retention_cycle: train when there is no active model (or when the
+sources file asks to), then score every customer as of the cycle's date and report it."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+
+from scoring import services
+from scoring.reports import format_run, format_training_report
+from scoring.selectors import churn_model_active
+
+
+def scoring_stage(
+    *, config: dict[str, Any], progress: bool = False
+) -> tuple[dict[str, Any], list[str]]:
+    """`config` (the sources file's "scoring" entry, all optional):
+
+    - as_of: date scored as of (default today, midnight UTC);
+    - train: {"label_attribute": …} or {"as_of": …, "horizon_days": …} (default: a behaviour
+      label with RETRAIN_HORIZON_DAYS at the latest fully observed cutoff);
+    - retrain: "if_none" (default: only when there is no active model) or "always".
+    """
+    started = time.perf_counter()
+    lines: list[str] = []
+    as_of = services.parse_as_of(config.get("as_of"))
+    training: dict[str, Any] | None = None
+    if config.get("retrain", "if_none") == "always" or churn_model_active() is None:
+        train = dict(config.get("train") or {})
+        if "label_attribute" in train:
+            data = services.training_data_from_database(
+                label_attribute=train["label_attribute"], drop=train.get("drop", ())
+            )
+        else:
+            horizon = int(train.get("horizon_days", settings.RETRAIN_HORIZON_DAYS))
+            cutoff = (
+                services.parse_as_of(train["as_of"])
+                if "as_of" in train
+                else as_of - timedelta(days=horizon)
+            )
+            data = services.training_data_from_database(
+                as_of=cutoff, horizon_days=horizon, drop=train.get("drop", ())
+            )
+        outcome = services.churn_model_train(
+            data=data, candidates=train.get("candidates", "default")
+        )
+        training = outcome.to_dict()
+        lines.append(format_training_report(training))
+    model = churn_model_active()
+    if model is None:
+        raise services.ScoringError("no active model after training (see the report above)")
+    run_key = f"cycle-{as_of:%Y-%m-%d}-{model.version}"
+    run = services.scoring_run_execute(as_of=as_of, run_key=run_key)
+    if run is None:
+        run = services.scoring_run_get(run_key=run_key)
+        lines.append(f"Scoring run {run_key} already done; its figures:")
+    lines.append(format_run(run))
+    data = {
+        "model_version": model.version,
+        "trained": training,
+        "metrics": services.metrics_summary(model.metrics),
+        "as_of": as_of.date().isoformat(),
+        "run": run.run_key,
+        "customers_scored": run.customers_scored,
+        "tiers": run.tier_counts,
+        "drift": {"status": run.drift.get("status"), "score_psi": run.drift.get("score_psi")},
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return data, lines

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from scoring import apis
+
+urlpatterns = [
+    path(
+        "customers/<str:external_id>/score",
+        apis.CustomerScoreApi.as_view(),
+        name="customer-score",
+    ),
+]
