@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
 
 GOAL_RATIO = 1 / 3
+GENERATE_BLOCK = 100_000
 SEED = 20240531
 REFERENCE_TABLE = "bench_orders_copy_reference"
 FLOOR_TABLE = "bench_orders_copy_floor"
@@ -162,31 +163,37 @@ def generate(directory: Path, orders: int, customers: int, seed: int) -> tuple[P
     customers_path = directory / "customers.csv"
     customers_frame.to_csv(customers_path, index=False)
 
-    start = np.datetime64("2022-01-01T00:00:00")
-    seconds = rng.integers(0, 3 * 365 * 86_400, orders).astype("timedelta64[s]")
-    placed = np.datetime_as_string(start + seconds, unit="s")
-    statuses = rng.choice(
-        np.array(["completed", "refunded", "cancelled"]), orders, p=[0.9, 0.06, 0.04]
-    )
-    discounted = rng.random(orders) < 0.2
-    amount = np.round(rng.lognormal(3.5, 0.8, orders), 2)
-    discount = np.where(discounted, np.round(amount * rng.uniform(0.05, 0.3, orders), 2), 0.0)
-    categories = np.array(["books", "music", "electronics", "garden", "toys", "fashion", "food"])
-    orders_frame = pd.DataFrame(
-        {
-            "order_id": "O" + pd.Series(np.arange(1, orders + 1)).astype(str).str.zfill(9),
-            "customer_id": customer_ids.to_numpy()[rng.integers(0, customers, orders)],
-            "placed_at": pd.Series(placed) + "Z",
-            "amount": amount,
-            "currency": rng.choice(np.array(["USD", "EUR", "GBP"]), orders, p=[0.6, 0.3, 0.1]),
-            "status": statuses,
-            "item_count": rng.integers(1, 11, orders),
-            "discount_amount": discount,
-            "category": categories[rng.integers(0, len(categories), orders)],
-        }
-    )
+    # Orders in blocks, so generating a million rows does not set this process's peak memory.
     orders_path = directory / "orders.csv"
-    orders_frame.to_csv(orders_path, index=False, float_format="%.2f")
+    start = np.datetime64("2022-01-01T00:00:00")
+    statuses = np.array(["completed", "refunded", "cancelled"])
+    currencies = np.array(["USD", "EUR", "GBP"])
+    categories = np.array(["books", "music", "electronics", "garden", "toys", "fashion", "food"])
+    keys = customer_ids.to_numpy()
+    with orders_path.open("w", newline="") as handle:
+        for first in range(0, orders, GENERATE_BLOCK):
+            n = min(GENERATE_BLOCK, orders - first)
+            seconds = rng.integers(0, 3 * 365 * 86_400, n).astype("timedelta64[s]")
+            amount = np.round(rng.lognormal(3.5, 0.8, n), 2)
+            discounted = rng.random(n) < 0.2
+            discount = np.round(amount * rng.uniform(0.05, 0.3, n), 2)
+            block = pd.DataFrame(
+                {
+                    "order_id": "O"
+                    + pd.Series(np.arange(first + 1, first + n + 1)).astype(str).str.zfill(9),
+                    "customer_id": keys[rng.integers(0, customers, n)],
+                    "placed_at": np.strings.add(
+                        np.datetime_as_string(start + seconds, unit="s"), "Z"
+                    ),
+                    "amount": amount,
+                    "currency": rng.choice(currencies, n, p=[0.6, 0.3, 0.1]),
+                    "status": rng.choice(statuses, n, p=[0.9, 0.06, 0.04]),
+                    "item_count": rng.integers(1, 11, n),
+                    "discount_amount": np.where(discounted, discount, 0.0),
+                    "category": categories[rng.integers(0, len(categories), n)],
+                }
+            )
+            block.to_csv(handle, index=False, header=first == 0, float_format="%.2f")
     return customers_path, orders_path
 
 

@@ -1,19 +1,35 @@
-"""Campaign API: a customer's coupons and a coupon by code (for the shop to show and check)."""
+"""Campaign API: coupons (show, check, redeem), responses (single or bulk, idempotent), signed
+provider webhooks, and a campaign's uplift report."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from decimal import Decimal
+from typing import Any, ClassVar
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from campaigns import selectors
+from campaigns.measurement import uplift_report_compute, uplift_report_latest
+from campaigns.models import Campaign, ResponseKind
+from campaigns.responses import (
+    CouponRedeemError,
+    ResponseItem,
+    ResponseItemsError,
+    coupon_redeem,
+    provider_events_record,
+    responses_record_batch,
+    webhook_signature_valid,
+)
 from customers.models import ApiScope, Customer
+from retention.api import BulkValidationError, error_body
 
 
 class CouponOut(serializers.Serializer):
@@ -52,3 +68,367 @@ class CouponDetailApi(APIView):
         if coupon is None:
             raise NotFound("No coupon has this code.")
         return Response(CouponOut(coupon).data)
+
+
+# --- responses, redemptions, provider webhooks, uplift ---------------------------------------
+
+
+class ResponseIn(serializers.Serializer):
+    intervention = serializers.IntegerField(
+        required=False, min_value=1, help_text="The intervention id (or campaign + customer)."
+    )
+    campaign = serializers.IntegerField(required=False, min_value=1, help_text="Campaign id.")
+    customer = serializers.CharField(
+        required=False, max_length=64, help_text="The customer's external id (with campaign)."
+    )
+    kind = serializers.ChoiceField(ResponseKind.choices)
+    occurred_at = serializers.DateTimeField()
+    revenue = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=Decimal("0"), required=False, allow_null=True
+    )
+    order_external_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    idempotency_key = serializers.CharField(max_length=200)
+    payload = serializers.DictField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "intervention" not in attrs and not ("campaign" in attrs and attrs.get("customer")):
+            raise serializers.ValidationError(
+                {"intervention": "give the intervention id, or campaign and customer"}
+            )
+        return attrs
+
+
+class ResponseOut(serializers.Serializer):
+    index = serializers.IntegerField()
+    id = serializers.IntegerField()
+    intervention = serializers.IntegerField()
+    kind = serializers.CharField()
+    occurred_at = serializers.DateTimeField()
+    revenue = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+    order_external_id = serializers.CharField()
+    idempotency_key = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    replay = serializers.BooleanField(help_text="True: this key was seen before; the original.")
+
+
+class ResponsesOut(serializers.Serializer):
+    received = serializers.IntegerField()
+    created = serializers.IntegerField()
+    replayed = serializers.IntegerField()
+    results = ResponseOut(many=True)
+
+
+def _field_errors(index: int, errors: Any) -> list[dict[str, Any]]:
+    if isinstance(errors, dict):
+        return [
+            {"index": index, "field": name, "message": " ".join(str(m) for m in messages)}
+            for name, messages in errors.items()
+            for messages in [messages if isinstance(messages, list) else [messages]]
+        ]
+    return [{"index": index, "field": None, "message": str(errors)}]
+
+
+class ResponsesApi(APIView):
+    """Log responses: one object or a list of up to 1,000 (or {"items": [...]}). Atomic: one
+    bad item rejects the request (400, every bad index named) and nothing is written. An item
+    whose idempotency key was seen returns the original response with "replay": true."""
+
+    required_scopes: ClassVar[dict[str, str]] = {"POST": ApiScope.RESPONSES_WRITE}
+
+    @extend_schema(
+        request=ResponseIn(many=True),
+        responses={200: ResponsesOut, 201: ResponsesOut},
+        summary="Log campaign responses (single or bulk, idempotent)",
+    )
+    def post(self, request: Request) -> Response:
+        data = request.data
+        if isinstance(data, dict) and "items" in data:
+            data = data["items"]
+        items = [data] if isinstance(data, dict) else data
+        if not isinstance(items, list) or not items:
+            raise BulkValidationError([], "The body must be an object or a non-empty list.")
+        if len(items) > settings.API_MAX_BULK_ITEMS:
+            raise BulkValidationError(
+                [], f"At most {settings.API_MAX_BULK_ITEMS} items per request; got {len(items)}."
+            )
+        errors: list[dict[str, Any]] = []
+        parsed: list[ResponseItem] = []
+        for index, item in enumerate(items):
+            serializer = ResponseIn(data=item) if isinstance(item, dict) else None
+            if serializer is None:
+                errors.append({"index": index, "field": None, "message": "expected an object"})
+                continue
+            if not serializer.is_valid():
+                errors += _field_errors(index, serializer.errors)
+                continue
+            v = serializer.validated_data
+            parsed.append(
+                ResponseItem(
+                    kind=v["kind"],
+                    occurred_at=v["occurred_at"],
+                    idempotency_key=v["idempotency_key"],
+                    intervention_id=v.get("intervention"),
+                    campaign_id=v.get("campaign"),
+                    customer_external_id=v.get("customer", ""),
+                    revenue=v.get("revenue"),
+                    order_external_id=v.get("order_external_id", ""),
+                    payload=v.get("payload") or {},
+                )
+            )
+        if errors:
+            raise BulkValidationError(errors)
+        try:
+            results = responses_record_batch(items=parsed)
+        except ResponseItemsError as exc:
+            raise BulkValidationError(exc.errors) from exc
+        created = sum(not r.replay for r in results)
+        body = {
+            "received": len(results),
+            "created": created,
+            "replayed": len(results) - created,
+            "results": [
+                {
+                    "index": index,
+                    "id": r.response.pk,
+                    "intervention": r.response.intervention_id,
+                    "kind": r.response.kind,
+                    "occurred_at": r.response.occurred_at,
+                    "revenue": r.response.revenue,
+                    "order_external_id": r.response.order_external_id,
+                    "idempotency_key": r.response.idempotency_key,
+                    "created_at": r.response.created_at,
+                    "replay": r.replay,
+                }
+                for index, r in enumerate(results)
+            ],
+        }
+        return Response(ResponsesOut(body).data, status=status.HTTP_201_CREATED if created else 200)
+
+
+class RedeemIn(serializers.Serializer):
+    order_external_id = serializers.CharField(max_length=64)
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0"))
+    redeemed_at = serializers.DateTimeField(required=False, help_text="Default: now.")
+
+
+class RedeemOut(serializers.Serializer):
+    code = serializers.CharField()
+    redeemed_at = serializers.DateTimeField()
+    order_external_id = serializers.CharField()
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2)
+    discount = serializers.DecimalField(max_digits=12, decimal_places=2)
+    response = serializers.IntegerField(allow_null=True)
+    replay = serializers.BooleanField()
+
+
+class CouponRedeemApi(APIView):
+    """Redeem a coupon for one order. The same order again returns the original result
+    (replay); another order → 409 coupon_already_redeemed; past expiry → 409 coupon_expired;
+    an unknown code → 404."""
+
+    required_scopes: ClassVar[dict[str, str]] = {"POST": ApiScope.RESPONSES_WRITE}
+
+    @extend_schema(
+        request=RedeemIn,
+        responses={200: RedeemOut, 201: RedeemOut, 404: None, 409: None},
+        summary="Redeem a coupon (once)",
+    )
+    def post(self, request: Request, code: str) -> Response:
+        data = RedeemIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            redemption = coupon_redeem(code=code, **data.validated_data)
+        except CouponRedeemError as exc:
+            return Response(error_body(exc.code, exc.message), status=exc.status)
+        coupon = redemption.coupon
+        body = {
+            "code": coupon.code,
+            "redeemed_at": coupon.redeemed_at,
+            "order_external_id": coupon.redeemed_order_external_id,
+            "amount": coupon.redeemed_amount,
+            "discount": coupon.redeemed_discount,
+            "response": redemption.response.pk if redemption.response else None,
+            "replay": redemption.replay,
+        }
+        return Response(
+            RedeemOut(body).data,
+            status=status.HTTP_200_OK if redemption.replay else status.HTTP_201_CREATED,
+        )
+
+
+class ProviderEventIn(serializers.Serializer):
+    id = serializers.CharField(required=False, max_length=150, help_text="Provider event id.")
+    event = serializers.CharField(max_length=40, help_text="delivered, open, bounce, failed…")
+    message_id = serializers.CharField(max_length=300)
+    occurred_at = serializers.DateTimeField()
+
+
+class ProviderEventsIn(serializers.Serializer):
+    events = ProviderEventIn(many=True)
+
+
+class ProviderEventsOut(serializers.Serializer):
+    received = serializers.IntegerField()
+    recorded = serializers.IntegerField()
+    replayed = serializers.IntegerField()
+    ignored = serializers.IntegerField()
+    unknown_message = serializers.IntegerField()
+
+
+class ProviderWebhookApi(APIView):
+    """Delivery events from the email or SMS provider, signed with the channel's shared secret:
+    `X-Retention-Timestamp` (Unix seconds) and `X-Retention-Signature: sha256=<hex HMAC-SHA256
+    of "<timestamp>.<raw body>">`. Missing headers → 401; a wrong or stale signature → 403."""
+
+    # Signed by the provider instead of an API key; no per-client throttle (no client).
+    authentication_classes = ()
+    permission_classes = ()
+    throttle_classes = ()
+    channel: ClassVar[str] = ""
+
+    def secret(self) -> str:
+        return str(
+            settings.EMAIL_EVENTS_WEBHOOK_SECRET
+            if self.channel == "email"
+            else settings.SMS_STATUS_WEBHOOK_SECRET
+        )
+
+    @extend_schema(request=ProviderEventsIn, responses=ProviderEventsOut, auth=[])
+    def post(self, request: Request) -> Response:
+        body = request.body  # the raw bytes, read before the parser touches the stream
+        timestamp = request.headers.get("X-Retention-Timestamp", "")
+        signature = request.headers.get("X-Retention-Signature", "")
+        if not timestamp or not signature:
+            return Response(
+                error_body("not_authenticated", "Missing X-Retention-Signature/Timestamp."),
+                status=status.HTTP_401_UNAUTHORIZED,
+            )
+        if not webhook_signature_valid(
+            secret=self.secret(),
+            timestamp=timestamp,
+            signature=signature,
+            body=body,
+            now=timezone.now(),
+        ):
+            return Response(
+                error_body("bad_signature", "The signature is invalid or too old."),
+                status=status.HTTP_403_FORBIDDEN,
+            )
+        data = ProviderEventsIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            summary = provider_events_record(
+                channel=self.channel, events=data.validated_data["events"]
+            )
+        except ResponseItemsError as exc:
+            raise BulkValidationError(exc.errors) from exc
+        return Response(ProviderEventsOut(summary.to_dict()).data)
+
+
+class EmailWebhookApi(ProviderWebhookApi):
+    channel = "email"
+
+
+class SmsWebhookApi(ProviderWebhookApi):
+    channel = "sms"
+
+
+class ProportionOut(serializers.Serializer):
+    treated_rate = serializers.FloatField()
+    control_rate = serializers.FloatField()
+    difference = serializers.FloatField()
+    ci_low = serializers.FloatField()
+    ci_high = serializers.FloatField()
+    p_value = serializers.FloatField()
+    relative_lift = serializers.FloatField(allow_null=True)
+    relative_lift_ci_low = serializers.FloatField(allow_null=True)
+    relative_lift_ci_high = serializers.FloatField(allow_null=True)
+    test = serializers.CharField()
+    method = serializers.CharField()
+
+
+class MeanOut(serializers.Serializer):
+    treated_mean = serializers.FloatField()
+    control_mean = serializers.FloatField()
+    difference = serializers.FloatField()
+    ci_low = serializers.FloatField()
+    ci_high = serializers.FloatField()
+    p_value = serializers.FloatField()
+    method = serializers.CharField()
+
+
+class ArmOut(serializers.Serializer):
+    n = serializers.IntegerField()
+    retained = serializers.IntegerField()
+    rate = serializers.FloatField(allow_null=True)
+    converted = serializers.IntegerField()
+    conversion_rate = serializers.FloatField(allow_null=True)
+    revenue = serializers.FloatField()
+    revenue_per_customer = serializers.FloatField(allow_null=True)
+
+
+class EstimateOut(serializers.Serializer):
+    estimate = serializers.FloatField()
+    ci_low = serializers.FloatField()
+    ci_high = serializers.FloatField()
+
+
+class CostOut(serializers.Serializer):
+    offers = serializers.FloatField()
+    messages = serializers.FloatField()
+    total = serializers.FloatField()
+
+
+class GroupOut(serializers.Serializer):
+    group = serializers.CharField()
+    treatment = ArmOut()
+    control = ArmOut()
+    retention = ProportionOut(allow_null=True)
+    conversion = ProportionOut(allow_null=True)
+    revenue = MeanOut(allow_null=True)
+    incremental_customers = EstimateOut(allow_null=True)
+    incremental_revenue = EstimateOut(allow_null=True)
+    cost = CostOut()
+    roi = serializers.FloatField(allow_null=True)
+    roi_ci_low = serializers.FloatField(allow_null=True)
+    roi_ci_high = serializers.FloatField(allow_null=True)
+    note = serializers.CharField(allow_null=True)
+
+
+class CurveOut(serializers.Serializer):
+    days = serializers.ListField(child=serializers.IntegerField())
+    treatment = serializers.ListField(child=serializers.FloatField())
+    control = serializers.ListField(child=serializers.FloatField())
+
+
+class UpliftOut(serializers.Serializer):
+    campaign = serializers.DictField()
+    status = serializers.ChoiceField(["interim", "final", "empty"])
+    measured_at = serializers.DateTimeField()
+    report_date = serializers.DateField()
+    window_closes_at = serializers.DateTimeField(allow_null=True)
+    conversion_source = serializers.CharField()
+    overall = GroupOut(allow_null=True)
+    by_rule = GroupOut(many=True)
+    by_tier = GroupOut(many=True)
+    by_channel = GroupOut(many=True)
+    by_cycle = GroupOut(many=True)
+    curve = CurveOut()
+    excluded = serializers.DictField(child=serializers.IntegerField())
+    simulation = serializers.DictField(allow_null=True)
+
+
+class CampaignUpliftApi(APIView):
+    """The campaign's uplift figures — the same as the admin report: today's snapshot, computed
+    now if there is none yet (`?refresh=1` recomputes it)."""
+
+    required_scopes: ClassVar[dict[str, str]] = {"GET": ApiScope.REPORTS_READ}
+
+    @extend_schema(responses=UpliftOut, summary="A campaign's uplift report")
+    def get(self, request: Request, campaign_id: int) -> Response:
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        report = uplift_report_latest(campaign=campaign)
+        now = timezone.now()
+        if report is None or report.report_date != now.date() or request.GET.get("refresh"):
+            report = uplift_report_compute(campaign=campaign, now=now)
+        return Response({**report.figures, "report_date": report.report_date})

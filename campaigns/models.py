@@ -455,7 +455,8 @@ class Coupon(models.Model):
     redeemed_order = models.ForeignKey(
         Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="coupons"
     )
-    redeemed_order_external_id = models.CharField(max_length=64, blank=True)
+    # db_default: the dispatch bulk-inserts coupons without naming this column.
+    redeemed_order_external_id = models.CharField(max_length=64, blank=True, db_default="")
     redeemed_amount = models.DecimalField(
         max_digits=12, decimal_places=2, null=True, blank=True, help_text="Order amount."
     )

@@ -244,3 +244,15 @@ def callbacks_for_agent(*, user: Any) -> QuerySet[CallbackTask]:
         .select_related("customer", "intervention__offer", "intervention__campaign")
         .order_by("due_at", "-intervention__churn_probability")
     )
+
+
+def campaign_audience_estimate(*, campaign: Campaign) -> tuple[int, str]:
+    """Customers one cycle of the campaign takes, for planning: the last cycle's eligible count,
+    else the scored customers its rules' tier/probability conditions select (an upper bound)."""
+    last = CampaignCycle.objects.filter(campaign=campaign).order_by("-started_at").first()
+    if last is not None and (last.summary or {}).get("eligible"):
+        return int(last.summary["eligible"]), "last cycle"
+    rules = list(campaign.rules.all())
+    if not rules:
+        return 0, "no rules yet"
+    return Customer.objects.filter(rules_prefilter(rules)).count(), "scored customers matching"

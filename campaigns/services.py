@@ -956,6 +956,14 @@ def customer_unsubscribe(*, token: str, now: datetime | None = None) -> Customer
         recorded_at=now,
     )
     intervention = Intervention.objects.filter(pk=data.get("i"), customer=customer).first()
+    if intervention is None:
+        # A link without an intervention (e.g. a footer): log it on the latest email sent.
+        intervention = (
+            Intervention.objects.filter(customer=customer, channel=ContactChannel.EMAIL)
+            .exclude(sent_at__isnull=True)
+            .order_by("-sent_at")
+            .first()
+        )
     if intervention is not None:
         response_record(
             intervention=intervention,

@@ -9,4 +9,13 @@ urlpatterns = [
         name="customer-coupons",
     ),
     path("coupons/<str:code>", apis.CouponDetailApi.as_view(), name="coupon-detail"),
+    path("coupons/<str:code>/redeem/", apis.CouponRedeemApi.as_view(), name="coupon-redeem"),
+    path("responses/", apis.ResponsesApi.as_view(), name="responses"),
+    path("webhooks/email/", apis.EmailWebhookApi.as_view(), name="webhook-email"),
+    path("webhooks/sms/", apis.SmsWebhookApi.as_view(), name="webhook-sms"),
+    path(
+        "campaigns/<int:campaign_id>/uplift",
+        apis.CampaignUpliftApi.as_view(),
+        name="campaign-uplift",
+    ),
 ]

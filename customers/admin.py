@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
@@ -39,6 +40,7 @@ class CustomerAdmin(admin.ModelAdmin):
         "recent_events",
         "churn_probability",
         "risk_tier",
+        "score_reasons",
         "scored_at",
         "score_model_version",
         "created_at",
@@ -49,7 +51,15 @@ class CustomerAdmin(admin.ModelAdmin):
         ("Profile", {"fields": ["signup_date", "attributes", "erased"]}),
         (
             "Latest churn score",
-            {"fields": ["churn_probability", "risk_tier", "scored_at", "score_model_version"]},
+            {
+                "fields": [
+                    "churn_probability",
+                    "risk_tier",
+                    "score_reasons",
+                    "scored_at",
+                    "score_model_version",
+                ]
+            },
         ),
         ("Activity", {"fields": ["recent_orders", "recent_events"]}),
         ("Record", {"fields": ["created_at", "updated_at"]}),
@@ -57,14 +67,20 @@ class CustomerAdmin(admin.ModelAdmin):
     inlines = [ConsentInline]
     show_full_result_count = False
 
+    @admin.display(description="Why (top reasons)")
+    def score_reasons(self, customer: Customer) -> str:
+        # The score history lives in the scoring app; its rows point here (customer.scores).
+        latest = customer.scores.order_by("-scored_at", "-pk").first()  # type: ignore[attr-defined]
+        return "; ".join(latest.reasons) if latest and latest.reasons else "—"
+
     @admin.display(description="Recent orders")
     def recent_orders(self, customer: Customer) -> SafeString:
         orders = customer.orders.order_by("-placed_at")[:RECENT_ROWS]
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{:%Y-%m-%d %H:%M}</td><td>{} {}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td></tr>",
             (
-                (o.external_id, o.placed_at, o.amount, o.currency, o.status, o.item_count)
+                (o.external_id, _when(o.placed_at), o.amount, o.currency, o.status, o.item_count)
                 for o in orders
             ),
         )
@@ -76,14 +92,18 @@ class CustomerAdmin(admin.ModelAdmin):
         events = customer.events.order_by("-occurred_at")[:RECENT_ROWS]
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{:%Y-%m-%d %H:%M}</td><td>{}</td></tr>",
-            ((e.kind, e.occurred_at, e.properties or "") for e in events),
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((e.kind, _when(e.occurred_at), e.properties or "") for e in events),
         )
         link = reverse("admin:customers_event_changelist") + f"?q={customer.external_id}"
         return _table(["kind", "when", "properties"], rows, link)
 
 
 RECENT_ROWS = 20
+
+
+def _when(stamp: datetime) -> str:
+    return f"{stamp:%Y-%m-%d %H:%M} UTC"
 
 
 def _table(headers: list[str], rows: SafeString, link: str) -> SafeString:

@@ -29,6 +29,7 @@ from customers.validation import (
     RecordSpec,
     ValidationResult,
     derive_keys,
+    join_reasons,
     map_columns,
     validate_records,
 )
@@ -343,5 +344,5 @@ def _write_chunk(
             else:
                 counts = services.events_upsert(records=records)
     if extra_reasons:
-        reasons = pd.concat([reasons, *extra_reasons]).groupby(level=0).agg("; ".join)
+        reasons = join_reasons(pd.concat([reasons, *extra_reasons]))
     return counts, created_customers, reasons.sort_index()

@@ -42,3 +42,9 @@ app.conf.beat_schedule["campaigns-relay"] = {
     "task": "campaigns.tasks.interventions_relay_task",
     "schedule": 60.0,  # CAMPAIGN_RATE_* are per minute: one relay run per minute
 }
+
+# --- Uplift --- (one snapshot per scope and day: a doubled run updates, never duplicates)
+app.conf.beat_schedule["uplift-reports-nightly"] = {
+    "task": "campaigns.tasks.uplift_reports_nightly_task",
+    "schedule": crontab(hour=4, minute=0),  # after nightly scoring (2:00) and the day's orders
+}

@@ -1,14 +1,14 @@
 """Small server-side SVG charts for admin pages: no JavaScript, no CDN, printable.
 
-Each function returns a SafeString holding one <svg> element; every value shown is
-escaped through format_html.
+Each function returns a SafeString holding one <svg> element. Numbers are formatted here and
+every text (titles, labels, names) goes through `escape`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from django.utils.html import format_html, format_html_join
+from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
@@ -42,47 +42,33 @@ def line_chart(
             _scale(point[1], *y_range, bottom, top),
         )
 
-    parts: list[str] = [_axes(left, right, top, bottom, x_range, y_range, x_label, y_label)]
+    parts = [_axes(left, right, top, bottom, x_range, y_range, x_label, y_label)]
     if diagonal:
         (x0, y0), (x1, y1) = xy((x_range[0], y_range[0])), xy((x_range[1], y_range[1]))
         parts.append(
-            format_html(
-                '<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="#aaa" '
-                'stroke-dasharray="4 3"/>',
-                x0,
-                y0,
-                x1,
-                y1,
-            )
+            f'<line x1="{x0:.1f}" y1="{y0:.1f}" x2="{x1:.1f}" y2="{y1:.1f}" stroke="#aaa" '
+            'stroke-dasharray="4 3"/>'
         )
     for index, (name, points) in enumerate(series):
         color = PALETTE[index % len(PALETTE)]
         coords = [xy(p) for p in points]
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
         parts.append(
-            format_html(
-                '<polyline class="series" data-name="{}" points="{}" fill="none" stroke="{}" '
-                'stroke-width="2"/>',
-                name,
-                path,
-                color,
-            )
+            f'<polyline class="series" data-name="{escape(name)}" points="{path}" fill="none" '
+            f'stroke="{color}" stroke-width="2"/>'
+        )
+        parts.extend(
+            f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}"/>'
+            for x, y in coords
         )
         parts.append(
-            format_html_join(
-                "",
-                '<circle class="point" cx="{:.1f}" cy="{:.1f}" r="2.5" fill="{}"/>',
-                ((x, y, color) for x, y in coords),
-            )
+            f'<text x="{left + 8}" y="{top + 14 + 14 * index}" font-size="11" fill="{color}">'
+            f"{escape(name)}</text>"
         )
+    if not any(points for _, points in series):
         parts.append(
-            format_html(
-                '<text x="{}" y="{}" font-size="11" fill="{}">{}</text>',
-                left + 8,
-                top + 14 + 14 * index,
-                color,
-                name,
-            )
+            f'<text x="{(left + right) / 2:.1f}" y="{(top + bottom) / 2:.1f}" font-size="12" '
+            'text-anchor="middle" fill="#888">no data</text>'
         )
     return _svg(title, width, height, parts)
 
@@ -90,40 +76,29 @@ def line_chart(
 def bar_chart(
     items: Sequence[tuple[str, float]], *, title: str, value_label: str, width: int = 420
 ) -> SafeString:
-    """Horizontal bars, largest first as given."""
+    """Horizontal bars, in the order given."""
     row = 18
     label_width = 170
-    height = 40 + row * len(items)
+    height = 40 + row * max(len(items), 1)
     hi = max((abs(v) for _, v in items), default=1.0) or 1.0
     parts = []
     for index, (name, value) in enumerate(items):
         y = 30 + index * row
         length = _scale(abs(value), 0, hi, 0, width - label_width - 60)
         parts.append(
-            format_html(
-                '<text x="{}" y="{}" font-size="11" text-anchor="end">{}</text>'
-                '<rect class="bar" x="{}" y="{}" width="{:.1f}" height="{}" fill="{}"/>'
-                '<text x="{:.1f}" y="{}" font-size="10">{:.4f}</text>',
-                label_width - 6,
-                y + 12,
-                name[:28],
-                label_width,
-                y + 2,
-                length,
-                row - 5,
-                PALETTE[0],
-                label_width + length + 4,
-                y + 12,
-                value,
-            )
+            f'<text x="{label_width - 6}" y="{y + 12}" font-size="11" text-anchor="end">'
+            f"{escape(name[:28])}</text>"
+            f'<rect class="bar" x="{label_width}" y="{y + 2}" width="{length:.1f}" '
+            f'height="{row - 5}" fill="{PALETTE[0]}"/>'
+            f'<text x="{label_width + length + 4:.1f}" y="{y + 12}" font-size="10">{value:.4f}</text>'
+        )
+    if not items:
+        parts.append(
+            f'<text x="{width / 2:.1f}" y="32" text-anchor="middle" fill="#888">no data</text>'
         )
     parts.append(
-        format_html(
-            '<text x="{}" y="{}" font-size="11" fill="#555">{}</text>',
-            label_width,
-            height - 6,
-            value_label,
-        )
+        f'<text x="{label_width}" y="{height - 6}" font-size="11" fill="#555">'
+        f"{escape(value_label)}</text>"
     )
     return _svg(title, width, height, parts)
 
@@ -145,52 +120,29 @@ def _axes(
         x = _scale(fx, *x_range, left, right)
         y = _scale(fy, *y_range, bottom, top)
         ticks.append(
-            format_html(
-                '<text x="{:.1f}" y="{:.1f}" font-size="10" text-anchor="middle">{:.2g}</text>'
-                '<text x="{:.1f}" y="{:.1f}" font-size="10" text-anchor="end">{:.2g}</text>'
-                '<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="#eee"/>',
-                x,
-                bottom + 14,
-                fx,
-                left - 4,
-                y + 3,
-                fy,
-                left,
-                y,
-                right,
-                y,
-            )
+            f'<text x="{x:.1f}" y="{bottom + 14:.1f}" font-size="10" text-anchor="middle">'
+            f"{fx:.2g}</text>"
+            f'<text x="{left - 4:.1f}" y="{y + 3:.1f}" font-size="10" text-anchor="end">'
+            f"{fy:.2g}</text>"
+            f'<line x1="{left:.1f}" y1="{y:.1f}" x2="{right:.1f}" y2="{y:.1f}" stroke="#eee"/>'
         )
-    axes = format_html(
-        '<line x1="{0}" y1="{2}" x2="{1}" y2="{2}" stroke="#333"/>'
-        '<line x1="{0}" y1="{3}" x2="{0}" y2="{2}" stroke="#333"/>'
-        '<text x="{4:.1f}" y="{5}" font-size="11" text-anchor="middle">{6}</text>'
-        '<text x="12" y="{7:.1f}" font-size="11" text-anchor="middle" '
-        'transform="rotate(-90 12 {7:.1f})">{8}</text>',
-        left,
-        right,
-        bottom,
-        top,
-        (left + right) / 2,
-        bottom + 32,
-        x_label,
-        (top + bottom) / 2,
-        y_label,
+    middle_x, middle_y = (left + right) / 2, (top + bottom) / 2
+    axes = (
+        f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/>'
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#333"/>'
+        f'<text x="{middle_x:.1f}" y="{bottom + 32}" font-size="11" text-anchor="middle">'
+        f"{escape(x_label)}</text>"
+        f'<text x="12" y="{middle_y:.1f}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 12 {middle_y:.1f})">{escape(y_label)}</text>'
     )
     return "".join(ticks) + axes
 
 
 def _svg(title: str, width: int, height: int, parts: Sequence[str]) -> SafeString:
-    return format_html(
-        '<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" '
-        'viewBox="0 0 {} {}" role="img" aria-label="{}"><text x="{}" y="16" font-size="13" '
-        'font-weight="bold" text-anchor="middle">{}</text>{}</svg>',
-        width,
-        height,
-        width,
-        height,
-        title,
-        width / 2,
-        title,
-        mark_safe("".join(parts)),
+    # Every part above was built from formatted numbers and escaped text.
+    return mark_safe(  # noqa: S308
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}"><text x="{width / 2:.1f}" y="16" font-size="13" '
+        f'font-weight="bold" text-anchor="middle">{escape(title)}</text>{"".join(parts)}</svg>'
     )

@@ -137,10 +137,20 @@ def stage_dispatch(options: CycleOptions) -> StageResult:
     return StageResult(data, lines)
 
 
+def stage_uplift(options: CycleOptions) -> StageResult:
+    """Snapshot every campaign's uplift (and the program report); with the sources file's
+    "uplift": {"simulate": …} (demo only), first simulate synthetic outcomes."""
+    from campaigns.cycle import uplift_stage
+
+    data, lines = uplift_stage(sources=_sources(options), extra=options.extra)
+    return StageResult(data, lines)
+
+
 STAGES: list[tuple[str, Stage]] = [
     ("import", stage_import),
     ("scoring", stage_scoring),
     ("dispatch", stage_dispatch),
+    ("uplift", stage_uplift),
 ]
 
 

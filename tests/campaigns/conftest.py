@@ -73,6 +73,13 @@ def make_campaign(*, rules: list[dict[str, Any]] | None = None, **fields: Any) -
     return campaign
 
 
+@pytest.fixture(autouse=True)
+def _no_global_control(settings: Any) -> None:
+    """Tests count arms exactly, so the program-wide holdout is off unless a test sets it
+    (tests/campaigns/test_global_control.py does)."""
+    settings.GLOBAL_CONTROL_PERCENT = 0
+
+
 @pytest.fixture
 def email_rule(db: None) -> dict[str, Any]:
     return {

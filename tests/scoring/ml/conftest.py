@@ -33,3 +33,13 @@ def make_frame(
 def mixed_data() -> tuple[pd.DataFrame, np.ndarray, FeatureSpec]:
     X, y = make_frame(1500)
     return X, y, infer_feature_spec(features=X)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_openmp_thread():
+    # HistGradientBoosting's OpenMP threads spin-wait; on a shared 2-core runner (pytest
+    # alongside other jobs) that makes fits 5-10× slower. One thread is fast and stable.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield

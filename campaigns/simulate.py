@@ -1,0 +1,286 @@
+"""SYNTHETIC demo data, for the demo only: after a campaign cycle, invent how both arms behaved
+with a known true effect, so the uplift report can be checked against the truth.
+
+Nothing here runs in production: the `uplift` stage calls it only when the sources file has an
+"uplift": {"simulate": {...}} entry (demo/sources.json does). The generative model:
+
+- each customer of the cycle's analysis population orders inside the attribution window with
+  probability BASELINE_BY_TIER[tier], plus EFFECT_BY_TIER[tier] if treated and actually
+  contacted (sent/delivered) — a heterogeneous true effect, largest for the riskiest tiers;
+- a customer who orders places 1 + Poisson(0.4) orders, dated uniformly inside the window after
+  their assignment time, of log-normal amounts (median 35);
+- contacted treated customers produce delivered / opened / clicked responses; every customer
+  who orders (both arms) produces a `converted` response; treated customers holding a coupon
+  redeem it on their first order with probability REDEEM_PROBABILITY.
+
+Orders go through the customers importer services (validate → link → upsert). Responses and
+redemptions are POSTed through the real API (URL routing, API-key authentication, scopes,
+serializers, services) in-process with DRF's APIClient and a real key of an API client named
+"demo simulator". Everything is keyed deterministically (order ids `sim-…`, idempotency keys),
+so a rerun changes nothing; the true effect is stored on the cycle (summary["simulation"]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db import transaction
+from rest_framework.test import APIClient
+
+from campaigns.measurement import ANALYSIS_POPULATION
+from campaigns.models import CampaignCycle, Coupon, Intervention
+from customers.models import ApiClient, ApiScope
+from customers.services import (
+    api_client_create,
+    api_client_rotate_key,
+    orders_upsert,
+    records_link_customers,
+)
+from customers.validation import SPECS, validate_records
+
+BASELINE_BY_TIER = {"critical": 0.10, "high": 0.18, "medium": 0.30, "low": 0.45}
+EFFECT_BY_TIER = {"critical": 0.12, "high": 0.07, "medium": 0.03, "low": 0.0}
+DEFAULT_BASELINE, DEFAULT_EFFECT = 0.25, 0.0
+REDEEM_PROBABILITY = 0.6
+OPEN_PROBABILITY, CLICK_PROBABILITY, DELIVERY_PROBABILITY = 0.35, 0.25, 0.97
+# Responses per API request: the API's bulk limit.
+RESPONSES_PER_REQUEST = 1000
+SIMULATOR_CLIENT = "demo simulator"
+
+
+@dataclass(frozen=True)
+class SimulationSummary:
+    campaign: str
+    cycle_key: str
+    treated_n: int
+    control_n: int
+    true_retention_effect: float
+    true_effect_by_tier: dict[str, float]
+    baseline_by_tier: dict[str, float]
+    orders_created: int
+    responses_created: int
+    responses_replayed: int
+    coupons_redeemed: int
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _api_client() -> APIClient:
+    """An in-process client with a fresh key of the simulator's API client (created once)."""
+    existing = ApiClient.objects.filter(name=SIMULATOR_CLIENT).first()
+    if existing is None:
+        _client, key = api_client_create(name=SIMULATOR_CLIENT, scopes=[ApiScope.RESPONSES_WRITE])
+    else:
+        key = api_client_rotate_key(client=existing)
+    hosts = [h for h in settings.ALLOWED_HOSTS if h not in ("*", "")]
+    client = APIClient(SERVER_NAME=(hosts[0].lstrip(".") if hosts else "localhost"))
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    return client
+
+
+def _population(cycle: CampaignCycle) -> pd.DataFrame:
+    rows = (
+        Intervention.objects.filter(ANALYSIS_POPULATION, cycle=cycle)
+        .order_by("pk")
+        .values_list(
+            "pk",
+            "arm",
+            "risk_tier",
+            "channel",
+            "status",
+            "created_at",
+            "customer__external_id",
+            "campaign__attribution_window_days",
+        )
+    )
+    frame = pd.DataFrame.from_records(
+        list(rows),
+        columns=["id", "arm", "tier", "channel", "status", "assigned_at", "customer", "window"],
+    )
+    codes = dict(
+        Coupon.objects.filter(intervention__cycle=cycle, redeemed_at__isnull=True).values_list(
+            "intervention_id", "code"
+        )
+    )
+    frame["coupon"] = frame["id"].map(codes)
+    return frame
+
+
+def _post(client: APIClient, path: str, body: Any) -> dict[str, Any]:
+    response = client.post(path, body, format="json")
+    if response.status_code >= 400 and response.status_code != 409:
+        raise RuntimeError(f"simulator: POST {path} → {response.status_code}: {response.content!r}")
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def campaign_cycle_simulate(*, cycle: CampaignCycle, seed: int = 7) -> SimulationSummary | None:
+    """Simulate one cycle's outcomes (see the module docstring); None if already simulated or
+    the cycle took nobody."""
+    if (cycle.summary or {}).get("simulation"):
+        return None
+    people = _population(cycle)
+    if people.empty:
+        return None
+    rng = np.random.default_rng([seed, cycle.pk])
+    n = len(people)
+    treated = people["arm"].eq("treatment").to_numpy()
+    contacted = treated & people["status"].isin(["sent", "delivered"]).to_numpy()
+    base = people["tier"].map(BASELINE_BY_TIER).fillna(DEFAULT_BASELINE).to_numpy()
+    effect = people["tier"].map(EFFECT_BY_TIER).fillna(DEFAULT_EFFECT).to_numpy() * contacted
+    retained = rng.random(n) < np.clip(base + effect, 0, 1)
+    window_days = people["window"].to_numpy(dtype=float)
+    # Naive UTC datetime64 so day offsets add element-wise.
+    assigned = pd.to_datetime(people["assigned_at"], utc=True).dt.tz_convert(None)
+
+    # Orders: 1 + Poisson(0.4) per retained customer, uniformly inside the window.
+    counts = np.where(retained, 1 + rng.poisson(0.4, n), 0)
+    owner = np.repeat(np.arange(n), counts)
+    offsets = rng.uniform(0.02, 0.98, len(owner)) * window_days[owner]
+    placed = assigned.to_numpy()[owner] + pd.to_timedelta(offsets, unit="D").to_numpy()
+    orders = pd.DataFrame(
+        {"owner": owner, "placed_at": placed, "amount": rng.lognormal(np.log(35), 0.6, len(owner))}
+    ).sort_values(["owner", "placed_at"], kind="stable")
+    orders["k"] = orders.groupby("owner").cumcount()
+    orders["external_id"] = (
+        "sim-"
+        + people["id"].to_numpy()[orders["owner"]].astype(str)
+        + "-"
+        + orders["k"].astype(str)
+    )
+    orders["customer"] = people["customer"].to_numpy()[orders["owner"]]
+    orders["amount"] = orders["amount"].round(2)
+    records = pd.DataFrame(
+        {
+            "external_id": orders["external_id"].to_numpy(),
+            "customer": orders["customer"].to_numpy(),
+            "placed_at": pd.to_datetime(orders["placed_at"], utc=True).dt.strftime(
+                "%Y-%m-%dT%H:%M:%S+00:00"
+            ),
+            "amount": orders["amount"].astype(str).to_numpy(),
+            "status": "completed",
+            "category": "simulated",
+        }
+    )
+    created_orders = 0
+    if not records.empty:
+        checked = validate_records(records, SPECS["orders"], date_format="ISO8601")
+        with transaction.atomic():
+            link = records_link_customers(records=checked.valid, create_missing=False)
+            created_orders = orders_upsert(records=link.linked).created
+    first = orders.drop_duplicates("owner")
+
+    # Responses of both arms, posted through the API.
+    items: list[dict[str, Any]] = []
+    delivered = contacted & (rng.random(n) < DELIVERY_PROBABILITY)
+    opened = (
+        delivered & people["channel"].eq("email").to_numpy() & (rng.random(n) < OPEN_PROBABILITY)
+    )
+    clicked = opened & (rng.random(n) < CLICK_PROBABILITY)
+    for kind, mask, hours in (
+        ("delivered", delivered, 0.1),
+        ("opened", opened, 3.0),
+        ("clicked", clicked, 3.5),
+    ):
+        rows = people.loc[mask]
+        stamps = pd.to_datetime(rows["assigned_at"], utc=True) + pd.Timedelta(hours=hours)
+        items += [
+            {
+                "intervention": int(i),
+                "kind": kind,
+                "occurred_at": t.isoformat(),
+                "idempotency_key": f"sim-{i}-{kind}",
+            }
+            for i, t in zip(rows["id"], stamps, strict=True)
+        ]
+    campaign_id = cycle.campaign_id
+    for owner_index, placed_at, amount, order_id in zip(
+        first["owner"], first["placed_at"], first["amount"], first["external_id"], strict=True
+    ):
+        items.append(
+            {
+                "campaign": campaign_id,
+                "customer": str(people["customer"].iat[owner_index]),
+                "kind": "converted",
+                "occurred_at": pd.Timestamp(placed_at).tz_localize("UTC").isoformat()
+                if pd.Timestamp(placed_at).tzinfo is None
+                else pd.Timestamp(placed_at).isoformat(),
+                "revenue": f"{amount:.2f}",
+                "order_external_id": order_id,
+                "idempotency_key": f"sim-{people['id'].iat[owner_index]}-converted",
+            }
+        )
+    client = _api_client()
+    created = replayed = 0
+    for start in range(0, len(items), RESPONSES_PER_REQUEST):
+        result = _post(client, "/api/v1/responses/", items[start : start + RESPONSES_PER_REQUEST])
+        created += int(result["created"])
+        replayed += int(result["replayed"])
+
+    redeemed = 0
+    holders = first.loc[
+        people["coupon"].notna().to_numpy()[first["owner"]]
+        & treated[first["owner"]]
+        & (rng.random(len(first)) < REDEEM_PROBABILITY)
+    ]
+    for owner_index, placed_at, amount, order_id in zip(
+        holders["owner"],
+        holders["placed_at"],
+        holders["amount"],
+        holders["external_id"],
+        strict=True,
+    ):
+        code = people["coupon"].iat[owner_index]
+        stamp = pd.Timestamp(placed_at)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+        result = _post(
+            client,
+            f"/api/v1/coupons/{code}/redeem/",
+            {
+                "order_external_id": order_id,
+                "amount": f"{amount:.2f}",
+                "redeemed_at": stamp.isoformat(),
+            },
+        )
+        redeemed += int("code" in result and not result.get("replay", False))
+
+    by_tier = {
+        tier: EFFECT_BY_TIER.get(tier, DEFAULT_EFFECT) for tier in sorted(set(people["tier"]))
+    }
+    summary = SimulationSummary(
+        campaign=cycle.campaign.name,
+        cycle_key=cycle.cycle_key,
+        treated_n=int(treated.sum()),
+        control_n=int((~treated).sum()),
+        # The estimand: the average effect over the treated arm (0 where not contacted).
+        true_retention_effect=float(effect[treated].mean()) if treated.any() else 0.0,
+        true_effect_by_tier=by_tier,
+        baseline_by_tier={t: BASELINE_BY_TIER.get(t, DEFAULT_BASELINE) for t in by_tier},
+        orders_created=created_orders,
+        responses_created=created,
+        responses_replayed=replayed,
+        coupons_redeemed=redeemed,
+        seed=seed,
+    )
+    CampaignCycle.objects.filter(pk=cycle.pk).update(
+        summary={**(cycle.summary or {}), "simulation": summary.to_dict()}
+    )
+    cycle.refresh_from_db()
+    return summary
+
+
+def simulation_anchor_note(*, as_of: datetime | None) -> str:
+    """How simulated dates relate to the cycle's as-of date (for the stage's output)."""
+    if as_of is None:
+        return "simulated orders are dated inside each intervention's attribution window"
+    return (
+        f"data as of {as_of:%Y-%m-%d}; simulated orders are dated inside each intervention's "
+        "attribution window, which starts at its assignment time"
+    )

@@ -1,0 +1,50 @@
+"""Number formats of the uplift report pages: rates, differences, p-values, money."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@register.filter
+def pct(value: Any) -> str:
+    """0.1234 → 12.3%"""
+    number = _number(value)
+    return "—" if number is None else f"{number * 100:.1f}%"
+
+
+@register.filter
+def pp(value: Any) -> str:
+    """0.0123 → +1.23 pp (a difference of two rates, in percentage points)"""
+    number = _number(value)
+    return "—" if number is None else f"{number * 100:+.2f} pp"
+
+
+@register.filter
+def signed_pct(value: Any) -> str:
+    number = _number(value)
+    return "—" if number is None else f"{number * 100:+.1f}%"
+
+
+@register.filter
+def money(value: Any) -> str:
+    number = _number(value)
+    return "—" if number is None else f"{number:,.2f}"
+
+
+@register.filter
+def pvalue(value: Any) -> str:
+    number = _number(value)
+    if number is None:
+        return "—"
+    return "< 0.001" if number < 0.001 else f"{number:.3f}"
