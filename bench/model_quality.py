@@ -30,21 +30,22 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scoring.ml.features import (  # noqa: E402
+from scoring.ml.features import (
     FeatureSpec,
     build_features,
     build_snapshot_features,
     infer_feature_spec,
 )
-from scoring.ml.labels import behaviour_labels, parse_explicit_label  # noqa: E402
-from scoring.ml.pipelines import select_candidates  # noqa: E402
-from scoring.ml.train import make_splits, train_and_select  # noqa: E402
+from scoring.ml.labels import behaviour_labels, parse_explicit_label
+from scoring.ml.pipelines import select_candidates
+from scoring.ml.train import make_splits, train_and_select
 
 DATA = Path("/work/shared/data")
-QUICK_CANDIDATES = "lr_balanced,lr_spline,hgb_tuned,blend_lr_hgb"
+QUICK_CANDIDATES = "lr_balanced,lr_spline,hgb,hgb_tuned,blend_lr_hgb"
 CDNOW_CUTOFF = pd.Timestamp("1997-10-01", tz="UTC")
 CDNOW_HORIZON_DAYS = 273  # 1997-10-01 .. 1998-06-30 inclusive
 
@@ -252,10 +253,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    threads = os.environ.get("OMP_NUM_THREADS", "default")
+    openmp = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "openmp"]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
         f"{os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), {model}, "
-        f"Python {platform.python_version()}, OMP_NUM_THREADS={threads}"
+        f"Python {platform.python_version()}, OpenMP threads {openmp or '-'}, load avg {load}"
     )
 
 
@@ -285,7 +287,9 @@ def run(ds: Dataset, candidates: str, seeds: list[int]) -> bool:
             rows.setdefault(rep.name, []).append({**rep.metrics, "seconds": rep.fit_seconds})
         selected.append({**result.metrics, "seconds": result.metrics["fit_seconds"]})
         chosen.append(result.selected)
-    header = f"    {'candidate':28s} {'ROC-AUC':>8s} {'PR-AUC':>8s} {'Brier':>7s} {'F1':>6s} {'fit s':>7s}"
+    header = "    {:28s} {:>8s} {:>8s} {:>7s} {:>6s} {:>7s}".format(
+        "candidate", "ROC-AUC", "PR-AUC", "Brier", "F1", "fit s"
+    )
     print(header)
     print("    " + "-" * (len(header) - 4))
 
@@ -312,9 +316,7 @@ def run(ds: Dataset, candidates: str, seeds: list[int]) -> bool:
             warnings.simplefilter("ignore")
             refs[name] = _baseline(ds, make, seeds)
         r = refs[name]
-        print(
-            f"    {name:28s} {r['roc_auc']:8.4f} {r['pr_auc']:8.4f} {'':7s} {'':6s} {r['seconds']:7.1f}"
-        )
+        print(f"    {name:28s} {r['roc_auc']:8.4f} {r['pr_auc']:8.4f} {'':14s} {r['seconds']:7.1f}")
     best_ref = max(refs.values(), key=lambda r: r["roc_auc"])
     print(
         f"    selected / best reference: ROC-AUC ×{sel['roc_auc'] / best_ref['roc_auc']:.3f}, "
@@ -337,7 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", default=None, help="default | extended | name,name")
     parser.add_argument("--seeds", type=int, default=None, help="number of CV seeds")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OpenMP threads for gradient boosting (default 1: fastest on a shared machine)",
+    )
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    limiter = threadpool_limits(limits=args.threads, user_api="openmp")
     n_seeds = args.seeds or (1 if args.quick else 3)
     candidates = args.candidates or (QUICK_CANDIDATES if args.quick else "default")
     seeds = list(range(n_seeds))
@@ -366,7 +376,9 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("ignore")
             all_ok &= run(ds, candidates, seeds)
         print(f"    wall time {time.perf_counter() - start:.0f} s")
-    print(f"\nOVERALL: {'PASS' if all_ok else 'FAIL'}")
+    print(f"\nmachine at the end: {machine()}")
+    print(f"OVERALL: {'PASS' if all_ok else 'FAIL'}")
+    limiter.unregister()
     return 0 if all_ok else 1
 
 

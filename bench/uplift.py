@@ -284,6 +284,7 @@ def main() -> None:
             return cursor.fetchall()
 
     now = start + timedelta(days=60)
+    load_before = os.getloadavg()[0]
     reference_runs = [timed(reference)[0] for _ in range(2)]
     report_runs = []
     figures: dict[str, Any] = {}
@@ -296,6 +297,7 @@ def main() -> None:
         version = cursor.fetchone()[0].split(",")[0]
         cursor.execute("SELECT COUNT(*) FROM customers_order")
         orders_total = cursor.fetchone()[0]
+    load_after = os.getloadavg()[0]
     best, ref = min(report_runs), min(reference_runs)
     overall = figures["overall"]
     print()
@@ -313,6 +315,10 @@ def main() -> None:
         f"{overall['control']['rate']:.4f}; difference {overall['retention']['difference']:+.4f}"
     )
     print()
+    print(
+        f"load average (1 min) {load_before:.1f} before the timed steps, {load_after:.1f} after "
+        "(other processes on this machine share its cores)"
+    )
     print(f"{'step':<58}{'seconds':>10}")
     print(
         f"{'reference: one SQL aggregate (join in window, by arm)':<58}"

@@ -55,6 +55,8 @@ from campaigns.uplift import (
 # Rows per chunk of the CSV export: one keyset-paginated query each (an index probe of the
 # orders per intervention), ~2 MB of CSV — the browser gets bytes at once, memory stays flat.
 CSV_CHUNK = 10_000
+# PostgreSQL work_mem of the report query (SET LOCAL, this transaction only).
+REPORT_WORK_MEM = "256MB"
 # Program report: orders counted this many days after a customer's first intervention.
 PROGRAM_WINDOW_DAYS = 30
 
@@ -96,7 +98,9 @@ def _floor(expression: str) -> str:
 
 
 def _per_intervention_sql(where: str, extra_columns: str = "") -> str:
-    """One row per intervention with its outcome inside its attribution window."""
+    """One row per intervention with its outcome inside its attribution window. The orders are
+    aggregated per intervention in a narrow subquery (id, count, sum, first time) so the large
+    join's GROUP BY carries no wide rows; `where` (on alias i) is used three times."""
     window = "c.attribution_window_days"
     return f"""
         SELECT i.id AS intervention_id, i.arm, i.rule_id, i.risk_tier, i.channel, i.cycle_id,
@@ -106,33 +110,46 @@ def _per_intervention_sql(where: str, extra_columns: str = "") -> str:
                    AS offer_made,
                CASE WHEN cp.redeemed_at IS NOT NULL THEN 1 ELSE 0 END AS redeemed,
                COALESCE(cp.redeemed_discount, 0) AS discount,
-               COUNT(o.id) AS orders,
-               COALESCE(SUM(o.amount), 0) AS revenue,
-               {_days_between("MIN(o.placed_at)", "i.created_at")} AS first_day,
-               CASE WHEN EXISTS (
-                   SELECT 1 FROM campaigns_response r
-                   WHERE r.intervention_id = i.id AND r.kind = 'converted'
-                     AND {_window("r.occurred_at", "i.created_at", window)}
-               ) THEN 1 ELSE 0 END AS converted_response
+               COALESCE(oa.orders, 0) AS orders,
+               COALESCE(oa.revenue, 0) AS revenue,
+               {_days_between("oa.first_at", "i.created_at")} AS first_day,
+               CASE WHEN cr.intervention_id IS NULL THEN 0 ELSE 1 END AS converted_response
                {extra_columns}
         FROM campaigns_intervention i
         JOIN campaigns_campaign c ON c.id = i.campaign_id
         LEFT JOIN campaigns_coupon cp ON cp.intervention_id = i.id
-        LEFT JOIN customers_order o
-               ON o.customer_id = i.customer_id AND o.status = 'completed'
-              AND {_window("o.placed_at", "i.created_at", window)}
+        LEFT JOIN (
+            SELECT i.id AS intervention_id, COUNT(*) AS orders,
+                   SUM(CAST(o.amount AS DOUBLE PRECISION)) AS revenue,
+                   MIN(o.placed_at) AS first_at
+            FROM campaigns_intervention i
+            JOIN campaigns_campaign c ON c.id = i.campaign_id
+            JOIN customers_order o
+              ON o.customer_id = i.customer_id AND o.status = 'completed'
+             AND {_window("o.placed_at", "i.created_at", window)}
+            WHERE {where}
+            GROUP BY i.id
+        ) oa ON oa.intervention_id = i.id
+        LEFT JOIN (
+            SELECT DISTINCT r.intervention_id
+            FROM campaigns_response r
+            JOIN campaigns_intervention i ON i.id = r.intervention_id
+            JOIN campaigns_campaign c ON c.id = i.campaign_id
+            WHERE r.kind = 'converted' AND {_window("r.occurred_at", "i.created_at", window)}
+              AND {where}
+        ) cr ON cr.intervention_id = i.id
         WHERE {where}
-        GROUP BY i.id, c.id, cp.id
     """
 
 
+# How often _per_intervention_sql (the CSV export's query) repeats its `where` parameters.
+WHERE_REPEATS = 3
+
+
+KEYS = ["arm", "rule_id", "risk_tier", "channel", "cycle_id"]
 CELL_COLUMNS = [
     "part",
-    "arm",
-    "rule_id",
-    "risk_tier",
-    "channel",
-    "cycle_id",
+    *KEYS,
     "day",
     "n",
     "retained",
@@ -150,40 +167,129 @@ CELL_COLUMNS = [
     "window_days",
 ]
 NUMERIC = CELL_COLUMNS[7:18]
+_KEYS_SQL = "i.arm, i.rule_id, i.risk_tier, i.channel, i.cycle_id"
 
 
-def _cells_sql(where: str) -> str:
-    """Per cell (arm x rule x tier x channel x cycle) sums, and per arm the distribution of the
-    day of the first order (for the cumulative retention curve): one statement, one pass."""
+def _population_cells_sql(where: str) -> str:
+    """Per cell (arm x rule x tier x channel x cycle): size, contacts and costs — no orders."""
     return f"""
-        WITH per AS ({_per_intervention_sql(where)})
-        SELECT 'cell', arm, rule_id, risk_tier, channel, cycle_id, -1, COUNT(*),
-               SUM(CASE WHEN orders > 0 THEN 1 ELSE 0 END), SUM(converted_response),
-               SUM(CASE WHEN orders > 0 OR converted_response = 1 THEN 1 ELSE 0 END),
-               SUM(revenue), SUM(revenue * revenue), SUM(orders), SUM(contacted),
-               SUM(offer_made), SUM(redeemed), SUM(discount),
-               MIN(created_at), MAX(created_at), MAX(window_days)
-        FROM per GROUP BY arm, rule_id, risk_tier, channel, cycle_id
-        UNION ALL
-        SELECT 'curve', arm, NULL, NULL, NULL, NULL, {_floor("first_day")}, COUNT(*),
-               0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL
-        FROM per WHERE first_day IS NOT NULL GROUP BY arm, {_floor("first_day")}
+        SELECT {_KEYS_SQL}, COUNT(*),
+               SUM(CASE WHEN {_CONTACTED_SQL} THEN 1 ELSE 0 END),
+               SUM(CASE WHEN {_CONTACTED_SQL} AND cp.id IS NULL THEN i.offer_cost ELSE 0 END),
+               SUM(CASE WHEN cp.redeemed_at IS NOT NULL THEN 1 ELSE 0 END),
+               SUM(COALESCE(cp.redeemed_discount, 0)),
+               MIN(i.created_at), MAX(i.created_at), MAX(c.attribution_window_days)
+        FROM campaigns_intervention i
+        JOIN campaigns_campaign c ON c.id = i.campaign_id
+        LEFT JOIN campaigns_coupon cp ON cp.intervention_id = i.id
+        WHERE {where}
+        GROUP BY {_KEYS_SQL}
     """
+
+
+def _order_cells_sql(where: str) -> str:
+    """The interventions that ordered in their window, aggregated per intervention in one narrow
+    pass over the join (the only large step), then per cell — retained, orders, revenue and its
+    square — and per arm and day of the first order (the cumulative retention curve)."""
+    window = "c.attribution_window_days"
+    return f"""
+        WITH oa AS (
+            SELECT i.id, {_KEYS_SQL}, COUNT(*) AS orders,
+                   SUM(CAST(o.amount AS DOUBLE PRECISION)) AS revenue,
+                   {_days_between("MIN(o.placed_at)", "i.created_at")} AS first_day
+            FROM campaigns_intervention i
+            JOIN campaigns_campaign c ON c.id = i.campaign_id
+            JOIN customers_order o
+              ON o.customer_id = i.customer_id AND o.status = 'completed'
+             AND {_window("o.placed_at", "i.created_at", window)}
+            WHERE {where}
+            GROUP BY i.id, c.id
+        )
+        SELECT 'cell', arm, rule_id, risk_tier, channel, cycle_id, -1, COUNT(*), SUM(orders),
+               SUM(revenue), SUM(revenue * revenue)
+        FROM oa GROUP BY arm, rule_id, risk_tier, channel, cycle_id
+        UNION ALL
+        SELECT 'curve', arm, NULL, NULL, NULL, NULL, {_floor("first_day")}, COUNT(*), 0, 0, 0
+        FROM oa GROUP BY arm, {_floor("first_day")}
+    """
+
+
+def _response_cells_sql(where: str) -> str:
+    """Per cell: interventions with a `converted` response in the window, and those of them
+    without an order in the window (so retained-or-converted = retained + these)."""
+    window = "c.attribution_window_days"
+    return f"""
+        SELECT {_KEYS_SQL}, COUNT(*),
+               SUM(CASE WHEN EXISTS (
+                   SELECT 1 FROM customers_order o
+                   WHERE o.customer_id = i.customer_id AND o.status = 'completed'
+                     AND {_window("o.placed_at", "i.created_at", window)}
+               ) THEN 0 ELSE 1 END)
+        FROM campaigns_intervention i
+        JOIN campaigns_campaign c ON c.id = i.campaign_id
+        WHERE {where} AND EXISTS (
+            SELECT 1 FROM campaigns_response r
+            WHERE r.intervention_id = i.id AND r.kind = 'converted'
+              AND {_window("r.occurred_at", "i.created_at", window)}
+        )
+        GROUP BY {_KEYS_SQL}
+    """
+
+
+def _fetch(cursor: Any, sql: str, params: list[Any], columns: list[str]) -> pd.DataFrame:
+    cursor.execute(sql, params)
+    return pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
 
 
 def campaign_outcome_cells(
     *, campaign: Campaign, cycle: CampaignCycle | None = None
 ) -> pd.DataFrame:
-    """The cells of a campaign's (or one cycle's) analysis population; see _cells_sql."""
+    """The cells of a campaign's (or one cycle's) analysis population, and the curve rows
+    (part "curve": arm, day of first order, n). Three aggregates merged on the cell key."""
     where = f"i.campaign_id = %s AND {_POPULATION_SQL}"
     params: list[Any] = [campaign.pk]
     if cycle is not None:
         where += " AND i.cycle_id = %s"
         params.append(cycle.pk)
-    with connection.cursor() as cursor:
-        cursor.execute(_cells_sql(where), params)
-        rows = cursor.fetchall()
-    frame = pd.DataFrame.from_records(rows, columns=CELL_COLUMNS)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if _postgres():
+            # Enough memory for the per-intervention hash aggregate of a million rows to stay
+            # in memory (the default 4 MB spills it to disk), and no JIT: it costs ~1 s to
+            # compile plans that run once.
+            cursor.execute(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'")
+            cursor.execute("SET LOCAL jit = off")
+        population = _fetch(
+            cursor,
+            _population_cells_sql(where),
+            params,
+            [*KEYS, "n", "contacted", "offer_made", "redeemed", "discount",
+             "first_assigned", "last_assigned", "window_days"],
+        )  # fmt: skip
+        ordered = _fetch(
+            cursor,
+            _order_cells_sql(where),
+            params,
+            ["part", *KEYS, "day", "count", "orders", "revenue", "revenue_sq"],
+        )
+        responded = _fetch(
+            cursor,
+            _response_cells_sql(where),
+            params,
+            [*KEYS, "converted_response", "converted_without_order"],
+        )
+    cells_orders = ordered.loc[ordered["part"].eq("cell")].drop(columns=["part", "day"])
+    cells_orders = cells_orders.rename(columns={"count": "retained"})
+    cells = population.merge(cells_orders, on=KEYS, how="left").merge(
+        responded, on=KEYS, how="left"
+    )
+    cells["retained_or_converted"] = 0.0
+    for column in [*NUMERIC, "converted_without_order", "window_days"]:
+        cells[column] = pd.to_numeric(cells[column].map(_number), errors="coerce").fillna(0.0)
+    cells["retained_or_converted"] = cells["retained"] + cells["converted_without_order"]
+    cells["part"], cells["day"] = "cell", -1.0
+    curve = ordered.loc[ordered["part"].eq("curve"), ["part", "arm", "day", "count"]]
+    curve = curve.rename(columns={"count": "n"})
+    frame = pd.concat([cells[CELL_COLUMNS], curve], ignore_index=True)
     for column in [*NUMERIC, "day", "window_days"]:
         frame[column] = pd.to_numeric(frame[column].map(_number), errors="coerce").fillna(0.0)
     for column in ("first_assigned", "last_assigned"):
@@ -644,23 +750,31 @@ def interventions_outcomes_csv(*, campaign: Campaign, chunk: int = CSV_CHUNK) ->
     extra = f""", cu.external_id AS customer, cy.cycle_key, ru.name AS rule_name, i.status,
         i.reason, i.churn_probability,
         CASE WHEN {_POPULATION_SQL} THEN 1 ELSE 0 END AS in_analysis"""
-    base = _per_intervention_sql("i.campaign_id = %s AND i.id > %s", extra)
-    base = base.replace(
-        "JOIN campaigns_campaign c ON c.id = i.campaign_id",
-        "JOIN campaigns_campaign c ON c.id = i.campaign_id "
+    where = "i.campaign_id = %s AND i.id > %s AND i.id <= %s"
+    base = _per_intervention_sql(where, extra).replace(
+        "LEFT JOIN campaigns_coupon cp ON cp.intervention_id = i.id",
+        "LEFT JOIN campaigns_coupon cp ON cp.intervention_id = i.id "
         "JOIN customers_customer cu ON cu.id = i.customer_id "
         "JOIN campaigns_campaigncycle cy ON cy.id = i.cycle_id "
         "JOIN campaigns_rule ru ON ru.id = i.rule_id",
-    ).replace("GROUP BY i.id, c.id, cp.id", "GROUP BY i.id, c.id, cp.id, cu.id, cy.id, ru.id")
-    sql = f"{base} ORDER BY i.id LIMIT {int(chunk)}"
+        1,
+    )
+    sql = f"{base} ORDER BY i.id"
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_HEADER)
     yield buffer.getvalue()
+    ids = Intervention.objects.filter(campaign=campaign).order_by("pk").values_list("pk", flat=True)
     last = 0
     while True:
+        # The id bounds of the next chunk, so each chunk's inner aggregates read only its rows.
+        bound = list(ids.filter(pk__gt=last)[chunk - 1 : chunk]) or [
+            ids.filter(pk__gt=last).order_by("-pk").values_list("pk", flat=True).first()
+        ]
+        if bound[0] is None:
+            return
         with connection.cursor() as cursor:
-            cursor.execute(sql, [campaign.pk, last])
+            cursor.execute(sql, [campaign.pk, last, bound[0]] * WHERE_REPEATS)
             names = [d[0] for d in cursor.description]
             rows = cursor.fetchall()
         if not rows:

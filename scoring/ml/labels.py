@@ -33,7 +33,7 @@ def parse_explicit_label(*, values: pd.Series | np.ndarray | list[object]) -> np
     is_false = text.isin(_FALSE)
     bad = series[~(is_true | is_false)]
     if len(bad):
-        shown = sorted({repr(v) for v in bad.tolist()})[:10]
+        shown = sorted({"<missing>" if pd.isna(v) else repr(v) for v in bad.tolist()})[:10]
         raise ValueError(
             f"unrecognised churn label values ({len(bad)} rows): {', '.join(shown)}; "
             "expected yes/no, y/n, 1/0 or true/false"

@@ -13,7 +13,7 @@ def test_explicit_labels_accept_common_spellings():
 def test_explicit_labels_name_unrecognised_values():
     with pytest.raises(ValueError, match="'maybe'") as err:
         parse_explicit_label(values=pd.Series(["Yes", "maybe", None, "No"]))
-    assert "None" in str(err.value)
+    assert "<missing>" in str(err.value)
 
 
 def test_behaviour_labels_on_hand_made_orders():

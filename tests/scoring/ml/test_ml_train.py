@@ -92,7 +92,7 @@ def test_training_result_selects_by_pr_auc_and_serialises(mixed_data):
     assert set(result.metrics["confusion_matrix"]) == {"tn", "fp", "fn", "tp"}
     assert sum(b["count"] for b in result.metrics["calibration_curve"]) == len(y)
     assert result.candidates[0].permutation_importance
-    assert "noise" != next(iter(result.candidates[0].permutation_importance))
+    assert next(iter(result.candidates[0].permutation_importance)) != "noise"
     payload = json.loads(json.dumps(result.to_dict()))
     assert payload["selected"] == result.selected
     assert payload["library_versions"]["scikit-learn"]
