@@ -115,19 +115,20 @@ def _insert_defaults(
     """Values for the NOT NULL columns a batch does not provide (model defaults, timestamps)."""
     defaults: dict[str, Any] = {}
     for field in model._meta.concrete_fields:
-        if field.primary_key or field.column in provided:
+        column = str(field.column)
+        if field.primary_key or column in provided:
             continue
         if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-            defaults[field.column] = now
+            defaults[column] = now
         elif field.has_default():
             value = field.get_default()
             if isinstance(field, models.JSONField):
                 value = json.dumps(value)
-            defaults[field.column] = value
+            defaults[column] = value
         elif field.null:
             continue
         elif isinstance(field, (models.CharField, models.TextField)):
-            defaults[field.column] = ""
+            defaults[column] = ""
     return defaults
 
 
@@ -182,7 +183,7 @@ def bulk_upsert(
     if frame[keys].duplicated().any():
         raise ValueError(f"bulk_upsert: duplicate {', '.join(keys)} values in one batch")
     table = model._meta.db_table
-    columns = [model._meta.get_field(c).column for c in frame.columns]
+    columns = [_column(model, c) for c in frame.columns]
     wire = _wire_frame(frame, model)
     wire.columns = columns
     postgres = _is_postgres()
@@ -312,7 +313,7 @@ def bulk_update(model: type[models.Model], frame: pd.DataFrame, *, key: str = "i
 
 
 def _json_columns(model: type[models.Model]) -> set[str]:
-    return {f.column for f in model._meta.concrete_fields if isinstance(f, models.JSONField)}
+    return {str(f.column) for f in model._meta.concrete_fields if isinstance(f, models.JSONField)}
 
 
 def ids_for_keys(

@@ -130,14 +130,14 @@ def map_columns(
             )
     renames = dict(mapping)
     taken = set(renames.values())
-    lowered = {_loose(c): c for c in columns if c not in renames}
+    lowered: dict[str, str] = {_loose(c): c for c in columns if c not in renames}
     for f in spec.fields:
         if f.name in taken:
             continue
         for candidate in (f.name, *f.aliases):
-            source = lowered.get(_loose(candidate))
-            if source is not None and source not in renames:
-                renames[source] = f.name
+            found = lowered.get(_loose(candidate))
+            if found is not None and found not in renames:
+                renames[found] = f.name
                 taken.add(f.name)
                 break
     missing = [f.name for f in spec.fields if f.required and f.name not in taken]

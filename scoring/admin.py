@@ -156,7 +156,9 @@ class ChurnModelAdmin(admin.ModelAdmin):
     def charts(self, model: ChurnModel) -> SafeString:
         pr = model.metrics.get("pr_curve") or []
         calibration = model.metrics.get("calibration_curve") or []
-        selected = next((c for c in model.candidates if c["name"] == model.candidate), {})
+        selected: dict[str, Any] = next(
+            (c for c in model.candidates if c["name"] == model.candidate), {}
+        )
         importances = selected.get("permutation_importance") or {}
         if isinstance(importances, dict):
             ranked = sorted(importances.items(), key=lambda kv: -_importance_value(kv[1]))[:12]

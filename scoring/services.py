@@ -585,7 +585,7 @@ def score_features(
     X = align_features(features=features, spec=spec)
     probability = estimator.predict_proba(X)[:, 1] if len(X) else np.array([])
     edges, names = _tier_bands()
-    tiers = assign_tiers(probabilities=probability, edges=edges, names=names) if len(X) else []
+    tiers: Any = assign_tiers(probabilities=probability, edges=edges, names=names) if len(X) else []
     # Reasons for the at-risk: everyone at or above the second tier's lower bound.
     floor = reasons_from if reasons_from is not None else (edges[0] if edges else 0.0)
     explanations = explain_customers(
@@ -761,7 +761,7 @@ def scoring_run_execute(
     *,
     as_of: datetime,
     run_key: str | None = None,
-    on_chunk: Callable[[int, int], None] | None = None,
+    on_chunk: Callable[[int, int], object] | None = None,
 ) -> ScoringRun | None:
     """Score every customer in-process, chunk by chunk (the embedded mode and the demo).
 

@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ class Command(BaseCommand):
             as_of = services.parse_as_of(options["as_of"])
             total = customer_count()
             bar = tqdm(
-                total=total, unit="customers", disable=options["no_progress"], file=self.stderr._out
+                total=total, unit="customers", disable=options["no_progress"], file=sys.stderr
             )
             run = services.scoring_run_execute(
                 as_of=as_of, run_key=options["run_key"], on_chunk=lambda _first, n: bar.update(n)
