@@ -324,6 +324,11 @@ def relation_mb(table: str) -> float:
 
 def main() -> int:
     args = parse_args()
+    if args.keep:
+        args.keep = args.keep.resolve()
+    # Celery's Django fix-up puts the working directory first on sys.path: run from the repo
+    # this script belongs to, so its code is what gets measured.
+    os.chdir(ROOT)
     config = database_settings()
     ensure_database(config)
 

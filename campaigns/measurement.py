@@ -768,13 +768,14 @@ def interventions_outcomes_csv(*, campaign: Campaign, chunk: int = CSV_CHUNK) ->
     last = 0
     while True:
         # The id bounds of the next chunk, so each chunk's inner aggregates read only its rows.
-        bound = list(ids.filter(pk__gt=last)[chunk - 1 : chunk]) or [
-            ids.filter(pk__gt=last).order_by("-pk").values_list("pk", flat=True).first()
-        ]
-        if bound[0] is None:
+        rest = ids.filter(pk__gt=last)
+        bound: int | None = (
+            next(iter(rest[chunk - 1 : chunk]), None) or rest.order_by("-pk").first()
+        )
+        if bound is None:
             return
         with connection.cursor() as cursor:
-            cursor.execute(sql, [campaign.pk, last, bound[0]] * WHERE_REPEATS)
+            cursor.execute(sql, [campaign.pk, last, bound] * WHERE_REPEATS)
             names = [d[0] for d in cursor.description]
             rows = cursor.fetchall()
         if not rows:

@@ -11,7 +11,8 @@ Nothing here runs in production: the `uplift` stage calls it only when the sourc
   their assignment time, of log-normal amounts (median 35);
 - contacted treated customers produce delivered / opened / clicked responses; every customer
   who orders (both arms) produces a `converted` response; treated customers holding a coupon
-  redeem it on their first order with probability REDEEM_PROBABILITY.
+  redeem it on their first order with probability REDEEM_PROBABILITY (at most
+  MAX_REDEMPTIONS_PER_CYCLE per cycle, one API request each, to stay inside the throttle).
 
 Orders go through the customers importer services (validate → link → upsert). Responses and
 redemptions are POSTed through the real API (URL routing, API-key authentication, scopes,
@@ -22,6 +23,7 @@ so a rerun changes nothing; the true effect is stored on the cycle (summary["sim
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -51,6 +53,10 @@ OPEN_PROBABILITY, CLICK_PROBABILITY, DELIVERY_PROBABILITY = 0.35, 0.25, 0.97
 # Responses per API request: the API's bulk limit.
 RESPONSES_PER_REQUEST = 1000
 SIMULATOR_CLIENT = "demo simulator"
+# Coupon redemptions are one request each; at most this many per cycle go through the API so
+# the demo stays inside the default API throttle (600 requests/min per client).
+MAX_REDEMPTIONS_PER_CYCLE = 400
+MAX_THROTTLE_WAITS = 5
 
 
 @dataclass(frozen=True)
@@ -86,8 +92,10 @@ def _api_client() -> APIClient:
 
 
 def _population(cycle: CampaignCycle) -> pd.DataFrame:
+    # Every customer the cycle matched behaves (suppressed and global-control ones too, so the
+    # program report compares like with like); only contacted treated customers get the effect.
     rows = (
-        Intervention.objects.filter(ANALYSIS_POPULATION, cycle=cycle)
+        Intervention.objects.filter(cycle=cycle)
         .order_by("pk")
         .values_list(
             "pk",
@@ -110,11 +118,21 @@ def _population(cycle: CampaignCycle) -> pd.DataFrame:
         )
     )
     frame["coupon"] = frame["id"].map(codes)
+    analysed = set(
+        Intervention.objects.filter(ANALYSIS_POPULATION, cycle=cycle).values_list("pk", flat=True)
+    )
+    frame["in_analysis"] = frame["id"].isin(analysed)
     return frame
 
 
 def _post(client: APIClient, path: str, body: Any) -> dict[str, Any]:
     response = client.post(path, body, format="json")
+    for _retry in range(MAX_THROTTLE_WAITS):
+        if response.status_code != 429:
+            break
+        # Throttled like any client (API_THROTTLE_RATE): wait as told, then retry.
+        time.sleep(min(float(response.headers.get("Retry-After", "1")), 60.0))
+        response = client.post(path, body, format="json")
     if response.status_code >= 400 and response.status_code != 409:
         raise RuntimeError(f"simulator: POST {path} → {response.status_code}: {response.content!r}")
     data: dict[str, Any] = response.json()
@@ -229,7 +247,7 @@ def campaign_cycle_simulate(*, cycle: CampaignCycle, seed: int = 7) -> Simulatio
         people["coupon"].notna().to_numpy()[first["owner"]]
         & treated[first["owner"]]
         & (rng.random(len(first)) < REDEEM_PROBABILITY)
-    ]
+    ].head(MAX_REDEMPTIONS_PER_CYCLE)
     for owner_index, placed_at, amount, order_id in zip(
         holders["owner"],
         holders["placed_at"],
@@ -251,16 +269,23 @@ def campaign_cycle_simulate(*, cycle: CampaignCycle, seed: int = 7) -> Simulatio
         )
         redeemed += int("code" in result and not result.get("replay", False))
 
+    # The estimand per tier: the average applied effect over the tier's analysed treated
+    # customers (0 for those not contacted, e.g. still waiting for quiet hours to end).
+    analysed_treated = treated & people["in_analysis"].to_numpy()
+    tiers = people["tier"].to_numpy()
     by_tier = {
-        tier: EFFECT_BY_TIER.get(tier, DEFAULT_EFFECT) for tier in sorted(set(people["tier"]))
+        str(tier): float(effect[analysed_treated & (tiers == tier)].mean())
+        for tier in sorted(set(tiers[analysed_treated]))
     }
     summary = SimulationSummary(
         campaign=cycle.campaign.name,
         cycle_key=cycle.cycle_key,
-        treated_n=int(treated.sum()),
-        control_n=int((~treated).sum()),
-        # The estimand: the average effect over the treated arm (0 where not contacted).
-        true_retention_effect=float(effect[treated].mean()) if treated.any() else 0.0,
+        treated_n=int(analysed_treated.sum()),
+        control_n=int((~treated & people["in_analysis"].to_numpy()).sum()),
+        # The estimand: the average effect over the analysed treated arm (0 where not contacted).
+        true_retention_effect=float(effect[analysed_treated].mean())
+        if analysed_treated.any()
+        else 0.0,
         true_effect_by_tier=by_tier,
         baseline_by_tier={t: BASELINE_BY_TIER.get(t, DEFAULT_BASELINE) for t in by_tier},
         orders_created=created_orders,

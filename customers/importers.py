@@ -290,6 +290,8 @@ def _write_chunk(
     """
     reasons = result.reasons_by_position()
     records = result.valid
+    if records.empty:  # every row of the chunk was rejected: nothing to key or write
+        return UpsertCounts(), 0, reasons.sort_index()
     extra_reasons: list[pd.Series] = []
     if spec.derive_key_from:
         missing = (

@@ -271,7 +271,7 @@ def validate_records(
                 fractional = numbers.notna() & (numbers != np.floor(numbers))
                 flag(fractional, f.name, "expected a whole number, got '", got=text)
             if f.minimum is not None:
-                flag(numbers < f.minimum, f.name, f"must be at least {f.minimum:g}")
+                flag((numbers < f.minimum).fillna(False), f.name, f"must be at least {f.minimum:g}")
             out[f.name] = numbers
         elif f.type in ("datetime", "date"):
             stamps = _parse_datetimes(text, date_format)

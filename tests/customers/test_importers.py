@@ -188,3 +188,23 @@ def test_mapping_to_a_missing_column_is_a_clear_error(tmp_path: Path) -> None:
         run("import_customers", str(path), "--map", "zzz=external_id")
     with pytest.raises(CommandError, match=r"no column for required field\(s\) external_id"):
         run("import_customers", str(path))
+
+
+def test_a_chunk_of_only_bad_rows_and_mixed_numeric_errors_are_rejects_not_crashes(
+    tmp_path: Path,
+) -> None:
+    Customer.objects.create(external_id="k1")
+    bad = write_csv(
+        tmp_path / "bad.csv", [["customer_id", "placed_at", "amount"], ["k1", "bad", "5"]]
+    )
+    assert "rejected 1" in run("import_orders", str(bad))
+    mixed = write_csv(
+        tmp_path / "mixed.csv",
+        [
+            ["customer_id", "placed_at", "amount"],
+            ["k1", "2024-01-01", ""],
+            ["k1", "2024-01-02", "-5"],
+        ],
+    )
+    out = run("import_orders", str(mixed))
+    assert "rejected 2" in out and Order.objects.count() == 0
