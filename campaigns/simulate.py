@@ -4,7 +4,8 @@ with a known true effect, so the uplift report can be checked against the truth.
 Nothing here runs in production: the `uplift` stage calls it only when the sources file has an
 "uplift": {"simulate": {...}} entry (demo/sources.json does). The generative model:
 
-- each customer of the cycle's analysis population orders inside the attribution window with
+- every customer the cycle matched (suppressed and global-control ones too) orders inside the
+  attribution window with
   probability BASELINE_BY_TIER[tier], plus EFFECT_BY_TIER[tier] if treated and actually
   contacted (sent/delivered) — a heterogeneous true effect, largest for the riskiest tiers;
 - a customer who orders places 1 + Poisson(0.4) orders, dated uniformly inside the window after

@@ -123,8 +123,13 @@ def _phrase(name: str, value: Any, reference: Any, is_categorical: bool) -> str:
         "cancel_share": lambda x: f"{x:.0%} of orders cancelled",
         "discount_share": lambda x: f"{x:.0%} of spend was discount",
     }
+    missing = {
+        "interorder_mean_days": "fewer than two orders",
+        "interorder_std_days": "too few orders to show a rhythm",
+        "tenure_days": "customer since an unknown date",
+    }
     if name in fixed:
-        return "no orders yet" if np.isnan(v) else fixed[name](v)
+        return missing.get(name, "no orders yet") if np.isnan(v) else fixed[name](v)
     label = _human(name[5:]) if name.startswith("attr_") else name
     ref = _num(reference)
     if np.isnan(v):
@@ -208,7 +213,9 @@ def explain_customers(
             contrib[idx, j] = base[idx] - estimator.predict_proba(work.iloc[idx])[:, 1]
             work[col] = original
 
-    k = min(top_k, len(columns))
+    # A few spare candidates: two features can read the same ("no orders yet"), and each row
+    # keeps its top_k distinct phrases.
+    k = min(top_k + 3, len(columns))
     order = np.argsort(-contrib, axis=1)[:, :k]
     top_values = np.take_along_axis(contrib, order, axis=1)
     keep = top_values > MIN_CONTRIBUTION
@@ -237,10 +244,15 @@ def explain_customers(
     contributions: list[tuple[float, ...]] = [()] * n
     reasons: list[tuple[str, ...]] = [()] * n
     for r, row in enumerate(rows):
-        m = keep[r]
-        features[row] = tuple(columns[j] for j in order[r][m])
-        contributions[row] = tuple(float(c) for c in top_values[r][m])
-        reasons[row] = tuple(texts[r][m])
+        seen: set[str] = set()
+        chosen = []
+        for position in np.flatnonzero(keep[r]):
+            if texts[r][position] not in seen and len(chosen) < top_k:
+                seen.add(texts[r][position])
+                chosen.append(position)
+        features[row] = tuple(columns[j] for j in order[r][chosen])
+        contributions[row] = tuple(float(c) for c in top_values[r][chosen])
+        reasons[row] = tuple(texts[r][chosen])
     return Explanations(
         index=X.index,
         probabilities=p,

