@@ -94,13 +94,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--steps",
         default="reference,no_reasons,end_to_end",
-        help="comma-separated steps to time: reference, no_reasons, end_to_end",
+        help="comma-separated steps to time: reference, no_reasons, end_to_end (or none)",
     )
     parser.add_argument(
         "--reuse", action="store_true", help="keep generated data of the same size and seed"
     )
     parser.add_argument(
         "--profile", type=Path, help="write a cProfile of the end-to-end step to this file"
+    )
+    parser.add_argument(
+        "--artifact-dir", type=Path, help="keep model artifacts here (default: a temporary dir)"
     )
     parser.add_argument("--step", help=argparse.SUPPRESS)  # internal: run one step and exit
     return parser.parse_args()
@@ -692,7 +695,8 @@ def main() -> int:
         return child(args, config)
     ensure_database(config)
     artifacts = tempfile.TemporaryDirectory(prefix="bench-scoring-models-")
-    os.environ["MODEL_ARTIFACT_DIR"] = artifacts.name  # read by settings, inherited by steps
+    # Read by the settings, inherited by the steps' processes.
+    os.environ["MODEL_ARTIFACT_DIR"] = str(args.artifact_dir or artifacts.name)
 
     import django
 
@@ -708,7 +712,7 @@ def main() -> int:
     call_command("migrate", verbosity=0, interactive=False)
     prepare_data(args, config)
     model = train(args)
-    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    steps = [s.strip() for s in args.steps.split(",") if s.strip() not in ("", "none")]
     chunk = args.chunk or settings.SCORING_CHUNK_CUSTOMERS
     load_before = os.getloadavg()[0]
     results: dict[str, dict[str, Any]] = {}
