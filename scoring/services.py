@@ -100,8 +100,25 @@ def customers_frame(*, first_id: int | None = None, last_id: int | None = None) 
         columns=["customer_id", "signup_date", "attributes"],
     )
     frame["signup_date"] = pd.to_datetime(frame["signup_date"], utc=True)
-    frame["attributes"] = frame["attributes"].map(
-        lambda v: v if isinstance(v, dict) else (json.loads(v) if isinstance(v, str) else {})
+
+    # Attributes repeat a lot (a few plans, channels, ages): each distinct JSON text is parsed
+    # once instead of once per customer, and every row still gets its own dict.
+    def parse(v: Any) -> Any:
+        return v if isinstance(v, dict) else (json.loads(v) if isinstance(v, str) else {})
+
+    try:
+        codes, distinct = pd.factorize(frame["attributes"])
+    except TypeError:  # unhashable values: dicts from a backend that parses JSON itself
+        frame["attributes"] = frame["attributes"].map(parse)
+        return frame
+    parsed = [parse(v) for v in distinct]
+    frame["attributes"] = pd.Series(
+        [
+            {} if code < 0 else (dict(p) if isinstance(p := parsed[code], dict) else p)
+            for code in codes.tolist()
+        ],
+        index=frame.index,
+        dtype=object,
     )
     return frame
 
@@ -709,10 +726,12 @@ def scoring_run_drift(*, run: ScoringRun) -> dict[str, Any]:
     if not reference_data:
         return {}
     reference = DriftReference.from_dict(reference_data)
-    scores = np.fromiter(
-        CustomerScore.objects.filter(run=run).values_list("probability", flat=True),
-        dtype=np.float64,
-    )
+    scores = frame_from_sql(
+        f"SELECT probability FROM {CustomerScore._meta.db_table} WHERE run_id = %s",
+        [run.pk],
+        columns=["probability"],
+        dtypes={"probability": "float64"},
+    )["probability"].to_numpy(dtype=np.float64)
     bounds = CustomerScore.objects.filter(run=run).aggregate(lo=Min("customer_id"))
     sample_features = pd.DataFrame()
     if bounds["lo"] is not None:

@@ -6,13 +6,13 @@ customers whose value differs, re-score them with one `predict_proba` call, and 
 contribution = p(actual) - p(with typical value). A positive contribution means the
 customer's own value raises the risk. The top `top_k` positive contributions become short
 phrases ("no order for 143 days", "Contract is Month-to-month").
-Cost: one predict_proba per feature over the differing rows of the chunk.
+Cost: one prediction per feature per differing row of the chunk (batched into few calls).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,9 @@ from scoring.ml.features import FeatureSpec
 
 # Contributions below this (in probability) are noise, not a reason.
 MIN_CONTRIBUTION = 1e-3
+# Perturbed rows scored per predict_proba call: few calls, with their intermediate matrices
+# (tens of float64 columns per row) kept to a few hundred MB.
+PREDICT_BATCH_ROWS = 250_000
 
 Phrase = Callable[[Any, Any], str]
 
@@ -80,33 +83,8 @@ def _human(name: str) -> str:
     return name.replace("_", " ")
 
 
-def _phrase(name: str, value: Any, reference: Any, is_categorical: bool) -> str:
-    v = _num(value) if not is_categorical else value
-    if is_categorical:
-        label = _human(name[5:]) if name.startswith("attr_") else name
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return f"{label} unknown"
-        return f"{label} is {value}"
-    assert isinstance(v, float)
-    if name == "recency_days":
-        return "no completed order yet" if np.isnan(v) else f"no order for {v:.0f} days"
-    if m := re.fullmatch(r"orders_(\d+)d", name):
-        w = m.group(1)
-        if v == 0:
-            return f"no orders in the last {w} days"
-        return f"only {_fmt(v)} {_plural('order', v)} in the last {w} days"
-    if m := re.fullmatch(r"revenue_(\d+)d", name):
-        w = m.group(1)
-        return f"no spending in the last {w} days" if v == 0 else f"spent {_fmt(v)} in {w} days"
-    if m := re.fullmatch(r"event_(.+)_(\d+)d", name):
-        kind, w = _human(m.group(1)), m.group(2)
-        if v == 0:
-            return f"no {kind} in the last {w} days"
-        return f"{_fmt(v)} {_plural(kind, v)} in the last {w} days"
-    if m := re.fullmatch(r"days_since_event_(.+)", name):
-        kind = _human(m.group(1))
-        return f"never a {kind}" if np.isnan(v) else f"last {kind} {v:.0f} days ago"
-    fixed: dict[str, Callable[[float], str]] = {
+def _fixed_phrases() -> dict[str, Callable[[float], str]]:
+    return {
         "orders_lifetime": lambda x: f"{_fmt(x)} {_plural('order', x)} in total",
         "revenue_lifetime": lambda x: f"lifetime spend {_fmt(x)}",
         "avg_order_value": lambda x: f"average order value {_fmt(x)}",
@@ -123,20 +101,101 @@ def _phrase(name: str, value: Any, reference: Any, is_categorical: bool) -> str:
         "cancel_share": lambda x: f"{x:.0%} of orders cancelled",
         "discount_share": lambda x: f"{x:.0%} of spend was discount",
     }
-    missing = {
-        "interorder_mean_days": "fewer than two orders",
-        "interorder_std_days": "too few orders to show a rhythm",
-        "tenure_days": "customer since an unknown date",
-    }
-    if name in fixed:
-        return missing.get(name, "no orders yet") if np.isnan(v) else fixed[name](v)
+
+
+_FIXED = _fixed_phrases()
+# What a fixed feature's missing value means, when it is not "no orders yet".
+_MISSING = {
+    "interorder_mean_days": "fewer than two orders",
+    "interorder_std_days": "too few orders to show a rhythm",
+    "tenure_days": "customer since an unknown date",
+}
+
+
+def _numeric_phrase_for(name: str, reference: Any) -> Callable[[float], str]:
+    """The phrase of a numeric feature's value; the name is matched once, not per value."""
+    if name == "recency_days":
+        return lambda v: "no completed order yet" if np.isnan(v) else f"no order for {v:.0f} days"
+    if m := re.fullmatch(r"orders_(\d+)d", name):
+        w = m.group(1)
+
+        def orders(v: float) -> str:
+            if v == 0:
+                return f"no orders in the last {w} days"
+            return f"only {_fmt(v)} {_plural('order', v)} in the last {w} days"
+
+        return orders
+    if m := re.fullmatch(r"revenue_(\d+)d", name):
+        w = m.group(1)
+        return lambda v: (
+            f"no spending in the last {w} days" if v == 0 else f"spent {_fmt(v)} in {w} days"
+        )
+    if m := re.fullmatch(r"event_(.+)_(\d+)d", name):
+        kind, w = _human(m.group(1)), m.group(2)
+
+        def events(v: float) -> str:
+            if v == 0:
+                return f"no {kind} in the last {w} days"
+            return f"{_fmt(v)} {_plural(kind, v)} in the last {w} days"
+
+        return events
+    if m := re.fullmatch(r"days_since_event_(.+)", name):
+        kind = _human(m.group(1))
+        return lambda v: f"never a {kind}" if np.isnan(v) else f"last {kind} {v:.0f} days ago"
+    if name in _FIXED:
+        fixed, unknown = _FIXED[name], _MISSING.get(name, "no orders yet")
+        return lambda v: unknown if np.isnan(v) else fixed(v)
     label = _human(name[5:]) if name.startswith("attr_") else name
     ref = _num(reference)
-    if np.isnan(v):
-        return f"{label} unknown"
-    if np.isfinite(ref) and ref != v:
-        return f"{label} {_fmt(v)} (typical {_fmt(ref)})"
-    return f"{label} {_fmt(v)}"
+
+    def generic(v: float) -> str:
+        if np.isnan(v):
+            return f"{label} unknown"
+        if np.isfinite(ref) and ref != v:
+            return f"{label} {_fmt(v)} (typical {_fmt(ref)})"
+        return f"{label} {_fmt(v)}"
+
+    return generic
+
+
+def _phrase_for(name: str, reference: Any, is_categorical: bool) -> Callable[[Any], str]:
+    if is_categorical:
+        label = _human(name[5:]) if name.startswith("attr_") else name
+
+        def categorical(value: Any) -> str:
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                return f"{label} unknown"
+            return f"{label} is {value}"
+
+        return categorical
+    numeric = _numeric_phrase_for(name, reference)
+    return lambda value: numeric(_num(value))
+
+
+def _phrase(name: str, value: Any, reference: Any, is_categorical: bool) -> str:
+    return _phrase_for(name, reference, is_categorical)(value)
+
+
+def _describer(
+    *,
+    name: str,
+    reference: Any = None,
+    categorical: bool = False,
+    templates: Mapping[str, str] | None = None,
+) -> Callable[[Any], str]:
+    """`describe` for one feature, prepared once and applied to many values."""
+    fallback = _phrase_for(name, reference, categorical)
+    if not (templates and name in templates):
+        return fallback
+    template = templates[name]
+
+    def templated(value: Any) -> str:
+        try:
+            return template.format(value=value, reference=reference, name=name)
+        except (ValueError, TypeError):
+            return fallback(value)
+
+    return templated
 
 
 def describe(
@@ -149,12 +208,9 @@ def describe(
 ) -> str:
     """Readable phrase for one feature value. `templates` override by feature name with a
     format string using {value}, {reference} and {name}, e.g. "tenure {value:g} months"."""
-    if templates and name in templates:
-        try:
-            return templates[name].format(value=value, reference=reference, name=name)
-        except (ValueError, TypeError):
-            pass
-    return _phrase(name, value, reference, categorical)
+    return _describer(name=name, reference=reference, categorical=categorical, templates=templates)(
+        value
+    )
 
 
 def _differs(values: pd.Series, reference: Any, categorical: bool) -> np.ndarray:
@@ -169,6 +225,55 @@ def _differs(values: pd.Series, reference: Any, categorical: bool) -> np.ndarray
     if np.isnan(ref):
         return ~np.isnan(arr)
     return np.isnan(arr) | (arr != ref)
+
+
+def _perturbed_predictions(
+    *,
+    estimator: Any,
+    sub: pd.DataFrame,
+    base: np.ndarray,
+    jobs: list[tuple[int, np.ndarray, Any]],
+    contrib: np.ndarray,
+) -> None:
+    """contrib[idx, j] = base[idx] - p(rows idx with feature j at its typical value).
+
+    The perturbed copies of several features go to the estimator together, up to
+    PREDICT_BATCH_ROWS rows per `predict_proba` call: each call has a fixed cost (column
+    checks, one transformer pass per column), and the rows are scored independently.
+    """
+    columns = list(sub.columns)
+    values = [sub[c].to_numpy() for c in columns]
+    dtypes = [sub[c].dtype for c in columns]
+    segments = [
+        (j, idx[start : start + PREDICT_BATCH_ROWS], fill)
+        for j, idx, fill in jobs
+        for start in range(0, len(idx), PREDICT_BATCH_ROWS)
+    ]
+    batches: list[list[tuple[int, np.ndarray, Any]]] = []
+    size = PREDICT_BATCH_ROWS
+    for segment in segments:
+        if size + len(segment[1]) > PREDICT_BATCH_ROWS:
+            batches.append([])
+            size = 0
+        batches[-1].append(segment)
+        size += len(segment[1])
+    for batch in batches:
+        take = np.concatenate([idx for _, idx, _ in batch])
+        data = [v[take] for v in values]
+        offset = 0
+        for j, idx, fill in batch:
+            # The same typed constant the column would hold: pandas casts it for the dtype.
+            filled = pd.Series(fill, index=pd.RangeIndex(len(idx)), dtype=dtypes[j])
+            data[j][offset : offset + len(idx)] = filled.to_numpy()
+            offset += len(idx)
+        frame = pd.DataFrame(
+            {c: pd.Series(d, dtype=t, copy=False) for c, d, t in zip(columns, data, dtypes)}
+        )
+        predicted = estimator.predict_proba(frame)[:, 1]
+        offset = 0
+        for j, idx, _ in batch:
+            contrib[idx, j] = base[idx] - predicted[offset : offset + len(idx)]
+            offset += len(idx)
 
 
 def explain_customers(
@@ -198,20 +303,18 @@ def explain_customers(
     columns = list(spec.columns)
     categorical = set(spec.categorical)
     contrib = np.zeros((len(rows), len(columns)))
+    sub = X.iloc[rows] if len(rows) else X.iloc[:0]
     if len(rows):
-        work = X.iloc[rows].copy()
-        base = p[rows]
+        jobs: list[tuple[int, np.ndarray, Any]] = []
         for j, col in enumerate(columns):
             ref = reference.get(col)
             is_cat = col in categorical
-            idx = np.flatnonzero(_differs(work[col], ref, is_cat))
-            if not len(idx):
-                continue
-            original = work[col]
-            fill: Any = ref if is_cat else np.float32(_num(ref))
-            work[col] = pd.Series(fill, index=work.index, dtype=original.dtype)
-            contrib[idx, j] = base[idx] - estimator.predict_proba(work.iloc[idx])[:, 1]
-            work[col] = original
+            idx = np.flatnonzero(_differs(sub[col], ref, is_cat))
+            if len(idx):
+                jobs.append((j, idx, ref if is_cat else np.float32(_num(ref))))
+        _perturbed_predictions(
+            estimator=estimator, sub=sub, base=p[rows], jobs=jobs, contrib=contrib
+        )
 
     # A few spare candidates: two features can read the same ("no orders yet"), and each row
     # keeps its top_k distinct phrases.
@@ -222,37 +325,52 @@ def explain_customers(
 
     # Phrases are built per feature for all rows that cite it, then assembled per row.
     texts = np.empty(order.shape, dtype=object)
-    sub = X.iloc[rows] if len(rows) else X.iloc[:0]
     for j in np.unique(order[keep]):
         col = columns[j]
         hit = (order == j) & keep
         row_idx = np.flatnonzero(hit.any(axis=1))
         values = sub[col].to_numpy()[row_idx]
-        phrases = [
-            describe(
-                name=col,
-                value=v,
-                reference=reference.get(col),
-                categorical=col in categorical,
-                templates=templates,
-            )
-            for v in values
-        ]
+        phrase = _describer(
+            name=col,
+            reference=reference.get(col),
+            categorical=col in categorical,
+            templates=templates,
+        )
+        if values.dtype.kind == "f":
+            # Counts and rounded days repeat: phrase each distinct value once (distinct bit
+            # patterns, so -0.0 and 0.0 stay apart).
+            bits = np.ascontiguousarray(values).view(f"u{values.dtype.itemsize}")
+            _, first, inverse = np.unique(bits, return_index=True, return_inverse=True)
+            phrases = np.asarray([phrase(values[i]) for i in first], dtype=object)[inverse]
+        else:
+            phrases = np.asarray([phrase(v) for v in values], dtype=object)
         texts[row_idx, np.argmax(hit[row_idx], axis=1)] = phrases
 
     features: list[tuple[str, ...]] = [()] * n
     contributions: list[tuple[float, ...]] = [()] * n
     reasons: list[tuple[str, ...]] = [()] * n
-    for r, row in enumerate(rows):
-        seen: set[str] = set()
-        chosen = []
-        for position in np.flatnonzero(keep[r]):
-            if texts[r][position] not in seen and len(chosen) < top_k:
-                seen.add(texts[r][position])
-                chosen.append(position)
-        features[row] = tuple(columns[j] for j in order[r][chosen])
-        contributions[row] = tuple(float(c) for c in top_values[r][chosen])
-        reasons[row] = tuple(texts[r][chosen])
+    # top_values is sorted in decreasing order, so the kept entries of a row are a prefix.
+    kept = keep.sum(axis=1).tolist()
+    names = np.asarray(columns, dtype=object)[order].tolist()
+    values_list = top_values.tolist()
+    texts_list = texts.tolist()
+    for r, row in enumerate(rows.tolist()):
+        m = kept[r]
+        if not m:
+            continue
+        row_texts = texts_list[r]
+        chosen: Sequence[int] = range(min(m, top_k))
+        if len({row_texts[i] for i in chosen}) < len(chosen):
+            seen: set[str] = set()
+            picked: list[int] = []
+            for position in range(m):
+                if row_texts[position] not in seen and len(picked) < top_k:
+                    seen.add(row_texts[position])
+                    picked.append(position)
+            chosen = picked
+        features[row] = tuple(names[r][i] for i in chosen)
+        contributions[row] = tuple(values_list[r][i] for i in chosen)
+        reasons[row] = tuple(row_texts[i] for i in chosen)
     return Explanations(
         index=X.index,
         probabilities=p,
