@@ -237,6 +237,7 @@ def training_data_from_database(
         return {
             "X": X,
             "X_champion": full,
+            "btyd_params": full.attrs.get("btyd_params"),
             "y": y,
             "cv": "stratified",
             "label": {"kind": "attribute", "attribute": label_attribute},
@@ -275,6 +276,7 @@ def training_data_from_database(
             "X_valid": X_valid.reindex(columns=columns),
             "y_valid": y_valid,
             "X_champion": X_valid,
+            "btyd_params": X_valid.attrs.get("btyd_params"),
             "cv": "out_of_time",
             "label": label,
             "window": {
@@ -286,6 +288,7 @@ def training_data_from_database(
     return {
         "X": X,
         "X_champion": X_valid,
+        "btyd_params": X_valid.attrs.get("btyd_params"),
         "y": y_valid,
         "cv": "stratified",
         "label": label,
@@ -480,6 +483,9 @@ def churn_model_train(
         reference={
             "drift": result.training_summary.to_dict(),
             "values": summary["reference_values"],
+            # BG/NBD parameters of the latest cutoff: scoring reuses them, so a customer's
+            # features never depend on which chunk they are scored in.
+            "btyd_params": data.get("btyd_params"),
             "event_kinds": sorted(
                 c.removeprefix("days_since_event_")
                 for c in result.feature_names
@@ -637,6 +643,7 @@ def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
         customers=customers,
         as_of=pd.Timestamp(run.as_of),
         event_kinds=model.reference.get("event_kinds") or None,
+        btyd_params=model.reference.get("btyd_params"),
     )
     scored = score_features(model=model, estimator=estimator, features=features)
     now = timezone.now()
@@ -754,6 +761,7 @@ def scoring_run_drift(*, run: ScoringRun) -> dict[str, Any]:
             customers=customers,
             as_of=pd.Timestamp(run.as_of),
             event_kinds=run.model.reference.get("event_kinds") or None,
+            btyd_params=run.model.reference.get("btyd_params"),
         )
         spec = FeatureSpec.from_dict(run.model.feature_spec)
         sample_features = align_features(features=sample_features, spec=spec)

@@ -8,6 +8,7 @@ from scoring.ml.artifacts import (
     load_artifact,
     save_artifact,
 )
+from scoring.ml.btyd import BgNbdParams, fit_bgnbd
 from scoring.ml.drift import (
     DriftReference,
     DriftReport,
@@ -40,6 +41,7 @@ __all__ = [
     "EXTENDED_CANDIDATES",
     "ArtifactIntegrityError",
     "BehaviourLabels",
+    "BgNbdParams",
     "Candidate",
     "CandidateReport",
     "DriftReference",
@@ -56,6 +58,7 @@ __all__ = [
     "build_pipeline",
     "build_snapshot_features",
     "explain_customers",
+    "fit_bgnbd",
     "infer_feature_spec",
     "load_artifact",
     "parse_explicit_label",

@@ -159,7 +159,7 @@ def fit_bgnbd(
     if best is None or best.fun >= 1e10:
         return DEFAULT_PARAMS
     r, alpha, a, b = (float(v) for v in np.exp(best.x))
-    return BgNbdParams(r=r, alpha=alpha, a=a, b=b, n_customers=int(len(x)), fitted=True)
+    return BgNbdParams(r=r, alpha=alpha, a=a, b=b, n_customers=len(x), fitted=True)
 
 
 def _dropout_odds(params: BgNbdParams, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:

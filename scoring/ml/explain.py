@@ -100,6 +100,11 @@ def _fixed_phrases() -> dict[str, Callable[[float], str]]:
         "refund_share": lambda x: f"{x:.0%} of orders refunded",
         "cancel_share": lambda x: f"{x:.0%} of orders cancelled",
         "discount_share": lambda x: f"{x:.0%} of spend was discount",
+        "p_alive": lambda x: (
+            f"low chance of still being active ({x:.0%})"
+            if x < 0.5
+            else f"{x:.0%} chance of still being active"
+        ),
     }
 
 
@@ -142,6 +147,16 @@ def _numeric_phrase_for(name: str, reference: Any) -> Callable[[float], str]:
     if m := re.fullmatch(r"days_since_event_(.+)", name):
         kind = _human(m.group(1))
         return lambda v: f"never a {kind}" if np.isnan(v) else f"last {kind} {v:.0f} days ago"
+    if m := re.fullmatch(r"expected_orders_(\d+)d", name):
+        h = m.group(1)
+        return lambda v: (
+            "no orders yet" if np.isnan(v) else f"only {v:.1f} orders expected in the next {h} days"
+        )
+    if m := re.fullmatch(r"p_no_order_(\d+)d", name):
+        h = m.group(1)
+        return lambda v: (
+            "no orders yet" if np.isnan(v) else f"{v:.0%} chance of no order in the next {h} days"
+        )
     if name in _FIXED:
         fixed, unknown = _FIXED[name], _MISSING.get(name, "no orders yet")
         return lambda v: unknown if np.isnan(v) else fixed(v)

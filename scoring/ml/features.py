@@ -17,10 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scoring.ml import btyd
+
 WINDOWS_ORDERS = (30, 90, 365)
 WINDOWS_EVENTS = (30, 90)
 MISSING_CATEGORY = "__missing__"
 _NS_PER_DAY = 86_400 * 10**9
+# Look-ahead of the BG/NBD columns expected_orders_<h>d / p_no_order_<h>d.
+BTYD_HORIZON_DAYS = 180
 
 # A column whose non-blank values parse as numbers at least this often is numeric; the rest
 # of its values (e.g. telco TotalCharges " ") become NaN and are imputed in the pipeline.
@@ -80,6 +84,7 @@ def build_features(
     customers: pd.DataFrame,
     as_of: pd.Timestamp | date | datetime,
     event_kinds: Iterable[str] | None = None,
+    btyd_params: btyd.BgNbdParams | Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Features for every customer in `customers` from orders/events strictly before `as_of`.
 
@@ -101,6 +106,13 @@ def build_features(
     - discount_share: discount / (amount + discount) over completed orders.
     - event_<kind>_{30,90}d counts, days_since_event_<kind> (NaN if never).
     - attr_<name>: customer attributes; JSON numbers are numeric, strings/bools categorical.
+    - p_alive, expected_orders_180d, p_no_order_180d: BG/NBD model (`scoring.ml.btyd`) on
+      completed orders (same-day orders = one purchase occasion). p_alive is 1 for customers
+      without a repeat occasion (the model's definition); NaN without a completed order.
+      `btyd_params` (BgNbdParams or its dict) fixes the model parameters; by default they
+      are fitted, without labels, on the customers passed in and their orders before `as_of`.
+      The parameters used are returned in `frame.attrs["btyd_params"]`: store them with the
+      model and pass them back when scoring in chunks, so every chunk shares one model.
     """
     as_of_ts = _as_utc(as_of)
     now = as_of_ts.value
@@ -176,6 +188,21 @@ def build_features(
         tenure = np.where(has_signup, (now - signup) / _NS_PER_DAY, tenure)
     cols["tenure_days"] = tenure
 
+    # ---- BG/NBD ("buy 'til you die") ----------------------------------------------------
+    bx, btx, bT = btyd.summary_from_orders(
+        positions=pos[completed], placed_ns=placed[completed], now_ns=now, n_customers=n
+    )
+    if btyd_params is None:
+        params = btyd.fit_bgnbd(bx, btx, bT)
+    elif isinstance(btyd_params, btyd.BgNbdParams):
+        params = btyd_params
+    else:
+        params = btyd.BgNbdParams.from_dict(btyd_params)
+    h = BTYD_HORIZON_DAYS
+    cols["p_alive"] = btyd.p_alive(params, bx, btx, bT)
+    cols[f"expected_orders_{h}d"] = btyd.expected_purchases(params, h, bx, btx, bT)
+    cols[f"p_no_order_{h}d"] = btyd.p_no_purchase(params, h, bx, btx, bT)
+
     # ---- events -------------------------------------------------------------------------
     event_cols = _event_features(events=events, index=index, now=now, event_kinds=event_kinds)
     cols.update(event_cols)
@@ -185,6 +212,7 @@ def build_features(
     # ---- attributes ---------------------------------------------------------------------
     if "attributes" in customers:
         frame = pd.concat([frame, _attribute_frame(customers["attributes"], index)], axis=1)
+    frame.attrs["btyd_params"] = params.to_dict()
     return frame
 
 

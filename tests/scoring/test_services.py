@@ -45,6 +45,8 @@ def test_first_model_becomes_active_and_is_recorded_in_full(
     assert model.library_versions["scikit-learn"]
     assert len(model.artifact_sha256) == 64 and Path(model.artifact_path).exists()
     assert model.metrics["pr_curve"] and model.metrics["calibration_curve"]
+    # Scoring reuses the training cutoff's BG/NBD parameters (chunk-independent features).
+    assert {"r", "alpha", "a", "b"} <= set(model.reference["btyd_params"])
 
 
 def test_a_worse_challenger_does_not_replace_the_active_model(
