@@ -10,8 +10,9 @@ through `churn_model_train`, then times, each in a fresh process so its peak mem
 2. the same with reasons switched off (the bench patches `score_features(reasons_from=inf)`;
    there is no production flag), to show what the reasons cost;
 3. the reference: orders, events and customers read into memory first (NOT timed), then timed:
-   `build_features` + `align_features` over the whole in-memory frame at once (no chunking),
-   `predict_proba` of the same loaded estimator, tiers, and a psycopg COPY of
+   `build_features` + `align_features`, `predict_proba` of the same loaded estimator and tiers,
+   done twice (over the whole in-memory frame at once, and in the run's chunks of customers
+   sliced from the frames), the faster of the two counting, plus one psycopg COPY of
    (customer_id, probability, tier) into an unindexed table. The reference has no reasons.
 
 Goal (the issue): (1) within 2x of (3), and (1)'s peak memory under 4 GB. The probabilities
@@ -24,8 +25,9 @@ Orders are written in time order, as imports append them, so a chunk's orders ar
 the whole table (no clustering by customer). The database is created when missing, migrated,
 and its customers, orders, models and scores are truncated first: point DATABASE_URL at a
 database made for benchmarks. `--reuse` keeps data of the same size and seed from an earlier
-run. Exit status 0 when the figures were measured (whether or not the goal is met), 1 when the
-scores are wrong, 2 when the database is not PostgreSQL.
+run; `--chunk N` sets SCORING_CHUNK_CUSTOMERS for the timed steps. Exit status 0 when the
+figures were measured (whether or not the goal is met), 1 when the scores are wrong, 2 when
+the database is not PostgreSQL.
 """
 
 from __future__ import annotations
@@ -62,6 +64,21 @@ RESULT_PREFIX = "BENCH-RESULT "
 PLANS = ("basic", "plus", "pro")
 CHANNELS = ("web", "app", "store")
 CATEGORIES = ("books", "music", "electronics", "garden", "toys", "fashion", "food")
+
+
+# Timed services of a run: phase → (scoring.services attribute, label in the table).
+PHASES = {
+    "create": ("scoring_run_create", "create: run row, customer ids"),
+    "orders": ("orders_frame", "read orders (COPY → pandas)"),
+    "customers": ("customers_frame", "read customers"),
+    "events": ("events_frame", "read events"),
+    "features": ("build_features", "build_features"),
+    "score": ("score_features", "align + predict + tiers + reasons"),
+    "reasons": ("explain_customers", "  of which reasons (explain)"),
+    "scores": ("bulk_upsert", "write scores (bulk_upsert)"),
+    "latest": ("bulk_update", "update customers (bulk_update)"),
+    "finish": ("scoring_run_finish", "finish: tier counts, drift"),
+}
 
 
 @dataclass
@@ -491,6 +508,28 @@ def step_end_to_end(*, reasons: bool, profile: str | None) -> dict[str, Any]:
         services.score_features = functools.partial(  # type: ignore[assignment]
             services.score_features, reasons_from=math.inf
         )
+    # Where the time goes: the services the run calls, wrapped with a stopwatch (reads inside
+    # the finish, for the drift sample, count as finish).
+    spent: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+    in_finish = [False]
+
+    def stopwatch(name: str, function: Any) -> Any:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if in_finish[0]:
+                return function(*args, **kwargs)
+            in_finish[0] = name == "finish"
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - started
+                in_finish[0] = False
+
+        return wrapper
+
+    for name, (attribute, _) in PHASES.items():
+        setattr(services, attribute, stopwatch(name, getattr(services, attribute)))
     chunk_done: list[float] = []
     as_of = services.parse_as_of(AS_OF)
     gc.collect()
@@ -524,6 +563,7 @@ def step_end_to_end(*, reasons: bool, profile: str | None) -> dict[str, Any]:
         "drift": run.drift.get("status"),
         "sampled_peak_mb": peak,
         "process_peak_mb": process_peak_mb(),
+        "phases": spent,
     }
 
 
@@ -808,11 +848,16 @@ def main() -> int:
         if name not in results:
             continue
         r = results[name]
-        rows += [
-            Step(label, r["seconds"], r["process_peak_mb"], f"{r['chunks']} chunks of {chunk:,}"),
-            Step("  chunks (read, score, write)", r["chunks_seconds"], 0),
-            Step("  finish (tier counts, drift)", r["finish_seconds"], 0),
-        ]
+        rows.append(
+            Step(label, r["seconds"], r["process_peak_mb"], f"{r['chunks']} chunks of {chunk:,}")
+        )
+        phases = r["phases"]
+        for phase, (_, phase_label) in PHASES.items():
+            if phase == "reasons" and not phases[phase]:
+                continue
+            rows.append(Step(f"  {phase_label}", phases[phase], 0))
+        accounted = sum(v for k, v in phases.items() if k != "reasons")
+        rows.append(Step("  rest: model load, commits, frames", r["seconds"] - accounted, 0))
     print()
     header = f"{'step':<40} {'seconds':>8} {'x ref':>6} {'peak RSS':>9}  note"
     print(header)
