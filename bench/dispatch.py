@@ -20,33 +20,22 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from _postgres import ensure_database_url  # noqa: E402
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/retention_bench_dispatch"
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "100000"))
 GOAL_SECONDS = 30.0
 GOAL_RATIO = 5.0
 
 
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    parts = urlparse(url)
-    name = parts.path.lstrip("/")
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def main() -> None:
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     if not url.startswith("postgres"):
         sys.exit("bench/dispatch.py needs PostgreSQL: DATABASE_URL=postgres://...")
-    ensure_database(url)
+    ensure_database_url(url)
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
     import django

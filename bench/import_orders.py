@@ -38,6 +38,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from _postgres import conninfo, database_settings, ensure_database  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
 
 GOAL_RATIO = 1 / 3
@@ -81,47 +83,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=SEED, help="random seed of the data")
     parser.add_argument("--keep", type=Path, help="write the CSV files here and keep them")
     return parser.parse_args()
-
-
-def database_settings() -> dict[str, Any]:
-    import dj_database_url
-
-    url = os.environ.get("DATABASE_URL", "")
-    config = dj_database_url.parse(url) if url else {}
-    if "postgresql" not in config.get("ENGINE", "") and "postgis" not in config.get("ENGINE", ""):
-        shown = url or "(not set: the SQLite default)"
-        print(
-            f"bench/import_orders.py measures PostgreSQL; DATABASE_URL is {shown}.\n"
-            "Run it as: DATABASE_URL=postgres://postgres@127.0.0.1:5432/retention_bench "
-            ".venv/bin/python bench/import_orders.py",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    return config
-
-
-def conninfo(config: dict[str, Any], dbname: str) -> dict[str, Any]:
-    info = {
-        "dbname": dbname,
-        "user": config.get("USER") or None,
-        "password": config.get("PASSWORD") or None,
-        "host": config.get("HOST") or None,
-        "port": config.get("PORT") or None,
-    }
-    return {k: v for k, v in info.items() if v is not None}
-
-
-def ensure_database(config: dict[str, Any]) -> None:
-    """Create the database named by DATABASE_URL unless it exists (via the `postgres` db)."""
-    import psycopg
-    from psycopg import sql
-
-    name = config["NAME"]
-    with psycopg.connect(**conninfo(config, "postgres"), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            print(f"created database {name}")
 
 
 def generate(directory: Path, orders: int, customers: int, seed: int) -> tuple[Path, Path]:
@@ -329,7 +290,7 @@ def main() -> int:
     # Celery's Django fix-up puts the working directory first on sys.path: run from the repo
     # this script belongs to, so its code is what gets measured.
     os.chdir(ROOT)
-    config = database_settings()
+    config = database_settings("import_orders.py", "retention_bench")
     ensure_database(config)
 
     import django

@@ -49,6 +49,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from _postgres import conninfo, database_settings, ensure_database  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
 
 GOAL_RATIO = 2.0
@@ -125,47 +127,6 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--step", help=argparse.SUPPRESS)  # internal: run one step and exit
     return parser.parse_args()
-
-
-def database_settings() -> dict[str, Any]:
-    import dj_database_url
-
-    url = os.environ.get("DATABASE_URL", "")
-    config = dj_database_url.parse(url) if url else {}
-    if "postgresql" not in config.get("ENGINE", "") and "postgis" not in config.get("ENGINE", ""):
-        shown = url or "(not set: the SQLite default)"
-        print(
-            f"bench/scoring.py measures PostgreSQL; DATABASE_URL is {shown}.\n"
-            "Run it as: DATABASE_URL=postgres://postgres@127.0.0.1:5432/retention_bench_scoring "
-            ".venv/bin/python bench/scoring.py",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    return config
-
-
-def conninfo(config: dict[str, Any], dbname: str) -> dict[str, Any]:
-    info = {
-        "dbname": dbname,
-        "user": config.get("USER") or None,
-        "password": config.get("PASSWORD") or None,
-        "host": config.get("HOST") or None,
-        "port": config.get("PORT") or None,
-    }
-    return {k: v for k, v in info.items() if v is not None}
-
-
-def ensure_database(config: dict[str, Any]) -> None:
-    """Create the database named by DATABASE_URL unless it exists (via the `postgres` db)."""
-    import psycopg
-    from psycopg import sql
-
-    name = config["NAME"]
-    with psycopg.connect(**conninfo(config, "postgres"), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            print(f"created database {name}")
 
 
 def execute(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -773,7 +734,7 @@ def relation_mb(table: str) -> float:
 
 def main() -> int:
     args = parse_args()
-    config = database_settings()
+    config = database_settings("scoring.py", "retention_bench_scoring")
     if args.step:
         return child(args, config)
     ensure_database(config)

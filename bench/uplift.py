@@ -25,13 +25,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from _postgres import ensure_database_url  # noqa: E402
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/retention_bench_uplift"
 INTERVENTIONS = int(os.environ.get("BENCH_INTERVENTIONS", "1000000"))
 ORDERS = int(os.environ.get("BENCH_ORDERS", "5000000"))
@@ -40,16 +41,6 @@ GOAL_SECONDS = 10.0
 COPY_CHUNK = 500_000
 WINDOW_DAYS = 30
 CYCLES = 4
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    name = urlparse(url).path.lstrip("/")
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def copy_frame(cursor: Any, table: str, frame: pd.DataFrame) -> None:
@@ -75,7 +66,7 @@ def main() -> None:
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     if not url.startswith("postgres"):
         sys.exit("bench/uplift.py needs PostgreSQL: DATABASE_URL=postgres://...")
-    ensure_database(url)
+    ensure_database_url(url)
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
     import django
