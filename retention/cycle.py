@@ -2,7 +2,8 @@
 
 Each stage is a function taking the cycle's options and returning a JSON-safe dict of its
 counts and timings (printed as one key of `retention_cycle --json`) plus a human summary.
-Later stages (scoring, dispatch, uplift) are appended to STAGES.
+STAGES lists them in order: import, scoring, dispatch, uplift; each app owns its stage's body
+(scoring/cycle.py, campaigns/cycle.py) and this module only wires them.
 """
 
 from __future__ import annotations

@@ -3,12 +3,15 @@ sources file asks to), then score every customer as of the cycle's date and repo
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from tqdm import tqdm
 
+from customers.selectors import customer_count
 from scoring import services
 from scoring.reports import format_run, format_training_report
 from scoring.selectors import churn_model_active
@@ -45,7 +48,9 @@ def scoring_stage(
                 as_of=cutoff, horizon_days=horizon, drop=train.get("drop", ())
             )
         outcome = services.churn_model_train(
-            data=data, candidates=train.get("candidates", "default")
+            data=data,
+            candidates=train.get("candidates", "default"),
+            progress=(lambda message: print(message, file=sys.stderr)) if progress else None,
         )
         training = outcome.to_dict()
         lines.append(format_training_report(training))
@@ -53,7 +58,17 @@ def scoring_stage(
     if model is None:
         raise services.ScoringError("no active model after training (see the report above)")
     run_key = f"cycle-{as_of:%Y-%m-%d}-{model.version}"
-    run = services.scoring_run_execute(as_of=as_of, run_key=run_key)
+    bar = tqdm(
+        total=customer_count(),
+        unit="customers",
+        desc="scoring",
+        disable=not progress,
+        file=sys.stderr,
+    )
+    run = services.scoring_run_execute(
+        as_of=as_of, run_key=run_key, on_chunk=lambda _first, n: bar.update(n)
+    )
+    bar.close()
     if run is None:
         run = services.scoring_run_get(run_key=run_key)
         lines.append(f"Scoring run {run_key} already done; its figures:")
