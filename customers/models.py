@@ -7,11 +7,14 @@ from django.db.models import Q
 
 
 class Customer(models.Model):
+    # Uniqueness and indexes live in Meta: unique=True / db_index=True on a text column make
+    # PostgreSQL keep a second text_pattern_ops index that nothing queries, and every scoring
+    # run rewrites these rows, paying for each index.
     external_id = models.CharField(
-        max_length=64, unique=True, help_text="The customer's id in the client's CRM."
+        max_length=64, help_text="The customer's id in the client's CRM."
     )
     name = models.CharField(max_length=200, blank=True)
-    email = models.EmailField(blank=True, db_index=True)
+    email = models.EmailField(blank=True)
     phone = models.CharField(max_length=32, blank=True)
     time_zone = models.CharField(
         max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Paris; for quiet hours."
@@ -25,8 +28,8 @@ class Customer(models.Model):
         default=False, help_text="Personal data erased on request: never contacted."
     )
     # The latest churn score, copied here by each scoring run for fast filtering.
-    churn_probability = models.FloatField(null=True, blank=True, db_index=True)
-    risk_tier = models.CharField(max_length=32, blank=True, db_index=True)
+    churn_probability = models.FloatField(null=True, blank=True)
+    risk_tier = models.CharField(max_length=32, blank=True)
     scored_at = models.DateTimeField(null=True, blank=True)
     score_model_version = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -34,6 +37,16 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ["external_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["external_id"], name="customer_external_id_unique")
+        ]
+        indexes = [
+            models.Index(fields=["email"], name="customer_email"),
+            # Campaign rules select by tier and probability.
+            models.Index(
+                fields=["risk_tier", "churn_probability"], name="customer_tier_probability"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name or self.external_id}"
