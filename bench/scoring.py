@@ -392,6 +392,7 @@ def train(args: argparse.Namespace) -> Any:
         "X_valid": X_valid.reindex(columns=columns),
         "y_valid": y_valid,
         "X_champion": X_valid,
+        "btyd_params": X_valid.attrs.get("btyd_params"),
         "cv": "out_of_time",
         "label": {"kind": "behaviour", "horizon_days": HORIZON_DAYS, "as_of": cutoff.isoformat()},
         "window": {
@@ -565,7 +566,12 @@ def step_reference(config: dict[str, Any]) -> dict[str, Any]:
     def score(orders: Any, events: Any, customers: Any) -> tuple[Any, Any, Any, float, float]:
         t0 = time.perf_counter()
         features = build_features(
-            orders=orders, events=events, customers=customers, as_of=as_of, event_kinds=kinds
+            orders=orders,
+            events=events,
+            customers=customers,
+            as_of=as_of,
+            event_kinds=kinds,
+            btyd_params=model.reference.get("btyd_params"),
         )
         X = align_features(features=features, spec=spec)
         t1 = time.perf_counter()
