@@ -47,14 +47,21 @@ def _quote(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-def _wire_frame(frame: pd.DataFrame, model: type[models.Model]) -> pd.DataFrame:
-    """Turn typed columns into the text/number values each backend expects."""
+def _wire_frame(
+    frame: pd.DataFrame, model: type[models.Model], json_text: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Turn typed columns into the text/number values each backend expects.
+
+    Columns named in `json_text` already hold JSON texts and pass through as they are.
+    """
     out = pd.DataFrame(index=frame.index)
     postgres = _is_postgres()
     for column in frame.columns:
         field = model._meta.get_field(column)
         values = frame[column]
-        if isinstance(field, models.JSONField):
+        if column in json_text:
+            out[column] = values
+        elif isinstance(field, models.JSONField):
             out[column] = values.map(lambda v: json.dumps(v, sort_keys=True, default=str))
         elif isinstance(field, models.DateTimeField):
             out[column] = _datetime_text(pd.to_datetime(values, utc=True), postgres=postgres)
@@ -145,6 +152,28 @@ def _stage(
     cursor.execute(
         f"CREATE TEMPORARY TABLE {stage} AS SELECT {cols} FROM {_quote(table)} WHERE 1=0"
     )
+    _write_rows(cursor, stage, columns, wire, force_null)
+
+
+def _force_null(model: type[models.Model], columns: Sequence[str]) -> list[str]:
+    """The columns whose empty CSV field means NULL: every one that is not text."""
+    text_like = (models.CharField, models.TextField, models.JSONField)
+    return [
+        str(f.column)
+        for f in model._meta.concrete_fields
+        if f.column in columns and not isinstance(f, text_like)
+    ]
+
+
+def _write_rows(
+    cursor: Any,
+    table: str,
+    columns: list[str],
+    wire: pd.DataFrame,
+    force_null: Sequence[str] = (),
+) -> None:
+    """Append the rows of `wire` to `table` (a name quoted by the caller where needed)."""
+    cols = ", ".join(_quote(c) for c in columns)
     if _is_postgres():
         buffer = io.StringIO()
         # CSV with every string quoted, so "" is an empty string. pandas quotes a missing
@@ -154,12 +183,12 @@ def _stage(
         options = "FORMAT csv"
         if force_null:
             options += f", FORCE_NULL ({', '.join(_quote(c) for c in force_null)})"
-        with cursor.cursor.copy(f"COPY {stage} ({cols}) FROM STDIN WITH ({options})") as copy:
+        with cursor.cursor.copy(f"COPY {table} ({cols}) FROM STDIN WITH ({options})") as copy:
             copy.write(buffer.getvalue())
     else:
         placeholders = ", ".join(["%s"] * len(columns))
         rows = wire.astype(object).where(wire.notna(), None).itertuples(index=False, name=None)
-        cursor.executemany(f"INSERT INTO {stage} ({cols}) VALUES ({placeholders})", list(rows))
+        cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({placeholders})", list(rows))
 
 
 def bulk_upsert(
@@ -199,13 +228,7 @@ def bulk_upsert(
     params = list(defaults.values())
 
     with connection.cursor() as cursor:
-        text_like = (models.CharField, models.TextField, models.JSONField)
-        force_null = [
-            str(field.column)
-            for field in model._meta.concrete_fields
-            if field.column in columns and not isinstance(field, text_like)
-        ]
-        _stage(cursor, table, stage, columns, wire, force_null)
+        _stage(cursor, table, stage, columns, wire, _force_null(model, columns))
         existing = 0
         if not postgres:
             on = " AND ".join(f"t.{_quote(c)} = s.{_quote(c)}" for c in key_columns)
@@ -268,6 +291,32 @@ def bulk_upsert(
     return UpsertCounts(created=created, updated=updated, unchanged=len(frame) - created - updated)
 
 
+def bulk_insert(
+    model: type[models.Model], frame: pd.DataFrame, *, json_text: Sequence[str] = ()
+) -> int:
+    """Insert every row of `frame` as a new row, straight into the table (COPY on PostgreSQL,
+    no staging table, no conflict handling); columns it lacks get the model's defaults.
+
+    For rows known to be new (e.g. a chunk of scores no earlier attempt wrote): a duplicate
+    key raises IntegrityError. Columns in `json_text` already hold JSON texts. Call inside a
+    transaction. Returns the rows written.
+    """
+    if frame.empty:
+        return 0
+    columns = [_column(model, c) for c in frame.columns]
+    wire = _wire_frame(frame, model, json_text=json_text)
+    wire.columns = columns
+    now: Any = timezone.now() if _is_postgres() else str(timezone.now().replace(tzinfo=None))
+    for column, value in _insert_defaults(model, columns, now).items():
+        wire[column] = value
+    columns = list(wire.columns)
+    with connection.cursor() as cursor:
+        _write_rows(
+            cursor, _quote(model._meta.db_table), columns, wire, _force_null(model, columns)
+        )
+    return len(frame)
+
+
 def _column(model: type[models.Model], name: str) -> str:
     return str(model._meta.get_field(name).column)  # type: ignore[union-attr]
 
@@ -287,12 +336,6 @@ def bulk_update(model: type[models.Model], frame: pd.DataFrame, *, key: str = "i
     postgres = _is_postgres()
     stage = "_bulk_update_stage"
     target = _quote(table)
-    text_like = (models.CharField, models.TextField, models.JSONField)
-    force_null = [
-        f.column
-        for f in model._meta.concrete_fields
-        if f.column in columns and not isinstance(f, text_like)
-    ]
     compared = [c for c in columns if c != key_column]
     sets = ", ".join(f"{_quote(c)} = s.{_quote(c)}" for c in compared)
     olds = ", ".join(f"{target}.{_quote(c)}" for c in compared)
@@ -301,7 +344,7 @@ def bulk_update(model: type[models.Model], frame: pd.DataFrame, *, key: str = "i
     if len(compared) > 1:
         olds, news = f"({olds})", f"({news})"
     with connection.cursor() as cursor:
-        _stage(cursor, table, stage, columns, wire, force_null)
+        _stage(cursor, table, stage, columns, wire, _force_null(model, columns))
         cursor.execute(
             f"UPDATE {target} SET {sets} FROM {stage} s "
             f"WHERE {target}.{_quote(key_column)} = s.{_quote(key_column)} "

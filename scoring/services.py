@@ -24,12 +24,12 @@ from django.db.models import Count, Max, Min
 from django.utils import timezone
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from customers.bulk import bulk_update, bulk_upsert
+from customers.bulk import bulk_insert, bulk_update
 from customers.frames import frame_from_sql
 from customers.models import Customer
 from scoring.ml import artifacts
 from scoring.ml.drift import DriftReference, population_stability
-from scoring.ml.explain import explain_customers
+from scoring.ml.explain import Explanations, explain_customers
 from scoring.ml.features import (
     FeatureSpec,
     align_features,
@@ -597,7 +597,11 @@ class ScoredFrame:
 
     probability: np.ndarray
     tier: np.ndarray
-    reasons: list[list[str]]
+    explanations: Explanations
+
+    @property
+    def reasons(self) -> tuple[tuple[str, ...], ...]:
+        return self.explanations.reasons
 
 
 def score_features(
@@ -620,18 +624,23 @@ def score_features(
         probabilities=probability,
     )
     return ScoredFrame(
-        probability=probability,
-        tier=np.asarray(tiers, dtype=object),
-        reasons=[list(r) for r in explanations.reasons],
+        probability=probability, tier=np.asarray(tiers, dtype=object), explanations=explanations
     )
 
 
 def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
     """Score the customers with first_id ≤ id ≤ last_id for `run`; safe to run twice.
 
-    Scores are inserted with ON CONFLICT DO NOTHING on (run, customer), so a retried chunk
-    writes nothing new; the customer's latest-score columns are set from this run's rows.
+    A chunk's scores and the customers' latest-score columns are written in one transaction,
+    so a chunk with any score of this run is complete: a retried or redelivered chunk finds it
+    and writes nothing (and two attempts at once meet the unique (run, customer) constraint).
+    Returns the scores written.
     """
+    mine = CustomerScore.objects.filter(
+        run=run, customer_id__gte=first_id, customer_id__lte=last_id
+    )
+    if mine.exists():
+        return 0
     model = run.model
     estimator = churn_model_load(model=model)
     customers = customers_frame(first_id=first_id, last_id=last_id)
@@ -654,7 +663,7 @@ def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
             "customer_id": ids,
             "probability": scored.probability.astype(float),
             "tier": scored.tier,
-            "reasons": scored.reasons,
+            "reasons": scored.explanations.reasons_json(),
             "scored_at": now,
         }
     )
@@ -667,10 +676,15 @@ def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
             "score_model_version": model.version,
         }
     )
-    with transaction.atomic():
-        inserted = bulk_upsert(CustomerScore, scores, key=("run_id", "customer_id"), update=False)
-        bulk_update(Customer, latest, key="id")
-    return inserted.created
+    try:
+        with transaction.atomic():
+            written = bulk_insert(CustomerScore, scores, json_text=("reasons",))
+            bulk_update(Customer, latest, key="id")
+    except IntegrityError:
+        if mine.exists():  # another attempt at this chunk committed first
+            return 0
+        raise
+    return written
 
 
 def _chunks(ids: np.ndarray, size: int) -> list[tuple[int, int]]:

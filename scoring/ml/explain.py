@@ -7,17 +7,33 @@ contribution = p(actual) - p(with typical value). A positive contribution means 
 customer's own value raises the risk. The top `top_k` positive contributions become short
 phrases ("no order for 143 days", "Contract is Month-to-month").
 Cost: one prediction per feature per differing row of the chunk (batched into few calls).
+
+Linear models (logistic regression after column-wise preprocessing, optionally inside
+`CalibratedClassifierCV`) get the same numbers in closed form: the model's decision is
+w·z + b over the transformed columns z, and setting one input to its typical value changes
+only the transformed columns that input feeds, so each perturbed decision is the actual one
+minus w·(z - z_typical) over those columns; the calibrators then map the perturbed decisions
+to probabilities exactly as `predict_proba` would. Which transformed columns each input feeds
+is found by probing the fitted transformers, and every chunk checks the shortcut against the
+perturbation method on a sample of its rows: any difference (a transformer that mixes
+columns, a calibrator it does not know) falls back to the perturbation method.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression
 
 from scoring.ml.features import FeatureSpec
 
@@ -26,19 +42,65 @@ MIN_CONTRIBUTION = 1e-3
 # Perturbed rows scored per predict_proba call: few calls, with their intermediate matrices
 # (tens of float64 columns per row) kept to a few hundred MB.
 PREDICT_BATCH_ROWS = 250_000
+# Rows of each chunk on which the linear shortcut is checked against the perturbation method,
+# and the largest difference (in probability) it may show.
+LINEAR_CHECK_ROWS = 200
+LINEAR_CHECK_TOLERANCE = 1e-7
+# Most values of a numeric input tried when probing which transformed columns it feeds.
+PROBE_VALUES = 256
+
+logger = logging.getLogger(__name__)
 
 Phrase = Callable[[Any, Any], str]
 
 
 @dataclass(frozen=True)
 class Explanations:
-    """Aligned with the rows of the explained frame; rows below the threshold have ()."""
+    """Reasons for the rows of the explained frame, as arrays (one row per frame row).
+
+    `top_features[i]` holds positions in `columns` (-1 past the row's last reason),
+    `top_contributions[i]` their contributions and `top_phrases[i]` positions in `phrases`,
+    the distinct texts. Rows below the threshold, or with nothing raising their risk, hold
+    only -1. The tuple views (`reasons`, `features`, `contributions`) and `reasons_json`
+    are built from these on demand.
+    """
 
     index: pd.Index
     probabilities: np.ndarray
-    features: tuple[tuple[str, ...], ...]
-    contributions: tuple[tuple[float, ...], ...]
-    reasons: tuple[tuple[str, ...], ...]
+    columns: tuple[str, ...]
+    top_features: np.ndarray
+    top_contributions: np.ndarray
+    top_phrases: np.ndarray
+    phrases: np.ndarray
+
+    @cached_property
+    def reasons(self) -> tuple[tuple[str, ...], ...]:
+        return self._rows(self.phrases.tolist(), self.top_phrases)
+
+    @cached_property
+    def features(self) -> tuple[tuple[str, ...], ...]:
+        return self._rows(list(self.columns), self.top_features)
+
+    @cached_property
+    def contributions(self) -> tuple[tuple[float, ...], ...]:
+        values = self.top_contributions.tolist()
+        counts = (self.top_features >= 0).sum(axis=1).tolist()
+        return tuple(tuple(v[:c]) for v, c in zip(values, counts, strict=True))
+
+    @staticmethod
+    def _rows(names: list[Any], codes: np.ndarray) -> tuple[tuple[Any, ...], ...]:
+        return tuple(tuple(names[c] for c in row if c >= 0) for row in codes.tolist())
+
+    def reasons_json(self) -> np.ndarray:
+        """Each row's reasons as a JSON array text ('[]' for none), built per distinct text."""
+        quoted = np.asarray([json.dumps(p) for p in self.phrases.tolist()] + [""], dtype=object)
+        codes = self.top_phrases
+        out = np.full(len(codes), "[", dtype=object)
+        for k in range(codes.shape[1]):
+            present = codes[:, k] >= 0
+            separator = ", " if k else ""
+            out = out + np.where(present, separator, "") + quoted[codes[:, k]]
+        return out + "]"
 
     def to_records(self) -> list[dict[str, Any]]:
         return [
@@ -291,6 +353,173 @@ def _perturbed_predictions(
             offset += len(idx)
 
 
+@dataclass(frozen=True)
+class _LinearMember:
+    """One linear model of an estimator: p = link(transform(X) @ coef + intercept)."""
+
+    steps: tuple[Any, ...]  # fitted transformers before the model (samplers left out)
+    coef: np.ndarray
+    intercept: float
+    link: Callable[[np.ndarray], np.ndarray]
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        Z: Any = X
+        for step in self.steps:
+            Z = step.transform(Z)
+        return np.asarray(Z, dtype=np.float64)
+
+
+def _linear_pipeline(pipeline: Any) -> tuple[tuple[Any, ...], np.ndarray, float] | None:
+    steps = getattr(pipeline, "steps", None)
+    if not steps:
+        return None
+    final = steps[-1][1]
+    if not isinstance(final, LogisticRegression) or len(getattr(final, "classes_", ())) != 2:
+        return None
+    transformers = tuple(
+        step
+        for _, step in steps[:-1]
+        if step not in (None, "passthrough") and not hasattr(step, "fit_resample")
+    )
+    if not all(hasattr(step, "transform") for step in transformers):
+        return None
+    return transformers, final.coef_[0].astype(np.float64), float(final.intercept_[0])
+
+
+def _linear_members(estimator: Any) -> list[_LinearMember] | None:
+    """The linear models whose calibrated average is `estimator`, or None if it is not one."""
+    if isinstance(estimator, CalibratedClassifierCV):
+        members = []
+        for member in getattr(estimator, "calibrated_classifiers_", ()):
+            linear = _linear_pipeline(member.estimator)
+            if (
+                linear is None
+                or member.method not in ("sigmoid", "isotonic")
+                or len(member.calibrators) != 1
+            ):
+                return None
+            members.append(_LinearMember(*linear, link=member.calibrators[0].predict))
+        return members or None
+    linear = _linear_pipeline(estimator)
+    return [_LinearMember(*linear, link=expit)] if linear else None
+
+
+def _typed_rows(sub: pd.DataFrame, values: list[list[Any]]) -> pd.DataFrame:
+    """Rows built from per-column value lists, each column with `sub`'s dtype."""
+    return pd.DataFrame(
+        {c: pd.Series(v, dtype=sub[c].dtype) for c, v in zip(sub.columns, values, strict=True)}
+    )
+
+
+def _linear_contributions(
+    *,
+    members: list[_LinearMember],
+    sub: pd.DataFrame,
+    fills: list[Any],
+    differs: np.ndarray,
+    base: np.ndarray,
+) -> np.ndarray:
+    """contrib[i, j] = base[i] - p(row i with input j at its typical value), in closed form.
+
+    `fills[j]` is input j's typical value and `differs[i, j]` says whether row i's value
+    differs from it (contributions of the other entries are 0, as in the perturbation method).
+    """
+    columns = list(sub.columns)
+    m = len(columns)
+    # Probes: the typical row, then per input a few rows with only that input changed.
+    probe_values: list[list[Any]] = [[f] for f in fills]
+    owner = [-1]
+    for j, column in enumerate(columns):
+        observed = pd.unique(sub[column].to_numpy())
+        if sub[column].dtype.kind == "f":
+            # Under a column-wise transform, probing with every value the rows hold finds
+            # every transformed column that moves; many distinct values are thinned to
+            # quantiles (with the extremes), and the sample check below guards the rest.
+            finite = np.sort(observed[np.isfinite(observed.astype(np.float64))])
+            if len(finite) > PROBE_VALUES:
+                finite = np.unique(np.quantile(finite, np.linspace(0, 1, PROBE_VALUES)))
+            tries = [np.nan, float(fills[j]) + 1.0, *finite.tolist()]
+        else:
+            tries = [None, *observed]
+        for value in tries:
+            for k in range(m):
+                probe_values[k].append(value if k == j else fills[k])
+            owner.append(j)
+    probes = _typed_rows(sub, probe_values)
+    owners = np.asarray(owner)
+    total = np.zeros((len(sub), m))
+    for member in members:
+        Zp = member.transform(probes)
+        typical = Zp[0]
+        changed = ~np.isclose(Zp[1:], typical, rtol=0.0, atol=0.0, equal_nan=True)
+        # feeds[t, j]: transformed column t moves when input j moves.
+        feeds = np.zeros((Zp.shape[1], m), dtype=bool)
+        for j in range(m):
+            feeds[:, j] = changed[owners[1:] == j].any(axis=0)
+        weights = np.where(feeds, member.coef[:, None], 0.0)
+        Z = member.transform(sub)
+        decision = Z @ member.coef + member.intercept
+        delta = (Z - typical) @ weights
+        perturbed = decision[:, None] - delta
+        p = np.asarray(member.link(perturbed.ravel()), dtype=np.float64).reshape(perturbed.shape)
+        p[(p > 1.0) & (p <= 1.0 + 1e-5)] = 1.0  # as CalibratedClassifierCV does
+        total += p
+    return np.where(differs, base[:, None] - total / len(members), 0.0)
+
+
+def _contributions(
+    *,
+    estimator: Any,
+    sub: pd.DataFrame,
+    base: np.ndarray,
+    fills: list[Any],
+    differs: np.ndarray,
+) -> np.ndarray:
+    """Every row's contribution of every input: closed form for linear models (checked on
+    a sample of rows), else one perturbed prediction per differing (row, input)."""
+    n, m = differs.shape
+    members = _linear_members(estimator) if n else None
+    if members is not None:
+        try:
+            contrib = _linear_contributions(
+                members=members, sub=sub, fills=fills, differs=differs, base=base
+            )
+        except (ValueError, TypeError) as exc:  # a transformer refusing a probe
+            logger.info("reasons: linear shortcut not usable (%s); perturbing instead", exc)
+        else:
+            spread = np.linspace(0, n - 1, min(n, LINEAR_CHECK_ROWS)).astype(np.int64)
+            # ... and each numeric input's smallest and largest row (rare values live there).
+            numeric = sub.select_dtypes("number").to_numpy(dtype=np.float64)
+            lowest = np.argmin(np.where(np.isnan(numeric), np.inf, numeric), axis=0)
+            highest = np.argmax(np.where(np.isnan(numeric), -np.inf, numeric), axis=0)
+            sample = np.unique(np.concatenate([spread, lowest, highest]).astype(np.int64))
+            check = np.zeros((len(sample), m))
+            _perturbed_predictions(
+                estimator=estimator,
+                sub=sub.iloc[sample],
+                base=base[sample],
+                jobs=_jobs(differs[sample], fills),
+                contrib=check,
+            )
+            if np.max(np.abs(check - contrib[sample]), initial=0.0) <= LINEAR_CHECK_TOLERANCE:
+                return contrib
+            logger.warning("reasons: linear shortcut disagrees with perturbation; perturbing")
+    contrib = np.zeros((n, m))
+    if n:
+        _perturbed_predictions(
+            estimator=estimator, sub=sub, base=base, jobs=_jobs(differs, fills), contrib=contrib
+        )
+    return contrib
+
+
+def _jobs(differs: np.ndarray, fills: list[Any]) -> list[tuple[int, np.ndarray, Any]]:
+    return [
+        (j, idx, fills[j])
+        for j in range(differs.shape[1])
+        if len(idx := np.flatnonzero(differs[:, j]))
+    ]
+
+
 def explain_customers(
     *,
     estimator: Any,
@@ -317,19 +546,19 @@ def explain_customers(
     rows = np.flatnonzero(p >= threshold)
     columns = list(spec.columns)
     categorical = set(spec.categorical)
-    contrib = np.zeros((len(rows), len(columns)))
     sub = X.iloc[rows] if len(rows) else X.iloc[:0]
-    if len(rows):
-        jobs: list[tuple[int, np.ndarray, Any]] = []
-        for j, col in enumerate(columns):
-            ref = reference.get(col)
-            is_cat = col in categorical
-            idx = np.flatnonzero(_differs(sub[col], ref, is_cat))
-            if len(idx):
-                jobs.append((j, idx, ref if is_cat else np.float32(_num(ref))))
-        _perturbed_predictions(
-            estimator=estimator, sub=sub, base=p[rows], jobs=jobs, contrib=contrib
-        )
+    # Each input's typical value, as the typed constant the column would hold.
+    fills = [
+        reference.get(c) if c in categorical else np.float32(_num(reference.get(c)))
+        for c in columns
+    ]
+    differs = np.zeros((len(rows), len(columns)), dtype=bool)
+    for j, col in enumerate(columns):
+        if len(rows):
+            differs[:, j] = _differs(sub[col], reference.get(col), col in categorical)
+    contrib = _contributions(
+        estimator=estimator, sub=sub, base=p[rows], fills=fills, differs=differs
+    )
 
     # A few spare candidates: two features can read the same ("no orders yet"), and each row
     # keeps its top_k distinct phrases.
@@ -338,13 +567,14 @@ def explain_customers(
     top_values = np.take_along_axis(contrib, order, axis=1)
     keep = top_values > MIN_CONTRIBUTION
 
-    # Phrases are built per feature for all rows that cite it, then assembled per row.
-    texts = np.empty(order.shape, dtype=object)
+    # Phrases are built per feature for the distinct values of the rows that cite it, and
+    # numbered globally: the same text from two features gets one number.
+    numbers: dict[str, int] = {}
+    codes = np.full(order.shape, -1, dtype=np.int64)
     for j in np.unique(order[keep]):
         col = columns[j]
-        hit = (order == j) & keep
-        row_idx = np.flatnonzero(hit.any(axis=1))
-        values = sub[col].to_numpy()[row_idx]
+        hit_rows, hit_cols = np.nonzero((order == j) & keep)
+        values = sub[col].to_numpy()[hit_rows]
         phrase = _describer(
             name=col,
             reference=reference.get(col),
@@ -352,44 +582,39 @@ def explain_customers(
             templates=templates,
         )
         if values.dtype.kind == "f":
-            # Counts and rounded days repeat: phrase each distinct value once (distinct bit
-            # patterns, so -0.0 and 0.0 stay apart).
+            # Distinct bit patterns, so -0.0 and 0.0 stay apart.
             bits = np.ascontiguousarray(values).view(f"u{values.dtype.itemsize}")
             _, first, inverse = np.unique(bits, return_index=True, return_inverse=True)
-            phrases = np.asarray([phrase(values[i]) for i in first], dtype=object)[inverse]
         else:
-            phrases = np.asarray([phrase(v) for v in values], dtype=object)
-        texts[row_idx, np.argmax(hit[row_idx], axis=1)] = phrases
+            inverse = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)[0]
+            first = np.unique(inverse, return_index=True)[1]
+        texts = [phrase(values[i]) for i in first]
+        number = np.asarray([numbers.setdefault(t, len(numbers)) for t in texts], dtype=np.int64)
+        codes[hit_rows, hit_cols] = number[np.asarray(inverse).reshape(-1)]
 
-    features: list[tuple[str, ...]] = [()] * n
-    contributions: list[tuple[float, ...]] = [()] * n
-    reasons: list[tuple[str, ...]] = [()] * n
-    # top_values is sorted in decreasing order, so the kept entries of a row are a prefix.
-    kept = keep.sum(axis=1).tolist()
-    names = np.asarray(columns, dtype=object)[order].tolist()
-    values_list = top_values.tolist()
-    texts_list = texts.tolist()
-    for r, row in enumerate(rows.tolist()):
-        m = kept[r]
-        if not m:
-            continue
-        row_texts = texts_list[r]
-        chosen: Sequence[int] = range(min(m, top_k))
-        if len({row_texts[i] for i in chosen}) < len(chosen):
-            seen: set[str] = set()
-            picked: list[int] = []
-            for position in range(m):
-                if row_texts[position] not in seen and len(picked) < top_k:
-                    seen.add(row_texts[position])
-                    picked.append(position)
-            chosen = picked
-        features[row] = tuple(names[r][i] for i in chosen)
-        contributions[row] = tuple(values_list[r][i] for i in chosen)
-        reasons[row] = tuple(row_texts[i] for i in chosen)
+    # A candidate counts if it is kept and its text is not already earlier in its row; each
+    # row keeps its first top_k such candidates, in order.
+    valid = keep & (codes >= 0)
+    for c in range(1, k):
+        valid[:, c] &= ~(codes[:, :c] == codes[:, c : c + 1]).any(axis=1)
+    chosen = valid & (np.cumsum(valid, axis=1) <= top_k)
+    width = min(top_k, k)
+    position = np.argsort(~chosen, axis=1, kind="stable")[:, :width]
+    present = np.take_along_axis(chosen, position, axis=1)
+    top_features = np.full((n, width), -1, dtype=np.int64)
+    top_phrases = np.full((n, width), -1, dtype=np.int64)
+    top_contributions = np.zeros((n, width))
+    top_features[rows] = np.where(present, np.take_along_axis(order, position, axis=1), -1)
+    top_phrases[rows] = np.where(present, np.take_along_axis(codes, position, axis=1), -1)
+    top_contributions[rows] = np.where(
+        present, np.take_along_axis(top_values, position, axis=1), 0.0
+    )
     return Explanations(
         index=X.index,
         probabilities=p,
-        features=tuple(features),
-        contributions=tuple(contributions),
-        reasons=tuple(reasons),
+        columns=tuple(columns),
+        top_features=top_features,
+        top_contributions=top_contributions,
+        top_phrases=top_phrases,
+        phrases=np.asarray(list(numbers), dtype=object),
     )
