@@ -40,13 +40,11 @@ class Customer(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["external_id"], name="customer_external_id_unique")
         ]
-        indexes = [
-            models.Index(fields=["email"], name="customer_email"),
-            # Campaign rules select by tier and probability.
-            models.Index(
-                fields=["risk_tier", "churn_probability"], name="customer_tier_probability"
-            ),
-        ]
+        # No index on the latest-score columns: every scoring run rewrites them for every
+        # customer, and with no index on them (and room left on each page, migration 0005's
+        # fillfactor) PostgreSQL updates the rows in place (HOT) without touching any index:
+        # about 5x cheaper. Campaign rules filter them with a scan, once per dispatch.
+        indexes = [models.Index(fields=["email"], name="customer_email")]
 
     def __str__(self) -> str:
         return f"{self.name or self.external_id}"

@@ -114,8 +114,15 @@ class ScoringRun(models.Model):
 
 
 class CustomerScore(models.Model):
-    run = models.ForeignKey(ScoringRun, on_delete=models.CASCADE, related_name="scores")
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="scores")
+    # No single-column indexes on the keys: one_score_per_run (run, customer) serves lookups by
+    # run and score_customer_latest (customer, scored_at) by customer; a scoring run inserts a
+    # row per customer, and every index is paid on each of them.
+    run = models.ForeignKey(
+        ScoringRun, on_delete=models.CASCADE, related_name="scores", db_index=False
+    )
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="scores", db_index=False
+    )
     probability = models.FloatField()
     tier = models.CharField(max_length=32)
     reasons = models.JSONField(default=list)

@@ -25,9 +25,18 @@ def test_database_url() -> str:
 
 
 @contextmanager
-def celery_worker(redis_url: str, *, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run `celery -A retention worker` on a fresh queue; yield the queue name."""
+def celery_worker(
+    redis_url: str, *, extra_env: dict[str, str] | None = None, concurrency: int = 1
+) -> Iterator[str]:
+    """Run `celery -A retention worker` on a fresh queue; yield the queue name.
+
+    One process (the solo pool) by default; `concurrency` > 1 starts a prefork pool of that
+    many processes (how production runs it; bench/scoring.py times a run that way).
+    """
     queue = f"test-{uuid.uuid4().hex[:8]}"
+    pool = ["--pool=solo", "--concurrency=1"]
+    if concurrency > 1:
+        pool = ["--pool=prefork", f"--concurrency={concurrency}", "--prefetch-multiplier=1"]
     env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),
@@ -44,8 +53,7 @@ def celery_worker(redis_url: str, *, extra_env: dict[str, str] | None = None) ->
             "-A",
             "retention",
             "worker",
-            "--pool=solo",
-            "--concurrency=1",
+            *pool,
             "-Q",
             queue,
             "--loglevel=WARNING",
