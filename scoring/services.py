@@ -25,8 +25,8 @@ from django.utils import timezone
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from customers.bulk import bulk_insert
-from customers.frames import frame_from_sql
-from customers.models import Customer
+from customers.frames import frame_from_columns, frame_from_sql
+from customers.models import Customer, Order, OrderStatus
 from scoring.ml import artifacts
 from scoring.ml.drift import DriftReference, population_stability
 from scoring.ml.explain import Explanations, explain_customers
@@ -69,17 +69,34 @@ def _range_clause(column: str, first_id: int | None, last_id: int | None) -> tup
     return f" WHERE {column} >= %s AND {column} <= %s", [int(first_id), int(last_id)]
 
 
+# Order statuses travel as small numbers (fixed-width rows read in one step) and come back as
+# a categorical column; a status outside the choices reads "other".
+_ORDER_STATUSES = ("other", *OrderStatus.values)
+_ORDER_STATUS_CODE = (
+    "CASE lower(status) "
+    + " ".join(f"WHEN '{v}' THEN {i}" for i, v in enumerate(_ORDER_STATUSES) if i)
+    + " ELSE 0 END"
+)
+
+
 def orders_frame(*, first_id: int | None = None, last_id: int | None = None) -> pd.DataFrame:
     """Orders of customers with first_id ≤ id ≤ last_id (all when no bounds)."""
     where, params = _range_clause("customer_id", first_id, last_id)
-    return frame_from_sql(
-        "SELECT customer_id, placed_at, amount, status, discount_amount, item_count "
-        f"FROM customers_order{where}",
-        params,
-        columns=["customer_id", "placed_at", "amount", "status", "discount_amount", "item_count"],
-        datetimes=["placed_at"],
-        dtypes={"amount": "float64", "discount_amount": "float64"},
+    frame = frame_from_columns(
+        Order._meta.db_table,
+        {
+            "customer_id": ("customer_id", "int8"),
+            "placed_at": ("placed_at", "timestamptz"),
+            "amount": ("amount", "float8"),
+            "status": (_ORDER_STATUS_CODE, "int4"),
+            "discount_amount": ("discount_amount", "float8"),
+            "item_count": ("item_count", "int4"),
+        },
+        where=where.removeprefix(" WHERE "),
+        params=params,
     )
+    frame["status"] = pd.Categorical.from_codes(frame["status"], categories=_ORDER_STATUSES)
+    return frame
 
 
 def events_frame(*, first_id: int | None = None, last_id: int | None = None) -> pd.DataFrame:
