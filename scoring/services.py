@@ -627,19 +627,19 @@ def score_features(
     """Probability, tier and top-3 reasons for every row of `features` (aligned to the model)."""
     spec = FeatureSpec.from_dict(model.feature_spec)
     X = align_features(features=features, spec=spec)
-    probability = estimator.predict_proba(X)[:, 1] if len(X) else np.array([])
     edges, names = _tier_bands()
-    tiers: Any = assign_tiers(probabilities=probability, edges=edges, names=names) if len(X) else []
     # Reasons for the at-risk: everyone at or above the second tier's lower bound.
     floor = reasons_from if reasons_from is not None else (edges[0] if edges else 0.0)
+    # The probabilities come with the reasons: a linear model is transformed only once.
     explanations = explain_customers(
         estimator=estimator,
         X=X,
         spec=spec,
         reference=model.reference.get("values", {}),
         threshold=floor,
-        probabilities=probability,
     )
+    probability = explanations.probabilities
+    tiers: Any = assign_tiers(probabilities=probability, edges=edges, names=names) if len(X) else []
     return ScoredFrame(
         probability=probability, tier=np.asarray(tiers, dtype=object), explanations=explanations
     )

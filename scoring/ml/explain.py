@@ -21,6 +21,7 @@ columns, a calibrator it does not know) falls back to the perturbation method.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -46,6 +47,8 @@ PREDICT_BATCH_ROWS = 250_000
 # and the largest difference (in probability) it may show.
 LINEAR_CHECK_ROWS = 200
 LINEAR_CHECK_TOLERANCE = 1e-7
+# Largest transformed matrix (all rows x all members' columns) the closed form may hold.
+LINEAR_MAX_BYTES = 1 << 30
 # Most values of a numeric input tried when probing which transformed columns it feeds.
 PROBE_VALUES = 256
 
@@ -411,9 +414,85 @@ def _typed_rows(sub: pd.DataFrame, values: list[list[Any]]) -> pd.DataFrame:
     )
 
 
+def _apply_link(member: _LinearMember, decision: np.ndarray) -> np.ndarray:
+    p = np.asarray(member.link(decision.ravel()), dtype=np.float64).reshape(decision.shape)
+    p[(p > 1.0) & (p <= 1.0 + 1e-5)] = 1.0  # as CalibratedClassifierCV does
+    return p
+
+
+@dataclass(frozen=True)
+class _LinearScores:
+    """A linear estimator's transformed rows and decisions, kept for the reasons."""
+
+    members: list[_LinearMember]
+    transformed: list[np.ndarray]  # per member: rows x transformed columns
+    decisions: list[np.ndarray]
+    # The closed form gives predict_proba's probabilities to the last bits (not just within
+    # the check's tolerance, as when a transformer computes in float32).
+    exact: bool = False
+
+    @classmethod
+    def of(cls, members: list[_LinearMember], X: pd.DataFrame) -> _LinearScores:
+        transformed = [member.transform(X) for member in members]
+        decisions = [
+            Z @ member.coef + member.intercept
+            for Z, member in zip(transformed, members, strict=True)
+        ]
+        return cls(members, transformed, decisions)
+
+    def probability(self) -> np.ndarray:
+        total = sum(
+            (_apply_link(m, d) for m, d in zip(self.members, self.decisions, strict=True)),
+            np.zeros(len(self.decisions[0])),
+        )
+        return total / len(self.members)
+
+    def rows(self, rows: np.ndarray) -> _LinearScores:
+        return _LinearScores(
+            self.members,
+            [Z[rows] for Z in self.transformed],
+            [d[rows] for d in self.decisions],
+            self.exact,
+        )
+
+
+def _sample_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Rows to check a closed form on: evenly spread, plus each numeric input's smallest and
+    largest row (rare values live there)."""
+    n = len(frame)
+    spread = np.linspace(0, n - 1, min(n, LINEAR_CHECK_ROWS)).astype(np.int64)
+    numeric = frame.select_dtypes("number").to_numpy(dtype=np.float64)
+    lowest = np.argmin(np.where(np.isnan(numeric), np.inf, numeric), axis=0)
+    highest = np.argmax(np.where(np.isnan(numeric), -np.inf, numeric), axis=0)
+    return np.unique(np.concatenate([spread, lowest, highest]).astype(np.int64))
+
+
+def _linear_scores(estimator: Any, X: pd.DataFrame) -> _LinearScores | None:
+    """The closed form of a linear estimator over X, if it reproduces `predict_proba` on a
+    sample of rows (and the transformed rows fit in memory); else None."""
+    members = _linear_members(estimator) if len(X) else None
+    if members is None:
+        return None
+    width = sum(len(m.coef) for m in members)
+    if len(X) * width * 8 > LINEAR_MAX_BYTES:
+        return None
+    try:
+        scores = _LinearScores.of(members, X)
+    except (ValueError, TypeError) as exc:
+        logger.info("reasons: linear shortcut not usable (%s); perturbing instead", exc)
+        return None
+    sample = _sample_rows(X)
+    expected = estimator.predict_proba(X.iloc[sample])[:, 1]
+    difference = np.max(np.abs(scores.rows(sample).probability() - expected))
+    if difference > LINEAR_CHECK_TOLERANCE:
+        logger.warning("reasons: linear shortcut disagrees with predict_proba; perturbing")
+        return None
+    return dataclasses.replace(scores, exact=bool(difference <= 1e-12))
+
+
 def _linear_contributions(
     *,
-    members: list[_LinearMember],
+    scores: _LinearScores,
     sub: pd.DataFrame,
     fills: list[Any],
     differs: np.ndarray,
@@ -421,8 +500,9 @@ def _linear_contributions(
 ) -> np.ndarray:
     """contrib[i, j] = base[i] - p(row i with input j at its typical value), in closed form.
 
-    `fills[j]` is input j's typical value and `differs[i, j]` says whether row i's value
-    differs from it (contributions of the other entries are 0, as in the perturbation method).
+    `scores` holds the transformed rows of `sub`; `fills[j]` is input j's typical value and
+    `differs[i, j]` says whether row i's value differs from it (contributions of the other
+    entries are 0, as in the perturbation method).
     """
     columns = list(sub.columns)
     m = len(columns)
@@ -434,7 +514,7 @@ def _linear_contributions(
         if sub[column].dtype.kind == "f":
             # Under a column-wise transform, probing with every value the rows hold finds
             # every transformed column that moves; many distinct values are thinned to
-            # quantiles (with the extremes), and the sample check below guards the rest.
+            # quantiles (with the extremes), and the sample check guards the rest.
             finite = np.sort(observed[np.isfinite(observed.astype(np.float64))])
             if len(finite) > PROBE_VALUES:
                 finite = np.unique(np.quantile(finite, np.linspace(0, 1, PROBE_VALUES)))
@@ -448,7 +528,9 @@ def _linear_contributions(
     probes = _typed_rows(sub, probe_values)
     owners = np.asarray(owner)
     total = np.zeros((len(sub), m))
-    for member in members:
+    for member, Z, decision in zip(
+        scores.members, scores.transformed, scores.decisions, strict=True
+    ):
         Zp = member.transform(probes)
         typical = Zp[0]
         changed = ~np.isclose(Zp[1:], typical, rtol=0.0, atol=0.0, equal_nan=True)
@@ -457,14 +539,8 @@ def _linear_contributions(
         for j in range(m):
             feeds[:, j] = changed[owners[1:] == j].any(axis=0)
         weights = np.where(feeds, member.coef[:, None], 0.0)
-        Z = member.transform(sub)
-        decision = Z @ member.coef + member.intercept
-        delta = (Z - typical) @ weights
-        perturbed = decision[:, None] - delta
-        p = np.asarray(member.link(perturbed.ravel()), dtype=np.float64).reshape(perturbed.shape)
-        p[(p > 1.0) & (p <= 1.0 + 1e-5)] = 1.0  # as CalibratedClassifierCV does
-        total += p
-    return np.where(differs, base[:, None] - total / len(members), 0.0)
+        total += _apply_link(member, decision[:, None] - (Z - typical) @ weights)
+    return np.where(differs, base[:, None] - total / len(scores.members), 0.0)
 
 
 def _contributions(
@@ -474,25 +550,20 @@ def _contributions(
     base: np.ndarray,
     fills: list[Any],
     differs: np.ndarray,
+    scores: _LinearScores | None,
 ) -> np.ndarray:
-    """Every row's contribution of every input: closed form for linear models (checked on
-    a sample of rows), else one perturbed prediction per differing (row, input)."""
+    """Every row's contribution of every input: closed form for linear models (`scores`,
+    checked on a sample of rows), else one perturbed prediction per differing (row, input)."""
     n, m = differs.shape
-    members = _linear_members(estimator) if n else None
-    if members is not None:
+    if scores is not None and n:
         try:
             contrib = _linear_contributions(
-                members=members, sub=sub, fills=fills, differs=differs, base=base
+                scores=scores, sub=sub, fills=fills, differs=differs, base=base
             )
         except (ValueError, TypeError) as exc:  # a transformer refusing a probe
             logger.info("reasons: linear shortcut not usable (%s); perturbing instead", exc)
         else:
-            spread = np.linspace(0, n - 1, min(n, LINEAR_CHECK_ROWS)).astype(np.int64)
-            # ... and each numeric input's smallest and largest row (rare values live there).
-            numeric = sub.select_dtypes("number").to_numpy(dtype=np.float64)
-            lowest = np.argmin(np.where(np.isnan(numeric), np.inf, numeric), axis=0)
-            highest = np.argmax(np.where(np.isnan(numeric), -np.inf, numeric), axis=0)
-            sample = np.unique(np.concatenate([spread, lowest, highest]).astype(np.int64))
+            sample = _sample_rows(sub)
             check = np.zeros((len(sample), m))
             _perturbed_predictions(
                 estimator=estimator,
@@ -534,15 +605,19 @@ def explain_customers(
     """Top `top_k` reasons for every row of X whose probability is >= `threshold`.
 
     `reference` is the training medians/modes (`TrainingResult.reference_values`).
-    Pass `probabilities` if already computed for X to save one prediction.
+    The probabilities come from `estimator.predict_proba` (or, for a linear model, from the
+    same closed form, checked against it) unless passed in as `probabilities`.
     """
     X = X.loc[:, list(spec.columns)]
     n = len(X)
-    p = (
-        estimator.predict_proba(X)[:, 1]
-        if probabilities is None
-        else np.asarray(probabilities, dtype=np.float64)
-    )
+    # A linear model is transformed once, for both its probabilities and its reasons.
+    scores = _linear_scores(estimator, X)
+    if probabilities is not None:
+        p = np.asarray(probabilities, dtype=np.float64)
+    elif scores is not None and scores.exact:
+        p = scores.probability()
+    else:
+        p = estimator.predict_proba(X)[:, 1] if n else np.zeros(0)
     rows = np.flatnonzero(p >= threshold)
     columns = list(spec.columns)
     categorical = set(spec.categorical)
@@ -557,7 +632,12 @@ def explain_customers(
         if len(rows):
             differs[:, j] = _differs(sub[col], reference.get(col), col in categorical)
     contrib = _contributions(
-        estimator=estimator, sub=sub, base=p[rows], fills=fills, differs=differs
+        estimator=estimator,
+        sub=sub,
+        base=p[rows],
+        fills=fills,
+        differs=differs,
+        scores=scores.rows(rows) if scores is not None else None,
     )
 
     # A few spare candidates: two features can read the same ("no orders yet"), and each row
