@@ -13,12 +13,19 @@ through `churn_model_train`, then times, each in a fresh process so its peak mem
    `build_features` + `align_features`, `predict_proba` of the same loaded estimator and tiers,
    done twice (over the whole in-memory frame at once, and in the run's chunks of customers
    sliced from the frames), the faster of the two counting, plus one psycopg COPY of
-   (customer_id, probability, tier) into an unindexed table. The reference has no reasons.
+   (customer_id, probability, tier) into an unindexed table. The reference has no reasons;
+4. the production path (needs REDIS_URL): `scoring_run_task` sends one chunk task per id
+   range (a chord) over Redis to a real Celery worker with `--workers` pool processes
+   (default: the machine's cores); timed from sending the task until the run is completed,
+   with the peak memory of every worker process.
 
-Goal (the issue): (1) within 2x of (3), and (1)'s peak memory under 4 GB. The probabilities
-and tiers of (1) and (2) are checked against the reference's, customer by customer.
+Goal (the issue): end to end within 2x of (3), and peak memory under 4 GB; printed for (1),
+one process, and for (4), the way scoring runs in production (the reference is one process).
+The probabilities and tiers of (1), (2) and (4) are checked against the reference's,
+customer by customer.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/retention_bench_scoring \\
+    REDIS_URL=redis://127.0.0.1:6379/0 \\
         .venv/bin/python bench/scoring.py [--customers 1000000 --orders 10000000]
 
 Orders are written in time order, as imports append them, so a chunk's orders are spread over
