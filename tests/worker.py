@@ -57,6 +57,7 @@ def celery_worker(
             "-Q",
             queue,
             "--loglevel=WARNING",
+            "--quiet",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",

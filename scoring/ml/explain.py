@@ -665,10 +665,15 @@ def explain_customers(
             # Distinct bit patterns, so -0.0 and 0.0 stay apart.
             bits = np.ascontiguousarray(values).view(f"u{values.dtype.itemsize}")
             _, first, inverse = np.unique(bits, return_index=True, return_inverse=True)
+            if col not in categorical and not (templates and col in templates):
+                # Plain floats straight to the numeric phrase (no per-value conversion).
+                phrase = _numeric_phrase_for(col, reference.get(col))
+            distinct = values[first].astype(np.float64).tolist()
         else:
             inverse = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)[0]
             first = np.unique(inverse, return_index=True)[1]
-        texts = [phrase(values[i]) for i in first]
+            distinct = values[first].tolist()
+        texts = [phrase(v) for v in distinct]
         number = np.asarray([numbers.setdefault(t, len(numbers)) for t in texts], dtype=np.int64)
         codes[hit_rows, hit_cols] = number[np.asarray(inverse).reshape(-1)]
 
