@@ -52,12 +52,12 @@ def celery_worker(
             "celery",
             "-A",
             "retention",
+            "--quiet",  # no banner
             "worker",
             *pool,
             "-Q",
             queue,
             "--loglevel=WARNING",
-            "--quiet",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
