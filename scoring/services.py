@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
@@ -28,7 +28,7 @@ from customers.bulk import bulk_insert
 from customers.frames import frame_from_columns, frame_from_sql
 from customers.models import Customer, Order, OrderStatus
 from scoring.ml import artifacts
-from scoring.ml.drift import DriftReference, population_stability
+from scoring.ml.drift import DriftReference, counts_from_cumulative, population_stability
 from scoring.ml.explain import Explanations, explain_customers
 from scoring.ml.features import (
     FeatureSpec,
@@ -725,9 +725,10 @@ def scoring_run_create(
     model = model or churn_model_active()
     if model is None:
         raise ScoringError("there is no active churn model: train one with manage.py churn_train")
-    ids = np.fromiter(
-        Customer.objects.order_by("pk").values_list("pk", flat=True).iterator(chunk_size=50_000),
-        dtype=np.int64,
+    ids = np.sort(
+        frame_from_columns(Customer._meta.db_table, {"id": ("id", "int8")})["id"].to_numpy(
+            dtype=np.int64
+        )
     )
     chunks = _chunks(ids, settings.SCORING_CHUNK_CUSTOMERS)
     key = run_key or f"manual-{timezone.now():%Y%m%dT%H%M%S.%f}"
@@ -771,12 +772,20 @@ def scoring_run_drift(*, run: ScoringRun) -> dict[str, Any]:
     if not reference_data:
         return {}
     reference = DriftReference.from_dict(reference_data)
-    scores = frame_from_sql(
-        f"SELECT probability FROM {CustomerScore._meta.db_table} WHERE run_id = %s",
-        [run.pk],
-        columns=["probability"],
-        dtypes={"probability": "float64"},
-    )["probability"].to_numpy(dtype=np.float64)
+    score_counts = None
+    if reference.score is not None:
+        # Counted by the database into the reference's bins: no million values sent over.
+        edges = reference.score.edges
+        counted = CustomerScore.objects.filter(run=run).aggregate(
+            present=Count("pk", filter=Q(probability__isnull=False)),
+            missing=Count("pk", filter=Q(probability__isnull=True)),
+            **{f"le{i}": Count("pk", filter=Q(probability__lte=e)) for i, e in enumerate(edges)},
+        )
+        score_counts = counts_from_cumulative(
+            [counted[f"le{i}"] for i in range(len(edges))],
+            present=counted["present"],
+            missing=counted["missing"],
+        )
     bounds = CustomerScore.objects.filter(run=run).aggregate(lo=Min("customer_id"))
     sample_features = pd.DataFrame()
     if bounds["lo"] is not None:
@@ -803,7 +812,7 @@ def scoring_run_drift(*, run: ScoringRun) -> dict[str, Any]:
         )
         spec = FeatureSpec.from_dict(run.model.feature_spec)
         sample_features = align_features(features=sample_features, spec=spec)
-    report = population_stability(reference=reference, X=sample_features, scores=scores)
+    report = population_stability(reference=reference, X=sample_features, score_counts=score_counts)
     return report.to_dict()
 
 

@@ -9,7 +9,7 @@ Status: ok < 0.1 ≤ watch < 0.25 ≤ alert (the usual credit-scoring rule of th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,10 +154,27 @@ def build_drift_reference(
     return DriftReference(numeric=numeric, categorical=categorical, score=score, n_rows=len(X))
 
 
+def counts_from_cumulative(
+    at_or_below: Sequence[float], present: float, missing: float = 0.0
+) -> np.ndarray:
+    """Bin counts (as `NumericBins` defines them, then the missing count) from the number of
+    values at or below each edge: what a database can count without sending the values."""
+    cumulative = np.asarray([*at_or_below, present], dtype=np.float64)
+    return np.append(np.diff(cumulative, prepend=0.0), float(missing))
+
+
 def population_stability(
-    *, reference: DriftReference, X: pd.DataFrame, scores: np.ndarray | None = None
+    *,
+    reference: DriftReference,
+    X: pd.DataFrame,
+    scores: np.ndarray | None = None,
+    score_counts: np.ndarray | None = None,
 ) -> DriftReport:
-    """PSI of each reference feature present in `X` and of `scores` against the reference."""
+    """PSI of each reference feature present in `X` and of the scores against the reference.
+
+    The scores come as values (`scores`) or already counted into the reference's score bins
+    (`score_counts`, e.g. from `counts_from_cumulative`).
+    """
     values: dict[str, float] = {}
     for name, bins in reference.numeric.items():
         if name in X:
@@ -175,10 +192,11 @@ def population_stability(
             values[name] = psi(np.array(expected), counts)
     score_psi = None
     if scores is not None and reference.score is not None:
-        counts = _numeric_counts(
+        score_counts = _numeric_counts(
             np.asarray(scores, dtype=np.float64), np.array(reference.score.edges)
         )
-        score_psi = psi(np.array(reference.score.shares), counts)
+    if score_counts is not None and reference.score is not None:
+        score_psi = psi(np.array(reference.score.shares), score_counts)
     statuses = {k: psi_status(v) for k, v in values.items()}
     worst = max([*values.values(), score_psi or 0.0], default=0.0)
     return DriftReport(

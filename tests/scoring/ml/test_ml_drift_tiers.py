@@ -2,7 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scoring.ml.drift import DriftReference, build_drift_reference, population_stability
+from scoring.ml.drift import (
+    DriftReference,
+    build_drift_reference,
+    counts_from_cumulative,
+    population_stability,
+)
 from scoring.ml.features import FeatureSpec
 from scoring.ml.tiers import assign_tiers
 
@@ -58,3 +63,22 @@ def test_tiers_at_band_edges():
     ]
     with pytest.raises(ValueError):
         assign_tiers(probabilities=[0.1], edges=[0.5], names=["one"])
+
+
+def test_score_counts_from_a_database_give_the_same_psi_as_the_values():
+    reference = build_drift_reference(
+        X=_frame(5_000, 0.0, 0), spec=SPEC, scores=np.random.default_rng(0).beta(2, 5, 5_000)
+    )
+    scores = np.random.default_rng(3).beta(2.5, 5, 8_000)
+    scores[::97] = np.nan
+    scores[5] = reference.score.edges[2]  # on an edge: counted in the bin it closes
+    edges = reference.score.edges
+    counts = counts_from_cumulative(
+        [int(np.sum(scores <= e)) for e in edges],
+        present=int(np.sum(~np.isnan(scores))),
+        missing=int(np.sum(np.isnan(scores))),
+    )
+    X = _frame(1_000, 0.0, 4)
+    from_values = population_stability(reference=reference, X=X, scores=scores)
+    from_counts = population_stability(reference=reference, X=X, score_counts=counts)
+    assert from_counts.score_psi == pytest.approx(from_values.score_psi, abs=1e-15)
