@@ -9,19 +9,13 @@ phrases ("no order for 143 days", "Contract is Month-to-month").
 Cost: one prediction per feature per differing row of the chunk (batched into few calls).
 
 Linear models (logistic regression after column-wise preprocessing, optionally inside
-`CalibratedClassifierCV`) get the same numbers in closed form: the model's decision is
-w·z + b over the transformed columns z, and setting one input to its typical value changes
-only the transformed columns that input feeds, so each perturbed decision is the actual one
-minus w·(z - z_typical) over those columns; the calibrators then map the perturbed decisions
-to probabilities exactly as `predict_proba` would. Which transformed columns each input feeds
-is found by probing the fitted transformers, and every chunk checks the shortcut against the
-perturbation method on a sample of its rows: any difference (a transformer that mixes
-columns, a calibrator it does not know) falls back to the perturbation method.
+`CalibratedClassifierCV`) get the same numbers in closed form (`scoring.ml.linear_reasons`),
+checked on a sample of every chunk against the perturbation method; any difference falls
+back to it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -32,25 +26,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.linear_model import LogisticRegression
 
 from scoring.ml.features import FeatureSpec
+from scoring.ml.linear_reasons import (
+    CHECK_TOLERANCE,
+    LinearScores,
+    linear_contributions,
+    linear_scores,
+    sample_rows,
+)
 
 # Contributions below this (in probability) are noise, not a reason.
 MIN_CONTRIBUTION = 1e-3
 # Perturbed rows scored per predict_proba call: few calls, with their intermediate matrices
 # (tens of float64 columns per row) kept to a few hundred MB.
 PREDICT_BATCH_ROWS = 250_000
-# Rows of each chunk on which the linear shortcut is checked against the perturbation method,
-# and the largest difference (in probability) it may show.
-LINEAR_CHECK_ROWS = 200
-LINEAR_CHECK_TOLERANCE = 1e-7
-# Largest transformed matrix (all rows x all members' columns) the closed form may hold.
-LINEAR_MAX_BYTES = 1 << 30
-# Most values of a numeric input tried when probing which transformed columns it feeds.
-PROBE_VALUES = 256
 
 logger = logging.getLogger(__name__)
 
@@ -356,193 +346,6 @@ def _perturbed_predictions(
             offset += len(idx)
 
 
-@dataclass(frozen=True)
-class _LinearMember:
-    """One linear model of an estimator: p = link(transform(X) @ coef + intercept)."""
-
-    steps: tuple[Any, ...]  # fitted transformers before the model (samplers left out)
-    coef: np.ndarray
-    intercept: float
-    link: Callable[[np.ndarray], np.ndarray]
-
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
-        Z: Any = X
-        for step in self.steps:
-            Z = step.transform(Z)
-        return np.asarray(Z, dtype=np.float64)
-
-
-def _linear_pipeline(pipeline: Any) -> tuple[tuple[Any, ...], np.ndarray, float] | None:
-    steps = getattr(pipeline, "steps", None)
-    if not steps:
-        return None
-    final = steps[-1][1]
-    if not isinstance(final, LogisticRegression) or len(getattr(final, "classes_", ())) != 2:
-        return None
-    transformers = tuple(
-        step
-        for _, step in steps[:-1]
-        if step not in (None, "passthrough") and not hasattr(step, "fit_resample")
-    )
-    if not all(hasattr(step, "transform") for step in transformers):
-        return None
-    return transformers, final.coef_[0].astype(np.float64), float(final.intercept_[0])
-
-
-def _linear_members(estimator: Any) -> list[_LinearMember] | None:
-    """The linear models whose calibrated average is `estimator`, or None if it is not one."""
-    if isinstance(estimator, CalibratedClassifierCV):
-        members = []
-        for member in getattr(estimator, "calibrated_classifiers_", ()):
-            linear = _linear_pipeline(member.estimator)
-            if (
-                linear is None
-                or member.method not in ("sigmoid", "isotonic")
-                or len(member.calibrators) != 1
-            ):
-                return None
-            members.append(_LinearMember(*linear, link=member.calibrators[0].predict))
-        return members or None
-    linear = _linear_pipeline(estimator)
-    return [_LinearMember(*linear, link=expit)] if linear else None
-
-
-def _typed_rows(sub: pd.DataFrame, values: list[list[Any]]) -> pd.DataFrame:
-    """Rows built from per-column value lists, each column with `sub`'s dtype."""
-    return pd.DataFrame(
-        {c: pd.Series(v, dtype=sub[c].dtype) for c, v in zip(sub.columns, values, strict=True)}
-    )
-
-
-def _apply_link(member: _LinearMember, decision: np.ndarray) -> np.ndarray:
-    p = np.asarray(member.link(decision.ravel()), dtype=np.float64).reshape(decision.shape)
-    p[(p > 1.0) & (p <= 1.0 + 1e-5)] = 1.0  # as CalibratedClassifierCV does
-    return p
-
-
-@dataclass(frozen=True)
-class _LinearScores:
-    """A linear estimator's transformed rows and decisions, kept for the reasons."""
-
-    members: list[_LinearMember]
-    transformed: list[np.ndarray]  # per member: rows x transformed columns
-    decisions: list[np.ndarray]
-    # The closed form gives predict_proba's probabilities to the last bits (not just within
-    # the check's tolerance, as when a transformer computes in float32).
-    exact: bool = False
-
-    @classmethod
-    def of(cls, members: list[_LinearMember], X: pd.DataFrame) -> _LinearScores:
-        transformed = [member.transform(X) for member in members]
-        decisions = [
-            Z @ member.coef + member.intercept
-            for Z, member in zip(transformed, members, strict=True)
-        ]
-        return cls(members, transformed, decisions)
-
-    def probability(self) -> np.ndarray:
-        total = sum(
-            (_apply_link(m, d) for m, d in zip(self.members, self.decisions, strict=True)),
-            np.zeros(len(self.decisions[0])),
-        )
-        return total / len(self.members)
-
-    def rows(self, rows: np.ndarray) -> _LinearScores:
-        return _LinearScores(
-            self.members,
-            [Z[rows] for Z in self.transformed],
-            [d[rows] for d in self.decisions],
-            self.exact,
-        )
-
-
-def _sample_rows(frame: pd.DataFrame) -> np.ndarray:
-    """Rows to check a closed form on: evenly spread, plus each numeric input's smallest and
-    largest row (rare values live there)."""
-    n = len(frame)
-    spread = np.linspace(0, n - 1, min(n, LINEAR_CHECK_ROWS)).astype(np.int64)
-    numeric = frame.select_dtypes("number").to_numpy(dtype=np.float64)
-    lowest = np.argmin(np.where(np.isnan(numeric), np.inf, numeric), axis=0)
-    highest = np.argmax(np.where(np.isnan(numeric), -np.inf, numeric), axis=0)
-    return np.unique(np.concatenate([spread, lowest, highest]).astype(np.int64))
-
-
-def _linear_scores(estimator: Any, X: pd.DataFrame) -> _LinearScores | None:
-    """The closed form of a linear estimator over X, if it reproduces `predict_proba` on a
-    sample of rows (and the transformed rows fit in memory); else None."""
-    members = _linear_members(estimator) if len(X) else None
-    if members is None:
-        return None
-    width = sum(len(m.coef) for m in members)
-    if len(X) * width * 8 > LINEAR_MAX_BYTES:
-        return None
-    try:
-        scores = _LinearScores.of(members, X)
-    except (ValueError, TypeError) as exc:
-        logger.info("reasons: linear shortcut not usable (%s); perturbing instead", exc)
-        return None
-    sample = _sample_rows(X)
-    expected = estimator.predict_proba(X.iloc[sample])[:, 1]
-    difference = np.max(np.abs(scores.rows(sample).probability() - expected))
-    if difference > LINEAR_CHECK_TOLERANCE:
-        logger.warning("reasons: linear shortcut disagrees with predict_proba; perturbing")
-        return None
-    return dataclasses.replace(scores, exact=bool(difference <= 1e-12))
-
-
-def _linear_contributions(
-    *,
-    scores: _LinearScores,
-    sub: pd.DataFrame,
-    fills: list[Any],
-    differs: np.ndarray,
-    base: np.ndarray,
-) -> np.ndarray:
-    """contrib[i, j] = base[i] - p(row i with input j at its typical value), in closed form.
-
-    `scores` holds the transformed rows of `sub`; `fills[j]` is input j's typical value and
-    `differs[i, j]` says whether row i's value differs from it (contributions of the other
-    entries are 0, as in the perturbation method).
-    """
-    columns = list(sub.columns)
-    m = len(columns)
-    # Probes: the typical row, then per input a few rows with only that input changed.
-    probe_values: list[list[Any]] = [[f] for f in fills]
-    owner = [-1]
-    for j, column in enumerate(columns):
-        observed = pd.unique(sub[column].to_numpy())
-        if sub[column].dtype.kind == "f":
-            # Under a column-wise transform, probing with every value the rows hold finds
-            # every transformed column that moves; many distinct values are thinned to
-            # quantiles (with the extremes), and the sample check guards the rest.
-            finite = np.sort(observed[np.isfinite(observed.astype(np.float64))])
-            if len(finite) > PROBE_VALUES:
-                finite = np.unique(np.quantile(finite, np.linspace(0, 1, PROBE_VALUES)))
-            tries = [np.nan, float(fills[j]) + 1.0, *finite.tolist()]
-        else:
-            tries = [None, *observed]
-        for value in tries:
-            for k in range(m):
-                probe_values[k].append(value if k == j else fills[k])
-            owner.append(j)
-    probes = _typed_rows(sub, probe_values)
-    owners = np.asarray(owner)
-    total = np.zeros((len(sub), m))
-    for member, Z, decision in zip(
-        scores.members, scores.transformed, scores.decisions, strict=True
-    ):
-        Zp = member.transform(probes)
-        typical = Zp[0]
-        changed = ~np.isclose(Zp[1:], typical, rtol=0.0, atol=0.0, equal_nan=True)
-        # feeds[t, j]: transformed column t moves when input j moves.
-        feeds = np.zeros((Zp.shape[1], m), dtype=bool)
-        for j in range(m):
-            feeds[:, j] = changed[owners[1:] == j].any(axis=0)
-        weights = np.where(feeds, member.coef[:, None], 0.0)
-        total += _apply_link(member, decision[:, None] - (Z - typical) @ weights)
-    return np.where(differs, base[:, None] - total / len(scores.members), 0.0)
-
-
 def _contributions(
     *,
     estimator: Any,
@@ -550,20 +353,20 @@ def _contributions(
     base: np.ndarray,
     fills: list[Any],
     differs: np.ndarray,
-    scores: _LinearScores | None,
+    scores: LinearScores | None,
 ) -> np.ndarray:
     """Every row's contribution of every input: closed form for linear models (`scores`,
     checked on a sample of rows), else one perturbed prediction per differing (row, input)."""
     n, m = differs.shape
     if scores is not None and n:
         try:
-            contrib = _linear_contributions(
+            contrib = linear_contributions(
                 scores=scores, sub=sub, fills=fills, differs=differs, base=base
             )
         except (ValueError, TypeError) as exc:  # a transformer refusing a probe
             logger.info("reasons: linear shortcut not usable (%s); perturbing instead", exc)
         else:
-            sample = _sample_rows(sub)
+            sample = sample_rows(sub)
             check = np.zeros((len(sample), m))
             _perturbed_predictions(
                 estimator=estimator,
@@ -572,7 +375,7 @@ def _contributions(
                 jobs=_jobs(differs[sample], fills),
                 contrib=check,
             )
-            if np.max(np.abs(check - contrib[sample]), initial=0.0) <= LINEAR_CHECK_TOLERANCE:
+            if np.max(np.abs(check - contrib[sample]), initial=0.0) <= CHECK_TOLERANCE:
                 return contrib
             logger.warning("reasons: linear shortcut disagrees with perturbation; perturbing")
     contrib = np.zeros((n, m))
@@ -611,7 +414,7 @@ def explain_customers(
     X = X.loc[:, list(spec.columns)]
     n = len(X)
     # A linear model is transformed once, for both its probabilities and its reasons.
-    scores = _linear_scores(estimator, X)
+    scores = linear_scores(estimator, X)
     if probabilities is not None:
         p = np.asarray(probabilities, dtype=np.float64)
     elif scores is not None and scores.exact:

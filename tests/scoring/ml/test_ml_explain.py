@@ -9,7 +9,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from scoring.ml import explain
+from scoring.ml import linear_reasons
 from scoring.ml.explain import describe, explain_customers
 from scoring.ml.features import infer_feature_spec
 from scoring.ml.pipelines import build_pipeline, select_candidates
@@ -118,12 +118,12 @@ def test_linear_models_get_the_perturbation_reasons_in_closed_form(
         method=method,
         random_state=0,
     ).fit(X, y)
-    assert explain._linear_members(model) is not None
+    assert linear_reasons.linear_members(model) is not None
     rows, _ = make_frame(4000, seed=3)
     rows.loc[rows.index[::7], "Contract"] = None
     reference = reference_values(X=X, spec=spec)
     fast = explain_customers(estimator=model, X=rows, spec=spec, reference=reference, threshold=0.2)
-    monkeypatch.setattr(explain, "_linear_members", lambda estimator: None)
+    monkeypatch.setattr(linear_reasons, "linear_members", lambda estimator: None)
     slow = explain_customers(estimator=model, X=rows, spec=spec, reference=reference, threshold=0.2)
     assert sum(1 for r in fast.reasons if r) > 100
     assert fast.reasons == slow.reasons
@@ -139,7 +139,7 @@ def test_a_linear_model_over_mixed_columns_falls_back_to_perturbation(mixed_data
     # PCA mixes the inputs: changing one moves every component, so the closed form is wrong
     # and the per-chunk check must catch it.
     model = make_pipeline(SimpleImputer(), PCA(n_components=2), LogisticRegression()).fit(X, y)
-    assert explain._linear_members(model) is not None
+    assert linear_reasons.linear_members(model) is not None
     reference = reference_values(X=X, spec=spec)
     with caplog.at_level(logging.WARNING, logger="scoring.ml.explain"):
         out = explain_customers(estimator=model, X=X, spec=spec, reference=reference)
