@@ -321,40 +321,6 @@ def _column(model: type[models.Model], name: str) -> str:
     return str(model._meta.get_field(name).column)  # type: ignore[union-attr]
 
 
-def bulk_update(model: type[models.Model], frame: pd.DataFrame, *, key: str = "id") -> int:
-    """Update existing rows from `frame` (matched on `key`); never inserts. Returns rows changed.
-
-    Rows whose values already match are not rewritten. Call inside a transaction.
-    """
-    if frame.empty:
-        return 0
-    table = model._meta.db_table
-    columns = [_column(model, c) for c in frame.columns]
-    key_column = _column(model, key)
-    wire = _wire_frame(frame, model)
-    wire.columns = columns
-    postgres = _is_postgres()
-    stage = "_bulk_update_stage"
-    target = _quote(table)
-    compared = [c for c in columns if c != key_column]
-    sets = ", ".join(f"{_quote(c)} = s.{_quote(c)}" for c in compared)
-    olds = ", ".join(f"{target}.{_quote(c)}" for c in compared)
-    news = ", ".join(f"s.{_quote(c)}" for c in compared)
-    distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
-    if len(compared) > 1:
-        olds, news = f"({olds})", f"({news})"
-    with connection.cursor() as cursor:
-        _stage(cursor, table, stage, columns, wire, _force_null(model, columns))
-        cursor.execute(
-            f"UPDATE {target} SET {sets} FROM {stage} s "
-            f"WHERE {target}.{_quote(key_column)} = s.{_quote(key_column)} "
-            f"AND {olds} {distinct} {news}"
-        )
-        changed = max(cursor.rowcount, 0)
-        cursor.execute(f"DROP TABLE {stage}")
-    return changed
-
-
 def _json_columns(model: type[models.Model]) -> set[str]:
     return {str(f.column) for f in model._meta.concrete_fields if isinstance(f, models.JSONField)}
 
