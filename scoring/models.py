@@ -148,3 +148,23 @@ class CustomerScore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}: {self.probability:.3f} ({self.tier})"
+
+
+class ScoringChunk(models.Model):
+    """One written chunk of a run: its customers and their features counted into the drift
+    reference's bins, so the run's drift covers everyone without reading them twice."""
+
+    run = models.ForeignKey(ScoringRun, on_delete=models.CASCADE, related_name="chunks")
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField()
+    customers = models.PositiveIntegerField()
+    feature_counts = models.JSONField(default=dict)
+    written_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "first_id"], name="one_chunk_per_range")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}: {self.first_id}–{self.last_id}"

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
@@ -28,7 +28,12 @@ from customers.bulk import bulk_insert
 from customers.frames import frame_from_columns, frame_from_sql
 from customers.models import Customer, Order, OrderStatus
 from scoring.ml import artifacts
-from scoring.ml.drift import DriftReference, counts_from_cumulative, population_stability
+from scoring.ml.drift import (
+    DriftReference,
+    counts_from_cumulative,
+    feature_counts,
+    population_stability,
+)
 from scoring.ml.explain import Explanations, explain_customers
 from scoring.ml.features import (
     FeatureSpec,
@@ -41,13 +46,18 @@ from scoring.ml.labels import behaviour_labels, parse_explicit_label
 from scoring.ml.pipelines import select_candidates
 from scoring.ml.tiers import assign_tiers
 from scoring.ml.train import TrainingResult, train_and_select
-from scoring.models import ChurnModel, CustomerScore, ModelStatus, RunStatus, ScoringRun
+from scoring.models import (
+    ChurnModel,
+    CustomerScore,
+    ModelStatus,
+    RunStatus,
+    ScoringChunk,
+    ScoringRun,
+)
 from scoring.selectors import churn_model_active, risk_tier_bands
 
 logger = logging.getLogger(__name__)
 
-# Customers sampled from a run to compare feature distributions with training (drift).
-DRIFT_SAMPLE_CUSTOMERS = 50_000
 # Fewest rows of each class for an out-of-time split to be worth evaluating on.
 MIN_CLASS_ROWS = 30
 
@@ -615,6 +625,8 @@ class ScoredFrame:
     probability: np.ndarray
     tier: np.ndarray
     explanations: Explanations
+    # The rows' features counted into the model's drift bins (empty without a reference).
+    drift_counts: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def reasons(self) -> tuple[tuple[str, ...], ...]:
@@ -640,8 +652,14 @@ def score_features(
     )
     probability = explanations.probabilities
     tiers: Any = assign_tiers(probabilities=probability, edges=edges, names=names) if len(X) else []
+    drift = model.reference.get("drift")
     return ScoredFrame(
-        probability=probability, tier=np.asarray(tiers, dtype=object), explanations=explanations
+        probability=probability,
+        tier=np.asarray(tiers, dtype=object),
+        explanations=explanations,
+        drift_counts=(
+            feature_counts(reference=DriftReference.from_dict(drift), X=X) if drift else {}
+        ),
     )
 
 
@@ -688,6 +706,13 @@ def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
         with transaction.atomic():
             written = bulk_insert(CustomerScore, scores, json_text=("reasons",))
             _customers_take_scores(run=run, first_id=first_id, last_id=last_id)
+            ScoringChunk.objects.create(
+                run=run,
+                first_id=first_id,
+                last_id=last_id,
+                customers=written,
+                feature_counts=scored.drift_counts,
+            )
     except IntegrityError:
         if mine.exists():  # another attempt at this chunk committed first
             return 0
@@ -757,7 +782,7 @@ def scoring_run_finish(*, run: ScoringRun) -> ScoringRun:
     )
     run.tier_counts = {name: tiers.get(name, 0) for name, _ in risk_tier_bands()}
     run.customers_scored = sum(tiers.values())
-    run.chunks_done = run.chunks_total
+    run.chunks_done = ScoringChunk.objects.filter(run=run).count()
     run.drift = scoring_run_drift(run=run)
     run.status = RunStatus.COMPLETED
     run.finished_at = timezone.now()
@@ -767,7 +792,7 @@ def scoring_run_finish(*, run: ScoringRun) -> ScoringRun:
 
 
 def scoring_run_drift(*, run: ScoringRun) -> dict[str, Any]:
-    """PSI of the run's scores and of a sample of customers' features against training."""
+    """PSI of the run's scores and of every scored customer's features against training."""
     reference_data = run.model.reference.get("drift")
     if not reference_data:
         return {}
@@ -786,33 +811,18 @@ def scoring_run_drift(*, run: ScoringRun) -> dict[str, Any]:
             present=counted["present"],
             missing=counted["missing"],
         )
-    bounds = CustomerScore.objects.filter(run=run).aggregate(lo=Min("customer_id"))
-    sample_features = pd.DataFrame()
-    if bounds["lo"] is not None:
-        hi = (
-            CustomerScore.objects.filter(run=run)
-            .order_by("customer_id")
-            .values_list("customer_id", flat=True)[
-                DRIFT_SAMPLE_CUSTOMERS - 1 : DRIFT_SAMPLE_CUSTOMERS
-            ]
-        )
-        last = (
-            hi[0]
-            if hi
-            else CustomerScore.objects.filter(run=run).aggregate(m=Max("customer_id"))["m"]
-        )
-        customers = customers_frame(first_id=bounds["lo"], last_id=last)
-        sample_features = build_features(
-            orders=orders_frame(first_id=bounds["lo"], last_id=last),
-            events=events_frame(first_id=bounds["lo"], last_id=last),
-            customers=customers,
-            as_of=pd.Timestamp(run.as_of),
-            event_kinds=run.model.reference.get("event_kinds") or None,
-            btyd_params=run.model.reference.get("btyd_params"),
-        )
-        spec = FeatureSpec.from_dict(run.model.feature_spec)
-        sample_features = align_features(features=sample_features, spec=spec)
-    report = population_stability(reference=reference, X=sample_features, score_counts=score_counts)
+    # Every chunk counted its customers' features into the reference bins: add them up.
+    counts: dict[str, np.ndarray] = {}
+    rows = 0
+    for chunk_counts, customers in ScoringChunk.objects.filter(run=run).values_list(
+        "feature_counts", "customers"
+    ):
+        rows += customers
+        for name, values in chunk_counts.items():
+            counts[name] = counts.get(name, 0) + np.asarray(values, dtype=np.float64)
+    report = population_stability(
+        reference=reference, counts=counts, n_rows=rows, score_counts=score_counts
+    )
     return report.to_dict()
 
 

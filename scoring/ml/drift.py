@@ -163,33 +163,51 @@ def counts_from_cumulative(
     return np.append(np.diff(cumulative, prepend=0.0), float(missing))
 
 
+def feature_counts(*, reference: DriftReference, X: pd.DataFrame) -> dict[str, list[float]]:
+    """Each reference feature present in `X`, counted into its reference bins (numeric: the
+    bins, then missing; categorical: the known categories, other, missing). Counts of several
+    chunks of customers add up, so a scoring run can count everyone chunk by chunk."""
+    out: dict[str, list[float]] = {}
+    for name, bins in reference.numeric.items():
+        if name in X:
+            values = X[name].to_numpy(dtype=np.float64)
+            out[name] = _numeric_counts(values, np.array(bins.edges)).tolist()
+    for name, cat in reference.categorical.items():
+        if name in X:
+            out[name] = _category_counts(X[name], list(cat.shares)).tolist()
+    return out
+
+
 def population_stability(
     *,
     reference: DriftReference,
-    X: pd.DataFrame,
+    X: pd.DataFrame | None = None,
+    counts: Mapping[str, Sequence[float] | np.ndarray] | None = None,
+    n_rows: int | None = None,
     scores: np.ndarray | None = None,
     score_counts: np.ndarray | None = None,
 ) -> DriftReport:
-    """PSI of each reference feature present in `X` and of the scores against the reference.
+    """PSI of each reference feature and of the scores against the reference.
 
-    The scores come as values (`scores`) or already counted into the reference's score bins
-    (`score_counts`, e.g. from `counts_from_cumulative`).
+    The features come as rows (`X`) or already counted (`counts`, summed `feature_counts`, with
+    `n_rows` the rows counted); the scores as values (`scores`) or already counted into the
+    reference's score bins (`score_counts`, e.g. from `counts_from_cumulative`).
     """
+    if X is not None:
+        counts, n_rows = feature_counts(reference=reference, X=X), len(X)
+    counts = counts or {}
     values: dict[str, float] = {}
     for name, bins in reference.numeric.items():
-        if name in X:
-            counts = _numeric_counts(X[name].to_numpy(dtype=np.float64), np.array(bins.edges))
-            values[name] = psi(np.array(bins.shares), counts)
+        if name in counts:
+            values[name] = psi(np.array(bins.shares), np.asarray(counts[name]))
     for name, cat in reference.categorical.items():
-        if name in X:
-            categories = list(cat.shares)
-            counts = _category_counts(X[name], categories)
-            known = [c for c in categories if c not in (_OTHER, _MISSING)]
+        if name in counts:
+            known = [c for c in cat.shares if c not in (_OTHER, _MISSING)]
             expected = [cat.shares[c] for c in known] + [
                 cat.shares.get(_OTHER, 0.0),
                 cat.shares.get(_MISSING, 0.0),
             ]
-            values[name] = psi(np.array(expected), counts)
+            values[name] = psi(np.array(expected), np.asarray(counts[name]))
     score_psi = None
     if scores is not None and reference.score is not None:
         score_counts = _numeric_counts(
@@ -204,5 +222,5 @@ def population_stability(
         feature_status=statuses,
         score_psi=score_psi,
         status=psi_status(worst),
-        n_rows=len(X),
+        n_rows=int(n_rows or 0),
     )

@@ -100,6 +100,9 @@ def test_a_scoring_run_scores_everyone_once_and_its_key_guards_a_rerun(
     score = CustomerScore.objects.get(customer=customer)
     assert score.reasons and score.probability == customer.churn_probability
     assert run.drift["status"] in {"ok", "watch", "alert"}
+    # Drift covers every scored customer, counted chunk by chunk.
+    assert run.drift["n_rows"] == 600 and run.chunks_done == run.chunks_total
+    assert sum(c.customers for c in run.chunks.all()) == 600
 
 
 def test_score_api_returns_the_latest_score(

@@ -6,6 +6,7 @@ from scoring.ml.drift import (
     DriftReference,
     build_drift_reference,
     counts_from_cumulative,
+    feature_counts,
     population_stability,
 )
 from scoring.ml.features import FeatureSpec
@@ -82,3 +83,17 @@ def test_score_counts_from_a_database_give_the_same_psi_as_the_values():
     from_values = population_stability(reference=reference, X=X, scores=scores)
     from_counts = population_stability(reference=reference, X=X, score_counts=counts)
     assert from_counts.score_psi == pytest.approx(from_values.score_psi, abs=1e-15)
+
+
+def test_feature_counts_of_chunks_add_up_to_the_whole():
+    reference = build_drift_reference(X=_frame(5_000, 0.0, 0), spec=SPEC)
+    X = _frame(3_000, 0.4, 5, plans=("a", "b", "d"))
+    X.loc[X.index[::50], "x"] = np.nan
+    parts = [
+        feature_counts(reference=reference, X=X.iloc[i : i + 1_000]) for i in (0, 1_000, 2_000)
+    ]
+    summed = {k: np.sum([p[k] for p in parts], axis=0) for k in parts[0]}
+    whole = population_stability(reference=reference, X=X)
+    chunked = population_stability(reference=reference, counts=summed, n_rows=len(X))
+    assert chunked.psi == pytest.approx(whole.psi, abs=1e-15)
+    assert chunked.n_rows == whole.n_rows == 3_000 and whole.psi["x"] > 0.1
