@@ -73,10 +73,15 @@ class ScoringError(Exception):
 # --- reading rows into frames -------------------------------------------------------------
 
 
-def _range_clause(column: str, first_id: int | None, last_id: int | None) -> tuple[str, list[int]]:
+def _id_range(column: str, first_id: int | None, last_id: int | None) -> tuple[str, list[int]]:
+    """The condition first_id ≤ column ≤ last_id and its parameters ('' when unbounded)."""
     if first_id is None or last_id is None:
         return "", []
-    return f" WHERE {column} >= %s AND {column} <= %s", [int(first_id), int(last_id)]
+    return f"{column} >= %s AND {column} <= %s", [int(first_id), int(last_id)]
+
+
+def _where(condition: str) -> str:
+    return f" WHERE {condition}" if condition else ""
 
 
 # Order statuses travel as small numbers (fixed-width rows read in one step) and come back as
@@ -91,7 +96,7 @@ _ORDER_STATUS_CODE = (
 
 def orders_frame(*, first_id: int | None = None, last_id: int | None = None) -> pd.DataFrame:
     """Orders of customers with first_id ≤ id ≤ last_id (all when no bounds)."""
-    where, params = _range_clause("customer_id", first_id, last_id)
+    condition, params = _id_range("customer_id", first_id, last_id)
     frame = frame_from_columns(
         Order._meta.db_table,
         {
@@ -102,7 +107,7 @@ def orders_frame(*, first_id: int | None = None, last_id: int | None = None) -> 
             "discount_amount": ("discount_amount", "float8"),
             "item_count": ("item_count", "int4"),
         },
-        where=where.removeprefix(" WHERE "),
+        where=condition,
         params=params,
     )
     frame["status"] = pd.Categorical.from_codes(frame["status"], categories=_ORDER_STATUSES)
@@ -110,9 +115,9 @@ def orders_frame(*, first_id: int | None = None, last_id: int | None = None) -> 
 
 
 def events_frame(*, first_id: int | None = None, last_id: int | None = None) -> pd.DataFrame:
-    where, params = _range_clause("customer_id", first_id, last_id)
+    condition, params = _id_range("customer_id", first_id, last_id)
     return frame_from_sql(
-        f"SELECT customer_id, kind, occurred_at FROM customers_event{where}",
+        f"SELECT customer_id, kind, occurred_at FROM customers_event{_where(condition)}",
         params,
         columns=["customer_id", "kind", "occurred_at"],
         datetimes=["occurred_at"],
@@ -120,9 +125,10 @@ def events_frame(*, first_id: int | None = None, last_id: int | None = None) -> 
 
 
 def customers_frame(*, first_id: int | None = None, last_id: int | None = None) -> pd.DataFrame:
-    where, params = _range_clause("id", first_id, last_id)
+    condition, params = _id_range("id", first_id, last_id)
     frame = frame_from_sql(
-        f"SELECT id, signup_date, attributes FROM customers_customer{where} ORDER BY id",
+        f"SELECT id, signup_date, attributes FROM customers_customer{_where(condition)} "
+        "ORDER BY id",
         params,
         columns=["customer_id", "signup_date", "attributes"],
     )
