@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy retention customers scoring campaigns
+	$(VENV)/bin/mypy common retention customers scoring campaigns demo
 
 importlint: $(STAMP)
 	$(VENV)/bin/lint-imports

@@ -29,7 +29,7 @@ from campaigns.responses import (
     webhook_signature_valid,
 )
 from customers.models import ApiScope, Customer
-from retention.api import BulkValidationError, error_body
+from common.api import BulkValidationError, error_body
 
 
 class CouponOut(serializers.Serializer):

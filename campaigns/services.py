@@ -28,7 +28,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import selectors
-from campaigns.bulk import bulk_insert_ignore
+from common.db.bulk import bulk_insert_ignore
 from campaigns.channels import (
     ChannelBackend,
     OutboundMessage,

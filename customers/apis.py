@@ -14,11 +14,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api import BulkValidationError
+from common.db.bulk import UpsertCounts
 from customers import selectors, services
-from customers.bulk import UpsertCounts
 from customers.models import ApiScope, Channel, ConsentStatus, Customer
 from customers.validation import SPECS, validate_records
-from retention.api import BulkValidationError
 
 # --- request/response shapes (they document the API; validation is customers.validation) ---
 

@@ -7,10 +7,10 @@ with line, column and reason and written to a rejects file; `strict` rejects the
 
 from __future__ import annotations
 
-import csv
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,9 @@ from django.conf import settings
 from django.db import transaction
 from tqdm import tqdm
 
+from common.db.bulk import UpsertCounts
+from common.tables import TableError, count_data_lines, is_excel, read_table_chunks
 from customers import services
-from customers.bulk import UpsertCounts
 from customers.validation import (
     SPECS,
     MappingError,
@@ -37,7 +38,6 @@ from customers.validation import (
 # 50,000 rows per chunk: large enough that COPY and the upsert dominate per-chunk overhead,
 # small enough that a chunk's frames stay well under 100 MB and one transaction stays short.
 CHUNK_ROWS = 50_000
-EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls"}
 
 
 class ImportError_(Exception):
@@ -93,60 +93,6 @@ def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
             raise MappingError(f"--map expects SOURCE=FIELD, got '{pair}'")
         mapping[source.strip()] = target.strip()
     return mapping
-
-
-def detect_delimiter(path: Path) -> str:
-    """',' ';' tab or '|' when the header uses one, else runs of whitespace (as in CDNOW)."""
-    with path.open(encoding="utf-8-sig", errors="replace") as handle:
-        sample = "".join(handle.readline() for _ in range(5))
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-    except csv.Error:
-        return r"\s+"
-
-
-def count_data_lines(path: Path) -> int:
-    lines = 0
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            lines += block.count(b"\n")
-    return max(lines - 1, 0)
-
-
-def read_chunks(
-    path: Path, *, delimiter: str | None, sheet: str | None, chunk_rows: int
-) -> Iterator[pd.DataFrame]:
-    """Chunks of string cells indexed by their line number in the file (header = line 1)."""
-    if path.suffix.lower() in EXCEL_SUFFIXES:
-        frame = pd.read_excel(path, sheet_name=sheet or 0, dtype=str)
-        frame.index = pd.RangeIndex(2, len(frame) + 2)
-        for start in range(0, len(frame), chunk_rows):
-            yield frame.iloc[start : start + chunk_rows]
-        return
-    sep = delimiter or detect_delimiter(path)
-    reader = pd.read_csv(
-        path,
-        sep=sep,
-        dtype=str,
-        keep_default_na=False,
-        skip_blank_lines=False,
-        chunksize=chunk_rows,
-        encoding="utf-8-sig",
-    )
-    line = 2
-    try:
-        for chunk in reader:
-            chunk.index = pd.RangeIndex(line, line + len(chunk))
-            line += len(chunk)
-            # A blank line is all empty cells; most rows fail the first column's test already.
-            blank = chunk.iloc[:, 0] == ""
-            for position in range(1, chunk.shape[1]):
-                if not blank.any():
-                    break
-                blank &= chunk.iloc[:, position] == ""
-            yield chunk[~blank] if blank.any() else chunk
-    except pd.errors.ParserError as exc:
-        raise ImportError_(f"{path}: the file is malformed: {exc}") from exc
 
 
 class _RejectsWriter:
@@ -210,16 +156,17 @@ def import_file(
     rejects = _RejectsWriter(rejects_path or path.with_name(path.name + ".rejects.csv"))
     seen_keys: dict[str, int] = {}
     key_lines: dict[str, int] = {}
-    total = count_data_lines(path) if path.suffix.lower() not in EXCEL_SUFFIXES else None
+    total = None if is_excel(path) else count_data_lines(path)
     bar = tqdm(
         total=total, unit="rows", desc=f"import {kind}", disable=not progress, file=sys.stderr
     )
     counts = UpsertCounts()
-    outer = transaction.atomic() if strict else _NullContext()
+    outer = transaction.atomic() if strict else nullcontext()
 
     def validated() -> Iterator[tuple[pd.DataFrame, ValidationResult]]:
         renames: dict[str, str] | None = None
-        for raw in read_chunks(path, delimiter=delimiter, sheet=sheet, chunk_rows=chunk_rows):
+        chunks = read_table_chunks(path, delimiter=delimiter, sheet=sheet, chunk_rows=chunk_rows)
+        for raw in chunks:
             if renames is None:
                 try:
                     renames = map_columns(list(raw.columns), spec, mapping)
@@ -252,6 +199,8 @@ def import_file(
                 bar.update(len(raw))
             if strict and rejects.count:
                 raise StrictRejection(rejects.frame())
+    except TableError as exc:
+        raise ImportError_(str(exc)) from exc
     finally:
         bar.close()
     summary.created, summary.updated, summary.unchanged = (
@@ -265,14 +214,6 @@ def import_file(
     summary.rejects_path = str(written) if written else None
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-class _NullContext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _write_chunk(

@@ -14,7 +14,7 @@ import pandas as pd
 from django.db import transaction
 from django.utils import timezone
 
-from customers.bulk import UpsertCounts, bulk_upsert, ids_for_keys
+from common.db.bulk import UpsertCounts, bulk_upsert, ids_for_keys
 from customers.models import ApiClient, ApiScope, Consent, Customer, Event, Order
 
 

@@ -192,6 +192,32 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+class _Problems:
+    """The rows' problems, collected as (position, field, reason) frames; one per check."""
+
+    def __init__(self, index: pd.Index) -> None:
+        self.index = index
+        self.frames: list[pd.DataFrame] = []
+
+    def flag(
+        self, mask: pd.Series, name: str, reasons: pd.Series | str, got: pd.Series | None = None
+    ) -> None:
+        if not mask.any():
+            return
+        reason = reasons[mask] if isinstance(reasons, pd.Series) else reasons
+        if got is not None:
+            # reasons + the offending value, quoted: built for the flagged rows only.
+            reason = reason + got[mask].fillna("") + "'"
+        self.frames.append(
+            pd.DataFrame({"position": self.index[mask.to_numpy()], "field": name, "reason": reason})
+        )
+
+    def frame(self) -> pd.DataFrame:
+        if not self.frames:
+            return pd.DataFrame(columns=["position", "field", "reason"])
+        return pd.concat(self.frames, ignore_index=True)
+
+
 def validate_records(
     frame: pd.DataFrame,
     spec: RecordSpec,
@@ -206,83 +232,16 @@ def validate_records(
     """
     defaults = defaults or {}
     out = pd.DataFrame(index=frame.index)
-    problems: list[pd.DataFrame] = []
-
-    def flag(
-        mask: pd.Series, name: str, reasons: pd.Series | str, got: pd.Series | None = None
-    ) -> None:
-        if not mask.any():
-            return
-        reason = reasons[mask] if isinstance(reasons, pd.Series) else reasons
-        if got is not None:
-            # reasons + the offending value, quoted: built for the flagged rows only.
-            reason = reason + got[mask].fillna("") + "'"
-        problems.append(
-            pd.DataFrame(
-                {"position": frame.index[mask.to_numpy()], "field": name, "reason": reason}
-            )
-        )
-
-    known = {f.name for f in spec.fields}
-    extra = [c for c in frame.columns if c not in known]
+    problems = _Problems(frame.index)
     for f in spec.fields:
         if f.name not in frame.columns:
             if f.required:
-                flag(pd.Series(True, index=frame.index), f.name, "is required")
+                problems.flag(pd.Series(True, index=frame.index), f.name, "is required")
             continue
-        raw = frame[f.name]
         if f.type == "json":
-            is_dict = raw.map(lambda v: isinstance(v, dict)).astype(bool)
-            missing = raw.map(lambda v: not isinstance(v, dict) and pd.isna(v)).astype(bool)
-            flag(~is_dict & ~missing, f.name, "expected an object (a JSON dictionary)")
-            out[f.name] = raw.where(is_dict, None).map(lambda v: v or {})
-            continue
-        text = _as_text(raw)
-        given = text.notna()
-        if f.required:
-            flag(~given, f.name, "is required")
-        if f.max_length is not None and f.type in ("str", "email", "tz"):
-            too_long = given & (text.str.len() > f.max_length)
-            flag(too_long, f.name, f"is longer than {f.max_length} characters")
-        if f.type in ("str",):
-            out[f.name] = text
-        elif f.type == "email":
-            bad = given & ~text.str.match(EMAIL_RE).fillna(False).astype(bool)
-            flag(
-                bad,
-                f.name,
-                "expected an email address, got '" + text.map(_shown, na_action="ignore") + "'",
-            )
-            out[f.name] = text.str.lower()
-        elif f.type == "tz":
-            bad = given & ~text.isin(_time_zones())
-            flag(bad, f.name, "expected an IANA time zone such as Europe/Paris, got '", got=text)
-            out[f.name] = text
-        elif f.type == "choice":
-            lowered = text.str.lower()
-            bad = given & ~lowered.isin(f.choices)
-            flag(bad, f.name, f"expected one of {', '.join(f.choices)}, got '", got=text)
-            out[f.name] = lowered
-        elif f.type in ("int", "decimal"):
-            numbers = pd.to_numeric(text, errors="coerce")
-            expected = "a whole number" if f.type == "int" else "a number"
-            flag(given & numbers.isna(), f.name, f"expected {expected}, got '", got=text)
-            if f.type == "int":
-                fractional = numbers.notna() & (numbers != np.floor(numbers))
-                flag(fractional, f.name, "expected a whole number, got '", got=text)
-            if f.minimum is not None:
-                flag((numbers < f.minimum).fillna(False), f.name, f"must be at least {f.minimum:g}")
-            out[f.name] = numbers
-        elif f.type in ("datetime", "date"):
-            stamps = _parse_datetimes(text, date_format)
-            example = date_format or "ISO 8601 such as 2024-05-31T14:00:00Z"
-            flag(
-                given & stamps.isna(),
-                f.name,
-                f"expected a {'date' if f.type == 'date' else 'date and time'} ({example}), got '",
-                got=text,
-            )
-            out[f.name] = stamps.dt.normalize() if f.type == "date" else stamps
+            out[f.name] = _json_field(frame[f.name], f, problems)
+        else:
+            out[f.name] = _typed_field(_as_text(frame[f.name]), f, problems, date_format)
     for f in spec.fields:
         if f.name in out.columns and f.blank is not None:
             fill = defaults.get(f.name, f.blank)
@@ -290,29 +249,89 @@ def validate_records(
     for name, value in defaults.items():
         if name not in out.columns:
             out[name] = value
+    known = {f.name for f in spec.fields}
+    extra = [c for c in frame.columns if c not in known]
     if spec.extra_into and extra:
-        extras = frame[extra].map(_json_scalar)
-        extras = _infer_numeric_columns(extras)
-        # A blank cell means "no value": the key is left out (JSON merge-patch semantics).
-        records = [
-            {k: v for k, v in record.items() if v is not None}
-            for record in extras.to_dict("records")
-        ]
-        merged = pd.Series(records, index=frame.index, dtype=object)
-        if spec.extra_into in out.columns:
-            merged = pd.Series(
-                [{**a, **b} for a, b in zip(out[spec.extra_into], merged, strict=True)],
-                index=frame.index,
-                dtype=object,
-            )
-        out[spec.extra_into] = merged
-    errors = (
-        pd.concat(problems, ignore_index=True)
-        if problems
-        else pd.DataFrame(columns=["position", "field", "reason"])
-    )
+        out[spec.extra_into] = _merged_extras(frame[extra], out.get(spec.extra_into))
+    errors = problems.frame()
     bad_positions = pd.Index(errors["position"].unique())
     return ValidationResult(valid=out.drop(index=bad_positions), errors=errors)
+
+
+def _json_field(raw: pd.Series, f: FieldSpec, problems: _Problems) -> pd.Series:
+    """A JSON object field (API input): dictionaries pass, a missing value is {}."""
+    is_dict = raw.map(lambda v: isinstance(v, dict)).astype(bool)
+    missing = raw.map(lambda v: not isinstance(v, dict) and pd.isna(v)).astype(bool)
+    problems.flag(~is_dict & ~missing, f.name, "expected an object (a JSON dictionary)")
+    return raw.where(is_dict, None).map(lambda v: v or {})
+
+
+def _typed_field(
+    text: pd.Series, f: FieldSpec, problems: _Problems, date_format: str | None
+) -> pd.Series:
+    """One text column checked against its field's type and returned typed (NaN/None where
+    blank or invalid; the invalid rows are flagged and later dropped)."""
+    given = text.notna()
+    if f.required:
+        problems.flag(~given, f.name, "is required")
+    if f.max_length is not None and f.type in ("str", "email", "tz"):
+        too_long = given & (text.str.len() > f.max_length)
+        problems.flag(too_long, f.name, f"is longer than {f.max_length} characters")
+    if f.type == "email":
+        bad = given & ~text.str.match(EMAIL_RE).fillna(False).astype(bool)
+        shown = "expected an email address, got '" + text.map(_shown, na_action="ignore") + "'"
+        problems.flag(bad, f.name, shown)
+        return text.str.lower()
+    if f.type == "tz":
+        bad = given & ~text.isin(_time_zones())
+        expected = "expected an IANA time zone such as Europe/Paris, got '"
+        problems.flag(bad, f.name, expected, got=text)
+        return text
+    if f.type == "choice":
+        lowered = text.str.lower()
+        bad = given & ~lowered.isin(f.choices)
+        problems.flag(bad, f.name, f"expected one of {', '.join(f.choices)}, got '", got=text)
+        return lowered
+    if f.type in ("int", "decimal"):
+        return _number_field(text, f, problems)
+    if f.type in ("datetime", "date"):
+        stamps = _parse_datetimes(text, date_format)
+        example = date_format or "ISO 8601 such as 2024-05-31T14:00:00Z"
+        kind = "date" if f.type == "date" else "date and time"
+        problems.flag(given & stamps.isna(), f.name, f"expected a {kind} ({example}), got '", text)
+        return stamps.dt.normalize() if f.type == "date" else stamps
+    return text  # "str"
+
+
+def _number_field(text: pd.Series, f: FieldSpec, problems: _Problems) -> pd.Series:
+    numbers = pd.to_numeric(text, errors="coerce")
+    expected = "a whole number" if f.type == "int" else "a number"
+    problems.flag(text.notna() & numbers.isna(), f.name, f"expected {expected}, got '", got=text)
+    if f.type == "int":
+        fractional = numbers.notna() & (numbers != np.floor(numbers))
+        problems.flag(fractional, f.name, "expected a whole number, got '", got=text)
+    if f.minimum is not None:
+        below = (numbers < f.minimum).fillna(False)
+        problems.flag(below, f.name, f"must be at least {f.minimum:g}")
+    return numbers
+
+
+def _merged_extras(extra: pd.DataFrame, given: pd.Series | None) -> pd.Series:
+    """The columns no field takes, as one JSON object per row (numbers stay numbers), merged
+    over the row's own object when the spec's JSON field was given too."""
+    extras = _infer_numeric_columns(extra.map(_json_scalar))
+    # A blank cell means "no value": the key is left out (JSON merge-patch semantics).
+    records = [
+        {k: v for k, v in record.items() if v is not None} for record in extras.to_dict("records")
+    ]
+    merged = pd.Series(records, index=extra.index, dtype=object)
+    if given is not None:
+        merged = pd.Series(
+            [{**a, **b} for a, b in zip(given, merged, strict=True)],
+            index=extra.index,
+            dtype=object,
+        )
+    return merged
 
 
 def _parse_datetimes(text: pd.Series, date_format: str | None) -> pd.Series:

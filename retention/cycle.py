@@ -8,29 +8,25 @@ STAGES lists them in order: import, scoring, dispatch, uplift; each app owns its
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-from django.conf import settings
 
 from customers.importers import ImportError_, import_file
 from customers.management.import_command import format_summary
 from customers.selectors import customers_totals
+from retention.sources import Sources
 
 
 class CycleError(Exception):
     """A stage could not run; the message says which and why."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class CycleOptions:
-    sources: Path | None = None
+    sources: Sources = field(default_factory=Sources)
     progress: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -41,51 +37,22 @@ class StageResult:
 
 Stage = Callable[[CycleOptions], StageResult]
 
-IMPORT_KEYS = {"kind", "path", "map", "date_format", "delimiter", "sheet", "create_customers"}
-
-
-def load_sources(path: Path) -> list[dict[str, Any]]:
-    """Read a sources file: {"imports": [{"kind", "path", "map"?, "date_format"?, …}]}.
-
-    Relative paths are relative to the sources file.
-    """
-    try:
-        spec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CycleError(f"sources file {path}: {exc}") from exc
-    imports = spec.get("imports")
-    if not isinstance(imports, list):
-        raise CycleError(f"sources file {path}: expected an 'imports' list")
-    for index, item in enumerate(imports):
-        unknown = set(item) - IMPORT_KEYS
-        if unknown or not {"kind", "path"} <= set(item):
-            raise CycleError(
-                f"sources file {path}: import #{index} needs kind and path and accepts only "
-                f"{', '.join(sorted(IMPORT_KEYS))} (got {', '.join(sorted(item))})"
-            )
-        if item["kind"] not in ("customers", "orders", "events"):
-            raise CycleError(f"sources file {path}: import #{index}: unknown kind {item['kind']}")
-        item["path"] = (path.parent / item["path"]).resolve()
-    return imports
-
 
 def stage_import(options: CycleOptions) -> StageResult:
+    """Import the files the sources file lists, then count what the database holds."""
     started = time.perf_counter()
     files: list[dict[str, Any]] = []
     lines: list[str] = []
-    sources = options.sources or (
-        Path(settings.RETENTION_SOURCES) if settings.RETENTION_SOURCES else None
-    )
-    for item in load_sources(sources) if sources else []:
+    for item in options.sources.imports:
         try:
             summary = import_file(
-                kind=item["kind"],
-                path=item["path"],
-                mapping=item.get("map"),
-                date_format=item.get("date_format"),
-                delimiter=item.get("delimiter"),
-                sheet=item.get("sheet"),
-                create_customers=item.get("create_customers", False),
+                kind=item.kind,
+                path=item.path,
+                mapping=item.map,
+                date_format=item.date_format,
+                delimiter=item.delimiter,
+                sheet=item.sheet,
+                create_customers=item.create_customers,
                 progress=options.progress,
             )
         except ImportError_ as exc:
@@ -106,21 +73,13 @@ def stage_import(options: CycleOptions) -> StageResult:
     )
 
 
-def _sources(options: CycleOptions) -> Path | None:
-    return options.sources or (
-        Path(settings.RETENTION_SOURCES) if settings.RETENTION_SOURCES else None
-    )
-
-
 def stage_scoring(options: CycleOptions) -> StageResult:
     """Train if there is no active model, then score every customer as of the cycle's date."""
     from scoring.cycle import scoring_stage
     from scoring.services import ScoringError, TrainingError
 
-    sources = _sources(options)
-    config = json.loads(sources.read_text()).get("scoring", {}) if sources else {}
     try:
-        data, lines = scoring_stage(config=config, progress=options.progress)
+        data, lines = scoring_stage(config=dict(options.sources.scoring), progress=options.progress)
     except (ScoringError, TrainingError) as exc:
         raise CycleError(f"scoring: {exc}") from exc
     return StageResult(data, lines)
@@ -131,10 +90,7 @@ def stage_dispatch(options: CycleOptions) -> StageResult:
     when given), delivered, with counts per campaign, rule, arm, channel and reason."""
     from campaigns.cycle import dispatch_stage
 
-    sources = options.sources or (
-        Path(settings.RETENTION_SOURCES) if settings.RETENTION_SOURCES else None
-    )
-    data, lines = dispatch_stage(sources=sources)
+    data, lines = dispatch_stage(sources=options.sources.path)
     return StageResult(data, lines)
 
 
@@ -143,7 +99,7 @@ def stage_uplift(options: CycleOptions) -> StageResult:
     "uplift": {"simulate": …} (demo only), first simulate synthetic outcomes."""
     from campaigns.cycle import uplift_stage
 
-    data, lines = uplift_stage(sources=_sources(options), extra=options.extra)
+    data, lines = uplift_stage(sources=options.sources.path)
     return StageResult(data, lines)
 
 

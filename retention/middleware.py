@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from retention.api import error_body
+from common.api import error_body
 
 
 class ApiBodySizeLimitMiddleware:

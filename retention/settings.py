@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     "customers",
     "scoring",
     "campaigns",
+    # The project itself: its management command (retention_cycle) sits above the apps.
+    "retention",
 ]
 
 MIDDLEWARE = [
@@ -171,7 +173,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["customers.authentication.ApiClientRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_client": os.environ.get("API_THROTTLE_RATE", "600/min")},
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "retention.api.exception_handler",
+    "EXCEPTION_HANDLER": "common.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],

@@ -24,8 +24,8 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from customers.bulk import bulk_insert
-from customers.frames import frame_from_columns, frame_from_sql
+from common.db.bulk import bulk_insert
+from common.db.frames import frame_from_columns, frame_from_sql
 from customers.models import Customer, Order, OrderStatus
 from scoring.ml import artifacts
 from scoring.ml.drift import (

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from django.db import IntegrityError, transaction
 
-from campaigns.bulk import bulk_insert_ignore
+from common.db.bulk import bulk_insert_ignore
 from campaigns.models import CampaignCycle, Coupon, Intervention
 from campaigns.services import (
     _campaign_plan,

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from django.db import connection
 
-from customers.bulk import bulk_insert
-from customers.frames import frame_from_columns, frame_from_sql
+from common.db.bulk import bulk_insert
+from common.db.frames import frame_from_columns, frame_from_sql
 from customers.models import Customer, Order
 
 pytestmark = pytest.mark.django_db

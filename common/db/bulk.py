@@ -1,10 +1,16 @@
-"""Set-based upserts from a DataFrame: the one place rows reach the database in bulk.
+"""Set-based writes from a DataFrame: the one place rows reach the database in bulk.
 
-PostgreSQL: COPY into a temporary staging table, then one
-`INSERT … SELECT … ON CONFLICT (key) DO UPDATE … WHERE (…) IS DISTINCT FROM (…)`.
-SQLite: executemany into the staging table, then the same statement (SQLite's UPSERT).
-Rows whose values are unchanged are not rewritten, so re-importing a file changes nothing,
-and the counts (created / updated / unchanged) come from the database itself.
+- `bulk_upsert`: PostgreSQL COPY into a temporary staging table, then one
+  `INSERT … SELECT … ON CONFLICT (key) DO UPDATE … WHERE (…) IS DISTINCT FROM (…)`; SQLite
+  executemany into the staging table, then the same statement (SQLite's UPSERT). Rows whose
+  values are unchanged are not rewritten, so re-importing a file changes nothing, and the
+  counts (created / updated / unchanged) come from the database itself.
+- `bulk_insert`: rows known to be new, straight into the table (COPY on PostgreSQL).
+- `bulk_insert_ignore`: `INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING …` through the
+  same staging table, for rows whose uniqueness spans several columns (interventions).
+- `ids_for_keys`: a batch of natural keys to primary keys in one query.
+
+Every function takes the model class, so this module knows no app.
 """
 
 from __future__ import annotations
@@ -221,57 +227,21 @@ def bulk_upsert(
     stage = "_bulk_stage"
     target = _quote(table)
     key_columns = [_column(model, k) for k in keys]
-    key_col = ", ".join(_quote(c) for c in key_columns)
     defaults = _insert_defaults(model, columns, now)
     insert_cols = [*columns, *defaults]
     select_exprs = [f"s.{_quote(c)}" for c in columns] + ["%s"] * len(defaults)
     params = list(defaults.values())
-
+    compared = [c for c in columns if c not in key_columns]
+    if update and compared:
+        conflict = _conflict_update(model, target, key_columns, compared, json_merge, params, now)
+    else:
+        conflict = f"ON CONFLICT ({', '.join(_quote(c) for c in key_columns)}) DO NOTHING"
+    insert = (
+        f"INSERT INTO {target} ({', '.join(_quote(c) for c in insert_cols)}) "
+        f"SELECT {', '.join(select_exprs)} FROM {stage} s WHERE true {conflict}"
+    )
     with connection.cursor() as cursor:
         _stage(cursor, table, stage, columns, wire, _force_null(model, columns))
-        existing = 0
-        if not postgres:
-            on = " AND ".join(f"t.{_quote(c)} = s.{_quote(c)}" for c in key_columns)
-            cursor.execute(f"SELECT count(*) FROM {stage} s JOIN {target} t ON {on}")
-            existing = int(cursor.fetchone()[0])
-        compared = [c for c in columns if c not in key_columns]
-        if update and compared:
-            sets, olds, news = [], [], []
-            for column in compared:
-                qc = _quote(column)
-                new = f"EXCLUDED.{qc}"
-                if column in json_merge:
-                    new = (
-                        f"({target}.{qc} || EXCLUDED.{qc})"
-                        if postgres
-                        else f"json(json_patch({target}.{qc}, EXCLUDED.{qc}))"
-                    )
-                    old = f"{target}.{qc}" if postgres else f"json({target}.{qc})"
-                elif not postgres and column in _json_columns(model):
-                    old, new = f"json({target}.{qc})", f"json({new})"
-                else:
-                    old = f"{target}.{qc}"
-                sets.append(f"{qc} = {new}")
-                olds.append(old)
-                news.append(new)
-            if "updated_at" in {f.column for f in model._meta.concrete_fields}:
-                sets.append(f"{_quote('updated_at')} = %s")
-                params.append(now)
-            distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
-            conflict = (
-                f"ON CONFLICT ({key_col}) DO UPDATE SET {', '.join(sets)} "
-                f"WHERE ({', '.join(olds)}) {distinct} ({', '.join(news)})"
-            )
-            if len(olds) == 1:  # a one-element row value is just a parenthesised scalar
-                conflict = conflict.replace(
-                    f"({olds[0]}) {distinct} ({news[0]})", f"{olds[0]} {distinct} {news[0]}"
-                )
-        else:
-            conflict = f"ON CONFLICT ({key_col}) DO NOTHING"
-        insert = (
-            f"INSERT INTO {target} ({', '.join(_quote(c) for c in insert_cols)}) "
-            f"SELECT {', '.join(select_exprs)} FROM {stage} s WHERE true {conflict}"
-        )
         if postgres:
             # The statement counts for itself instead of a join of the batch with the table
             # first: a row the INSERT created has xmax = 0, a row it updated has our
@@ -283,12 +253,59 @@ def bulk_upsert(
             )
             written, created = (int(n) for n in cursor.fetchone())
         else:
+            on = " AND ".join(f"t.{_quote(c)} = s.{_quote(c)}" for c in key_columns)
+            cursor.execute(f"SELECT count(*) FROM {stage} s JOIN {target} t ON {on}")
+            existing = int(cursor.fetchone()[0])
             cursor.execute(insert, params)
             written = max(cursor.rowcount, 0)
             created = len(frame) - existing
         cursor.execute(f"DROP TABLE {stage}")
     updated = written - created if update else 0
     return UpsertCounts(created=created, updated=updated, unchanged=len(frame) - created - updated)
+
+
+def _conflict_update(
+    model: type[models.Model],
+    target: str,
+    key_columns: Sequence[str],
+    compared: Sequence[str],
+    json_merge: Sequence[str],
+    params: list[Any],
+    now: Any,
+) -> str:
+    """`ON CONFLICT (key) DO UPDATE SET … WHERE (old values) IS DISTINCT FROM (new values)`,
+    so an unchanged row is not rewritten; appends the `updated_at` parameter to `params`."""
+    postgres = _is_postgres()
+    sets, olds, news = [], [], []
+    for column in compared:
+        qc = _quote(column)
+        new = f"EXCLUDED.{qc}"
+        if column in json_merge:
+            new = (
+                f"({target}.{qc} || EXCLUDED.{qc})"
+                if postgres
+                else f"json(json_patch({target}.{qc}, EXCLUDED.{qc}))"
+            )
+            old = f"{target}.{qc}" if postgres else f"json({target}.{qc})"
+        elif not postgres and column in _json_columns(model):
+            old, new = f"json({target}.{qc})", f"json({new})"
+        else:
+            old = f"{target}.{qc}"
+        sets.append(f"{qc} = {new}")
+        olds.append(old)
+        news.append(new)
+    if "updated_at" in {f.column for f in model._meta.concrete_fields}:
+        sets.append(f"{_quote('updated_at')} = %s")
+        params.append(now)
+    distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
+    # A one-element row value is just a parenthesised scalar: compare the scalars.
+    changed = (
+        f"{olds[0]} {distinct} {news[0]}"
+        if len(olds) == 1
+        else f"({', '.join(olds)}) {distinct} ({', '.join(news)})"
+    )
+    key_col = ", ".join(_quote(c) for c in key_columns)
+    return f"ON CONFLICT ({key_col}) DO UPDATE SET {', '.join(sets)} WHERE {changed}"
 
 
 def bulk_insert(
@@ -315,6 +332,38 @@ def bulk_insert(
             cursor, _quote(model._meta.db_table), columns, wire, _force_null(model, columns)
         )
     return len(frame)
+
+
+def bulk_insert_ignore(
+    model: type[models.Model], frame: pd.DataFrame, *, returning: Sequence[str] = ("id",)
+) -> list[tuple[Any, ...]]:
+    """Insert the frame's rows (columns are field attnames), skipping any that conflict with a
+    unique constraint; return `returning` columns of the inserted rows. Call in a transaction.
+
+    For rows whose uniqueness spans several columns (an intervention per campaign, customer
+    and cycle), where `bulk_upsert`'s single conflict key does not fit: the database skips the
+    rows that already exist and only the rows actually inserted come back.
+    """
+    if frame.empty:
+        return []
+    fields = {f.attname: f for f in model._meta.concrete_fields}
+    columns = [str(fields[c].column) for c in frame.columns]
+    wire = _wire_frame(frame, model)
+    wire.columns = columns
+    table = _quote(model._meta.db_table)
+    cols = ", ".join(_quote(c) for c in columns)
+    stage = "_insert_stage"
+    back = ", ".join(_quote(str(fields[c].column)) for c in returning)
+    with connection.cursor() as cursor:
+        _stage(cursor, model._meta.db_table, stage, columns, wire, _force_null(model, columns))
+        # "WHERE true" keeps SQLite from reading ON CONFLICT as part of a join clause.
+        cursor.execute(
+            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} WHERE true "
+            f"ON CONFLICT DO NOTHING RETURNING {back}"
+        )
+        rows = list(cursor.fetchall())
+        cursor.execute(f"DROP TABLE {stage}")
+    return rows
 
 
 def _column(model: type[models.Model], name: str) -> str:

@@ -1,3 +1,5 @@
+"""`retention_cycle`: the service's main job, every stage in order (retention/cycle.py)."""
+
 import json
 from pathlib import Path
 from typing import Any
@@ -5,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from retention.cycle import STAGES, CycleError, CycleOptions, StageResult, run_cycle
+from retention.sources import SourcesError, sources_load
 
 
 class Command(BaseCommand):
@@ -16,7 +19,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--sources", type=Path, help="JSON file listing the files the import stage loads"
+            "--sources",
+            type=Path,
+            help="JSON sources file: the files to import, the campaigns to seed, scoring options "
+            "(default: the RETENTION_SOURCES setting)",
         )
         parser.add_argument(
             "--only", nargs="+", metavar="STAGE", help="Run only these stages, in cycle order"
@@ -25,9 +31,12 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="Hide progress bars")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            sources = sources_load(options["sources"])
+        except SourcesError as exc:
+            raise CommandError(str(exc)) from exc
         cycle = CycleOptions(
-            sources=options["sources"],
-            progress=not options["json"] and not options["no_progress"],
+            sources=sources, progress=not options["json"] and not options["no_progress"]
         )
 
         def show(name: str, result: StageResult) -> None:

@@ -1,7 +1,14 @@
-"""Read query results into DataFrames fast: PostgreSQL COPY … TO STDOUT, else a cursor.
+"""The one reader of query rows into DataFrames.
 
-The bridge code in each app's services.py reads orders, events and customers for a chunk of
-customer ids through here, so no code path builds one Python object per row.
+- `frame_from_query`: a cursor's rows as they come (Python values: Decimal, datetime, …), for
+  small results such as report cells and the candidates of a dispatch chunk.
+- `frame_from_queryset`: the same for a `values_list` queryset, without building model objects.
+- `frame_from_sql`: large results fast, through PostgreSQL COPY … TO STDOUT (CSV).
+- `frame_from_columns`: NOT NULL fixed-width columns through COPY BINARY, decoded by numpy in
+  one step (scoring reads its orders this way).
+
+Elsewhere than PostgreSQL every one falls back to the plain cursor, so no code path builds one
+Python object per row beyond the driver's tuples.
 """
 
 from __future__ import annotations
@@ -13,6 +20,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.db import connection
+from django.db.models import QuerySet
+
+
+def frame_from_query(
+    sql: str, params: Sequence[Any], columns: Sequence[str], *, cursor: Any = None
+) -> pd.DataFrame:
+    """Run `sql` (params with %s) and return every row as a DataFrame with `columns`.
+
+    Pass `cursor` to read inside a cursor that has already set something up (e.g. a
+    `SET LOCAL work_mem` of the current transaction)."""
+    if cursor is None:
+        with connection.cursor() as own:
+            return frame_from_query(sql, params, columns, cursor=own)
+    cursor.execute(sql, params)
+    return pd.DataFrame.from_records(cursor.fetchall(), columns=list(columns))
+
+
+def frame_from_queryset(qs: QuerySet[Any], columns: Sequence[str]) -> pd.DataFrame:
+    """A `values_list` queryset's rows through the raw cursor (no per-row model conversion)."""
+    sql, params = qs.query.sql_with_params()
+    return frame_from_query(sql, params, columns)
 
 
 def frame_from_sql(
@@ -44,8 +72,7 @@ def frame_from_sql(
                     buffer, header=None, names=columns, dtype=dtypes, keep_default_na=True
                 )
         else:
-            cursor.execute(sql, params)
-            frame = pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
+            frame = frame_from_query(sql, params, columns, cursor=cursor)
             if dtypes:
                 frame = frame.astype({k: v for k, v in dtypes.items() if k in frame})
     for column in datetimes:
