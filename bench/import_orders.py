@@ -283,6 +283,94 @@ def relation_mb(table: str) -> float:
         return cursor.fetchone()[0] / 1e6
 
 
+@dataclass
+class Figures:
+    steps: list[Step]
+    problems: list[str]
+    csv_mb: float
+    orders_mb: float
+    reference_mb: float
+    load_before: float
+    load_after: float
+
+
+def import_steps(args: argparse.Namespace, customers_path: Path, orders_path: Path) -> Figures:
+    """Time the three imports of the service, each checked for the counts it must report."""
+    from customers.importers import import_file
+
+    def run(kind: str, path: Path) -> Any:
+        return import_file(kind=kind, path=path, progress=False)
+
+    figures = Figures([], [], orders_path.stat().st_size / 1e6, 0.0, 0.0, os.getloadavg()[0], 0.0)
+    checks = [
+        ("customers import", args.customers, "customers", customers_path, "created"),
+        ("(1) orders import, empty table", args.orders, "orders", orders_path, "created"),
+        ("(2) orders re-import, unchanged", args.orders, "orders", orders_path, "unchanged"),
+    ]
+    for name, rows, kind, path, expected in checks:
+        step, summary = timed(name, rows, lambda kind=kind, path=path: run(kind, path))
+        figures.steps.append(step)
+        if getattr(summary, expected) != rows or summary.rejected:
+            figures.problems.append(f"{name}: {summary.to_dict()}")
+    return figures
+
+
+def reference_steps(config: dict[str, Any], directory: Path, orders_path: Path) -> list[Step]:
+    """(3) a plain psycopg COPY of the file and (4) a COPY into a copy of the orders table."""
+    checkpoint()
+    copied, seconds = reference_copy(config, orders_path)
+    reference = Step("(3) reference: psycopg COPY", copied, seconds, peak_rss_mb())
+    print(f"  {reference.name}: {copied:,} rows in {seconds:.2f} s ({reference.rate:,.0f} rows/s)")
+    copied_floor, seconds = floor_copy(config, directory)
+    floor = Step("(4) floor: COPY into orders schema", copied_floor, seconds, peak_rss_mb())
+    print(f"  {floor.name}: {copied_floor:,} rows in {seconds:.2f} s ({floor.rate:,.0f} rows/s)")
+    return [reference, floor]
+
+
+def report(args: argparse.Namespace, figures: Figures) -> None:
+    first, reference, floor = figures.steps[1], figures.steps[3], figures.steps[4]
+    info = machine()
+    print()
+    header = (
+        f"{'step':<36} {'rows':>11} {'seconds':>8} {'rows/s':>11} {'vs COPY':>8} {'peak RSS':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for step in figures.steps:
+        ratio = step.rate / reference.rate if reference.rate else 0.0
+        print(
+            f"{step.name:<36} {step.rows:>11,} {step.seconds:>8.2f} {step.rate:>11,.0f} "
+            f"{ratio:>8.2f} {step.peak_rss_mb:>6.0f} MB"
+        )
+    print()
+    print(
+        f"data: {args.orders:,} orders, {args.customers:,} customers; orders CSV "
+        f"{figures.csv_mb:.1f} MB; orders table {figures.orders_mb:.1f} MB with indexes, "
+        f"reference table {figures.reference_mb:.1f} MB"
+    )
+    print(
+        f"machine: {info['cores']} cores, {info['cpu']}; PostgreSQL {info['postgresql']}; "
+        f"Python {info['python']}"
+    )
+    print(
+        f"load average (1 min) {figures.load_before:.1f} before the timed steps, "
+        f"{figures.load_after:.1f} after ({os.cpu_count()} cores: other work on the machine "
+        "skews the figures)"
+    )
+    print(f"peak RSS of this process: {peak_rss_mb():.0f} MB")
+    print(
+        "(4) is a COPY of the same rows into a copy of the orders table (same indexes, checks "
+        "and foreign key): the least any import into this schema can cost. "
+        f"(1) runs at {first.rate / floor.rate if floor.rate else 0:.2f} of it."
+    )
+    ratio = first.rate / reference.rate if reference.rate else 0.0
+    verdict = "PASS" if ratio >= GOAL_RATIO else "FAIL"
+    print(
+        f"goal: import ≥ 1/3 of the COPY rate: {verdict} "
+        f"({first.rate:,.0f} vs {reference.rate:,.0f} rows/s = {ratio:.2f})"
+    )
+
+
 def main() -> int:
     args = parse_args()
     if args.keep:
@@ -300,7 +388,6 @@ def main() -> int:
     from django.core.management import call_command
     from django.db import connection
 
-    from customers.importers import import_file
     from customers.models import Customer, Order
 
     print(f"database {config['NAME']} on {config.get('HOST') or 'localhost'}: migrating …")
@@ -317,100 +404,23 @@ def main() -> int:
         started = time.perf_counter()
         customers_path, orders_path = generate(directory, args.orders, args.customers, args.seed)
         print(f"  generated in {time.perf_counter() - started:.1f} s: {orders_path}")
-        csv_mb = orders_path.stat().st_size / 1e6
-
         print("timing …", flush=True)
-        load_before = os.getloadavg()[0]
-        steps: list[Step] = []
-        problems: list[str] = []
-
-        def run(kind: str, path: Path) -> Any:
-            return import_file(kind=kind, path=path, progress=False)
-
-        step, summary = timed(
-            "customers import", args.customers, lambda: run("customers", customers_path)
-        )
-        steps.append(step)
-        if summary.created != args.customers or summary.rejected:
-            problems.append(f"customers import: {summary.to_dict()}")
-
-        step, summary = timed(
-            "(1) orders import, empty table", args.orders, lambda: run("orders", orders_path)
-        )
-        steps.append(step)
-        first = step
-        if summary.created != args.orders or summary.rejected:
-            problems.append(f"orders import: {summary.to_dict()}")
-
-        step, summary = timed(
-            "(2) orders re-import, unchanged", args.orders, lambda: run("orders", orders_path)
-        )
-        steps.append(step)
-        if summary.unchanged != args.orders or summary.rejected:
-            problems.append(f"orders re-import: {summary.to_dict()}")
-
-        checkpoint()
-        copied, seconds = reference_copy(config, orders_path)
-        reference = Step("(3) reference: psycopg COPY", copied, seconds, peak_rss_mb())
-        print(
-            f"  {reference.name}: {copied:,} rows in {seconds:.2f} s ({reference.rate:,.0f} rows/s)"
-        )
-        steps.append(reference)
-        if copied != args.orders:
-            problems.append(f"reference COPY copied {copied:,} rows, expected {args.orders:,}")
-
-        copied, seconds = floor_copy(config, directory)
-        floor = Step("(4) floor: COPY into orders schema", copied, seconds, peak_rss_mb())
-        print(f"  {floor.name}: {copied:,} rows in {seconds:.2f} s ({floor.rate:,.0f} rows/s)")
-        steps.append(floor)
-        load_after = os.getloadavg()[0]
-
-        orders_mb = relation_mb(Order._meta.db_table)
-        reference_mb = relation_mb(REFERENCE_TABLE)
+        figures = import_steps(args, customers_path, orders_path)
+        references = reference_steps(config, directory, orders_path)
+        figures.steps += references
+        if references[0].rows != args.orders:
+            figures.problems.append(
+                f"reference COPY copied {references[0].rows:,} rows, expected {args.orders:,}"
+            )
+        figures.load_after = os.getloadavg()[0]
+        figures.orders_mb = relation_mb(Order._meta.db_table)
+        figures.reference_mb = relation_mb(REFERENCE_TABLE)
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {REFERENCE_TABLE}")
-
-    info = machine()
-    print()
-    header = (
-        f"{'step':<36} {'rows':>11} {'seconds':>8} {'rows/s':>11} {'vs COPY':>8} {'peak RSS':>9}"
-    )
-    print(header)
-    print("-" * len(header))
-    for step in steps:
-        ratio = step.rate / reference.rate if reference.rate else 0.0
-        print(
-            f"{step.name:<36} {step.rows:>11,} {step.seconds:>8.2f} {step.rate:>11,.0f} "
-            f"{ratio:>8.2f} {step.peak_rss_mb:>6.0f} MB"
-        )
-    print()
-    print(
-        f"data: {args.orders:,} orders, {args.customers:,} customers; orders CSV {csv_mb:.1f} MB; "
-        f"orders table {orders_mb:.1f} MB with indexes, reference table {reference_mb:.1f} MB"
-    )
-    print(
-        f"machine: {info['cores']} cores, {info['cpu']}; PostgreSQL {info['postgresql']}; "
-        f"Python {info['python']}"
-    )
-    print(
-        f"load average (1 min) {load_before:.1f} before the timed steps, {load_after:.1f} after "
-        f"({os.cpu_count()} cores: other work on the machine skews the figures)"
-    )
-    print(f"peak RSS of this process: {peak_rss_mb():.0f} MB")
-    print(
-        "(4) is a COPY of the same rows into a copy of the orders table (same indexes, checks "
-        "and foreign key): the least any import into this schema can cost. "
-        f"(1) runs at {first.rate / floor.rate if floor.rate else 0:.2f} of it."
-    )
-    ratio = first.rate / reference.rate if reference.rate else 0.0
-    verdict = "PASS" if ratio >= GOAL_RATIO else "FAIL"
-    print(
-        f"goal: import ≥ 1/3 of the COPY rate: {verdict} "
-        f"({first.rate:,.0f} vs {reference.rate:,.0f} rows/s = {ratio:.2f})"
-    )
-    for problem in problems:
+    report(args, figures)
+    for problem in figures.problems:
         print(f"WRONG COUNTS: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    return 1 if figures.problems else 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -128,7 +129,7 @@ class BulkUpsertApi(APIView):
                 [{"index": i, "field": None, "message": "expected an object"} for i in not_objects]
             )
         counts = self.write(items)
-        return Response({"received": len(items), **counts.to_dict()}, status=status.HTTP_200_OK)
+        return Response({"received": len(items), **asdict(counts)}, status=status.HTTP_200_OK)
 
     def write(self, items: list[dict[str, Any]]) -> Any:
         spec = SPECS[self.kind]

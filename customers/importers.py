@@ -163,27 +163,20 @@ def import_file(
     counts = UpsertCounts()
     outer = transaction.atomic() if strict else nullcontext()
 
-    def validated() -> Iterator[tuple[pd.DataFrame, ValidationResult]]:
-        renames: dict[str, str] | None = None
-        chunks = read_table_chunks(path, delimiter=delimiter, sheet=sheet, chunk_rows=chunk_rows)
-        for raw in chunks:
-            if renames is None:
-                try:
-                    renames = map_columns(list(raw.columns), spec, mapping)
-                except MappingError as exc:
-                    raise ImportError_(f"{path}: {exc}") from exc
-                summary.derived_ids = "external_id" not in renames.values()
-            result = validate_records(
-                raw.rename(columns=renames),
-                spec,
-                date_format=date_format,
-                defaults=defaults,
-            )
-            yield raw, result
-
     try:
         with outer:
-            for raw, result in validated():
+            chunks = _validated_chunks(
+                path,
+                spec,
+                summary,
+                mapping=mapping,
+                date_format=date_format,
+                delimiter=delimiter,
+                sheet=sheet,
+                defaults=defaults,
+                chunk_rows=chunk_rows,
+            )
+            for raw, result in chunks:
                 chunk_counts, created_customers, reasons = _write_chunk(
                     result,
                     spec,
@@ -214,6 +207,35 @@ def import_file(
     summary.rejects_path = str(written) if written else None
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _validated_chunks(
+    path: Path,
+    spec: RecordSpec,
+    summary: ImportSummary,
+    *,
+    mapping: dict[str, str] | None,
+    date_format: str | None,
+    delimiter: str | None,
+    sheet: str | None,
+    defaults: dict[str, Any] | None,
+    chunk_rows: int,
+) -> Iterator[tuple[pd.DataFrame, ValidationResult]]:
+    """Each chunk of the file as read (text, for the rejects file) and validated; the first
+    chunk's header decides the column mapping (and whether ids are derived)."""
+    renames: dict[str, str] | None = None
+    chunks = read_table_chunks(path, delimiter=delimiter, sheet=sheet, chunk_rows=chunk_rows)
+    for raw in chunks:
+        if renames is None:
+            try:
+                renames = map_columns(list(raw.columns), spec, mapping)
+            except MappingError as exc:
+                raise ImportError_(f"{path}: {exc}") from exc
+            summary.derived_ids = "external_id" not in renames.values()
+        result = validate_records(
+            raw.rename(columns=renames), spec, date_format=date_format, defaults=defaults
+        )
+        yield raw, result
 
 
 def _write_chunk(

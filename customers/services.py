@@ -1,6 +1,6 @@
 """Every state change of customers, orders, events, consent and API clients.
 
-Writes are set-based (customers.bulk); callers pass validated frames from customers.validation.
+Writes are set-based (common.db.bulk); callers pass validated frames from customers.validation.
 """
 
 from __future__ import annotations

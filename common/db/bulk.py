@@ -41,9 +41,6 @@ class UpsertCounts:
             self.unchanged + other.unchanged,
         )
 
-    def to_dict(self) -> dict[str, int]:
-        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged}
-
 
 def _is_postgres() -> bool:
     return connection.vendor == "postgresql"
