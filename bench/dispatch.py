@@ -46,7 +46,7 @@ def main() -> None:
 
     call_command("migrate", verbosity=0, interactive=False)
     from campaigns.models import Campaign, Intervention, MessageTemplate, Offer, Rule
-    from campaigns.services import campaign_dispatch
+    from campaigns.services.dispatch import campaign_dispatch
 
     now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
     print(f"Preparing {CUSTOMERS:,} scored customers ...", flush=True)

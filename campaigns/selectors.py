@@ -22,7 +22,15 @@ from campaigns.models import (
     CampaignStatus,
     Coupon,
     Intervention,
-    Rule,
+)
+from campaigns.rules import (
+    OPERATORS,
+    PROBABILITY,
+    TIER,
+    RuleSpec,
+    attribute_column,
+    attribute_fields,
+    rule_spec,
 )
 from customers.models import Consent, Customer, Order, OrderStatus
 
@@ -31,6 +39,9 @@ from customers.models import Consent, Customer, Order, OrderStatus
 CANDIDATE_CHUNK = 50_000
 # Customer value is completed-order revenue over this many days before now.
 VALUE_WINDOW_DAYS = 365
+# The rule columns (campaigns.rules) that are typed columns of the customer row, by field name:
+# rules_prefilter checks conditions on them in SQL too.
+SCORE_FIELDS = {TIER: "risk_tier", PROBABILITY: "churn_probability"}
 
 
 def _frame(qs: QuerySet[Any], columns: Sequence[str]) -> pd.DataFrame:
@@ -42,41 +53,45 @@ def _frame(qs: QuerySet[Any], columns: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=list(columns))
 
 
-def rules_prefilter(rules: Sequence[Rule]) -> Q:
-    """The SQL-expressible part of 'matches any rule' (tier and probability), to read less."""
+def rules_prefilter(specs: Sequence[RuleSpec]) -> Q:
+    """Scored customers that may match a rule, to read less: per rule, its conditions on
+    SCORE_FIELDS (tier, probability) through their operators' SQL lookups (campaigns.rules).
+
+    A superset of what the rules match: value, attribute and consent conditions are left to
+    campaigns.rules.rule_mask on the frame; customers without a score are never candidates.
+    """
     scored = Q(churn_probability__isnull=False)
     any_rule = Q(pk__in=[])
-    for rule in rules:
+    for spec in specs:
         q = Q()
-        if rule.tiers:
-            q &= Q(risk_tier__in=list(rule.tiers))
-        if rule.min_probability is not None:
-            q &= Q(churn_probability__gte=rule.min_probability)
-        if rule.max_probability is not None:
-            q &= Q(churn_probability__lte=rule.max_probability)
+        for condition in spec.conditions:
+            field = SCORE_FIELDS.get(condition.column)
+            lookup = OPERATORS[condition.operator].lookup
+            if field is not None and lookup is not None:
+                q &= Q(**{f"{field}__{lookup}": condition.value})
         if not q:  # a rule without score conditions may match any scored customer
             return scored
         any_rule |= q
     return scored & any_rule
 
 
-def candidate_id_ranges(*, rules: Sequence[Rule]) -> Iterator[tuple[int, int]]:
+def candidate_id_ranges(*, specs: Sequence[RuleSpec]) -> Iterator[tuple[int, int]]:
     """(first id, last id) of consecutive chunks of scored customers that may match a rule."""
     ids = list(
-        Customer.objects.filter(rules_prefilter(rules)).order_by("pk").values_list("pk", flat=True)
+        Customer.objects.filter(rules_prefilter(specs)).order_by("pk").values_list("pk", flat=True)
     )
     for start in range(0, len(ids), CANDIDATE_CHUNK):
         part = ids[start : start + CANDIDATE_CHUNK]
         yield part[0], part[-1]
 
 
-def candidates_frame(
-    *, rules: Sequence[Rule], id_range: tuple[int, int], attribute_keys: Sequence[str]
-) -> pd.DataFrame:
+def candidates_frame(*, specs: Sequence[RuleSpec], id_range: tuple[int, int]) -> pd.DataFrame:
     """Scored customers in an id range that may match a rule, with what rules and the policy
-    need: score snapshot, time zone, erased, whether email/phone exist, chosen attributes."""
+    need: score snapshot, time zone, erased, whether email/phone exist, the attributes the
+    rules read (raw JSON values as text)."""
     annotations = {
-        f"attr__{key}": KeyTextTransform(key, "attributes") for key in sorted(set(attribute_keys))
+        attribute_column(key): KeyTextTransform(key, "attributes")
+        for key in attribute_fields(specs)
     }
     columns = [
         "customer_id",
@@ -90,7 +105,7 @@ def candidates_frame(
         *annotations,
     ]
     qs = (
-        Customer.objects.filter(rules_prefilter(rules), pk__gte=id_range[0], pk__lte=id_range[1])
+        Customer.objects.filter(rules_prefilter(specs), pk__gte=id_range[0], pk__lte=id_range[1])
         .annotate(**annotations)
         .order_by("pk")
         .values_list(
@@ -252,7 +267,7 @@ def campaign_audience_estimate(*, campaign: Campaign) -> tuple[int, str]:
     last = CampaignCycle.objects.filter(campaign=campaign).order_by("-started_at").first()
     if last is not None and (last.summary or {}).get("eligible"):
         return int(last.summary["eligible"]), "last cycle"
-    rules = list(campaign.rules.all())
-    if not rules:
+    specs = [rule_spec(rule) for rule in campaign.rules.all()]
+    if not specs:
         return 0, "no rules yet"
-    return Customer.objects.filter(rules_prefilter(rules)).count(), "scored customers matching"
+    return Customer.objects.filter(rules_prefilter(specs)).count(), "scored customers matching"

@@ -14,12 +14,9 @@ from django.test import Client
 
 from campaigns.channels.email import EmailChannel
 from campaigns.models import CallbackTask, Coupon, Intervention, Response
-from campaigns.services import (
-    RELAY_LEASE,
-    callback_task_record_outcome,
-    campaign_dispatch,
-    interventions_relay,
-)
+from campaigns.services.dispatch import campaign_dispatch
+from campaigns.services.relay import RELAY_LEASE, interventions_relay
+from campaigns.services.responses import callback_task_record_outcome
 from campaigns.tasks import interventions_relay_task
 from customers.models import Consent, Customer
 from customers.selectors import customer_consent_state

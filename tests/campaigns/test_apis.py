@@ -16,7 +16,9 @@ from rest_framework.test import APIClient
 
 from campaigns.channels.sms import webhook_signature
 from campaigns.models import Campaign, Coupon, Intervention, Response
-from campaigns.services import campaign_dispatch, interventions_relay, unsubscribe_url
+from campaigns.services.dispatch import campaign_dispatch
+from campaigns.services.relay import interventions_relay
+from campaigns.services.responses import unsubscribe_url
 from customers.models import Consent
 from customers.services import api_client_create
 from tests.campaigns.conftest import NOON, make_campaign, make_customers

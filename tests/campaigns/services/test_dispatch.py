@@ -13,13 +13,9 @@ from django.db import IntegrityError, transaction
 
 from campaigns.bulk import bulk_insert_ignore
 from campaigns.models import CampaignCycle, Coupon, Intervention
-from campaigns.services import (
-    _campaign_plan,
-    campaign_cycle_key,
-    campaign_dispatch,
-    campaign_preview,
-    interventions_relay,
-)
+from campaigns.services.dispatch import campaign_cycle_key, campaign_dispatch, campaign_preview
+from campaigns.services.plan import campaign_plan
+from campaigns.services.relay import interventions_relay
 from campaigns.suppression import holdout_is_control
 from customers.models import Consent, Customer, Order
 from tests.campaigns.conftest import NOON, make_campaign, make_customers, make_offer, make_template
@@ -154,7 +150,7 @@ def test_both_arms_go_through_exactly_the_same_rules_and_suppression(
     decided = {}
     for percentage in (0, 100):  # everyone treated, then everyone control
         campaign.control_percentage = Decimal(percentage)
-        plan = _campaign_plan(campaign=campaign, now=NOON, cycle_start=start).decisions
+        plan = campaign_plan(campaign=campaign, now=NOON, cycle_start=start).decisions
         decided[percentage] = plan.set_index("customer_id")[["rule_index", "reason", "send_after"]]
     assert decided[0]["reason"].value_counts().to_dict() == {
         "": 250,  # the budget; 40 of them in Tokyo are scheduled (quiet hours), not dropped
