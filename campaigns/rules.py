@@ -32,7 +32,8 @@ def attribute_column(field: str) -> str:
 
 
 def _text(values: pd.Series) -> pd.Series:
-    """Raw JSON values as stripped lower-case text ("" for a missing attribute)."""
+    """Raw JSON values as stripped lower-case text ("" for None). Known quirk, kept as it was:
+    pandas reads a missing attribute in a column of strings as NaN, which becomes "nan"."""
     return values.map(lambda v: "" if v is None else str(v).strip()).str.lower()
 
 
