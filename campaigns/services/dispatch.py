@@ -111,38 +111,21 @@ def _rule_entries(plan: CampaignPlan) -> list[dict[str, Any]]:
     return per_rule
 
 
-def _summarise(
-    *, campaign: Campaign, plan: CampaignPlan, cycle_key: str, written: bool, coupons: int
-) -> DispatchSummary:
-    d = plan.decisions
-    per_rule = _rule_entries(plan)
-    if d.empty:
-        counts = {**_empty_counts(None), "per_rule": per_rule, "coupons": coupons}
-        return DispatchSummary(
-            campaign_id=campaign.pk,
-            campaign=campaign.name,
-            cycle_key=cycle_key,
-            written=written,
-            already_ran=False,
-            **counts,
-        )
+def _decision_counts(d: pd.DataFrame) -> dict[str, Any]:
+    """The counts of a plan's decisions (one row each): arms, statuses, suppression reasons
+    (overall and per arm), treatment to deliver per channel and its offer cost."""
     treated = d.loc[~d["is_control"]]
     suppressed = d.loc[d["reason"].ne("")]
     taken = treated.loc[treated["reason"].eq("")]
-    return DispatchSummary(
-        campaign_id=campaign.pk,
-        campaign=campaign.name,
-        cycle_key=cycle_key,
-        written=written,
-        already_ran=False,
-        eligible=len(d),
-        treatment=len(treated),
-        control=int(d["is_control"].sum()),
-        pending=int(d["status"].eq(InterventionStatus.PENDING).sum()),
-        scheduled=int(d["status"].eq(InterventionStatus.SCHEDULED).sum()),
-        held_out=int(d["status"].eq(InterventionStatus.HELD_OUT).sum()),
-        suppressed={str(k): int(v) for k, v in Counter(suppressed["reason"]).items()},
-        per_arm_suppressed={
+    return {
+        "eligible": len(d),
+        "treatment": len(treated),
+        "control": int(d["is_control"].sum()),
+        "pending": int(d["status"].eq(InterventionStatus.PENDING).sum()),
+        "scheduled": int(d["status"].eq(InterventionStatus.SCHEDULED).sum()),
+        "held_out": int(d["status"].eq(InterventionStatus.HELD_OUT).sum()),
+        "suppressed": {str(k): int(v) for k, v in Counter(suppressed["reason"]).items()},
+        "per_arm_suppressed": {
             arm: {
                 str(k): int(v)
                 for k, v in Counter(
@@ -151,10 +134,23 @@ def _summarise(
             }
             for arm, c in (("treatment", False), ("control", True))
         },
-        per_rule=per_rule,
-        per_channel={str(k): int(v) for k, v in Counter(taken["channel"]).items()},
-        coupons=coupons,
-        offer_cost=round(float(taken["offer_cost"].sum()), 2),
+        "per_channel": {str(k): int(v) for k, v in Counter(taken["channel"]).items()},
+        "offer_cost": round(float(taken["offer_cost"].sum()), 2),
+    }
+
+
+def _summarise(
+    *, campaign: Campaign, plan: CampaignPlan, cycle_key: str, written: bool, coupons: int
+) -> DispatchSummary:
+    d = plan.decisions
+    counts = _empty_counts(None) if d.empty else _decision_counts(d)
+    return DispatchSummary(
+        campaign_id=campaign.pk,
+        campaign=campaign.name,
+        cycle_key=cycle_key,
+        written=written,
+        already_ran=False,
+        **{**counts, "per_rule": _rule_entries(plan), "coupons": coupons},
     )
 
 
