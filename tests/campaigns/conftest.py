@@ -1,4 +1,5 @@
-"""Factories for campaign tests: scored customers in bulk, offers, templates, campaigns, rules."""
+"""Factories and fixtures for campaign tests: scored customers in bulk, offers, templates,
+campaigns, rules, a dispatched-and-sent campaign, and a check of what a module imports."""
 
 from __future__ import annotations
 
