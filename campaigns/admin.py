@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from campaigns import measurement, selectors, services
+from campaigns import measurement, selectors
 from campaigns.charts import Interval, bar_chart, curve_chart, interval_chart
 from campaigns.models import (
     CallbackTask,
@@ -34,6 +34,9 @@ from campaigns.models import (
     UpliftReport,
 )
 from campaigns.rendering import SAMPLE_CONTEXT, TemplateRenderError, message_render
+from campaigns.services.dispatch import campaign_dispatch, campaign_preview
+from campaigns.services.relay import reason_text
+from campaigns.services.responses import callback_task_record_outcome
 from campaigns.uplift import control_percent_for_effect, minimum_detectable_effect
 from scoring.selectors import customer_latest_reasons
 
@@ -290,7 +293,7 @@ class CampaignAdmin(admin.ModelAdmin):
     def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         campaign = self._campaign_or_403(request, object_id)
         now = timezone.now()
-        preview = services.campaign_preview(campaign=campaign, now=now)
+        preview = campaign_preview(campaign=campaign, now=now)
         reasons = sorted(
             {
                 r
@@ -353,7 +356,7 @@ class CampaignAdmin(admin.ModelAdmin):
     def dispatch_now(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         now = timezone.now()
         for campaign in queryset.order_by("priority", "pk"):
-            summary = services.campaign_dispatch(campaign=campaign, now=now)
+            summary = campaign_dispatch(campaign=campaign, now=now)
             if summary.already_ran:
                 self.message_user(
                     request,
@@ -570,14 +573,14 @@ def _reasons_html(reasons: list[Any]) -> SafeString:
         return format_html("<em>{}</em>", "—")
     return format_html(
         "<ul style='margin:0;padding-left:1em'>{}</ul>",
-        format_html_join("", "<li>{}</li>", ((services._reason_text(r),) for r in reasons)),
+        format_html_join("", "<li>{}</li>", ((reason_text(r),) for r in reasons)),
     )
 
 
 @admin.register(MyCallback)
 class MyCallbackAdmin(admin.ModelAdmin):
     """An agent's own callbacks, due first and riskiest first; recording an outcome closes the
-    task and logs a response (campaigns.services.callback_task_record_outcome)."""
+    task and logs a response (campaigns.services.responses.callback_task_record_outcome)."""
 
     list_display = [
         "customer_name",
@@ -656,7 +659,7 @@ class MyCallbackAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if obj.outcome:
-            services.callback_task_record_outcome(
+            callback_task_record_outcome(
                 task=obj, outcome=obj.outcome, notes=obj.notes, agent=request.user
             )
         else:

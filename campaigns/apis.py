@@ -3,6 +3,7 @@ provider webhooks, and a campaign's uplift report."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -19,17 +20,16 @@ from rest_framework.views import APIView
 from campaigns import selectors
 from campaigns.measurement import uplift_report_compute, uplift_report_latest
 from campaigns.models import Campaign, ResponseKind
-from campaigns.responses import (
-    CouponRedeemError,
+from campaigns.services.coupons import CouponRedeemError, coupon_redeem
+from campaigns.services.responses import (
     ResponseItem,
     ResponseItemsError,
-    coupon_redeem,
     provider_events_record,
     responses_record_batch,
     webhook_signature_valid,
 )
-from customers.models import ApiScope, Customer
 from common.api import BulkValidationError, error_body
+from customers.models import ApiScope, Customer
 
 
 class CouponOut(serializers.Serializer):
@@ -322,7 +322,7 @@ class ProviderWebhookApi(APIView):
             )
         except ResponseItemsError as exc:
             raise BulkValidationError(exc.errors) from exc
-        return Response(ProviderEventsOut(summary.to_dict()).data)
+        return Response(ProviderEventsOut(asdict(summary)).data)
 
 
 class EmailWebhookApi(ProviderWebhookApi):

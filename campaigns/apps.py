@@ -14,6 +14,6 @@ class CampaignsConfig(AppConfig):
 
 
 def _ensure_groups(sender: Any, **kwargs: Any) -> None:
-    from campaigns.services import campaign_groups_ensure
+    from campaigns.services.setup import campaign_groups_ensure
 
     campaign_groups_ensure(using=kwargs.get("using", "default"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns import services
 from campaigns.models import Intervention, InterventionStatus
 from campaigns.selectors import campaigns_active
+from campaigns.services.dispatch import campaign_dispatch
+from campaigns.services.relay import interventions_relay
+from campaigns.services.setup import campaigns_seed
 
 
 def campaigns_spec_from_sources(sources: Path | None) -> dict[str, Any] | None:
@@ -34,12 +37,12 @@ def campaigns_spec_from_sources(sources: Path | None) -> dict[str, Any] | None:
 def dispatch_stage(*, sources: Path | None) -> tuple[dict[str, Any], list[str]]:
     started = time.perf_counter()
     spec = campaigns_spec_from_sources(sources)
-    seeded = [c.name for c in services.campaigns_seed(spec=spec)] if spec else []
+    seeded = [c.name for c in campaigns_seed(spec=spec)] if spec else []
     now = timezone.now()
-    summaries = [services.campaign_dispatch(campaign=c, now=now) for c in campaigns_active(now=now)]
+    summaries = [campaign_dispatch(campaign=c, now=now) for c in campaigns_active(now=now)]
     # Embedded mode delivers here (no workers); with a broker the relay task does it.
     relay = (
-        services.interventions_relay(now=now).to_dict()
+        asdict(interventions_relay(now=now))
         if settings.CELERY_TASK_ALWAYS_EAGER
         else {"enqueued": True}
     )

@@ -45,15 +45,6 @@ class ContactChannel(models.TextChoices):
     CALLBACK = "callback", "Agent callback"
 
 
-# The consent channel (customers.Consent.channel) each contact channel needs; None: none needed.
-CONSENT_FOR_CHANNEL: dict[str, str | None] = {
-    ContactChannel.EMAIL: "email",
-    ContactChannel.SMS: "sms",
-    ContactChannel.CALLBACK: "call",
-    ContactChannel.COUPON: None,
-}
-
-
 class Campaign(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)

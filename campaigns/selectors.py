@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from django.db import connection
 from django.db.models import CharField, Count, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
@@ -22,8 +21,17 @@ from campaigns.models import (
     CampaignStatus,
     Coupon,
     Intervention,
-    Rule,
 )
+from campaigns.rules import (
+    OPERATORS,
+    PROBABILITY,
+    TIER,
+    RuleSpec,
+    attribute_column,
+    attribute_fields,
+    rule_spec,
+)
+from common.db.frames import frame_from_queryset
 from customers.models import Consent, Customer, Order, OrderStatus
 
 # Customers read per query when building candidate frames: 50,000 rows are ~10 MB in pandas
@@ -31,52 +39,50 @@ from customers.models import Consent, Customer, Order, OrderStatus
 CANDIDATE_CHUNK = 50_000
 # Customer value is completed-order revenue over this many days before now.
 VALUE_WINDOW_DAYS = 365
+# The rule columns (campaigns.rules) that are typed columns of the customer row, by field name:
+# rules_prefilter checks conditions on them in SQL too.
+SCORE_FIELDS = {TIER: "risk_tier", PROBABILITY: "churn_probability"}
 
 
-def _frame(qs: QuerySet[Any], columns: Sequence[str]) -> pd.DataFrame:
-    """Run a values_list queryset through the raw cursor (no per-row model conversion)."""
-    sql, params = qs.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    return pd.DataFrame.from_records(rows, columns=list(columns))
+def rules_prefilter(specs: Sequence[RuleSpec]) -> Q:
+    """Scored customers that may match a rule, to read less: per rule, its conditions on
+    SCORE_FIELDS (tier, probability) through their operators' SQL lookups (campaigns.rules).
 
-
-def rules_prefilter(rules: Sequence[Rule]) -> Q:
-    """The SQL-expressible part of 'matches any rule' (tier and probability), to read less."""
+    A superset of what the rules match: value, attribute and consent conditions are left to
+    campaigns.rules.rule_mask on the frame; customers without a score are never candidates.
+    """
     scored = Q(churn_probability__isnull=False)
     any_rule = Q(pk__in=[])
-    for rule in rules:
+    for spec in specs:
         q = Q()
-        if rule.tiers:
-            q &= Q(risk_tier__in=list(rule.tiers))
-        if rule.min_probability is not None:
-            q &= Q(churn_probability__gte=rule.min_probability)
-        if rule.max_probability is not None:
-            q &= Q(churn_probability__lte=rule.max_probability)
+        for condition in spec.conditions:
+            field = SCORE_FIELDS.get(condition.column)
+            lookup = OPERATORS[condition.operator].lookup
+            if field is not None and lookup is not None:
+                q &= Q(**{f"{field}__{lookup}": condition.value})
         if not q:  # a rule without score conditions may match any scored customer
             return scored
         any_rule |= q
     return scored & any_rule
 
 
-def candidate_id_ranges(*, rules: Sequence[Rule]) -> Iterator[tuple[int, int]]:
+def candidate_id_ranges(*, specs: Sequence[RuleSpec]) -> Iterator[tuple[int, int]]:
     """(first id, last id) of consecutive chunks of scored customers that may match a rule."""
     ids = list(
-        Customer.objects.filter(rules_prefilter(rules)).order_by("pk").values_list("pk", flat=True)
+        Customer.objects.filter(rules_prefilter(specs)).order_by("pk").values_list("pk", flat=True)
     )
     for start in range(0, len(ids), CANDIDATE_CHUNK):
         part = ids[start : start + CANDIDATE_CHUNK]
         yield part[0], part[-1]
 
 
-def candidates_frame(
-    *, rules: Sequence[Rule], id_range: tuple[int, int], attribute_keys: Sequence[str]
-) -> pd.DataFrame:
+def candidates_frame(*, specs: Sequence[RuleSpec], id_range: tuple[int, int]) -> pd.DataFrame:
     """Scored customers in an id range that may match a rule, with what rules and the policy
-    need: score snapshot, time zone, erased, whether email/phone exist, chosen attributes."""
+    need: score snapshot, time zone, erased, whether email/phone exist, the attributes the
+    rules read (raw JSON values as text)."""
     annotations = {
-        f"attr__{key}": KeyTextTransform(key, "attributes") for key in sorted(set(attribute_keys))
+        attribute_column(key): KeyTextTransform(key, "attributes")
+        for key in attribute_fields(specs)
     }
     columns = [
         "customer_id",
@@ -90,7 +96,7 @@ def candidates_frame(
         *annotations,
     ]
     qs = (
-        Customer.objects.filter(rules_prefilter(rules), pk__gte=id_range[0], pk__lte=id_range[1])
+        Customer.objects.filter(rules_prefilter(specs), pk__gte=id_range[0], pk__lte=id_range[1])
         .annotate(**annotations)
         .order_by("pk")
         .values_list(
@@ -105,7 +111,7 @@ def candidates_frame(
             *annotations,
         )
     )
-    frame = _frame(qs, columns)
+    frame = frame_from_queryset(qs, columns)
     frame["erased"] = frame["erased"].astype(bool)
     frame["has_email"] = frame.pop("email").fillna("").astype(str).str.len() > 0
     frame["has_phone"] = frame.pop("phone").fillna("").astype(str).str.len() > 0
@@ -128,7 +134,7 @@ def customer_value_frame(*, id_range: tuple[int, int], now: datetime) -> pd.Seri
         .order_by()
         .values_list("customer_id", "value")
     )
-    frame = _frame(qs, ["customer_id", "value"])
+    frame = frame_from_queryset(qs, ["customer_id", "value"])
     return frame.set_index("customer_id")["value"].astype(float)
 
 
@@ -136,7 +142,7 @@ def consents_frame(*, id_range: tuple[int, int]) -> pd.DataFrame:
     qs = Consent.objects.filter(
         customer_id__gte=id_range[0], customer_id__lte=id_range[1]
     ).values_list("customer_id", "channel", "status")
-    return _frame(qs, ["customer_id", "channel", "status"])
+    return frame_from_queryset(qs, ["customer_id", "channel", "status"])
 
 
 def contact_history_frame(*, id_range: tuple[int, int], since: datetime) -> pd.DataFrame:
@@ -151,7 +157,9 @@ def contact_history_frame(*, id_range: tuple[int, int], since: datetime) -> pd.D
         .order_by()
         .values_list("customer_id", "campaign_id", "campaign__priority", "channel", "created_at")
     )
-    frame = _frame(qs, ["customer_id", "campaign_id", "priority", "channel", "created_at"])
+    frame = frame_from_queryset(
+        qs, ["customer_id", "campaign_id", "priority", "channel", "created_at"]
+    )
     if not frame.empty:
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     return frame
@@ -252,7 +260,7 @@ def campaign_audience_estimate(*, campaign: Campaign) -> tuple[int, str]:
     last = CampaignCycle.objects.filter(campaign=campaign).order_by("-started_at").first()
     if last is not None and (last.summary or {}).get("eligible"):
         return int(last.summary["eligible"]), "last cycle"
-    rules = list(campaign.rules.all())
-    if not rules:
+    specs = [rule_spec(rule) for rule in campaign.rules.all()]
+    if not specs:
         return 0, "no rules yet"
-    return Customer.objects.filter(rules_prefilter(rules)).count(), "scored customers matching"
+    return Customer.objects.filter(rules_prefilter(specs)).count(), "scored customers matching"

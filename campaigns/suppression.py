@@ -1,8 +1,9 @@
 """The suppression policy and the holdout assignment: the one place that decides, per customer
 and message, whether it may be sent — for both arms alike — and records why not.
 
-Pure pandas/numpy over frames the services read in chunks; no ORM here, so the policy is the
-same for the dispatch, the admin preview and the relay's last check before sending.
+Pure pandas/numpy over frames the services read in chunks; no ORM here (no Django import at
+all), so the policy is the same for the dispatch, the admin preview and the relay's last check
+before sending.
 """
 
 from __future__ import annotations
@@ -10,14 +11,38 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
 
-from campaigns.models import CONSENT_FOR_CHANNEL, SuppressionReason
-
 CONSENT_CHANNELS = ("email", "sms", "call")
+# The consent channel (customers.Consent.channel) each contact channel needs; None: none needed.
+CONSENT_FOR_CHANNEL: dict[str, str | None] = {
+    "email": "email",
+    "sms": "sms",
+    "callback": "call",
+    "coupon": None,
+}
+
+
+class Reason(StrEnum):
+    """The reasons this policy records; the same values as campaigns.models.SuppressionReason
+    (which adds the labels and the budget reason the dispatch records)."""
+
+    GLOBAL_CONTROL = "global_control"
+    ERASED = "erased"
+    NO_ADDRESS = "no_address"
+    NO_CONSENT = "no_consent"
+    HIGHER_PRIORITY = "higher_priority_campaign"
+    COOLDOWN = "cooldown"
+    FREQUENCY_CAP = "frequency_cap"
+
+
+def consent_column(channel: str) -> str:
+    """The frame column saying whether a customer consents to a consent channel."""
+    return f"consent_{channel}"
 
 
 def holdout_is_control(
@@ -76,7 +101,7 @@ def consent_columns(
         granted = out["customer_id"].isin(rows.loc[rows["status"].eq("granted"), "customer_id"])
         recorded = out["customer_id"].isin(rows["customer_id"])
         default = bool(defaults.get(channel, False))
-        out[f"consent_{channel}"] = np.where(recorded, granted, default)
+        out[consent_column(channel)] = np.where(recorded, granted, default)
     return out.set_index("customer_id")
 
 
@@ -87,7 +112,7 @@ def consent_for_channel(frame: pd.DataFrame) -> pd.Series:
         if consent is None:
             continue
         mask = frame["channel"].eq(channel)
-        result[mask] = frame.loc[mask, f"consent_{consent}"].astype(bool)
+        result[mask] = frame.loc[mask, consent_column(consent)].astype(bool)
     return result
 
 
@@ -124,10 +149,10 @@ def suppression_reasons(
     if "global_control" in frame:
         # First: a global-control customer is recorded whatever else applies, so the program
         # report compares all matched customers of both groups alike.
-        mark(frame["global_control"].astype(bool), SuppressionReason.GLOBAL_CONTROL)
-    mark(frame["erased"].astype(bool), SuppressionReason.ERASED)
-    mark(~has_address(frame), SuppressionReason.NO_ADDRESS)
-    mark(~consent_for_channel(frame), SuppressionReason.NO_CONSENT)
+        mark(frame["global_control"].astype(bool), Reason.GLOBAL_CONTROL)
+    mark(frame["erased"].astype(bool), Reason.ERASED)
+    mark(~has_address(frame), Reason.NO_ADDRESS)
+    mark(~consent_for_channel(frame), Reason.NO_CONSENT)
     if not history.empty:
         customer = frame["customer_id"]
         created = pd.to_datetime(history["created_at"], utc=True)
@@ -137,11 +162,11 @@ def suppression_reasons(
         this_cycle = created >= pd.Timestamp(cycle_start)
         other = history["campaign_id"] != campaign_id
         taken = set(history.loc[higher & this_cycle & other, "customer_id"])
-        mark(customer.isin(taken), SuppressionReason.HIGHER_PRIORITY)
+        mark(customer.isin(taken), Reason.HIGHER_PRIORITY)
         if cooldown_days > 0:
             recent = created >= pd.Timestamp(now - timedelta(days=cooldown_days))
             cooled = set(history.loc[recent & ~other, "customer_id"])
-            mark(customer.isin(cooled), SuppressionReason.COOLDOWN)
+            mark(customer.isin(cooled), Reason.COOLDOWN)
         for channel, (most, days) in config.frequency_caps.items():
             window = (history["channel"] == channel) & (
                 created >= pd.Timestamp(now - timedelta(days=days))
@@ -150,7 +175,7 @@ def suppression_reasons(
             capped = set(counts.index[counts >= most])
             mark(
                 frame["channel"].eq(channel) & customer.isin(capped),
-                SuppressionReason.FREQUENCY_CAP,
+                Reason.FREQUENCY_CAP,
             )
     return reason
 

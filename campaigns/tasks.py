@@ -6,6 +6,7 @@ by the check-and-set of its status — so they acknowledge late and are rejected
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -13,34 +14,36 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from campaigns import services
 from campaigns.models import Campaign
+from campaigns.services.dispatch import campaign_dispatch, campaigns_dispatch_due
+from campaigns.services.relay import interventions_relay
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def campaigns_dispatch_due_task(now: str | None = None) -> list[dict[str, Any]]:
     """Beat, every 15 minutes: dispatch the campaigns whose cycle is due, then relay."""
     moment = datetime.fromisoformat(now) if now else timezone.now()
-    summaries = services.campaigns_dispatch_due(now=moment)
+    summaries = campaigns_dispatch_due(now=moment)
     if any(s.pending for s in summaries):
         interventions_relay_task.delay()
-    return [s.to_dict() for s in summaries]
+    return [asdict(s) for s in summaries]
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def campaign_dispatch_task(campaign_id: int, now: str | None = None) -> dict[str, Any]:
     moment = datetime.fromisoformat(now) if now else timezone.now()
-    summary = services.campaign_dispatch(campaign=Campaign.objects.get(pk=campaign_id), now=moment)
+    summary = campaign_dispatch(campaign=Campaign.objects.get(pk=campaign_id), now=moment)
     interventions_relay_task.delay_on_commit()  # type: ignore[attr-defined]
-    return summary.to_dict()
+    return asdict(summary)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def interventions_relay_task(channels: list[str] | None = None) -> dict[str, Any]:
     """Beat, every minute: deliver due outbox rows, at most the per-minute rate per channel."""
-    return services.interventions_relay(
+    summary = interventions_relay(
         channels=channels, max_per_channel=dict(settings.CAMPAIGN_RATE_PER_MINUTE)
-    ).to_dict()
+    )
+    return asdict(summary)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

@@ -8,7 +8,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from campaigns.services import customer_unsubscribe
+from campaigns.services.responses import UNSUBSCRIBE_SALT, customer_unsubscribe
 
 
 @csrf_exempt  # RFC 8058: mail clients POST "List-Unsubscribe=One-Click" without a CSRF token
@@ -17,7 +17,7 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows a confirmation button (link scanners must not unsubscribe anyone); POST,
     from that button or a mail client's one-click, revokes email consent."""
     try:
-        signing.loads(token, salt="campaigns.unsubscribe")
+        signing.loads(token, salt=UNSUBSCRIBE_SALT)
     except signing.BadSignature:
         return render(request, "campaigns/unsubscribe.html", {"invalid": True}, status=400)
     if request.method == "POST":

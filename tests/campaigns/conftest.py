@@ -1,16 +1,23 @@
-"""Factories for campaign tests: scored customers in bulk, offers, templates, campaigns, rules."""
+"""Factories and fixtures for campaign tests: scored customers in bulk, offers, templates,
+campaigns, rules, a dispatched-and-sent campaign, and a check of what a module imports."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from campaigns.models import Campaign, CampaignStatus, MessageTemplate, Offer, Rule
-from customers.models import Customer
+from campaigns.models import Campaign, CampaignStatus, Intervention, MessageTemplate, Offer, Rule
+from campaigns.services.dispatch import campaign_dispatch
+from campaigns.services.relay import interventions_relay
+from customers.models import Consent, Customer
 
+REPO = Path(__file__).resolve().parents[2]
 # Noon UTC: outside the default quiet hours (21-8) for UTC customers.
 NOON = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -89,3 +96,50 @@ def email_rule(db: None) -> dict[str, Any]:
         "offer": make_offer(),
         "template": make_template("email"),
     }
+
+
+def mixed_population() -> None:
+    """Customers that exercise every rule branch and suppression reason."""
+    make_customers(300)
+    make_customers(40, start=1000, erased=True)
+    make_customers(40, start=2000, email="")
+    make_customers(40, start=3000, risk_tier="high", churn_probability=0.6)
+    make_customers(40, start=4000, risk_tier="low", churn_probability=0.1)  # matches no rule
+    # 21:00 local at NOON: quiet hours; riskiest, so first in line for the budget.
+    make_customers(40, start=5000, time_zone="Asia/Tokyo", churn_probability=0.9)
+    revoked = Customer.objects.filter(external_id__startswith="c0000")[:25]
+    Consent.objects.bulk_create(
+        [
+            Consent(customer=c, channel="email", status="revoked", recorded_at=NOON, source="t")
+            for c in revoked
+        ]
+    )
+
+
+@pytest.fixture
+def sent_campaign(settings: Any, email_rule: dict[str, Any]) -> Campaign:
+    """30 customers, 30% control, dispatched at NOON and the treated ones' emails sent."""
+    settings.CAMPAIGN_QUIET_HOURS = (0, 0)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    make_customers(30)
+    campaign = make_campaign(rules=[email_rule], control_percentage=Decimal("30"))
+    campaign_dispatch(campaign=campaign, now=NOON)
+    interventions_relay(now=NOON)
+    return campaign
+
+
+def interventions_of(campaign: Campaign, arm: str) -> list[Intervention]:
+    return list(
+        Intervention.objects.filter(campaign=campaign, arm=arm)
+        .select_related("customer")
+        .order_by("pk")
+    )
+
+
+def modules_loaded_by(module: str) -> set[str]:
+    """Top-level packages a fresh interpreter has loaded after importing `module` alone."""
+    code = f"import sys, {module}; print(' '.join({{m.split('.')[0] for m in sys.modules}}))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    return set(result.stdout.split())

@@ -12,7 +12,8 @@ from django.core import mail
 
 from campaigns.measurement import campaign_uplift, program_uplift
 from campaigns.models import Intervention
-from campaigns.services import campaign_dispatch, interventions_relay
+from campaigns.services.dispatch import campaign_dispatch
+from campaigns.services.relay import interventions_relay
 from campaigns.suppression import global_control_mask
 from customers.models import Order
 from tests.campaigns.conftest import NOON, make_campaign, make_customers, make_template

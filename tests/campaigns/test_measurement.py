@@ -13,8 +13,9 @@ import pytest
 
 from campaigns.measurement import campaign_uplift, uplift_reports_refresh
 from campaigns.models import Campaign, Intervention, UpliftReport
-from campaigns.responses import coupon_redeem
-from campaigns.services import campaign_dispatch, interventions_relay
+from campaigns.services.coupons import coupon_redeem
+from campaigns.services.dispatch import campaign_dispatch
+from campaigns.services.relay import interventions_relay
 from campaigns.tasks import uplift_reports_nightly_task
 from customers.models import Order
 from tests.campaigns.conftest import NOON, make_campaign, make_customers
@@ -162,7 +163,7 @@ def test_the_report_equals_a_hand_computation(campaign: Campaign) -> None:
 
 
 def test_converted_responses_count_only_when_both_arms_have_them(campaign: Campaign) -> None:
-    from campaigns.services import response_record
+    from campaigns.services.responses import response_record
 
     treated, control = arms(campaign)
     first = Intervention.objects.get(campaign=campaign, customer_id=treated[0])

@@ -14,7 +14,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from campaigns.models import Campaign, Intervention, UpliftReport
-from campaigns.services import campaign_dispatch, interventions_relay
+from campaigns.services.dispatch import campaign_dispatch
+from campaigns.services.relay import interventions_relay
 from customers.models import Order
 from tests.campaigns.conftest import NOON, make_campaign, make_customers
 

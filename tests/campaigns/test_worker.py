@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from campaigns.models import Intervention
-from campaigns.services import campaign_dispatch
+from campaigns.services.dispatch import campaign_dispatch
 from campaigns.tasks import interventions_relay_task
 from tests.campaigns.conftest import make_campaign, make_customers, make_offer, make_template
 from tests.campaigns.servers import smtp_server

@@ -12,7 +12,9 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from campaigns.models import CallbackTask, Campaign, Intervention, Response
-from campaigns.services import campaign_dispatch, campaign_groups_ensure, interventions_relay
+from campaigns.services.dispatch import campaign_dispatch
+from campaigns.services.relay import interventions_relay
+from campaigns.services.setup import campaign_groups_ensure
 from customers.models import Consent
 from tests.campaigns.conftest import NOON, make_campaign, make_customers, make_offer, make_template
 

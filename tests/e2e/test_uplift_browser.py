@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from campaigns.services import campaign_dispatch, interventions_relay
+from campaigns.services.dispatch import campaign_dispatch
+from campaigns.services.relay import interventions_relay
 from customers.models import Order
 from tests.campaigns.conftest import NOON, make_campaign, make_customers, make_offer, make_template
 from tests.e2e.test_admin_browser import login, page  # noqa: F401  (the Playwright fixture)

@@ -5,7 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from campaigns.services import campaigns_seed
+from campaigns.services.setup import campaigns_seed
 
 
 class Command(BaseCommand):

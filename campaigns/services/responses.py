@@ -1,8 +1,9 @@
-"""Every state change that logs how customers responded to campaigns: batches of responses from
-API clients, coupon redemptions and provider webhook events (all idempotent by key).
+"""Every state change that logs how customers responded to campaigns: single responses, batches
+from API clients, provider webhook events, callback outcomes and unsubscribes (idempotent by key).
 
 A batch is atomic: every item is checked first and one bad item rejects the whole batch with
-every bad index named; a replayed item returns the response stored the first time.
+every bad index named; a replayed item returns the response stored the first time. Coupon
+redemptions, which log a response too, are campaigns.services.coupons.
 """
 
 from __future__ import annotations
@@ -13,33 +14,61 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 from django.conf import settings
+from django.core import signing
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Value, When
+from django.urls import reverse
 from django.utils import timezone
 
-from campaigns import selectors
 from campaigns.models import (
-    CONSENT_FOR_CHANNEL,
-    Coupon,
+    CallbackOutcome,
+    CallbackStatus,
+    CallbackTask,
+    ContactChannel,
     FailureReason,
     Intervention,
     InterventionStatus,
-    OfferKind,
     Response,
     ResponseKind,
 )
-from campaigns.services import response_record
-from customers.models import Customer, Order
+from campaigns.suppression import CONSENT_FOR_CHANNEL
+from customers.models import Customer
 from customers.services import consent_set
 
 # Most items one request may carry; the same bound as the ingestion API (settings).
 MAX_BATCH_ITEMS = 1000
-CENT = Decimal("0.01")
+
+
+def response_record(
+    *,
+    intervention: Intervention,
+    kind: str,
+    occurred_at: datetime,
+    idempotency_key: str,
+    revenue: Decimal | None = None,
+    order_external_id: str = "",
+    payload: dict[str, Any] | None = None,
+) -> tuple[Response, bool]:
+    """Log a response once per idempotency key; a replay returns the original (created False)."""
+    try:
+        with transaction.atomic():
+            response = Response.objects.create(
+                intervention=intervention,
+                kind=kind,
+                occurred_at=occurred_at,
+                idempotency_key=idempotency_key,
+                revenue=revenue,
+                order_external_id=order_external_id,
+                payload=payload or {},
+            )
+        return response, True
+    except IntegrityError:
+        return Response.objects.get(idempotency_key=idempotency_key), False
 
 
 @dataclass(frozen=True)
@@ -221,104 +250,6 @@ def responses_record_batch(*, items: Sequence[ResponseItem]) -> list[ResponseRes
     )
 
 
-# --- coupons ---------------------------------------------------------------------------------
-
-
-class CouponRedeemError(Exception):
-    """A coupon cannot be redeemed: `code` is not_found (404), coupon_expired or
-    coupon_already_redeemed (409)."""
-
-    def __init__(self, code: str, message: str, status: int) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
-
-
-@dataclass(frozen=True)
-class Redemption:
-    coupon: Coupon
-    response: Response | None  # None for a coupon issued outside any campaign
-    replay: bool
-
-
-def coupon_discount(*, coupon: Coupon, amount: Decimal) -> Decimal:
-    """What redeeming the coupon on an order of `amount` costs: the discount granted.
-    Percent: that share of the amount; amount-off: at most the amount; free shipping (and any
-    other kind): the offer's expected unit cost."""
-    if coupon.kind == OfferKind.PERCENT_COUPON:
-        discount = amount * Decimal(coupon.value) / 100
-    elif coupon.kind == OfferKind.AMOUNT_COUPON:
-        discount = min(Decimal(coupon.value), amount)
-    else:
-        discount = Decimal(coupon.offer.unit_cost)
-    return discount.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def coupon_redeem(
-    *,
-    code: str,
-    order_external_id: str,
-    amount: Decimal,
-    redeemed_at: datetime | None = None,
-) -> Redemption:
-    """Redeem a coupon once, for one order. The same order again is a replay (the original
-    result); another order, an expired or an unknown code raise CouponRedeemError. The
-    redemption is logged as a `redeemed` response of the coupon's intervention."""
-    redeemed_at = redeemed_at or timezone.now()
-    coupon = selectors.coupon_by_code(code=code)
-    if coupon is None:
-        raise CouponRedeemError("not_found", "No coupon has this code.", 404)
-    with transaction.atomic():
-        won = Coupon.objects.filter(pk=coupon.pk, redeemed_at__isnull=True).exists() and (
-            redeemed_at <= coupon.expires_at
-        )
-        if won:
-            discount = coupon_discount(coupon=coupon, amount=amount)
-            order = Order.objects.filter(external_id=order_external_id).first()
-            # Compare-and-set: of two concurrent redemptions exactly one updates the row.
-            won = bool(
-                Coupon.objects.filter(pk=coupon.pk, redeemed_at__isnull=True).update(
-                    redeemed_at=redeemed_at,
-                    redeemed_order=order,
-                    redeemed_order_external_id=order_external_id,
-                    redeemed_amount=amount,
-                    redeemed_discount=discount,
-                )
-            )
-        coupon.refresh_from_db()
-        if not won:
-            if coupon.redeemed_at is not None:
-                if coupon.redeemed_order_external_id == order_external_id:
-                    response = _redemption_response(coupon)
-                    return Redemption(coupon=coupon, response=response, replay=True)
-                raise CouponRedeemError(
-                    "coupon_already_redeemed",
-                    f"This coupon was already redeemed on {coupon.redeemed_at:%Y-%m-%d %H:%M} "
-                    "UTC for another order.",
-                    409,
-                )
-            raise CouponRedeemError(
-                "coupon_expired",
-                f"This coupon expired on {coupon.expires_at:%Y-%m-%d %H:%M} UTC.",
-                409,
-            )
-        response = None
-        if coupon.intervention_id:
-            response, _ = response_record(
-                intervention=coupon.intervention,  # type: ignore[arg-type]
-                kind=ResponseKind.REDEEMED,
-                occurred_at=redeemed_at,
-                idempotency_key=f"coupon-{coupon.pk}-redeemed",
-                revenue=amount,
-                order_external_id=order_external_id,
-                payload={"code": coupon.code, "discount": str(coupon.redeemed_discount)},
-            )
-    return Redemption(coupon=coupon, response=response, replay=False)
-
-
-def _redemption_response(coupon: Coupon) -> Response | None:
-    return Response.objects.filter(idempotency_key=f"coupon-{coupon.pk}-redeemed").first()
-
-
 # --- provider webhooks -------------------------------------------------------------------------
 
 # Provider event names → response kinds (None: acknowledged and ignored, e.g. "sent", "queued").
@@ -378,15 +309,6 @@ class WebhookSummary:
     ignored: int
     unknown_message: int
 
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "received": self.received,
-            "recorded": self.recorded,
-            "replayed": self.replayed,
-            "ignored": self.ignored,
-            "unknown_message": self.unknown_message,
-        }
-
 
 def provider_events_record(*, channel: str, events: Sequence[dict[str, Any]]) -> WebhookSummary:
     """Log a provider's delivery events (validated dicts: id, event, message_id, occurred_at).
@@ -443,16 +365,89 @@ def provider_events_record(*, channel: str, events: Sequence[dict[str, Any]]) ->
     )
 
 
-__all__ = [
-    "CouponRedeemError",
-    "Redemption",
-    "ResponseItem",
-    "ResponseItemsError",
-    "ResponseResult",
-    "WebhookSummary",
-    "coupon_discount",
-    "coupon_redeem",
-    "provider_events_record",
-    "responses_record_batch",
-    "webhook_signature_valid",
-]
+# --- callbacks -------------------------------------------------------------------------------
+
+
+def callback_task_record_outcome(
+    *,
+    task: CallbackTask,
+    outcome: str,
+    notes: str = "",
+    agent: Any = None,
+    now: datetime | None = None,
+) -> Response:
+    """Close a callback with its outcome and log it as a response of the intervention.
+    `do_not_call` also revokes the customer's call consent."""
+    if outcome not in CallbackOutcome.values:
+        raise ValueError(f"unknown outcome {outcome!r}")
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = CallbackTask.objects.select_for_update().get(pk=task.pk)
+        locked.outcome, locked.notes = outcome, notes
+        locked.status, locked.completed_at = CallbackStatus.DONE, now
+        locked.save(update_fields=["outcome", "notes", "status", "completed_at"])
+        response, _ = response_record(
+            intervention=locked.intervention,
+            kind=ResponseKind.CALLBACK_OUTCOME,
+            occurred_at=now,
+            idempotency_key=f"callback-{locked.pk}-{outcome}",
+            payload={"outcome": outcome, "agent": getattr(agent, "username", ""), "notes": notes},
+        )
+        if outcome == CallbackOutcome.DO_NOT_CALL:
+            consent_set(
+                customer=locked.customer,
+                channel="call",
+                status="revoked",
+                source="callback_outcome",
+                recorded_at=now,
+            )
+    task.refresh_from_db()
+    return response
+
+
+# --- unsubscribe: the signed link of campaign messages and what clicking it does ---------------
+
+# Signs the unsubscribe tokens; changing it invalidates every link already sent.
+UNSUBSCRIBE_SALT = "campaigns.unsubscribe"
+
+
+def unsubscribe_token_make(*, customer_id: int, intervention_id: int | None = None) -> str:
+    return signing.dumps({"c": customer_id, "i": intervention_id}, salt=UNSUBSCRIBE_SALT)
+
+
+def unsubscribe_url(*, customer_id: int, intervention_id: int | None = None) -> str:
+    """The public one-click link that revokes the customer's email consent."""
+    token = unsubscribe_token_make(customer_id=customer_id, intervention_id=intervention_id)
+    return settings.PUBLIC_BASE_URL + reverse("campaigns-unsubscribe", args=[token])
+
+
+def customer_unsubscribe(*, token: str, now: datetime | None = None) -> Customer:
+    """Revoke email consent for the customer a signed unsubscribe token names (one click).
+    Raises signing.BadSignature for a forged or damaged token."""
+    data = signing.loads(token, salt=UNSUBSCRIBE_SALT)
+    now = now or timezone.now()
+    customer = Customer.objects.get(pk=int(data["c"]))
+    consent_set(
+        customer=customer,
+        channel="email",
+        status="revoked",
+        source="unsubscribe_link",
+        recorded_at=now,
+    )
+    intervention = Intervention.objects.filter(pk=data.get("i"), customer=customer).first()
+    if intervention is None:
+        # A link without an intervention (e.g. a footer): log it on the latest email sent.
+        intervention = (
+            Intervention.objects.filter(customer=customer, channel=ContactChannel.EMAIL)
+            .exclude(sent_at__isnull=True)
+            .order_by("-sent_at")
+            .first()
+        )
+    if intervention is not None:
+        response_record(
+            intervention=intervention,
+            kind=ResponseKind.UNSUBSCRIBED,
+            occurred_at=now,
+            idempotency_key=f"unsubscribe-{intervention.pk}",
+        )
+    return customer

@@ -14,12 +14,8 @@ from django.test import Client
 
 from campaigns.channels.email import EmailChannel
 from campaigns.models import CallbackTask, Coupon, Intervention, Response
-from campaigns.services import (
-    RELAY_LEASE,
-    callback_task_record_outcome,
-    campaign_dispatch,
-    interventions_relay,
-)
+from campaigns.services.dispatch import campaign_dispatch
+from campaigns.services.relay import RELAY_LEASE, interventions_relay
 from campaigns.tasks import interventions_relay_task
 from customers.models import Consent, Customer
 from customers.selectors import customer_consent_state
@@ -290,7 +286,7 @@ def test_control_customers_are_never_contacted_through_any_channel(
     }
 
 
-def test_callbacks_go_round_robin_to_agents_and_an_outcome_logs_a_response() -> None:
+def test_callbacks_go_round_robin_to_agents() -> None:
     group = Group.objects.get_or_create(name="agents")[0]
     agents = [User.objects.create_user(f"agent{i}", is_staff=True) for i in range(3)]
     group.user_set.add(*agents)
@@ -314,16 +310,7 @@ def test_callbacks_go_round_robin_to_agents_and_an_outcome_logs_a_response() -> 
     assert interventions_relay(now=NOON).sent == {"callback": 7}
     per_agent = Counter(CallbackTask.objects.values_list("assigned_agent__username", flat=True))
     assert per_agent == {"agent0": 3, "agent1": 2, "agent2": 2}
-
-    task = CallbackTask.objects.order_by("due_at").first()
-    assert task is not None
-    response = callback_task_record_outcome(task=task, outcome="do_not_call", notes="asked")
-    again = callback_task_record_outcome(task=task, outcome="do_not_call", notes="asked")
-    assert response.pk == again.pk and response.kind == "callback_outcome"
-    assert response.payload["outcome"] == "do_not_call"
-    task.refresh_from_db()
-    assert task.status == "done" and task.completed_at is not None
-    assert customer_consent_state(customer=task.customer)["call"]["granted"] is False
+    assert set(CallbackTask.objects.values_list("status", flat=True)) == {"open"}
 
 
 def test_the_relay_respects_the_per_channel_rate(email_rule: dict[str, Any]) -> None:
@@ -331,29 +318,3 @@ def test_the_relay_respects_the_per_channel_rate(email_rule: dict[str, Any]) -> 
     campaign_dispatch(campaign=make_campaign(rules=[email_rule], control_percentage=0), now=NOON)
     assert interventions_relay(now=NOON, max_per_channel={"email": 12}).sent == {"email": 12}
     assert Intervention.objects.filter(status="pending").count() == 18
-
-
-def test_coupons_are_exposed_through_the_api(api: Any, email_rule: dict[str, Any]) -> None:
-    make_customers(5)
-    campaign_dispatch(campaign=make_campaign(rules=[email_rule], control_percentage=0), now=NOON)
-    coupon = Coupon.objects.select_related("customer").first()
-    assert coupon is not None
-    listed = api.get(f"/api/v1/customers/{coupon.customer.external_id}/coupons")
-    assert listed.status_code == 200
-    assert [c["code"] for c in listed.json()] == [coupon.code]
-    assert listed.json()[0]["campaign"] == "Win-back"
-    one = api.get(f"/api/v1/coupons/{coupon.code.lower()}")
-    assert one.status_code == 200 and one.json()["customer"] == coupon.customer.external_id
-    missing = api.get("/api/v1/coupons/NOPE-NOPE")
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
-
-
-def test_the_coupon_api_needs_the_read_scope(email_rule: dict[str, Any]) -> None:
-    from rest_framework.test import APIClient
-
-    from customers.services import api_client_create
-
-    _client, key = api_client_create(name="writer", scopes=["customers:write"])
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
-    assert client.get("/api/v1/coupons/ABCD").status_code == 403

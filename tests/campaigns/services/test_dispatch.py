@@ -11,18 +11,20 @@ import pandas as pd
 import pytest
 from django.db import IntegrityError, transaction
 
-from common.db.bulk import bulk_insert_ignore
 from campaigns.models import CampaignCycle, Coupon, Intervention
-from campaigns.services import (
-    _campaign_plan,
-    campaign_cycle_key,
-    campaign_dispatch,
-    campaign_preview,
-    interventions_relay,
-)
+from campaigns.services.dispatch import campaign_dispatch, campaign_preview
+from campaigns.services.relay import interventions_relay
 from campaigns.suppression import holdout_is_control
+from common.db.bulk import bulk_insert_ignore
 from customers.models import Consent, Customer, Order
-from tests.campaigns.conftest import NOON, make_campaign, make_customers, make_offer, make_template
+from tests.campaigns.conftest import (
+    NOON,
+    make_campaign,
+    make_customers,
+    make_offer,
+    make_template,
+    mixed_population,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -118,62 +120,6 @@ def test_control_rows_can_never_hold_a_contact_status(email_rule: dict[str, Any]
     assert control is not None and control.status == "held_out"
     with pytest.raises(IntegrityError), transaction.atomic():
         Intervention.objects.filter(pk=control.pk).update(status="pending")
-
-
-def _mixed_population() -> None:
-    """Customers that exercise every rule branch and suppression reason."""
-    make_customers(300)
-    make_customers(40, start=1000, erased=True)
-    make_customers(40, start=2000, email="")
-    make_customers(40, start=3000, risk_tier="high", churn_probability=0.6)
-    make_customers(40, start=4000, risk_tier="low", churn_probability=0.1)  # matches no rule
-    # 21:00 local at NOON: quiet hours; riskiest, so first in line for the budget.
-    make_customers(40, start=5000, time_zone="Asia/Tokyo", churn_probability=0.9)
-    revoked = Customer.objects.filter(external_id__startswith="c0000")[:25]
-    Consent.objects.bulk_create(
-        [
-            Consent(customer=c, channel="email", status="revoked", recorded_at=NOON, source="t")
-            for c in revoked
-        ]
-    )
-
-
-def test_both_arms_go_through_exactly_the_same_rules_and_suppression(
-    email_rule: dict[str, Any],
-) -> None:
-    _mixed_population()
-    sms = {
-        "name": "high by sms",
-        "tiers": ["high"],
-        "channel": "sms",
-        "template": make_template("sms", body="{{ offer.description }}"),
-        "offer": None,
-    }
-    campaign = make_campaign(rules=[email_rule, sms], max_interventions_per_cycle=250)
-    start = campaign_cycle_key(campaign=campaign, now=NOON)[1]
-    decided = {}
-    for percentage in (0, 100):  # everyone treated, then everyone control
-        campaign.control_percentage = Decimal(percentage)
-        plan = _campaign_plan(campaign=campaign, now=NOON, cycle_start=start).decisions
-        decided[percentage] = plan.set_index("customer_id")[["rule_index", "reason", "send_after"]]
-    assert decided[0]["reason"].value_counts().to_dict() == {
-        "": 250,  # the budget; 40 of them in Tokyo are scheduled (quiet hours), not dropped
-        "budget_exhausted": 65,
-        "erased": 40,
-        "no_address": 40,
-        "no_consent": 25 + 40,  # 25 revoked email; SMS consent defaults to no
-    }
-    assert decided[0]["send_after"].notna().sum() == 40
-    pd.testing.assert_frame_equal(decided[0].sort_index(), decided[100].sort_index())
-    # And a real dispatch records the same decisions, whatever the arm.
-    campaign.control_percentage = Decimal(50)
-    campaign_dispatch(campaign=campaign, now=NOON)
-    recorded = pd.DataFrame(
-        list(Intervention.objects.values("customer_id", "arm", "reason", "status"))
-    ).set_index("customer_id")
-    assert (recorded["reason"] == decided[0]["reason"].reindex(recorded.index)).all()
-    assert set(recorded.loc[recorded["arm"] == "control", "status"]) <= {"held_out", "suppressed"}
-    assert set(recorded["arm"]) == {"treatment", "control"}
 
 
 def test_each_suppression_reason_comes_from_its_cause(
@@ -349,7 +295,7 @@ def test_coupons_are_unique_unguessable_and_only_for_treated_customers(
 
 
 def test_preview_writes_nothing_and_matches_the_dispatch(email_rule: dict[str, Any]) -> None:
-    _mixed_population()
+    mixed_population()
     campaign = make_campaign(rules=[email_rule], max_interventions_per_cycle=100)
     preview = campaign_preview(campaign=campaign, now=NOON)
     assert Intervention.objects.count() == 0 and CampaignCycle.objects.count() == 0

@@ -1,5 +1,5 @@
-"""The responses API, coupon redemption, signed provider webhooks, the unsubscribe response
-and the uplift endpoint — through URL routing, API-key auth, scopes and serializers."""
+"""The campaign API through URL routing, API-key auth, scopes and serializers: responses,
+coupons (list, show, redeem), signed provider webhooks and the uplift endpoint."""
 
 from __future__ import annotations
 
@@ -10,37 +10,25 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.core import mail
 from django.test import Client
 from rest_framework.test import APIClient
 
 from campaigns.channels.sms import webhook_signature
 from campaigns.models import Campaign, Coupon, Intervention, Response
-from campaigns.services import campaign_dispatch, interventions_relay, unsubscribe_url
-from customers.models import Consent
+from campaigns.services.dispatch import campaign_dispatch
 from customers.services import api_client_create
-from tests.campaigns.conftest import NOON, make_campaign, make_customers
+from tests.campaigns.conftest import NOON, interventions_of, make_campaign, make_customers
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def campaign(settings: Any, email_rule: dict[str, Any]) -> Campaign:
-    settings.CAMPAIGN_QUIET_HOURS = (0, 0)
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    make_customers(30)
-    campaign = make_campaign(rules=[email_rule], control_percentage=Decimal("30"))
-    campaign_dispatch(campaign=campaign, now=NOON)
-    interventions_relay(now=NOON)
-    return campaign
+def campaign(sent_campaign: Campaign) -> Campaign:
+    return sent_campaign
 
 
 def rows(campaign: Campaign, arm: str) -> list[Intervention]:
-    return list(
-        Intervention.objects.filter(campaign=campaign, arm=arm)
-        .select_related("customer")
-        .order_by("pk")
-    )
+    return interventions_of(campaign, arm)
 
 
 def item(intervention: Intervention, kind: str, key: str, **extra: Any) -> dict[str, Any]:
@@ -266,16 +254,6 @@ def test_the_sms_webhook_uses_its_own_secret(settings: Any, campaign: Campaign) 
     assert response.status_code == 403  # no SMS secret configured: every request is refused
 
 
-def test_the_unsubscribe_link_revokes_consent_and_logs_a_response(campaign: Campaign) -> None:
-    treated = rows(campaign, "treatment")[0]
-    assert mail.outbox
-    url = unsubscribe_url(customer_id=treated.customer_id, intervention_id=treated.pk)
-    path = url.split("://", 1)[1].split("/", 1)[1]
-    assert Client().post("/" + path).status_code == 200
-    assert Consent.objects.get(customer_id=treated.customer_id, channel="email").status == "revoked"
-    assert Response.objects.filter(intervention=treated, kind="unsubscribed").count() == 1
-
-
 def test_the_uplift_endpoint_needs_the_reports_scope_and_returns_the_report(
     campaign: Campaign,
 ) -> None:
@@ -314,3 +292,29 @@ def test_the_new_endpoints_are_in_the_openapi_schema() -> None:
         "/api/v1/webhooks/email/",
     ):
         assert path in text
+
+
+def test_coupons_are_exposed_through_the_api(api: Any, email_rule: dict[str, Any]) -> None:
+    make_customers(5)
+    campaign_dispatch(campaign=make_campaign(rules=[email_rule], control_percentage=0), now=NOON)
+    coupon = Coupon.objects.select_related("customer").first()
+    assert coupon is not None
+    listed = api.get(f"/api/v1/customers/{coupon.customer.external_id}/coupons")
+    assert listed.status_code == 200
+    assert [c["code"] for c in listed.json()] == [coupon.code]
+    assert listed.json()[0]["campaign"] == "Win-back"
+    one = api.get(f"/api/v1/coupons/{coupon.code.lower()}")
+    assert one.status_code == 200 and one.json()["customer"] == coupon.customer.external_id
+    missing = api.get("/api/v1/coupons/NOPE-NOPE")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_the_coupon_api_needs_the_read_scope(email_rule: dict[str, Any]) -> None:
+    from rest_framework.test import APIClient
+
+    from customers.services import api_client_create
+
+    _client, key = api_client_create(name="writer", scopes=["customers:write"])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    assert client.get("/api/v1/coupons/ABCD").status_code == 403

@@ -1,0 +1,175 @@
+"""What a campaign rule matches, defined once: a rule's fields become a frozen `RuleSpec` (a
+tuple of conditions on columns of the candidates frame), evaluated here with pandas.
+
+Pure (pandas and numpy only, no Django): the dispatch evaluates specs on every chunk, and
+`campaigns.selectors.rules_prefilter` builds its SQL from the same conditions through the
+`lookup` of each operator in `OPERATORS`, so the two readings of a rule cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from campaigns.suppression import consent_column
+
+# Columns of the candidates frame that rule conditions read (campaigns.selectors.candidates_frame
+# reads tier, probability and the attributes; the dispatch adds value and the consent columns).
+TIER = "tier"
+PROBABILITY = "probability"
+VALUE = "value"  # completed-order revenue over selectors.VALUE_WINDOW_DAYS
+ATTRIBUTE_PREFIX = "attr__"
+
+
+def attribute_column(field: str) -> str:
+    """The candidates-frame column holding a customer attribute's raw JSON value (as text)."""
+    return f"{ATTRIBUTE_PREFIX}{field}"
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Raw JSON values as stripped lower-case text ("" for None). Known quirk, kept as it was:
+    pandas reads a missing attribute in a column of strings as NaN, which becomes "nan"."""
+    return values.map(lambda v: "" if v is None else str(v).strip()).str.lower()
+
+
+def _number(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce")  # not a number: NaN, which compares False
+
+
+def _equal(values: pd.Series, expected: Any) -> pd.Series:
+    """A number compares as a number, a boolean as true/1 or false/0, anything else as text."""
+    if isinstance(expected, int | float) and not isinstance(expected, bool):
+        return _number(values).eq(float(expected))
+    if isinstance(expected, bool):
+        return _text(values).isin(["true", "1"] if expected else ["false", "0"])
+    return _text(values).eq(str(expected).strip().lower())
+
+
+def _one_of_text(values: pd.Series, expected: Any) -> pd.Series:
+    options = expected if isinstance(expected, list) else str(expected).split(",")
+    return _text(values).isin([str(o).strip().lower() for o in options])
+
+
+@dataclass(frozen=True)
+class Operator:
+    """How a condition tests a column: `test(values, expected)` → boolean Series. `lookup` is
+    the Django field lookup with the same meaning on a typed column of the customer row (None:
+    no SQL equivalent, checked in pandas only)."""
+
+    test: Callable[[pd.Series, Any], pd.Series]
+    lookup: str | None = None
+
+
+# The operators of attribute conditions (campaigns.models.AttributeOperator) and the ones the
+# score, value and consent conditions use. Attribute values are raw JSON, hence the coercions.
+OPERATORS: dict[str, Operator] = {
+    "eq": Operator(_equal),
+    "ne": Operator(lambda values, expected: ~_equal(values, expected)),
+    "gt": Operator(lambda values, bound: _number(values) > float(bound), "gt"),
+    "gte": Operator(lambda values, bound: _number(values) >= float(bound), "gte"),
+    "lt": Operator(lambda values, bound: _number(values) < float(bound), "lt"),
+    "lte": Operator(lambda values, bound: _number(values) <= float(bound), "lte"),
+    "in": Operator(_one_of_text),  # case-insensitive text: a list or "a,b,c"
+    "contains": Operator(
+        lambda values, part: _text(values).str.contains(str(part).lower(), regex=False)
+    ),
+    "one_of": Operator(lambda values, options: values.isin(list(options)), "in"),  # exact
+    "is_true": Operator(lambda values, _unused: values.astype(bool)),
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A customer matches when OPERATORS[operator] holds for their `column` and `value`."""
+
+    column: str
+    operator: str
+    value: Any = None  # attribute conditions: the JSON value as the rule stores it
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """Everything a rule requires of a customer; all conditions must hold (none: everyone)."""
+
+    conditions: tuple[Condition, ...] = ()
+
+
+class RuleFields(Protocol):
+    """The fields that say whom a rule matches (campaigns.models.Rule has them)."""
+
+    @property
+    def tiers(self) -> Any: ...
+    @property
+    def min_probability(self) -> float | None: ...
+    @property
+    def max_probability(self) -> float | None: ...
+    @property
+    def min_value(self) -> Decimal | float | None: ...
+    @property
+    def max_value(self) -> Decimal | float | None: ...
+    @property
+    def attribute_conditions(self) -> Any: ...
+    @property
+    def consent_channel(self) -> str: ...
+
+
+def rule_spec(rule: RuleFields) -> RuleSpec:
+    """The conditions a rule's fields state: tiers (empty: any), probability and value bounds
+    (inclusive), attribute conditions and the consent the rule routes on."""
+    conditions: list[Condition] = []
+    if rule.tiers:
+        conditions.append(Condition(TIER, "one_of", tuple(rule.tiers)))
+    if rule.min_probability is not None:
+        conditions.append(Condition(PROBABILITY, "gte", float(rule.min_probability)))
+    if rule.max_probability is not None:
+        conditions.append(Condition(PROBABILITY, "lte", float(rule.max_probability)))
+    if rule.min_value is not None:
+        conditions.append(Condition(VALUE, "gte", float(rule.min_value)))
+    if rule.max_value is not None:
+        conditions.append(Condition(VALUE, "lte", float(rule.max_value)))
+    conditions += [
+        Condition(attribute_column(item["field"]), item["operator"], item["value"])
+        for item in rule.attribute_conditions or []
+    ]
+    if rule.consent_channel:
+        conditions.append(Condition(consent_column(rule.consent_channel), "is_true"))
+    return RuleSpec(tuple(conditions))
+
+
+def attribute_fields(specs: Iterable[RuleSpec]) -> list[str]:
+    """The customer attributes any of the rules reads, sorted (one frame column each)."""
+    return sorted(
+        {
+            c.column.removeprefix(ATTRIBUTE_PREFIX)
+            for spec in specs
+            for c in spec.conditions
+            if c.column.startswith(ATTRIBUTE_PREFIX)
+        }
+    )
+
+
+def needs_value(specs: Iterable[RuleSpec]) -> bool:
+    """Whether any rule has a customer-value bound (else the value is not read at all)."""
+    return any(c.column == VALUE for spec in specs for c in spec.conditions)
+
+
+def rule_mask(frame: pd.DataFrame, spec: RuleSpec) -> pd.Series:
+    """Rows of the candidates frame the rule matches."""
+    mask = pd.Series(True, index=frame.index)
+    for condition in spec.conditions:
+        mask &= OPERATORS[condition.operator].test(frame[condition.column], condition.value)
+    return mask
+
+
+def first_matching_rule(frame: pd.DataFrame, specs: Sequence[RuleSpec]) -> np.ndarray:
+    """Per row, the index of the first rule (in the given order) that matches it; -1: none."""
+    matched = np.full(len(frame), -1)
+    for index, spec in enumerate(specs):
+        mask = rule_mask(frame, spec).to_numpy() & (matched == -1)
+        matched[mask] = index
+    return matched

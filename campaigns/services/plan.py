@@ -1,0 +1,220 @@
+"""The plan of a campaign cycle: which customers a campaign's rules match and, per customer,
+the arm, the suppression reason, send_after and the status to record. Reads only; writes nothing.
+
+The bridge between the ORM and the pure modules: customers are read in id-range chunks into
+pandas (campaigns.selectors), matched with campaigns.rules and decided with campaigns.suppression
+(the one policy), so the dispatch and the admin preview decide alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+
+from campaigns import selectors
+from campaigns.models import Campaign, InterventionStatus, Rule, SuppressionReason
+from campaigns.rules import RuleSpec, first_matching_rule, needs_value, rule_spec
+from campaigns.suppression import (
+    PolicyConfig,
+    budget_exhausted,
+    consent_columns,
+    global_control_mask,
+    holdout_is_control,
+    quiet_hours_send_after,
+    suppression_reasons,
+)
+
+
+def policy_config() -> PolicyConfig:
+    """The suppression policy's settings: frequency caps, quiet hours, consent defaults."""
+    return PolicyConfig(
+        frequency_caps=dict(settings.CAMPAIGN_FREQUENCY_CAPS),
+        quiet_start_hour=settings.CAMPAIGN_QUIET_HOURS[0],
+        quiet_end_hour=settings.CAMPAIGN_QUIET_HOURS[1],
+        quiet_channels=frozenset(settings.CAMPAIGN_QUIET_HOURS_CHANNELS),
+        consent_defaults=dict(settings.CONSENT_DEFAULTS),
+    )
+
+
+@dataclass(frozen=True)
+class CampaignPlan:
+    """Per matched customer: rule, channel, arm, reason, send_after and status."""
+
+    decisions: pd.DataFrame  # one row per matched customer
+    rules: list[Rule]
+
+
+@dataclass(frozen=True)
+class _PlanInputs:
+    """What every chunk of one campaign's plan is decided with."""
+
+    campaign: Campaign
+    specs: list[RuleSpec]  # one per rule, in the order rules are tried
+    channel_of: np.ndarray  # rule index → contact channel
+    cost_of: np.ndarray  # rule index → offer unit cost
+    need_value: bool
+    config: PolicyConfig
+    now: datetime
+    cycle_start: datetime
+    history_since: datetime  # contact history is read back to here (cooldown, caps, this cycle)
+
+
+def _plan_inputs(
+    *, campaign: Campaign, rules: list[Rule], now: datetime, cycle_start: datetime
+) -> _PlanInputs:
+    config = policy_config()
+    specs = [rule_spec(rule) for rule in rules]
+    history_days = max(
+        [campaign.cooldown_days, 1, *[days for _n, days in config.frequency_caps.values()]]
+    )
+    return _PlanInputs(
+        campaign=campaign,
+        specs=specs,
+        channel_of=np.array([r.channel for r in rules], dtype=object),
+        cost_of=np.array([float(r.offer.unit_cost) if r.offer else 0.0 for r in rules]),
+        need_value=needs_value(specs),
+        config=config,
+        now=now,
+        cycle_start=cycle_start,
+        history_since=min(now - timedelta(days=history_days), cycle_start),
+    )
+
+
+def _chunk_candidates(inputs: _PlanInputs, id_range: tuple[int, int]) -> pd.DataFrame:
+    """A chunk's candidates with every column a rule reads: score, attributes, value, consent."""
+    frame = selectors.candidates_frame(specs=inputs.specs, id_range=id_range)
+    if frame.empty:
+        return frame
+    if inputs.need_value:
+        values = selectors.customer_value_frame(id_range=id_range, now=inputs.now)
+        frame["value"] = frame["customer_id"].map(values).fillna(0.0)
+    else:
+        frame["value"] = 0.0
+    consent = consent_columns(
+        customer_ids=frame["customer_id"],
+        consents=selectors.consents_frame(id_range=id_range),
+        defaults=inputs.config.consent_defaults,
+    )
+    return frame.join(consent, on="customer_id")
+
+
+def _chunk_decisions(inputs: _PlanInputs, id_range: tuple[int, int]) -> pd.DataFrame:
+    """The chunk's customers that match a rule, with their rule, channel, arm and the reason
+    the policy gives not to send (budget aside: it needs every chunk)."""
+    frame = _chunk_candidates(inputs, id_range)
+    if frame.empty:
+        return frame
+    matched = first_matching_rule(frame, inputs.specs)
+    frame = frame.loc[matched >= 0].copy()
+    if frame.empty:
+        return frame
+    frame["rule_index"] = matched[matched >= 0]
+    frame["channel"] = inputs.channel_of[frame["rule_index"].to_numpy()]
+    frame["offer_cost"] = inputs.cost_of[frame["rule_index"].to_numpy()]
+    campaign = inputs.campaign
+    # The arm is decided first, from the customer alone, and never looked at again until
+    # the very end: rules and suppression below cannot depend on it.
+    frame["is_control"] = holdout_is_control(
+        salt=campaign.salt,
+        customer_ids=frame["customer_id"].to_numpy(),
+        control_percentage=float(campaign.control_percentage),
+    )
+    frame["global_control"] = global_control_mask(
+        customer_ids=frame["customer_id"].to_numpy(),
+        salt=settings.GLOBAL_CONTROL_SALT,
+        percentage=float(settings.GLOBAL_CONTROL_PERCENT),
+    )
+    frame["reason"] = suppression_reasons(
+        frame,
+        history=selectors.contact_history_frame(id_range=id_range, since=inputs.history_since),
+        campaign_id=campaign.pk,
+        campaign_rank=(campaign.priority, campaign.pk),
+        cooldown_days=campaign.cooldown_days,
+        cycle_start=inputs.cycle_start,
+        now=inputs.now,
+        config=inputs.config,
+    )
+    return frame
+
+
+def _budget_left(campaign: Campaign) -> tuple[int | None, float | None]:
+    """The tightest of the per-cycle and the remaining overall limits: (count, offer value);
+    None where the campaign sets no limit."""
+    used_n, used_cost = selectors.campaign_usage(campaign=campaign)
+    counts = [
+        campaign.max_interventions_per_cycle,
+        None
+        if campaign.max_interventions_total is None
+        else max(campaign.max_interventions_total - used_n, 0),
+    ]
+    costs = [
+        None
+        if campaign.max_offer_value_per_cycle is None
+        else float(campaign.max_offer_value_per_cycle),
+        None
+        if campaign.max_offer_value_total is None
+        else max(float(campaign.max_offer_value_total) - used_cost, 0.0),
+    ]
+    limits_n = [v for v in counts if v is not None]
+    limits_cost = [v for v in costs if v is not None]
+    return (min(limits_n) if limits_n else None, min(limits_cost) if limits_cost else None)
+
+
+def _budget_applied(campaign: Campaign, decisions: pd.DataFrame) -> pd.DataFrame:
+    """The decisions in budget order, with the rows beyond the budget suppressed."""
+    # Budget: highest-priority rule first, then highest risk; arm-blind (see budget_exhausted).
+    decisions = decisions.sort_values(
+        ["rule_index", "probability", "customer_id"], ascending=[True, False, True]
+    ).reset_index(drop=True)
+    open_rows = decisions["reason"].eq("")
+    max_count, max_cost = _budget_left(campaign)
+    over = budget_exhausted(decisions.loc[open_rows], max_count=max_count, max_cost=max_cost)
+    decisions.loc[over.index[over.to_numpy()], "reason"] = SuppressionReason.BUDGET
+    return decisions
+
+
+def _with_status(decisions: pd.DataFrame, *, now: datetime, config: PolicyConfig) -> pd.DataFrame:
+    """Add send_after (quiet hours) and the intervention status each row is recorded with."""
+    # Quiet hours delay (never drop) the rows that may be sent; computed for both arms alike.
+    open_rows = decisions["reason"].eq("")
+    decisions["send_after"] = quiet_hours_send_after(decisions, now=now, config=config).where(
+        open_rows
+    )
+    control = decisions["is_control"].to_numpy()
+    status = np.where(
+        ~open_rows.to_numpy(),
+        InterventionStatus.SUPPRESSED,
+        np.where(
+            control,
+            InterventionStatus.HELD_OUT,
+            np.where(
+                decisions["send_after"].notna().to_numpy(),
+                InterventionStatus.SCHEDULED,
+                InterventionStatus.PENDING,
+            ),
+        ),
+    )
+    decisions["status"] = status
+    return decisions
+
+
+def campaign_plan(*, campaign: Campaign, now: datetime, cycle_start: datetime) -> CampaignPlan:
+    """Decide every matching customer's rule, arm, status and reason for the cycle starting
+    at `cycle_start`; write nothing (the dispatch records it, the preview only counts it)."""
+    rules = list(campaign.rules.select_related("offer", "template").order_by("position", "pk"))
+    if not rules:
+        return CampaignPlan(pd.DataFrame(), rules)
+    inputs = _plan_inputs(campaign=campaign, rules=rules, now=now, cycle_start=cycle_start)
+    chunks: list[pd.DataFrame] = []
+    for id_range in selectors.candidate_id_ranges(specs=inputs.specs):
+        decided = _chunk_decisions(inputs, id_range)
+        if not decided.empty:
+            chunks.append(decided)
+    if not chunks:
+        return CampaignPlan(pd.DataFrame(), rules)
+    decisions = _budget_applied(campaign, pd.concat(chunks, ignore_index=True))
+    return CampaignPlan(_with_status(decisions, now=now, config=inputs.config), rules)

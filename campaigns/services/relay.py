@@ -1,0 +1,365 @@
+"""The relay: deliver the outbox (treatment interventions `pending`/`scheduled`) through the
+channels, at most once per intervention, and build the message each intervention sends.
+
+Claims are leases (SKIP LOCKED on PostgreSQL) and every send passes a compare-and-set from
+`pending` to `sending`, so duplicated or retried relays never send a message twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from campaigns.channels.base import (
+    ChannelBackend,
+    OutboundMessage,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from campaigns.channels.registry import channel_backend
+from campaigns.models import (
+    Arm,
+    ContactChannel,
+    Coupon,
+    FailureReason,
+    Intervention,
+    InterventionStatus,
+    MessageTemplate,
+    Offer,
+    SuppressionReason,
+)
+from campaigns.rendering import message_render
+from campaigns.services.responses import unsubscribe_url
+from campaigns.suppression import consent_columns, consent_for_channel
+from customers.models import Consent
+from scoring.selectors import customer_latest_reasons
+
+logger = logging.getLogger(__name__)
+
+# Interventions claimed by the relay per transaction: small enough that a worker lost mid-chunk
+# strands little (its rows wait out RELAY_LEASE), large enough to amortise the claim query.
+RELAY_CHUNK = 200
+# A claimed chunk is the claimant's for this long; must exceed the time to send one chunk at the
+# slowest channel rate (200 SMS at 60/min ≈ 3.3 min).
+RELAY_LEASE = timedelta(minutes=10)
+# A row still `sending` after this long was lost with its worker mid-send: we cannot know if the
+# provider got it, so it is recorded failed (delivery_unknown) rather than risk a second send.
+SENDING_STALE_AFTER = timedelta(hours=1)
+
+
+@dataclass
+class RelaySummary:
+    sent: dict[str, int] = field(default_factory=dict)
+    retried: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+    suppressed_at_send: dict[str, int] = field(default_factory=dict)
+    stale_failed: int = 0
+
+    def add(self, bucket: dict[str, int], key: str, n: int = 1) -> None:
+        bucket[key] = bucket.get(key, 0) + n
+
+
+# --- the message ------------------------------------------------------------------------------
+
+
+def reason_text(reason: Any) -> str:
+    """A churn reason (a scoring reason dict, or text) as the line a person reads."""
+    if isinstance(reason, dict):
+        return str(reason.get("text") or reason.get("label") or reason.get("feature") or reason)
+    return str(reason)
+
+
+def _message_context(
+    intervention: Intervention, reasons: list[Any], unsubscribe: str
+) -> dict[str, Any]:
+    customer = intervention.customer
+    offer: Offer | None = intervention.offer
+    coupon: Coupon | None = getattr(intervention, "coupon", None)
+    return {
+        "first_name": (customer.name or "").split(" ")[0] if customer.name else "",
+        "campaign": intervention.campaign.name,
+        "offer": {
+            "name": offer.name,
+            "kind": offer.kind,
+            "value": offer.value_text,
+            "description": offer.describe(),
+        }
+        if offer
+        else {},
+        "coupon_code": coupon.code if coupon else "",
+        "coupon_expires": f"{coupon.expires_at:%Y-%m-%d}" if coupon else "",
+        "unsubscribe_url": unsubscribe,
+        "reasons": [reason_text(r) for r in reasons],
+    }
+
+
+def intervention_message(
+    *, intervention: Intervention, reasons: list[Any] | None = None
+) -> OutboundMessage:
+    """The message an intervention sends: its template rendered with the restricted context."""
+    unsubscribe = unsubscribe_url(
+        customer_id=intervention.customer_id, intervention_id=intervention.pk
+    )
+    context = _message_context(intervention, reasons or [], unsubscribe)
+    template: MessageTemplate | None = intervention.template
+    rendered = (
+        message_render(
+            subject=template.subject,
+            body=template.body,
+            html_body=template.html_body,
+            context=context,
+        )
+        if template
+        else None
+    )
+    text = rendered.text if rendered else ""
+    html = rendered.html if rendered else ""
+    headers: dict[str, str] = {}
+    if intervention.channel == ContactChannel.EMAIL:
+        if "unsubscribe" not in text.lower():
+            text += f"\n\nUnsubscribe: {unsubscribe}"
+            html = html.replace("</body>", f'<p><a href="{unsubscribe}">Unsubscribe</a></p></body>')
+        headers = {
+            "List-Unsubscribe": f"<{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+    return OutboundMessage(
+        intervention_id=intervention.pk,
+        idempotency_key=f"intervention-{intervention.pk}",
+        customer_id=intervention.customer_id,
+        to_email=intervention.customer.email,
+        to_phone=intervention.customer.phone,
+        subject=rendered.subject if rendered else "",
+        text=text,
+        html=html,
+        headers=headers,
+        due_at=intervention.send_after or intervention.created_at,
+        coupon_code=context["coupon_code"],
+    )
+
+
+# --- claiming, checking and sending -----------------------------------------------------------
+
+
+def _outbox(now: datetime) -> QuerySet[Intervention]:
+    return Intervention.objects.filter(
+        Q(send_after__isnull=True) | Q(send_after__lte=now),
+        Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - RELAY_LEASE),
+        arm=Arm.TREATMENT,
+        status__in=[InterventionStatus.PENDING, InterventionStatus.SCHEDULED],
+    )
+
+
+def _claim(*, channel: str, limit: int, now: datetime) -> list[int]:
+    """Lease up to `limit` due outbox rows of a channel to this relay run (SKIP LOCKED on
+    PostgreSQL, so concurrent relays take disjoint rows)."""
+    with transaction.atomic():
+        rows = _outbox(now).filter(channel=channel).order_by("pk")
+        if connection.features.has_select_for_update_skip_locked:
+            rows = rows.select_for_update(skip_locked=True)
+        ids = list(rows.values_list("pk", flat=True)[:limit])
+        if ids:
+            Intervention.objects.filter(pk__in=ids).update(claimed_at=now)
+    return ids
+
+
+def _still_allowed(interventions: Sequence[Intervention]) -> dict[int, str]:
+    """Last check before sending (the customer may have unsubscribed or been erased since the
+    dispatch): {intervention id: reason} for those that may no longer be sent."""
+    ids = [i.customer_id for i in interventions]
+    frame = pd.DataFrame(
+        {
+            "intervention_id": [i.pk for i in interventions],
+            "customer_id": ids,
+            "channel": [i.channel for i in interventions],
+            "erased": [i.customer.erased for i in interventions],
+        }
+    )
+    consents = pd.DataFrame(
+        list(
+            Consent.objects.filter(customer_id__in=ids).values_list(
+                "customer_id", "channel", "status"
+            )
+        ),
+        columns=["customer_id", "channel", "status"],
+    )
+    columns = consent_columns(
+        customer_ids=frame["customer_id"].drop_duplicates(),
+        consents=consents,
+        defaults=dict(settings.CONSENT_DEFAULTS),
+    )
+    frame = frame.join(columns, on="customer_id")
+    reasons = pd.Series("", index=frame.index, dtype=object)
+    reasons[~consent_for_channel(frame)] = SuppressionReason.NO_CONSENT
+    reasons[frame["erased"]] = SuppressionReason.ERASED
+    blocked = frame.loc[reasons.ne("")]
+    return dict(zip(blocked["intervention_id"], reasons[reasons.ne("")], strict=True))
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=settings.CAMPAIGN_RELAY_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0))
+
+
+def _deliver_one(
+    backend: ChannelBackend,
+    intervention: Intervention,
+    reasons: list[Any],
+    summary: RelaySummary,
+    now: datetime,
+) -> None:
+    """Check-and-set to `sending`, send, record. The compare-and-set is the at-most-once gate:
+    a duplicated or retried relay finds the row no longer pending and skips it."""
+    try:
+        message = intervention_message(intervention=intervention, reasons=reasons)
+    except Exception as exc:  # a template that cannot render is this message's permanent fault
+        Intervention.objects.filter(
+            pk=intervention.pk,
+            status__in=[InterventionStatus.PENDING, InterventionStatus.SCHEDULED],
+        ).update(
+            status=InterventionStatus.FAILED,
+            reason=FailureReason.REJECTED,
+            detail=f"cannot render the message: {exc}"[:2000],
+            updated_at=timezone.now(),
+        )
+        summary.add(summary.failed, FailureReason.REJECTED)
+        return
+    claimed = Intervention.objects.filter(
+        pk=intervention.pk,
+        arm=Arm.TREATMENT,
+        status__in=[InterventionStatus.PENDING, InterventionStatus.SCHEDULED],
+    ).update(
+        status=InterventionStatus.SENDING, attempts=F("attempts") + 1, updated_at=timezone.now()
+    )
+    if claimed != 1:
+        return
+    attempts = intervention.attempts + 1
+    channel = intervention.channel
+    try:
+        provider_id = backend.send(message)
+    except TransientDeliveryError as exc:
+        # Backoff counts from the relay run's clock (the one its claims and leases use).
+        if attempts >= settings.CAMPAIGN_RELAY_MAX_ATTEMPTS:
+            _finish(intervention, InterventionStatus.FAILED, FailureReason.RETRIES_EXHAUSTED, exc)
+            summary.add(summary.failed, FailureReason.RETRIES_EXHAUSTED)
+        else:
+            Intervention.objects.filter(
+                pk=intervention.pk, status=InterventionStatus.SENDING
+            ).update(
+                status=InterventionStatus.PENDING,
+                send_after=now + _backoff(attempts),
+                claimed_at=None,
+                detail=str(exc)[:2000],
+                updated_at=now,
+            )
+            summary.retried += 1
+        return
+    except PermanentDeliveryError as exc:
+        _finish(intervention, InterventionStatus.FAILED, FailureReason.REJECTED, exc)
+        summary.add(summary.failed, FailureReason.REJECTED)
+        return
+    sent_at = timezone.now()
+    Intervention.objects.filter(pk=intervention.pk, status=InterventionStatus.SENDING).update(
+        status=InterventionStatus.SENT,
+        sent_at=sent_at,
+        provider_message_id=provider_id[:200],
+        detail="",
+        updated_at=sent_at,
+    )
+    summary.add(summary.sent, channel)
+
+
+def _finish(intervention: Intervention, status: str, reason: str, exc: Exception) -> None:
+    Intervention.objects.filter(pk=intervention.pk, status=InterventionStatus.SENDING).update(
+        status=status, reason=reason, detail=str(exc)[:2000], updated_at=timezone.now()
+    )
+
+
+def interventions_mark_stale(*, now: datetime) -> int:
+    """Rows left `sending` by a lost worker: recorded failed, never re-sent (at most once)."""
+    return Intervention.objects.filter(
+        status=InterventionStatus.SENDING, claimed_at__lt=now - SENDING_STALE_AFTER
+    ).update(
+        status=InterventionStatus.FAILED,
+        reason=FailureReason.DELIVERY_UNKNOWN,
+        detail="the worker was lost while sending; not retried to avoid a second message",
+        updated_at=now,
+    )
+
+
+def _claimed_chunk(ids: list[int], summary: RelaySummary, now: datetime) -> list[Intervention]:
+    """The claimed interventions, less those the last check stops (recorded suppressed)."""
+    chunk = list(
+        Intervention.objects.filter(pk__in=ids)
+        .select_related("customer", "offer", "template", "campaign", "coupon")
+        .order_by("pk")
+    )
+    blocked = _still_allowed(chunk)
+    for intervention_id, reason in blocked.items():
+        Intervention.objects.filter(
+            pk=intervention_id,
+            status__in=[InterventionStatus.PENDING, InterventionStatus.SCHEDULED],
+        ).update(status=InterventionStatus.SUPPRESSED, reason=reason, updated_at=now)
+        summary.add(summary.suppressed_at_send, reason)
+    return [i for i in chunk if i.pk not in blocked]
+
+
+def _channel_relay(
+    channel: str, allowance: int | None, summary: RelaySummary, now: datetime
+) -> None:
+    """Claim and deliver one channel's due rows chunk by chunk, up to `allowance` claimed rows
+    (None: until none is due). The backend is opened once, at the first chunk to send."""
+    done = 0
+    backend: ChannelBackend | None = None
+    try:
+        while allowance is None or done < allowance:
+            limit = RELAY_CHUNK if allowance is None else min(RELAY_CHUNK, allowance - done)
+            ids = _claim(channel=channel, limit=limit, now=now)
+            if not ids:
+                break
+            done += len(ids)
+            chunk = _claimed_chunk(ids, summary, now)
+            if not chunk:
+                continue
+            if backend is None:
+                backend = channel_backend(channel)
+                try:
+                    backend.open()
+                except (TransientDeliveryError, PermanentDeliveryError) as exc:
+                    # Nothing was sent: release the lease so the rows wait for the next run.
+                    Intervention.objects.filter(pk__in=ids).update(claimed_at=None)
+                    logger.warning("relay: %s channel unavailable: %s", channel, exc)
+                    backend = None
+                    break
+            reasons = customer_latest_reasons(customer_ids=[i.customer_id for i in chunk])
+            for intervention in chunk:
+                _deliver_one(
+                    backend, intervention, reasons.get(intervention.customer_id, []), summary, now
+                )
+    finally:
+        if backend is not None:
+            backend.close()
+
+
+def interventions_relay(
+    *,
+    now: datetime | None = None,
+    channels: Iterable[str] | None = None,
+    max_per_channel: dict[str, int] | None = None,
+) -> RelaySummary:
+    """Deliver due treatment interventions from the outbox, chunk by chunk, per channel, up to
+    `max_per_channel` messages each (None: until the outbox is empty)."""
+    summary = RelaySummary()
+    now = now or timezone.now()
+    summary.stale_failed = interventions_mark_stale(now=now)
+    for channel in channels or ContactChannel.values:
+        _channel_relay(channel, (max_per_channel or {}).get(channel), summary, now)
+    return summary
