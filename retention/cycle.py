@@ -115,7 +115,7 @@ def _sources(options: CycleOptions) -> Path | None:
 def stage_scoring(options: CycleOptions) -> StageResult:
     """Train if there is no active model, then score every customer as of the cycle's date."""
     from scoring.cycle import scoring_stage
-    from scoring.services import ScoringError, TrainingError
+    from scoring.errors import ScoringError, TrainingError
 
     sources = _sources(options)
     config = json.loads(sources.read_text()).get("scoring", {}) if sources else {}
