@@ -1,8 +1,5 @@
-"""Training data assembly: labelled features read from the database or from a file.
-
-Belongs here: reading rows (through customers.selectors) and labelling them as of a cutoff,
-returning a `scoring.ml.datasets.TrainingData`; no state changes.
-"""
+"""Training data assembly: customers' rows read through customers.selectors, labelled and
+featurised as of a cutoff (or a labelled file), returned as a `TrainingData`; no writes."""
 
 from __future__ import annotations
 
