@@ -51,17 +51,24 @@ def test_the_label_attribute_is_split_off_every_customer() -> None:
     assert customers["attributes"][0] == {"Churn": "Yes", "plan": "a"}  # the input is untouched
 
 
-def test_enough_of_each_class_gives_an_out_of_time_split() -> None:
-    train = (_features(100), _labels(100, 40))
+def _two_cutoffs(
+    *, train_churners: int, drop: tuple[str, ...] = ()
+) -> tuple[TrainingData, tuple[pd.DataFrame, np.ndarray]]:
+    """100 customers at the earlier cutoff, 120 (half churned) at the later one."""
     valid = (_features(120, first_id=50, seed=1), _labels(120, 60))
     data = out_of_time_data(
-        train=train,
+        train=(_features(100), _labels(100, train_churners)),
         valid=valid,
         train_cutoff=TRAIN_CUTOFF,
         valid_cutoff=VALID_CUTOFF,
-        drop=["gender"],
+        drop=drop,
         label=LABEL,
     )
+    return data, valid
+
+
+def test_enough_of_each_class_gives_an_out_of_time_split() -> None:
+    data, valid = _two_cutoffs(train_churners=40, drop=("gender",))
     assert data.validation == "out_of_time"
     assert list(data.X.columns) == list(data.X_valid.columns) == ["recency_days"]
     assert len(data.X) == 100 and len(data.X_valid) == 120 and data.n_rows == 220
@@ -76,16 +83,7 @@ def test_enough_of_each_class_gives_an_out_of_time_split() -> None:
 
 
 def test_too_few_of_a_class_falls_back_to_k_fold_at_the_later_cutoff() -> None:
-    train = (_features(100), _labels(100, MIN_CLASS_ROWS - 1))
-    valid = (_features(120, first_id=50, seed=1), _labels(120, 60))
-    data = out_of_time_data(
-        train=train,
-        valid=valid,
-        train_cutoff=TRAIN_CUTOFF,
-        valid_cutoff=VALID_CUTOFF,
-        drop=(),
-        label=LABEL,
-    )
+    data, valid = _two_cutoffs(train_churners=MIN_CLASS_ROWS - 1)
     assert data.validation == "stratified" and data.X_valid is None and data.y_valid is None
     assert data.X.index.equals(valid[0].index) and data.y is valid[1]
     assert list(data.X.columns) == ["recency_days", "attr_gender"]
