@@ -5,7 +5,7 @@ feature at a time by its typical training value (median / most frequent category
 customers whose value differs, re-score them with one `predict_proba` call, and take
 contribution = p(actual) - p(with typical value). A positive contribution means the
 customer's own value raises the risk. The top `top_k` positive contributions become short
-phrases ("no order for 143 days", "Contract is Month-to-month").
+phrases ("no order for 143 days", "Contract is Month-to-month"; `scoring.ml.phrases`).
 Cost: one prediction per feature per differing row of the chunk (batched into few calls).
 
 Linear models (logistic regression after column-wise preprocessing, optionally inside
