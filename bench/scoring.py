@@ -40,55 +40,42 @@ the database is not PostgreSQL.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from _postgres import conninfo, database_settings, ensure_database  # noqa: E402
+from _postgres import database_settings, ensure_database  # noqa: E402
+from _scoring_data import (  # noqa: E402
+    AS_OF,
+    REFERENCE_TABLE,
+    SEED,
+    clear_run_scores,
+    execute,
+    maintenance,
+    prepare_data,
+    train,
+)
+from _scoring_steps import (  # noqa: E402
+    PHASES,
+    step_celery,
+    step_end_to_end,
+    step_reference,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
 
 GOAL_RATIO = 2.0
 GOAL_PEAK_MB = 4096
-SEED = 20240607
-AS_OF = "2025-01-01T00:00:00+00:00"  # the scoring cutoff; orders end here
-HISTORY_START = "2022-01-01"
-HORIZON_DAYS = 90
-GENERATE_BLOCK = 500_000
-REFERENCE_TABLE = "bench_scores_reference"
-META_TABLE = "bench_scoring_data"
 RESULT_PREFIX = "BENCH-RESULT "
-PLANS = ("basic", "plus", "pro")
-CHANNELS = ("web", "app", "store")
-CATEGORIES = ("books", "music", "electronics", "garden", "toys", "fashion", "food")
-
-
 STEPS = ["reference", "no_reasons", "end_to_end", "celery"]
-# Timed services of a run: phase → (scoring.services attribute, label in the table).
-PHASES = {
-    "create": ("scoring_run_create", "create: run row, customer ids"),
-    "orders": ("orders_frame", "read orders (COPY → pandas)"),
-    "customers": ("customers_frame", "read customers"),
-    "events": ("events_frame", "read events"),
-    "features": ("build_features", "build_features"),
-    "score": ("score_features", "align + predict + tiers + reasons"),
-    "reasons": ("explain_customers", "  of which reasons (explain)"),
-    "scores": ("bulk_insert", "write scores (bulk_insert)"),
-    "latest": ("_customers_take_scores", "customers take the scores (UPDATE)"),
-    "finish": ("scoring_run_finish", "finish: tier counts, drift"),
-}
 
 
 @dataclass
@@ -144,589 +131,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def execute(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params or [])
-        return cursor.fetchall() if cursor.description else []
-
-
-def maintenance(*tables: str) -> None:
-    """VACUUM ANALYZE (what autovacuum would have done by the nightly run) and a CHECKPOINT,
-    so a step neither reads dead rows nor pays for the previous step's dirty pages."""
-    from django.db import DatabaseError, connection
-
-    with connection.cursor() as cursor:
-        for table in tables:
-            cursor.execute(f"VACUUM (ANALYZE) {connection.ops.quote_name(table)}")
-        with contextlib.suppress(DatabaseError):  # not a superuser: measure without it
-            cursor.execute("CHECKPOINT")
-
-
-def clear_scores() -> None:
-    """Forget every model, run and score; customers lose their latest-score columns."""
-    from customers.models import Customer
-    from scoring.models import ChurnModel, CustomerScore, ScoringRun
-
-    tables = ", ".join(m._meta.db_table for m in (CustomerScore, ScoringRun, ChurnModel))
-    execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-    execute(f"DROP TABLE IF EXISTS {REFERENCE_TABLE}")
-    execute(
-        f"UPDATE {Customer._meta.db_table} SET churn_probability = NULL, risk_tier = '', "
-        "scored_at = NULL, score_model_version = '' WHERE scored_at IS NOT NULL"
-    )
-
-
-def clear_run_scores() -> None:
-    """Empty the scores and runs between timed runs (the model stays)."""
-    from scoring.models import CustomerScore, ScoringChunk, ScoringRun
-
-    tables = ", ".join(m._meta.db_table for m in (CustomerScore, ScoringChunk, ScoringRun))
-    execute(f"TRUNCATE {tables} RESTART IDENTITY")
-
-
-# ---- data -----------------------------------------------------------------------------------
-
-
-def data_key(args: argparse.Namespace) -> str:
-    return f"v1 customers={args.customers} orders={args.orders} seed={args.seed}"
-
-
-def prepare_data(args: argparse.Namespace, config: dict[str, Any]) -> None:
-    from customers.models import Customer, Order
-
-    execute(f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key text)")
-    stored = execute(f"SELECT key FROM {META_TABLE}")
-    clear_scores()
-    if args.reuse and stored and stored[0][0] == data_key(args):
-        print(f"reusing the generated data ({data_key(args)})")
-        # Earlier runs updated every customer: rewrite the table as if freshly loaded.
-        execute(f"VACUUM FULL {Customer._meta.db_table}")
-        maintenance(Customer._meta.db_table, Order._meta.db_table)
-        return
-    execute(f"DELETE FROM {META_TABLE}")
-    tables = ", ".join(m._meta.db_table for m in (Order, Customer))
-    # CASCADE also empties whatever references customers (scores, interventions…).
-    execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-    print(f"generating {args.customers:,} customers and {args.orders:,} orders …", flush=True)
-    started = time.perf_counter()
-    load(config, args.customers, args.orders, args.seed)
-    print(f"  generated and loaded in {time.perf_counter() - started:.0f} s", flush=True)
-    started = time.perf_counter()
-    maintenance(Customer._meta.db_table, Order._meta.db_table)
-    execute(f"INSERT INTO {META_TABLE} VALUES (%s)", [data_key(args)])
-    print(f"  vacuumed in {time.perf_counter() - started:.0f} s", flush=True)
-
-
-def load(config: dict[str, Any], customers: int, orders: int, seed: int) -> None:
-    """Deterministic customers and orders, written with psycopg COPY (not timed).
-
-    Each customer is active from max(signup, history start) until an exponential lifetime
-    ends (shorter on the basic plan, longer on the app, longer with a newsletter); orders
-    fall uniformly inside that span at a customer-specific rate, so lapsed customers have
-    long recencies and the churn label (no order within 90 days) has a real signal. 4% of
-    customers never order; refund and cancel propensities vary by customer.
-    """
-    import numpy as np
-    import pandas as pd
-    import psycopg
-
-    from customers.models import Customer, Order
-
-    rng = np.random.default_rng(seed)
-    day = np.timedelta64(1, "D")
-    end = np.datetime64(AS_OF[:10])
-    history = np.datetime64(HISTORY_START)
-    signup = np.datetime64("2019-01-01") + rng.integers(
-        0, int((end - 30 * day - np.datetime64("2019-01-01")) / day), customers
-    ).astype("timedelta64[D]")
-    plan = rng.choice(len(PLANS), customers, p=[0.5, 0.35, 0.15])
-    channel = rng.choice(len(CHANNELS), customers, p=[0.5, 0.35, 0.15])
-    age = np.clip(18 + rng.gamma(4.0, 5.0, customers), 18, 90).astype(np.int64)
-    newsletter = rng.random(customers) < 0.4
-
-    start_s = np.maximum(signup, history).astype("datetime64[s]").astype(np.int64)
-    end_s = end.astype("datetime64[s]").astype(np.int64)
-    mean_life = np.array([1200.0, 2400.0, 4000.0])[plan] * np.where(channel == 1, 1.3, 1.0)
-    mean_life *= np.where(newsletter, 1.2, 1.0)
-    lifetime_s = rng.exponential(mean_life) * 86_400
-    stop_s = np.minimum(start_s + lifetime_s.astype(np.int64), end_s)
-    span_s = np.maximum(stop_s - start_s, 0)
-    rate = rng.lognormal(0.0, 0.7, customers) * np.where(rng.random(customers) < 0.04, 0, 1)
-    weight = rate * span_s
-    counts = rng.multinomial(orders, weight / weight.sum())
-    refund_p = rng.beta(1.0, 18.0, customers)
-    cancel_p = rng.beta(1.0, 24.0, customers)
-    spend = rng.normal(3.4, 0.4, customers) + np.array([0.0, 0.2, 0.4])[plan]
-
-    now = pd.Timestamp.now(tz="UTC").isoformat()
-    customer_ids = np.arange(1, customers + 1)
-    attributes = (
-        '{"age": '
-        + pd.Series(age).astype(str)
-        + ', "plan": "'
-        + pd.Series(np.asarray(PLANS)[plan])
-        + '", "channel": "'
-        + pd.Series(np.asarray(CHANNELS)[channel])
-        + '", "newsletter": '
-        + pd.Series(np.where(newsletter, "true", "false"))
-        + "}"
-    )
-    width = len(str(customers))
-    customer_frame = pd.DataFrame(
-        {
-            "id": customer_ids,
-            "external_id": "C" + pd.Series(customer_ids).astype(str).str.zfill(width),
-            "name": "Customer " + pd.Series(customer_ids).astype(str),
-            "email": "c" + pd.Series(customer_ids).astype(str) + "@example.com",
-            "phone": "",
-            "time_zone": "UTC",
-            "country": "US",
-            "signup_date": np.datetime_as_string(signup, unit="D"),
-            "attributes": attributes,
-            "erased": "f",
-            "risk_tier": "",
-            "score_model_version": "",
-            "created_at": now,
-            "updated_at": now,
-        }
-    )
-    # Orders in time order (how they arrive), then written in blocks.
-    owner = np.repeat(np.arange(customers, dtype=np.int32), counts)
-    placed = start_s[owner] + (rng.random(len(owner)) * span_s[owner]).astype(np.int64)
-    placed = np.minimum(placed, end_s - 1)
-    order = np.argsort(placed, kind="stable")
-    owner, placed = owner[order], placed[order]
-    del order
-    with psycopg.connect(**conninfo(config, config["NAME"])) as conn:
-        copy_frame(
-            conn,
-            Customer._meta.db_table,
-            customer_frame,
-            not_null=("phone", "risk_tier", "score_model_version"),
-        )
-        del customer_frame
-        for first in range(0, orders, GENERATE_BLOCK):
-            who = owner[first : first + GENERATE_BLOCK]
-            n = len(who)
-            u = rng.random(n)
-            status = np.where(
-                u < refund_p[who],
-                "refunded",
-                np.where(u < refund_p[who] + cancel_p[who], "cancelled", "completed"),
-            )
-            amount = np.round(np.exp(spend[who] + rng.normal(0, 0.5, n)), 2)
-            discount = np.where(
-                rng.random(n) < 0.2, np.round(amount * rng.uniform(0.05, 0.3, n), 2), 0.0
-            )
-            ids = np.arange(first + 1, first + n + 1)
-            block = pd.DataFrame(
-                {
-                    "id": ids,
-                    "external_id": "O" + pd.Series(ids).astype(str).str.zfill(10),
-                    "customer_id": customer_ids[who],
-                    "placed_at": np.strings.add(
-                        np.datetime_as_string(
-                            placed[first : first + n].astype("datetime64[s]"), unit="s"
-                        ),
-                        "+00",
-                    ),
-                    "amount": amount,
-                    "currency": "USD",
-                    "status": status,
-                    "item_count": 1 + rng.poisson(1.5, n),
-                    "discount_amount": discount,
-                    "category": np.asarray(CATEGORIES)[rng.integers(0, len(CATEGORIES), n)],
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            copy_frame(conn, Order._meta.db_table, block)
-            print(f"  orders {first + n:,}/{orders:,}", end="\r", flush=True)
-        print()
-        for table in (Customer._meta.db_table, Order._meta.db_table):
-            conn.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"(SELECT coalesce(max(id), 1) FROM {table}))"
-            )
-        conn.commit()
-
-
-def copy_frame(conn: Any, table: str, frame: Any, not_null: tuple[str, ...] = ()) -> None:
-    """COPY a frame in CSV; columns in `not_null` read an empty field as '' (not NULL)."""
-    import io
-
-    buffer = io.StringIO()
-    frame.to_csv(buffer, header=False, index=False, float_format="%.2f")
-    columns = ", ".join(frame.columns)
-    options = "FORMAT csv"
-    if not_null:
-        options += f", FORCE_NOT_NULL ({', '.join(not_null)})"
-    statement = f"COPY {table} ({columns}) FROM STDIN WITH ({options})"
-    with conn.cursor() as cursor, cursor.copy(statement) as copy:
-        copy.write(buffer.getvalue())
-
-
-# ---- model (not timed) ----------------------------------------------------------------------
-
-
-def train(args: argparse.Namespace) -> Any:
-    """A behaviour-label model trained out of time on the lowest `--train-customers` ids.
-
-    The same construction as `training_data_from_database(as_of=…, horizon_days=90)`, but on
-    a sample (that function reads every order at once), registered via `churn_model_train`.
-    """
-    import numpy as np
-    import pandas as pd
-
-    from scoring import services
-    from scoring.ml.features import build_features
-    from scoring.ml.labels import behaviour_labels
-
-    last_id = min(args.train_customers, args.customers)
-    orders = services.orders_frame(first_id=1, last_id=last_id)
-    events = services.events_frame(first_id=1, last_id=last_id)
-    customers = services.customers_frame(first_id=1, last_id=last_id)
-    cutoff = pd.Timestamp(AS_OF) - pd.Timedelta(days=HORIZON_DAYS)
-    train_cutoff = cutoff - pd.Timedelta(days=HORIZON_DAYS)
-
-    def at(when: pd.Timestamp) -> tuple[pd.DataFrame, np.ndarray]:
-        labels = behaviour_labels(orders=orders, cutoff=when, horizon_days=HORIZON_DAYS)
-        series = labels.as_series()
-        subset = customers[customers["customer_id"].isin(series.index)]
-        X = build_features(orders=orders, events=events, customers=subset, as_of=when)
-        return X, series.reindex(X.index).to_numpy()
-
-    X_valid, y_valid = at(cutoff)
-    X_train, y_train = at(train_cutoff)
-    columns = X_train.columns[X_train.notna().any()]
-    data = {
-        "X": X_train[columns],
-        "y": y_train,
-        "X_valid": X_valid.reindex(columns=columns),
-        "y_valid": y_valid,
-        "X_champion": X_valid,
-        "btyd_params": X_valid.attrs.get("btyd_params"),
-        "cv": "out_of_time",
-        "label": {"kind": "behaviour", "horizon_days": HORIZON_DAYS, "as_of": cutoff.isoformat()},
-        "window": {
-            "train_cutoff": train_cutoff.isoformat(),
-            "valid_cutoff": cutoff.isoformat(),
-            "sample_customers": last_id,
-        },
-    }
-    print(
-        f"training {args.candidate} on {len(X_train):,} + {len(X_valid):,} rows "
-        f"({y_train.mean():.1%} / {y_valid.mean():.1%} churn) …",
-        flush=True,
-    )
-    started = time.perf_counter()
-    outcome = services.churn_model_train(data=data, candidates=[args.candidate])
-    metrics = outcome.model.metrics
-    print(
-        f"  model {outcome.model.version} ({outcome.model.status}) in "
-        f"{time.perf_counter() - started:.0f} s: PR-AUC {metrics.get('pr_auc', 0):.3f}, "
-        f"ROC-AUC {metrics.get('roc_auc', 0):.3f}, {len(outcome.model.feature_names)} features"
-    )
-    return outcome.model
-
-
-# ---- timed steps (each in its own process) --------------------------------------------------
-
-
-class PeakSampler:
-    """Peak resident memory of this process between start() and stop(), sampled every 10 ms
-    (ru_maxrss is the whole process's peak, which for the reference includes its untimed
-    loading)."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self._stop = threading.Event()
-        self._page = os.sysconf("SC_PAGE_SIZE")
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * self._page
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
-            self._stop.wait(0.01)
-
-    def start(self) -> PeakSampler:
-        self.peak = self._rss()
-        self._thread.start()
-        return self
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
-        return self.peak / 2**20
-
-
-def process_peak_mb() -> float:
-    # ru_maxrss is in kilobytes on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def step_end_to_end(*, reasons: bool, profile: str | None) -> dict[str, Any]:
-    import functools
-    import gc
-    import math
-
-    from django.conf import settings
-
-    from scoring import services
-
-    if not reasons:
-        services.score_features = functools.partial(  # type: ignore[assignment]
-            services.score_features, reasons_from=math.inf
-        )
-    # Where the time goes: the services the run calls, wrapped with a stopwatch (anything
-    # called inside the finish counts as finish).
-    spent: dict[str, float] = dict.fromkeys(PHASES, 0.0)
-    in_finish = [False]
-
-    def stopwatch(name: str, function: Any) -> Any:
-        @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if in_finish[0]:
-                return function(*args, **kwargs)
-            in_finish[0] = name == "finish"
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                spent[name] += time.perf_counter() - started
-                in_finish[0] = False
-
-        return wrapper
-
-    for name, (attribute, _) in PHASES.items():
-        setattr(services, attribute, stopwatch(name, getattr(services, attribute)))
-    chunk_done: list[float] = []
-    as_of = services.parse_as_of(AS_OF)
-    gc.collect()
-    profiler = None
-    if profile:
-        import cProfile
-
-        profiler = cProfile.Profile()
-        profiler.enable()
-    sampler = PeakSampler().start()
-    started = time.perf_counter()
-    run = services.scoring_run_execute(
-        as_of=as_of, on_chunk=lambda first, n: chunk_done.append(time.perf_counter())
-    )
-    seconds = time.perf_counter() - started
-    peak = sampler.stop()
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(profile)
-    assert run is not None
-    return {
-        "seconds": seconds,
-        "chunks_seconds": (chunk_done[-1] - started) if chunk_done else 0.0,
-        "finish_seconds": seconds - (chunk_done[-1] - started) if chunk_done else seconds,
-        "first_chunk_seconds": (chunk_done[0] - started) if chunk_done else 0.0,
-        "chunks": len(chunk_done),
-        "chunk_size": settings.SCORING_CHUNK_CUSTOMERS,
-        "run_id": run.pk,
-        "scored": run.customers_scored,
-        "tiers": run.tier_counts,
-        "drift": run.drift.get("status"),
-        "sampled_peak_mb": peak,
-        "process_peak_mb": process_peak_mb(),
-        "phases": spent,
-    }
-
-
-def worker_peaks_mb(queue: str) -> list[float]:
-    """Peak resident memory (VmHWM) of the Celery worker serving `queue` and of its pool
-    processes, read from /proc before the worker stops."""
-    proc = Path("/proc")
-    main_pids = [
-        p.name
-        for p in proc.iterdir()
-        if p.name.isdigit()
-        and f"--hostname={queue}@".encode() in _read_bytes(p / "cmdline").replace(b"\0", b" ")
-    ]
-    peaks: list[float] = []
-    for p in proc.iterdir():
-        if not p.name.isdigit():
-            continue
-        status = _read_bytes(p / "status").decode(errors="replace")
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if p.name in main_pids or fields.get("PPid", "").strip() in main_pids:
-            peaks.append(int(fields.get("VmHWM", "0 kB").split()[0]) / 1024)
-    return peaks
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return b""
-
-
-def step_celery(args: argparse.Namespace) -> dict[str, Any]:
-    """The production path: `scoring_run_task` fans the chunks out (a chord) over Redis to a
-    real Celery worker with `--workers` pool processes; timed from sending the task until the
-    run is completed (finish and drift included)."""
-    from scoring.models import RunStatus, ScoringRun
-    from scoring.tasks import scoring_run_task
-    from tests.worker import celery_worker
-
-    env = {"MODEL_ARTIFACT_DIR": os.environ["MODEL_ARTIFACT_DIR"]}
-    if args.chunk:
-        env["SCORING_CHUNK_CUSTOMERS"] = str(args.chunk)
-    with celery_worker(os.environ["REDIS_URL"], extra_env=env, concurrency=args.workers) as queue:
-        started = time.perf_counter()
-        sent = scoring_run_task.apply_async(kwargs={"as_of": AS_OF}, queue=queue).get(timeout=600)
-        run = ScoringRun.objects.get(run_key=sent["run"])
-        while run.status == RunStatus.RUNNING and time.perf_counter() - started < 3600:
-            time.sleep(0.05)
-            run.refresh_from_db()
-        seconds = time.perf_counter() - started
-        peaks = worker_peaks_mb(queue)
-    if run.status != RunStatus.COMPLETED:
-        raise SystemExit(f"celery: the run ended {run.status}: {run.error}")
-    return {
-        "seconds": seconds,
-        "run_id": run.pk,
-        "workers": args.workers,
-        "chunks": run.chunks_total,
-        "scored": run.customers_scored,
-        "tiers": run.tier_counts,
-        "drift": run.drift.get("status"),
-        "process_peak_mb": max(peaks, default=0.0),
-        "total_peak_mb": sum(peaks),
-        "processes": len(peaks),
-    }
-
-
-def step_reference(config: dict[str, Any]) -> dict[str, Any]:
-    """Features + predict + COPY from frames already in memory, timed two ways: the whole
-    frame at once, and in the run's chunks of customers (orders sorted by customer first, not
-    timed); the faster of the two is the reference."""
-    import gc
-    import io
-
-    import numpy as np
-    import pandas as pd
-    import psycopg
-    from django.conf import settings
-
-    from scoring import services
-    from scoring.ml.features import FeatureSpec, align_features, build_features
-    from scoring.ml.tiers import assign_tiers
-    from scoring.selectors import churn_model_active
-
-    model = churn_model_active()
-    assert model is not None
-    estimator = services.churn_model_load(model=model)
-    spec = FeatureSpec.from_dict(model.feature_spec)
-    edges, names = services._tier_bands()
-    as_of = pd.Timestamp(services.parse_as_of(AS_OF))
-    kinds = model.reference.get("event_kinds") or None
-    # Not timed: every row in memory first, orders grouped by customer for the chunked pass.
-    started = time.perf_counter()
-    orders = services.orders_frame()
-    events = services.events_frame()
-    customers = services.customers_frame()
-    orders = orders.sort_values("customer_id", kind="stable", ignore_index=True)
-    events = events.sort_values("customer_id", kind="stable", ignore_index=True)
-    read_seconds = time.perf_counter() - started
-    loaded_mb = process_peak_mb()
-
-    def score(orders: Any, events: Any, customers: Any) -> tuple[Any, Any, Any, float, float]:
-        t0 = time.perf_counter()
-        features = build_features(
-            orders=orders,
-            events=events,
-            customers=customers,
-            as_of=as_of,
-            event_kinds=kinds,
-            btyd_params=model.reference.get("btyd_params"),
-        )
-        X = align_features(features=features, spec=spec)
-        t1 = time.perf_counter()
-        probability = estimator.predict_proba(X)[:, 1]
-        tiers = assign_tiers(probabilities=probability, edges=edges, names=names)
-        return X.index, probability, tiers, t1 - t0, time.perf_counter() - t1
-
-    gc.collect()
-    sampler = PeakSampler().start()
-    # (a) chunked: the same chunks of customers as the run, sliced from the sorted frames.
-    size = settings.SCORING_CHUNK_CUSTOMERS
-    order_ids = orders["customer_id"].to_numpy()
-    event_ids = events["customer_id"].to_numpy()
-    customer_ids = customers["customer_id"].to_numpy()
-    parts: list[Any] = []
-    chunked_features = chunked_predict = 0.0
-    for start in range(0, len(customers), size):
-        lo, hi = customer_ids[start], customer_ids[min(start + size, len(customers)) - 1]
-        o = np.searchsorted(order_ids, [lo, hi], side="left")
-        o[1] = np.searchsorted(order_ids, hi, side="right")
-        e = np.searchsorted(event_ids, [lo, hi], side="left")
-        e[1] = np.searchsorted(event_ids, hi, side="right")
-        _, probability, _, f_s, p_s = score(
-            orders.iloc[o[0] : o[1]], events.iloc[e[0] : e[1]], customers.iloc[start : start + size]
-        )
-        parts.append(probability)
-        chunked_features += f_s
-        chunked_predict += p_s
-    chunked_probability = np.concatenate(parts)
-    del parts
-    gc.collect()
-    # (b) the whole frame at once.
-    index, probability, tiers, whole_features, whole_predict = score(orders, events, customers)
-    if not np.array_equal(probability, chunked_probability):
-        raise SystemExit("reference: chunked and whole-frame probabilities differ")
-    with psycopg.connect(**conninfo(config, config["NAME"])) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {REFERENCE_TABLE}")
-        conn.execute(
-            f"CREATE TABLE {REFERENCE_TABLE} "
-            "(customer_id bigint, probability double precision, tier varchar(32))"
-        )
-        conn.commit()
-        t0 = time.perf_counter()
-        out = pd.DataFrame({"customer_id": index, "probability": probability, "tier": tiers})
-        buffer = io.StringIO()
-        out.to_csv(buffer, header=False, index=False)
-        statement = f"COPY {REFERENCE_TABLE} FROM STDIN WITH (FORMAT csv)"
-        with conn.cursor() as cursor, cursor.copy(statement) as copy:
-            copy.write(buffer.getvalue())
-        conn.commit()
-        copy_seconds = time.perf_counter() - t0
-    peak = sampler.stop()
-    whole = whole_features + whole_predict
-    chunked = chunked_features + chunked_predict
-    use_chunked = chunked < whole
-    return {
-        "seconds": min(whole, chunked) + copy_seconds,
-        "variant": "chunked" if use_chunked else "whole frame",
-        "features_seconds": chunked_features if use_chunked else whole_features,
-        "predict_seconds": chunked_predict if use_chunked else whole_predict,
-        "whole_seconds": whole + copy_seconds,
-        "whole_features_seconds": whole_features,
-        "chunked_seconds": chunked + copy_seconds,
-        "chunked_features_seconds": chunked_features,
-        "copy_seconds": copy_seconds,
-        "chunk_size": size,
-        "read_seconds_untimed": read_seconds,
-        "rows": len(out),
-        "orders_in_memory": len(orders),
-        "at_risk": int(np.sum(probability >= (edges[0] if edges else 0.0))),
-        "sampled_peak_mb": peak,
-        "loaded_mb": loaded_mb,
-        "process_peak_mb": process_peak_mb(),
-    }
-
-
 def run_step(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Run one timed step in a fresh Python process (its own peak memory) and read its result."""
     command = [sys.executable, str(Path(__file__).resolve()), "--step", name]
@@ -747,7 +151,7 @@ def child(args: argparse.Namespace, config: dict[str, Any]) -> int:
     import django
 
     django.setup()
-    import scoring.services  # noqa: F401  (imports are not part of the timed step)
+    import scoring.services.runs  # noqa: F401  (imports are not part of the timed step)
 
     if args.step == "reference":
         result = step_reference(config)
@@ -834,16 +238,34 @@ def main() -> int:
     from django.conf import settings
     from django.core.management import call_command
 
-    from customers.models import Customer, Order
-    from scoring.models import CustomerScore
-
     print(f"database {config['NAME']} on {config.get('HOST') or 'localhost'}: migrating …")
     call_command("migrate", verbosity=0, interactive=False)
     prepare_data(args, config)
     model = train(args)
-    steps = [s.strip() for s in args.steps.split(",") if s.strip() not in ("", "none")]
     chunk = args.chunk or settings.SCORING_CHUNK_CUSTOMERS
     load_before = os.getloadavg()[0]
+    results, checks = time_steps(args)
+    load_after = os.getloadavg()[0]
+    reference = results.get("reference")
+    print_table(table_rows(results, chunk=chunk), reference=reference)
+    print_context(args, model=model, reference=reference)
+    print(f"load average (1 min) {load_before:.1f} before the timed steps, {load_after:.1f} after")
+    problems = print_checks(args, results=results, checks=checks)
+    print_goals(results)
+    for problem in problems:
+        print(f"WRONG SCORES: {problem}", file=sys.stderr)
+    artifacts.cleanup()
+    return 1 if problems else 0
+
+
+def time_steps(
+    args: argparse.Namespace,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Each chosen step timed on empty score tables; every run's scores checked against the
+    reference's when the reference ran first. Returns (results, checks) by step name."""
+    from customers.models import Customer, Order
+
+    steps = [s.strip() for s in args.steps.split(",") if s.strip() not in ("", "none")]
     results: dict[str, dict[str, Any]] = {}
     checks: dict[str, dict[str, Any]] = {}
     print("timing (each step in a fresh process) …", flush=True)
@@ -857,12 +279,11 @@ def main() -> int:
         print(f"  {name}: {results[name]['seconds']:.1f} s", flush=True)
         if name != "reference" and "reference" in results:
             checks[name] = compare_with_reference(results[name]["run_id"])
-    load_after = os.getloadavg()[0]
-    scores_mb = relation_mb(CustomerScore._meta.db_table)
-    orders_mb = relation_mb(Order._meta.db_table)
-    customers_mb = relation_mb(Customer._meta.db_table)
-    info = machine()
+    return results, checks
 
+
+def table_rows(results: dict[str, dict[str, Any]], *, chunk: int) -> list[Step]:
+    """The table's rows: the reference and its parts, each end-to-end run and its phases."""
     reference = results.get("reference")
     rows: list[Step] = []
     if reference:
@@ -901,7 +322,7 @@ def main() -> int:
             Step(label, r["seconds"], r["process_peak_mb"], f"{r['chunks']} chunks of {chunk:,}")
         )
         phases = r["phases"]
-        for phase, (_, phase_label) in PHASES.items():
+        for phase, (_, _, phase_label) in PHASES.items():
             if phase == "reasons" and not phases[phase]:
                 continue
             rows.append(Step(f"  {phase_label}", phases[phase], 0))
@@ -918,6 +339,10 @@ def main() -> int:
                 f"worker processes together peaked at {r['total_peak_mb']:.0f} MB",
             )
         )
+    return rows
+
+
+def print_table(rows: list[Step], *, reference: dict[str, Any] | None) -> None:
     print()
     header = f"{'step':<40} {'seconds':>8} {'x ref':>6} {'peak RSS':>9}  note"
     print(header)
@@ -927,6 +352,19 @@ def main() -> int:
         peak = f"{row.peak_rss_mb:>6.0f} MB" if row.peak_rss_mb else ""
         print(f"{row.name:<40} {row.seconds:>8.2f} {ratio:>6} {peak:>9}  {row.note}")
     print()
+
+
+def print_context(
+    args: argparse.Namespace, *, model: Any, reference: dict[str, Any] | None
+) -> None:
+    """What was measured: data and table sizes, the model, the machine."""
+    from customers.models import Customer, Order
+    from scoring.models import CustomerScore
+
+    scores_mb = relation_mb(CustomerScore._meta.db_table)
+    orders_mb = relation_mb(Order._meta.db_table)
+    customers_mb = relation_mb(Customer._meta.db_table)
+    info = machine()
     print(
         f"data: {args.customers:,} customers, {args.orders:,} orders (seed {args.seed}); "
         f"tables with indexes: orders {orders_mb:,.0f} MB, customers {customers_mb:,.0f} MB, "
@@ -941,7 +379,16 @@ def main() -> int:
         f"machine: {info['cores']} cores, {info['cpu']}, {info['memory']} RAM; "
         f"PostgreSQL {info['postgresql']}; Python {info['python']}"
     )
-    print(f"load average (1 min) {load_before:.1f} before the timed steps, {load_after:.1f} after")
+
+
+def print_checks(
+    args: argparse.Namespace,
+    *,
+    results: dict[str, dict[str, Any]],
+    checks: dict[str, dict[str, Any]],
+) -> list[str]:
+    """Print how each run's scores compare with the reference; return the wrong ones."""
+    reference = results.get("reference")
     if reference:
         print(
             f"reference: {reference['orders_in_memory']:,} orders read into memory in "
@@ -966,6 +413,12 @@ def main() -> int:
         if name in results:
             r = results[name]
             print(f"{name}: tiers {r['tiers']}, drift {r['drift']}")
+    return problems
+
+
+def print_goals(results: dict[str, dict[str, Any]]) -> None:
+    """PASS/FAIL against the issue's goals: time within GOAL_RATIO, memory under GOAL_PEAK_MB."""
+    reference = results.get("reference")
     print("peak RSS: the timed process's own peak (a fresh process per step); PostgreSQL's")
     print("server processes are not included.")
     for name, label in (
@@ -991,10 +444,6 @@ def main() -> int:
     if reference and "no_reasons" in results:
         ratio_nr = results["no_reasons"]["seconds"] / reference["seconds"]
         print(f"(one process with reasons off: {ratio_nr:.2f}x, for the cost of the reasons)")
-    for problem in problems:
-        print(f"WRONG SCORES: {problem}", file=sys.stderr)
-    artifacts.cleanup()
-    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
 from django.conf import settings
 
-from customers.models import Channel, Consent, Customer, Event, Order
+from common.db.frames import frame_from_columns, frame_from_sql
+from customers.models import Channel, Consent, Customer, Event, Order, OrderStatus
 
 
 def customer_by_external_id(*, external_id: str) -> Customer | None:
@@ -40,3 +46,111 @@ def customers_totals() -> dict[str, int]:
 
 def customer_count() -> int:
     return Customer.objects.count()
+
+
+# --- id-range frames: what scoring reads per chunk of customers ----------------------------
+
+
+def _id_range(column: str, first_id: int | None, last_id: int | None) -> tuple[str, list[int]]:
+    """The condition first_id ≤ column ≤ last_id and its parameters ('' when unbounded)."""
+    if first_id is None or last_id is None:
+        return "", []
+    return f"{column} >= %s AND {column} <= %s", [int(first_id), int(last_id)]
+
+
+def _where(condition: str) -> str:
+    return f" WHERE {condition}" if condition else ""
+
+
+# Order statuses travel as small numbers (fixed-width rows read in one step) and come back as
+# a categorical column; a status outside the choices reads "other".
+_ORDER_STATUSES = ("other", *OrderStatus.values)
+_ORDER_STATUS_CODE = (
+    "CASE lower(status) "
+    + " ".join(f"WHEN '{v}' THEN {i}" for i, v in enumerate(_ORDER_STATUSES) if i)
+    + " ELSE 0 END"
+)
+
+
+def orders_frame_for_ids(
+    *, first_id: int | None = None, last_id: int | None = None
+) -> pd.DataFrame:
+    """Orders of the customers with first_id ≤ id ≤ last_id (every order without bounds).
+
+    Columns: customer_id, placed_at (UTC), amount, status (categorical), discount_amount,
+    item_count; in table order, not sorted.
+    """
+    condition, params = _id_range("customer_id", first_id, last_id)
+    frame = frame_from_columns(
+        Order._meta.db_table,
+        {
+            "customer_id": ("customer_id", "int8"),
+            "placed_at": ("placed_at", "timestamptz"),
+            "amount": ("amount", "float8"),
+            "status": (_ORDER_STATUS_CODE, "int4"),
+            "discount_amount": ("discount_amount", "float8"),
+            "item_count": ("item_count", "int4"),
+        },
+        where=condition,
+        params=params,
+    )
+    frame["status"] = pd.Categorical.from_codes(frame["status"], categories=_ORDER_STATUSES)
+    return frame
+
+
+def events_frame_for_ids(
+    *, first_id: int | None = None, last_id: int | None = None
+) -> pd.DataFrame:
+    """Events (customer_id, kind, occurred_at in UTC) of the customers with
+    first_id ≤ id ≤ last_id (every event without bounds)."""
+    condition, params = _id_range("customer_id", first_id, last_id)
+    return frame_from_sql(
+        f"SELECT customer_id, kind, occurred_at FROM {Event._meta.db_table}{_where(condition)}",
+        params,
+        columns=["customer_id", "kind", "occurred_at"],
+        datetimes=["occurred_at"],
+    )
+
+
+def customers_frame_for_ids(
+    *, first_id: int | None = None, last_id: int | None = None
+) -> pd.DataFrame:
+    """Customers with first_id ≤ id ≤ last_id (all without bounds), ordered by id.
+
+    Columns: customer_id, signup_date (UTC), attributes (each row its own dict).
+    """
+    condition, params = _id_range("id", first_id, last_id)
+    frame = frame_from_sql(
+        f"SELECT id, signup_date, attributes FROM {Customer._meta.db_table}{_where(condition)} "
+        "ORDER BY id",
+        params,
+        columns=["customer_id", "signup_date", "attributes"],
+    )
+    frame["signup_date"] = pd.to_datetime(frame["signup_date"], utc=True)
+
+    # Attributes repeat a lot (a few plans, channels, ages): each distinct JSON text is parsed
+    # once instead of once per customer, and every row still gets its own dict.
+    def parse(v: Any) -> Any:
+        return v if isinstance(v, dict) else (json.loads(v) if isinstance(v, str) else {})
+
+    try:
+        codes, distinct = pd.factorize(frame["attributes"])
+    except TypeError:  # unhashable values: dicts from a backend that parses JSON itself
+        frame["attributes"] = frame["attributes"].map(parse)
+        return frame
+    parsed = [parse(v) for v in distinct]
+    frame["attributes"] = pd.Series(
+        [
+            {} if code < 0 else (dict(p) if isinstance(p := parsed[code], dict) else p)
+            for code in codes.tolist()
+        ],
+        index=frame.index,
+        dtype=object,
+    )
+    return frame
+
+
+def customer_ids_sorted() -> np.ndarray:
+    """Every customer id, ascending (int64): what a scoring run cuts into chunks."""
+    ids = frame_from_columns(Customer._meta.db_table, {"id": ("id", "int8")})["id"]
+    return np.sort(ids.to_numpy(dtype=np.int64))

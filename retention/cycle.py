@@ -76,7 +76,7 @@ def stage_import(options: CycleOptions) -> StageResult:
 def stage_scoring(options: CycleOptions) -> StageResult:
     """Train if there is no active model, then score every customer as of the cycle's date."""
     from scoring.cycle import scoring_stage
-    from scoring.services import ScoringError, TrainingError
+    from scoring.errors import ScoringError, TrainingError
 
     try:
         data, lines = scoring_stage(config=dict(options.sources.scoring), progress=options.progress)

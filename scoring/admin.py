@@ -12,8 +12,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from retention.charts import bar_chart, line_chart
-from scoring import services
+from scoring.errors import TrainingError
 from scoring.models import ChurnModel, CustomerScore, RiskTier, ScoringRun
+from scoring.services.training import churn_model_activate, churn_model_rollback
 
 HEADLINE = ("roc_auc", "pr_auc", "brier", "log_loss", "precision", "recall", "f1")
 
@@ -200,8 +201,8 @@ class ChurnModelAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one model to promote.", messages.ERROR)
             return
         try:
-            model = services.churn_model_activate(model=queryset.get())
-        except services.TrainingError as exc:
+            model = churn_model_activate(model=queryset.get())
+        except TrainingError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
         self.message_user(request, f"Model {model.version} is now active.", messages.SUCCESS)
@@ -209,8 +210,8 @@ class ChurnModelAdmin(admin.ModelAdmin):
     @admin.action(description="Roll back to the previously active model")
     def roll_back(self, request: HttpRequest, queryset: QuerySet[ChurnModel]) -> None:
         try:
-            model = services.churn_model_rollback()
-        except services.TrainingError as exc:
+            model = churn_model_rollback()
+        except TrainingError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
         self.message_user(

@@ -25,6 +25,13 @@ def risk_tier_bands() -> list[tuple[str, float]]:
 DEFAULT_TIERS = (("low", 0.0), ("medium", 0.3), ("high", 0.5), ("critical", 0.7))
 
 
+def risk_tier_edges() -> tuple[list[float], list[str]]:
+    """The tiers as `assign_tiers` takes them: inner edges (every bound but the lowest) and
+    names, ordered by bound."""
+    bands = risk_tier_bands()
+    return [bound for _, bound in bands][1:], [name for name, _ in bands]
+
+
 def customer_latest_reasons(*, customer_ids: Iterable[int]) -> dict[int, list[str]]:
     """The reasons of each customer's latest score (customers never scored are absent)."""
     ids = list(customer_ids)

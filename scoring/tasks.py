@@ -11,34 +11,42 @@ from typing import Any
 from celery import chord, shared_task
 from django.utils import timezone
 
-from scoring import services
 from scoring.models import ScoringRun
+from scoring.services.datasets import training_data_from_database
+from scoring.services.runs import (
+    default_as_of,
+    parse_as_of,
+    scoring_chunk_score,
+    scoring_run_create,
+    scoring_run_finish,
+)
+from scoring.services.training import churn_model_train
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,), max_retries=3)
 def scoring_chunk_task(run_id: int, first_id: int, last_id: int) -> int:
     """Score one chunk; a redelivered or retried chunk writes nothing twice."""
     run = ScoringRun.objects.select_related("model").get(pk=run_id)
-    return services.scoring_chunk_score(run=run, first_id=first_id, last_id=last_id)
+    return scoring_chunk_score(run=run, first_id=first_id, last_id=last_id)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def scoring_finish_task(_written: list[int], run_id: int) -> dict[str, Any]:
-    run = services.scoring_run_finish(run=ScoringRun.objects.get(pk=run_id))
+    run = scoring_run_finish(run=ScoringRun.objects.get(pk=run_id))
     return {"run": run.run_key, "scored": run.customers_scored, "tiers": run.tier_counts}
 
 
 @shared_task
 def scoring_run_task(as_of: str | None = None, run_key: str | None = None) -> dict[str, Any]:
     """Start a scoring run: one chunk task per id range, then a finish task (a chord)."""
-    when = services.parse_as_of(as_of)
-    created = services.scoring_run_create(as_of=when, run_key=run_key)
+    when = parse_as_of(as_of)
+    created = scoring_run_create(as_of=when, run_key=run_key)
     if created is None:
         return {"run": run_key, "skipped": "already ran"}
     run, chunks = created
     header = [scoring_chunk_task.si(run.pk, first, last) for first, last in chunks]
     if not header:
-        services.scoring_run_finish(run=run)
+        scoring_run_finish(run=run)
         return {"run": run.run_key, "chunks": 0}
     chord(header)(scoring_finish_task.s(run.pk))
     return {"run": run.run_key, "chunks": len(chunks)}
@@ -47,7 +55,7 @@ def scoring_run_task(as_of: str | None = None, run_key: str | None = None) -> di
 @shared_task
 def nightly_scoring_task() -> dict[str, Any]:
     """Beat: score everyone as of midnight UTC; the run key makes a second beat a no-op."""
-    as_of = services.default_as_of()
+    as_of = default_as_of()
     return scoring_run_task(as_of=as_of.isoformat(), run_key=f"nightly-{as_of:%Y-%m-%d}")
 
 
@@ -56,11 +64,11 @@ def weekly_retraining_task(horizon_days: int = 90, label_attribute: str = "") ->
     """Beat: retrain at the latest cutoff whose label window is fully observed; the challenger
     replaces the champion only if it is at least as good on the same validation data."""
     if label_attribute:
-        data = services.training_data_from_database(label_attribute=label_attribute)
+        data = training_data_from_database(label_attribute=label_attribute)
     else:
-        as_of = services.default_as_of() - timedelta(days=horizon_days)
-        data = services.training_data_from_database(as_of=as_of, horizon_days=horizon_days)
-    outcome = services.churn_model_train(data=data)
+        as_of = default_as_of() - timedelta(days=horizon_days)
+        data = training_data_from_database(as_of=as_of, horizon_days=horizon_days)
+    outcome = churn_model_train(data=data)
     return {
         "version": outcome.model.version,
         "activated": outcome.activated,

@@ -57,16 +57,6 @@ class BgNbdParams:
     n_customers: int = 0
     fitted: bool = False
 
-    def to_dict(self) -> dict[str, float | int | bool]:
-        return {
-            "r": self.r,
-            "alpha": self.alpha,
-            "a": self.a,
-            "b": self.b,
-            "n_customers": self.n_customers,
-            "fitted": self.fitted,
-        }
-
     @classmethod
     def from_dict(cls, data: Mapping[str, float | int | bool]) -> BgNbdParams:
         return cls(

@@ -80,20 +80,13 @@ class DriftReference:
 
 @dataclass(frozen=True)
 class DriftReport:
+    """PSI per feature and of the scores; `dataclasses.asdict` of it is JSON-safe."""
+
     psi: Mapping[str, float]  # per feature
     feature_status: Mapping[str, str]
     score_psi: float | None
     status: str  # worst of the score and all features
     n_rows: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "psi": {k: float(v) for k, v in self.psi.items()},
-            "feature_status": dict(self.feature_status),
-            "score_psi": self.score_psi,
-            "status": self.status,
-            "n_rows": self.n_rows,
-        }
 
 
 def _numeric_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ feature at a time by its typical training value (median / most frequent category
 customers whose value differs, re-score them with one `predict_proba` call, and take
 contribution = p(actual) - p(with typical value). A positive contribution means the
 customer's own value raises the risk. The top `top_k` positive contributions become short
-phrases ("no order for 143 days", "Contract is Month-to-month").
+phrases ("no order for 143 days", "Contract is Month-to-month"; `scoring.ml.phrases`).
 Cost: one prediction per feature per differing row of the chunk (batched into few calls).
 
 Linear models (logistic regression after column-wise preprocessing, optionally inside
@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -35,6 +34,7 @@ from scoring.ml.linear_reasons import (
     linear_scores,
     sample_rows,
 )
+from scoring.ml.phrases import as_number, describer, numeric_phrase_for
 
 # Contributions below this (in probability) are noise, not a reason.
 MIN_CONTRIBUTION = 1e-3
@@ -43,8 +43,6 @@ MIN_CONTRIBUTION = 1e-3
 PREDICT_BATCH_ROWS = 250_000
 
 logger = logging.getLogger(__name__)
-
-Phrase = Callable[[Any, Any], str]
 
 
 @dataclass(frozen=True)
@@ -115,174 +113,6 @@ class Explanations:
         ]
 
 
-def _num(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _fmt(value: float) -> str:
-    if not np.isfinite(value):
-        return "unknown"
-    if abs(value - round(value)) < 1e-9:
-        return str(round(value))
-    return f"{value:.2f}" if abs(value) < 1000 else f"{value:,.0f}"
-
-
-def _plural(word: str, count: float) -> str:
-    return word if count == 1 or word.endswith("s") else word + "s"
-
-
-def _human(name: str) -> str:
-    return name.replace("_", " ")
-
-
-def _fixed_phrases() -> dict[str, Callable[[float], str]]:
-    return {
-        "orders_lifetime": lambda x: f"{_fmt(x)} {_plural('order', x)} in total",
-        "revenue_lifetime": lambda x: f"lifetime spend {_fmt(x)}",
-        "avg_order_value": lambda x: f"average order value {_fmt(x)}",
-        "items_per_order": lambda x: f"{x:.1f} items per order",
-        "tenure_days": lambda x: f"customer for {x:.0f} days",
-        "interorder_mean_days": lambda x: f"orders every {x:.0f} days on average",
-        "interorder_std_days": lambda x: f"irregular ordering (gaps vary by {x:.0f} days)",
-        "revenue_trend_90d": lambda x: (
-            "spending down over the last 90 days"
-            if x < 0
-            else "spending pattern over the last 90 days"
-        ),
-        "refund_share": lambda x: f"{x:.0%} of orders refunded",
-        "cancel_share": lambda x: f"{x:.0%} of orders cancelled",
-        "discount_share": lambda x: f"{x:.0%} of spend was discount",
-        "p_alive": lambda x: (
-            f"low chance of still being active ({x:.0%})"
-            if x < 0.5
-            else f"{x:.0%} chance of still being active"
-        ),
-    }
-
-
-_FIXED = _fixed_phrases()
-# What a fixed feature's missing value means, when it is not "no orders yet".
-_MISSING = {
-    "interorder_mean_days": "fewer than two orders",
-    "interorder_std_days": "too few orders to show a rhythm",
-    "tenure_days": "customer since an unknown date",
-}
-
-
-def _numeric_phrase_for(name: str, reference: Any) -> Callable[[float], str]:
-    """The phrase of a numeric feature's value; the name is matched once, not per value."""
-    if name == "recency_days":
-        return lambda v: "no completed order yet" if np.isnan(v) else f"no order for {v:.0f} days"
-    if m := re.fullmatch(r"orders_(\d+)d", name):
-        w = m.group(1)
-
-        def orders(v: float) -> str:
-            if v == 0:
-                return f"no orders in the last {w} days"
-            return f"only {_fmt(v)} {_plural('order', v)} in the last {w} days"
-
-        return orders
-    if m := re.fullmatch(r"revenue_(\d+)d", name):
-        w = m.group(1)
-        return lambda v: (
-            f"no spending in the last {w} days" if v == 0 else f"spent {_fmt(v)} in {w} days"
-        )
-    if m := re.fullmatch(r"event_(.+)_(\d+)d", name):
-        kind, w = _human(m.group(1)), m.group(2)
-
-        def events(v: float) -> str:
-            if v == 0:
-                return f"no {kind} in the last {w} days"
-            return f"{_fmt(v)} {_plural(kind, v)} in the last {w} days"
-
-        return events
-    if m := re.fullmatch(r"days_since_event_(.+)", name):
-        kind = _human(m.group(1))
-        return lambda v: f"never a {kind}" if np.isnan(v) else f"last {kind} {v:.0f} days ago"
-    if m := re.fullmatch(r"expected_orders_(\d+)d", name):
-        h = m.group(1)
-        return lambda v: (
-            "no orders yet" if np.isnan(v) else f"only {v:.1f} orders expected in the next {h} days"
-        )
-    if m := re.fullmatch(r"p_no_order_(\d+)d", name):
-        h = m.group(1)
-        return lambda v: (
-            "no orders yet" if np.isnan(v) else f"{v:.0%} chance of no order in the next {h} days"
-        )
-    if name in _FIXED:
-        fixed, unknown = _FIXED[name], _MISSING.get(name, "no orders yet")
-        return lambda v: unknown if np.isnan(v) else fixed(v)
-    label = _human(name[5:]) if name.startswith("attr_") else name
-    ref = _num(reference)
-
-    def generic(v: float) -> str:
-        if np.isnan(v):
-            return f"{label} unknown"
-        if np.isfinite(ref) and ref != v:
-            return f"{label} {_fmt(v)} (typical {_fmt(ref)})"
-        return f"{label} {_fmt(v)}"
-
-    return generic
-
-
-def _phrase_for(name: str, reference: Any, is_categorical: bool) -> Callable[[Any], str]:
-    if is_categorical:
-        label = _human(name[5:]) if name.startswith("attr_") else name
-
-        def categorical(value: Any) -> str:
-            if value is None or (isinstance(value, float) and np.isnan(value)):
-                return f"{label} unknown"
-            return f"{label} is {value}"
-
-        return categorical
-    numeric = _numeric_phrase_for(name, reference)
-    return lambda value: numeric(_num(value))
-
-
-def _phrase(name: str, value: Any, reference: Any, is_categorical: bool) -> str:
-    return _phrase_for(name, reference, is_categorical)(value)
-
-
-def _describer(
-    *,
-    name: str,
-    reference: Any = None,
-    categorical: bool = False,
-    templates: Mapping[str, str] | None = None,
-) -> Callable[[Any], str]:
-    """`describe` for one feature, prepared once and applied to many values."""
-    fallback = _phrase_for(name, reference, categorical)
-    if not (templates and name in templates):
-        return fallback
-    template = templates[name]
-
-    def templated(value: Any) -> str:
-        try:
-            return template.format(value=value, reference=reference, name=name)
-        except (ValueError, TypeError):
-            return fallback(value)
-
-    return templated
-
-
-def describe(
-    *,
-    name: str,
-    value: Any,
-    reference: Any = None,
-    categorical: bool = False,
-    templates: Mapping[str, str] | None = None,
-) -> str:
-    """Readable phrase for one feature value. `templates` override by feature name with a
-    format string using {value}, {reference} and {name}, e.g. "tenure {value:g} months"."""
-    return _describer(name=name, reference=reference, categorical=categorical, templates=templates)(
-        value
-    )
-
-
 def _differs(values: pd.Series, reference: Any, categorical: bool) -> np.ndarray:
     if categorical:
         arr = values.astype(object).to_numpy()
@@ -291,7 +121,7 @@ def _differs(values: pd.Series, reference: Any, categorical: bool) -> np.ndarray
             return ~missing
         return missing | (arr != reference)
     arr = values.to_numpy(dtype=np.float64)
-    ref = _num(reference)
+    ref = as_number(reference)
     if np.isnan(ref):
         return ~np.isnan(arr)
     return np.isnan(arr) | (arr != ref)
@@ -425,21 +255,12 @@ def explain_customers(
     columns = list(spec.columns)
     categorical = set(spec.categorical)
     sub = X.iloc[rows] if len(rows) else X.iloc[:0]
-    # Each input's typical value, as the typed constant the column would hold.
-    fills = [
-        reference.get(c) if c in categorical else np.float32(_num(reference.get(c)))
-        for c in columns
-    ]
-    differs = np.zeros((len(rows), len(columns)), dtype=bool)
-    for j, col in enumerate(columns):
-        if len(rows):
-            differs[:, j] = _differs(sub[col], reference.get(col), col in categorical)
-    contrib = _contributions(
+    contrib = _row_contributions(
         estimator=estimator,
         sub=sub,
         base=p[rows],
-        fills=fills,
-        differs=differs,
+        categorical=categorical,
+        reference=reference,
         scores=scores.rows(rows) if scores is not None else None,
     )
 
@@ -449,16 +270,88 @@ def explain_customers(
     order = np.argsort(-contrib, axis=1)[:, :k]
     top_values = np.take_along_axis(contrib, order, axis=1)
     keep = top_values > MIN_CONTRIBUTION
+    codes, phrases = _phrase_codes(
+        sub=sub,
+        order=order,
+        keep=keep,
+        categorical=categorical,
+        reference=reference,
+        templates=templates,
+    )
+    # A candidate counts if it is kept and its text is not already earlier in its row; each
+    # row keeps its first top_k such candidates, in order.
+    valid = keep & (codes >= 0)
+    for c in range(1, k):
+        valid[:, c] &= ~(codes[:, :c] == codes[:, c : c + 1]).any(axis=1)
+    chosen = valid & (np.cumsum(valid, axis=1) <= top_k)
+    width = min(top_k, k)
+    position = np.argsort(~chosen, axis=1, kind="stable")[:, :width]
+    present = np.take_along_axis(chosen, position, axis=1)
 
-    # Phrases are built per feature for the distinct values of the rows that cite it, and
-    # numbered globally: the same text from two features gets one number.
+    def top(values: np.ndarray, fill: Any, dtype: Any) -> np.ndarray:
+        """Each explained row's chosen candidates of `values`, `fill` past them; all rows."""
+        out = np.full((n, width), fill, dtype=dtype)
+        out[rows] = np.where(present, np.take_along_axis(values, position, axis=1), fill)
+        return out
+
+    return Explanations(
+        index=X.index,
+        probabilities=p,
+        columns=tuple(columns),
+        top_features=top(order, -1, np.int64),
+        top_contributions=top(top_values, 0.0, np.float64),
+        top_phrases=top(codes, -1, np.int64),
+        phrases=np.asarray(phrases, dtype=object),
+    )
+
+
+def _row_contributions(
+    *,
+    estimator: Any,
+    sub: pd.DataFrame,
+    base: np.ndarray,
+    categorical: set[str],
+    reference: Mapping[str, Any],
+    scores: LinearScores | None,
+) -> np.ndarray:
+    """Contribution of each input (columns of `sub`) to each row's probability `base`: zero
+    where the row already holds the input's typical value."""
+    columns = list(sub.columns)
+    # Each input's typical value, as the typed constant the column would hold.
+    fills = [
+        reference.get(c) if c in categorical else np.float32(as_number(reference.get(c)))
+        for c in columns
+    ]
+    differs = np.zeros((len(sub), len(columns)), dtype=bool)
+    for j, col in enumerate(columns):
+        if len(sub):
+            differs[:, j] = _differs(sub[col], reference.get(col), col in categorical)
+    return _contributions(
+        estimator=estimator, sub=sub, base=base, fills=fills, differs=differs, scores=scores
+    )
+
+
+def _phrase_codes(
+    *,
+    sub: pd.DataFrame,
+    order: np.ndarray,
+    keep: np.ndarray,
+    categorical: set[str],
+    reference: Mapping[str, Any],
+    templates: Mapping[str, str] | None,
+) -> tuple[np.ndarray, list[str]]:
+    """The phrase number of each kept candidate (`order` holds column positions; -1 where not
+    kept) and the distinct phrases. Phrases are built per feature for the distinct values of
+    the rows that cite it, and numbered globally: the same text from two features gets one
+    number."""
+    columns = list(sub.columns)
     numbers: dict[str, int] = {}
     codes = np.full(order.shape, -1, dtype=np.int64)
     for j in np.unique(order[keep]):
         col = columns[j]
         hit_rows, hit_cols = np.nonzero((order == j) & keep)
         values = sub[col].to_numpy()[hit_rows]
-        phrase = _describer(
+        phrase = describer(
             name=col,
             reference=reference.get(col),
             categorical=col in categorical,
@@ -470,7 +363,7 @@ def explain_customers(
             _, first, inverse = np.unique(bits, return_index=True, return_inverse=True)
             if col not in categorical and not (templates and col in templates):
                 # Plain floats straight to the numeric phrase (no per-value conversion).
-                phrase = _numeric_phrase_for(col, reference.get(col))
+                phrase = numeric_phrase_for(col, reference.get(col))
             distinct = values[first].astype(np.float64).tolist()
         else:
             inverse = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)[0]
@@ -479,30 +372,4 @@ def explain_customers(
         texts = [phrase(v) for v in distinct]
         number = np.asarray([numbers.setdefault(t, len(numbers)) for t in texts], dtype=np.int64)
         codes[hit_rows, hit_cols] = number[np.asarray(inverse).reshape(-1)]
-
-    # A candidate counts if it is kept and its text is not already earlier in its row; each
-    # row keeps its first top_k such candidates, in order.
-    valid = keep & (codes >= 0)
-    for c in range(1, k):
-        valid[:, c] &= ~(codes[:, :c] == codes[:, c : c + 1]).any(axis=1)
-    chosen = valid & (np.cumsum(valid, axis=1) <= top_k)
-    width = min(top_k, k)
-    position = np.argsort(~chosen, axis=1, kind="stable")[:, :width]
-    present = np.take_along_axis(chosen, position, axis=1)
-    top_features = np.full((n, width), -1, dtype=np.int64)
-    top_phrases = np.full((n, width), -1, dtype=np.int64)
-    top_contributions = np.zeros((n, width))
-    top_features[rows] = np.where(present, np.take_along_axis(order, position, axis=1), -1)
-    top_phrases[rows] = np.where(present, np.take_along_axis(codes, position, axis=1), -1)
-    top_contributions[rows] = np.where(
-        present, np.take_along_axis(top_values, position, axis=1), 0.0
-    )
-    return Explanations(
-        index=X.index,
-        probabilities=p,
-        columns=tuple(columns),
-        top_features=top_features,
-        top_contributions=top_contributions,
-        top_phrases=top_phrases,
-        phrases=np.asarray(list(numbers), dtype=object),
-    )
+    return codes, list(numbers)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -114,83 +114,144 @@ def build_features(
       The parameters used are returned in `frame.attrs["btyd_params"]`: store them with the
       model and pass them back when scoring in chunks, so every chunk shares one model.
     """
-    as_of_ts = _as_utc(as_of)
-    now = as_of_ts.value
+    now = _as_utc(as_of).value
     index = pd.Index(customers["customer_id"], name="customer_id")
     if index.has_duplicates:
         raise ValueError("customers contains duplicate customer_id values")
-    n = len(index)
-    cols: dict[str, np.ndarray] = {}
+    placed = _orders_before(orders=orders, index=index, now=now)
+    cols = _order_features(placed)
+    cols["tenure_days"] = _tenure_days(customers=customers, orders=placed, now=now)
+    btyd_cols, params = _btyd_features(orders=placed, now=now, btyd_params=btyd_params)
+    cols.update(btyd_cols)
+    cols.update(_event_features(events=events, index=index, now=now, event_kinds=event_kinds))
 
-    # ---- orders -------------------------------------------------------------------------
+    frame = pd.DataFrame({k: v.astype(np.float32) for k, v in cols.items()}, index=index)
+    if "attributes" in customers:
+        frame = pd.concat([frame, _attribute_frame(customers["attributes"], index)], axis=1)
+    frame.attrs["btyd_params"] = asdict(params)
+    return frame
+
+
+@dataclass(frozen=True)
+class _PlacedOrders:
+    """The orders placed before the cutoff by the customers being featurised, as arrays with
+    one entry per order; `n` customers, `pos` each order's customer row."""
+
+    n: int
+    pos: np.ndarray
+    placed: np.ndarray  # nanoseconds since the epoch (UTC)
+    age_days: np.ndarray  # days before the cutoff
+    amount: np.ndarray
+    discount: np.ndarray
+    items: np.ndarray
+    status: np.ndarray  # lower-case
+    completed: np.ndarray
+
+    def count(self, mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """Per customer: the orders in `mask`, or the sum of their `weights`."""
+        w = None if weights is None else weights[mask]
+        return np.bincount(self.pos[mask], weights=w, minlength=self.n).astype(np.float64)
+
+
+def _orders_before(*, orders: pd.DataFrame, index: pd.Index, now: int) -> _PlacedOrders:
     placed = _utc_ns(orders["placed_at"])
     pos = _positions(index, orders["customer_id"])
     keep = (placed < now) & (pos >= 0) & (placed != np.iinfo(np.int64).min)
     pos, placed = pos[keep], placed[keep]
-    amount = orders["amount"].to_numpy(dtype=np.float64, na_value=0.0)[keep]
-    discount = orders["discount_amount"].to_numpy(dtype=np.float64, na_value=0.0)[keep]
-    items = orders["item_count"].to_numpy(dtype=np.float64, na_value=0.0)[keep]
     status = orders["status"].astype(str).str.lower().to_numpy()[keep]
-    completed = status == "completed"
-    age_days = (now - placed) / _NS_PER_DAY
+    return _PlacedOrders(
+        n=len(index),
+        pos=pos,
+        placed=placed,
+        age_days=(now - placed) / _NS_PER_DAY,
+        amount=orders["amount"].to_numpy(dtype=np.float64, na_value=0.0)[keep],
+        discount=orders["discount_amount"].to_numpy(dtype=np.float64, na_value=0.0)[keep],
+        items=orders["item_count"].to_numpy(dtype=np.float64, na_value=0.0)[keep],
+        status=status,
+        completed=status == "completed",
+    )
 
-    def count(mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        w = None if weights is None else weights[mask]
-        return np.bincount(pos[mask], weights=w, minlength=n).astype(np.float64)
 
-    n_all = count(np.ones_like(completed))
-    n_completed = count(completed)
-    revenue = count(completed, amount)
+def _order_features(orders: _PlacedOrders) -> dict[str, np.ndarray]:
+    """Counts, spend, recency, ordering rhythm and shares (see `build_features`), in the
+    order the columns appear."""
+    o, completed = orders, orders.completed
+    cols: dict[str, np.ndarray] = {}
+    n_completed = o.count(completed)
+    revenue = o.count(completed, o.amount)
     for window in WINDOWS_ORDERS:
-        in_window = completed & (age_days < window)
-        cols[f"orders_{window}d"] = count(in_window)
-        cols[f"revenue_{window}d"] = count(in_window, amount)
+        in_window = completed & (o.age_days < window)
+        cols[f"orders_{window}d"] = o.count(in_window)
+        cols[f"revenue_{window}d"] = o.count(in_window, o.amount)
     cols["orders_lifetime"] = n_completed
     cols["revenue_lifetime"] = revenue
     cols["avg_order_value"] = _div(revenue, n_completed)
-    cols["items_per_order"] = _div(count(completed, items), n_completed)
+    cols["items_per_order"] = _div(o.count(completed, o.items), n_completed)
 
-    last_completed = np.full(n, np.nan)
-    first_any = np.full(n, np.nan)
-    if pos.size:
-        # Ages are >= 0, so min age = most recent order; fmin/fmax ignore the NaN start.
-        np.fmin.at(last_completed, pos[completed], age_days[completed])
-        np.fmax.at(first_any, pos, age_days)
+    last_completed = np.full(o.n, np.nan)
+    if o.pos.size:
+        # Ages are >= 0, so min age = most recent order; fmin ignores the NaN start.
+        np.fmin.at(last_completed, o.pos[completed], o.age_days[completed])
     cols["recency_days"] = last_completed
+    cols["interorder_mean_days"], cols["interorder_std_days"] = _interorder_gaps(o)
 
-    # Gaps between consecutive completed orders of the same customer, via one sort.
-    cpos, cage = pos[completed], age_days[completed]
+    prev_window = completed & (o.age_days >= 90) & (o.age_days < 180)
+    cols["revenue_trend_90d"] = np.log1p(np.clip(cols["revenue_90d"], 0, None)) - np.log1p(
+        np.clip(o.count(prev_window, o.amount), 0, None)
+    )
+    n_all = o.count(np.ones_like(completed))
+    cols["refund_share"] = _div(o.count(o.status == "refunded"), n_all)
+    cols["cancel_share"] = _div(o.count(o.status == "cancelled"), n_all)
+    cols["discount_share"] = _div(
+        o.count(completed, o.discount), o.count(completed, o.amount + o.discount)
+    )
+    return cols
+
+
+def _interorder_gaps(orders: _PlacedOrders) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and population std of the gaps between consecutive completed orders of each
+    customer (NaN with fewer than two / three orders), via one sort."""
+    cpos, cage = orders.pos[orders.completed], orders.age_days[orders.completed]
     order = np.lexsort((-cage, cpos))  # per customer, oldest first
     cpos, cage = cpos[order], cage[order]
     same = cpos[1:] == cpos[:-1]
     gaps = (cage[:-1] - cage[1:])[same]
     gap_pos = cpos[1:][same]
-    n_gaps = np.bincount(gap_pos, minlength=n).astype(np.float64)
-    gap_sum = np.bincount(gap_pos, weights=gaps, minlength=n)
-    gap_sq = np.bincount(gap_pos, weights=gaps * gaps, minlength=n)
+    n_gaps = np.bincount(gap_pos, minlength=orders.n).astype(np.float64)
+    gap_sum = np.bincount(gap_pos, weights=gaps, minlength=orders.n)
+    gap_sq = np.bincount(gap_pos, weights=gaps * gaps, minlength=orders.n)
     gap_mean = _div(gap_sum, n_gaps)
-    cols["interorder_mean_days"] = gap_mean
     var = _div(gap_sq, n_gaps) - gap_mean**2
-    cols["interorder_std_days"] = np.where(n_gaps >= 2, np.sqrt(np.clip(var, 0, None)), np.nan)
+    return gap_mean, np.where(n_gaps >= 2, np.sqrt(np.clip(var, 0, None)), np.nan)
 
-    prev_window = completed & (age_days >= 90) & (age_days < 180)
-    cols["revenue_trend_90d"] = np.log1p(np.clip(cols["revenue_90d"], 0, None)) - np.log1p(
-        np.clip(count(prev_window, amount), 0, None)
-    )
-    cols["refund_share"] = _div(count(status == "refunded"), n_all)
-    cols["cancel_share"] = _div(count(status == "cancelled"), n_all)
-    cols["discount_share"] = _div(count(completed, discount), count(completed, amount + discount))
 
-    signup = _utc_ns(customers["signup_date"]) if "signup_date" in customers else None
-    tenure = first_any.copy()
-    if signup is not None:
+def _tenure_days(*, customers: pd.DataFrame, orders: _PlacedOrders, now: int) -> np.ndarray:
+    """Days since signup, or since the first order of any status when the signup is unknown."""
+    tenure = np.full(orders.n, np.nan)
+    if orders.pos.size:
+        # Ages are >= 0, so max age = the first order; fmax ignores the NaN start.
+        np.fmax.at(tenure, orders.pos, orders.age_days)
+    if "signup_date" in customers:
+        signup = _utc_ns(customers["signup_date"])
         has_signup = (signup != np.iinfo(np.int64).min) & (signup < now)
         tenure = np.where(has_signup, (now - signup) / _NS_PER_DAY, tenure)
-    cols["tenure_days"] = tenure
+    return tenure
 
-    # ---- BG/NBD ("buy 'til you die") ----------------------------------------------------
+
+def _btyd_features(
+    *,
+    orders: _PlacedOrders,
+    now: int,
+    btyd_params: btyd.BgNbdParams | Mapping[str, Any] | None,
+) -> tuple[dict[str, np.ndarray], btyd.BgNbdParams]:
+    """BG/NBD ("buy 'til you die") columns on completed orders, and the parameters used
+    (fitted on these customers unless given)."""
+    completed = orders.completed
     bx, btx, bT = btyd.summary_from_orders(
-        positions=pos[completed], placed_ns=placed[completed], now_ns=now, n_customers=n
+        positions=orders.pos[completed],
+        placed_ns=orders.placed[completed],
+        now_ns=now,
+        n_customers=orders.n,
     )
     if btyd_params is None:
         params = btyd.fit_bgnbd(bx, btx, bT)
@@ -199,21 +260,11 @@ def build_features(
     else:
         params = btyd.BgNbdParams.from_dict(btyd_params)
     h = BTYD_HORIZON_DAYS
-    cols["p_alive"] = btyd.p_alive(params, bx, btx, bT)
-    cols[f"expected_orders_{h}d"] = btyd.expected_purchases(params, h, bx, btx, bT)
-    cols[f"p_no_order_{h}d"] = btyd.p_no_purchase(params, h, bx, btx, bT)
-
-    # ---- events -------------------------------------------------------------------------
-    event_cols = _event_features(events=events, index=index, now=now, event_kinds=event_kinds)
-    cols.update(event_cols)
-
-    frame = pd.DataFrame({k: v.astype(np.float32) for k, v in cols.items()}, index=index)
-
-    # ---- attributes ---------------------------------------------------------------------
-    if "attributes" in customers:
-        frame = pd.concat([frame, _attribute_frame(customers["attributes"], index)], axis=1)
-    frame.attrs["btyd_params"] = params.to_dict()
-    return frame
+    return {
+        "p_alive": btyd.p_alive(params, bx, btx, bT),
+        f"expected_orders_{h}d": btyd.expected_purchases(params, h, bx, btx, bT),
+        f"p_no_order_{h}d": btyd.p_no_purchase(params, h, bx, btx, bT),
+    }, params
 
 
 def _event_features(

@@ -173,59 +173,10 @@ def _splines() -> SkPipeline:
 def build_pipeline(*, spec: FeatureSpec, candidate: Candidate, random_state: int = 0) -> Pipeline:
     """An unfitted imblearn Pipeline for `candidate` over the columns of `spec`."""
     n_cat, n_num = len(spec.categorical), len(spec.numeric)
-    prepare_parts: list[tuple[str, Any, Sequence[str]]] = []
-    if n_cat:
-        prepare_parts.append(
-            (
-                "cat",
-                SkPipeline(
-                    [
-                        (
-                            "impute",
-                            SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY),
-                        ),
-                        (
-                            "codes",
-                            OrdinalEncoder(
-                                handle_unknown="use_encoded_value",
-                                unknown_value=-1,
-                                max_categories=MAX_CATEGORIES,
-                            ),
-                        ),
-                    ]
-                ),
-                list(spec.categorical),
-            )
-        )
-    if n_num:
-        prepare_parts.append(
-            ("num", SimpleImputer(strategy="median", add_indicator=True), list(spec.numeric))
-        )
-    prepare = ColumnTransformer(prepare_parts, sparse_threshold=0.0)
-
     clf_name = candidate.classifier
     classifier = _classifier(clf_name, random_state)
-    scale = clf_name in _NEEDS_SCALING
-    numeric_step: Any = "passthrough"
-    if clf_name == "lr_spline":
-        numeric_step = _splines()
-    elif clf_name == "blend":
-        # Raw scaled values for the trees, spline bases for the linear half.
-        numeric_step = FeatureUnion([("raw", StandardScaler()), ("splines", _splines())])
-    elif scale:
-        numeric_step = StandardScaler()
-    encode_parts: list[tuple[str, Any, Any]] = []
-    if n_cat:
-        encode_parts.append(
-            (
-                "onehot",
-                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                list(range(n_cat)),
-            )
-        )
-    encode = ColumnTransformer(encode_parts, remainder=numeric_step, sparse_threshold=0.0)
-
-    steps: list[tuple[str, Any]] = [("prepare", prepare)]
+    encode = _encoder(n_cat=n_cat, classifier=clf_name)
+    steps: list[tuple[str, Any]] = [("prepare", _preparer(spec))]
     sampler_params = {
         k.removeprefix("sampler__"): v
         for k, v in candidate.params.items()
@@ -239,16 +190,7 @@ def build_pipeline(*, spec: FeatureSpec, candidate: Candidate, random_state: int
     elif sampler_name in ("none", "class_weight"):
         steps.append(("encode", encode))
         if sampler_name == "class_weight":
-            if clf_name not in _SUPPORTS_CLASS_WEIGHT:
-                raise ValueError(f"classifier {clf_name!r} does not take class weights")
-            if clf_name == "blend":
-                model_params = {
-                    "lr__class_weight": "balanced",
-                    "hgb__class_weight": "balanced",
-                    **model_params,
-                }
-            else:
-                model_params = {"class_weight": "balanced", **model_params}
+            model_params = _balanced(clf_name, model_params)
     else:
         sampler, position = _sampler(
             sampler_name, n_cat=n_cat, n_num=n_num, random_state=random_state
@@ -263,6 +205,64 @@ def build_pipeline(*, spec: FeatureSpec, candidate: Candidate, random_state: int
         classifier.set_params(**model_params)
     steps.append(("model", classifier))
     return Pipeline(steps)
+
+
+def _preparer(spec: FeatureSpec) -> ColumnTransformer:
+    """Categorical codes first (so SMOTENC knows their positions), then imputed numbers with
+    missing-value indicators."""
+    parts: list[tuple[str, Any, Sequence[str]]] = []
+    if spec.categorical:
+        codes = SkPipeline(
+            [
+                ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
+                (
+                    "codes",
+                    OrdinalEncoder(
+                        handle_unknown="use_encoded_value",
+                        unknown_value=-1,
+                        max_categories=MAX_CATEGORIES,
+                    ),
+                ),
+            ]
+        )
+        parts.append(("cat", codes, list(spec.categorical)))
+    if spec.numeric:
+        parts.append(
+            ("num", SimpleImputer(strategy="median", add_indicator=True), list(spec.numeric))
+        )
+    return ColumnTransformer(parts, sparse_threshold=0.0)
+
+
+def _encoder(*, n_cat: int, classifier: str) -> ColumnTransformer:
+    """One-hot of the `n_cat` leading category codes; the numbers as the classifier needs
+    them (scaled, spline bases, both, or as they are)."""
+    numeric_step: Any = "passthrough"
+    if classifier == "lr_spline":
+        numeric_step = _splines()
+    elif classifier == "blend":
+        # Raw scaled values for the trees, spline bases for the linear half.
+        numeric_step = FeatureUnion([("raw", StandardScaler()), ("splines", _splines())])
+    elif classifier in _NEEDS_SCALING:
+        numeric_step = StandardScaler()
+    parts: list[tuple[str, Any, Any]] = []
+    if n_cat:
+        parts.append(
+            (
+                "onehot",
+                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                list(range(n_cat)),
+            )
+        )
+    return ColumnTransformer(parts, remainder=numeric_step, sparse_threshold=0.0)
+
+
+def _balanced(classifier: str, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with balanced class weights (explicit params win)."""
+    if classifier not in _SUPPORTS_CLASS_WEIGHT:
+        raise ValueError(f"classifier {classifier!r} does not take class weights")
+    if classifier == "blend":
+        return {"lr__class_weight": "balanced", "hgb__class_weight": "balanced", **params}
+    return {"class_weight": "balanced", **params}
 
 
 def _c(name: str, sampler: str, classifier: str, **params: Any) -> Candidate:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import platform
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Literal
@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.inspection import permutation_importance
-from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from scoring.ml.drift import DriftReference, build_drift_reference
 from scoring.ml.features import FeatureSpec
+from scoring.ml.metrics import best_f1_threshold, evaluate_predictions, expected_value_threshold
 from scoring.ml.pipelines import Candidate, build_pipeline
 
 CvScheme = Literal["stratified", "time"]
@@ -38,7 +38,6 @@ Split = tuple[np.ndarray, np.ndarray]
 # but overfits and creates score ties below a few tens of thousands of rows.
 ISOTONIC_MIN_ROWS = 50_000
 CALIBRATION_FOLDS = 3
-CALIBRATION_BINS = 10
 # Permutation importance is computed on at most this many held-out rows (speed).
 IMPORTANCE_SAMPLE = 2_000
 IMPORTANCE_REPEATS = 3
@@ -171,112 +170,6 @@ def make_splits(
     raise ValueError(f"unknown cv scheme {cv!r}")
 
 
-# ---- metrics -------------------------------------------------------------------------------
-
-
-def _sorted_cumulative(
-    y: np.ndarray, p: np.ndarray, gain: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For each distinct score t (descending): t, Σgain, TP and #flagged over rows p >= t."""
-    order = np.argsort(-p, kind="stable")
-    ps = p[order]
-    # A threshold can only sit between distinct scores: keep the last row of each tie.
-    last_of_tie = np.r_[ps[1:] != ps[:-1], True]
-    flagged = (np.flatnonzero(last_of_tie) + 1).astype(np.float64)
-    cum_gain = np.cumsum(gain[order])[last_of_tie]
-    tp = np.cumsum(y[order])[last_of_tie]
-    return ps[last_of_tie], cum_gain, tp, flagged
-
-
-def best_f1_threshold(*, y: np.ndarray, p: np.ndarray) -> float:
-    """Threshold (predict churn when p >= threshold) maximising F1 on the given predictions."""
-    y = np.asarray(y, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
-    ps, _, tp, flagged = _sorted_cumulative(y, p, np.zeros_like(p))
-    f1 = 2 * tp / (flagged + y.sum())
-    return float(ps[int(np.argmax(f1))])
-
-
-def expected_value_threshold(
-    *,
-    y: np.ndarray,
-    p: np.ndarray,
-    offer_cost: float | np.ndarray,
-    customer_value: float | np.ndarray,
-    save_rate: float,
-) -> tuple[float, float]:
-    """Threshold maximising the saving of targeting everyone with p >= threshold.
-
-    saving = Σ_targeted (y_i · customer_value_i · save_rate - offer_cost_i)
-           = customer_value · save_rate · TP - offer_cost · (TP + FP)   (scalar inputs).
-    A churner who is offered the incentive stays with probability `save_rate`; every offer
-    costs `offer_cost`. Returns (threshold, saving); threshold 1.0 means nobody is worth it.
-    """
-    y = np.asarray(y, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
-    value = np.broadcast_to(np.asarray(customer_value, dtype=np.float64), y.shape)
-    cost = np.broadcast_to(np.asarray(offer_cost, dtype=np.float64), y.shape)
-    gain = y * value * save_rate - cost
-    ps, cum, _, _ = _sorted_cumulative(y, p, gain)
-    best = int(np.argmax(cum))
-    if cum[best] <= 0:
-        return 1.0, 0.0
-    return float(ps[best]), float(cum[best])
-
-
-def evaluate_predictions(*, y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Ranking, probability and decision metrics of predictions `p` for labels `y`."""
-    y = np.asarray(y, dtype=np.int64)
-    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
-    n, positives = len(y), int(y.sum())
-    pred = p >= threshold
-    tp = int((pred & (y == 1)).sum())
-    fp = int((pred & (y == 0)).sum())
-    fn = positives - tp
-    tn = n - tp - fp - fn
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / positives if positives else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    n_top = max(int(np.ceil(0.1 * n)), 1)
-    top = np.argsort(-p, kind="stable")[:n_top]
-    base_rate = positives / n if n else 0.0
-    top_rate = float(y[top].mean())
-    clipped = np.clip(p, 1e-15, 1 - 1e-15)
-    log_loss = float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)))
-    bins = np.minimum((p * CALIBRATION_BINS).astype(np.int64), CALIBRATION_BINS - 1)
-    counts = np.bincount(bins, minlength=CALIBRATION_BINS)
-    sum_p = np.bincount(bins, weights=p, minlength=CALIBRATION_BINS)
-    sum_y = np.bincount(bins, weights=y, minlength=CALIBRATION_BINS)
-    curve = [
-        {
-            "bin_low": b / CALIBRATION_BINS,
-            "bin_high": (b + 1) / CALIBRATION_BINS,
-            "mean_predicted": float(sum_p[b] / counts[b]),
-            "fraction_positive": float(sum_y[b] / counts[b]),
-            "count": int(counts[b]),
-        }
-        for b in range(CALIBRATION_BINS)
-        if counts[b]
-    ]
-    both = 0 < positives < n
-    return {
-        "n": n,
-        "positive_rate": base_rate,
-        "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
-        "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
-        "brier": float(np.mean((p - y) ** 2)),
-        "log_loss": log_loss,
-        "threshold": float(threshold),
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "top_decile_lift": top_rate / base_rate if base_rate else float("nan"),
-        "top_decile_capture": float(y[top].sum()) / positives if positives else float("nan"),
-        "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
-        "calibration_curve": curve,
-    }
-
-
 # ---- training ------------------------------------------------------------------------------
 
 
@@ -381,19 +274,9 @@ def train_and_select(
     rows) switch the threshold from max-F1 to max expected saving, see
     `expected_value_threshold`. `save_rate` is the share of targeted churners an offer keeps.
     """
-    X = X.loc[:, list(spec.columns)]
-    y = np.asarray(y, dtype=np.int64)
-    if set(np.unique(y)) - {0, 1}:
-        raise ValueError("y must contain only 0 and 1")
-    n_train = None
-    scheme: str = cv
-    if X_valid is not None:
-        if y_valid is None:
-            raise ValueError("X_valid needs y_valid")
-        n_train = len(X)
-        X = pd.concat([X, X_valid.loc[:, list(spec.columns)]], axis=0)
-        y = np.concatenate([y, np.asarray(y_valid, dtype=np.int64)])
-        scheme = "holdout"
+    # Long only by its keyword signature and its result: the body is five named steps
+    # (stack, split, evaluate candidates, calibrate out-of-fold, refit on every row).
+    X, y, n_train = _stack_validation(X=X, y=y, spec=spec, X_valid=X_valid, y_valid=y_valid)
     splits = make_splits(
         y=y,
         cv=cv,
@@ -403,71 +286,163 @@ def train_and_select(
         n_train=n_train,
     )
     evaluated = np.unique(np.concatenate([va for _, va in splits]))
-    y_eval = y[evaluated]
-    value_args = offer_cost is not None and customer_value is not None
+    reports, chosen = _evaluate_candidates(
+        X=X,
+        y=y,
+        spec=spec,
+        candidates=candidates,
+        splits=splits,
+        evaluated=evaluated,
+        random_state=random_state,
+        importance_sample=importance_sample,
+    )
+    if calibration == "auto":
+        calibration = "isotonic" if len(X) >= ISOTONIC_MIN_ROWS else "sigmoid"
 
+    def make_calibrated() -> CalibratedClassifierCV:
+        pipe = build_pipeline(spec=spec, candidate=chosen, random_state=random_state)
+        return calibrated(pipeline=pipe, method=calibration, random_state=random_state)
+
+    p_eval, threshold, threshold_method, metrics = _calibrated_evaluation(
+        make=make_calibrated,
+        X=X,
+        y=y,
+        splits=splits,
+        evaluated=evaluated,
+        offer_cost=offer_cost,
+        customer_value=customer_value,
+        save_rate=save_rate,
+    )
+    final = _fit_quietly(make_calibrated(), X, y)
+    return TrainingResult(
+        selected=chosen.name,
+        estimator=final,
+        threshold=threshold,
+        threshold_method=threshold_method,
+        metrics=metrics,
+        candidates=tuple(reports),
+        spec=spec,
+        feature_names=tuple(spec.columns),
+        library_versions=library_versions(),
+        training_summary=build_drift_reference(X=X, spec=spec, scores=p_eval),
+        reference_values=reference_values(X=X, spec=spec),
+        calibration=calibration,
+        validation={
+            "scheme": cv if n_train is None else "holdout",
+            "n_splits": len(splits),
+            "random_state": random_state,
+            "n_rows": len(X),
+            "n_evaluated": len(evaluated),
+            "positive_rate": float(y[evaluated].mean()),
+        },
+        oof_probabilities=p_eval,
+    )
+
+
+def _evaluate_candidates(
+    *,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    spec: FeatureSpec,
+    candidates: Sequence[Candidate],
+    splits: list[Split],
+    evaluated: np.ndarray,
+    random_state: int,
+    importance_sample: int,
+) -> tuple[list[CandidateReport], Candidate]:
+    """Every candidate's out-of-fold report, and the one with the highest PR-AUC (the first
+    on a tie). A candidate that fails is reported with its error, not selected."""
     reports: list[CandidateReport] = []
     best: tuple[float, Candidate] | None = None
     for candidate in candidates:
-        base = {
-            "name": candidate.name,
-            "sampler": candidate.to_dict()["sampler"],
-            "classifier": candidate.classifier,
-            "params": candidate.to_dict()["params"],
-        }
-        try:
-            p, seconds, last_model = _oof(
-                make=lambda c=candidate: build_pipeline(
-                    spec=spec, candidate=c, random_state=random_state
-                ),
-                X=X,
-                y=y,
-                splits=splits,
-            )
-            p_eval = p[evaluated]
-            threshold = best_f1_threshold(y=y_eval, p=p_eval)
-            metrics = evaluate_predictions(y=y_eval, p=p_eval, threshold=threshold)
-            last_valid = splits[-1][1]
-            importance = _importance(
-                model=last_model,
-                X=X.iloc[last_valid],
-                y=y[last_valid],
-                sample=importance_sample,
-                random_state=random_state,
-            )
-        except Exception as exc:  # one broken recipe must not stop the run
-            reports.append(
-                CandidateReport(
-                    **base, metrics={}, permutation_importance={}, fit_seconds=0.0, error=repr(exc)
-                )
-            )
-            continue
-        reports.append(
-            CandidateReport(
-                **base, metrics=metrics, permutation_importance=importance, fit_seconds=seconds
-            )
+        report = _evaluate_candidate(
+            X=X,
+            y=y,
+            spec=spec,
+            candidate=candidate,
+            splits=splits,
+            evaluated=evaluated,
+            random_state=random_state,
+            importance_sample=importance_sample,
         )
-        score = metrics["pr_auc"]
+        reports.append(report)
+        if report.error is not None:
+            continue
+        score = report.metrics["pr_auc"]
         if np.isfinite(score) and (best is None or score > best[0]):
             best = (score, candidate)
     if best is None:
         errors = "; ".join(f"{r.name}: {r.error}" for r in reports)
         raise RuntimeError(f"no candidate could be trained ({errors})")
-    chosen = best[1]
+    return reports, best[1]
 
-    method = calibration
-    if method == "auto":
-        method = "isotonic" if len(X) >= ISOTONIC_MIN_ROWS else "sigmoid"
 
-    def make_calibrated() -> CalibratedClassifierCV:
-        pipe = build_pipeline(spec=spec, candidate=chosen, random_state=random_state)
-        return calibrated(pipeline=pipe, method=method, random_state=random_state)
+def _evaluate_candidate(
+    *,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    spec: FeatureSpec,
+    candidate: Candidate,
+    splits: list[Split],
+    evaluated: np.ndarray,
+    random_state: int,
+    importance_sample: int,
+) -> CandidateReport:
+    """Out-of-fold metrics at the max-F1 threshold, fit time, and permutation importance on
+    the last validation fold."""
+    described = candidate.to_dict()
+    base = {
+        "name": candidate.name,
+        "sampler": described["sampler"],
+        "classifier": candidate.classifier,
+        "params": described["params"],
+    }
+    try:
+        p, seconds, last_model = _oof(
+            make=lambda: build_pipeline(spec=spec, candidate=candidate, random_state=random_state),
+            X=X,
+            y=y,
+            splits=splits,
+        )
+        y_eval, p_eval = y[evaluated], p[evaluated]
+        threshold = best_f1_threshold(y=y_eval, p=p_eval)
+        metrics = evaluate_predictions(y=y_eval, p=p_eval, threshold=threshold)
+        last_valid = splits[-1][1]
+        importance = _importance(
+            model=last_model,
+            X=X.iloc[last_valid],
+            y=y[last_valid],
+            sample=importance_sample,
+            random_state=random_state,
+        )
+    except Exception as exc:  # one broken recipe must not stop the run
+        return CandidateReport(
+            **base, metrics={}, permutation_importance={}, fit_seconds=0.0, error=repr(exc)
+        )
+    return CandidateReport(
+        **base, metrics=metrics, permutation_importance=importance, fit_seconds=seconds
+    )
 
-    p_cal, cal_seconds, _ = _oof(make=make_calibrated, X=X, y=y, splits=splits)
-    p_eval = p_cal[evaluated]
+
+def _calibrated_evaluation(
+    *,
+    make: Callable[[], CalibratedClassifierCV],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    splits: list[Split],
+    evaluated: np.ndarray,
+    offer_cost: float | np.ndarray | None,
+    customer_value: float | np.ndarray | None,
+    save_rate: float,
+) -> tuple[np.ndarray, float, str, dict[str, Any]]:
+    """The whole procedure (calibration nested in each fold) out-of-fold: the evaluated
+    rows' probabilities, the threshold, how it was chosen and the metrics at it. The
+    threshold maximises the expected saving when the offer cost and customer value are
+    given, else F1."""
+    p_cal, cal_seconds, _ = _oof(make=make, X=X, y=y, splits=splits)
+    y_eval, p_eval = y[evaluated], p_cal[evaluated]
     saving = None
-    if value_args:
-        assert offer_cost is not None and customer_value is not None
+    if offer_cost is not None and customer_value is not None:
         threshold, saving = expected_value_threshold(
             y=y_eval,
             p=p_eval,
@@ -484,29 +459,26 @@ def train_and_select(
     if saving is not None:
         metrics["expected_saving"] = saving
         metrics["save_rate"] = save_rate
+    return p_eval, threshold, threshold_method, metrics
 
-    final = _fit_quietly(make_calibrated(), X, y)
-    summary = build_drift_reference(X=X, spec=spec, scores=p_eval)
-    return TrainingResult(
-        selected=chosen.name,
-        estimator=final,
-        threshold=threshold,
-        threshold_method=threshold_method,
-        metrics=metrics,
-        candidates=tuple(reports),
-        spec=spec,
-        feature_names=tuple(spec.columns),
-        library_versions=library_versions(),
-        training_summary=summary,
-        reference_values=reference_values(X=X, spec=spec),
-        calibration=method,
-        validation={
-            "scheme": scheme,
-            "n_splits": len(splits),
-            "random_state": random_state,
-            "n_rows": len(X),
-            "n_evaluated": len(evaluated),
-            "positive_rate": float(y_eval.mean()),
-        },
-        oof_probabilities=p_eval,
-    )
+
+def _stack_validation(
+    *,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    spec: FeatureSpec,
+    X_valid: pd.DataFrame | None,
+    y_valid: np.ndarray | None,
+) -> tuple[pd.DataFrame, np.ndarray, int | None]:
+    """The spec's columns of X (and X_valid below it) with their 0/1 labels, and the number
+    of training rows before the validation rows (None without X_valid)."""
+    X = X.loc[:, list(spec.columns)]
+    y = np.asarray(y, dtype=np.int64)
+    if set(np.unique(y)) - {0, 1}:
+        raise ValueError("y must contain only 0 and 1")
+    if X_valid is None:
+        return X, y, None
+    if y_valid is None:
+        raise ValueError("X_valid needs y_valid")
+    stacked = pd.concat([X, X_valid.loc[:, list(spec.columns)]], axis=0)
+    return stacked, np.concatenate([y, np.asarray(y_valid, dtype=np.int64)]), len(X)

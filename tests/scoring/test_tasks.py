@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from customers.models import Customer
-from scoring import services
 from scoring.models import CustomerScore, RunStatus, ScoringRun
+from scoring.services.datasets import training_data_from_database
+from scoring.services.training import churn_model_train
 from scoring.tasks import scoring_chunk_task, scoring_run_task
 from tests.scoring.conftest import write_labelled_customers
 from tests.worker import celery_worker
@@ -24,8 +25,8 @@ def test_a_run_fans_out_to_a_worker_and_a_retried_chunk_writes_nothing_twice(
 
     settings.MODEL_ARTIFACT_DIR = tmp_path / "models"
     import_file(kind="customers", path=write_labelled_customers(tmp_path / "c.csv", n=450))
-    data = services.training_data_from_database(label_attribute="Churn")
-    services.churn_model_train(data=data, candidates=["lr_balanced"], n_splits=3)
+    data = training_data_from_database(label_attribute="Churn")
+    churn_model_train(data=data, candidates=["lr_balanced"], n_splits=3)
     worker_env = {"MODEL_ARTIFACT_DIR": str(tmp_path / "models"), "SCORING_CHUNK_CUSTOMERS": "100"}
     with celery_worker(require_redis, extra_env=worker_env) as queue:  # 5 chunks of 100
         started = scoring_run_task.apply_async(

@@ -6,8 +6,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from customers.selectors import customer_count
-from scoring import services
+from scoring.errors import ScoringError, TrainingError
 from scoring.reports import format_run
+from scoring.services.runs import parse_as_of, scoring_run_execute
+from scoring.services.training import file_score
 
 
 class Command(BaseCommand):
@@ -33,16 +35,16 @@ class Command(BaseCommand):
             if options["csv"]:
                 self._score_file(options)
                 return
-            as_of = services.parse_as_of(options["as_of"])
+            as_of = parse_as_of(options["as_of"])
             total = customer_count()
             bar = tqdm(
                 total=total, unit="customers", disable=options["no_progress"], file=sys.stderr
             )
-            run = services.scoring_run_execute(
+            run = scoring_run_execute(
                 as_of=as_of, run_key=options["run_key"], on_chunk=lambda _first, n: bar.update(n)
             )
             bar.close()
-        except (services.ScoringError, services.TrainingError) as exc:
+        except (ScoringError, TrainingError) as exc:
             raise CommandError(str(exc)) from exc
         if run is None:
             self.stdout.write(f"Run {options['run_key']} already exists: nothing done.")
@@ -52,7 +54,7 @@ class Command(BaseCommand):
     def _score_file(self, options: dict[str, Any]) -> None:
         if not options["out"]:
             raise CommandError("--csv needs --out PATH")
-        frame = services.file_score(path=options["csv"], version=options["model"])
+        frame = file_score(path=options["csv"], version=options["model"])
         frame.to_csv(options["out"], index=False)
         tiers = frame["tier"].value_counts().to_dict()
         self.stdout.write(

@@ -4,8 +4,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from scoring import services
+from scoring.errors import ScoringError, TrainingError
 from scoring.reports import format_training_report
+from scoring.services.datasets import training_data_from_database, training_data_from_file
+from scoring.services.runs import parse_as_of
+from scoring.services.training import churn_model_train
 
 
 class Command(BaseCommand):
@@ -46,22 +49,22 @@ class Command(BaseCommand):
             if options["csv"]:
                 if not options["label"]:
                     raise CommandError("--csv needs --label COLUMN")
-                data = services.training_data_from_file(
+                data = training_data_from_file(
                     path=options["csv"],
                     label=options["label"],
                     id_column=options["id_column"],
                     drop=drop,
                 )
             else:
-                as_of = services.parse_as_of(options["as_of"]) if options["as_of"] else None
-                data = services.training_data_from_database(
+                as_of = parse_as_of(options["as_of"]) if options["as_of"] else None
+                data = training_data_from_database(
                     label_attribute=options["label_attribute"],
                     as_of=as_of,
                     horizon_days=options["horizon"],
                     drop=drop,
                 )
             progress = None if options["json"] else (lambda m: self.stderr.write(m))
-            outcome = services.churn_model_train(
+            outcome = churn_model_train(
                 data=data,
                 candidates=candidates,
                 n_splits=options["folds"],
@@ -71,7 +74,7 @@ class Command(BaseCommand):
                 register_only=bool(options["csv"]),
                 progress=progress,
             )
-        except (services.TrainingError, services.ScoringError) as exc:
+        except (TrainingError, ScoringError) as exc:
             raise CommandError(str(exc)) from exc
         if options["json"]:
             self.stdout.write(json.dumps(outcome.to_dict(), indent=2, default=str))

@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from scoring.ml import linear_reasons
-from scoring.ml.explain import describe, explain_customers
+from scoring.ml.explain import explain_customers
 from scoring.ml.features import infer_feature_spec
 from scoring.ml.pipelines import build_pipeline, select_candidates
 from scoring.ml.train import calibrated, reference_values
@@ -61,17 +61,6 @@ def test_explanations_for_a_50k_chunk_are_fast(mixed_data):
     )
     # Speed is measured by bench/scoring.py, not asserted here.
     assert sum(1 for r in out.reasons if r) > 0
-
-
-def test_templates_and_generic_phrases():
-    assert describe(name="tenure", value=2.0, templates={"tenure": "tenure {value:g} months"}) == (
-        "tenure 2 months"
-    )
-    assert describe(name="days_since_event_complaint", value=4.0) == "last complaint 4 days ago"
-    assert describe(name="MonthlyCharges", value=99.5, reference=70.35) == (
-        "MonthlyCharges 99.50 (typical 70.35)"
-    )
-    assert describe(name="attr_plan", value="gold", categorical=True) == "plan is gold"
 
 
 class _NoOrdersModel:

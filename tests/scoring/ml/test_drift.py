@@ -10,7 +10,6 @@ from scoring.ml.drift import (
     population_stability,
 )
 from scoring.ml.features import FeatureSpec
-from scoring.ml.tiers import assign_tiers
 
 SPEC = FeatureSpec(numeric=("x",), categorical=("plan",))
 
@@ -44,26 +43,6 @@ def test_psi_flags_shifted_features_and_new_categories():
     assert report.status == "alert"
     again = DriftReference.from_dict(reference.to_dict())
     assert population_stability(reference=again, X=shifted).psi == pytest.approx(report.psi)
-
-
-def test_tiers_at_band_edges():
-    p = [0.0, 0.2999, 0.3, 0.4999, 0.5, 0.6999, 0.7, 1.0]
-    assert assign_tiers(probabilities=p).tolist() == [
-        "low",
-        "low",
-        "medium",
-        "medium",
-        "high",
-        "high",
-        "critical",
-        "critical",
-    ]
-    assert assign_tiers(probabilities=[0.1, 0.9], edges=[0.5], names=["calm", "hot"]).tolist() == [
-        "calm",
-        "hot",
-    ]
-    with pytest.raises(ValueError):
-        assign_tiers(probabilities=[0.1], edges=[0.5], names=["one"])
 
 
 def test_score_counts_from_a_database_give_the_same_psi_as_the_values():

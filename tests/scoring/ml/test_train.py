@@ -2,21 +2,13 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 from imblearn import FunctionSampler
 from sklearn.datasets import make_classification
 from sklearn.model_selection import train_test_split
 
 from scoring.ml.features import FeatureSpec, infer_feature_spec
 from scoring.ml.pipelines import Candidate, build_pipeline, select_candidates
-from scoring.ml.train import (
-    best_f1_threshold,
-    calibrated,
-    evaluate_predictions,
-    expected_value_threshold,
-    make_splits,
-    train_and_select,
-)
+from scoring.ml.train import calibrated, make_splits, train_and_select
 
 from .conftest import make_frame
 
@@ -123,21 +115,3 @@ def test_time_splits_train_only_on_earlier_cutoffs():
     assert [(len(tr), len(va)) for tr, va in splits] == [(4, 4), (8, 4)]
     for train, valid in splits:
         assert times[train].max() < times[valid].min()
-
-
-def test_threshold_rules():
-    y = np.array([1, 1, 0, 1, 0, 0, 0, 0])
-    p = np.array([0.9, 0.8, 0.7, 0.6, 0.3, 0.2, 0.1, 0.05])
-    assert best_f1_threshold(y=y, p=p) == pytest.approx(0.6)
-    # saving = 100·0.5·TP − 10·flagged: top 2 → 80, top 4 → 110, all → 70.
-    threshold, saving = expected_value_threshold(
-        y=y, p=p, offer_cost=10.0, customer_value=100.0, save_rate=0.5
-    )
-    assert threshold == pytest.approx(0.6) and saving == pytest.approx(110.0)
-    threshold, saving = expected_value_threshold(
-        y=y, p=p, offer_cost=1000.0, customer_value=100.0, save_rate=0.5
-    )
-    assert threshold == 1.0 and saving == 0.0
-    metrics = evaluate_predictions(y=y, p=p, threshold=0.6)
-    assert metrics["confusion_matrix"] == {"tn": 4, "fp": 1, "fn": 0, "tp": 3}
-    assert metrics["top_decile_lift"] == pytest.approx(1 / (3 / 8))

@@ -1,10 +1,12 @@
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from scoring.ml import btyd
-from scoring.ml.explain import describe
 from scoring.ml.features import BTYD_HORIZON_DAYS, build_features
+from scoring.ml.phrases import describe
 
 TRUE = btyd.BgNbdParams(r=0.25, alpha=30.0, a=0.8, b=2.5)
 AS_OF = pd.Timestamp("2024-06-01", tz="UTC")
@@ -64,7 +66,7 @@ def test_fit_falls_back_to_the_default_prior_with_too_few_repeat_buyers():
     x = np.array([0.0, 0.0, 1.0])
     fit = btyd.fit_bgnbd(x, np.array([0.0, 0.0, 20.0]), np.array([100.0, 50.0, 30.0]))
     assert fit == btyd.DEFAULT_PARAMS and not fit.fitted
-    assert btyd.BgNbdParams.from_dict(TRUE.to_dict()) == TRUE
+    assert btyd.BgNbdParams.from_dict(asdict(TRUE)) == TRUE
 
 
 def test_summary_counts_same_day_orders_once_and_ignores_later_ones():

@@ -1,0 +1,178 @@
+"""Readable phrases for feature values: "no order for 143 days", "Contract is Month-to-month".
+
+Pure Python. A phrase function is prepared once per feature (`describer`, `numeric_phrase_for`)
+and applied to many values, so the per-customer reasons of a chunk cost one call per distinct
+value; `describe` is the one-value form.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+
+def as_number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _fmt(value: float) -> str:
+    if not np.isfinite(value):
+        return "unknown"
+    if abs(value - round(value)) < 1e-9:
+        return str(round(value))
+    return f"{value:.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _plural(word: str, count: float) -> str:
+    return word if count == 1 or word.endswith("s") else word + "s"
+
+
+def _human(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def _fixed_phrases() -> dict[str, Callable[[float], str]]:
+    return {
+        "orders_lifetime": lambda x: f"{_fmt(x)} {_plural('order', x)} in total",
+        "revenue_lifetime": lambda x: f"lifetime spend {_fmt(x)}",
+        "avg_order_value": lambda x: f"average order value {_fmt(x)}",
+        "items_per_order": lambda x: f"{x:.1f} items per order",
+        "tenure_days": lambda x: f"customer for {x:.0f} days",
+        "interorder_mean_days": lambda x: f"orders every {x:.0f} days on average",
+        "interorder_std_days": lambda x: f"irregular ordering (gaps vary by {x:.0f} days)",
+        "revenue_trend_90d": lambda x: (
+            "spending down over the last 90 days"
+            if x < 0
+            else "spending pattern over the last 90 days"
+        ),
+        "refund_share": lambda x: f"{x:.0%} of orders refunded",
+        "cancel_share": lambda x: f"{x:.0%} of orders cancelled",
+        "discount_share": lambda x: f"{x:.0%} of spend was discount",
+        "p_alive": lambda x: (
+            f"low chance of still being active ({x:.0%})"
+            if x < 0.5
+            else f"{x:.0%} chance of still being active"
+        ),
+    }
+
+
+_FIXED = _fixed_phrases()
+# What a fixed feature's missing value means, when it is not "no orders yet".
+_MISSING = {
+    "interorder_mean_days": "fewer than two orders",
+    "interorder_std_days": "too few orders to show a rhythm",
+    "tenure_days": "customer since an unknown date",
+}
+
+
+def numeric_phrase_for(name: str, reference: Any) -> Callable[[float], str]:
+    """The phrase of a numeric feature's value; the name is matched once, not per value."""
+    if name == "recency_days":
+        return lambda v: "no completed order yet" if np.isnan(v) else f"no order for {v:.0f} days"
+    if m := re.fullmatch(r"orders_(\d+)d", name):
+        w = m.group(1)
+
+        def orders(v: float) -> str:
+            if v == 0:
+                return f"no orders in the last {w} days"
+            return f"only {_fmt(v)} {_plural('order', v)} in the last {w} days"
+
+        return orders
+    if m := re.fullmatch(r"revenue_(\d+)d", name):
+        w = m.group(1)
+        return lambda v: (
+            f"no spending in the last {w} days" if v == 0 else f"spent {_fmt(v)} in {w} days"
+        )
+    if m := re.fullmatch(r"event_(.+)_(\d+)d", name):
+        kind, w = _human(m.group(1)), m.group(2)
+
+        def events(v: float) -> str:
+            if v == 0:
+                return f"no {kind} in the last {w} days"
+            return f"{_fmt(v)} {_plural(kind, v)} in the last {w} days"
+
+        return events
+    if m := re.fullmatch(r"days_since_event_(.+)", name):
+        kind = _human(m.group(1))
+        return lambda v: f"never a {kind}" if np.isnan(v) else f"last {kind} {v:.0f} days ago"
+    if m := re.fullmatch(r"expected_orders_(\d+)d", name):
+        h = m.group(1)
+        return lambda v: (
+            "no orders yet" if np.isnan(v) else f"only {v:.1f} orders expected in the next {h} days"
+        )
+    if m := re.fullmatch(r"p_no_order_(\d+)d", name):
+        h = m.group(1)
+        return lambda v: (
+            "no orders yet" if np.isnan(v) else f"{v:.0%} chance of no order in the next {h} days"
+        )
+    if name in _FIXED:
+        fixed, unknown = _FIXED[name], _MISSING.get(name, "no orders yet")
+        return lambda v: unknown if np.isnan(v) else fixed(v)
+    label = _human(name[5:]) if name.startswith("attr_") else name
+    ref = as_number(reference)
+
+    def generic(v: float) -> str:
+        if np.isnan(v):
+            return f"{label} unknown"
+        if np.isfinite(ref) and ref != v:
+            return f"{label} {_fmt(v)} (typical {_fmt(ref)})"
+        return f"{label} {_fmt(v)}"
+
+    return generic
+
+
+def _phrase_for(name: str, reference: Any, is_categorical: bool) -> Callable[[Any], str]:
+    if is_categorical:
+        label = _human(name[5:]) if name.startswith("attr_") else name
+
+        def categorical(value: Any) -> str:
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                return f"{label} unknown"
+            return f"{label} is {value}"
+
+        return categorical
+    numeric = numeric_phrase_for(name, reference)
+    return lambda value: numeric(as_number(value))
+
+
+def describer(
+    *,
+    name: str,
+    reference: Any = None,
+    categorical: bool = False,
+    templates: Mapping[str, str] | None = None,
+) -> Callable[[Any], str]:
+    """`describe` for one feature, prepared once and applied to many values."""
+    fallback = _phrase_for(name, reference, categorical)
+    if not (templates and name in templates):
+        return fallback
+    template = templates[name]
+
+    def templated(value: Any) -> str:
+        try:
+            return template.format(value=value, reference=reference, name=name)
+        except (ValueError, TypeError):
+            return fallback(value)
+
+    return templated
+
+
+def describe(
+    *,
+    name: str,
+    value: Any,
+    reference: Any = None,
+    categorical: bool = False,
+    templates: Mapping[str, str] | None = None,
+) -> str:
+    """Readable phrase for one feature value. `templates` override by feature name with a
+    format string using {value}, {reference} and {name}, e.g. "tenure {value:g} months"."""
+    return describer(name=name, reference=reference, categorical=categorical, templates=templates)(
+        value
+    )

@@ -1,0 +1,240 @@
+"""Scoring runs: create a run and its chunks of customer ids, score a chunk (idempotent),
+finish with tier counts and drift, or fail; plus the cutoff dates runs are scored as of."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from common.db.bulk import bulk_insert
+from customers.models import Customer
+from customers.selectors import (
+    customer_ids_sorted,
+    customers_frame_for_ids,
+    events_frame_for_ids,
+    orders_frame_for_ids,
+)
+from scoring.errors import ScoringError
+from scoring.ml.drift import DriftReference, counts_from_cumulative, population_stability
+from scoring.ml.features import build_features
+from scoring.models import ChurnModel, CustomerScore, RunStatus, ScoringChunk, ScoringRun
+from scoring.selectors import churn_model_active, risk_tier_bands
+from scoring.services.training import churn_model_load, score_features
+
+
+def scoring_run_create(
+    *, as_of: datetime, run_key: str | None = None, model: ChurnModel | None = None
+) -> tuple[ScoringRun, list[tuple[int, int]]] | None:
+    """Create the run row and its chunks of customer ids; None if `run_key` already ran.
+
+    The unique run_key (e.g. nightly-2026-11-24) is the guard against a doubled periodic run.
+    """
+    model = model or churn_model_active()
+    if model is None:
+        raise ScoringError("there is no active churn model: train one with manage.py churn_train")
+    ids = customer_ids_sorted()
+    chunks = _chunks(ids, settings.SCORING_CHUNK_CUSTOMERS)
+    key = run_key or f"manual-{timezone.now():%Y%m%dT%H%M%S.%f}"
+    try:
+        with transaction.atomic():
+            run = ScoringRun.objects.create(
+                run_key=key,
+                model=model,
+                as_of=as_of,
+                customers_total=len(ids),
+                chunks_total=len(chunks),
+            )
+    except IntegrityError:
+        return None
+    return run, chunks
+
+
+def _chunks(ids: np.ndarray, size: int) -> list[tuple[int, int]]:
+    return [(int(ids[i]), int(ids[min(i + size, len(ids)) - 1])) for i in range(0, len(ids), size)]
+
+
+def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
+    """Score the customers with first_id ≤ id ≤ last_id for `run`; safe to run twice.
+
+    A chunk's scores and the customers' latest-score columns are written in one transaction,
+    so a chunk with any score of this run is complete: a retried or redelivered chunk finds it
+    and writes nothing (and two attempts at once meet the unique (run, customer) constraint).
+    Returns the scores written.
+    """
+    mine = CustomerScore.objects.filter(
+        run=run, customer_id__gte=first_id, customer_id__lte=last_id
+    )
+    if mine.exists():
+        return 0
+    model = run.model
+    estimator = churn_model_load(model=model)
+    customers = customers_frame_for_ids(first_id=first_id, last_id=last_id)
+    if customers.empty:
+        return 0
+    features = build_features(
+        orders=orders_frame_for_ids(first_id=first_id, last_id=last_id),
+        events=events_frame_for_ids(first_id=first_id, last_id=last_id),
+        customers=customers,
+        as_of=pd.Timestamp(run.as_of),
+        event_kinds=model.reference.get("event_kinds") or None,
+        btyd_params=model.reference.get("btyd_params"),
+    )
+    scored = score_features(model=model, estimator=estimator, features=features)
+    now = timezone.now()
+    ids = features.index.to_numpy()
+    scores = pd.DataFrame(
+        {
+            "run_id": run.pk,
+            "customer_id": ids,
+            "probability": scored.probability.astype(float),
+            "tier": scored.tier,
+            "reasons": scored.explanations.reasons_json(),
+            "scored_at": now,
+        }
+    )
+    try:
+        with transaction.atomic():
+            written = bulk_insert(CustomerScore, scores, json_text=("reasons",))
+            _customers_take_scores(run=run, first_id=first_id, last_id=last_id)
+            ScoringChunk.objects.create(
+                run=run,
+                first_id=first_id,
+                last_id=last_id,
+                customers=written,
+                feature_counts=scored.drift_counts,
+            )
+    except IntegrityError:
+        if mine.exists():  # another attempt at this chunk committed first
+            return 0
+        raise
+    return written
+
+
+def _customers_take_scores(*, run: ScoringRun, first_id: int, last_id: int) -> int:
+    """Copy this run's scores of a chunk into the customers' latest-score columns, in one
+    set-based UPDATE (no row passes through Python). Returns the customers updated."""
+    quote = connection.ops.quote_name
+    customers, scores = quote(Customer._meta.db_table), quote(CustomerScore._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {customers} SET churn_probability = s.probability, risk_tier = s.tier, "
+            "scored_at = s.scored_at, score_model_version = %s "
+            f"FROM {scores} s WHERE s.run_id = %s AND s.customer_id BETWEEN %s AND %s "
+            f"AND {customers}.id = s.customer_id",
+            [run.model.version, run.pk, first_id, last_id],
+        )
+        return max(cursor.rowcount, 0)
+
+
+def scoring_run_finish(*, run: ScoringRun) -> ScoringRun:
+    """Count what the chunks wrote, check drift against training, and close the run."""
+    run.refresh_from_db()
+    tiers = dict(
+        CustomerScore.objects.filter(run=run)
+        .values_list("tier")
+        .annotate(n=Count("pk"))
+        .values_list("tier", "n")
+    )
+    run.tier_counts = {name: tiers.get(name, 0) for name, _ in risk_tier_bands()}
+    run.customers_scored = sum(tiers.values())
+    run.chunks_done = ScoringChunk.objects.filter(run=run).count()
+    run.drift = scoring_run_drift(run=run)
+    run.status = RunStatus.COMPLETED
+    run.finished_at = timezone.now()
+    run.timings = {**run.timings, "seconds": (run.finished_at - run.started_at).total_seconds()}
+    run.save()
+    return run
+
+
+def scoring_run_drift(*, run: ScoringRun) -> dict[str, Any]:
+    """PSI of the run's scores and of every scored customer's features against training."""
+    reference_data = run.model.reference.get("drift")
+    if not reference_data:
+        return {}
+    reference = DriftReference.from_dict(reference_data)
+    score_counts = None
+    if reference.score is not None:
+        # Counted by the database into the reference's bins: no million values sent over.
+        edges = reference.score.edges
+        counted = CustomerScore.objects.filter(run=run).aggregate(
+            present=Count("pk", filter=Q(probability__isnull=False)),
+            missing=Count("pk", filter=Q(probability__isnull=True)),
+            **{f"le{i}": Count("pk", filter=Q(probability__lte=e)) for i, e in enumerate(edges)},
+        )
+        score_counts = counts_from_cumulative(
+            [counted[f"le{i}"] for i in range(len(edges))],
+            present=counted["present"],
+            missing=counted["missing"],
+        )
+    # Every chunk counted its customers' features into the reference bins: add them up.
+    counts: dict[str, np.ndarray] = {}
+    rows = 0
+    for chunk_counts, customers in ScoringChunk.objects.filter(run=run).values_list(
+        "feature_counts", "customers"
+    ):
+        rows += customers
+        for name, values in chunk_counts.items():
+            counts[name] = counts.get(name, 0) + np.asarray(values, dtype=np.float64)
+    report = population_stability(
+        reference=reference, counts=counts, n_rows=rows, score_counts=score_counts
+    )
+    return asdict(report)
+
+
+def scoring_run_get(*, run_key: str) -> ScoringRun:
+    return ScoringRun.objects.select_related("model").get(run_key=run_key)
+
+
+def scoring_run_fail(*, run: ScoringRun, error: str) -> None:
+    ScoringRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.FAILED, error=error[:5000], finished_at=timezone.now()
+    )
+
+
+def scoring_run_execute(
+    *,
+    as_of: datetime,
+    run_key: str | None = None,
+    on_chunk: Callable[[int, int], object] | None = None,
+) -> ScoringRun | None:
+    """Score every customer in-process, chunk by chunk (the embedded mode and the demo).
+
+    In production `scoring.tasks.scoring_run_task` fans the same chunk function out to workers.
+    """
+    created = scoring_run_create(as_of=as_of, run_key=run_key)
+    if created is None:
+        return None
+    run, chunks = created
+    try:
+        for first_id, last_id in chunks:
+            written = scoring_chunk_score(run=run, first_id=first_id, last_id=last_id)
+            if on_chunk:
+                on_chunk(first_id, written)
+    except Exception as exc:
+        scoring_run_fail(run=run, error=f"{type(exc).__name__}: {exc}")
+        raise
+    return scoring_run_finish(run=run)
+
+
+def default_as_of() -> datetime:
+    """Midnight UTC today: the cutoff of a nightly run."""
+    today = timezone.now().date()
+    return datetime(today.year, today.month, today.day, tzinfo=UTC)
+
+
+def parse_as_of(value: str | date | None) -> datetime:
+    """A date or ISO datetime as an aware UTC datetime (a date means its midnight)."""
+    if value is None:
+        return default_as_of()
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()

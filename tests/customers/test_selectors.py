@@ -1,0 +1,133 @@
+"""Reused reads of customer data: id-range frames (what scoring reads per chunk) and counts."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from common.db.bulk import bulk_insert
+from customers.models import Customer, Event, Order
+from customers.selectors import (
+    customer_ids_sorted,
+    customers_frame_for_ids,
+    customers_totals,
+    events_frame_for_ids,
+    orders_frame_for_ids,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _ts(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+@pytest.fixture
+def three_customers() -> list[int]:
+    """Three customers with orders (one of an unknown status) and events; returns their ids."""
+    a = Customer.objects.create(
+        external_id="A", signup_date="2023-05-06", attributes={"plan": "gold", "age": 41}
+    )
+    b = Customer.objects.create(external_id="B", attributes={"plan": "gold", "age": 41})
+    c = Customer.objects.create(external_id="C")
+    orders = pd.DataFrame(
+        {
+            "external_id": ["o1", "o2", "o3", "o4"],
+            "customer_id": [a.pk, b.pk, b.pk, c.pk],
+            "placed_at": [
+                _ts("2024-01-02 03:04:05"),
+                _ts("2024-02-29 23:59:59"),
+                _ts("2024-03-01"),
+                _ts("2024-04-01"),
+            ],
+            "amount": [12.5, 0.0, 99.99, 5.0],
+            "status": ["completed", "REFUNDED", "lost in the post", "cancelled"],
+            "discount_amount": [1.0, 0.0, 0.0, 0.0],
+            "item_count": [1, 3, 2, 1],
+        }
+    )
+    assert bulk_insert(Order, orders) == 4
+    Event.objects.create(external_id="e1", customer=a, kind="login", occurred_at=_ts("2024-01-03"))
+    Event.objects.create(
+        external_id="e2", customer=c, kind="complaint", occurred_at=_ts("2024-05-01")
+    )
+    return [a.pk, b.pk, c.pk]
+
+
+def test_orders_of_an_id_range_with_statuses_as_categories(three_customers: list[int]) -> None:
+    a, b, _c = three_customers
+    orders = orders_frame_for_ids(first_id=a, last_id=b).sort_values("placed_at")
+    assert list(orders.columns) == [
+        "customer_id",
+        "placed_at",
+        "amount",
+        "status",
+        "discount_amount",
+        "item_count",
+    ]
+    assert orders["customer_id"].tolist() == [a, b, b]
+    assert orders["placed_at"].tolist() == [
+        _ts("2024-01-02 03:04:05"),
+        _ts("2024-02-29 23:59:59"),
+        _ts("2024-03-01"),
+    ]
+    assert orders["amount"].tolist() == [12.5, 0.0, 99.99]
+    # Case does not matter; a status outside the choices reads "other".
+    assert orders["status"].astype(str).tolist() == ["completed", "refunded", "other"]
+    assert isinstance(orders["status"].dtype, pd.CategoricalDtype)
+    assert orders["item_count"].astype(int).tolist() == [1, 3, 2]
+    assert len(orders_frame_for_ids()) == 4  # no bounds: every order
+
+
+def test_events_of_an_id_range(three_customers: list[int]) -> None:
+    _a, b, c = three_customers
+    events = events_frame_for_ids(first_id=b, last_id=c)
+    assert events[["customer_id", "kind"]].values.tolist() == [[c, "complaint"]]
+    assert events["occurred_at"].tolist() == [_ts("2024-05-01")]
+    assert sorted(events_frame_for_ids()["kind"]) == ["complaint", "login"]
+
+
+def test_customers_of_an_id_range_in_id_order_each_with_its_own_attributes(
+    three_customers: list[int],
+) -> None:
+    a, b, c = three_customers
+    customers = customers_frame_for_ids(first_id=a, last_id=c)
+    assert customers["customer_id"].tolist() == [a, b, c]
+    assert customers["signup_date"].iloc[0] == _ts("2023-05-06")
+    assert pd.isna(customers["signup_date"].iloc[1])
+    assert customers["attributes"].tolist() == [
+        {"plan": "gold", "age": 41},
+        {"plan": "gold", "age": 41},
+        {},
+    ]
+    # Equal JSON texts are parsed once, but each row still owns its dict.
+    first, second = customers["attributes"].iloc[0], customers["attributes"].iloc[1]
+    first["plan"] = "changed"
+    assert second["plan"] == "gold"
+    assert customers_frame_for_ids(first_id=c + 1, last_id=c + 10).empty
+
+
+def test_customer_ids_are_sorted_and_totals_count_everything(three_customers: list[int]) -> None:
+    ids = customer_ids_sorted()
+    assert ids.dtype == "int64" and ids.tolist() == sorted(three_customers)
+    assert customers_totals() == {"customers": 3, "orders": 4, "events": 2, "consents": 0}
+
+
+def test_postgres_reads_the_same_frames_through_copy(
+    require_postgres: None, three_customers: list[int]
+) -> None:
+    # On PostgreSQL the orders travel as COPY BINARY (fixed-width rows decoded by numpy) and
+    # the customers as COPY CSV: the frames must equal what the generic path gives.
+    a, _b, c = three_customers
+    orders = orders_frame_for_ids(first_id=a, last_id=c).sort_values("placed_at")
+    assert orders["status"].astype(str).tolist() == [
+        "completed",
+        "refunded",
+        "other",
+        "cancelled",
+    ]
+    assert orders["customer_id"].dtype == "int64" and orders["amount"].dtype == "float64"
+    assert orders["placed_at"].iloc[0] == _ts("2024-01-02 03:04:05")
+    customers = customers_frame_for_ids(first_id=a, last_id=c)
+    assert customers["attributes"].tolist()[0] == {"plan": "gold", "age": 41}
+    assert customers["attributes"].tolist()[2] == {}
