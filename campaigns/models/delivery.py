@@ -1,0 +1,290 @@
+"""What a campaign cycle produces: cycles, interventions (the outbox), coupons, agent callbacks
+and customers' responses."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from campaigns.models.setup import Campaign, ContactChannel, MessageTemplate, Offer, OfferKind, Rule
+from customers.models import Customer, Order
+
+
+class CampaignCycle(models.Model):
+    """One run of a campaign for one cycle key: the guard that makes a re-run a no-op."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="cycles")
+    cycle_key = models.CharField(
+        max_length=32, help_text="Start of the cycle, UTC (YYYYmmddTHHMM)."
+    )
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "cycle_key"], name="one_cycle_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} @ {self.cycle_key}"
+
+
+class Arm(models.TextChoices):
+    TREATMENT = "treatment", "Treatment"
+    CONTROL = "control", "Control"
+
+
+class InterventionStatus(models.TextChoices):
+    PENDING = "pending", "Pending (in the outbox)"
+    SCHEDULED = "scheduled", "Scheduled (quiet hours)"
+    SENDING = "sending", "Sending (claimed by the relay)"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+    SUPPRESSED = "suppressed", "Suppressed"
+    HELD_OUT = "held_out", "Held out (control: nothing sent)"
+
+
+# Statuses that count as a contact for frequency caps, cooldown and priority — for BOTH arms
+# (a held-out control counts like the message its treated twin got), so suppression stays
+# identical across arms in later cycles.
+COUNTED_STATUSES = (
+    InterventionStatus.PENDING,
+    InterventionStatus.SCHEDULED,
+    InterventionStatus.SENDING,
+    InterventionStatus.SENT,
+    InterventionStatus.DELIVERED,
+    InterventionStatus.HELD_OUT,
+)
+
+
+class SuppressionReason(models.TextChoices):
+    ERASED = "erased", "Customer erased"
+    NO_ADDRESS = "no_address", "No address for the channel"
+    NO_CONSENT = "no_consent", "No consent for the channel"
+    HIGHER_PRIORITY = "higher_priority_campaign", "Higher-priority campaign this cycle"
+    COOLDOWN = "cooldown", "Campaign cooldown"
+    FREQUENCY_CAP = "frequency_cap", "Frequency cap"
+    BUDGET = "budget_exhausted", "Budget exhausted"
+    # In the program-wide holdout (settings.GLOBAL_CONTROL_PERCENT): never contacted by any
+    # campaign; recorded so the program report can compare it with everyone else.
+    GLOBAL_CONTROL = "global_control", "Global control group (never contacted)"
+
+
+class FailureReason(models.TextChoices):
+    REJECTED = "provider_rejected", "Provider rejected (permanent)"
+    RETRIES_EXHAUSTED = "retries_exhausted", "Transient failures, retries exhausted"
+    DELIVERY_UNKNOWN = "delivery_unknown", "Worker lost while sending (not retried)"
+    BOUNCED = "bounced", "Bounced or undelivered (provider report)"
+
+
+class Intervention(models.Model):
+    """One customer in one campaign cycle: the decision, the score it was made on, and the
+    delivery state. Treatment rows are the outbox the relay delivers from."""
+
+    # Few indexes on purpose: every index costs the dispatch's bulk insert. The composite ones
+    # below cover campaign, cycle and customer lookups; rule/offer/template are looked up only
+    # when one is deleted (rare admin operations).
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.PROTECT, related_name="interventions", db_index=False
+    )
+    cycle = models.ForeignKey(
+        CampaignCycle, on_delete=models.PROTECT, related_name="interventions", db_index=False
+    )
+    rule = models.ForeignKey(
+        Rule, on_delete=models.PROTECT, related_name="interventions", db_index=False
+    )
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="interventions", db_index=False
+    )
+    arm = models.CharField(max_length=16, choices=Arm.choices)
+    channel = models.CharField(max_length=16, choices=ContactChannel.choices)
+    offer = models.ForeignKey(
+        Offer, on_delete=models.PROTECT, null=True, blank=True, db_index=False
+    )
+    template = models.ForeignKey(
+        MessageTemplate, on_delete=models.SET_NULL, null=True, blank=True, db_index=False
+    )
+    churn_probability = models.FloatField()
+    risk_tier = models.CharField(max_length=32, blank=True)
+    model_version = models.CharField(max_length=64, blank=True)
+    customer_value = models.FloatField(default=0, help_text="Revenue in the last 365 days.")
+    offer_cost = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"))
+    status = models.CharField(max_length=16, choices=InterventionStatus.choices)
+    reason = models.CharField(max_length=32, blank=True)
+    detail = models.TextField(blank=True)
+    send_after = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(help_text="When the arm was assigned.")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "cycle", "customer"], name="one_intervention_per_cycle"
+            ),
+            # Control customers are never contacted: the database refuses any contact status.
+            models.CheckConstraint(
+                condition=Q(arm="treatment") | Q(status__in=["held_out", "suppressed"]),
+                name="control_never_contacted",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=["suppressed", "failed"]) | ~Q(reason=""),
+                name="suppressed_or_failed_has_reason",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["status", "send_after"],
+                name="intervention_outbox",
+                condition=Q(status__in=["pending", "scheduled"]),
+            ),
+            models.Index(fields=["customer", "created_at"], name="intervention_customer_time"),
+            models.Index(fields=["campaign", "arm", "status"], name="intervention_campaign_arm"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} → {self.customer_id} ({self.arm}, {self.status})"
+
+
+class Coupon(models.Model):
+    code = models.CharField(max_length=32, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="coupons")
+    offer = models.ForeignKey(
+        Offer, on_delete=models.PROTECT, related_name="coupons", db_index=False
+    )
+    intervention = models.OneToOneField(
+        Intervention, on_delete=models.CASCADE, null=True, blank=True, related_name="coupon"
+    )
+    kind = models.CharField(max_length=32, choices=OfferKind.choices)
+    value = models.DecimalField(max_digits=12, decimal_places=2)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField()
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+    redeemed_order = models.ForeignKey(
+        Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="coupons"
+    )
+    # db_default: the dispatch bulk-inserts coupons without naming this column.
+    redeemed_order_external_id = models.CharField(max_length=64, blank=True, db_default="")
+    redeemed_amount = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, help_text="Order amount."
+    )
+    redeemed_discount = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="What the redemption cost: the discount granted (the offer cost in ROI).",
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class CallbackStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    IN_PROGRESS = "in_progress", "In progress"
+    DONE = "done", "Done"
+
+
+class CallbackOutcome(models.TextChoices):
+    REACHED_ACCEPTED = "reached_accepted", "Reached: accepted the offer"
+    REACHED_DECLINED = "reached_declined", "Reached: declined"
+    NO_ANSWER = "no_answer", "No answer"
+    WRONG_NUMBER = "wrong_number", "Wrong number"
+    DO_NOT_CALL = "do_not_call", "Do not call again"
+
+
+class CallbackTask(models.Model):
+    """The agent channel: call this customer and make this offer."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="callbacks")
+    intervention = models.OneToOneField(
+        Intervention, on_delete=models.CASCADE, related_name="callback"
+    )
+    assigned_agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="callbacks",
+    )
+    due_at = models.DateTimeField()
+    status = models.CharField(
+        max_length=16, choices=CallbackStatus.choices, default=CallbackStatus.OPEN
+    )
+    outcome = models.CharField(max_length=32, choices=CallbackOutcome.choices, blank=True)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["due_at", "-intervention__churn_probability"]
+        indexes = [
+            models.Index(fields=["assigned_agent", "status", "due_at"], name="callback_agent_due")
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="done") | ~Q(outcome=""), name="done_callback_has_outcome"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Call {self.customer} (due {self.due_at:%Y-%m-%d %H:%M})"
+
+
+class MyCallback(CallbackTask):
+    """The agent's own view of their callback tasks (admin: "My callbacks")."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "my callback"
+        verbose_name_plural = "My callbacks"
+
+
+class ResponseKind(models.TextChoices):
+    DELIVERED = "delivered", "Delivered"
+    OPENED = "opened", "Opened"
+    CLICKED = "clicked", "Clicked"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    REDEEMED = "redeemed", "Coupon redeemed"
+    CONVERTED = "converted", "Converted (order)"
+    REPLIED = "replied", "Replied"
+    BOUNCED = "bounced", "Bounced"
+    CALLBACK_OUTCOME = "callback_outcome", "Callback outcome"
+
+
+class Response(models.Model):
+    """Something a customer (or an agent on their behalf) did after an intervention.
+    A replay with the same idempotency key changes nothing."""
+
+    intervention = models.ForeignKey(
+        Intervention, on_delete=models.CASCADE, related_name="responses"
+    )
+    kind = models.CharField(max_length=32, choices=ResponseKind.choices)
+    occurred_at = models.DateTimeField()
+    revenue = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    order_external_id = models.CharField(max_length=64, blank=True)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        indexes = [models.Index(fields=["intervention", "kind"], name="response_intervention_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} @ {self.occurred_at:%Y-%m-%d %H:%M}"

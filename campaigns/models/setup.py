@@ -1,0 +1,281 @@
+"""What staff set up: campaigns, offers, message templates and rules."""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+def new_salt() -> str:
+    return secrets.token_hex(8)
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    FINISHED = "finished", "Finished"
+
+
+class Cadence(models.IntegerChoices):
+    # Minutes between cycles; the beat checks every 15 minutes, so 15 is the finest cadence.
+    QUARTER_HOUR = 15, "Every 15 minutes"
+    HOURLY = 60, "Hourly"
+    EVERY_6_HOURS = 360, "Every 6 hours"
+    DAILY = 1440, "Daily"
+    WEEKLY = 10080, "Weekly (Mondays)"
+
+
+class ContactChannel(models.TextChoices):
+    """How an intervention reaches a treated customer."""
+
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    COUPON = "coupon", "Coupon code (through the API)"
+    CALLBACK = "callback", "Agent callback"
+
+
+class Campaign(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    status = models.CharField(
+        max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT
+    )
+    starts_at = models.DateTimeField(null=True, blank=True, help_text="Empty: from now on.")
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="Empty: until stopped.")
+    cadence_minutes = models.PositiveIntegerField(
+        "cadence", choices=Cadence.choices, default=Cadence.DAILY, help_text="How often it runs."
+    )
+    # 10% holdout: the Braze-style default; campaigns.uplift.power sizes it for a target effect.
+    control_percentage = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("10"),
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Share of matching customers held out as the control group (0-100).",
+    )
+    salt = models.CharField(
+        max_length=32,
+        default=new_salt,
+        help_text="Seeds the arm assignment; never change it once the campaign has run.",
+    )
+    attribution_window_days = models.PositiveIntegerField(default=30)
+    cooldown_days = models.PositiveIntegerField(
+        default=14, help_text="A customer taken by this campaign is not taken again for N days."
+    )
+    priority = models.PositiveSmallIntegerField(
+        default=100,
+        help_text="Lower runs first and wins: a customer already taken this cycle by a campaign "
+        "with a lower number is suppressed here.",
+    )
+    max_interventions_per_cycle = models.PositiveIntegerField(null=True, blank=True)
+    max_offer_value_per_cycle = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, help_text="Sum of offer unit costs."
+    )
+    max_interventions_total = models.PositiveIntegerField(null=True, blank=True)
+    max_offer_value_total = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, help_text="Sum of offer unit costs."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(control_percentage__gte=0) & Q(control_percentage__lte=100),
+                name="campaign_control_percentage_range",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OfferKind(models.TextChoices):
+    PERCENT_COUPON = "percent_coupon", "Percent-off coupon"
+    AMOUNT_COUPON = "amount_coupon", "Amount-off coupon"
+    FREE_SHIPPING = "free_shipping", "Free shipping coupon"
+    LOYALTY_POINTS = "loyalty_points", "Loyalty points"
+    NONE = "none", "No offer (message only)"
+
+
+COUPON_KINDS = frozenset(
+    {OfferKind.PERCENT_COUPON, OfferKind.AMOUNT_COUPON, OfferKind.FREE_SHIPPING}
+)
+
+
+class Offer(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=32, choices=OfferKind.choices, default=OfferKind.NONE)
+    value = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        default=Decimal("0"),
+        help_text="Percent, amount or points.",
+    )
+    validity_days = models.PositiveIntegerField(default=30)
+    unit_cost = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        default=Decimal("0"),
+        help_text="Expected cost of one offer made (for budgets and ROI).",
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def issues_coupon(self) -> bool:
+        return self.kind in COUPON_KINDS
+
+    @property
+    def value_text(self) -> str:
+        """The value without trailing zeros: 15 rather than 15.00, 2.5 rather than 2.50."""
+        text = f"{Decimal(self.value):f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+
+    def describe(self) -> str:
+        value = self.value_text
+        texts: dict[str, str] = {
+            OfferKind.PERCENT_COUPON: f"{value}% off",
+            OfferKind.AMOUNT_COUPON: f"{value} off",
+            OfferKind.FREE_SHIPPING: "free shipping",
+            OfferKind.LOYALTY_POINTS: f"{value} loyalty points",
+        }
+        return texts.get(str(self.kind), "")
+
+
+class MessageTemplate(models.Model):
+    """Subject and body in Django template syntax, rendered with a restricted context:
+    first_name, offer (name, kind, value, description), coupon_code, coupon_expires,
+    unsubscribe_url, reasons, campaign."""
+
+    name = models.CharField(max_length=200, unique=True)
+    channel = models.CharField(max_length=16, choices=ContactChannel.choices)
+    subject = models.CharField(max_length=300, blank=True, help_text="Email only.")
+    body = models.TextField(help_text="Plain text (email text part, SMS text, agent script).")
+    html_body = models.TextField(
+        blank=True, help_text="Email HTML part; empty: made from the text body."
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from campaigns.rendering import TemplateRenderError, template_validate
+
+        for field in ("subject", "body", "html_body"):
+            try:
+                template_validate(source=getattr(self, field))
+            except TemplateRenderError as exc:
+                raise ValidationError({field: str(exc)}) from exc
+
+
+class AttributeOperator(models.TextChoices):
+    EQ = "eq", "="
+    NE = "ne", "≠"
+    GT = "gt", ">"
+    GTE = "gte", "≥"
+    LT = "lt", "<"
+    LTE = "lte", "≤"
+    IN = "in", "in (comma-separated)"
+    CONTAINS = "contains", "contains"
+
+
+class Rule(models.Model):
+    """Conditions on the latest score, value and attributes → an action. Rules are tried in
+    position order; the first that matches a customer takes them (within the campaign)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="rules")
+    position = models.PositiveIntegerField(default=0)
+    name = models.CharField(max_length=200)
+    tiers = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Risk tier names, e.g. ["high", "critical"]; empty: any.',
+    )
+    min_probability = models.FloatField(null=True, blank=True)
+    max_probability = models.FloatField(null=True, blank=True)
+    min_value = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Customer value: completed-order revenue in the last 365 days.",
+    )
+    max_value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    attribute_conditions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='All must hold, e.g. [{"field": "Contract", "operator": "eq", '
+        '"value": "Month-to-month"}]; operators: eq ne gt gte lt lte in contains.',
+    )
+    consent_channel = models.CharField(
+        max_length=8,
+        blank=True,
+        choices=[("email", "Email"), ("sms", "SMS"), ("call", "Call")],
+        help_text="Only customers who consent to this channel match (routing, not suppression).",
+    )
+    channel = models.CharField(max_length=16, choices=ContactChannel.choices)
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, null=True, blank=True)
+    template = models.ForeignKey(MessageTemplate, on_delete=models.PROTECT, null=True, blank=True)
+
+    class Meta:
+        ordering = ["campaign", "position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.campaign}: {self.name}"
+
+    def clean(self) -> None:
+        errors: dict[str, Any] = {}
+        if not isinstance(self.tiers, list) or not all(isinstance(t, str) for t in self.tiers):
+            errors["tiers"] = "A list of tier names."
+        lo, hi = self.min_probability, self.max_probability
+        for name, bound in (("min_probability", lo), ("max_probability", hi)):
+            if bound is not None and not 0 <= bound <= 1:
+                errors[name] = "Between 0 and 1."
+        if lo is not None and hi is not None and lo > hi:
+            errors["max_probability"] = "Must be at least the minimum."
+        if (
+            self.min_value is not None
+            and self.max_value is not None
+            and self.min_value > self.max_value
+        ):
+            errors["max_value"] = "Must be at least the minimum."
+        try:
+            validate_attribute_conditions(self.attribute_conditions)
+        except ValidationError as exc:
+            errors["attribute_conditions"] = exc.messages
+        if self.channel in (ContactChannel.EMAIL, ContactChannel.SMS) and not self.template_id:
+            errors["template"] = "Email and SMS rules need a message template."
+        if self.channel == ContactChannel.COUPON and not (self.offer and self.offer.issues_coupon):
+            errors["offer"] = "The coupon channel needs an offer that issues a coupon."
+        if self.template_id and self.template and self.template.channel != self.channel:
+            errors["template"] = f"This template is for {self.template.channel}."
+        if errors:
+            raise ValidationError(errors)
+
+
+def validate_attribute_conditions(conditions: Any) -> None:
+    if not isinstance(conditions, list):
+        raise ValidationError("A list of {field, operator, value} objects.")
+    for index, item in enumerate(conditions):
+        if not isinstance(item, dict) or set(item) != {"field", "operator", "value"}:
+            raise ValidationError(f"#{index}: needs exactly field, operator and value.")
+        if item["operator"] not in AttributeOperator.values:
+            raise ValidationError(f"#{index}: unknown operator {item['operator']!r}.")
+        if not isinstance(item["field"], str) or not item["field"].replace("_", "").isalnum():
+            raise ValidationError(f"#{index}: field must be a plain attribute name.")
