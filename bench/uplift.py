@@ -1,8 +1,8 @@
 """Benchmark: the uplift report of one campaign with 1,000,000 interventions and 5,000,000
 orders inside the attribution window, on PostgreSQL.
 
-Measures campaigns.measurement.campaign_uplift (the per-intervention outcome join, the cell and
-curve aggregates, the breakdowns per rule, tier, channel and cycle, the statistics) and
+Measures campaigns.measurement.snapshots.campaign_uplift (the per-intervention outcome join, the
+cell and curve aggregates, the breakdowns per rule, tier, channel and cycle, the statistics) and
 uplift_report_compute (the same plus storing the snapshot), against a reference measured in the
 same run: one SQL aggregate over the same tables (interventions LEFT JOIN orders in the window,
 GROUP BY arm). Goal: the report in under 10 s.
@@ -278,7 +278,7 @@ def _reusable(*, n: int, m: int) -> bool:
 def measure(*, campaign: Any, generation: float) -> None:
     from django.db import connection
 
-    from campaigns.measurement import campaign_uplift, uplift_report_compute
+    from campaigns.measurement.snapshots import campaign_uplift, uplift_report_compute
 
     start = datetime(2026, 1, 5, 12, tzinfo=UTC)
     n = INTERVENTIONS
@@ -307,9 +307,9 @@ def measure(*, campaign: Any, generation: float) -> None:
     load_before = os.getloadavg()[0]
     reference_runs = [timed(reference)[0] for _ in range(2)]
     report_runs = []
-    figures: dict[str, Any] = {}
+    report: Any = None
     for _ in range(2):
-        seconds, figures = timed(lambda: campaign_uplift(campaign=campaign, now=now))
+        seconds, report = timed(lambda: campaign_uplift(campaign=campaign, now=now))
         report_runs.append(seconds)
     snapshot_seconds, _report = timed(lambda: uplift_report_compute(campaign=campaign, now=now))
     with connection.cursor() as cursor:
@@ -319,7 +319,7 @@ def measure(*, campaign: Any, generation: float) -> None:
         orders_total = cursor.fetchone()[0]
     load_after = os.getloadavg()[0]
     best, ref = min(report_runs), min(reference_runs)
-    overall = figures["overall"]
+    overall = report.overall
     print()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
@@ -330,9 +330,9 @@ def measure(*, campaign: Any, generation: float) -> None:
         f"{orders_total:,} orders in the window, {coupons:,} coupons, {responses:,} responses"
     )
     print(
-        f"result: treatment {overall['treatment']['n']:,} rate "
-        f"{overall['treatment']['rate']:.4f}, control {overall['control']['n']:,} rate "
-        f"{overall['control']['rate']:.4f}; difference {overall['retention']['difference']:+.4f}"
+        f"result: treatment {overall.treatment.n:,} rate "
+        f"{overall.treatment.rate:.4f}, control {overall.control.n:,} rate "
+        f"{overall.control.rate:.4f}; difference {overall.retention.difference:+.4f}"
     )
     print()
     print(

@@ -5,6 +5,7 @@ preview), coupons, and agents' "My callbacks"."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import admin, messages
@@ -16,10 +17,11 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
-from campaigns import measurement, selectors, services
-from campaigns.charts import Interval, bar_chart, curve_chart, interval_chart
+from campaigns import selectors, services
+from campaigns.measurement import snapshots
+from campaigns.measurement.export import interventions_outcomes_csv
 from campaigns.models import (
     CallbackTask,
     Campaign,
@@ -34,7 +36,10 @@ from campaigns.models import (
     UpliftReport,
 )
 from campaigns.rendering import SAMPLE_CONTEXT, TemplateRenderError, message_render
-from campaigns.uplift import control_percent_for_effect, minimum_detectable_effect
+from campaigns.uplift.breakdown import ArmFigures, GroupUplift
+from campaigns.uplift.power import control_percent_for_effect, minimum_detectable_effect
+from campaigns.uplift.report import CampaignUpliftReport, ProgramUpliftReport
+from common.svg import Bar, Interval, bar_chart, interval_chart, line_chart
 from scoring.selectors import customer_latest_reasons
 
 # Planner defaults when a campaign has no measured control rate yet: a 20% baseline retention
@@ -112,9 +117,9 @@ class CampaignAdmin(admin.ModelAdmin):
         if campaign.pk is None:
             return format_html("<em>{}</em>", "Save the campaign (with rules) to plan its holdout.")
         audience, source = selectors.campaign_audience_estimate(campaign=campaign)
-        report = measurement.uplift_report_latest(campaign=campaign)
-        overall = (report.figures or {}).get("overall") if report else None
-        control_rate = (overall or {}).get("control", {}).get("rate")
+        report = snapshots.uplift_report_latest(campaign=campaign)
+        overall = CampaignUpliftReport.from_json(report.figures).overall if report else None
+        control_rate = overall.control.rate if overall else None
         baseline = control_rate if control_rate and 0 < control_rate < 1 else PLANNING_BASELINE_RATE
         baseline_source = "measured control rate" if baseline == control_rate else "assumed"
         percent = float(campaign.control_percentage)
@@ -200,15 +205,15 @@ class CampaignAdmin(admin.ModelAdmin):
         if request.method == "POST":
             if not self.has_change_permission(request, campaign):
                 raise PermissionDenied
-            fresh = measurement.uplift_report_compute(campaign=campaign)
+            fresh = snapshots.uplift_report_compute(campaign=campaign)
             self.message_user(request, f"Uplift report recomputed ({fresh.status}).")
             return HttpResponseRedirect(
                 reverse("admin:campaigns_campaign_uplift", args=[campaign.pk])
             )
-        report = measurement.uplift_report_latest(
+        report = snapshots.uplift_report_latest(
             campaign=campaign
-        ) or measurement.uplift_report_compute(campaign=campaign)
-        figures = report.figures
+        ) or snapshots.uplift_report_compute(campaign=campaign)
+        figures = CampaignUpliftReport.from_json(report.figures)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -218,10 +223,10 @@ class CampaignAdmin(admin.ModelAdmin):
             "figures": figures,
             "charts": _uplift_charts(figures),
             "groups": [
-                ("Per rule", figures.get("by_rule") or []),
-                ("Per risk tier", figures.get("by_tier") or []),
-                ("Per channel", figures.get("by_channel") or []),
-                ("Per cycle", figures.get("by_cycle") or []),
+                ("Per rule", figures.by_rule),
+                ("Per risk tier", figures.by_tier),
+                ("Per channel", figures.by_channel),
+                ("Per cycle", figures.by_cycle),
             ],
             "csv_url": reverse("admin:campaigns_campaign_uplift_csv", args=[campaign.pk]),
             "can_recompute": self.has_change_permission(request, campaign),
@@ -234,7 +239,7 @@ class CampaignAdmin(admin.ModelAdmin):
     def uplift_csv_view(self, request: HttpRequest, object_id: str) -> StreamingHttpResponse:
         campaign = self._campaign_or_403(request, object_id)
         response = StreamingHttpResponse(
-            measurement.interventions_outcomes_csv(campaign=campaign),
+            interventions_outcomes_csv(campaign=campaign),
             content_type="text/csv; charset=utf-8",
         )
         response["Content-Disposition"] = (
@@ -246,28 +251,20 @@ class CampaignAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         if request.method == "POST":
-            measurement.program_report_compute()
+            snapshots.program_report_compute()
             return HttpResponseRedirect(reverse("admin:campaigns_program_uplift"))
-        report = (
-            UpliftReport.objects.filter(scope_key="program").order_by("-report_date").first()
-            or measurement.program_report_compute()
-        )
-        overall = report.figures.get("overall")
+        report = snapshots.program_report_latest() or snapshots.program_report_compute()
+        figures = ProgramUpliftReport.from_json(report.figures)
+        overall = figures.overall
         charts = []
-        if overall and overall.get("retention"):
-            r = overall["retention"]
+        if overall is not None and overall.retention is not None:
+            r = overall.retention
+            lift = Interval("everyone else − global control", r.difference, r.ci_low, r.ci_high)
             charts.append(
-                interval_chart(
-                    [
-                        Interval(
-                            "everyone else − global control",
-                            r["difference"],
-                            r["ci_low"],
-                            r["ci_high"],
-                        )
-                    ],
-                    title="Retention difference, 95% CI",
-                    chart_id="program-lift",
+                mark_safe(  # common.svg escapes every text it draws
+                    interval_chart(
+                        [lift], title="Retention difference, 95% CI", chart_id="program-lift"
+                    )
                 )
             )
         context = {
@@ -275,7 +272,7 @@ class CampaignAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "title": "Program uplift: global control vs everyone else",
             "report": report,
-            "figures": report.figures,
+            "figures": figures,
             "overall": overall,
             "charts": charts,
         }
@@ -370,65 +367,80 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.action(description="Compute the selected campaigns' uplift reports now")
     def compute_uplift(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         for campaign in queryset:
-            report = measurement.uplift_report_compute(campaign=campaign)
+            report = snapshots.uplift_report_compute(campaign=campaign)
             self.message_user(request, f"{campaign}: uplift report {report.status}.")
 
 
-def _arm_interval(arm: dict[str, Any], std: float | None, label: str) -> Interval | None:
-    mean, n = arm.get("revenue_per_customer"), arm.get("n") or 0
-    if mean is None or std is None or n < 2:
+def _arm_bar(arm: ArmFigures, std: float, label: str, series: str) -> Bar | None:
+    """Revenue per customer of one arm with its normal 95% interval."""
+    mean = arm.revenue_per_customer
+    if mean is None or arm.n < 2:
         return None
-    half = 1.959964 * std / n**0.5
-    return Interval(label, mean, mean - half, mean + half)
+    half = 1.959964 * std / arm.n**0.5
+    return Bar(label, mean, mean - half, mean + half, series=series)
 
 
-def _uplift_charts(figures: dict[str, Any]) -> dict[str, SafeString]:
-    """The report's three charts as inline SVG (campaigns.charts)."""
+def _revenue_bars(group: GroupUplift, prefix: str) -> list[Bar]:
+    if group.revenue is None:
+        return []
+    bars = [
+        _arm_bar(group.treatment, group.revenue.treated_std, f"{prefix}treatment", "treatment"),
+        _arm_bar(group.control, group.revenue.control_std, f"{prefix}control", "control"),
+    ]
+    return [bar for bar in bars if bar is not None]
 
-    def lift_rows(groups: list[dict[str, Any]], prefix: str) -> list[Interval]:
-        return [
-            Interval(
-                f"{prefix}{g['group']}",
-                g["retention"]["difference"],
-                g["retention"]["ci_low"],
-                g["retention"]["ci_high"],
-                g.get("note") or "",
-            )
-            for g in groups
-            if g.get("retention")
-        ]
 
-    rows = lift_rows([figures["overall"]] if figures.get("overall") else [], "")
-    rows += lift_rows(figures.get("by_rule") or [], "rule ")
-    rows += lift_rows(figures.get("by_tier") or [], "tier ")
-    curve = figures.get("curve") or {}
-    bars: list[Interval] = []
-    overall = figures.get("overall") or {}
-    revenue = overall.get("revenue") or {}
-    for arm, std_key in (("treatment", "treated_std"), ("control", "control_std")):
-        bar = _arm_interval(overall.get(arm) or {}, revenue.get(std_key), arm)
-        if bar:
-            bars.append(bar)
-    for group in figures.get("by_rule") or []:
-        g_revenue = group.get("revenue") or {}
-        for arm, std_key in (("treatment", "treated_std"), ("control", "control_std")):
-            bar = _arm_interval(
-                group.get(arm) or {}, g_revenue.get(std_key), f"{str(group['group'])[:2]} {arm}"
-            )
-            if bar:
-                bars.append(bar)
+def _lift_rows(groups: Sequence[GroupUplift], prefix: str) -> list[Interval]:
+    return [
+        Interval(
+            f"{prefix}{g.group}",
+            g.retention.difference,
+            g.retention.ci_low,
+            g.retention.ci_high,
+            g.note or "",
+        )
+        for g in groups
+        if g.retention is not None
+    ]
+
+
+def _uplift_charts(figures: CampaignUpliftReport) -> dict[str, SafeString]:
+    """The report's three charts as inline SVG (common.svg, which escapes every text)."""
+    overall = [figures.overall] if figures.overall is not None else []
+    rows = _lift_rows(overall, "") + _lift_rows(figures.by_rule, "rule ")
+    rows += _lift_rows(figures.by_tier, "tier ")
+    bars = [bar for group in overall for bar in _revenue_bars(group, "")]
+    for group in figures.by_rule:
+        bars += _revenue_bars(group, f"{str(group.group)[:2]} ")
+    curve = figures.curve
     return {
-        "lift": SafeString(
+        "lift": mark_safe(
             interval_chart(rows, title="Retention difference (treatment − control), 95% CI")
         ),
-        "curve": SafeString(
-            curve_chart(
-                curve.get("days") or [],
-                {"treatment": curve.get("treatment") or [], "control": curve.get("control") or []},
+        "curve": mark_safe(
+            line_chart(
+                [
+                    (arm, list(zip(curve.days, shares, strict=False)))
+                    for arm, shares in (("treatment", curve.treatment), ("control", curve.control))
+                ],
                 title="Cumulative share retained over the attribution window",
+                x_label="day of the attribution window",
+                y_label="share retained",
+                y_percent=True,
+                chart_id="curve",
+                width=640,
+                height=260,
             )
         ),
-        "revenue": SafeString(bar_chart(bars, title="Revenue per customer in the window, 95% CI")),
+        "revenue": mark_safe(
+            bar_chart(
+                bars,
+                title="Revenue per customer in the window, 95% CI",
+                value_format=",.2f",
+                chart_id="revenue",
+                width=640,
+            )
+        ),
     }
 
 

@@ -142,9 +142,11 @@ def stage_uplift(options: CycleOptions) -> StageResult:
     """Snapshot every campaign's uplift (and the program report); with the sources file's
     "uplift": {"simulate": …} (demo only), first simulate synthetic outcomes."""
     from campaigns.cycle import uplift_stage
+    from demo.cycle import simulate_stage
 
+    simulated, simulated_lines = simulate_stage(sources=_sources(options), extra=options.extra)
     data, lines = uplift_stage(sources=_sources(options), extra=options.extra)
-    return StageResult(data, lines)
+    return StageResult({**simulated, **data}, simulated_lines + lines)
 
 
 STAGES: list[tuple[str, Stage]] = [

@@ -1,0 +1,1 @@
+"""The ground floor shared by the apps; imports no app."""
