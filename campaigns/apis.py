@@ -403,8 +403,8 @@ class CurveOut(serializers.Serializer):
 
 
 class ReferenceEffectOut(serializers.Serializer):
-    """An effect known from outside the measurement, shown beside the estimate (the demo
-    attaches the true effect of its synthetic data)."""
+    """An effect known from outside the measurement, attached to the campaign's cycles and
+    shown beside the estimate for comparison."""
 
     # Serializer fields are collected by the metaclass: this does not shadow Field.label.
     label = serializers.CharField()  # type: ignore[assignment]

@@ -180,6 +180,19 @@ def _log_ratio_bounds(
     return math.exp(log_ratio - z * se) - 1.0, math.exp(log_ratio + z * se) - 1.0
 
 
+def _check_counts(
+    *, treated_successes: int, treated_n: int, control_successes: int, control_n: int
+) -> None:
+    for name, successes, n in (
+        ("treated", treated_successes, treated_n),
+        ("control", control_successes, control_n),
+    ):
+        if n <= 0:
+            raise ValueError(f"{name}_n must be positive, got {n}")
+        if not 0 <= successes <= n:
+            raise ValueError(f"{name}_successes must be in [0, {name}_n], got {successes} of {n}")
+
+
 @dataclass(frozen=True)
 class ProportionUplift:
     """Treated vs control rate of a 0/1 outcome (retained, converted, visited...)."""
@@ -221,14 +234,12 @@ def proportion_difference(
     rate is 0 (the ratio is undefined).
     """
     check_alpha(alpha)
-    for name, successes, n in (
-        ("treated", treated_successes, treated_n),
-        ("control", control_successes, control_n),
-    ):
-        if n <= 0:
-            raise ValueError(f"{name}_n must be positive, got {n}")
-        if not 0 <= successes <= n:
-            raise ValueError(f"{name}_successes must be in [0, {name}_n], got {successes} of {n}")
+    _check_counts(
+        treated_successes=treated_successes,
+        treated_n=treated_n,
+        control_successes=control_successes,
+        control_n=control_n,
+    )
     if interval not in ("newcombe", "normal"):
         raise ValueError(f"interval must be 'newcombe' or 'normal', got {interval!r}")
 
