@@ -38,7 +38,7 @@ from django.db import transaction
 from rest_framework.test import APIClient
 
 from campaigns.measurement.outcomes import ANALYSIS_POPULATION
-from campaigns.measurement.snapshots import REFERENCE_EFFECT_KEY
+from campaigns.measurement.snapshots import campaign_cycle_reference_attach
 from campaigns.models import CampaignCycle, Coupon, Intervention
 from campaigns.uplift.report import ReferenceEffect
 from customers.models import ApiClient, ApiScope
@@ -354,21 +354,20 @@ def campaign_cycle_simulate(*, cycle: CampaignCycle, seed: int = 7) -> Simulatio
         coupons_redeemed=redeemed,
         seed=seed,
     )
-    reference = ReferenceEffect(
-        label=TRUE_EFFECT_LABEL,
-        short_label="true",
-        retention_effect=overall,
-        by_tier=by_tier,
-        treated_n=treated_n,
-    )
     CampaignCycle.objects.filter(pk=cycle.pk).update(
-        summary={
-            **(cycle.summary or {}),
-            "simulation": asdict(summary),
-            REFERENCE_EFFECT_KEY: reference.to_json(),
-        }
+        summary={**(cycle.summary or {}), "simulation": asdict(summary)}
     )
     cycle.refresh_from_db()
+    campaign_cycle_reference_attach(
+        cycle=cycle,
+        effect=ReferenceEffect(
+            label=TRUE_EFFECT_LABEL,
+            short_label="true",
+            retention_effect=overall,
+            by_tier=by_tier,
+            treated_n=treated_n,
+        ),
+    )
     return summary
 
 

@@ -42,10 +42,23 @@ from campaigns.uplift.report import (
     program_report,
 )
 
-# The key of CampaignCycle.summary under which someone outside the measurement (the demo's
-# simulator) attaches a ReferenceEffect (its to_json()) for the report to show beside the
-# estimate.
+# The key of CampaignCycle.summary that holds a cycle's ReferenceEffect (its to_json()).
 REFERENCE_EFFECT_KEY = "reference_effect"
+
+
+def campaign_cycle_reference_attach(*, cycle: CampaignCycle, effect: ReferenceEffect) -> None:
+    """Attach an effect known from outside the measurement to a cycle (the demo's simulator
+    attaches its true effect): its reports show it beside their estimate. Replaces any earlier
+    one; the rest of the cycle's summary is kept."""
+    with transaction.atomic():
+        summary = (
+            CampaignCycle.objects.select_for_update()
+            .values_list("summary", flat=True)
+            .get(pk=cycle.pk)
+        )
+        summary = {**(summary or {}), REFERENCE_EFFECT_KEY: effect.to_json()}
+        CampaignCycle.objects.filter(pk=cycle.pk).update(summary=summary)
+    cycle.summary = summary
 
 
 def _excluded(*, campaign: Campaign, cycle: CampaignCycle | None) -> dict[str, int]:
@@ -156,22 +169,18 @@ def uplift_report_compute(
 ) -> UpliftReport:
     """Compute and store today's snapshot of a campaign's (or one cycle's) uplift."""
     now = now or timezone.now()
-    report = campaign_uplift(campaign=campaign, cycle=cycle, now=now)
-    if cycle is not None:
-        return _snapshot(
-            kind=ReportKind.CYCLE,
-            scope_key=f"cycle-{cycle.pk}",
-            report=report,
-            now=now,
-            campaign=campaign,
-            cycle=cycle,
-        )
+    kind, scope_key = (
+        (ReportKind.CAMPAIGN, f"campaign-{campaign.pk}")
+        if cycle is None
+        else (ReportKind.CYCLE, f"cycle-{cycle.pk}")
+    )
     return _snapshot(
-        kind=ReportKind.CAMPAIGN,
-        scope_key=f"campaign-{campaign.pk}",
-        report=report,
+        kind=kind,
+        scope_key=scope_key,
+        report=campaign_uplift(campaign=campaign, cycle=cycle, now=now),
         now=now,
         campaign=campaign,
+        cycle=cycle,
     )
 
 

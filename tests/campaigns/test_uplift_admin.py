@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from campaigns.measurement.export import interventions_outcomes_csv
-from campaigns.measurement.snapshots import REFERENCE_EFFECT_KEY
+from campaigns.measurement.snapshots import campaign_cycle_reference_attach
 from campaigns.models import Campaign, CampaignCycle, Intervention, UpliftReport
 from campaigns.services import campaign_dispatch, interventions_relay
 from campaigns.uplift.report import CampaignUpliftReport, ProgramUpliftReport, ReferenceEffect
@@ -123,9 +123,7 @@ def test_the_report_page_shows_a_reference_effect_attached_to_a_cycle(
         treated_n=40,
     )
     cycle = CampaignCycle.objects.get(campaign=campaign)
-    CampaignCycle.objects.filter(pk=cycle.pk).update(
-        summary={**cycle.summary, REFERENCE_EFFECT_KEY: reference.to_json()}
-    )
+    campaign_cycle_reference_attach(cycle=cycle, effect=reference)
     html = staff.get(f"/admin/campaigns/campaign/{campaign.pk}/uplift/").content.decode()
     paragraph = html.split('class="reference-effect"', 1)[1].split("</p>", 1)[0]
     assert "True simulated effect (synthetic data)" in paragraph

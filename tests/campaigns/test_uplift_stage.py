@@ -5,7 +5,6 @@ tests/demo), with its money, its tiers and the report's URL."""
 from __future__ import annotations
 
 import json
-import shutil
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -14,25 +13,20 @@ import pytest
 from django.core.management import call_command
 
 from campaigns.cycle import dispatch_stage, uplift_stage
-from campaigns.measurement.snapshots import REFERENCE_EFFECT_KEY
+from campaigns.measurement.snapshots import campaign_cycle_reference_attach
 from campaigns.models import Campaign, CampaignCycle, UpliftReport
 from campaigns.uplift.report import ReferenceEffect
 from customers.models import Order
 from tests.campaigns.conftest import make_customers
+from tests.demo.files import demo_sources
 
 pytestmark = pytest.mark.django_db
-DEMO = Path(__file__).resolve().parents[2] / "demo"
 
 
 @pytest.fixture
 def sources(tmp_path: Path) -> Path:
-    """The demo's campaigns, without imports (customers are made here) and without simulation."""
-    shutil.copy(DEMO / "campaigns.json", tmp_path / "campaigns.json")
-    spec = json.loads((DEMO / "sources.json").read_text())
-    spec["imports"] = []
-    del spec["uplift"]
-    (tmp_path / "sources.json").write_text(json.dumps(spec))
-    return tmp_path / "sources.json"
+    """The demo's campaigns, without simulation: nothing here knows of the demo's simulator."""
+    return demo_sources(tmp_path, simulate=False)
 
 
 def cycle(sources: Path, *stages: str) -> dict[str, Any]:
@@ -77,9 +71,7 @@ def test_the_stage_prints_the_estimate_beside_a_reference_effect(
         treated_n=300,
     )
     row = CampaignCycle.objects.get()
-    CampaignCycle.objects.filter(pk=row.pk).update(
-        summary={**row.summary, REFERENCE_EFFECT_KEY: reference.to_json()}
-    )
+    campaign_cycle_reference_attach(cycle=row, effect=reference)
     data, lines = uplift_stage(sources=sources)
     [campaign] = data["campaigns"]
     report = UpliftReport.objects.get(kind="campaign")

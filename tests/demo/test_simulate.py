@@ -4,8 +4,6 @@ stage reports its estimate beside that truth; a rerun changes nothing."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +16,14 @@ from customers.models import ApiClient, Order
 from demo.cycle import simulate_stage
 from demo.simulate import EFFECT_BY_TIER, TRUE_EFFECT_LABEL
 from tests.campaigns.conftest import make_customers
+from tests.demo.files import demo_sources
 
 pytestmark = pytest.mark.django_db
-DEMO = Path(__file__).resolve().parents[2] / "demo"
 
 
 @pytest.fixture
 def sources(tmp_path: Path) -> Path:
-    """The demo's sources and campaigns files without the imports (customers are made here)."""
-    shutil.copy(DEMO / "campaigns.json", tmp_path / "campaigns.json")
-    spec = json.loads((DEMO / "sources.json").read_text())
-    spec["imports"] = []
-    (tmp_path / "sources.json").write_text(json.dumps(spec))
-    return tmp_path / "sources.json"
+    return demo_sources(tmp_path, simulate=True)
 
 
 def test_the_demo_simulation_recovers_the_true_effect_through_the_api(
@@ -94,10 +87,8 @@ def test_the_demo_simulation_recovers_the_true_effect_through_the_api(
     assert UpliftReport.objects.filter(kind="campaign").count() == 1
 
 
-def test_without_a_simulate_entry_nothing_is_simulated(sources: Path) -> None:
-    spec = json.loads(sources.read_text())
-    del spec["uplift"]
-    sources.write_text(json.dumps(spec))
+def test_without_a_simulate_entry_nothing_is_simulated(tmp_path: Path) -> None:
+    sources = demo_sources(tmp_path, simulate=False)
     make_customers(20)
     dispatch_stage(sources=sources)
     assert simulate_stage(sources=sources) == ({"simulated": []}, [])

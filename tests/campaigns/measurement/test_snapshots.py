@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from campaigns.measurement.snapshots import (
-    REFERENCE_EFFECT_KEY,
+    campaign_cycle_reference_attach,
     campaign_uplift,
     uplift_reports_refresh,
 )
@@ -239,9 +239,9 @@ def test_a_reference_effect_attached_to_a_cycle_shows_in_the_report(campaign: Ca
         treated_n=20,
     )
     cycle = CampaignCycle.objects.get(campaign=campaign)
-    CampaignCycle.objects.filter(pk=cycle.pk).update(
-        summary={**cycle.summary, REFERENCE_EFFECT_KEY: reference.to_json()}
-    )
+    campaign_cycle_reference_attach(cycle=cycle, effect=reference)
+    cycle.refresh_from_db()
+    assert cycle.summary["campaign"] == campaign.name  # the dispatch's summary is kept
     report = campaign_uplift(campaign=campaign, now=NOON + timedelta(days=40))
     assert report.reference_effect is not None
     assert report.reference_effect.label == "effect known from a pilot"
