@@ -1,8 +1,8 @@
 """Benchmark: the uplift report of one campaign with 1,000,000 interventions and 5,000,000
 orders inside the attribution window, on PostgreSQL.
 
-Measures campaigns.measurement.campaign_uplift (the per-intervention outcome join, the cell and
-curve aggregates, the breakdowns per rule, tier, channel and cycle, the statistics) and
+Measures campaigns.measurement.snapshots.campaign_uplift (the per-intervention outcome join, the
+cell and curve aggregates, the breakdowns per rule, tier, channel and cycle, the statistics) and
 uplift_report_compute (the same plus storing the snapshot), against a reference measured in the
 same run: one SQL aggregate over the same tables (interventions LEFT JOIN orders in the window,
 GROUP BY arm). Goal: the report in under 10 s.
@@ -76,9 +76,8 @@ def main() -> None:
     from django.db import connection
 
     call_command("migrate", verbosity=0, interactive=False)
-    from campaigns.models import Campaign, CampaignCycle, MessageTemplate, Offer, Rule
+    from campaigns.models import Campaign
 
-    rng = np.random.default_rng(5)
     if os.environ.get("BENCH_REUSE") and _reusable(n=INTERVENTIONS, m=ORDERS):
         # Timing again on the data of an earlier run (generation takes minutes).
         measure(campaign=Campaign.objects.get(name="Bench"), generation=0.0)
@@ -94,6 +93,29 @@ def main() -> None:
             "campaigns_campaign, campaigns_offer, campaigns_messagetemplate, customers_consent, "
             "customers_order, customers_event, customers_customer RESTART IDENTITY CASCADE"
         )
+    setup = _campaign_setup(start=start)
+    # One generator drawn in a fixed order (interventions, coupons, orders, responses), so every
+    # run generates the same data.
+    rng = np.random.default_rng(5)
+    stamp = start.isoformat()
+    with connection.cursor() as cursor:
+        _copy_customers(cursor, n=n, stamp=stamp)
+        cycle_index, assigned = _copy_interventions(
+            cursor, rng, setup=setup, n=n, start=start, stamp=stamp
+        )
+        _copy_coupons(cursor, rng, offer=setup["offer"], start=start, stamp=stamp)
+        _copy_orders(cursor, rng, cycle_index=cycle_index, n=n, m=m, start=start, stamp=stamp)
+        _copy_responses(cursor, rng, assigned=assigned, n=n, stamp=stamp)
+        cursor.execute("ANALYZE")
+    generation = time.perf_counter() - generation
+    print(f"Generated in {generation:.1f} s", flush=True)
+    measure(campaign=setup["campaign"], generation=generation)
+
+
+def _campaign_setup(*, start: datetime) -> dict[str, Any]:
+    """The campaign with three rules (critical email, high coupon, medium email) and cycles."""
+    from campaigns.models import Campaign, CampaignCycle, MessageTemplate, Offer, Rule
+
     offer = Offer.objects.create(name="15% off", kind="percent_coupon", value=15, unit_cost=5)
     template = MessageTemplate.objects.create(name="email", channel="email", body="Hi")
     campaign = Campaign.objects.create(
@@ -132,136 +154,166 @@ def main() -> None:
         )
         for k in range(CYCLES)
     ]
-    ids = np.arange(1, n + 1)
-    stamp = start.isoformat()
-    with connection.cursor() as cursor:
-        copy_frame(
-            cursor,
-            "customers_customer",
-            pd.DataFrame(
-                {
-                    "external_id": pd.Series(ids).map("b{:07d}".format),
-                    "name": "",
-                    "email": "",
-                    "phone": "",
-                    "time_zone": "UTC",
-                    "country": "",
-                    "attributes": "{}",
-                    "erased": "f",
-                    "risk_tier": "",
-                    "score_model_version": "",
-                    "created_at": stamp,
-                    "updated_at": stamp,
-                }
-            ),
-        )
-        rule_index = rng.choice(3, n, p=[0.3, 0.3, 0.4])
-        control = rng.random(n) < 0.10
-        cycle_index = rng.integers(0, CYCLES, n)
-        assigned = pd.Series(start + pd.to_timedelta(cycle_index, unit="D"))
-        channel = np.array(["email", "coupon", "email"])[rule_index]
-        status = np.where(control, "held_out", "sent")
-        copy_frame(
-            cursor,
-            "campaigns_intervention",
-            pd.DataFrame(
-                {
-                    "campaign_id": campaign.pk,
-                    "cycle_id": np.array([c.pk for c in cycles])[cycle_index],
-                    "rule_id": np.array([r.pk for r in rules])[rule_index],
-                    "customer_id": ids,
-                    "arm": np.where(control, "control", "treatment"),
-                    "channel": channel,
-                    "churn_probability": rng.random(n).round(4),
-                    "risk_tier": np.array(["critical", "high", "medium"])[rule_index],
-                    "model_version": "m1",
-                    "customer_value": 0,
-                    "offer_cost": 5,
-                    "status": status,
-                    "reason": "",
-                    "detail": "",
-                    "attempts": 1,
-                    "provider_message_id": "",
-                    "created_at": assigned.map(datetime.isoformat),
-                    "updated_at": stamp,
-                }
-            ),
-        )
-        # Coupons for the treated customers of the coupon rule; a fifth of them redeemed.
-        cursor.execute(
-            "SELECT id, customer_id FROM campaigns_intervention "
-            "WHERE channel = 'coupon' AND arm = 'treatment' ORDER BY id"
-        )
-        holders = np.array(cursor.fetchall())
-        redeemed = rng.random(len(holders)) < 0.2
-        copy_frame(
-            cursor,
-            "campaigns_coupon",
-            pd.DataFrame(
-                {
-                    "code": pd.Series(np.arange(len(holders))).map("BENCH-{:08d}".format),
-                    "customer_id": holders[:, 1],
-                    "offer_id": offer.pk,
-                    "intervention_id": holders[:, 0],
-                    "kind": "percent_coupon",
-                    "value": 15,
-                    "expires_at": (start + timedelta(days=60)).isoformat(),
-                    "created_at": stamp,
-                    "redeemed_at": np.where(
-                        redeemed, (start + timedelta(days=3)).isoformat(), None
-                    ),
-                    "redeemed_order_external_id": "",
-                    "redeemed_amount": np.where(redeemed, "40.00", None),
-                    "redeemed_discount": np.where(redeemed, "6.00", None),
-                }
-            ),
-        )
-        # 5,000,000 orders inside the window of their customer's assignment (a few refunded).
-        owner = rng.integers(1, n + 1, m)
-        offset = rng.uniform(0, WINDOW_DAYS - 0.01, m)
-        placed = start + pd.to_timedelta(cycle_index[owner - 1] + offset, unit="D")
-        copy_frame(
-            cursor,
-            "customers_order",
-            pd.DataFrame(
-                {
-                    "external_id": pd.Series(np.arange(m)).map("o{:09d}".format),
-                    "customer_id": owner,
-                    "placed_at": pd.Series(placed).dt.strftime("%Y-%m-%d %H:%M:%S+00"),
-                    "amount": rng.lognormal(np.log(35), 0.6, m).round(2),
-                    "currency": "USD",
-                    "status": np.where(rng.random(m) < 0.95, "completed", "refunded"),
-                    "item_count": 1,
-                    "discount_amount": 0,
-                    "category": "",
-                    "created_at": stamp,
-                    "updated_at": stamp,
-                }
-            ),
-        )
-        # 100,000 converted responses, both arms.
-        some = rng.choice(n, min(100_000, n), replace=False)
-        copy_frame(
-            cursor,
-            "campaigns_response",
-            pd.DataFrame(
-                {
-                    "intervention_id": some + 1,
-                    "kind": "converted",
-                    "occurred_at": (assigned.iloc[some] + pd.Timedelta(days=2))
-                    .map(datetime.isoformat)
-                    .to_numpy(),
-                    "order_external_id": "",
-                    "idempotency_key": pd.Series(some).map("r{}".format),
-                    "payload": "{}",
-                    "created_at": stamp,
-                }
-            ),
-        )
-        cursor.execute("ANALYZE")
-    generation = time.perf_counter() - generation
-    print(f"Generated in {generation:.1f} s", flush=True)
-    measure(campaign=campaign, generation=generation)
+    return {"offer": offer, "campaign": campaign, "rules": rules, "cycles": cycles}
+
+
+def _copy_customers(cursor: Any, *, n: int, stamp: str) -> None:
+    copy_frame(
+        cursor,
+        "customers_customer",
+        pd.DataFrame(
+            {
+                "external_id": pd.Series(np.arange(1, n + 1)).map("b{:07d}".format),
+                "name": "",
+                "email": "",
+                "phone": "",
+                "time_zone": "UTC",
+                "country": "",
+                "attributes": "{}",
+                "erased": "f",
+                "risk_tier": "",
+                "score_model_version": "",
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+        ),
+    )
+
+
+def _copy_interventions(
+    cursor: Any,
+    rng: np.random.Generator,
+    *,
+    setup: dict[str, Any],
+    n: int,
+    start: datetime,
+    stamp: str,
+) -> tuple[np.ndarray, pd.Series]:
+    """One intervention per customer: a rule, 10% control, a cycle; (cycle index, assigned)."""
+    rule_index = rng.choice(3, n, p=[0.3, 0.3, 0.4])
+    control = rng.random(n) < 0.10
+    cycle_index = rng.integers(0, CYCLES, n)
+    assigned = pd.Series(start + pd.to_timedelta(cycle_index, unit="D"))
+    channel = np.array(["email", "coupon", "email"])[rule_index]
+    status = np.where(control, "held_out", "sent")
+    copy_frame(
+        cursor,
+        "campaigns_intervention",
+        pd.DataFrame(
+            {
+                "campaign_id": setup["campaign"].pk,
+                "cycle_id": np.array([c.pk for c in setup["cycles"]])[cycle_index],
+                "rule_id": np.array([r.pk for r in setup["rules"]])[rule_index],
+                "customer_id": np.arange(1, n + 1),
+                "arm": np.where(control, "control", "treatment"),
+                "channel": channel,
+                "churn_probability": rng.random(n).round(4),
+                "risk_tier": np.array(["critical", "high", "medium"])[rule_index],
+                "model_version": "m1",
+                "customer_value": 0,
+                "offer_cost": 5,
+                "status": status,
+                "reason": "",
+                "detail": "",
+                "attempts": 1,
+                "provider_message_id": "",
+                "created_at": assigned.map(datetime.isoformat),
+                "updated_at": stamp,
+            }
+        ),
+    )
+    return cycle_index, assigned
+
+
+def _copy_coupons(
+    cursor: Any, rng: np.random.Generator, *, offer: Any, start: datetime, stamp: str
+) -> None:
+    """Coupons for the treated customers of the coupon rule; a fifth of them redeemed."""
+    cursor.execute(
+        "SELECT id, customer_id FROM campaigns_intervention "
+        "WHERE channel = 'coupon' AND arm = 'treatment' ORDER BY id"
+    )
+    holders = np.array(cursor.fetchall())
+    redeemed = rng.random(len(holders)) < 0.2
+    copy_frame(
+        cursor,
+        "campaigns_coupon",
+        pd.DataFrame(
+            {
+                "code": pd.Series(np.arange(len(holders))).map("BENCH-{:08d}".format),
+                "customer_id": holders[:, 1],
+                "offer_id": offer.pk,
+                "intervention_id": holders[:, 0],
+                "kind": "percent_coupon",
+                "value": 15,
+                "expires_at": (start + timedelta(days=60)).isoformat(),
+                "created_at": stamp,
+                "redeemed_at": np.where(redeemed, (start + timedelta(days=3)).isoformat(), None),
+                "redeemed_order_external_id": "",
+                "redeemed_amount": np.where(redeemed, "40.00", None),
+                "redeemed_discount": np.where(redeemed, "6.00", None),
+            }
+        ),
+    )
+
+
+def _copy_orders(
+    cursor: Any,
+    rng: np.random.Generator,
+    *,
+    cycle_index: np.ndarray,
+    n: int,
+    m: int,
+    start: datetime,
+    stamp: str,
+) -> None:
+    """`m` orders inside the window of their customer's assignment (a few refunded)."""
+    owner = rng.integers(1, n + 1, m)
+    offset = rng.uniform(0, WINDOW_DAYS - 0.01, m)
+    placed = start + pd.to_timedelta(cycle_index[owner - 1] + offset, unit="D")
+    copy_frame(
+        cursor,
+        "customers_order",
+        pd.DataFrame(
+            {
+                "external_id": pd.Series(np.arange(m)).map("o{:09d}".format),
+                "customer_id": owner,
+                "placed_at": pd.Series(placed).dt.strftime("%Y-%m-%d %H:%M:%S+00"),
+                "amount": rng.lognormal(np.log(35), 0.6, m).round(2),
+                "currency": "USD",
+                "status": np.where(rng.random(m) < 0.95, "completed", "refunded"),
+                "item_count": 1,
+                "discount_amount": 0,
+                "category": "",
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+        ),
+    )
+
+
+def _copy_responses(
+    cursor: Any, rng: np.random.Generator, *, assigned: pd.Series, n: int, stamp: str
+) -> None:
+    """100,000 converted responses (at most one per intervention), both arms."""
+    some = rng.choice(n, min(100_000, n), replace=False)
+    copy_frame(
+        cursor,
+        "campaigns_response",
+        pd.DataFrame(
+            {
+                "intervention_id": some + 1,
+                "kind": "converted",
+                "occurred_at": (assigned.iloc[some] + pd.Timedelta(days=2))
+                .map(datetime.isoformat)
+                .to_numpy(),
+                "order_external_id": "",
+                "idempotency_key": pd.Series(some).map("r{}".format),
+                "payload": "{}",
+                "created_at": stamp,
+            }
+        ),
+    )
 
 
 def _reusable(*, n: int, m: int) -> bool:
@@ -278,7 +330,7 @@ def _reusable(*, n: int, m: int) -> bool:
 def measure(*, campaign: Any, generation: float) -> None:
     from django.db import connection
 
-    from campaigns.measurement import campaign_uplift, uplift_report_compute
+    from campaigns.measurement.snapshots import campaign_uplift, uplift_report_compute
 
     start = datetime(2026, 1, 5, 12, tzinfo=UTC)
     n = INTERVENTIONS
@@ -307,9 +359,9 @@ def measure(*, campaign: Any, generation: float) -> None:
     load_before = os.getloadavg()[0]
     reference_runs = [timed(reference)[0] for _ in range(2)]
     report_runs = []
-    figures: dict[str, Any] = {}
+    report: Any = None
     for _ in range(2):
-        seconds, figures = timed(lambda: campaign_uplift(campaign=campaign, now=now))
+        seconds, report = timed(lambda: campaign_uplift(campaign=campaign, now=now))
         report_runs.append(seconds)
     snapshot_seconds, _report = timed(lambda: uplift_report_compute(campaign=campaign, now=now))
     with connection.cursor() as cursor:
@@ -319,7 +371,7 @@ def measure(*, campaign: Any, generation: float) -> None:
         orders_total = cursor.fetchone()[0]
     load_after = os.getloadavg()[0]
     best, ref = min(report_runs), min(reference_runs)
-    overall = figures["overall"]
+    overall = report.overall
     print()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
@@ -330,9 +382,9 @@ def measure(*, campaign: Any, generation: float) -> None:
         f"{orders_total:,} orders in the window, {coupons:,} coupons, {responses:,} responses"
     )
     print(
-        f"result: treatment {overall['treatment']['n']:,} rate "
-        f"{overall['treatment']['rate']:.4f}, control {overall['control']['n']:,} rate "
-        f"{overall['control']['rate']:.4f}; difference {overall['retention']['difference']:+.4f}"
+        f"result: treatment {overall.treatment.n:,} rate "
+        f"{overall.treatment.rate:.4f}, control {overall.control.n:,} rate "
+        f"{overall.control.rate:.4f}; difference {overall.retention.difference:+.4f}"
     )
     print()
     print(

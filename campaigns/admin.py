@@ -1,25 +1,23 @@
 """Admin for CRM staff: campaigns with rules inline, a preview that writes nothing, a summary
-page, the uplift report (charts, CSV export, recompute), the holdout planner, the program report
-(global control), the intervention log with filters, offers, templates (with a rendered
-preview), coupons, and agents' "My callbacks"."""
+page, the uplift report and the program report with the holdout planner (their pages:
+campaigns/admin_uplift.py), the intervention log with filters, offers, templates (with a
+rendered preview), coupons, and agents' "My callbacks"."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
-from django.shortcuts import get_object_or_404
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from campaigns import measurement, selectors
-from campaigns.charts import Interval, bar_chart, curve_chart, interval_chart
+from campaigns import selectors
+from campaigns.admin_uplift import UpliftReportPages
 from campaigns.models import (
     CallbackTask,
     Campaign,
@@ -37,13 +35,7 @@ from campaigns.rendering import SAMPLE_CONTEXT, TemplateRenderError, message_ren
 from campaigns.services.dispatch import campaign_dispatch, campaign_preview
 from campaigns.services.relay import reason_text
 from campaigns.services.responses import callback_task_record_outcome
-from campaigns.uplift import control_percent_for_effect, minimum_detectable_effect
 from scoring.selectors import customer_latest_reasons
-
-# Planner defaults when a campaign has no measured control rate yet: a 20% baseline retention
-# in the window and target differences of 2 and 5 percentage points.
-PLANNING_BASELINE_RATE = 0.20
-PLANNING_TARGET_EFFECTS = (0.02, 0.05)
 
 
 class RuleInline(admin.StackedInline):
@@ -61,7 +53,7 @@ class RuleInline(admin.StackedInline):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(UpliftReportPages):
     list_display = [
         "name",
         "status",
@@ -109,55 +101,6 @@ class CampaignAdmin(admin.ModelAdmin):
             return ["salt", "holdout_planner"]
         return ["holdout_planner"]
 
-    @admin.display(description="Holdout planner")
-    def holdout_planner(self, campaign: Campaign) -> SafeString:
-        """MDE at 80% power for this control percentage, and the holdout a target needs."""
-        if campaign.pk is None:
-            return format_html("<em>{}</em>", "Save the campaign (with rules) to plan its holdout.")
-        audience, source = selectors.campaign_audience_estimate(campaign=campaign)
-        report = measurement.uplift_report_latest(campaign=campaign)
-        overall = (report.figures or {}).get("overall") if report else None
-        control_rate = (overall or {}).get("control", {}).get("rate")
-        baseline = control_rate if control_rate and 0 < control_rate < 1 else PLANNING_BASELINE_RATE
-        baseline_source = "measured control rate" if baseline == control_rate else "assumed"
-        percent = float(campaign.control_percentage)
-        if audience < 2 or not 0 < percent < 100:
-            return format_html(
-                "<em>{}</em>",
-                f"Audience {audience:,} ({source}), control {percent:g}%: nothing to plan.",
-            )
-        mde = minimum_detectable_effect(
-            audience_size=audience, baseline_rate=baseline, control_percent=percent
-        )
-        targets = []
-        for effect in PLANNING_TARGET_EFFECTS:
-            need = control_percent_for_effect(
-                audience_size=audience, baseline_rate=baseline, target_effect=effect
-            )
-            targets.append(
-                (
-                    f"{effect * 100:g} pp",
-                    f"{need.control_percent:.1f}% control ({need.control_n:,} customers)"
-                    if need
-                    else "not detectable even with a 50/50 split",
-                )
-            )
-        return format_html(
-            '<div class="holdout-planner">With about <strong>{}</strong> customers per cycle '
-            "({}), a baseline retention of {} ({}) and {}% held out, the smallest difference "
-            "this campaign can detect (80% power, 5% two-sided) is "
-            '<strong class="mde">{} pp</strong> ({} relative).<br>Control share needed '
-            "for a target difference: {}</div>",
-            f"{audience:,}",
-            source,
-            f"{baseline:.1%}",
-            baseline_source,
-            f"{percent:g}",
-            f"{mde.minimum_detectable_effect * 100:.2f}",
-            f"{mde.minimum_detectable_relative_lift:.0%}",
-            format_html_join(" · ", "{}: {}", targets),
-        )
-
     @admin.display(description="")
     def links(self, campaign: Campaign) -> SafeString:
         return format_html(
@@ -196,99 +139,6 @@ class CampaignAdmin(admin.ModelAdmin):
             ),
         ]
         return own + super().get_urls()
-
-    def uplift_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """The latest snapshot (computed now if none); POST recomputes today's snapshot."""
-        campaign = self._campaign_or_403(request, object_id)
-        if request.method == "POST":
-            if not self.has_change_permission(request, campaign):
-                raise PermissionDenied
-            fresh = measurement.uplift_report_compute(campaign=campaign)
-            self.message_user(request, f"Uplift report recomputed ({fresh.status}).")
-            return HttpResponseRedirect(
-                reverse("admin:campaigns_campaign_uplift", args=[campaign.pk])
-            )
-        report = measurement.uplift_report_latest(
-            campaign=campaign
-        ) or measurement.uplift_report_compute(campaign=campaign)
-        figures = report.figures
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "original": campaign,
-            "title": f"Uplift: {campaign.name}",
-            "report": report,
-            "figures": figures,
-            "charts": _uplift_charts(figures),
-            "groups": [
-                ("Per rule", figures.get("by_rule") or []),
-                ("Per risk tier", figures.get("by_tier") or []),
-                ("Per channel", figures.get("by_channel") or []),
-                ("Per cycle", figures.get("by_cycle") or []),
-            ],
-            "csv_url": reverse("admin:campaigns_campaign_uplift_csv", args=[campaign.pk]),
-            "can_recompute": self.has_change_permission(request, campaign),
-            "history": UpliftReport.objects.filter(scope_key=report.scope_key).order_by(
-                "-report_date"
-            )[:10],
-        }
-        return TemplateResponse(request, "admin/campaigns/campaign/uplift.html", context)
-
-    def uplift_csv_view(self, request: HttpRequest, object_id: str) -> StreamingHttpResponse:
-        campaign = self._campaign_or_403(request, object_id)
-        response = StreamingHttpResponse(
-            measurement.interventions_outcomes_csv(campaign=campaign),
-            content_type="text/csv; charset=utf-8",
-        )
-        response["Content-Disposition"] = (
-            f'attachment; filename="campaign-{campaign.pk}-assignments.csv"'
-        )
-        return response
-
-    def program_view(self, request: HttpRequest) -> HttpResponse:
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        if request.method == "POST":
-            measurement.program_report_compute()
-            return HttpResponseRedirect(reverse("admin:campaigns_program_uplift"))
-        report = (
-            UpliftReport.objects.filter(scope_key="program").order_by("-report_date").first()
-            or measurement.program_report_compute()
-        )
-        overall = report.figures.get("overall")
-        charts = []
-        if overall and overall.get("retention"):
-            r = overall["retention"]
-            charts.append(
-                interval_chart(
-                    [
-                        Interval(
-                            "everyone else − global control",
-                            r["difference"],
-                            r["ci_low"],
-                            r["ci_high"],
-                        )
-                    ],
-                    title="Retention difference, 95% CI",
-                    chart_id="program-lift",
-                )
-            )
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": "Program uplift: global control vs everyone else",
-            "report": report,
-            "figures": report.figures,
-            "overall": overall,
-            "charts": charts,
-        }
-        return TemplateResponse(request, "admin/campaigns/campaign/program_uplift.html", context)
-
-    def _campaign_or_403(self, request: HttpRequest, object_id: str) -> Campaign:
-        campaign = get_object_or_404(Campaign, pk=object_id)
-        if not self.has_view_permission(request, campaign):
-            raise PermissionDenied
-        return campaign
 
     def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         campaign = self._campaign_or_403(request, object_id)
@@ -369,70 +219,6 @@ class CampaignAdmin(admin.ModelAdmin):
                     f"{campaign}: {summary.eligible} eligible, {summary.treatment} treatment, "
                     f"{summary.control} control, {sum(summary.suppressed.values())} suppressed.",
                 )
-
-    @admin.action(description="Compute the selected campaigns' uplift reports now")
-    def compute_uplift(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
-        for campaign in queryset:
-            report = measurement.uplift_report_compute(campaign=campaign)
-            self.message_user(request, f"{campaign}: uplift report {report.status}.")
-
-
-def _arm_interval(arm: dict[str, Any], std: float | None, label: str) -> Interval | None:
-    mean, n = arm.get("revenue_per_customer"), arm.get("n") or 0
-    if mean is None or std is None or n < 2:
-        return None
-    half = 1.959964 * std / n**0.5
-    return Interval(label, mean, mean - half, mean + half)
-
-
-def _uplift_charts(figures: dict[str, Any]) -> dict[str, SafeString]:
-    """The report's three charts as inline SVG (campaigns.charts)."""
-
-    def lift_rows(groups: list[dict[str, Any]], prefix: str) -> list[Interval]:
-        return [
-            Interval(
-                f"{prefix}{g['group']}",
-                g["retention"]["difference"],
-                g["retention"]["ci_low"],
-                g["retention"]["ci_high"],
-                g.get("note") or "",
-            )
-            for g in groups
-            if g.get("retention")
-        ]
-
-    rows = lift_rows([figures["overall"]] if figures.get("overall") else [], "")
-    rows += lift_rows(figures.get("by_rule") or [], "rule ")
-    rows += lift_rows(figures.get("by_tier") or [], "tier ")
-    curve = figures.get("curve") or {}
-    bars: list[Interval] = []
-    overall = figures.get("overall") or {}
-    revenue = overall.get("revenue") or {}
-    for arm, std_key in (("treatment", "treated_std"), ("control", "control_std")):
-        bar = _arm_interval(overall.get(arm) or {}, revenue.get(std_key), arm)
-        if bar:
-            bars.append(bar)
-    for group in figures.get("by_rule") or []:
-        g_revenue = group.get("revenue") or {}
-        for arm, std_key in (("treatment", "treated_std"), ("control", "control_std")):
-            bar = _arm_interval(
-                group.get(arm) or {}, g_revenue.get(std_key), f"{str(group['group'])[:2]} {arm}"
-            )
-            if bar:
-                bars.append(bar)
-    return {
-        "lift": SafeString(
-            interval_chart(rows, title="Retention difference (treatment − control), 95% CI")
-        ),
-        "curve": SafeString(
-            curve_chart(
-                curve.get("days") or [],
-                {"treatment": curve.get("treatment") or [], "control": curve.get("control") or []},
-                title="Cumulative share retained over the attribution window",
-            )
-        ),
-        "revenue": SafeString(bar_chart(bars, title="Revenue per customer in the window, 95% CI")),
-    }
 
 
 @admin.register(UpliftReport)

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from campaigns import selectors
-from campaigns.measurement import uplift_report_compute, uplift_report_latest
+from campaigns.measurement.snapshots import uplift_report_compute, uplift_report_latest
 from campaigns.models import Campaign, ResponseKind
 from campaigns.services.coupons import CouponRedeemError, coupon_redeem
 from campaigns.services.responses import (
@@ -28,6 +28,7 @@ from campaigns.services.responses import (
     responses_record_batch,
     webhook_signature_valid,
 )
+from campaigns.uplift.report import CampaignUpliftReport
 from common.api import BulkValidationError, error_body
 from customers.models import ApiScope, Customer
 
@@ -401,6 +402,18 @@ class CurveOut(serializers.Serializer):
     control = serializers.ListField(child=serializers.FloatField())
 
 
+class ReferenceEffectOut(serializers.Serializer):
+    """An effect known from outside the measurement, attached to the campaign's cycles and
+    shown beside the estimate for comparison."""
+
+    # Serializer fields are collected by the metaclass: this does not shadow Field.label.
+    label = serializers.CharField()  # type: ignore[assignment]
+    short_label = serializers.CharField()
+    retention_effect = serializers.FloatField()
+    by_tier = serializers.DictField(child=serializers.FloatField())
+    treated_n = serializers.IntegerField()
+
+
 class UpliftOut(serializers.Serializer):
     campaign = serializers.DictField()
     status = serializers.ChoiceField(["interim", "final", "empty"])
@@ -415,7 +428,7 @@ class UpliftOut(serializers.Serializer):
     by_cycle = GroupOut(many=True)
     curve = CurveOut()
     excluded = serializers.DictField(child=serializers.IntegerField())
-    simulation = serializers.DictField(allow_null=True)
+    reference_effect = ReferenceEffectOut(allow_null=True)
 
 
 class CampaignUpliftApi(APIView):
@@ -431,4 +444,5 @@ class CampaignUpliftApi(APIView):
         now = timezone.now()
         if report is None or report.report_date != now.date() or request.GET.get("refresh"):
             report = uplift_report_compute(campaign=campaign, now=now)
-        return Response({**report.figures, "report_date": report.report_date})
+        figures = CampaignUpliftReport.from_json(report.figures)
+        return Response({**figures.to_json(), "report_date": report.report_date})

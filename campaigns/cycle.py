@@ -1,14 +1,12 @@
 """The `dispatch` and `uplift` stages of retention_cycle: seed the campaigns a sources file
 names (if none exist yet), run the current cycle of every active campaign, deliver, and report
-the counts; then (demo: simulate outcomes and) measure every campaign's uplift."""
+the counts; then measure every campaign's uplift (the demo simulates outcomes before: demo/)."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -21,22 +19,14 @@ from campaigns.selectors import campaigns_active
 from campaigns.services.dispatch import campaign_dispatch
 from campaigns.services.relay import interventions_relay
 from campaigns.services.setup import campaigns_seed
+from campaigns.uplift.report import CampaignUpliftReport, ProgramUpliftReport
 
 
-def campaigns_spec_from_sources(sources: Path | None) -> dict[str, Any] | None:
-    """The campaigns file a sources file names under "campaigns" (relative to it), if any."""
-    if sources is None:
-        return None
-    name = json.loads(sources.read_text()).get("campaigns")
-    if not name:
-        return None
-    spec: dict[str, Any] = json.loads((sources.parent / name).read_text())
-    return spec
-
-
-def dispatch_stage(*, sources: Path | None) -> tuple[dict[str, Any], list[str]]:
+def dispatch_stage(*, campaigns_spec: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+    """Seed the campaigns of `campaigns_spec` (the sources file's campaigns file) when none
+    exist, run the current cycle of every active campaign, deliver (embedded mode) and count."""
     started = time.perf_counter()
-    spec = campaigns_spec_from_sources(sources)
+    spec = campaigns_spec
     seeded = [c.name for c in campaigns_seed(spec=spec)] if spec else []
     now = timezone.now()
     summaries = [campaign_dispatch(campaign=c, now=now) for c in campaigns_active(now=now)]
@@ -114,161 +104,147 @@ def dispatch_stage(*, sources: Path | None) -> tuple[dict[str, Any], list[str]]:
     return data, lines
 
 
-def _as_of(sources: Path | None, extra: dict[str, Any]) -> datetime | None:
-    """The cycle's as-of date: the cycle options' `as_of`, else the sources file's scoring one."""
-    value = extra.get("as_of")
-    if value is None and sources is not None:
-        value = json.loads(sources.read_text()).get("scoring", {}).get("as_of")
-    if not value:
-        return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _report_url(campaign_id: int) -> str:
+    return settings.PUBLIC_BASE_URL + reverse("admin:campaigns_campaign_uplift", args=[campaign_id])
 
 
-def _campaign_line(figures: dict[str, Any]) -> list[str]:
-    name = figures["campaign"]["name"]
-    overall = figures.get("overall")
-    if not overall or not overall.get("retention"):
-        reason = figures.get("note") or (overall or {}).get("note") or "nothing to measure"
+def _points(value: float, digits: int = 2) -> str:
+    """A difference of two rates in percentage points, signed: 0.0123 → "+1.23"."""
+    return f"{value * 100:+.{digits}f}"
+
+
+def _campaign_line(report: CampaignUpliftReport) -> list[str]:
+    """The campaign's estimate with its interval, beside any reference effect attached to its
+    cycles (the demo's true simulated effect), its money, and its tiers."""
+    name = report.campaign.name
+    overall = report.overall
+    if overall is None or overall.retention is None:
+        reason = report.note or (overall.note if overall else None) or "nothing to measure"
         return [f"{name}: {reason}."]
-    t, c, r = overall["treatment"], overall["control"], overall["retention"]
-    truth = figures.get("simulation")
+    t, c, r = overall.treatment, overall.control, overall.retention
+    reference = report.reference_effect
     lines = [
-        f"{name} ({figures['status']}): retained {t['rate']:.1%} of {t['n']:,} treated vs "
-        f"{c['rate']:.1%} of {c['n']:,} control → {r['difference'] * 100:+.2f} pp "
-        f"(95% CI {r['ci_low'] * 100:+.2f} to {r['ci_high'] * 100:+.2f}), p = {r['p_value']:.3g}"
+        f"{name} ({report.status}): retained {t.rate:.1%} of {t.n:,} treated vs "
+        f"{c.rate:.1%} of {c.n:,} control → {_points(r.difference)} pp "
+        f"(95% CI {_points(r.ci_low)} to {_points(r.ci_high)}), p = {r.p_value:.3g}"
     ]
-    if truth:
+    if reference is not None:
+        inside = r.ci_low <= reference.retention_effect <= r.ci_high
         lines.append(
-            f"  true simulated effect (synthetic data): {truth['true_retention_effect'] * 100:+.2f}"
-            " pp — "
-            + (
-                "inside"
-                if r["ci_low"] <= truth["true_retention_effect"] <= r["ci_high"]
-                else "OUTSIDE"
-            )
-            + " the interval"
+            f"  {reference.label}: {_points(reference.retention_effect)} pp — "
+            f"{'inside' if inside else 'OUTSIDE'} the interval"
         )
-    money = overall.get("incremental_revenue")
-    if money:
-        roi = overall.get("roi")
+    money = overall.incremental_revenue
+    if money is not None:
+        roi = f"{overall.roi:+.0%}" if overall.roi is not None else "n/a (no cost)"
         lines.append(
-            f"  incremental revenue {money['estimate']:,.2f} (95% CI {money['ci_low']:,.2f} to "
-            f"{money['ci_high']:,.2f}) · cost {overall['cost']['total']:,.2f} · ROI "
-            + (f"{roi:+.0%}" if roi is not None else "n/a (no cost)")
+            f"  incremental revenue {money.estimate:,.2f} (95% CI {money.ci_low:,.2f} to "
+            f"{money.ci_high:,.2f}) · cost {overall.cost.total:,.2f} · ROI {roi}"
         )
-    for group in figures.get("by_tier") or []:
-        g = group.get("retention")
-        if g:
-            lines.append(
-                f"  tier {group['group']}: {g['difference'] * 100:+.2f} pp "
-                f"({g['ci_low'] * 100:+.2f} to {g['ci_high'] * 100:+.2f})"
-                + (
-                    f" · true {truth['true_effect_by_tier'].get(group['group'], 0) * 100:+.1f} pp"
-                    if truth
-                    else ""
-                )
-            )
+    for group in report.by_tier:
+        g = group.retention
+        if g is None:
+            continue
+        true = ""
+        if reference is not None:
+            effect = reference.by_tier.get(str(group.group), 0)
+            true = f" · {reference.short_label} {_points(effect, 1)} pp"
+        lines.append(
+            f"  tier {group.group}: {_points(g.difference)} pp "
+            f"({_points(g.ci_low)} to {_points(g.ci_high)}){true}"
+        )
     return lines
 
 
-def _campaign_json(figures: dict[str, Any]) -> dict[str, Any]:
-    overall = figures.get("overall") or {}
-    r = overall.get("retention") or {}
-    money = overall.get("incremental_revenue") or {}
-    truth = figures.get("simulation")
+def _campaign_json(report: CampaignUpliftReport) -> dict[str, Any]:
+    overall = report.overall
+    r = overall.retention if overall else None
+    money = overall.incremental_revenue if overall else None
+    reference = report.reference_effect
     return {
-        "campaign": figures["campaign"]["name"],
-        "campaign_id": figures["campaign"]["id"],
-        "status": figures["status"],
+        "campaign": report.campaign.name,
+        "campaign_id": report.campaign.id,
+        "status": report.status,
         "treatment": {
-            "n": (overall.get("treatment") or {}).get("n", 0),
-            "rate": (overall.get("treatment") or {}).get("rate"),
+            "n": overall.treatment.n if overall else 0,
+            "rate": overall.treatment.rate if overall else None,
         },
         "control": {
-            "n": (overall.get("control") or {}).get("n", 0),
-            "rate": (overall.get("control") or {}).get("rate"),
+            "n": overall.control.n if overall else 0,
+            "rate": overall.control.rate if overall else None,
         },
-        "difference": r.get("difference"),
-        "ci_low": r.get("ci_low"),
-        "ci_high": r.get("ci_high"),
-        "p_value": r.get("p_value"),
-        "relative_lift": r.get("relative_lift"),
-        "incremental_revenue": money.get("estimate"),
-        "incremental_revenue_ci": [money.get("ci_low"), money.get("ci_high")] if money else None,
-        "cost": (overall.get("cost") or {}).get("total"),
-        "roi": overall.get("roi"),
-        "true_effect": truth["true_retention_effect"] if truth else None,
-        "true_effect_by_tier": truth["true_effect_by_tier"] if truth else None,
+        "difference": r.difference if r else None,
+        "ci_low": r.ci_low if r else None,
+        "ci_high": r.ci_high if r else None,
+        "p_value": r.p_value if r else None,
+        "relative_lift": r.relative_lift if r else None,
+        "incremental_revenue": money.estimate if money else None,
+        "incremental_revenue_ci": [money.ci_low, money.ci_high] if money else None,
+        "cost": overall.cost.total if overall else None,
+        "roi": overall.roi if overall else None,
+        "reference_effect": reference.retention_effect if reference else None,
+        "reference_effect_by_tier": dict(reference.by_tier) if reference else None,
+        "reference_label": reference.label if reference else None,
         "by_tier": {
-            str(g["group"]): (g.get("retention") or {}).get("difference")
-            for g in figures.get("by_tier") or []
+            str(g.group): g.retention.difference if g.retention else None for g in report.by_tier
         },
-        "report_url": settings.PUBLIC_BASE_URL
-        + reverse("admin:campaigns_campaign_uplift", args=[figures["campaign"]["id"]]),
+        "report_url": _report_url(report.campaign.id),
     }
 
 
-def uplift_stage(
-    *, sources: Path | None, extra: dict[str, Any] | None = None
-) -> tuple[dict[str, Any], list[str]]:
-    """Simulate the demo's responses and orders when the sources file asks for it (synthetic,
-    see campaigns/simulate.py), then snapshot every campaign's uplift and the program report."""
-    from campaigns.measurement import uplift_reports_refresh
-    from campaigns.models import CampaignCycle, ReportKind
-    from campaigns.simulate import campaign_cycle_simulate, simulation_anchor_note
+def _program_line(program: ProgramUpliftReport | None) -> list[str]:
+    overall = program.overall if program else None
+    if overall is None or overall.retention is None:
+        return []
+    r = overall.retention
+    return [
+        f"Program: global control ({overall.control.n:,}) vs everyone else "
+        f"({overall.treatment.n:,}): {_points(r.difference)} pp "
+        f"(95% CI {_points(r.ci_low)} to {_points(r.ci_high)})"
+    ]
+
+
+def _program_json(program: ProgramUpliftReport | None) -> dict[str, Any]:
+    overall = program.overall if program else None
+    r = overall.retention if overall else None
+    return {
+        "status": program.status if program else None,
+        "global_control_n": overall.control.n if overall else 0,
+        "everyone_else_n": overall.treatment.n if overall else 0,
+        "difference": r.difference if r else None,
+        "ci_low": r.ci_low if r else None,
+        "ci_high": r.ci_high if r else None,
+    }
+
+
+def uplift_stage(*, as_of: datetime | None) -> tuple[dict[str, Any], list[str]]:
+    """Snapshot every campaign's uplift and the program report, and summarise them (with any
+    reference effect a cycle carries: the demo's simulation attaches its true effect)."""
+    from campaigns.measurement.snapshots import uplift_reports_refresh
+    from campaigns.models import ReportKind
 
     started = time.perf_counter()
-    config = json.loads(sources.read_text()).get("uplift", {}) if sources else {}
-    as_of = _as_of(sources, extra or {})
+    rows = uplift_reports_refresh(now=timezone.now())
+    campaigns = [
+        CampaignUpliftReport.from_json(r.figures) for r in rows if r.kind == ReportKind.CAMPAIGN
+    ]
+    program = next(
+        (ProgramUpliftReport.from_json(r.figures) for r in rows if r.kind == ReportKind.PROGRAM),
+        None,
+    )
     lines: list[str] = []
-    simulated: list[dict[str, Any]] = []
-    if config.get("simulate"):
-        seed = int(config["simulate"].get("seed", 7))
-        for cycle in CampaignCycle.objects.filter(interventions__isnull=False).distinct():
-            summary = campaign_cycle_simulate(cycle=cycle, seed=seed)
-            if summary is not None:
-                simulated.append(summary.to_dict())
-                lines.append(
-                    f"Simulated (SYNTHETIC) {summary.campaign} cycle {summary.cycle_key}: "
-                    f"{summary.orders_created:,} orders, {summary.responses_created:,} responses "
-                    f"via the API, {summary.coupons_redeemed:,} coupons redeemed; true effect "
-                    f"{summary.true_retention_effect * 100:+.2f} pp"
-                )
-        lines.append(f"Simulation: {simulation_anchor_note(as_of=as_of)}.")
-    reports = uplift_reports_refresh(now=timezone.now())
-    campaigns = [r.figures for r in reports if r.kind == ReportKind.CAMPAIGN]
-    program: dict[str, Any] = next((r.figures for r in reports if r.kind == ReportKind.PROGRAM), {})
-    for figures in campaigns:
-        lines += _campaign_line(figures)
+    for report in campaigns:
+        lines += _campaign_line(report)
         lines.append(
-            "  report: "
-            + settings.PUBLIC_BASE_URL
-            + reverse("admin:campaigns_campaign_uplift", args=[figures["campaign"]["id"]])
-            + " (make serve; log in as a staff user)"
+            f"  report: {_report_url(report.campaign.id)} (make serve; log in as a staff user)"
         )
     if not campaigns:
         lines.append("No campaign has interventions yet: nothing to measure.")
-    overall = program.get("overall") or {}
-    if overall.get("retention"):
-        r = overall["retention"]
-        lines.append(
-            f"Program: global control ({overall['control']['n']:,}) vs everyone else "
-            f"({overall['treatment']['n']:,}): {r['difference'] * 100:+.2f} pp "
-            f"(95% CI {r['ci_low'] * 100:+.2f} to {r['ci_high'] * 100:+.2f})"
-        )
+    lines += _program_line(program)
     data = {
         "as_of": as_of.date().isoformat() if as_of else None,
-        "simulated": simulated,
-        "campaigns": [_campaign_json(f) for f in campaigns],
-        "program": {
-            "status": program.get("status"),
-            "global_control_n": (overall.get("control") or {}).get("n", 0),
-            "everyone_else_n": (overall.get("treatment") or {}).get("n", 0),
-            "difference": (overall.get("retention") or {}).get("difference"),
-            "ci_low": (overall.get("retention") or {}).get("ci_low"),
-            "ci_high": (overall.get("retention") or {}).get("ci_high"),
-        },
+        "campaigns": [_campaign_json(report) for report in campaigns],
+        "program": _program_json(program),
         "seconds": round(time.perf_counter() - started, 3),
     }
     return data, lines

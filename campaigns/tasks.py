@@ -50,7 +50,7 @@ def interventions_relay_task(channels: list[str] | None = None) -> dict[str, Any
 def uplift_reports_nightly_task(now: str | None = None) -> list[str]:
     """Beat, nightly: snapshot every campaign's (and open cycle's) uplift and the program report.
     Safe twice: one UpliftReport per scope and day (a unique constraint); a rerun updates it."""
-    from campaigns.measurement import uplift_reports_refresh
+    from campaigns.measurement.snapshots import uplift_reports_refresh
 
     moment = datetime.fromisoformat(now) if now else timezone.now()
     return [str(r) for r in uplift_reports_refresh(now=moment)]
@@ -59,6 +59,6 @@ def uplift_reports_nightly_task(now: str | None = None) -> list[str]:
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def uplift_report_task(campaign_id: int) -> str:
     """On demand (e.g. from an admin action with a broker): one campaign's snapshot."""
-    from campaigns.measurement import uplift_report_compute
+    from campaigns.measurement.snapshots import uplift_report_compute
 
     return str(uplift_report_compute(campaign=Campaign.objects.get(pk=campaign_id)))

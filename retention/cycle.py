@@ -2,8 +2,10 @@
 
 Each stage is a function taking the cycle's options and returning a JSON-safe dict of its
 counts and timings (printed as one key of `retention_cycle --json`) plus a human summary.
-STAGES lists them in order: import, scoring, dispatch, uplift; each app owns its stage's body
-(scoring/cycle.py, campaigns/cycle.py) and this module only wires them.
+STAGES lists them in order: import, scoring, dispatch, simulate (the demo's, only when the
+sources file asks for it), uplift. Each app owns its stage's body (scoring/cycle.py,
+campaigns/cycle.py, demo/cycle.py); this module only wires them, and the sources file is read
+once (retention/sources.py) before any stage runs.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class StageResult:
     lines: list[str]
 
 
-Stage = Callable[[CycleOptions], StageResult]
+# A stage returns None when it has nothing to do for these options (it is then left out).
+Stage = Callable[[CycleOptions], StageResult | None]
 
 
 def stage_import(options: CycleOptions) -> StageResult:
@@ -90,16 +93,28 @@ def stage_dispatch(options: CycleOptions) -> StageResult:
     when given), delivered, with counts per campaign, rule, arm, channel and reason."""
     from campaigns.cycle import dispatch_stage
 
-    data, lines = dispatch_stage(sources=options.sources.path)
+    data, lines = dispatch_stage(campaigns_spec=options.sources.campaigns)
+    return StageResult(data, lines)
+
+
+def stage_simulate(options: CycleOptions) -> StageResult | None:
+    """Demo only, when the sources file has a "demo": {"simulate": …} entry: synthetic
+    responses and orders with a known true effect (demo/cycle.py). Otherwise skipped."""
+    from demo.cycle import simulate_stage
+
+    if not options.sources.demo.get("simulate"):
+        return None
+    data, lines = simulate_stage(
+        config=options.sources.demo["simulate"], as_of=options.sources.as_of
+    )
     return StageResult(data, lines)
 
 
 def stage_uplift(options: CycleOptions) -> StageResult:
-    """Snapshot every campaign's uplift (and the program report); with the sources file's
-    "uplift": {"simulate": …} (demo only), first simulate synthetic outcomes."""
+    """Snapshot every campaign's uplift (and the program report) and summarise them."""
     from campaigns.cycle import uplift_stage
 
-    data, lines = uplift_stage(sources=options.sources.path)
+    data, lines = uplift_stage(as_of=options.sources.as_of)
     return StageResult(data, lines)
 
 
@@ -107,6 +122,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("import", stage_import),
     ("scoring", stage_scoring),
     ("dispatch", stage_dispatch),
+    ("simulate", stage_simulate),
     ("uplift", stage_uplift),
 ]
 
@@ -127,6 +143,8 @@ def run_cycle(
         if only and name not in only:
             continue
         result = stage(options)
+        if result is None:
+            continue
         results[name] = result.data
         if on_stage:
             on_stage(name, result)

@@ -9,9 +9,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
-from retention.charts import bar_chart, line_chart
+from common.svg import Bar, bar_chart, line_chart
 from scoring.errors import TrainingError
 from scoring.models import ChurnModel, CustomerScore, RiskTier, ScoringRun
 from scoring.services.training import churn_model_activate, churn_model_rollback
@@ -172,6 +172,8 @@ class ChurnModelAdmin(admin.ModelAdmin):
                 title="Precision–recall (out-of-fold)",
                 x_label="recall",
                 y_label="precision",
+                x_range=(0.0, 1.0),
+                y_range=(0.0, 1.0),
             ),
             line_chart(
                 [
@@ -187,12 +189,20 @@ class ChurnModelAdmin(admin.ModelAdmin):
                 title="Calibration (out-of-fold)",
                 x_label="mean predicted probability",
                 y_label="observed churn rate",
+                x_range=(0.0, 1.0),
+                y_range=(0.0, 1.0),
                 diagonal=True,
             ),
-            bar_chart(bars, title="Permutation importance", value_label="drop in PR-AUC"),
+            bar_chart(
+                [Bar(name, value) for name, value in bars],
+                title="Permutation importance",
+                value_label="drop in PR-AUC",
+            ),
         ]
         return format_html_join(
-            "", '<div style="display:inline-block;margin:4px">{}</div>', ((c,) for c in charts)
+            "",
+            '<div style="display:inline-block;margin:4px">{}</div>',
+            ((mark_safe(c),) for c in charts),  # common.svg escapes every text it draws
         )
 
     @admin.action(description="Promote the selected model to active")

@@ -18,8 +18,7 @@ is impossible when K < 4, and otherwise the smallest holdout is c = (1 - sqrt(1 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from scipy import stats as sps
 
@@ -37,9 +36,6 @@ class DetectableEffect:
     minimum_detectable_effect: float
     minimum_detectable_relative_lift: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class RequiredHoldout:
@@ -51,9 +47,6 @@ class RequiredHoldout:
     control_percent: float
     control_n: int
     treated_n: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _multiplier(alpha: float, power: float) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.core import mail
 
-from campaigns.measurement import campaign_uplift, program_uplift
+from campaigns.measurement.snapshots import campaign_uplift, program_uplift
 from campaigns.models import Intervention
 from campaigns.services.dispatch import campaign_dispatch
 from campaigns.services.relay import interventions_relay
@@ -65,22 +65,24 @@ def test_global_control_customers_are_never_contacted_by_any_campaign(
     assert len(mail.outbox) > 100
 
     # The campaign comparison leaves them out; the program report compares them.
-    figures = campaign_uplift(campaign=first, now=NOON)
-    overall = figures["overall"]
-    assert overall["treatment"]["n"] + overall["control"]["n"] == 200 - len(expected)
-    assert sum(v for k, v in figures["excluded"].items() if "global_control" in k) == len(expected)
+    report = campaign_uplift(campaign=first, now=NOON)
+    overall = report.overall
+    assert overall is not None
+    assert overall.treatment.n + overall.control.n == 200 - len(expected)
+    assert sum(v for k, v in report.excluded.items() if "global_control" in k) == len(expected)
     members = sorted(expected)
     for cid in members[:10]:
         Order.objects.create(
             external_id=f"g{cid}", customer_id=cid, placed_at=NOON + timedelta(days=2), amount=10
         )
     program = program_uplift(now=NOON + timedelta(days=40))
-    assert program["status"] == "final"
-    assert program["overall"]["control"]["n"] == len(expected)
-    assert program["overall"]["control"]["retained"] == 10
-    assert program["overall"]["treatment"]["n"] == 200 - len(expected)
-    assert program["overall"]["treatment"]["retained"] == 0
-    assert program["overall"]["retention"]["difference"] == pytest.approx(-10 / len(expected))
+    assert program.status == "final"
+    assert program.overall is not None and program.overall.retention is not None
+    assert program.overall.control.n == len(expected)
+    assert program.overall.control.retained == 10
+    assert program.overall.treatment.n == 200 - len(expected)
+    assert program.overall.treatment.retained == 0
+    assert program.overall.retention.difference == pytest.approx(-10 / len(expected))
 
 
 def test_membership_depends_on_the_customer_alone() -> None:

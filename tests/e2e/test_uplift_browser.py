@@ -73,7 +73,7 @@ def test_staff_open_the_uplift_report_and_see_its_charts(
     assert page.locator("svg[data-chart=lift] circle.point").count() == 5
     assert page.locator("svg[data-chart=curve] circle.point").count() == 62
     assert page.locator("svg[data-chart=revenue] rect.point").count() == 6
-    final = page.locator("svg[data-chart=curve] circle.point[data-arm=treatment]").last
+    final = page.locator("svg[data-chart=curve] circle.point[data-series=treatment]").last
     assert float(final.get_attribute("data-value") or 0) > 0.2
     assert page.inner_text("td.n-treatment") != "0"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

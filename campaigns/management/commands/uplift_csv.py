@@ -1,6 +1,6 @@
 """Uplift of any treated-vs-control file (CSV with any delimiter, or .xlsx), no database.
 
-Thin: read and validate the file here, compute in campaigns.uplift.stats.
+Thin: read and validate the file here, compute in campaigns.uplift (proportions, means).
 """
 
 from __future__ import annotations
@@ -12,13 +12,8 @@ from typing import Any
 import pandas as pd
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from campaigns.uplift.stats import (
-    MeanUplift,
-    ProportionUplift,
-    is_binary,
-    mean_difference,
-    proportion_difference,
-)
+from campaigns.uplift.means import MeanUplift, mean_difference
+from campaigns.uplift.proportions import ProportionUplift, is_binary, proportion_difference
 
 EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
 MAX_LISTED_VALUES = 20

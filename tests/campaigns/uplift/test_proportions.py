@@ -1,27 +1,23 @@
-"""Uplift statistics: known answers (Hillstrom, Newcombe 1998, scipy) and simulated coverage."""
+"""Difference in proportions: known answers (Hillstrom, Newcombe 1998, scipy), simulated coverage
+and size, small counts and edge cases."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from campaigns.uplift.stats import (
+from campaigns.uplift.proportions import (
     _newcombe_bounds,
     _normal_bounds,
     _proportion_p_values,
-    campaign_economics,
-    incremental_customers,
-    incremental_revenue,
     is_binary,
-    mean_difference,
-    mean_difference_from_summary,
     proportion_difference,
-    uplift_breakdown,
 )
 
 CONTROL_SEGMENT = "No E-Mail"
@@ -30,10 +26,8 @@ CONTROL_SEGMENT = "No E-Mail"
 HILLSTROM_TABLE = [
     ("Mens E-Mail", "visit", 0.182757, 0.106167, 0.076590, 0.069953, 0.083226),
     ("Mens E-Mail", "conversion", 0.012531, 0.005726, 0.006805, 0.005000, 0.008610),
-    ("Mens E-Mail", "spend", 1.422617, 0.652789, 0.769827, 0.485144, 1.054510),
     ("Womens E-Mail", "visit", 0.151400, 0.106167, 0.045233, 0.038894, 0.051573),
     ("Womens E-Mail", "conversion", 0.008837, 0.005726, 0.003111, 0.001499, 0.004724),
-    ("Womens E-Mail", "spend", 1.077202, 0.652789, 0.424412, 0.168960, 0.679865),
 ]
 
 
@@ -57,28 +51,15 @@ def test_hillstrom_uplift_reproduces_sources_table_to_four_decimals(
 ) -> None:
     treated_values = hillstrom.loc[hillstrom["segment"] == segment, outcome]
     control_values = hillstrom.loc[hillstrom["segment"] == CONTROL_SEGMENT, outcome]
-    got: tuple[float, ...]
-    if outcome == "spend":
-        spend = mean_difference(
-            treated=treated_values.to_numpy(), control=control_values.to_numpy(), interval="normal"
-        )
-        got = (
-            spend.treated_mean,
-            spend.control_mean,
-            spend.difference,
-            spend.ci_low,
-            spend.ci_high,
-        )
-    else:
-        rate = proportion_difference(
-            treated_successes=int(treated_values.sum()),
-            treated_n=len(treated_values),
-            control_successes=int(control_values.sum()),
-            control_n=len(control_values),
-            interval="normal",
-        )
-        assert rate.test == "pooled_z"
-        got = (rate.treated_rate, rate.control_rate, rate.difference, rate.ci_low, rate.ci_high)
+    rate = proportion_difference(
+        treated_successes=int(treated_values.sum()),
+        treated_n=len(treated_values),
+        control_successes=int(control_values.sum()),
+        control_n=len(control_values),
+        interval="normal",
+    )
+    assert rate.test == "pooled_z"
+    got = (rate.treated_rate, rate.control_rate, rate.difference, rate.ci_low, rate.ci_high)
     expected = (treated, control, difference, low, high)
     assert [round(value, 4) for value in got] == [round(value, 4) for value in expected]
 
@@ -112,8 +93,6 @@ def test_a_a_split_of_no_email_arm_covers_zero(hillstrom: pd.DataFrame, seed: in
                 interval=interval,
             )
             assert result.ci_low <= 0.0 <= result.ci_high, (outcome, interval, result)
-    spend = mean_difference(treated=a["spend"].to_numpy(), control=b["spend"].to_numpy())
-    assert spend.ci_low <= 0.0 <= spend.ci_high
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,208 +247,13 @@ def test_proportion_difference_rejects_impossible_input(kwargs: dict[str, object
         proportion_difference(**kwargs)  # type: ignore[arg-type]
 
 
-def test_result_to_dict_is_json_serialisable() -> None:
+def test_result_is_json_serialisable() -> None:
     result = proportion_difference(
         treated_successes=30, treated_n=100, control_successes=20, control_n=100
     )
-    payload = json.loads(json.dumps(result.to_dict()))
+    payload = json.loads(json.dumps(asdict(result)))
     assert payload["difference"] == pytest.approx(0.10)
     assert payload["method"] == result.method
-
-
-# ---------------------------------------------------------------------------------------------
-# Means
-# ---------------------------------------------------------------------------------------------
-
-
-def test_welch_t_option_matches_scipy_unequal_variance_t_test() -> None:
-    rng = np.random.default_rng(11)
-    treated = rng.gamma(2.0, 30.0, size=35)
-    control = rng.gamma(2.0, 22.0, size=18)
-    result = mean_difference(treated=treated, control=control)
-    scipy_result = sps.ttest_ind(treated, control, equal_var=False)
-    scipy_interval = scipy_result.confidence_interval(confidence_level=0.95)
-    assert result.interval == "welch_t"
-    assert result.p_value == pytest.approx(scipy_result.pvalue, rel=1e-10)
-    assert result.ci_low == pytest.approx(scipy_interval.low, rel=1e-10)
-    assert result.ci_high == pytest.approx(scipy_interval.high, rel=1e-10)
-    assert result.degrees_of_freedom == pytest.approx(scipy_result.df, rel=1e-10)
-
-
-def test_normal_option_uses_z_and_is_narrower_than_t_for_small_samples() -> None:
-    rng = np.random.default_rng(12)
-    treated, control = rng.normal(10, 3, 12), rng.normal(9, 4, 15)
-    t_result = mean_difference(treated=treated, control=control, interval="welch_t")
-    z_result = mean_difference(treated=treated, control=control, interval="normal")
-    se = np.sqrt(treated.var(ddof=1) / 12 + control.var(ddof=1) / 15)
-    assert z_result.ci_high - z_result.ci_low == pytest.approx(2 * sps.norm.ppf(0.975) * se)
-    assert z_result.p_value == pytest.approx(2 * sps.norm.sf(abs(z_result.difference) / se))
-    assert z_result.degrees_of_freedom is None
-    assert (z_result.ci_high - z_result.ci_low) < (t_result.ci_high - t_result.ci_low)
-
-
-def test_mean_relative_lift_interval_contains_point_estimate() -> None:
-    rng = np.random.default_rng(13)
-    result = mean_difference(treated=rng.exponential(12, 500), control=rng.exponential(10, 400))
-    assert result.relative_lift is not None
-    assert result.relative_lift_ci_low is not None and result.relative_lift_ci_high is not None
-    assert result.relative_lift_ci_low < result.relative_lift < result.relative_lift_ci_high
-
-
-def test_mean_difference_refuses_missing_values_and_tiny_arms() -> None:
-    with pytest.raises(ValueError, match="NaN"):
-        mean_difference(treated=[1.0, np.nan, 2.0], control=[1.0, 2.0])
-    with pytest.raises(ValueError, match="at least 2"):
-        mean_difference(treated=[1.0], control=[1.0, 2.0])
-
-
-def test_constant_arms_give_exact_answer() -> None:
-    result = mean_difference_from_summary(
-        treated_mean=5.0,
-        treated_var=0.0,
-        treated_n=10,
-        control_mean=5.0,
-        control_var=0.0,
-        control_n=10,
-    )
-    assert (result.difference, result.ci_low, result.ci_high, result.p_value) == (0, 0, 0, 1.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# Money
-# ---------------------------------------------------------------------------------------------
-
-
-def _revenue_uplift() -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(21)
-    treated = rng.exponential(12.0, 5000) * rng.binomial(1, 0.3, 5000)
-    control = rng.exponential(10.0, 1000) * rng.binomial(1, 0.3, 1000)
-    return treated, control
-
-
-def test_incremental_revenue_and_customers_scale_the_difference_by_treated_n() -> None:
-    treated, control = _revenue_uplift()
-    revenue = mean_difference(treated=treated, control=control)
-    retention = proportion_difference(
-        treated_successes=1300, treated_n=5000, control_successes=220, control_n=1000
-    )
-    money = incremental_revenue(uplift=revenue, treated_n=5000)
-    customers = incremental_customers(uplift=retention, treated_n=5000)
-    assert money.estimate == pytest.approx(revenue.difference * 5000)
-    assert (money.ci_low, money.ci_high) == pytest.approx(
-        (revenue.ci_low * 5000, revenue.ci_high * 5000)
-    )
-    assert customers.estimate == pytest.approx(0.04 * 5000)
-    assert customers.ci_low < customers.estimate < customers.ci_high
-
-
-def test_campaign_economics_roi_and_its_interval() -> None:
-    treated, control = _revenue_uplift()
-    revenue = mean_difference(treated=treated, control=control)
-    retention = proportion_difference(
-        treated_successes=1300, treated_n=5000, control_successes=220, control_n=1000
-    )
-    economics = campaign_economics(
-        revenue_uplift=revenue,
-        treated_n=5000,
-        offer_cost_total=2000.0,
-        message_cost_total=500.0,
-        retention_uplift=retention,
-    )
-    incremental = revenue.difference * 5000
-    assert economics.total_cost == 2500.0
-    assert economics.net_incremental_revenue == pytest.approx(incremental - 2500.0)
-    assert economics.roi == pytest.approx((incremental - 2500.0) / 2500.0)
-    assert economics.roi is not None
-    assert economics.roi_ci_low is not None and economics.roi_ci_high is not None
-    assert economics.roi_ci_low < economics.roi < economics.roi_ci_high
-    assert economics.roi_ci_low == pytest.approx((revenue.ci_low * 5000 - 2500.0) / 2500.0)
-    assert economics.cost_per_incremental_customer == pytest.approx(2500.0 / 200.0)
-    json.dumps(economics.to_dict())
-
-
-def test_roi_is_none_without_cost() -> None:
-    treated, control = _revenue_uplift()
-    economics = campaign_economics(
-        revenue_uplift=mean_difference(treated=treated, control=control),
-        treated_n=5000,
-        offer_cost_total=0.0,
-        message_cost_total=0.0,
-    )
-    assert economics.roi is None and economics.roi_ci_low is None
-    assert economics.incremental_customers is None
-
-
-# ---------------------------------------------------------------------------------------------
-# Breakdown by rule / tier / channel
-# ---------------------------------------------------------------------------------------------
-
-
-def _campaign_frame() -> pd.DataFrame:
-    rng = np.random.default_rng(5)
-    n = 6000
-    tier = rng.choice(["high", "critical", "medium"], size=n)
-    arm = np.where(rng.random(n) < 0.2, "control", "treatment")
-    base = np.select([tier == "critical", tier == "high"], [0.4, 0.6], 0.8)
-    effect = np.where(arm == "treatment", 0.08, 0.0)
-    outcome = (rng.random(n) < base + effect).astype(int)
-    revenue = outcome * rng.gamma(2.0, 25.0, n)
-    frame = pd.DataFrame({"arm": arm, "outcome": outcome, "revenue": revenue, "tier": tier})
-    # A tier that only exists on the treatment side (e.g. a rule with a 0% holdout).
-    extra = pd.DataFrame(
-        {"arm": ["treatment"] * 3, "outcome": [1, 0, 1], "revenue": [5.0, 0, 7], "tier": "vip"}
-    )
-    return pd.concat([frame, extra], ignore_index=True)
-
-
-def test_breakdown_matches_per_group_direct_computation() -> None:
-    frame = _campaign_frame()
-    breakdown = uplift_breakdown(frame=frame, by="tier")
-    assert [group.group for group in breakdown.groups] == ["critical", "high", "medium", "vip"]
-    for group in breakdown.groups[:3]:
-        rows = frame[frame["tier"] == group.group]
-        treated = rows[rows["arm"] == "treatment"]
-        control = rows[rows["arm"] == "control"]
-        expected = proportion_difference(
-            treated_successes=int(treated["outcome"].sum()),
-            treated_n=len(treated),
-            control_successes=int(control["outcome"].sum()),
-            control_n=len(control),
-        )
-        expected_revenue = mean_difference(
-            treated=treated["revenue"].to_numpy(), control=control["revenue"].to_numpy()
-        )
-        assert group.retention == expected
-        assert group.revenue is not None
-        assert group.revenue.difference == pytest.approx(expected_revenue.difference)
-        assert group.revenue.ci_low == pytest.approx(expected_revenue.ci_low)
-        assert group.revenue.p_value == pytest.approx(expected_revenue.p_value)
-    vip = breakdown.groups[3]
-    assert (vip.treated_n, vip.control_n, vip.retention, vip.note) == (
-        3,
-        0,
-        None,
-        "no control customers",
-    )
-    json.dumps(breakdown.to_dict())
-
-
-def test_breakdown_names_missing_columns_and_unknown_arms() -> None:
-    frame = _campaign_frame()
-    with pytest.raises(ValueError, match="channel"):
-        uplift_breakdown(frame=frame, by="channel")
-    frame.loc[0, "arm"] = "holdout"
-    with pytest.raises(ValueError, match="holdout"):
-        uplift_breakdown(frame=frame, by="tier")
-
-
-def test_breakdown_keeps_rows_with_missing_group_value() -> None:
-    frame = _campaign_frame()
-    frame["tier"] = frame["tier"].astype(object)
-    frame.loc[frame.index[:300], "tier"] = None
-    breakdown = uplift_breakdown(frame=frame, by="tier", revenue_column=None)
-    assert sum(g.treated_n + g.control_n for g in breakdown.groups) == len(frame)
-    assert None in [group.group for group in breakdown.groups]
 
 
 # ---------------------------------------------------------------------------------------------

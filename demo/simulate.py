@@ -1,8 +1,9 @@
 """SYNTHETIC demo data, for the demo only: after a campaign cycle, invent how both arms behaved
 with a known true effect, so the uplift report can be checked against the truth.
 
-Nothing here runs in production: the `uplift` stage calls it only when the sources file has an
-"uplift": {"simulate": {...}} entry (demo/sources.json does). The generative model:
+Nothing here runs in production: the demo's cycle stage (demo/cycle.py) calls it only when the
+sources file has an "uplift": {"simulate": {...}} entry (demo/sources.json does). The
+generative model:
 
 - every customer the cycle matched (suppressed and global-control ones too) orders inside the
   attribution window with
@@ -19,7 +20,8 @@ Orders go through the customers importer services (validate → link → upsert)
 redemptions are POSTed through the real API (URL routing, API-key authentication, scopes,
 serializers, services) in-process with DRF's APIClient and a real key of an API client named
 "demo simulator". Everything is keyed deterministically (order ids `sim-…`, idempotency keys),
-so a rerun changes nothing; the true effect is stored on the cycle (summary["simulation"]).
+so a rerun changes nothing. The cycle's summary keeps the simulation (summary["simulation"]) and
+the true effect as a generic ReferenceEffect, which the uplift report shows beside its estimate.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from django.conf import settings
 from django.db import transaction
 from rest_framework.test import APIClient
 
-from campaigns.measurement import ANALYSIS_POPULATION
+from campaigns.measurement.outcomes import ANALYSIS_POPULATION
+from campaigns.measurement.snapshots import campaign_cycle_reference_attach
 from campaigns.models import CampaignCycle, Coupon, Intervention
+from campaigns.uplift.report import ReferenceEffect
 from customers.models import ApiClient, ApiScope
 from customers.services import (
     api_client_create,
@@ -58,6 +62,8 @@ SIMULATOR_CLIENT = "demo simulator"
 # the demo stays inside the default API throttle (600 requests/min per client).
 MAX_REDEMPTIONS_PER_CYCLE = 400
 MAX_THROTTLE_WAITS = 5
+# How the uplift report names the true effect it shows beside its estimate.
+TRUE_EFFECT_LABEL = "true simulated effect (synthetic data)"
 
 
 @dataclass(frozen=True)
@@ -74,9 +80,6 @@ class SimulationSummary:
     responses_replayed: int
     coupons_redeemed: int
     seed: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _api_client() -> APIClient:
@@ -140,26 +143,26 @@ def _post(client: APIClient, path: str, body: Any) -> dict[str, Any]:
     return data
 
 
-def campaign_cycle_simulate(*, cycle: CampaignCycle, seed: int = 7) -> SimulationSummary | None:
-    """Simulate one cycle's outcomes (see the module docstring); None if already simulated or
-    the cycle took nobody."""
-    if (cycle.summary or {}).get("simulation"):
-        return None
-    people = _population(cycle)
-    if people.empty:
-        return None
-    rng = np.random.default_rng([seed, cycle.pk])
+def _outcomes(
+    people: pd.DataFrame, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Who was treated, contacted, the true effect each got, and who orders in the window."""
     n = len(people)
     treated = people["arm"].eq("treatment").to_numpy()
     contacted = treated & people["status"].isin(["sent", "delivered"]).to_numpy()
     base = people["tier"].map(BASELINE_BY_TIER).fillna(DEFAULT_BASELINE).to_numpy()
     effect = people["tier"].map(EFFECT_BY_TIER).fillna(DEFAULT_EFFECT).to_numpy() * contacted
     retained = rng.random(n) < np.clip(base + effect, 0, 1)
+    return treated, contacted, effect, retained
+
+
+def _orders(people: pd.DataFrame, retained: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """1 + Poisson(0.4) orders per retained customer, uniformly inside the window, of
+    log-normal amounts; keyed sim-<intervention>-<k>."""
+    n = len(people)
     window_days = people["window"].to_numpy(dtype=float)
     # Naive UTC datetime64 so day offsets add element-wise.
     assigned = pd.to_datetime(people["assigned_at"], utc=True).dt.tz_convert(None)
-
-    # Orders: 1 + Poisson(0.4) per retained customer, uniformly inside the window.
     counts = np.where(retained, 1 + rng.poisson(0.4, n), 0)
     owner = np.repeat(np.arange(n), counts)
     offsets = rng.uniform(0.02, 0.98, len(owner)) * window_days[owner]
@@ -176,6 +179,11 @@ def campaign_cycle_simulate(*, cycle: CampaignCycle, seed: int = 7) -> Simulatio
     )
     orders["customer"] = people["customer"].to_numpy()[orders["owner"]]
     orders["amount"] = orders["amount"].round(2)
+    return orders
+
+
+def _orders_import(orders: pd.DataFrame) -> int:
+    """Through the importer services (validate → link → upsert), like a customer's file."""
     records = pd.DataFrame(
         {
             "external_id": orders["external_id"].to_numpy(),
@@ -188,15 +196,29 @@ def campaign_cycle_simulate(*, cycle: CampaignCycle, seed: int = 7) -> Simulatio
             "category": "simulated",
         }
     )
-    created_orders = 0
-    if not records.empty:
-        checked = validate_records(records, SPECS["orders"], date_format="ISO8601")
-        with transaction.atomic():
-            link = records_link_customers(records=checked.valid, create_missing=False)
-            created_orders = orders_upsert(records=link.linked).created
-    first = orders.drop_duplicates("owner")
+    if records.empty:
+        return 0
+    checked = validate_records(records, SPECS["orders"], date_format="ISO8601")
+    with transaction.atomic():
+        link = records_link_customers(records=checked.valid, create_missing=False)
+        return orders_upsert(records=link.linked).created
 
-    # Responses of both arms, posted through the API.
+
+def _utc(moment: Any) -> pd.Timestamp:
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+
+
+def _responses(
+    people: pd.DataFrame,
+    contacted: np.ndarray,
+    first: pd.DataFrame,
+    rng: np.random.Generator,
+    campaign_id: int,
+) -> list[dict[str, Any]]:
+    """Delivered / opened / clicked responses of contacted treated customers, and a
+    `converted` response for every customer's first order (both arms)."""
+    n = len(people)
     items: list[dict[str, Any]] = []
     delivered = contacted & (rng.random(n) < DELIVERY_PROBABILITY)
     opened = (
@@ -219,7 +241,6 @@ def campaign_cycle_simulate(*, cycle: CampaignCycle, seed: int = 7) -> Simulatio
             }
             for i, t in zip(rows["id"], stamps, strict=True)
         ]
-    campaign_id = cycle.campaign_id
     for owner_index, placed_at, amount, order_id in zip(
         first["owner"], first["placed_at"], first["amount"], first["external_id"], strict=True
     ):
@@ -228,21 +249,34 @@ def campaign_cycle_simulate(*, cycle: CampaignCycle, seed: int = 7) -> Simulatio
                 "campaign": campaign_id,
                 "customer": str(people["customer"].iat[owner_index]),
                 "kind": "converted",
-                "occurred_at": pd.Timestamp(placed_at).tz_localize("UTC").isoformat()
-                if pd.Timestamp(placed_at).tzinfo is None
-                else pd.Timestamp(placed_at).isoformat(),
+                "occurred_at": _utc(placed_at).isoformat(),
                 "revenue": f"{amount:.2f}",
                 "order_external_id": order_id,
                 "idempotency_key": f"sim-{people['id'].iat[owner_index]}-converted",
             }
         )
-    client = _api_client()
+    return items
+
+
+def _responses_post(client: APIClient, items: list[dict[str, Any]]) -> tuple[int, int]:
+    """POST the responses in bulk requests; (created, replayed)."""
     created = replayed = 0
     for start in range(0, len(items), RESPONSES_PER_REQUEST):
         result = _post(client, "/api/v1/responses/", items[start : start + RESPONSES_PER_REQUEST])
         created += int(result["created"])
         replayed += int(result["replayed"])
+    return created, replayed
 
+
+def _coupons_redeem(
+    client: APIClient,
+    people: pd.DataFrame,
+    first: pd.DataFrame,
+    treated: np.ndarray,
+    rng: np.random.Generator,
+) -> int:
+    """Treated coupon holders redeem on their first order with REDEEM_PROBABILITY, one API
+    request each, at most MAX_REDEMPTIONS_PER_CYCLE."""
     redeemed = 0
     holders = first.loc[
         people["coupon"].notna().to_numpy()[first["owner"]]
@@ -257,36 +291,61 @@ def campaign_cycle_simulate(*, cycle: CampaignCycle, seed: int = 7) -> Simulatio
         strict=True,
     ):
         code = people["coupon"].iat[owner_index]
-        stamp = pd.Timestamp(placed_at)
-        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
         result = _post(
             client,
             f"/api/v1/coupons/{code}/redeem/",
             {
                 "order_external_id": order_id,
                 "amount": f"{amount:.2f}",
-                "redeemed_at": stamp.isoformat(),
+                "redeemed_at": _utc(placed_at).isoformat(),
             },
         )
         redeemed += int("code" in result and not result.get("replay", False))
+    return redeemed
 
-    # The estimand per tier: the average applied effect over the tier's analysed treated
-    # customers (0 for those not contacted, e.g. still waiting for quiet hours to end).
+
+def _true_effects(
+    people: pd.DataFrame, treated: np.ndarray, effect: np.ndarray
+) -> tuple[float, dict[str, float], int, int]:
+    """The estimand: the average applied effect over the analysed treated arm, overall and per
+    tier (0 for those not contacted, e.g. still waiting for quiet hours to end); and the
+    analysed treated and control counts."""
     analysed_treated = treated & people["in_analysis"].to_numpy()
     tiers = people["tier"].to_numpy()
     by_tier = {
         str(tier): float(effect[analysed_treated & (tiers == tier)].mean())
         for tier in sorted(set(tiers[analysed_treated]))
     }
+    overall = float(effect[analysed_treated].mean()) if analysed_treated.any() else 0.0
+    control_n = int((~treated & people["in_analysis"].to_numpy()).sum())
+    return overall, by_tier, int(analysed_treated.sum()), control_n
+
+
+def campaign_cycle_simulate(*, cycle: CampaignCycle, seed: int = 7) -> SimulationSummary | None:
+    """Simulate one cycle's outcomes (see the module docstring); None if already simulated or
+    the cycle took nobody. Stores the summary and the true effect, as a ReferenceEffect the
+    uplift report shows, on the cycle."""
+    if (cycle.summary or {}).get("simulation"):
+        return None
+    people = _population(cycle)
+    if people.empty:
+        return None
+    rng = np.random.default_rng([seed, cycle.pk])
+    treated, contacted, effect, retained = _outcomes(people, rng)
+    orders = _orders(people, retained, rng)
+    created_orders = _orders_import(orders)
+    first = orders.drop_duplicates("owner")
+    items = _responses(people, contacted, first, rng, cycle.campaign_id)
+    client = _api_client()
+    created, replayed = _responses_post(client, items)
+    redeemed = _coupons_redeem(client, people, first, treated, rng)
+    overall, by_tier, treated_n, control_n = _true_effects(people, treated, effect)
     summary = SimulationSummary(
         campaign=cycle.campaign.name,
         cycle_key=cycle.cycle_key,
-        treated_n=int(analysed_treated.sum()),
-        control_n=int((~treated & people["in_analysis"].to_numpy()).sum()),
-        # The estimand: the average effect over the analysed treated arm (0 where not contacted).
-        true_retention_effect=float(effect[analysed_treated].mean())
-        if analysed_treated.any()
-        else 0.0,
+        treated_n=treated_n,
+        control_n=control_n,
+        true_retention_effect=overall,
         true_effect_by_tier=by_tier,
         baseline_by_tier={t: BASELINE_BY_TIER.get(t, DEFAULT_BASELINE) for t in by_tier},
         orders_created=created_orders,
@@ -296,9 +355,19 @@ def campaign_cycle_simulate(*, cycle: CampaignCycle, seed: int = 7) -> Simulatio
         seed=seed,
     )
     CampaignCycle.objects.filter(pk=cycle.pk).update(
-        summary={**(cycle.summary or {}), "simulation": summary.to_dict()}
+        summary={**(cycle.summary or {}), "simulation": asdict(summary)}
     )
     cycle.refresh_from_db()
+    campaign_cycle_reference_attach(
+        cycle=cycle,
+        effect=ReferenceEffect(
+            label=TRUE_EFFECT_LABEL,
+            short_label="true",
+            retention_effect=overall,
+            by_tier=by_tier,
+            treated_n=treated_n,
+        ),
+    )
     return summary
 
 

@@ -1,0 +1,357 @@
+"""The uplift report, typed: outcome cells in, a frozen report out, and its JSON form.
+
+`campaign_report` measures a campaign (or one of its cycles) from its cells — overall and per
+rule, risk tier, channel and cycle through the one breakdown (campaigns.uplift.breakdown) —
+plus the cumulative retention curves; `program_report` compares the global control group with
+everyone else. `CampaignUpliftReport` and `ProgramUpliftReport` are what the admin, the API,
+the cycle summary and the snapshots read; `to_json`/`from_json` give the shape stored in
+UpliftReport.figures and served by the API. Pure pandas/numpy: no Django.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from campaigns.uplift.breakdown import SUMMED, ArmSums, GroupUplift, group_uplift, uplift_breakdown
+
+EMPTY_NOTE = "No intervention to measure yet (no cycle took anyone)."
+PROGRAM_GROUPS = {"treatment": "everyone else (matched by a campaign)", "control": "global control"}
+
+Status = Literal["interim", "final", "empty"]
+
+
+# --- the curve, the reference effect ----------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetentionCurve:
+    """Cumulative share of each arm retained by day d of the window (d = 0 … window)."""
+
+    days: tuple[int, ...] = ()
+    treatment: tuple[float, ...] = ()
+    control: tuple[float, ...] = ()
+
+    def to_json(self) -> dict[str, list[Any]]:
+        return {
+            "days": list(self.days),
+            "treatment": list(self.treatment),
+            "control": list(self.control),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Sequence[Any]]) -> RetentionCurve:
+        return cls(
+            days=tuple(data["days"]),
+            treatment=tuple(data["treatment"]),
+            control=tuple(data["control"]),
+        )
+
+
+def retention_curve(
+    *, curve: pd.DataFrame, sizes: Mapping[str, int], window_days: int
+) -> RetentionCurve:
+    """From rows (arm, day of the first order, n): the cumulative share retained per arm."""
+    shares: dict[str, tuple[float, ...]] = {}
+    for arm in ("treatment", "control"):
+        rows = curve.loc[curve["arm"].eq(arm)]
+        counts = np.zeros(window_days + 1)
+        for day, n in zip(rows["day"].astype(int), rows["n"], strict=True):
+            if 0 <= day < window_days:
+                counts[day + 1] += n
+        size = sizes.get(arm, 0)
+        shares[arm] = tuple((np.cumsum(counts) / size).round(6).tolist()) if size else ()
+    return RetentionCurve(
+        days=tuple(range(window_days + 1)), treatment=shares["treatment"], control=shares["control"]
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferenceEffect:
+    """A retention effect known from outside the measurement, shown beside the estimate for
+    comparison — e.g. the true effect of synthetic outcomes, which the demo attaches to the
+    cycles it simulated. `label` names it in full, `short_label` beside each tier."""
+
+    label: str
+    short_label: str
+    retention_effect: float
+    by_tier: Mapping[str, float]
+    treated_n: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"by_tier": dict(self.by_tier)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReferenceEffect:
+        return cls(**{**data, "by_tier": dict(data["by_tier"])})
+
+    @classmethod
+    def combined(cls, effects: Sequence[ReferenceEffect]) -> ReferenceEffect | None:
+        """Several cycles' effects as one: weighted by their treated customers; the tiers and
+        labels of the last."""
+        if not effects:
+            return None
+        weight = sum(e.treated_n for e in effects) or 1
+        last = effects[-1]
+        return cls(
+            label=last.label,
+            short_label=last.short_label,
+            retention_effect=sum(e.retention_effect * e.treated_n for e in effects) / weight,
+            by_tier=last.by_tier,
+            treated_n=sum(e.treated_n for e in effects),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CampaignInfo:
+    id: int
+    name: str
+    control_percentage: float
+    attribution_window_days: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CycleInfo:
+    id: int
+    cycle_key: str
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CampaignUpliftReport:
+    """What a campaign (or one of its cycles) changed: status (interim until every attribution
+    window has closed), overall and per rule, tier, channel and cycle (campaign reports only),
+    the retention curves, the rows left out of the comparison per arm and reason, and any
+    reference effect attached to its cycles. `note` says why an empty report is empty."""
+
+    campaign: CampaignInfo
+    cycle: CycleInfo | None
+    measured_at: datetime
+    excluded: Mapping[str, int]
+    reference_effect: ReferenceEffect | None
+    status: Status
+    window_closes_at: datetime | None = None
+    conversion_source: str = "orders"
+    overall: GroupUplift | None = None
+    by_rule: tuple[GroupUplift, ...] = ()
+    by_tier: tuple[GroupUplift, ...] = ()
+    by_channel: tuple[GroupUplift, ...] = ()
+    by_cycle: tuple[GroupUplift, ...] = ()
+    curve: RetentionCurve = RetentionCurve()
+    seconds: float = 0.0
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "campaign": asdict(self.campaign),
+            "cycle": None if self.cycle is None else asdict(self.cycle),
+            "measured_at": self.measured_at.isoformat(),
+            "excluded": dict(self.excluded),
+            "reference_effect": None
+            if self.reference_effect is None
+            else self.reference_effect.to_json(),
+            "status": self.status,
+            "window_closes_at": _iso(self.window_closes_at),
+            "conversion_source": self.conversion_source,
+            "overall": None if self.overall is None else self.overall.to_json(),
+        }
+        for name in ("by_rule", "by_tier", "by_channel", "by_cycle"):
+            data[name] = [group.to_json() for group in getattr(self, name)]
+        data["curve"] = self.curve.to_json()
+        data["seconds"] = self.seconds
+        if self.note is not None:
+            data["note"] = self.note
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CampaignUpliftReport:
+        # Snapshots stored before reference effects were generic carry "simulation" instead
+        # (demo databases only; the next refresh rewrites them): it is not read.
+        reference = data.get("reference_effect")
+        return cls(
+            campaign=CampaignInfo(**data["campaign"]),
+            cycle=None if data["cycle"] is None else CycleInfo(**data["cycle"]),
+            measured_at=datetime.fromisoformat(data["measured_at"]),
+            excluded=dict(data["excluded"]),
+            reference_effect=None if reference is None else ReferenceEffect.from_json(reference),
+            status=data["status"],
+            window_closes_at=_time(data["window_closes_at"]),
+            conversion_source=data["conversion_source"],
+            overall=None if data["overall"] is None else GroupUplift.from_json(data["overall"]),
+            by_rule=tuple(GroupUplift.from_json(g) for g in data["by_rule"]),
+            by_tier=tuple(GroupUplift.from_json(g) for g in data["by_tier"]),
+            by_channel=tuple(GroupUplift.from_json(g) for g in data["by_channel"]),
+            by_cycle=tuple(GroupUplift.from_json(g) for g in data["by_cycle"]),
+            curve=RetentionCurve.from_json(data["curve"]),
+            seconds=data.get("seconds", 0.0),
+            note=data.get("note"),
+        )
+
+
+def campaign_report(
+    *,
+    frame: pd.DataFrame,
+    campaign: CampaignInfo,
+    cycle: CycleInfo | None,
+    measured_at: datetime,
+    excluded: Mapping[str, int],
+    reference_effect: ReferenceEffect | None,
+    rule_labels: Mapping[int, str],
+    cycle_labels: Mapping[int, str],
+    message_costs: Mapping[str, float],
+) -> CampaignUpliftReport:
+    """The report from the outcome frame (part "cell": the cells; part "curve": arm, day of the
+    first order, n). Conversion counts `converted` responses only when both arms have some (a
+    client logging them for treated customers only would bias it); a message costs
+    `message_costs[channel]` per contacted customer; by_cycle only for a whole campaign."""
+    report = CampaignUpliftReport(
+        campaign=campaign,
+        cycle=cycle,
+        measured_at=measured_at,
+        excluded=excluded,
+        reference_effect=reference_effect,
+        status="empty",
+        note=EMPTY_NOTE,
+    )
+    cells = frame.loc[frame["part"].eq("cell")].copy()
+    if cells.empty:
+        return report
+    cells["message_cost"] = cells["contacted"] * cells["channel"].map(dict(message_costs)).fillna(
+        0.0
+    )
+    response_arms = set(cells.loc[cells["converted_response"] > 0, "arm"])
+    both = {"treatment", "control"} <= response_arms
+    converted = "retained_or_converted" if both else "retained"
+    window = campaign.attribution_window_days
+    closes = cells["last_assigned"].max() + timedelta(days=window)
+    by_arm = cells.groupby("arm")[SUMMED].sum()
+    cells["risk_tier"] = cells["risk_tier"].replace("", "unscored")
+
+    def breakdown(by: str, labels: Mapping[int, str] | None = None) -> tuple[GroupUplift, ...]:
+        return uplift_breakdown(cells=cells, by=by, labels=labels, converted_column=converted)
+
+    return replace(
+        report,
+        status="final" if measured_at >= closes else "interim",
+        note=None,
+        window_closes_at=closes.to_pydatetime(),
+        conversion_source="orders and converted responses" if both else "orders",
+        overall=group_uplift(
+            label="all", arms={str(a): ArmSums.of(by_arm.loc[a], converted) for a in by_arm.index}
+        ),
+        by_rule=breakdown("rule_id", rule_labels),
+        by_tier=breakdown("risk_tier"),
+        by_channel=breakdown("channel"),
+        by_cycle=breakdown("cycle_id", cycle_labels) if cycle is None else (),
+        curve=retention_curve(
+            curve=frame.loc[frame["part"].eq("curve")],
+            sizes={str(arm): int(by_arm.loc[arm, "n"]) for arm in by_arm.index},
+            window_days=window,
+        ),
+    )
+
+
+# --- the program report: global control vs everyone else -------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgramUpliftReport:
+    """The global control group ("control") against everyone else a campaign matched
+    ("treatment"), each customer once from their first intervention."""
+
+    global_control_percent: float
+    window_days: int
+    measured_at: datetime
+    since: datetime | None
+    status: Status
+    window_closes_at: datetime | None = None
+    groups: Mapping[str, str] = field(default_factory=lambda: dict(PROGRAM_GROUPS))
+    overall: GroupUplift | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "global_control_percent": self.global_control_percent,
+            "window_days": self.window_days,
+            "measured_at": self.measured_at.isoformat(),
+            "since": _iso(self.since),
+            "status": self.status,
+        }
+        if self.status == "empty":  # the stored shape of an empty program report
+            return data | {"overall": None}
+        return data | {
+            "window_closes_at": _iso(self.window_closes_at),
+            "groups": dict(self.groups),
+            "overall": None if self.overall is None else self.overall.to_json(),
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ProgramUpliftReport:
+        return cls(
+            global_control_percent=data["global_control_percent"],
+            window_days=data["window_days"],
+            measured_at=datetime.fromisoformat(data["measured_at"]),
+            since=_time(data["since"]),
+            status=data["status"],
+            window_closes_at=_time(data.get("window_closes_at")),
+            groups=dict(data.get("groups", PROGRAM_GROUPS)),
+            overall=None if data["overall"] is None else GroupUplift.from_json(data["overall"]),
+            seconds=data.get("seconds", 0.0),
+        )
+
+
+def program_report(
+    *,
+    groups: pd.DataFrame,
+    global_control_percent: float,
+    window_days: int,
+    measured_at: datetime,
+    since: datetime | None,
+) -> ProgramUpliftReport:
+    """From one row per group (global_control 0/1, n, retained, orders, revenue, revenue_sq,
+    last: the latest first intervention): retention and revenue of the global control group
+    against everyone else. Nothing is sent to the global control, so there is no cost."""
+    report = ProgramUpliftReport(
+        global_control_percent=global_control_percent,
+        window_days=window_days,
+        measured_at=measured_at,
+        since=since,
+        status="empty",
+    )
+    if groups.empty:
+        return report
+    arms = {
+        ("control" if int(row["global_control"]) else "treatment"): ArmSums(
+            n=float(row["n"]),
+            retained=float(row["retained"]),
+            converted=float(row["retained"]),
+            revenue=float(row["revenue"]),
+            revenue_sq=float(row["revenue_sq"]),
+            orders=float(row["orders"]),
+            contacted=0.0,
+            redeemed=0.0,
+            offer_cost=0.0,
+            message_cost=0.0,
+        )
+        for _index, row in groups.iterrows()  # at most two rows: the two groups
+    }
+    closes = groups["last"].max() + timedelta(days=window_days)
+    return replace(
+        report,
+        status="final" if measured_at >= closes else "interim",
+        window_closes_at=closes.to_pydatetime(),
+        overall=group_uplift(label="program", arms=arms),
+    )
