@@ -13,7 +13,7 @@ import pytest
 
 from campaigns.measurement.export import CSV_HEADER, interventions_outcomes_csv
 from campaigns.models import Intervention
-from campaigns.services import campaign_dispatch
+from campaigns.services.dispatch import campaign_dispatch
 from customers.models import Order
 from tests.campaigns.conftest import NOON, make_campaign, make_customers
 

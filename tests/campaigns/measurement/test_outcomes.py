@@ -18,7 +18,9 @@ from campaigns.measurement.outcomes import (
     program_outcome_groups,
 )
 from campaigns.models import Campaign, Intervention
-from campaigns.services import campaign_dispatch, interventions_relay, response_record
+from campaigns.services.dispatch import campaign_dispatch
+from campaigns.services.relay import interventions_relay
+from campaigns.services.responses import response_record
 from customers.models import Order
 from tests.campaigns.conftest import NOON, make_campaign, make_customers
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from campaigns.responses import coupon_redeem
 from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -27,7 +26,10 @@ from campaigns.measurement.snapshots import (
     uplift_reports_refresh,
 )
 from campaigns.models import Campaign, CampaignCycle, Intervention, UpliftReport
-from campaigns.services import campaign_dispatch, interventions_relay, response_record
+from campaigns.services.coupons import coupon_redeem
+from campaigns.services.dispatch import campaign_dispatch
+from campaigns.services.relay import interventions_relay
+from campaigns.services.responses import response_record
 from customers.models import Order
 from customers.services import api_client_create
 from tests.campaigns.conftest import NOON, make_campaign, make_customers, make_offer, make_template
