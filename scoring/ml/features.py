@@ -55,12 +55,12 @@ def _slug(name: object) -> str:
     return text or "unknown"
 
 
-def _as_utc(value: pd.Timestamp | date | datetime | str) -> pd.Timestamp:
+def as_utc(value: pd.Timestamp | date | datetime | str) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _utc_ns(series: pd.Series) -> np.ndarray:
+def utc_ns(series: pd.Series) -> np.ndarray:
     """int64 nanoseconds since epoch (UTC); NaT becomes the int64 minimum."""
     values = pd.to_datetime(series, utc=True)
     return values.astype("datetime64[ns, UTC]").array.asi8  # type: ignore[attr-defined]
@@ -114,7 +114,7 @@ def build_features(
       The parameters used are returned in `frame.attrs["btyd_params"]`: store them with the
       model and pass them back when scoring in chunks, so every chunk shares one model.
     """
-    now = _as_utc(as_of).value
+    now = as_utc(as_of).value
     index = pd.Index(customers["customer_id"], name="customer_id")
     if index.has_duplicates:
         raise ValueError("customers contains duplicate customer_id values")
@@ -154,7 +154,7 @@ class _PlacedOrders:
 
 
 def _orders_before(*, orders: pd.DataFrame, index: pd.Index, now: int) -> _PlacedOrders:
-    placed = _utc_ns(orders["placed_at"])
+    placed = utc_ns(orders["placed_at"])
     pos = _positions(index, orders["customer_id"])
     keep = (placed < now) & (pos >= 0) & (placed != np.iinfo(np.int64).min)
     pos, placed = pos[keep], placed[keep]
@@ -232,7 +232,7 @@ def _tenure_days(*, customers: pd.DataFrame, orders: _PlacedOrders, now: int) ->
         # Ages are >= 0, so max age = the first order; fmax ignores the NaN start.
         np.fmax.at(tenure, orders.pos, orders.age_days)
     if "signup_date" in customers:
-        signup = _utc_ns(customers["signup_date"])
+        signup = utc_ns(customers["signup_date"])
         has_signup = (signup != np.iinfo(np.int64).min) & (signup < now)
         tenure = np.where(has_signup, (now - signup) / _NS_PER_DAY, tenure)
     return tenure
@@ -271,7 +271,7 @@ def _event_features(
     *, events: pd.DataFrame, index: pd.Index, now: int, event_kinds: Iterable[str] | None
 ) -> dict[str, np.ndarray]:
     n = len(index)
-    occurred = _utc_ns(events["occurred_at"])
+    occurred = utc_ns(events["occurred_at"])
     pos = _positions(index, events["customer_id"])
     keep = (occurred < now) & (pos >= 0) & (occurred != np.iinfo(np.int64).min)
     kind_slug = events["kind"].astype(str).map(_slug).to_numpy()[keep]

@@ -8,7 +8,7 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from scoring.ml.features import _as_utc, _utc_ns
+from scoring.ml.features import as_utc, utc_ns
 
 _TRUE = {"yes", "y", "1", "true", "t", "1.0", "churn", "churned"}
 _FALSE = {"no", "n", "0", "false", "f", "0.0"}
@@ -63,9 +63,9 @@ def behaviour_labels(
     """churned = 1 for customers with a completed order before `cutoff` and none in
     [cutoff, cutoff + horizon); customers without a completed order before cutoff are not
     eligible and are left out. Only completed orders count as activity."""
-    start = _as_utc(cutoff)
+    start = as_utc(cutoff)
     end = start + pd.Timedelta(days=horizon_days)
-    placed = _utc_ns(orders["placed_at"])
+    placed = utc_ns(orders["placed_at"])
     completed = orders["status"].astype(str).str.lower().to_numpy() == "completed"
     ids = orders["customer_id"].to_numpy()
     before = completed & (placed < start.value) & (placed != np.iinfo(np.int64).min)
