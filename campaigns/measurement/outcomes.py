@@ -70,6 +70,19 @@ def _floor(expression: str) -> str:
     )
 
 
+def _orders_in_window(where: str) -> str:
+    """SQL: the interventions (alias i, filtered by `where`) joined to their completed orders
+    (alias o) inside their campaign's attribution window (alias c) — the report's one large
+    join, used per intervention and per cell."""
+    window = "c.attribution_window_days"
+    return f"""FROM campaigns_intervention i
+            JOIN campaigns_campaign c ON c.id = i.campaign_id
+            JOIN customers_order o
+              ON o.customer_id = i.customer_id AND o.status = 'completed'
+             AND {_window("o.placed_at", "i.created_at", window)}
+            WHERE {where}"""
+
+
 def _per_intervention_sql(where: str, extra_columns: str = "") -> str:
     """One row per intervention with its outcome inside its attribution window. The orders are
     aggregated per intervention in a narrow subquery (id, count, sum, first time) so the large
@@ -95,12 +108,7 @@ def _per_intervention_sql(where: str, extra_columns: str = "") -> str:
             SELECT i.id AS intervention_id, COUNT(*) AS orders,
                    SUM(CAST(o.amount AS DOUBLE PRECISION)) AS revenue,
                    MIN(o.placed_at) AS first_at
-            FROM campaigns_intervention i
-            JOIN campaigns_campaign c ON c.id = i.campaign_id
-            JOIN customers_order o
-              ON o.customer_id = i.customer_id AND o.status = 'completed'
-             AND {_window("o.placed_at", "i.created_at", window)}
-            WHERE {where}
+            {_orders_in_window(where)}
             GROUP BY i.id
         ) oa ON oa.intervention_id = i.id
         LEFT JOIN (
@@ -145,18 +153,12 @@ def _order_cells_sql(where: str) -> str:
     """The interventions that ordered in their window, aggregated per intervention in one narrow
     pass over the join (the only large step), then per cell — retained, orders, revenue and its
     square — and per arm and day of the first order (the cumulative retention curve)."""
-    window = "c.attribution_window_days"
     return f"""
         WITH oa AS (
             SELECT i.id, {_KEYS_SQL}, COUNT(*) AS orders,
                    SUM(CAST(o.amount AS DOUBLE PRECISION)) AS revenue,
                    {_days_between("MIN(o.placed_at)", "i.created_at")} AS first_day
-            FROM campaigns_intervention i
-            JOIN campaigns_campaign c ON c.id = i.campaign_id
-            JOIN customers_order o
-              ON o.customer_id = i.customer_id AND o.status = 'completed'
-             AND {_window("o.placed_at", "i.created_at", window)}
-            WHERE {where}
+            {_orders_in_window(where)}
             GROUP BY i.id, c.id
         )
         SELECT 'cell', arm, rule_id, risk_tier, channel, cycle_id, -1, COUNT(*), SUM(orders),
