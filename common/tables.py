@@ -47,8 +47,8 @@ def count_data_lines(path: Path) -> int:
 
 def _existing(path: Path) -> Path:
     path = Path(path)
-    if not path.exists():
-        raise TableError(f"{path}: no such file")
+    if not path.is_file():
+        raise TableError(f"file not found: {path}")
     return path
 
 
@@ -59,8 +59,10 @@ def read_table(path: Path, *, sheet: str | None = None) -> pd.DataFrame:
         if is_excel(path):
             return pd.read_excel(path, sheet_name=sheet or 0)
         return pd.read_csv(path, sep=None, engine="python")
-    except (pd.errors.ParserError, ValueError, csv.Error) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise TableError(f"{path}: the file is malformed: {exc}") from exc
+    except (ValueError, csv.Error) as exc:
+        raise TableError(f"{path}: cannot read it as a table: {exc}") from exc
 
 
 def read_table_chunks(

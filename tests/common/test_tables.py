@@ -58,9 +58,9 @@ def test_a_whole_table_infers_numbers(tmp_path: Path) -> None:
 
 
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(TableError, match="no such file"):
+    with pytest.raises(TableError, match="file not found"):
         read_table(tmp_path / "nope.csv")
-    with pytest.raises(TableError, match="no such file"):
+    with pytest.raises(TableError, match="file not found"):
         _chunks(tmp_path / "nope.csv")
 
 

@@ -14,21 +14,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from campaigns.uplift.means import MeanUplift, mean_difference
 from campaigns.uplift.proportions import ProportionUplift, is_binary, proportion_difference
+from common.tables import TableError, read_table
 
-EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
 MAX_LISTED_VALUES = 20
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise CommandError(f"file not found: {path}")
     try:
-        if path.suffix.lower() in EXCEL_SUFFIXES:
-            return pd.read_excel(path)
-        # sep=None with the python engine sniffs the delimiter (comma, semicolon, tab...).
-        return pd.read_csv(path, sep=None, engine="python")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise CommandError(f"cannot read {path}: {exc}") from exc
+        return read_table(path)
+    except TableError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def _require_column(frame: pd.DataFrame, column: str, option: str) -> None:
