@@ -70,8 +70,8 @@ class DispatchSummary:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **changes: Any) -> DispatchSummary:
-        """A summary stored as JSON (CampaignCycle.summary, which may hold more keys, e.g. the
-        demo's "simulation"), with `changes` applied."""
+        """A summary stored as JSON (CampaignCycle.summary, which may hold more keys, e.g. a
+        reference effect), with `changes` applied."""
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{**{k: v for k, v in data.items() if k in known}, **changes})
 
