@@ -106,7 +106,7 @@ def line_chart(
 ) -> str:
     """Lines with a marker per point, a legend, and axes; ranges default to the data's (from 0
     on y). `diagonal` draws y = x (a perfectly calibrated model); `y_percent` labels y in %."""
-    left, right, top, bottom = 56, width - 12, 30, height - 42
+    left, right, top, bottom = 56, width - 12, 44, height - 42
     xs = [x for _, points in series for x, _ in points]
     ys = [y for _, points in series for _, y in points]
     if not xs:
@@ -152,10 +152,14 @@ def line_chart(
         )
     for index, (name, points) in enumerate(series):
         parts.append(_line_series(name, points, colour(name, index), x_at, y_at, y_percent))
+    # The legend has its own row under the title, right-aligned, so it never covers a line.
+    legend_x = right
+    for index, (name, _points) in reversed(list(enumerate(series))):
         parts.append(
-            f'<text x="{left + 8}" y="{top + 14 + 14 * index}" {FONT} '
+            f'<text x="{legend_x}" y="{top - 12}" text-anchor="end" {FONT} '
             f'fill="{colour(name, index)}">{escape(name)}</text>'
         )
+        legend_x -= 7 * len(name) + 14  # about 7 px a character at the chart's font size
     return _svg(title=title, width=width, height=height, chart_id=chart_id, parts=parts)
 
 
