@@ -38,6 +38,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from _machine import cpu_model  # noqa: E402
 from _postgres import conninfo, database_settings, ensure_database  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
@@ -256,14 +257,7 @@ def floor_copy(config: dict[str, Any], directory: Path) -> tuple[int, float]:
 def machine() -> dict[str, str]:
     from django.db import connection
 
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        model = platform.processor() or "unknown"
+    model = cpu_model()
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         version = cursor.fetchone()[0]

@@ -45,6 +45,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _machine import cpu_model
+
 from scoring.ml.features import (
     FeatureSpec,
     build_features,
@@ -55,7 +57,8 @@ from scoring.ml.labels import behaviour_labels, parse_explicit_label
 from scoring.ml.pipelines import select_candidates
 from scoring.ml.train import make_splits, train_and_select
 
-DATA = Path("/work/shared/data")
+# The shared data sets sit beside the repository (../shared/data; see its SOURCES.md).
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 QUICK_CANDIDATES = "lr_balanced,lr_spline,hgb,hgb_tuned,blend_lr_hgb"
 CDNOW_CUTOFF = pd.Timestamp("1997-10-01", tz="UTC")
 CDNOW_HORIZON_DAYS = 273  # 1997-10-01 .. 1998-06-30 inclusive
@@ -256,14 +259,7 @@ def _baseline(ds: Dataset, make: Callable[[], object], seeds: list[int]) -> dict
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     openmp = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "openmp"]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (

@@ -52,6 +52,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from _machine import cpu_model  # noqa: E402
 from _postgres import database_settings, ensure_database  # noqa: E402
 from _scoring_data import (  # noqa: E402
     AS_OF,
@@ -190,14 +191,7 @@ def compare_with_reference(run_id: int) -> dict[str, Any]:
 
 
 def machine() -> dict[str, str]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        model = platform.processor() or "unknown"
+    model = cpu_model()
     version = execute("SHOW server_version")[0][0]
     buffers = execute("SHOW shared_buffers")[0][0]
     memory = "?"
