@@ -32,9 +32,10 @@ def attribute_column(field: str) -> str:
 
 
 def _text(values: pd.Series) -> pd.Series:
-    """Raw JSON values as stripped lower-case text ("" for None). Known quirk, kept as it was:
-    pandas reads a missing attribute in a column of strings as NaN, which becomes "nan"."""
-    return values.map(lambda v: "" if v is None else str(v).strip()).str.lower()
+    """Raw JSON values as stripped lower-case text; a missing attribute (None, or the NaN
+    pandas puts in a column of strings) is "" — never the text "nan", which `contains "a"`
+    would match."""
+    return values.map(lambda v: "" if v is None or v != v else str(v).strip()).str.lower()
 
 
 def _number(values: pd.Series) -> pd.Series:

@@ -116,6 +116,18 @@ def test_attribute_conditions_read_raw_json_values(
     assert matched(rule_spec(FakeRule(attribute_conditions=[condition]))) == expected
 
 
+@pytest.mark.parametrize("missing", [None, float("nan")])
+def test_a_missing_attribute_never_matches_a_text_condition(missing: Any) -> None:
+    frame = pd.DataFrame({"customer_id": [1, 2], "attr__Contract": ["Month-to-month", missing]})
+    for operator, value in [("contains", "a"), ("contains", "n"), ("eq", "nan"), ("in", ["nan"])]:
+        spec = rule_spec(
+            FakeRule(
+                attribute_conditions=[{"field": "Contract", "operator": operator, "value": value}]
+            )
+        )
+        assert 2 not in frame.loc[rule_mask(frame, spec), "customer_id"].tolist()
+
+
 def test_every_attribute_condition_must_hold_and_consent_routes() -> None:
     rule = FakeRule(
         attribute_conditions=[
