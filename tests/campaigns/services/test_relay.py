@@ -12,6 +12,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
+from campaigns.channels.base import TransientDeliveryError
 from campaigns.channels.email import EmailChannel
 from campaigns.models import CallbackTask, Coupon, Intervention, Response
 from campaigns.services.dispatch import campaign_dispatch
@@ -149,6 +150,10 @@ def test_a_retried_relay_after_a_crash_mid_chunk_never_sends_twice(
     assert resolved.stale_failed == 1
     lost = Intervention.objects.get(reason="delivery_unknown")
     assert lost.status == "failed" and lost.attempts == 1
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("ops", "ops@example.com", "x"))
+    listed = admin.get("/admin/campaigns/intervention/", {"reason": "delivery_unknown"})
+    assert listed.status_code == 200 and listed.context["cl"].result_count == 1
     assert interventions_relay(now=NOON + timedelta(days=1)).sent == {}
     assert len(smtp.messages) == 12
 
@@ -207,6 +212,33 @@ def test_one_smtp_421_or_dropped_connection_spoils_nothing_else_in_the_run(
     assert "421" in waiting.get(customer__email="c2@example.com").detail
     assert interventions_relay(now=NOON + timedelta(seconds=61)).sent == {"email": 2}
     assert Counter(smtp.recipients()) == dict.fromkeys(everyone, 1)
+
+
+def test_when_the_connection_cannot_be_reopened_the_rest_waits_without_using_attempts(
+    smtp: SmtpRecorder, email_rule: dict[str, Any]
+) -> None:
+    make_customers(6)
+    campaign_dispatch(campaign=make_campaign(rules=[email_rule], control_percentage=0), now=NOON)
+    smtp.replies = {"c1@example.com": ["421 4.3.2 Service shutting down"]}
+    real_open = EmailChannel.open
+    opens = {"n": 0}
+
+    def open_once(self: EmailChannel) -> None:
+        opens["n"] += 1
+        if opens["n"] > 1:  # the server stays away after its 421
+            raise TransientDeliveryError("cannot connect to the mail server: refused")
+        real_open(self)
+
+    with mock.patch.object(EmailChannel, "open", open_once):
+        relayed = interventions_relay(now=NOON)
+    assert relayed.sent == {"email": 1} and relayed.retried == 1
+    untouched = Intervention.objects.exclude(
+        customer__email__in=["c0@example.com", "c1@example.com"]
+    )
+    assert set(untouched.values_list("status", "attempts", "claimed_at")) == {("pending", 0, None)}
+    assert interventions_relay(now=NOON).sent == {"email": 4}  # due at once: no lease held
+    assert interventions_relay(now=NOON + timedelta(seconds=61)).sent == {"email": 1}
+    assert Counter(smtp.recipients()) == {f"c{i}@example.com": 1 for i in range(6)}
 
 
 def test_transient_failures_retry_with_backoff_and_permanent_ones_are_recorded(
