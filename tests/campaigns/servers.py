@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -32,8 +33,11 @@ class SmtpRecorder:
     messages: list[EmailMessage] = field(default_factory=list)
     replies: dict[str, list[str]] = field(default_factory=dict)  # recipient → queued replies
     drops: set[str] = field(default_factory=set)
+    delay: float = 0.0  # seconds before each answer: a slow provider
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         for rcpt in envelope.rcpt_tos:
             if rcpt in self.drops:
                 self.drops.discard(rcpt)
