@@ -275,7 +275,8 @@ SMS_TIMEOUT = env_int("SMS_TIMEOUT", 10)
 TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
 TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
 
-# Most messages the relay sends per channel per minute (it runs every minute).
+# Most messages sent per channel per minute, all relay processes together (a database
+# counter: campaigns/services/rate.py). Rows over the rate stay pending for the next minute.
 CAMPAIGN_RATE_PER_MINUTE = {
     "email": env_int("CAMPAIGN_RATE_EMAIL", 600),
     "sms": env_int("CAMPAIGN_RATE_SMS", 60),

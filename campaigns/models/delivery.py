@@ -288,3 +288,22 @@ class Response(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} @ {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class RelayRateWindow(models.Model):
+    """Messages handed to one channel's provider in one minute, counted across every relay
+    process (campaigns/services/rate.py): the per-minute rate holds however many relays run."""
+
+    channel = models.CharField(max_length=16, choices=ContactChannel.choices)
+    window_start = models.DateTimeField(help_text="The minute (UTC, seconds zeroed) counted.")
+    used = models.PositiveIntegerField(default=0)
+    # The grant of the latest take, written by the same UPDATE that raises `used` (see rate.py).
+    last_grant = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "window_start"], name="one_rate_window"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.window_start:%Y-%m-%d %H:%M}: {self.used}"

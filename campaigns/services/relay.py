@@ -7,8 +7,9 @@ Claims are leases (SKIP LOCKED on PostgreSQL) and every send passes a compare-an
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +39,7 @@ from campaigns.models import (
     SuppressionReason,
 )
 from campaigns.rendering import message_render
+from campaigns.services.rate import relay_rate_return, relay_rate_take
 from campaigns.services.responses import unsubscribe_url
 from campaigns.suppression import consent_columns, consent_for_channel
 from customers.models import Consent
@@ -48,12 +50,19 @@ logger = logging.getLogger(__name__)
 # Interventions claimed by the relay per transaction: small enough that a worker lost mid-chunk
 # strands little (its rows wait out RELAY_LEASE), large enough to amortise the claim query.
 RELAY_CHUNK = 200
-# A claimed chunk is the claimant's for this long; must exceed the time to send one chunk at the
-# slowest channel rate (200 SMS at 60/min ≈ 3.3 min).
-RELAY_LEASE = timedelta(minutes=10)
-# A row still `sending` after this long was lost with its worker mid-send: we cannot know if the
-# provider got it, so it is recorded failed (delivery_unknown) rather than risk a second send.
-SENDING_STALE_AFTER = timedelta(hours=1)
+# A claimed chunk is the claimant's for this long after its claim or its latest renewal; the
+# relay renews the lease on the rows it has not reached yet every RELAY_LEASE_RENEW. Trade-off:
+# a worker killed mid-chunk holds its rows back at most RELAY_LEASE (not the time a whole chunk
+# would take), at the cost of one UPDATE per renewal; the lease must exceed RELAY_LEASE_RENEW
+# plus the longest single send (SMTP timeouts are per step: ~5 × EMAIL_TIMEOUT).
+RELAY_LEASE = timedelta(minutes=2)
+RELAY_LEASE_RENEW = timedelta(seconds=30)
+# A row still `sending` this long after its send began was lost with its worker: we cannot know
+# if the provider got it, so it is recorded failed (delivery_unknown) rather than risk a second
+# send. Longer than any live send (EMAIL_TIMEOUT 30 s per SMTP step, SMS_TIMEOUT 10 s); the
+# relay runs every minute, so a lost row is resolved within about six minutes. Should a live send
+# outlast it, its success still overwrites the delivery_unknown (see _record_sent).
+SENDING_STALE_AFTER = timedelta(minutes=5)
 
 
 @dataclass
@@ -63,6 +72,8 @@ class RelaySummary:
     failed: dict[str, int] = field(default_factory=dict)
     suppressed_at_send: dict[str, int] = field(default_factory=dict)
     stale_failed: int = 0
+    # Channels whose per-minute rate (shared by all relays) was spent: their rest waits.
+    rate_limited: list[str] = field(default_factory=list)
 
     def add(self, bucket: dict[str, int], key: str, n: int = 1) -> None:
         bucket[key] = bucket.get(key, 0) + n
@@ -209,13 +220,20 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=settings.CAMPAIGN_RELAY_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0))
 
 
+class Outcome(enum.Enum):
+    SKIPPED = "skipped"  # never reached the provider (cannot render, or another relay has it)
+    SENT = "sent"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
 def _deliver_one(
     backend: ChannelBackend,
     intervention: Intervention,
     reasons: list[Any],
     summary: RelaySummary,
     now: datetime,
-) -> None:
+) -> Outcome:
     """Check-and-set to `sending`, send, record. The compare-and-set is the at-most-once gate:
     a duplicated or retried relay finds the row no longer pending and skips it."""
     try:
@@ -231,22 +249,24 @@ def _deliver_one(
             updated_at=timezone.now(),
         )
         summary.add(summary.failed, FailureReason.REJECTED)
-        return
+        return Outcome.SKIPPED
+    # claimed_at now marks when the send began: the stale sweep measures from it.
     claimed = Intervention.objects.filter(
         pk=intervention.pk,
         arm=Arm.TREATMENT,
         status__in=[InterventionStatus.PENDING, InterventionStatus.SCHEDULED],
     ).update(
-        status=InterventionStatus.SENDING, attempts=F("attempts") + 1, updated_at=timezone.now()
+        status=InterventionStatus.SENDING,
+        attempts=F("attempts") + 1,
+        claimed_at=now,
+        updated_at=timezone.now(),
     )
     if claimed != 1:
-        return
+        return Outcome.SKIPPED
     attempts = intervention.attempts + 1
-    channel = intervention.channel
     try:
         provider_id = backend.send(message)
     except TransientDeliveryError as exc:
-        # Backoff counts from the relay run's clock (the one its claims and leases use).
         if attempts >= settings.CAMPAIGN_RELAY_MAX_ATTEMPTS:
             _finish(intervention, InterventionStatus.FAILED, FailureReason.RETRIES_EXHAUSTED, exc)
             summary.add(summary.failed, FailureReason.RETRIES_EXHAUSTED)
@@ -261,20 +281,32 @@ def _deliver_one(
                 updated_at=now,
             )
             summary.retried += 1
-        return
+        return Outcome.TRANSIENT
     except PermanentDeliveryError as exc:
         _finish(intervention, InterventionStatus.FAILED, FailureReason.REJECTED, exc)
         summary.add(summary.failed, FailureReason.REJECTED)
-        return
+        return Outcome.PERMANENT
+    _record_sent(intervention, provider_id)
+    summary.add(summary.sent, intervention.channel)
+    return Outcome.SENT
+
+
+def _record_sent(intervention: Intervention, provider_id: str) -> None:
+    """`sending` → `sent`; also over a delivery_unknown the stale sweep wrote while this (slow
+    but live) send was still under way: the provider's answer is the better record."""
     sent_at = timezone.now()
-    Intervention.objects.filter(pk=intervention.pk, status=InterventionStatus.SENDING).update(
+    Intervention.objects.filter(
+        Q(status=InterventionStatus.SENDING)
+        | Q(status=InterventionStatus.FAILED, reason=FailureReason.DELIVERY_UNKNOWN),
+        pk=intervention.pk,
+    ).update(
         status=InterventionStatus.SENT,
+        reason="",
         sent_at=sent_at,
         provider_message_id=provider_id[:200],
         detail="",
         updated_at=sent_at,
     )
-    summary.add(summary.sent, channel)
 
 
 def _finish(intervention: Intervention, status: str, reason: str, exc: Exception) -> None:
@@ -284,7 +316,9 @@ def _finish(intervention: Intervention, status: str, reason: str, exc: Exception
 
 
 def interventions_mark_stale(*, now: datetime) -> int:
-    """Rows left `sending` by a lost worker: recorded failed, never re-sent (at most once)."""
+    """Rows left `sending` by a lost worker (their send began over SENDING_STALE_AFTER ago):
+    recorded failed with delivery_unknown, never re-sent (at most once). Every relay run sweeps
+    first, so a lost row is resolved within a minute of becoming stale."""
     return Intervention.objects.filter(
         status=InterventionStatus.SENDING, claimed_at__lt=now - SENDING_STALE_AFTER
     ).update(
@@ -312,41 +346,82 @@ def _claimed_chunk(ids: list[int], summary: RelaySummary, now: datetime) -> list
     return [i for i in chunk if i.pk not in blocked]
 
 
-def _channel_relay(
-    channel: str, allowance: int | None, summary: RelaySummary, now: datetime
-) -> None:
-    """Claim and deliver one channel's due rows chunk by chunk, up to `allowance` claimed rows
-    (None: until none is due). The backend is opened once, at the first chunk to send."""
-    done = 0
-    backend: ChannelBackend | None = None
+def _open(channel: str) -> ChannelBackend | None:
+    backend = channel_backend(channel)
     try:
-        while allowance is None or done < allowance:
-            limit = RELAY_CHUNK if allowance is None else min(RELAY_CHUNK, allowance - done)
-            ids = _claim(channel=channel, limit=limit, now=now)
-            if not ids:
-                break
-            done += len(ids)
-            chunk = _claimed_chunk(ids, summary, now)
-            if not chunk:
-                continue
+        backend.open()
+    except (TransientDeliveryError, PermanentDeliveryError) as exc:
+        logger.warning("relay: %s channel unavailable: %s", channel, exc)
+        return None
+    return backend
+
+
+def _hold(rest: Sequence[Intervention], claimed_at: datetime | None) -> None:
+    """Renew (a time) or release (None) the lease on the chunk's rows not yet reached."""
+    Intervention.objects.filter(
+        pk__in=[i.pk for i in rest],
+        status__in=[InterventionStatus.PENDING, InterventionStatus.SCHEDULED],
+    ).update(claimed_at=claimed_at)
+
+
+def _send_chunk(
+    channel: str, chunk: list[Intervention], summary: RelaySummary, clock: Callable[[], datetime]
+) -> tuple[int, bool]:
+    """Send one claimed chunk on its own connection, renewing the lease as it goes. After a
+    transient error (an SMTP 4xx — a 421 closes the session — or a dropped connection) the
+    connection is reopened, so the next message goes out on a fresh one instead of failing
+    unsent. Returns (messages handed to the provider, whether the channel could be opened)."""
+    reasons = customer_latest_reasons(customer_ids=[i.customer_id for i in chunk])
+    backend: ChannelBackend | None = None
+    handed = 0
+    renewed = clock()
+    try:
+        for index, intervention in enumerate(chunk):
+            if clock() - renewed >= RELAY_LEASE_RENEW:
+                renewed = clock()
+                _hold(chunk[index:], renewed)
             if backend is None:
-                backend = channel_backend(channel)
-                try:
-                    backend.open()
-                except (TransientDeliveryError, PermanentDeliveryError) as exc:
-                    # Nothing was sent: release the lease so the rows wait for the next run.
-                    Intervention.objects.filter(pk__in=ids).update(claimed_at=None)
-                    logger.warning("relay: %s channel unavailable: %s", channel, exc)
-                    backend = None
-                    break
-            reasons = customer_latest_reasons(customer_ids=[i.customer_id for i in chunk])
-            for intervention in chunk:
-                _deliver_one(
-                    backend, intervention, reasons.get(intervention.customer_id, []), summary, now
-                )
+                backend = _open(channel)
+                if backend is None:  # nothing more is sent: the rest waits for the next run
+                    _hold(chunk[index:], None)
+                    return handed, False
+            outcome = _deliver_one(
+                backend, intervention, reasons.get(intervention.customer_id, []), summary, clock()
+            )
+            handed += outcome is not Outcome.SKIPPED
+            if outcome is Outcome.TRANSIENT:
+                backend.close()
+                backend = None
     finally:
         if backend is not None:
             backend.close()
+    return handed, True
+
+
+def _channel_relay(
+    channel: str, rate: int | None, summary: RelaySummary, clock: Callable[[], datetime]
+) -> None:
+    """Claim and deliver one channel's due rows chunk by chunk until none is due, or until the
+    channel's per-minute `rate` (shared with every other relay, see rate.py) is spent."""
+    while True:
+        taken_at = clock()
+        wanted = RELAY_CHUNK
+        if rate is not None:
+            wanted = relay_rate_take(channel=channel, limit=rate, wanted=wanted, now=taken_at)
+            if not wanted:
+                summary.rate_limited.append(channel)
+                return
+        ids = _claim(channel=channel, limit=wanted, now=clock())
+        chunk = _claimed_chunk(ids, summary, clock()) if ids else []
+        handed, usable = _send_chunk(channel, chunk, summary, clock) if chunk else (0, True)
+        if rate is not None:
+            relay_rate_return(channel=channel, count=wanted - handed, now=taken_at)
+        if not ids or not usable:
+            return
+
+
+def _wall_clock() -> datetime:
+    return timezone.now()
 
 
 def interventions_relay(
@@ -355,11 +430,14 @@ def interventions_relay(
     channels: Iterable[str] | None = None,
     max_per_channel: dict[str, int] | None = None,
 ) -> RelaySummary:
-    """Deliver due treatment interventions from the outbox, chunk by chunk, per channel, up to
-    `max_per_channel` messages each (None: until the outbox is empty)."""
+    """Deliver due treatment interventions from the outbox, chunk by chunk, per channel, at most
+    `max_per_channel` messages per channel and minute across all relay processes (None: until
+    the outbox is empty). `now` fixes the clock for the whole run (tests, replays); without it
+    the run reads the time as it goes (leases, backoff, rate windows)."""
     summary = RelaySummary()
-    now = now or timezone.now()
-    summary.stale_failed = interventions_mark_stale(now=now)
+    clock: Callable[[], datetime] = (lambda: now) if now is not None else _wall_clock
+    summary.stale_failed = interventions_mark_stale(now=clock())
+    rates = max_per_channel or {}
     for channel in channels or ContactChannel.values:
-        _channel_relay(channel, (max_per_channel or {}).get(channel), summary, now)
+        _channel_relay(channel, rates.get(channel), summary, clock)
     return summary

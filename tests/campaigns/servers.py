@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -26,13 +27,22 @@ def free_port() -> int:
 
 @dataclass
 class SmtpRecorder:
-    """Accepts every message unless `refuse` (a set of recipients → reply) says otherwise."""
+    """Accepts every message unless `replies` (recipient → queued replies) or `drops`
+    (recipients whose next message gets the connection closed, unanswered) say otherwise."""
 
     messages: list[EmailMessage] = field(default_factory=list)
     replies: dict[str, list[str]] = field(default_factory=dict)  # recipient → queued replies
+    drops: set[str] = field(default_factory=set)
+    delay: float = 0.0  # seconds before each answer: a slow provider
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         for rcpt in envelope.rcpt_tos:
+            if rcpt in self.drops:
+                self.drops.discard(rcpt)
+                server.transport.close()
+                return "451 never seen: the connection is gone"
             queued = self.replies.get(rcpt)
             if queued:
                 return queued.pop(0)

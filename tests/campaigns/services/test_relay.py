@@ -12,10 +12,16 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
+from campaigns.channels.base import TransientDeliveryError
 from campaigns.channels.email import EmailChannel
 from campaigns.models import CallbackTask, Coupon, Intervention, Response
 from campaigns.services.dispatch import campaign_dispatch
-from campaigns.services.relay import RELAY_LEASE, interventions_relay
+from campaigns.services.relay import (
+    RELAY_LEASE,
+    RELAY_LEASE_RENEW,
+    SENDING_STALE_AFTER,
+    interventions_relay,
+)
 from campaigns.tasks import interventions_relay_task
 from customers.models import Consent, Customer
 from customers.selectors import customer_consent_state
@@ -129,17 +135,110 @@ def test_a_retried_relay_after_a_crash_mid_chunk_never_sends_twice(
     # The task is redelivered at once: the crashed run's lease still holds its chunk.
     interventions_relay(now=NOON)
     assert len(smtp.messages) == 3
-    # After the lease, the unsent rows go out; the one in flight is never sent again.
+    # The rest of the chunk waits out the lease (minutes, not the time a whole chunk takes).
+    assert interventions_relay(now=NOON + RELAY_LEASE - timedelta(seconds=1)).sent == {}
     later = NOON + RELAY_LEASE + timedelta(seconds=1)
-    assert interventions_relay(now=later).sent == {"email": 9}
+    after_lease = interventions_relay(now=later)
+    assert after_lease.sent == {"email": 9} and after_lease.stale_failed == 0
     assert len(smtp.messages) == 12
     assert max(Counter(smtp.recipients()).values()) == 1
     assert Intervention.objects.filter(status="sending").count() == 1
-    assert interventions_relay(now=NOON + timedelta(hours=2)).stale_failed == 1
+    # The one in flight is resolved by the first relay run (every minute) after it goes stale.
+    assert interventions_relay(now=NOON + SENDING_STALE_AFTER).stale_failed == 0
+    assert SENDING_STALE_AFTER + timedelta(minutes=1) <= timedelta(minutes=10)
+    resolved = interventions_relay(now=NOON + SENDING_STALE_AFTER + timedelta(minutes=1))
+    assert resolved.stale_failed == 1
     lost = Intervention.objects.get(reason="delivery_unknown")
-    assert lost.status == "failed"
+    assert lost.status == "failed" and lost.attempts == 1
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("ops", "ops@example.com", "x"))
+    listed = admin.get("/admin/campaigns/intervention/", {"reason": "delivery_unknown"})
+    assert listed.status_code == 200 and listed.context["cl"].result_count == 1
     assert interventions_relay(now=NOON + timedelta(days=1)).sent == {}
     assert len(smtp.messages) == 12
+
+
+def test_a_slow_chunk_renews_its_lease_so_no_other_relay_takes_its_rows(
+    smtp: SmtpRecorder, email_rule: dict[str, Any]
+) -> None:
+    make_customers(12)
+    campaign_dispatch(campaign=make_campaign(rules=[email_rule], control_percentage=0), now=NOON)
+    clock = {"now": NOON}
+    real_send = EmailChannel.send
+    per_send = RELAY_LEASE_RENEW + timedelta(seconds=10)  # a slow provider: 40 s a message
+
+    def slow_send_then_die_on_the_sixth(self: EmailChannel, message: Any) -> str:
+        result = real_send(self, message)
+        clock["now"] += per_send
+        if len(smtp.messages) == 6:
+            raise WorkerLost
+        return result
+
+    with (
+        mock.patch("campaigns.services.relay._wall_clock", lambda: clock["now"]),
+        mock.patch.object(EmailChannel, "send", slow_send_then_die_on_the_sixth),
+        pytest.raises(WorkerLost),
+    ):
+        interventions_relay()  # the relay's own clock (patched): 6 sends take 240 s
+    # The first claim was at NOON; the lease renewed before the sixth send (NOON + 200 s) still
+    # holds the six rows not reached, so a relay after the first lease's end takes none of them.
+    renewed = NOON + 5 * per_send
+    assert interventions_relay(now=renewed + RELAY_LEASE - timedelta(seconds=1)).sent == {}
+    assert interventions_relay(now=renewed + RELAY_LEASE + timedelta(seconds=1)).sent == {
+        "email": 6
+    }
+    assert len(smtp.messages) == 12 and max(Counter(smtp.recipients()).values()) == 1
+
+
+def test_one_smtp_421_or_dropped_connection_spoils_nothing_else_in_the_run(
+    smtp: SmtpRecorder, email_rule: dict[str, Any]
+) -> None:
+    make_customers(10)
+    campaign_dispatch(campaign=make_campaign(rules=[email_rule], control_percentage=0), now=NOON)
+    smtp.replies = {"c2@example.com": ["421 4.3.2 Service shutting down"]}  # smtplib hangs up
+    smtp.drops = {"c5@example.com"}  # the server closes the connection without an answer
+    relayed = interventions_relay(now=NOON)
+    everyone = {f"c{i}@example.com" for i in range(10)}
+    assert relayed.sent == {"email": 8} and relayed.retried == 2 and relayed.failed == {}
+    assert set(smtp.recipients()) == everyone - {"c2@example.com", "c5@example.com"}
+    # Each message used exactly the one attempt it made; the two that met the fault wait.
+    attempts = dict(Intervention.objects.values_list("customer__email", "attempts"))
+    assert attempts == dict.fromkeys(everyone, 1)
+    waiting = Intervention.objects.filter(status="pending")
+    assert set(waiting.values_list("customer__email", flat=True)) == {
+        "c2@example.com",
+        "c5@example.com",
+    }
+    assert "421" in waiting.get(customer__email="c2@example.com").detail
+    assert interventions_relay(now=NOON + timedelta(seconds=61)).sent == {"email": 2}
+    assert Counter(smtp.recipients()) == dict.fromkeys(everyone, 1)
+
+
+def test_when_the_connection_cannot_be_reopened_the_rest_waits_without_using_attempts(
+    smtp: SmtpRecorder, email_rule: dict[str, Any]
+) -> None:
+    make_customers(6)
+    campaign_dispatch(campaign=make_campaign(rules=[email_rule], control_percentage=0), now=NOON)
+    smtp.replies = {"c1@example.com": ["421 4.3.2 Service shutting down"]}
+    real_open = EmailChannel.open
+    opens = {"n": 0}
+
+    def open_once(self: EmailChannel) -> None:
+        opens["n"] += 1
+        if opens["n"] > 1:  # the server stays away after its 421
+            raise TransientDeliveryError("cannot connect to the mail server: refused")
+        real_open(self)
+
+    with mock.patch.object(EmailChannel, "open", open_once):
+        relayed = interventions_relay(now=NOON)
+    assert relayed.sent == {"email": 1} and relayed.retried == 1
+    untouched = Intervention.objects.exclude(
+        customer__email__in=["c0@example.com", "c1@example.com"]
+    )
+    assert set(untouched.values_list("status", "attempts", "claimed_at")) == {("pending", 0, None)}
+    assert interventions_relay(now=NOON).sent == {"email": 4}  # due at once: no lease held
+    assert interventions_relay(now=NOON + timedelta(seconds=61)).sent == {"email": 1}
+    assert Counter(smtp.recipients()) == {f"c{i}@example.com": 1 for i in range(6)}
 
 
 def test_transient_failures_retry_with_backoff_and_permanent_ones_are_recorded(
