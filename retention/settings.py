@@ -265,7 +265,7 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Retention <noreply@localhost>")
 EMAIL_MESSAGE_ID_DOMAIN = os.environ.get("EMAIL_MESSAGE_ID_DOMAIN", "retention.local")
 
-# SMS: console | file | webhook | twilio.
+# SMS: console | file | webhook | twilio (production refuses console and file).
 SMS_BACKEND = os.environ.get("SMS_BACKEND", "console")
 SMS_FROM = os.environ.get("SMS_FROM", "")
 SMS_FILE_PATH = os.environ.get("SMS_FILE_PATH", str(VAR_DIR / "outbox" / "sms.jsonl"))
@@ -274,6 +274,33 @@ SMS_WEBHOOK_SECRET = os.environ.get("SMS_WEBHOOK_SECRET", "")
 SMS_TIMEOUT = env_int("SMS_TIMEOUT", 10)
 TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
 TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
+
+# --- Production delivery backends ---
+# A console/file/locmem backend in production "sends" to a log or a folder and marks the
+# message sent: real customers silently get nothing. Production refuses them unless the
+# operator says otherwise (a staging copy that must never reach real people).
+ALLOW_TEST_BACKENDS_IN_PRODUCTION = env_bool("ALLOW_TEST_BACKENDS_IN_PRODUCTION", False)
+PRODUCTION_SMS_BACKENDS = ("webhook", "twilio")
+TEST_EMAIL_BACKENDS = {
+    _EMAIL_BACKENDS["file"],
+    _EMAIL_BACKENDS["console"],
+    _EMAIL_BACKENDS["locmem"],
+    "django.core.mail.backends.dummy.EmailBackend",
+}
+if IS_PRODUCTION and not ALLOW_TEST_BACKENDS_IN_PRODUCTION:
+    if SMS_BACKEND not in PRODUCTION_SMS_BACKENDS:
+        raise ImproperlyConfigured(
+            f"SMS_BACKEND={SMS_BACKEND!r} does not send messages; with RETENTION_ENV=production "
+            f"set SMS_BACKEND to one of: {', '.join(PRODUCTION_SMS_BACKENDS)} "
+            "(ALLOW_TEST_BACKENDS_IN_PRODUCTION=1 overrides this, for staging only)."
+        )
+    if EMAIL_BACKEND in TEST_EMAIL_BACKENDS:
+        raise ImproperlyConfigured(
+            f"EMAIL_BACKEND={_email_backend!r} does not send messages; with "
+            "RETENTION_ENV=production set EMAIL_BACKEND to smtp (the default) or the dotted "
+            "path of a real backend (ALLOW_TEST_BACKENDS_IN_PRODUCTION=1 overrides this, "
+            "for staging only)."
+        )
 
 # Most messages the relay sends per channel per minute (it runs every minute).
 CAMPAIGN_RATE_PER_MINUTE = {
