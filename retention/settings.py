@@ -8,6 +8,7 @@ SQLite file, tasks run in-process, and a development secret that production refu
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -69,6 +70,8 @@ INSTALLED_APPS = [
     "campaigns",
     # The project itself: its management command (retention_cycle) sits above the apps.
     "retention",
+    # Admin login rate limiting (see "Admin login" below).
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -80,6 +83,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "retention.urls"
@@ -222,6 +227,24 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
 }
+
+# --- Admin login ---
+# django-axes: after ADMIN_LOGIN_FAILURE_LIMIT wrong passwords for one username from one IP
+# address, that pair is locked out for ADMIN_LOGIN_COOLOFF_MINUTES (each new try while locked
+# restarts the wait); `python manage.py axes_reset` lifts every lockout. The axes backend goes
+# first: it refuses a locked-out pair before the password is even checked. It needs the
+# request, so code (and tests) must call authenticate(request, ...) or use force_login.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "retention.admin_login.lockout_response"
+# Whom the lockout page tells a locked-out person to ask.
+ADMIN_LOGIN_CONTACT = os.environ.get("ADMIN_LOGIN_CONTACT", "an administrator of this service")
 
 if IS_PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
