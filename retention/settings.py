@@ -72,10 +72,13 @@ INSTALLED_APPS = [
     "retention",
     # Admin login rate limiting (see "Admin login" below).
     "axes",
+    # Content-Security-Policy header (see "HTTPS and content security policy" below).
+    "csp",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "retention.middleware.ApiBodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -246,10 +249,42 @@ AXES_LOCKOUT_CALLABLE = "retention.admin_login.lockout_response"
 # Whom the lockout page tells a locked-out person to ask.
 ADMIN_LOGIN_CONTACT = os.environ.get("ADMIN_LOGIN_CONTACT", "an administrator of this service")
 
+# --- HTTPS and content security policy ---
+# Production is HTTPS only (behind a proxy that sets X-Forwarded-Proto); development serves
+# plain HTTP on localhost, so none of this applies there. `manage.py check --deploy` is clean
+# with these defaults (tests/retention/test_deploy_check.py).
 if IS_PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # One year, the value browsers' preload lists ask for; lower it while first trying HTTPS.
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # Preloading binds the whole registered domain to HTTPS for months, beyond this
+        # service: the operator opts in (SECURE_HSTS_PRELOAD=1), so its warning is not noise.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# django-csp, in every environment so development shows violations too. Everything is served
+# from this host (the Swagger UI from drf-spectacular-sidecar); no inline script anywhere (the
+# Swagger UI's init script is a separate request: SpectacularSwaggerSplitView). Inline styles
+# stay allowed: the Swagger UI sets them at runtime and the admin uses style attributes.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # --- Campaigns ---
 # Channels, delivery rates, frequency caps and quiet hours of the campaign engine (campaigns/).

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCTION_SECRET = "x" * 50
+# A test value shaped like a real one (Django's check --deploy rejects short or repetitive keys).
+PRODUCTION_SECRET = "test-only-production-secret-key-0123456789-abcdefghijklmnop"
 
 
 def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
