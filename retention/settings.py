@@ -74,6 +74,8 @@ INSTALLED_APPS = [
     "axes",
     # Content-Security-Policy header (see "HTTPS and content security policy" below).
     "csp",
+    # Who changed what, with the values before and after (see "Audit" below).
+    "auditlog",
 ]
 
 MIDDLEWARE = [
@@ -84,6 +86,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Records the logged-in user as the actor of each audit log entry.
+    "auditlog.middleware.AuditlogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: turns a locked-out login into the lockout page.
@@ -248,6 +252,24 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "retention.admin_login.lockout_response"
 # Whom the lockout page tells a locked-out person to ask.
 ADMIN_LOGIN_CONTACT = os.environ.get("ADMIN_LOGIN_CONTACT", "an administrator of this service")
+
+# --- Audit ---
+# django-auditlog records every create/update/delete of the configuration that decides who is
+# contacted and how (campaigns, rules, offers, templates, risk tiers), of API clients and of
+# model status, with the actor and each changed field's old and new value; the admin lists them
+# under "Auditlog" > "Log entries". Custom admin actions (dispatch now, promote, roll back,
+# rotate keys) are also written to the admin's own History of the object they act on.
+AUDITLOG_INCLUDE_TRACKING_MODELS = (
+    "campaigns.Campaign",
+    "campaigns.Rule",
+    "campaigns.Offer",
+    "campaigns.MessageTemplate",
+    "scoring.RiskTier",
+    # The key hash is a secret; last use is touched by the API itself, not by a person.
+    {"model": "customers.ApiClient", "exclude_fields": ["key_hash", "last_used_at"]},
+    # Only the status of a model changes after training.
+    {"model": "scoring.ChurnModel", "include_fields": ["status", "activated_at"]},
+)
 
 # --- HTTPS and content security policy ---
 # Production is HTTPS only (behind a proxy that sets X-Forwarded-Proto); development serves

@@ -34,7 +34,14 @@ def test_the_admin_works_under_the_policy(page: Any, live_server: Any) -> None: 
     response = page.goto(f"{base}/admin/login/")
     assert "script-src 'self'" in response.headers["content-security-policy"]
     login(page, base, "boss")
-    for path in ("/admin/", "/admin/campaigns/campaign/", "/admin/campaigns/campaign/add/"):
+    paths = (
+        "/admin/",
+        "/admin/campaigns/campaign/",
+        "/admin/campaigns/campaign/add/",
+        "/admin/auditlog/logentry/",
+        "/admin/axes/accessattempt/",
+    )
+    for path in paths:
         page.goto(f"{base}{path}")
         page.wait_for_load_state("networkidle")
     # The admin's own JavaScript ran: the sidebar toggle and the action checkbox work.
