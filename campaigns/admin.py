@@ -208,17 +208,17 @@ class CampaignAdmin(UpliftReportPages):
         for campaign in queryset.order_by("priority", "pk"):
             summary = campaign_dispatch(campaign=campaign, now=now)
             if summary.already_ran:
-                self.message_user(
-                    request,
-                    f"{campaign}: cycle {summary.cycle_key} had already run.",
-                    messages.WARNING,
-                )
+                outcome = f"cycle {summary.cycle_key} had already run."
+                self.message_user(request, f"{campaign}: {outcome}", messages.WARNING)
             else:
-                self.message_user(
-                    request,
-                    f"{campaign}: {summary.eligible} eligible, {summary.treatment} treatment, "
-                    f"{summary.control} control, {sum(summary.suppressed.values())} suppressed.",
+                outcome = (
+                    f"cycle {summary.cycle_key}: {summary.eligible} eligible, "
+                    f"{summary.treatment} treatment, {summary.control} control, "
+                    f"{sum(summary.suppressed.values())} suppressed."
                 )
+                self.message_user(request, f"{campaign}: {outcome}")
+            # The admin History of the campaign records who dispatched it and what it did.
+            self.log_change(request, campaign, f"Dispatched now, {outcome}")
 
 
 @admin.register(UpliftReport)

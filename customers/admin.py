@@ -170,6 +170,7 @@ class ApiClientAdmin(admin.ModelAdmin):
     def rotate_keys(self, request: HttpRequest, queryset: Any) -> None:
         for client in queryset:
             key = api_client_rotate_key(client=client)
+            self.log_change(request, client, f"Key rotated (new prefix {client.key_prefix}).")
             self.message_user(
                 request, f"New key for '{client.name}' (shown once): {key}", messages.WARNING
             )

@@ -8,6 +8,7 @@ SQLite file, tasks run in-process, and a development secret that production refu
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -69,17 +70,28 @@ INSTALLED_APPS = [
     "campaigns",
     # The project itself: its management command (retention_cycle) sits above the apps.
     "retention",
+    # Admin login rate limiting (see "Admin login" below).
+    "axes",
+    # Content-Security-Policy header (see "HTTPS and content security policy" below).
+    "csp",
+    # Who changed what, with the values before and after (see "Audit" below).
+    "auditlog",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "retention.middleware.ApiBodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Records the logged-in user as the actor of each audit log entry.
+    "auditlog.middleware.AuditlogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "retention.urls"
@@ -223,10 +235,78 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
 }
 
+# --- Admin login ---
+# django-axes: after ADMIN_LOGIN_FAILURE_LIMIT wrong passwords for one username from one IP
+# address, that pair is locked out for ADMIN_LOGIN_COOLOFF_MINUTES (each new try while locked
+# restarts the wait); `python manage.py axes_reset` lifts every lockout. The axes backend goes
+# first: it refuses a locked-out pair before the password is even checked. It needs the
+# request, so code (and tests) must call authenticate(request, ...) or use force_login.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "retention.admin_login.lockout_response"
+# Whom the lockout page tells a locked-out person to ask.
+ADMIN_LOGIN_CONTACT = os.environ.get("ADMIN_LOGIN_CONTACT", "an administrator of this service")
+
+# --- Audit ---
+# django-auditlog records every create/update/delete of the configuration that decides who is
+# contacted and how (campaigns, rules, offers, templates, risk tiers), of API clients and of
+# model status, with the actor and each changed field's old and new value; the admin lists them
+# under "Auditlog" > "Log entries". Custom admin actions (dispatch now, promote, roll back,
+# rotate keys) are also written to the admin's own History of the object they act on.
+AUDITLOG_INCLUDE_TRACKING_MODELS = (
+    "campaigns.Campaign",
+    "campaigns.Rule",
+    "campaigns.Offer",
+    "campaigns.MessageTemplate",
+    "scoring.RiskTier",
+    # The key hash is a secret; last use is touched by the API itself, not by a person.
+    {"model": "customers.ApiClient", "exclude_fields": ["key_hash", "last_used_at"]},
+    # Only the status of a model changes after training.
+    {"model": "scoring.ChurnModel", "include_fields": ["status", "activated_at"]},
+)
+
+# --- HTTPS and content security policy ---
+# Production is HTTPS only (behind a proxy that sets X-Forwarded-Proto); development serves
+# plain HTTP on localhost, so none of this applies there. `manage.py check --deploy` is clean
+# with these defaults (tests/retention/test_deploy_check.py).
 if IS_PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # One year, the value browsers' preload lists ask for; lower it while first trying HTTPS.
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # Preloading binds the whole registered domain to HTTPS for months, beyond this
+        # service: the operator opts in (SECURE_HSTS_PRELOAD=1), so its warning is not noise.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# django-csp, in every environment so development shows violations too. Everything is served
+# from this host (the Swagger UI from drf-spectacular-sidecar); no inline script anywhere (the
+# Swagger UI's init script is a separate request: SpectacularSwaggerSplitView). Inline styles
+# stay allowed: the Swagger UI sets them at runtime and the admin uses style attributes.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # --- Campaigns ---
 # Channels, delivery rates, frequency caps and quiet hours of the campaign engine (campaigns/).
@@ -265,7 +345,7 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Retention <noreply@localhost>")
 EMAIL_MESSAGE_ID_DOMAIN = os.environ.get("EMAIL_MESSAGE_ID_DOMAIN", "retention.local")
 
-# SMS: console | file | webhook | twilio.
+# SMS: console | file | webhook | twilio (production refuses console and file).
 SMS_BACKEND = os.environ.get("SMS_BACKEND", "console")
 SMS_FROM = os.environ.get("SMS_FROM", "")
 SMS_FILE_PATH = os.environ.get("SMS_FILE_PATH", str(VAR_DIR / "outbox" / "sms.jsonl"))
@@ -274,6 +354,33 @@ SMS_WEBHOOK_SECRET = os.environ.get("SMS_WEBHOOK_SECRET", "")
 SMS_TIMEOUT = env_int("SMS_TIMEOUT", 10)
 TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
 TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
+
+# --- Production delivery backends ---
+# A console/file/locmem backend in production "sends" to a log or a folder and marks the
+# message sent: real customers silently get nothing. Production refuses them unless the
+# operator says otherwise (a staging copy that must never reach real people).
+ALLOW_TEST_BACKENDS_IN_PRODUCTION = env_bool("ALLOW_TEST_BACKENDS_IN_PRODUCTION", False)
+PRODUCTION_SMS_BACKENDS = ("webhook", "twilio")
+TEST_EMAIL_BACKENDS = {
+    _EMAIL_BACKENDS["file"],
+    _EMAIL_BACKENDS["console"],
+    _EMAIL_BACKENDS["locmem"],
+    "django.core.mail.backends.dummy.EmailBackend",
+}
+if IS_PRODUCTION and not ALLOW_TEST_BACKENDS_IN_PRODUCTION:
+    if SMS_BACKEND not in PRODUCTION_SMS_BACKENDS:
+        raise ImproperlyConfigured(
+            f"SMS_BACKEND={SMS_BACKEND!r} does not send messages; with RETENTION_ENV=production "
+            f"set SMS_BACKEND to one of: {', '.join(PRODUCTION_SMS_BACKENDS)} "
+            "(ALLOW_TEST_BACKENDS_IN_PRODUCTION=1 overrides this, for staging only)."
+        )
+    if EMAIL_BACKEND in TEST_EMAIL_BACKENDS:
+        raise ImproperlyConfigured(
+            f"EMAIL_BACKEND={_email_backend!r} does not send messages; with "
+            "RETENTION_ENV=production set EMAIL_BACKEND to smtp (the default) or the dotted "
+            "path of a real backend (ALLOW_TEST_BACKENDS_IN_PRODUCTION=1 overrides this, "
+            "for staging only)."
+        )
 
 # Most messages sent per channel per minute, all relay processes together (a database
 # counter: campaigns/services/rate.py). Rows over the rate stay pending for the next minute.

@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 from common.svg import Bar, bar_chart, line_chart
 from scoring.errors import TrainingError
 from scoring.models import ChurnModel, CustomerScore, RiskTier, ScoringRun
+from scoring.selectors import churn_model_active
 from scoring.services.training import churn_model_activate, churn_model_rollback
 
 HEADLINE = ("roc_auc", "pr_auc", "brier", "log_loss", "precision", "recall", "f1")
@@ -210,11 +211,14 @@ class ChurnModelAdmin(admin.ModelAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one model to promote.", messages.ERROR)
             return
+        previous = churn_model_active()
         try:
             model = churn_model_activate(model=queryset.get())
         except TrainingError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
+        retired = f" (retired {previous.version})" if previous and previous != model else ""
+        self.log_change(request, model, f"Promoted to active: {model.version}{retired}.")
         self.message_user(request, f"Model {model.version} is now active.", messages.SUCCESS)
 
     @admin.action(description="Roll back to the previously active model")
@@ -224,6 +228,7 @@ class ChurnModelAdmin(admin.ModelAdmin):
         except TrainingError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
+        self.log_change(request, model, f"Rolled back: {model.version} is active again.")
         self.message_user(
             request, f"Rolled back: {model.version} is active again.", messages.SUCCESS
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.http import HttpRequest
 from django.test import Client
 
 from campaigns.measurement.export import interventions_outcomes_csv
@@ -31,7 +32,8 @@ pytestmark = pytest.mark.django_db
 def staff(db: None) -> Client:
     User.objects.create_superuser("boss", password="pw-123456789")
     client = Client()
-    client.login(username="boss", password="pw-123456789")
+    # django-axes needs the request to authenticate (settings: "Admin login").
+    client.login(request=HttpRequest(), username="boss", password="pw-123456789")
     return client
 
 

@@ -16,6 +16,7 @@ from campaigns.services.relay import interventions_relay
 from customers.models import Order
 from tests.campaigns.conftest import NOON, make_campaign, make_customers, make_offer, make_template
 from tests.e2e.test_admin_browser import login, page  # noqa: F401  (the Playwright fixture)
+from tests.e2e.test_csp_browser import watch_csp_violations
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
@@ -60,6 +61,7 @@ def test_staff_open_the_uplift_report_and_see_its_charts(
     Order.objects.bulk_create(orders)
 
     base = live_server.url
+    violations = watch_csp_violations(page)
     login(page, base, "boss")
     page.goto(f"{base}/admin/campaigns/campaign/{campaign.pk}/change/")
     page.click(".object-tools >> text=Uplift report")
@@ -81,3 +83,4 @@ def test_staff_open_the_uplift_report_and_see_its_charts(
     page.screenshot(path=str(SCREENSHOTS / "uplift-report.png"), full_page=True)
     page.click("text=Program report (global control)")
     page.wait_for_selector("#program-report")
+    assert violations == []  # the inline SVG charts need nothing the CSP forbids
