@@ -3,6 +3,11 @@
 Reads in chunks, validates each chunk at once (customers.validation), resolves customers,
 and writes each chunk in one transaction through customers.services. Bad rows are reported
 with line, column and reason and written to a rejects file; `strict` rejects the whole file.
+
+A bad line never stops a non-strict import half-way: a line with more fields than the header
+and a value out of its column's range (an amount of 1e15) are rejects like any other, and the
+valid rows around them are imported. A file that cannot be parsed at all (a quote never
+closed, an empty file) is refused by common.tables before its first chunk is written.
 """
 
 from __future__ import annotations
@@ -18,11 +23,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from tqdm import tqdm
 
 from common.db.bulk import UpsertCounts
-from common.tables import TableError, count_data_lines, is_excel, read_table_chunks
+from common.tables import (
+    TableError,
+    TextScan,
+    is_excel,
+    read_table_chunks,
+    scan_text,
+    spreadsheet_safe,
+)
 from customers import services
 from customers.validation import (
     SPECS,
@@ -113,21 +125,29 @@ class _RejectsWriter:
             self.first += rows[["line", "reason"]].head(20 - len(self.first)).to_dict("records")
         self._frames.append(rows)
 
+    def add_malformed(self, reasons: dict[int, str]) -> None:
+        """Lines that could not be split into the header's fields (no cells to keep)."""
+        self.add(pd.DataFrame(index=list(reasons)), pd.Series(reasons, dtype=object))
+
     def frame(self) -> pd.DataFrame:
-        return pd.concat(self._frames) if self._frames else pd.DataFrame(columns=["line", "reason"])
+        if not self._frames:
+            return pd.DataFrame(columns=["line", "reason"])
+        return pd.concat(self._frames).sort_values("line", kind="stable")
 
     def write(self) -> Path | None:
         if not self.count:
             return None
         target = self.path
+        # People open rejects files in a spreadsheet: no cell may run as a formula there.
+        frame = spreadsheet_safe(self.frame())
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.frame().to_csv(target, index=False)
+            frame.to_csv(target, index=False)
         except OSError:
             # The input's folder may be read-only (shared data): fall back to var/rejects/.
             target = Path(settings.VAR_DIR) / "rejects" / self.path.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.frame().to_csv(target, index=False)
+            frame.to_csv(target, index=False)
         return target
 
 
@@ -156,9 +176,16 @@ def import_file(
     rejects = _RejectsWriter(rejects_path or path.with_name(path.name + ".rejects.csv"))
     seen_keys: dict[str, int] = {}
     key_lines: dict[str, int] = {}
-    total = None if is_excel(path) else count_data_lines(path)
+    try:
+        scan = None if is_excel(path) else scan_text(path)
+    except TableError as exc:
+        raise ImportError_(str(exc)) from exc
     bar = tqdm(
-        total=total, unit="rows", desc=f"import {kind}", disable=not progress, file=sys.stderr
+        total=scan.data_lines if scan else None,
+        unit="rows",
+        desc=f"import {kind}",
+        disable=not progress,
+        file=sys.stderr,
     )
     counts = UpsertCounts()
     outer = transaction.atomic() if strict else nullcontext()
@@ -169,6 +196,8 @@ def import_file(
                 path,
                 spec,
                 summary,
+                rejects,
+                scan=scan,
                 mapping=mapping,
                 date_format=date_format,
                 delimiter=delimiter,
@@ -194,6 +223,13 @@ def import_file(
                 raise StrictRejection(rejects.frame())
     except TableError as exc:
         raise ImportError_(str(exc)) from exc
+    except DatabaseError as exc:
+        # Validation keeps every value within its column, so this is a bug or a schema drift;
+        # the database's own text is left out: it quotes the row's values (personal data).
+        kept = "nothing was imported" if strict else f"{summary.rows:,} rows before it were kept"
+        raise ImportError_(
+            f"{path}: the database refused a chunk ({type(exc).__name__}); {kept}"
+        ) from exc
     finally:
         bar.close()
     summary.created, summary.updated, summary.unchanged = (
@@ -213,7 +249,9 @@ def _validated_chunks(
     path: Path,
     spec: RecordSpec,
     summary: ImportSummary,
+    rejects: _RejectsWriter,
     *,
+    scan: TextScan | None,
     mapping: dict[str, str] | None,
     date_format: str | None,
     delimiter: str | None,
@@ -224,7 +262,14 @@ def _validated_chunks(
     """Each chunk of the file as read (text, for the rejects file) and validated; the first
     chunk's header decides the column mapping (and whether ids are derived)."""
     renames: dict[str, str] | None = None
-    chunks = read_table_chunks(path, delimiter=delimiter, sheet=sheet, chunk_rows=chunk_rows)
+    chunks = read_table_chunks(
+        path,
+        delimiter=delimiter,
+        sheet=sheet,
+        chunk_rows=chunk_rows,
+        on_malformed=rejects.add_malformed,
+        scan=scan,
+    )
     for raw in chunks:
         if renames is None:
             try:

@@ -12,6 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Sum
 
+from customers.importers import ImportError_, import_file
 from customers.models import Customer, Event, Order
 from tests.conftest import shared_file
 
@@ -208,3 +209,153 @@ def test_a_chunk_of_only_bad_rows_and_mixed_numeric_errors_are_rejects_not_crash
     )
     out = run("import_orders", str(mixed))
     assert "rejected 2" in out and Order.objects.count() == 0
+
+
+def _orders_file(path: Path, count: int, *, bad: dict[int, str] | None = None) -> Path:
+    """`count` orders of customer k1, one per line from line 2; `bad` replaces whole lines."""
+    lines = ["order_id,customer_id,placed_at,amount"]
+    lines += [f"o{n},k1,2024-01-01T10:00:00Z,{n}.50" for n in range(2, count + 2)]
+    for number, text in (bad or {}).items():
+        lines[number - 1] = text
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _rejects(path: Path) -> dict[int, str]:
+    frame = pd.read_csv(path.with_name(path.name + ".rejects.csv"), dtype=str)
+    return dict(zip(frame["line"].astype(int), frame["reason"], strict=True))
+
+
+def test_a_line_with_an_extra_field_is_a_reject_and_every_other_row_is_imported(
+    tmp_path: Path,
+) -> None:
+    """Issue 12, point 4: one extra field on a late line no longer stops the import half-way."""
+    Customer.objects.create(external_id="k1")
+    extra = "o23,k1,2024-01-01T10:00:00Z,23.50,surplus"
+    path = _orders_file(tmp_path / "orders.csv", 30, bad={23: extra, 4: extra.replace("23", "4")})
+    summary = import_file(kind="orders", path=path, chunk_rows=5)
+    assert (summary.created, summary.rejected) == (28, 2)
+    assert Order.objects.count() == 28
+    assert not Order.objects.filter(external_id__in=["o4", "o23"]).exists()
+    assert Order.objects.get(external_id="o24").amount == Decimal("24.50")  # lines still aligned
+    assert _rejects(path) == {
+        4: "malformed line: expected 4 fields, saw 5 (check the delimiter)",
+        23: "malformed line: expected 4 fields, saw 5 (check the delimiter)",
+    }
+
+
+def test_a_malformed_line_in_strict_mode_rejects_the_file(tmp_path: Path) -> None:
+    Customer.objects.create(external_id="k1")
+    path = _orders_file(tmp_path / "orders.csv", 12, bad={11: "o11,k1,2024-01-01,1,2,3"})
+    with pytest.raises(ImportError_, match="line 11: malformed line: expected 4 fields, saw 6"):
+        import_file(kind="orders", path=path, chunk_rows=3, strict=True)
+    assert Order.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("cells", "reason"),
+    [
+        ("1e15", "amount: must be less than 10,000,000,000 (at most 9,999,999,999.99)"),
+        ("9999999999.999", "amount: must be less than 10,000,000,000 (at most 9,999,999,999.99)"),
+        ("Infinity", "amount: expected a finite number"),
+        ("inf", "amount: expected a finite number"),
+        ("5,2147483648", "item_count: must be at most 2147483647"),
+        (
+            "5,1,1e12",
+            "discount_amount: must be less than 10,000,000,000 (at most 9,999,999,999.99)",
+        ),
+    ],
+)
+def test_a_value_beyond_its_column_is_a_reject_not_a_database_error(
+    tmp_path: Path, cells: str, reason: str
+) -> None:
+    """Issue 12, point 4: an amount of 1e15 was sent to the database (NumericValueOutOfRange
+    on PostgreSQL) after the earlier chunks were committed; now it is one reject."""
+    Customer.objects.create(external_id="k1")
+    lines = ["order_id,customer_id,placed_at,amount,item_count,discount_amount"]
+    lines += [f"o{n},k1,2024-01-0{n}T10:00:00Z,{n}" for n in range(2, 9)]
+    lines[5] = f"o6,k1,2024-01-06T10:00:00Z,{cells}"
+    path = tmp_path / "orders.csv"
+    path.write_text("\n".join(lines) + "\n")
+    summary = import_file(kind="orders", path=path, chunk_rows=2)
+    assert (summary.created, summary.rejected) == (6, 1)
+    assert _rejects(path) == {6: reason}
+    assert Order.objects.filter(external_id="o8").exists()
+
+
+def test_the_largest_amount_and_count_the_columns_hold_are_imported(tmp_path: Path) -> None:
+    Customer.objects.create(external_id="k1")
+    path = write_csv(
+        tmp_path / "orders.csv",
+        [
+            ["customer_id", "placed_at", "amount", "item_count"],
+            ["k1", "2024-01-01", "9999999999.99", "2147483647"],
+        ],
+    )
+    assert import_file(kind="orders", path=path).created == 1
+    order = Order.objects.get()
+    assert (order.amount, order.item_count) == (Decimal("9999999999.99"), 2147483647)
+
+
+def test_a_quote_never_closed_rejects_the_file_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    """Every line after an open quote is one field: nothing to salvage line by line, so the
+    file is refused whole, before its first chunk (the alternative is half a file)."""
+    Customer.objects.create(external_id="k1")
+    path = _orders_file(tmp_path / "orders.csv", 30, bad={25: 'o25,k1,"2024-01-01,1'})
+    with pytest.raises(ImportError_, match=r"malformed \(nothing was imported\).*never closed"):
+        import_file(kind="orders", path=path, chunk_rows=5)
+    assert Order.objects.count() == 0
+
+
+def test_a_quote_inside_an_unquoted_field_is_only_a_character(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text('id,screen\nc1,5" wide\nc2,7\n')
+    assert import_file(kind="customers", path=path).created == 2
+    assert Customer.objects.get(external_id="c1").attributes == {"screen": '5" wide'}
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16", "utf-8-sig"])
+def test_latin_1_and_utf_16_files_are_imported(tmp_path: Path, encoding: str) -> None:
+    """Issue 12, point 13: these ended in a raw UnicodeDecodeError."""
+    path = tmp_path / "customers.csv"
+    path.write_bytes("id;name;city\nc1;Zoë Ærø;Malmö\n".encode(encoding))
+    assert "created 1" in run("import_customers", str(path))
+    customer = Customer.objects.get()
+    assert (customer.name, customer.attributes) == ("Zoë Ærø", {"city": "Malmö"})
+
+
+def test_an_empty_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "customers.csv"
+    path.write_text("")
+    with pytest.raises(CommandError, match=r"customers\.csv: the file is empty"):
+        run("import_customers", str(path))
+
+
+def test_rows_with_a_missing_or_extra_field_do_not_change_the_delimiter(tmp_path: Path) -> None:
+    path = tmp_path / "customers.csv"
+    path.write_text("id,name,plan\nc1,Ann\nc2,Bob,gold,extra\nc3,Cy,free\nc4,Di,gold\n")
+    out = run("import_customers", str(path))
+    assert "created 3" in out and "rejected 1" in out
+    assert Customer.objects.get(external_id="c3").attributes == {"plan": "free"}
+    assert _rejects(path)[3].startswith("malformed line: expected 3 fields, saw 4")
+
+
+def test_the_rejects_file_neutralises_spreadsheet_formulas(tmp_path: Path) -> None:
+    """A bad row's cells go back to a person, who opens them in a spreadsheet (OWASP CSV
+    injection): =, +, -, @ at the start of a cell are quoted."""
+    path = write_csv(
+        tmp_path / "customers.csv",
+        [
+            ["id", "email", "note"],
+            ["c1", '=HYPERLINK("http://evil.example","x")', "@SUM(A1)"],
+            ["c2", "ok@x.io", "+cmd"],
+        ],
+    )
+    assert "rejected 1" in run("import_customers", str(path))
+    rejects = pd.read_csv(path.with_name("customers.csv.rejects.csv"), dtype=str)
+    row = rejects.iloc[0]
+    assert row["email"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert row["note"] == "'@SUM(A1)"
+    assert row["reason"].startswith("email: expected an email address, got '=HYPERLINK")
