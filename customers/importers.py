@@ -8,6 +8,10 @@ A bad line never stops a non-strict import half-way: a line with more fields tha
 and a value out of its column's range (an amount of 1e15) are rejects like any other, and the
 valid rows around them are imported. A file that cannot be parsed at all (a quote never
 closed, an empty file) is refused by common.tables before its first chunk is written.
+
+Rejects files and messages carry no personal data unless asked (`rejects_full_rows`): the
+columns mapped to name, email and phone are left out of the rejected rows, and reasons about
+those fields do not quote the value.
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ from customers.validation import (
 # 50,000 rows per chunk: large enough that COPY and the upsert dominate per-chunk overhead,
 # small enough that a chunk's frames stay well under 100 MB and one transaction stays short.
 CHUNK_ROWS = 50_000
+
+# Fields whose values identify a person: kept out of rejects files and reasons by default.
+# Extra columns (attributes) are the file's own and are kept: name them with --map to hide one.
+PERSONAL_FIELDS = frozenset({"name", "email", "phone"})
 
 
 class ImportError_(Exception):
@@ -108,8 +116,11 @@ def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
 
 
 class _RejectsWriter:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, full_rows: bool) -> None:
         self.path = path
+        self.full_rows = full_rows
+        # Source columns left out of the rejected rows (set once the header is mapped).
+        self.hidden_columns: list[str] = []
         self.count = 0
         self.first: list[dict[str, Any]] = []
         self._frames: list[pd.DataFrame] = []
@@ -117,7 +128,7 @@ class _RejectsWriter:
     def add(self, raw: pd.DataFrame, reasons: pd.Series) -> None:
         if reasons.empty:
             return
-        rows = raw.loc[reasons.index].copy()
+        rows = raw.loc[reasons.index].drop(columns=self.hidden_columns, errors="ignore")
         rows.insert(0, "reason", reasons)
         rows.insert(0, "line", reasons.index)
         self.count += len(rows)
@@ -162,18 +173,24 @@ def import_file(
     strict: bool = False,
     create_customers: bool = False,
     rejects_path: Path | None = None,
+    rejects_full_rows: bool = False,
     defaults: dict[str, Any] | None = None,
     progress: bool = False,
     chunk_rows: int = CHUNK_ROWS,
 ) -> ImportSummary:
-    """Import one file of `kind` (customers, orders or events); see the module docstring."""
+    """Import one file of `kind` (customers, orders or events); see the module docstring.
+
+    `rejects_full_rows` keeps the personal columns (name, email, phone) and their values in
+    the rejects file and reasons; by default they are left out."""
     spec = SPECS[kind]
     path = Path(path)
     if not path.exists():
         raise ImportError_(f"{path}: no such file")
     started = time.perf_counter()
     summary = ImportSummary(kind=kind, path=str(path))
-    rejects = _RejectsWriter(rejects_path or path.with_name(path.name + ".rejects.csv"))
+    rejects = _RejectsWriter(
+        rejects_path or path.with_name(path.name + ".rejects.csv"), full_rows=rejects_full_rows
+    )
     seen_keys: dict[str, int] = {}
     key_lines: dict[str, int] = {}
     try:
@@ -277,10 +294,26 @@ def _validated_chunks(
             except MappingError as exc:
                 raise ImportError_(f"{path}: {exc}") from exc
             summary.derived_ids = "external_id" not in renames.values()
+            if not rejects.full_rows:
+                rejects.hidden_columns = [c for c, f in renames.items() if f in PERSONAL_FIELDS]
         result = validate_records(
             raw.rename(columns=renames), spec, date_format=date_format, defaults=defaults
         )
-        yield raw, result
+        yield raw, result if rejects.full_rows else _without_personal_values(result)
+
+
+def _without_personal_values(result: ValidationResult) -> ValidationResult:
+    """The result with reasons about personal fields no longer quoting the value
+    ("email: expected an email address", not "…, got 'ann@example'")."""
+    errors = result.errors
+    personal = errors["field"].isin(PERSONAL_FIELDS)
+    if not personal.any():
+        return result
+    errors = errors.copy()
+    errors.loc[personal, "reason"] = errors.loc[personal, "reason"].str.replace(
+        r", got '.*'$", "", regex=True
+    )
+    return ValidationResult(valid=result.valid, errors=errors)
 
 
 def _write_chunk(

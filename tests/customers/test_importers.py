@@ -143,7 +143,8 @@ def test_strict_mode_rejects_the_whole_file_and_writes_nothing(tmp_path: Path) -
     with pytest.raises(CommandError) as error:
         run("import_customers", str(path), "--strict")
     assert "--strict: nothing was imported" in str(error.value)
-    assert "line 3: email: expected an email address, got 'nope'" in str(error.value)
+    assert "line 3: email: expected an email address;" in str(error.value)
+    assert "nope" not in str(error.value)  # personal fields' values are not quoted
     assert "time_zone: expected an IANA time zone" in str(error.value)
     assert Customer.objects.count() == 0
 
@@ -348,14 +349,39 @@ def test_the_rejects_file_neutralises_spreadsheet_formulas(tmp_path: Path) -> No
     path = write_csv(
         tmp_path / "customers.csv",
         [
-            ["id", "email", "note"],
-            ["c1", '=HYPERLINK("http://evil.example","x")', "@SUM(A1)"],
-            ["c2", "ok@x.io", "+cmd"],
+            ["id", "time_zone", "note"],
+            ["@SUM(A1)", '=HYPERLINK("http://evil.example","x")', "+cmd|' /C calc'!A0"],
+            ["c2", "UTC", "-2+3"],
         ],
     )
     assert "rejected 1" in run("import_customers", str(path))
     rejects = pd.read_csv(path.with_name("customers.csv.rejects.csv"), dtype=str)
     row = rejects.iloc[0]
-    assert row["email"] == '\'=HYPERLINK("http://evil.example","x")'
-    assert row["note"] == "'@SUM(A1)"
-    assert row["reason"].startswith("email: expected an email address, got '=HYPERLINK")
+    assert (row["id"], row["note"]) == ("'@SUM(A1)", "'+cmd|' /C calc'!A0")
+    assert row["time_zone"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert row["reason"].startswith("time_zone: expected an IANA time zone")
+
+
+def test_rejects_files_leave_out_name_email_and_phone_unless_asked(tmp_path: Path) -> None:
+    """Issue 12, point 9: rejects files kept whole rows with emails and phone numbers."""
+    rows = [
+        ["id", "Full Name", "email", "phone", "time_zone", "plan"],
+        ["c1", "Ann Smith", "ann@example.com", "+15550100", "Mars/Base", "gold"],
+        ["c2", "Bob Jones", "bob(at)example.com", "+15550101", "UTC", "free"],
+    ]
+    path = write_csv(tmp_path / "customers.csv", rows)
+    out = run("import_customers", str(path), "--map", "Full Name=name")
+    assert "rejected 2" in out and "bob(at)" not in out
+    text = path.with_name("customers.csv.rejects.csv").read_text()
+    for personal in ("Ann", "ann@", "bob(at)", "Bob", "+1555"):
+        assert personal not in text
+    rejects = pd.read_csv(path.with_name("customers.csv.rejects.csv"), dtype=str)
+    assert list(rejects.columns) == ["line", "reason", "id", "time_zone", "plan"]
+    assert rejects["reason"].tolist() == [
+        "time_zone: expected an IANA time zone such as Europe/Paris, got 'Mars/Base'",
+        "email: expected an email address",
+    ]
+    run("import_customers", str(path), "--map", "Full Name=name", "--rejects-full-rows")
+    full = pd.read_csv(path.with_name("customers.csv.rejects.csv"), dtype=str)
+    assert full["email"].tolist() == ["ann@example.com", "bob(at)example.com"]
+    assert full["reason"].iloc[1] == "email: expected an email address, got 'bob(at)example.com'"
