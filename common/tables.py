@@ -183,6 +183,13 @@ def read_table_chunks(
     if is_excel(path):
         frame = pd.read_excel(path, sheet_name=sheet or 0, dtype=str)
         frame.index = pd.RangeIndex(2, len(frame) + 2)
+        unsaved = _formulas_without_result(path, sheet, frame)
+        if unsaved:
+            if on_malformed is None:
+                line, reason = next(iter(unsaved.items()))
+                raise TableError(f"{path}: line {line}: {reason}")
+            on_malformed(unsaved)
+            frame = frame.drop(index=list(unsaved))
         for start in range(0, len(frame), chunk_rows):
             yield frame.iloc[start : start + chunk_rows]
         return
@@ -213,6 +220,35 @@ def read_table_chunks(
             yield _without_blank_rows(chunk)
     except pd.errors.ParserError as exc:
         raise TableError(f"{path}: the file is malformed: {exc}") from exc
+
+
+def _formulas_without_result(path: Path, sheet: str | None, frame: pd.DataFrame) -> dict[int, str]:
+    """Lines with a formula cell whose result the file does not hold (a workbook written by a
+    program, never opened in a spreadsheet): read as blank, it would import as a blank cell."""
+    if path.suffix.lower() not in (".xlsx", ".xlsm"):
+        return {}
+    from openpyxl import load_workbook  # pandas' own XLSX reader, loaded only for XLSX files
+
+    book = load_workbook(path, read_only=True, data_only=False)
+    try:
+        sheet_ = book[sheet] if sheet else book.worksheets[0]
+        unsaved: dict[int, str] = {}
+        for row in sheet_.iter_rows(min_row=2):
+            for cell in row:
+                if getattr(cell, "data_type", None) != "f" or cell.row not in frame.index:
+                    continue
+                position = int(cell.column) - 1  # type: ignore[arg-type]
+                if position < frame.shape[1] and pd.isna(frame.iat[cell.row - 2, position]):
+                    formula = str(cell.value)
+                    shown = formula if len(formula) <= 40 else formula[:37] + "..."
+                    unsaved.setdefault(
+                        cell.row,
+                        f"{frame.columns[position]}: a formula ({shown}) whose result the file "
+                        "does not hold; open and save it in a spreadsheet, or export it as CSV",
+                    )
+        return unsaved
+    finally:
+        book.close()
 
 
 def _check_quotes(path: Path, options: dict[str, object], chunk_rows: int) -> None:

@@ -162,3 +162,26 @@ def test_spreadsheet_formulas_are_neutralised(cell: str, written: str) -> None:
     safe = spreadsheet_safe(frame)
     assert safe.loc[0, "text"] == written and pd.isna(safe.loc[1, "text"])
     assert safe["n"].tolist() == [-1, 2]
+
+
+def test_a_formula_without_a_saved_result_is_a_malformed_line_not_a_blank(tmp_path: Path) -> None:
+    """Issue 12, point 13: a workbook written by a program holds formulas, not their results;
+    they were read as blank cells. A formula whose result was saved is read as its value."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in (["id", "amount"], ["a", 5], ["b", "=2*3"], ["c", 7]):
+        sheet.append(row)
+    path = tmp_path / "t.xlsx"
+    book.save(path)
+    malformed: dict[int, str] = {}
+    frame = pd.concat(_chunks(path, on_malformed=malformed.update))
+    assert frame["id"].to_dict() == {2: "a", 4: "c"}
+    assert list(malformed) == [3]
+    assert malformed[3].startswith("amount: a formula (=2*3) whose result the file does not hold")
+    with pytest.raises(TableError, match="line 3: amount: a formula"):
+        _chunks(path)
+    pd.DataFrame({"id": ["x"], "n": [1]}).to_excel(path, index=False)  # values only
+    assert pd.concat(_chunks(path))["n"].tolist() == ["1"]

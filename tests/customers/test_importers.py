@@ -385,3 +385,23 @@ def test_rejects_files_leave_out_name_email_and_phone_unless_asked(tmp_path: Pat
     full = pd.read_csv(path.with_name("customers.csv.rejects.csv"), dtype=str)
     assert full["email"].tolist() == ["ann@example.com", "bob(at)example.com"]
     assert full["reason"].iloc[1] == "email: expected an email address, got 'bob(at)example.com'"
+
+
+def test_an_xlsx_formula_without_its_result_is_a_reject(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    Customer.objects.create(external_id="k1")
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in (
+        ["customer_id", "placed_at", "amount"],
+        ["k1", "2024-01-01", 5],
+        ["k1", "2024-01-02", "=B2*2"],
+    ):
+        sheet.append(row)
+    path = tmp_path / "orders.xlsx"
+    book.save(path)
+    summary = import_file(kind="orders", path=path)
+    assert (summary.created, summary.rejected) == (1, 1)
+    assert _rejects(path)[3].startswith("amount: a formula (=B2*2) whose result the file")
