@@ -193,17 +193,7 @@ def import_file(
     )
     seen_keys: dict[str, int] = {}
     key_lines: dict[str, int] = {}
-    try:
-        scan = None if is_excel(path) else scan_text(path)
-    except TableError as exc:
-        raise ImportError_(str(exc)) from exc
-    bar = tqdm(
-        total=scan.data_lines if scan else None,
-        unit="rows",
-        desc=f"import {kind}",
-        disable=not progress,
-        file=sys.stderr,
-    )
+    scan, bar = _scan_with_progress_bar(path, kind=kind, progress=progress)
     counts = UpsertCounts()
     outer = transaction.atomic() if strict else nullcontext()
 
@@ -260,6 +250,25 @@ def import_file(
     summary.rejects_path = str(written) if written else None
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _scan_with_progress_bar(
+    path: Path, *, kind: str, progress: bool
+) -> tuple[TextScan | None, Any]:
+    """A CSV's one pass over its bytes (encoding, line count; an empty file is refused here),
+    and the progress bar that count sizes."""
+    try:
+        scan = None if is_excel(path) else scan_text(path)
+    except TableError as exc:
+        raise ImportError_(str(exc)) from exc
+    bar = tqdm(
+        total=scan.data_lines if scan else None,
+        unit="rows",
+        desc=f"import {kind}",
+        disable=not progress,
+        file=sys.stderr,
+    )
+    return scan, bar
 
 
 def _validated_chunks(
