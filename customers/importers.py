@@ -3,6 +3,15 @@
 Reads in chunks, validates each chunk at once (customers.validation), resolves customers,
 and writes each chunk in one transaction through customers.services. Bad rows are reported
 with line, column and reason and written to a rejects file; `strict` rejects the whole file.
+
+A bad line never stops a non-strict import half-way: a line with more fields than the header
+and a value out of its column's range (an amount of 1e15) are rejects like any other, and the
+valid rows around them are imported. A file that cannot be parsed at all (a quote never
+closed, an empty file) is refused by common.tables before its first chunk is written.
+
+Rejects files and messages carry no personal data unless asked (`rejects_full_rows`): the
+columns mapped to name, email and phone are left out of the rejected rows, and reasons about
+those fields do not quote the value.
 """
 
 from __future__ import annotations
@@ -18,11 +27,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from tqdm import tqdm
 
 from common.db.bulk import UpsertCounts
-from common.tables import TableError, count_data_lines, is_excel, read_table_chunks
+from common.tables import (
+    TableError,
+    TextScan,
+    is_excel,
+    read_table_chunks,
+    scan_text,
+    spreadsheet_safe,
+)
 from customers import services
 from customers.validation import (
     SPECS,
@@ -38,6 +54,10 @@ from customers.validation import (
 # 50,000 rows per chunk: large enough that COPY and the upsert dominate per-chunk overhead,
 # small enough that a chunk's frames stay well under 100 MB and one transaction stays short.
 CHUNK_ROWS = 50_000
+
+# Fields whose values identify a person: kept out of rejects files and reasons by default.
+# Extra columns (attributes) are the file's own and are kept: name them with --map to hide one.
+PERSONAL_FIELDS = frozenset({"name", "email", "phone"})
 
 
 class ImportError_(Exception):
@@ -96,8 +116,11 @@ def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
 
 
 class _RejectsWriter:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, full_rows: bool) -> None:
         self.path = path
+        self.full_rows = full_rows
+        # Source columns left out of the rejected rows (set once the header is mapped).
+        self.hidden_columns: list[str] = []
         self.count = 0
         self.first: list[dict[str, Any]] = []
         self._frames: list[pd.DataFrame] = []
@@ -105,7 +128,7 @@ class _RejectsWriter:
     def add(self, raw: pd.DataFrame, reasons: pd.Series) -> None:
         if reasons.empty:
             return
-        rows = raw.loc[reasons.index].copy()
+        rows = raw.loc[reasons.index].drop(columns=self.hidden_columns, errors="ignore")
         rows.insert(0, "reason", reasons)
         rows.insert(0, "line", reasons.index)
         self.count += len(rows)
@@ -113,21 +136,29 @@ class _RejectsWriter:
             self.first += rows[["line", "reason"]].head(20 - len(self.first)).to_dict("records")
         self._frames.append(rows)
 
+    def add_malformed(self, reasons: dict[int, str]) -> None:
+        """Lines that could not be split into the header's fields (no cells to keep)."""
+        self.add(pd.DataFrame(index=list(reasons)), pd.Series(reasons, dtype=object))
+
     def frame(self) -> pd.DataFrame:
-        return pd.concat(self._frames) if self._frames else pd.DataFrame(columns=["line", "reason"])
+        if not self._frames:
+            return pd.DataFrame(columns=["line", "reason"])
+        return pd.concat(self._frames).sort_values("line", kind="stable")
 
     def write(self) -> Path | None:
         if not self.count:
             return None
         target = self.path
+        # People open rejects files in a spreadsheet: no cell may run as a formula there.
+        frame = spreadsheet_safe(self.frame())
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.frame().to_csv(target, index=False)
+            frame.to_csv(target, index=False)
         except OSError:
             # The input's folder may be read-only (shared data): fall back to var/rejects/.
             target = Path(settings.VAR_DIR) / "rejects" / self.path.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.frame().to_csv(target, index=False)
+            frame.to_csv(target, index=False)
         return target
 
 
@@ -142,24 +173,27 @@ def import_file(
     strict: bool = False,
     create_customers: bool = False,
     rejects_path: Path | None = None,
+    rejects_full_rows: bool = False,
     defaults: dict[str, Any] | None = None,
     progress: bool = False,
     chunk_rows: int = CHUNK_ROWS,
 ) -> ImportSummary:
-    """Import one file of `kind` (customers, orders or events); see the module docstring."""
+    """Import one file of `kind` (customers, orders or events); see the module docstring.
+
+    `rejects_full_rows` keeps the personal columns (name, email, phone) and their values in
+    the rejects file and reasons; by default they are left out."""
     spec = SPECS[kind]
     path = Path(path)
     if not path.exists():
         raise ImportError_(f"{path}: no such file")
     started = time.perf_counter()
     summary = ImportSummary(kind=kind, path=str(path))
-    rejects = _RejectsWriter(rejects_path or path.with_name(path.name + ".rejects.csv"))
+    rejects = _RejectsWriter(
+        rejects_path or path.with_name(path.name + ".rejects.csv"), full_rows=rejects_full_rows
+    )
     seen_keys: dict[str, int] = {}
     key_lines: dict[str, int] = {}
-    total = None if is_excel(path) else count_data_lines(path)
-    bar = tqdm(
-        total=total, unit="rows", desc=f"import {kind}", disable=not progress, file=sys.stderr
-    )
+    scan, bar = _scan_with_progress_bar(path, kind=kind, progress=progress)
     counts = UpsertCounts()
     outer = transaction.atomic() if strict else nullcontext()
 
@@ -169,6 +203,8 @@ def import_file(
                 path,
                 spec,
                 summary,
+                rejects,
+                scan=scan,
                 mapping=mapping,
                 date_format=date_format,
                 delimiter=delimiter,
@@ -194,6 +230,13 @@ def import_file(
                 raise StrictRejection(rejects.frame())
     except TableError as exc:
         raise ImportError_(str(exc)) from exc
+    except DatabaseError as exc:
+        # Validation keeps every value within its column, so this is a bug or a schema drift;
+        # the database's own text is left out: it quotes the row's values (personal data).
+        kept = "nothing was imported" if strict else f"{summary.rows:,} rows before it were kept"
+        raise ImportError_(
+            f"{path}: the database refused a chunk ({type(exc).__name__}); {kept}"
+        ) from exc
     finally:
         bar.close()
     summary.created, summary.updated, summary.unchanged = (
@@ -209,11 +252,32 @@ def import_file(
     return summary
 
 
+def _scan_with_progress_bar(
+    path: Path, *, kind: str, progress: bool
+) -> tuple[TextScan | None, Any]:
+    """A CSV's one pass over its bytes (encoding, line count; an empty file is refused here),
+    and the progress bar that count sizes."""
+    try:
+        scan = None if is_excel(path) else scan_text(path)
+    except TableError as exc:
+        raise ImportError_(str(exc)) from exc
+    bar = tqdm(
+        total=scan.data_lines if scan else None,
+        unit="rows",
+        desc=f"import {kind}",
+        disable=not progress,
+        file=sys.stderr,
+    )
+    return scan, bar
+
+
 def _validated_chunks(
     path: Path,
     spec: RecordSpec,
     summary: ImportSummary,
+    rejects: _RejectsWriter,
     *,
+    scan: TextScan | None,
     mapping: dict[str, str] | None,
     date_format: str | None,
     delimiter: str | None,
@@ -224,7 +288,14 @@ def _validated_chunks(
     """Each chunk of the file as read (text, for the rejects file) and validated; the first
     chunk's header decides the column mapping (and whether ids are derived)."""
     renames: dict[str, str] | None = None
-    chunks = read_table_chunks(path, delimiter=delimiter, sheet=sheet, chunk_rows=chunk_rows)
+    chunks = read_table_chunks(
+        path,
+        delimiter=delimiter,
+        sheet=sheet,
+        chunk_rows=chunk_rows,
+        on_malformed=rejects.add_malformed,
+        scan=scan,
+    )
     for raw in chunks:
         if renames is None:
             try:
@@ -232,10 +303,26 @@ def _validated_chunks(
             except MappingError as exc:
                 raise ImportError_(f"{path}: {exc}") from exc
             summary.derived_ids = "external_id" not in renames.values()
+            if not rejects.full_rows:
+                rejects.hidden_columns = [c for c, f in renames.items() if f in PERSONAL_FIELDS]
         result = validate_records(
             raw.rename(columns=renames), spec, date_format=date_format, defaults=defaults
         )
-        yield raw, result
+        yield raw, result if rejects.full_rows else _without_personal_values(result)
+
+
+def _without_personal_values(result: ValidationResult) -> ValidationResult:
+    """The result with reasons about personal fields no longer quoting the value
+    ("email: expected an email address", not "…, got 'ann@example'")."""
+    errors = result.errors
+    personal = errors["field"].isin(PERSONAL_FIELDS)
+    if not personal.any():
+        return result
+    errors = errors.copy()
+    errors.loc[personal, "reason"] = errors.loc[personal, "reason"].str.replace(
+        r", got '.*'$", "", regex=True
+    )
+    return ValidationResult(valid=result.valid, errors=errors)
 
 
 def _write_chunk(

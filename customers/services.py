@@ -13,9 +13,19 @@ from datetime import datetime
 import pandas as pd
 from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from common.db.bulk import UpsertCounts, bulk_upsert, ids_for_keys
-from customers.models import ApiClient, ApiScope, Consent, Customer, Event, Order
+from customers.models import (
+    ApiClient,
+    ApiScope,
+    Channel,
+    Consent,
+    ConsentStatus,
+    Customer,
+    Event,
+    Order,
+)
 
 
 def customers_upsert(*, records: pd.DataFrame) -> UpsertCounts:
@@ -77,6 +87,67 @@ def consent_set(
             consent.status, consent.source, consent.recorded_at = status, source, recorded_at
             consent.save(update_fields=["status", "source", "recorded_at", "updated_at"])
     return consent
+
+
+ERASED_PREFIX = "erased-"
+
+
+def customer_pseudonym(*, external_id: str, salt: str = "") -> str:
+    """`erased-` + 32 hex digits of an HMAC-SHA256 (keyed by SECRET_KEY) of the external id:
+    the same id always gives the same pseudonym; nobody without the key can go back to the id."""
+    digest = salted_hmac(
+        "customers.customer_erase", external_id + salt, algorithm="sha256"
+    ).hexdigest()
+    return ERASED_PREFIX + digest[:32]
+
+
+def customer_erase(*, customer: Customer, now: datetime | None = None) -> Customer:
+    """Erase one customer's personal data on request (GDPR art. 17), keeping what measurement
+    needs: the row, its orders, interventions and responses stay, so every uplift report
+    computed before is unchanged.
+
+    Blanks name, email, phone, attributes and its events' properties, revokes consent on every
+    channel (a revocation that wins over any earlier statement, whatever its date), marks the
+    customer erased (never contacted again) and replaces the external id with a stable
+    pseudonym. Running it twice changes nothing more."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        if not (customer.erased and customer.external_id.startswith(ERASED_PREFIX)):
+            pseudonym = customer_pseudonym(external_id=customer.external_id)
+            if Customer.objects.filter(external_id=pseudonym).exclude(pk=customer.pk).exists():
+                # The same id erased before, imported again and erased again: a second name.
+                pseudonym = customer_pseudonym(
+                    external_id=customer.external_id, salt=f"#{customer.pk}"
+                )
+            customer.external_id = pseudonym
+        customer.name = customer.email = customer.phone = ""
+        customer.attributes = {}
+        customer.erased = True
+        customer.save(
+            update_fields=[
+                "external_id",
+                "name",
+                "email",
+                "phone",
+                "attributes",
+                "erased",
+                "updated_at",
+            ]
+        )
+        # Event properties are the client's free-form data; scoring reads kind and time only.
+        Event.objects.filter(customer=customer).exclude(properties={}).update(properties={})
+        for channel in Channel.values:
+            Consent.objects.update_or_create(
+                customer=customer,
+                channel=channel,
+                defaults={
+                    "status": ConsentStatus.REVOKED,
+                    "source": "erasure",
+                    "recorded_at": now,
+                },
+            )
+    return customer
 
 
 API_KEY_PREFIX = "rk"

@@ -28,6 +28,11 @@ class FieldSpec:
     max_length: int | None = None
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+    # Range of the database column (see _out_of_range): int fields' largest value, decimal
+    # fields' digits in all and after the point, as in the model's DecimalField.
+    maximum: int | None = None
+    max_digits: int | None = None
+    decimal_places: int | None = None
     aliases: tuple[str, ...] = ()
     # Value of a blank cell (text fields: ""; None leaves the column NULL).
     blank: Any = None
@@ -45,6 +50,10 @@ class RecordSpec:
     def field(self, name: str) -> FieldSpec:
         return next(f for f in self.fields if f.name == name)
 
+
+# The largest value of an integer column (PostgreSQL `integer`, Django's IntegerField and
+# PositiveIntegerField on every backend).
+INT_MAX = 2**31 - 1
 
 SPECS: dict[str, RecordSpec] = {
     "customers": RecordSpec(
@@ -67,7 +76,15 @@ SPECS: dict[str, RecordSpec] = {
             FieldSpec("external_id", max_length=64, aliases=("order_id",)),
             FieldSpec("customer", required=True, max_length=64, aliases=("customer_id",)),
             FieldSpec("placed_at", "datetime", required=True, aliases=("date", "order_date")),
-            FieldSpec("amount", "decimal", required=True, minimum=0, aliases=("total",)),
+            FieldSpec(
+                "amount",
+                "decimal",
+                required=True,
+                minimum=0,
+                max_digits=12,
+                decimal_places=2,
+                aliases=("total",),
+            ),
             FieldSpec("currency", max_length=3, blank="USD"),
             FieldSpec(
                 "status",
@@ -75,8 +92,23 @@ SPECS: dict[str, RecordSpec] = {
                 choices=("completed", "refunded", "cancelled"),
                 blank="completed",
             ),
-            FieldSpec("item_count", "int", minimum=0, aliases=("items", "quantity"), blank=1),
-            FieldSpec("discount_amount", "decimal", minimum=0, aliases=("discount",), blank=0.0),
+            FieldSpec(
+                "item_count",
+                "int",
+                minimum=0,
+                maximum=INT_MAX,
+                aliases=("items", "quantity"),
+                blank=1,
+            ),
+            FieldSpec(
+                "discount_amount",
+                "decimal",
+                minimum=0,
+                max_digits=12,
+                decimal_places=2,
+                aliases=("discount",),
+                blank=0.0,
+            ),
             FieldSpec("category", max_length=100, blank=""),
         ),
         derive_key_from=("customer", "placed_at"),
@@ -313,7 +345,26 @@ def _number_field(text: pd.Series, f: FieldSpec, problems: _Problems) -> pd.Seri
     if f.minimum is not None:
         below = (numbers < f.minimum).fillna(False)
         problems.flag(below, f.name, f"must be at least {f.minimum:g}")
+    _out_of_range(numbers, f, problems)
     return numbers
+
+
+def _out_of_range(numbers: pd.Series, f: FieldSpec, problems: _Problems) -> None:
+    """Numbers the database column cannot hold (infinity, 1e15 in a DecimalField(12, 2), 2³¹
+    in an integer) are the row's problem, not the chunk's: flagged here, never sent."""
+    finite = np.isfinite(numbers.to_numpy(dtype="float64", na_value=np.nan))
+    infinite = numbers.notna() & ~pd.Series(finite, index=numbers.index)
+    problems.flag(infinite, f.name, "expected a finite number")
+    if f.maximum is not None:
+        above = (numbers > f.maximum).fillna(False) & ~infinite
+        problems.flag(above, f.name, f"must be at most {f.maximum}")
+    if f.max_digits is not None and f.decimal_places is not None:
+        # What the column stores is the value rounded to its decimal places.
+        limit = 10 ** (f.max_digits - f.decimal_places)
+        rounded = numbers.abs().round(f.decimal_places)
+        above = (rounded >= limit).fillna(False) & ~infinite
+        largest = f"{limit - 10**-f.decimal_places:,.{f.decimal_places}f}"
+        problems.flag(above, f.name, f"must be less than {limit:,} (at most {largest})")
 
 
 def _merged_extras(extra: pd.DataFrame, given: pd.Series | None) -> pd.Series:

@@ -1,5 +1,8 @@
 """The campaign's assignment log with outcomes as CSV: every intervention of both arms, the rows
-left out of the analysis flagged, streamed in chunks (the admin's "CSV export")."""
+left out of the analysis flagged, streamed in chunks (the admin's "CSV export").
+
+Text cells come from customers' and operators' input (external ids, rule names): they pass
+through common.tables.spreadsheet_safe so none runs as a formula when the file is opened."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import pandas as pd
 
 from campaigns.measurement.outcomes import intervention_outcomes
 from campaigns.models import Campaign, Intervention
+from common.tables import spreadsheet_safe
 
 # Rows per chunk of the CSV export: one keyset-paginated query each (an index probe of the
 # orders per intervention), ~2 MB of CSV — the browser gets bytes at once, memory stays flat.
@@ -41,7 +45,7 @@ CSV_HEADER = [
 
 
 def _csv_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame(
+    rows = pd.DataFrame(
         {
             "intervention_id": frame["intervention_id"],
             "customer": frame["customer"],
@@ -65,6 +69,7 @@ def _csv_rows(frame: pd.DataFrame) -> pd.DataFrame:
             "discount": frame["discount"].round(2),
         }
     )
+    return spreadsheet_safe(rows)
 
 
 def interventions_outcomes_csv(*, campaign: Campaign, chunk: int = CSV_CHUNK) -> Iterator[str]:

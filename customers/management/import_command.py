@@ -42,6 +42,12 @@ class ImportCommand(BaseCommand):
         parser.add_argument(
             "--rejects", type=Path, help="Where to write bad rows (default: PATH.rejects.csv)"
         )
+        parser.add_argument(
+            "--rejects-full-rows",
+            action="store_true",
+            help="Keep name, email and phone (columns and values) in the rejects file and "
+            "messages; by default they are left out (personal data)",
+        )
         parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar")
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON")
         if self.kind in ("orders", "events"):
@@ -66,6 +72,7 @@ class ImportCommand(BaseCommand):
                 strict=options["strict"],
                 create_customers=options.get("create_customers", False),
                 rejects_path=options["rejects"],
+                rejects_full_rows=options["rejects_full_rows"],
                 defaults=defaults,
                 progress=not options["no_progress"] and not options["json"],
             )

@@ -12,6 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Sum
 
+from customers.importers import ImportError_, import_file
 from customers.models import Customer, Event, Order
 from tests.conftest import shared_file
 
@@ -142,7 +143,8 @@ def test_strict_mode_rejects_the_whole_file_and_writes_nothing(tmp_path: Path) -
     with pytest.raises(CommandError) as error:
         run("import_customers", str(path), "--strict")
     assert "--strict: nothing was imported" in str(error.value)
-    assert "line 3: email: expected an email address, got 'nope'" in str(error.value)
+    assert "line 3: email: expected an email address;" in str(error.value)
+    assert "nope" not in str(error.value)  # personal fields' values are not quoted
     assert "time_zone: expected an IANA time zone" in str(error.value)
     assert Customer.objects.count() == 0
 
@@ -208,3 +210,198 @@ def test_a_chunk_of_only_bad_rows_and_mixed_numeric_errors_are_rejects_not_crash
     )
     out = run("import_orders", str(mixed))
     assert "rejected 2" in out and Order.objects.count() == 0
+
+
+def _orders_file(path: Path, count: int, *, bad: dict[int, str] | None = None) -> Path:
+    """`count` orders of customer k1, one per line from line 2; `bad` replaces whole lines."""
+    lines = ["order_id,customer_id,placed_at,amount"]
+    lines += [f"o{n},k1,2024-01-01T10:00:00Z,{n}.50" for n in range(2, count + 2)]
+    for number, text in (bad or {}).items():
+        lines[number - 1] = text
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _rejects(path: Path) -> dict[int, str]:
+    frame = pd.read_csv(path.with_name(path.name + ".rejects.csv"), dtype=str)
+    return dict(zip(frame["line"].astype(int), frame["reason"], strict=True))
+
+
+def test_a_line_with_an_extra_field_is_a_reject_and_every_other_row_is_imported(
+    tmp_path: Path,
+) -> None:
+    """Issue 12, point 4: one extra field on a late line no longer stops the import half-way."""
+    Customer.objects.create(external_id="k1")
+    extra = "o23,k1,2024-01-01T10:00:00Z,23.50,surplus"
+    path = _orders_file(tmp_path / "orders.csv", 30, bad={23: extra, 4: extra.replace("23", "4")})
+    summary = import_file(kind="orders", path=path, chunk_rows=5)
+    assert (summary.created, summary.rejected) == (28, 2)
+    assert Order.objects.count() == 28
+    assert not Order.objects.filter(external_id__in=["o4", "o23"]).exists()
+    assert Order.objects.get(external_id="o24").amount == Decimal("24.50")  # lines still aligned
+    assert _rejects(path) == {
+        4: "malformed line: expected 4 fields, saw 5 (check the delimiter)",
+        23: "malformed line: expected 4 fields, saw 5 (check the delimiter)",
+    }
+
+
+def test_a_malformed_line_in_strict_mode_rejects_the_file(tmp_path: Path) -> None:
+    Customer.objects.create(external_id="k1")
+    path = _orders_file(tmp_path / "orders.csv", 12, bad={11: "o11,k1,2024-01-01,1,2,3"})
+    with pytest.raises(ImportError_, match="line 11: malformed line: expected 4 fields, saw 6"):
+        import_file(kind="orders", path=path, chunk_rows=3, strict=True)
+    assert Order.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("cells", "reason"),
+    [
+        ("1e15", "amount: must be less than 10,000,000,000 (at most 9,999,999,999.99)"),
+        ("9999999999.999", "amount: must be less than 10,000,000,000 (at most 9,999,999,999.99)"),
+        ("Infinity", "amount: expected a finite number"),
+        ("inf", "amount: expected a finite number"),
+        ("5,2147483648", "item_count: must be at most 2147483647"),
+        (
+            "5,1,1e12",
+            "discount_amount: must be less than 10,000,000,000 (at most 9,999,999,999.99)",
+        ),
+    ],
+)
+def test_a_value_beyond_its_column_is_a_reject_not_a_database_error(
+    tmp_path: Path, cells: str, reason: str
+) -> None:
+    """Issue 12, point 4: an amount of 1e15 was sent to the database (NumericValueOutOfRange
+    on PostgreSQL) after the earlier chunks were committed; now it is one reject."""
+    Customer.objects.create(external_id="k1")
+    lines = ["order_id,customer_id,placed_at,amount,item_count,discount_amount"]
+    lines += [f"o{n},k1,2024-01-0{n}T10:00:00Z,{n}" for n in range(2, 9)]
+    lines[5] = f"o6,k1,2024-01-06T10:00:00Z,{cells}"
+    path = tmp_path / "orders.csv"
+    path.write_text("\n".join(lines) + "\n")
+    summary = import_file(kind="orders", path=path, chunk_rows=2)
+    assert (summary.created, summary.rejected) == (6, 1)
+    assert _rejects(path) == {6: reason}
+    assert Order.objects.filter(external_id="o8").exists()
+
+
+def test_the_largest_amount_and_count_the_columns_hold_are_imported(tmp_path: Path) -> None:
+    Customer.objects.create(external_id="k1")
+    path = write_csv(
+        tmp_path / "orders.csv",
+        [
+            ["customer_id", "placed_at", "amount", "item_count"],
+            ["k1", "2024-01-01", "9999999999.99", "2147483647"],
+        ],
+    )
+    assert import_file(kind="orders", path=path).created == 1
+    order = Order.objects.get()
+    assert (order.amount, order.item_count) == (Decimal("9999999999.99"), 2147483647)
+
+
+def test_a_quote_never_closed_rejects_the_file_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    """Every line after an open quote is one field: nothing to salvage line by line, so the
+    file is refused whole, before its first chunk (the alternative is half a file)."""
+    Customer.objects.create(external_id="k1")
+    path = _orders_file(tmp_path / "orders.csv", 30, bad={25: 'o25,k1,"2024-01-01,1'})
+    with pytest.raises(ImportError_, match=r"malformed \(nothing was imported\).*never closed"):
+        import_file(kind="orders", path=path, chunk_rows=5)
+    assert Order.objects.count() == 0
+
+
+def test_a_quote_inside_an_unquoted_field_is_only_a_character(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text('id,screen\nc1,5" wide\nc2,7\n')
+    assert import_file(kind="customers", path=path).created == 2
+    assert Customer.objects.get(external_id="c1").attributes == {"screen": '5" wide'}
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16", "utf-8-sig"])
+def test_latin_1_and_utf_16_files_are_imported(tmp_path: Path, encoding: str) -> None:
+    """Issue 12, point 13: these ended in a raw UnicodeDecodeError."""
+    path = tmp_path / "customers.csv"
+    path.write_bytes("id;name;city\nc1;Zoë Ærø;Malmö\n".encode(encoding))
+    assert "created 1" in run("import_customers", str(path))
+    customer = Customer.objects.get()
+    assert (customer.name, customer.attributes) == ("Zoë Ærø", {"city": "Malmö"})
+
+
+def test_an_empty_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "customers.csv"
+    path.write_text("")
+    with pytest.raises(CommandError, match=r"customers\.csv: the file is empty"):
+        run("import_customers", str(path))
+
+
+def test_rows_with_a_missing_or_extra_field_do_not_change_the_delimiter(tmp_path: Path) -> None:
+    path = tmp_path / "customers.csv"
+    path.write_text("id,name,plan\nc1,Ann\nc2,Bob,gold,extra\nc3,Cy,free\nc4,Di,gold\n")
+    out = run("import_customers", str(path))
+    assert "created 3" in out and "rejected 1" in out
+    assert Customer.objects.get(external_id="c3").attributes == {"plan": "free"}
+    assert _rejects(path)[3].startswith("malformed line: expected 3 fields, saw 4")
+
+
+def test_the_rejects_file_neutralises_spreadsheet_formulas(tmp_path: Path) -> None:
+    """A bad row's cells go back to a person, who opens them in a spreadsheet (OWASP CSV
+    injection): =, +, -, @ at the start of a cell are quoted."""
+    path = write_csv(
+        tmp_path / "customers.csv",
+        [
+            ["id", "time_zone", "note"],
+            ["@SUM(A1)", '=HYPERLINK("http://evil.example","x")', "+cmd|' /C calc'!A0"],
+            ["c2", "UTC", "-2+3"],
+        ],
+    )
+    assert "rejected 1" in run("import_customers", str(path))
+    rejects = pd.read_csv(path.with_name("customers.csv.rejects.csv"), dtype=str)
+    row = rejects.iloc[0]
+    assert (row["id"], row["note"]) == ("'@SUM(A1)", "'+cmd|' /C calc'!A0")
+    assert row["time_zone"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert row["reason"].startswith("time_zone: expected an IANA time zone")
+
+
+def test_rejects_files_leave_out_name_email_and_phone_unless_asked(tmp_path: Path) -> None:
+    """Issue 12, point 9: rejects files kept whole rows with emails and phone numbers."""
+    rows = [
+        ["id", "Full Name", "email", "phone", "time_zone", "plan"],
+        ["c1", "Ann Smith", "ann@example.com", "+15550100", "Mars/Base", "gold"],
+        ["c2", "Bob Jones", "bob(at)example.com", "+15550101", "UTC", "free"],
+    ]
+    path = write_csv(tmp_path / "customers.csv", rows)
+    out = run("import_customers", str(path), "--map", "Full Name=name")
+    assert "rejected 2" in out and "bob(at)" not in out
+    text = path.with_name("customers.csv.rejects.csv").read_text()
+    for personal in ("Ann", "ann@", "bob(at)", "Bob", "+1555"):
+        assert personal not in text
+    rejects = pd.read_csv(path.with_name("customers.csv.rejects.csv"), dtype=str)
+    assert list(rejects.columns) == ["line", "reason", "id", "time_zone", "plan"]
+    assert rejects["reason"].tolist() == [
+        "time_zone: expected an IANA time zone such as Europe/Paris, got 'Mars/Base'",
+        "email: expected an email address",
+    ]
+    run("import_customers", str(path), "--map", "Full Name=name", "--rejects-full-rows")
+    full = pd.read_csv(path.with_name("customers.csv.rejects.csv"), dtype=str)
+    assert full["email"].tolist() == ["ann@example.com", "bob(at)example.com"]
+    assert full["reason"].iloc[1] == "email: expected an email address, got 'bob(at)example.com'"
+
+
+def test_an_xlsx_formula_without_its_result_is_a_reject(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    Customer.objects.create(external_id="k1")
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in (
+        ["customer_id", "placed_at", "amount"],
+        ["k1", "2024-01-01", 5],
+        ["k1", "2024-01-02", "=B2*2"],
+    ):
+        sheet.append(row)
+    path = tmp_path / "orders.xlsx"
+    book.save(path)
+    summary = import_file(kind="orders", path=path)
+    assert (summary.created, summary.rejected) == (1, 1)
+    assert _rejects(path)[3].startswith("amount: a formula (=B2*2) whose result the file")

@@ -103,3 +103,29 @@ def test_columns_are_mapped_by_loose_name_alias_and_explicit_map() -> None:
     assert mapped["who"] == "customer" and mapped["when"] == "placed_at"
     with pytest.raises(MappingError):
         map_columns(["amount"], spec, {"nope": "customer"})
+
+
+def test_the_range_checks_match_the_database_columns() -> None:
+    """The specs' ranges are the models' columns: a drift would send values the database
+    refuses mid-import (issue 12, point 4)."""
+    from django.db import models
+
+    from customers.models import Order
+    from customers.validation import INT_MAX
+
+    for f in SPECS["orders"].fields:
+        column = Order._meta.get_field(f.name)
+        if isinstance(column, models.DecimalField):
+            assert (f.max_digits, f.decimal_places) == (column.max_digits, column.decimal_places)
+        elif isinstance(column, models.IntegerField):
+            assert f.maximum == INT_MAX
+    valid, errors = _validate(
+        "orders",
+        [
+            {"customer": "c", "placed_at": "2024-01-01", "amount": "1e15"},
+            {"customer": "c", "placed_at": "2024-01-01", "amount": "-Infinity"},
+            {"customer": "c", "placed_at": "2024-01-01", "amount": "1", "item_count": "2e9"},
+        ],
+    )
+    assert list(valid.index) == [4]
+    assert errors["reason"].tolist()[-1].startswith("must be less than 10,000,000,000")

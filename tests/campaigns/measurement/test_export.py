@@ -14,7 +14,7 @@ import pytest
 from campaigns.measurement.export import CSV_HEADER, interventions_outcomes_csv
 from campaigns.models import Intervention
 from campaigns.services.dispatch import campaign_dispatch
-from customers.models import Order
+from customers.models import Customer, Order
 from tests.campaigns.conftest import NOON, make_campaign, make_customers
 
 pytestmark = pytest.mark.django_db
@@ -50,3 +50,25 @@ def test_the_export_is_the_same_in_any_chunk_size(
         "20.0",
     )
     assert ordered["first_order_day"] == "3.0" and ordered["assigned_at"].startswith("2026-11-24")
+
+
+def test_text_cells_cannot_run_as_spreadsheet_formulas(
+    settings: Any, email_rule: dict[str, Any]
+) -> None:
+    """OWASP CSV injection: an external id or rule name starting with = + - @ is quoted."""
+    settings.CAMPAIGN_QUIET_HOURS = (0, 0)
+    make_customers(3)
+    Customer.objects.filter(external_id="c000000").update(
+        external_id='=HYPERLINK("http://evil.example","x")'
+    )
+    Customer.objects.filter(external_id="c000001").update(external_id="@SUM(A1)")
+    email_rule["name"] = "+cmd|' /C calc'!A0"
+    campaign = make_campaign(rules=[email_rule], control_percentage=Decimal("0"))
+    campaign_dispatch(campaign=campaign, now=NOON)
+    rows = list(csv.DictReader(io.StringIO("".join(interventions_outcomes_csv(campaign=campaign)))))
+    assert {r["customer"] for r in rows} == {
+        '\'=HYPERLINK("http://evil.example","x")',
+        "'@SUM(A1)",
+        "c000002",
+    }
+    assert {r["rule"] for r in rows} == {"'+cmd|' /C calc'!A0"}
