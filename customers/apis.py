@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import pandas as pd
 from django.conf import settings
 from django.db import transaction
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -69,6 +71,14 @@ class ConsentIn(serializers.Serializer):
     status = serializers.ChoiceField(ConsentStatus.choices)
     recorded_at = serializers.DateTimeField(required=False)
     source = serializers.CharField(required=False, default="api", max_length=64)  # type: ignore[assignment]
+
+    def validate_recorded_at(self, value: datetime) -> datetime:
+        skew = timedelta(seconds=settings.CONSENT_CLOCK_SKEW_SECONDS)
+        if value > timezone.now() + skew:
+            raise serializers.ValidationError(
+                "must not be in the future (a statement is recorded when it is made)"
+            )
+        return value
 
 
 class ConsentStateOut(serializers.Serializer):

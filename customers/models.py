@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Now
 
 
 class Customer(models.Model):
@@ -150,7 +151,11 @@ class Consent(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="consents")
     channel = models.CharField(max_length=8, choices=Channel.choices)
     status = models.CharField(max_length=8, choices=ConsentStatus.choices)
-    recorded_at = models.DateTimeField(help_text="When the customer gave or revoked consent.")
+    recorded_at = models.DateTimeField(
+        help_text="When the customer gave or revoked consent (never later than received_at)."
+    )
+    # Set by the database, so every writer (bulk inserts too) stamps it the same way.
+    received_at = models.DateTimeField(db_default=Now(), help_text="When we received it.")
     source = models.CharField(
         max_length=64, help_text="Where it came from: api, import, admin, unsubscribe_link…"
     )
@@ -158,7 +163,12 @@ class Consent(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["customer", "channel"], name="one_consent_per_channel")
+            models.UniqueConstraint(fields=["customer", "channel"], name="one_consent_per_channel"),
+            # A claimed time later than the arrival would outrank statements made after it.
+            models.CheckConstraint(
+                condition=Q(recorded_at__lte=F("received_at")),
+                name="consent_recorded_not_after_received",
+            ),
         ]
 
     def __str__(self) -> str:
