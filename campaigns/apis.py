@@ -22,6 +22,7 @@ from campaigns.measurement.snapshots import uplift_report_compute, uplift_report
 from campaigns.models import Campaign, ResponseKind
 from campaigns.services.coupons import CouponRedeemError, coupon_redeem
 from campaigns.services.responses import (
+    IdempotencyConflictError,
     ResponseItem,
     ResponseItemsError,
     provider_events_record,
@@ -30,7 +31,7 @@ from campaigns.services.responses import (
 )
 from campaigns.uplift.report import CampaignUpliftReport
 from common.api import BulkValidationError, error_body
-from customers.models import ApiScope, Customer
+from customers.models import ApiClient, ApiScope, Customer
 
 
 class CouponOut(serializers.Serializer):
@@ -129,16 +130,23 @@ def _field_errors(index: int, errors: Any) -> list[dict[str, Any]]:
     return [{"index": index, "field": None, "message": str(errors)}]
 
 
+class IdempotencyConflict(BulkValidationError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "idempotency_conflict"
+    default_detail = "An idempotency key was reused with a different body; nothing was written."
+
+
 class ResponsesApi(APIView):
     """Log responses: one object or a list of up to 1,000 (or {"items": [...]}). Atomic: one
-    bad item rejects the request (400, every bad index named) and nothing is written. An item
-    whose idempotency key was seen returns the original response with "replay": true."""
+    bad item rejects the request (400, every bad index named) and nothing is written. Keys are
+    the calling client's own: an item whose key this client used before returns the original
+    response with "replay": true, or a 409 idempotency_conflict if its body differs."""
 
     required_scopes: ClassVar[dict[str, str]] = {"POST": ApiScope.RESPONSES_WRITE}
 
     @extend_schema(
         request=ResponseIn(many=True),
-        responses={200: ResponsesOut, 201: ResponsesOut},
+        responses={200: ResponsesOut, 201: ResponsesOut, 409: None},
         summary="Log campaign responses (single or bulk, idempotent)",
     )
     def post(self, request: Request) -> Response:
@@ -178,8 +186,11 @@ class ResponsesApi(APIView):
             )
         if errors:
             raise BulkValidationError(errors)
+        client = request.user if isinstance(request.user, ApiClient) else None
         try:
-            results = responses_record_batch(items=parsed)
+            results = responses_record_batch(items=parsed, client=client)
+        except IdempotencyConflictError as exc:
+            raise IdempotencyConflict(exc.errors) from exc
         except ResponseItemsError as exc:
             raise BulkValidationError(exc.errors) from exc
         created = sum(not r.replay for r in results)

@@ -12,7 +12,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 class BulkValidationError(exceptions.APIException):
     """A bulk request had bad items; `details` names each item's index, field and reason."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     default_code = "invalid_items"
     default_detail = "Some items are invalid; nothing was written."
 
