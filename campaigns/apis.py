@@ -32,6 +32,7 @@ from campaigns.services.responses import (
 from campaigns.uplift.report import CampaignUpliftReport
 from common.api import BulkValidationError, error_body
 from customers.models import ApiClient, ApiScope, Customer
+from customers.validation import UNSTORABLE_TEXT, json_has_unstorable_text
 
 
 class CouponOut(serializers.Serializer):
@@ -91,6 +92,11 @@ class ResponseIn(serializers.Serializer):
     order_external_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
     idempotency_key = serializers.CharField(max_length=200)
     payload = serializers.DictField(required=False)
+
+    def validate_payload(self, value: dict[str, Any]) -> dict[str, Any]:
+        if json_has_unstorable_text(value):
+            raise serializers.ValidationError(UNSTORABLE_TEXT)
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "intervention" not in attrs and not ("campaign" in attrs and attrs.get("customer")):
@@ -167,6 +173,10 @@ class ResponsesApi(APIView):
             if serializer is None:
                 errors.append({"index": index, "field": None, "message": "expected an object"})
                 continue
+            unknown = sorted(set(item) - set(serializer.fields))
+            errors += [
+                {"index": index, "field": name, "message": "unknown field"} for name in unknown
+            ]
             if not serializer.is_valid():
                 errors += _field_errors(index, serializer.errors)
                 continue

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
 
 
 class BulkValidationError(exceptions.APIException):
@@ -42,9 +47,19 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every exception of an API view as the one error shape; an unexpected one is logged
+    with its traceback and answered as a JSON 500 (never Django's HTML page)."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or None)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None
+        logger.exception("Unhandled API error", exc_info=exc)
+        return Response(
+            error_body("server_error", "The server failed to handle this request."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
     if isinstance(exc, BulkValidationError):
         response.data = error_body(exc.default_code, str(exc.detail), exc.errors)
         return response
@@ -55,3 +70,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         response.data = error_body(getattr(exc, "default_code", code) or code, message)
     return response
+
+
+def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """Any path under /api/ that no endpoint has: the JSON 404, not Django's page."""
+    return JsonResponse(error_body("not_found", "No API endpoint has this path."), status=404)

@@ -145,10 +145,14 @@ class BulkUpsertApi(APIView):
         spec = SPECS[self.kind]
         known = {f.name for f in spec.fields}
         errors: list[dict[str, Any]] = []
+        json_fields = {f.name for f in spec.fields if f.type == "json"}
         for index, item in enumerate(items):
-            for name in item:
+            for name, value in item.items():
                 if name not in known:
                     errors.append({"index": index, "field": name, "message": "unknown field"})
+                elif name not in json_fields and isinstance(value, list | dict):
+                    message = "expected a single value, not a list or an object"
+                    errors.append({"index": index, "field": name, "message": message})
         if "external_id" in known:
             for index, item in enumerate(items):
                 if not str(item.get("external_id") or "").strip():
@@ -156,7 +160,7 @@ class BulkUpsertApi(APIView):
                         {"index": index, "field": "external_id", "message": "is required"}
                     )
         frame = pd.DataFrame.from_records(items, columns=[f.name for f in spec.fields])
-        result = validate_records(frame, spec, date_format="ISO8601")
+        result = validate_records(frame, spec, date_format="ISO8601", require_time=True)
         errors += [
             {"index": int(row.position), "field": row.field, "message": row.reason}
             for row in result.errors.itertuples()

@@ -8,6 +8,7 @@ No database access: resolving customer ids happens in services.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -28,6 +29,8 @@ class FieldSpec:
     max_length: int | None = None
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+    # Largest value the column holds (numbers beyond it are refused, not a database error).
+    maximum: float | None = None
     aliases: tuple[str, ...] = ()
     # Value of a blank cell (text fields: ""; None leaves the column NULL).
     blank: Any = None
@@ -45,6 +48,14 @@ class RecordSpec:
     def field(self, name: str) -> FieldSpec:
         return next(f for f in self.fields if f.name == name)
 
+
+# Column ranges: DecimalField(max_digits=12, decimal_places=2) and a 32-bit integer column.
+DECIMAL_12_2_MAX = 9_999_999_999.99
+INT32_MAX = 2**31 - 1
+
+# Text PostgreSQL cannot store: NUL, and UTF-16 surrogates (valid JSON escapes, invalid UTF-8).
+UNSTORABLE_TEXT_RE = "[\x00\ud800-\udfff]"
+UNSTORABLE_TEXT = "contains a NUL character or an unpaired surrogate, which cannot be stored"
 
 SPECS: dict[str, RecordSpec] = {
     "customers": RecordSpec(
@@ -67,7 +78,14 @@ SPECS: dict[str, RecordSpec] = {
             FieldSpec("external_id", max_length=64, aliases=("order_id",)),
             FieldSpec("customer", required=True, max_length=64, aliases=("customer_id",)),
             FieldSpec("placed_at", "datetime", required=True, aliases=("date", "order_date")),
-            FieldSpec("amount", "decimal", required=True, minimum=0, aliases=("total",)),
+            FieldSpec(
+                "amount",
+                "decimal",
+                required=True,
+                minimum=0,
+                maximum=DECIMAL_12_2_MAX,
+                aliases=("total",),
+            ),
             FieldSpec("currency", max_length=3, blank="USD"),
             FieldSpec(
                 "status",
@@ -75,8 +93,22 @@ SPECS: dict[str, RecordSpec] = {
                 choices=("completed", "refunded", "cancelled"),
                 blank="completed",
             ),
-            FieldSpec("item_count", "int", minimum=0, aliases=("items", "quantity"), blank=1),
-            FieldSpec("discount_amount", "decimal", minimum=0, aliases=("discount",), blank=0.0),
+            FieldSpec(
+                "item_count",
+                "int",
+                minimum=0,
+                maximum=INT32_MAX,
+                aliases=("items", "quantity"),
+                blank=1,
+            ),
+            FieldSpec(
+                "discount_amount",
+                "decimal",
+                minimum=0,
+                maximum=DECIMAL_12_2_MAX,
+                aliases=("discount",),
+                blank=0.0,
+            ),
             FieldSpec("category", max_length=100, blank=""),
         ),
         derive_key_from=("customer", "placed_at"),
@@ -224,11 +256,13 @@ def validate_records(
     *,
     date_format: str | None = None,
     defaults: dict[str, Any] | None = None,
+    require_time: bool = False,
 ) -> ValidationResult:
     """Check and type every field of every row at once.
 
     `frame` columns are already field names (see `map_columns`); other columns go into the
-    spec's JSON `extra_into` field. Datetimes without a zone are taken as UTC.
+    spec's JSON `extra_into` field. Datetimes without a zone are taken as UTC; with
+    `require_time` (the API) a datetime field must give a time of day, not only a date.
     """
     defaults = defaults or {}
     out = pd.DataFrame(index=frame.index)
@@ -241,7 +275,8 @@ def validate_records(
         if f.type == "json":
             out[f.name] = _json_field(frame[f.name], f, problems)
         else:
-            out[f.name] = _typed_field(_as_text(frame[f.name]), f, problems, date_format)
+            text = _as_text(frame[f.name])
+            out[f.name] = _typed_field(text, f, problems, date_format, require_time)
     for f in spec.fields:
         if f.name in out.columns and f.blank is not None:
             fill = defaults.get(f.name, f.blank)
@@ -261,19 +296,47 @@ def validate_records(
 def _json_field(raw: pd.Series, f: FieldSpec, problems: _Problems) -> pd.Series:
     """A JSON object field (API input): dictionaries pass, a missing value is {}."""
     is_dict = raw.map(lambda v: isinstance(v, dict)).astype(bool)
-    missing = raw.map(lambda v: not isinstance(v, dict) and pd.isna(v)).astype(bool)
+    missing = raw.map(_is_missing).astype(bool)
     problems.flag(~is_dict & ~missing, f.name, "expected an object (a JSON dictionary)")
+    unstorable = raw.map(lambda v: isinstance(v, dict) and json_has_unstorable_text(v))
+    problems.flag(unstorable.astype(bool), f.name, UNSTORABLE_TEXT)
     return raw.where(is_dict, None).map(lambda v: v or {})
 
 
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def json_has_unstorable_text(value: Any) -> bool:
+    """Whether any key or string inside a parsed JSON value has a NUL or a lone surrogate.
+    Iterative: the parser's nesting limit, not Python's stack, bounds the depth."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and re.search(UNSTORABLE_TEXT_RE, item):
+            return True
+    return False
+
+
 def _typed_field(
-    text: pd.Series, f: FieldSpec, problems: _Problems, date_format: str | None
+    text: pd.Series,
+    f: FieldSpec,
+    problems: _Problems,
+    date_format: str | None,
+    require_time: bool = False,
 ) -> pd.Series:
     """One text column checked against its field's type and returned typed (NaN/None where
     blank or invalid; the invalid rows are flagged and later dropped)."""
     given = text.notna()
     if f.required:
         problems.flag(~given, f.name, "is required")
+    unstorable = given & text.str.contains(UNSTORABLE_TEXT_RE, regex=True).fillna(False)
+    problems.flag(unstorable.astype(bool), f.name, UNSTORABLE_TEXT)
     if f.max_length is not None and f.type in ("str", "email", "tz"):
         too_long = given & (text.str.len() > f.max_length)
         problems.flag(too_long, f.name, f"is longer than {f.max_length} characters")
@@ -299,20 +362,44 @@ def _typed_field(
         example = date_format or "ISO 8601 such as 2024-05-31T14:00:00Z"
         kind = "date" if f.type == "date" else "date and time"
         problems.flag(given & stamps.isna(), f.name, f"expected a {kind} ({example}), got '", text)
+        problems.flag(
+            given & stamps.notna() & ~_spells_a_date(text, date_format, f.type, require_time),
+            f.name,
+            f"expected a full {kind} ({example}), got '",
+            text,
+        )
         return stamps.dt.normalize() if f.type == "date" else stamps
     return text  # "str"
+
+
+def _spells_a_date(
+    text: pd.Series, date_format: str | None, kind: str, require_time: bool
+) -> pd.Series:
+    """Whether each value writes its date out: pandas also reads words ("now", "today") and
+    partial ISO dates ("2026") as times, which a record must never mean."""
+    spelled = text.str.contains(r"\d", regex=True)
+    if date_format in (None, "ISO8601"):
+        spelled &= text.str.contains(r"\d+\D+\d+\D+\d+", regex=True)  # year, month, day
+        if require_time and kind == "datetime":
+            spelled &= text.str.contains(r"\d[T ]\d{1,2}:\d{2}", regex=True)
+    return spelled.fillna(False).astype(bool)
 
 
 def _number_field(text: pd.Series, f: FieldSpec, problems: _Problems) -> pd.Series:
     numbers = pd.to_numeric(text, errors="coerce")
     expected = "a whole number" if f.type == "int" else "a number"
     problems.flag(text.notna() & numbers.isna(), f.name, f"expected {expected}, got '", got=text)
+    infinite = numbers.notna() & ~np.isfinite(numbers.astype(float))
+    problems.flag(infinite, f.name, f"expected a finite {expected[2:]}, got '", got=text)
     if f.type == "int":
         fractional = numbers.notna() & (numbers != np.floor(numbers))
         problems.flag(fractional, f.name, "expected a whole number, got '", got=text)
     if f.minimum is not None:
         below = (numbers < f.minimum).fillna(False)
         problems.flag(below, f.name, f"must be at least {f.minimum:g}")
+    if f.maximum is not None:
+        above = (numbers > f.maximum).fillna(False) & ~infinite
+        problems.flag(above, f.name, f"must be at most {f.maximum:,.2f}".replace(".00", ""))
     return numbers
 
 

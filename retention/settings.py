@@ -333,3 +333,5 @@ WEBHOOK_TOLERANCE_SECONDS = env_int("WEBHOOK_TOLERANCE_SECONDS", 300)
 # (client clocks drift); further in the future is refused, and a claimed time is never kept
 # later than its arrival, so a future date cannot outrank a later unsubscribe.
 CONSENT_CLOCK_SKEW_SECONDS = env_int("CONSENT_CLOCK_SKEW_SECONDS", 300)
+# A body nested deeper than the JSON parser can follow is a 400, not a RecursionError (500).
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["common.parsers.JsonParser"]

@@ -1,10 +1,11 @@
 """Top-level URLs: admin, versioned API, OpenAPI schema and docs."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from campaigns import views as campaigns_views
+from common.api import api_not_found
 
 admin.site.site_header = "Retention service"
 admin.site.site_title = "Retention service"
@@ -28,4 +29,6 @@ urlpatterns = [
         ),
         name="api-docs",
     ),
+    # Last: any other path under /api/ gets the API's JSON 404.
+    re_path(r"^api/(?P<path>.*)$", api_not_found),
 ]
