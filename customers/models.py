@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Now
+from django.utils import timezone
 
 
 class Customer(models.Model):
@@ -173,6 +179,25 @@ class Consent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel}: {self.status}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self._stamp_arrival(timezone.now())
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "received_at", "recorded_at"}
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        """An edit (e.g. in the admin) is a statement received now; a future time is refused."""
+        now = timezone.now()
+        skew = timedelta(seconds=settings.CONSENT_CLOCK_SKEW_SECONDS)
+        if self.recorded_at and self.recorded_at > now + skew:
+            raise ValidationError({"recorded_at": "must not be in the future"})
+        self._stamp_arrival(now)
+
+    def _stamp_arrival(self, now: datetime) -> None:
+        self.received_at = now
+        if self.recorded_at and self.recorded_at > now:
+            self.recorded_at = now  # within the clock-skew allowance: kept no later than arrival
 
 
 class ApiScope(models.TextChoices):

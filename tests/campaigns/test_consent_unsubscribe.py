@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -119,3 +120,20 @@ def test_a_stored_time_never_exceeds_the_arrival() -> None:
     )
     consent.refresh_from_db()
     assert consent.recorded_at <= consent.received_at
+
+
+def test_an_edited_consent_is_a_statement_received_now_and_a_future_edit_is_refused() -> None:
+    customer = make_customers(1)[0]
+    yesterday = timezone.now() - timedelta(days=1)
+    consent = consent_set(
+        customer=customer, channel="email", status="granted", source="t", recorded_at=yesterday
+    )
+    consent.recorded_at, consent.status = timezone.now(), "revoked"  # as the admin form does
+    consent.full_clean()
+    consent.save()
+    consent.refresh_from_db()
+    assert consent.status == "revoked" and consent.recorded_at <= consent.received_at
+    consent.recorded_at = timezone.now() + timedelta(days=1)
+    with pytest.raises(ValidationError) as refused:
+        consent.full_clean()
+    assert "recorded_at" in refused.value.message_dict
