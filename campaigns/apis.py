@@ -160,8 +160,8 @@ class ResponsesApi(APIView):
         if isinstance(data, dict) and "items" in data:
             data = data["items"]
         items = [data] if isinstance(data, dict) else data
-        if not isinstance(items, list) or not items:
-            raise BulkValidationError([], "The body must be an object or a non-empty list.")
+        if not isinstance(items, list):
+            raise BulkValidationError([], "The body must be an object or a list of objects.")
         if len(items) > settings.API_MAX_BULK_ITEMS:
             raise BulkValidationError(
                 [], f"At most {settings.API_MAX_BULK_ITEMS} items per request; got {len(items)}."

@@ -128,8 +128,10 @@ class BulkUpsertApi(APIView):
         items = request.data
         if isinstance(items, dict) and "items" in items:
             items = items["items"]
-        if not isinstance(items, list) or not items:
-            raise BulkValidationError([], "The body must be a non-empty JSON list of items.")
+        if not isinstance(items, list):
+            raise BulkValidationError([], "The body must be a JSON list of items.")
+        if not items:  # valid by the schema: nothing to write
+            return Response({"received": 0, **asdict(UpsertCounts())}, status=status.HTTP_200_OK)
         limit = settings.API_MAX_BULK_ITEMS
         if len(items) > limit:
             raise BulkValidationError([], f"At most {limit} items per request; got {len(items)}.")

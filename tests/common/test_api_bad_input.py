@@ -198,3 +198,20 @@ def test_undeclared_methods_are_405_in_the_json_error_shape(
     reply = getattr(api, method)(path, {}, format="json")
     assert reply.status_code == 405, reply.content[:200]
     assert reply.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/customers/bulk", "/api/v1/orders/bulk", "/api/v1/responses/"]
+)
+def test_an_empty_list_valid_by_the_schema_is_a_no_op(api: APIClient, path: str) -> None:
+    reply = api.post(path, [], format="json")
+    assert reply.status_code == 200, reply.content[:200]
+    assert reply.json()["received"] == 0
+    assert written() == (0, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("body", ['"text"', "42", "null", '{"items": 5}'])
+def test_a_body_that_is_no_list_is_a_json_400(api: APIClient, body: str) -> None:
+    for path in ("/api/v1/customers/bulk", "/api/v1/responses/"):
+        reply = api.post(path, body, content_type="application/json")
+        assert reply.status_code == 400 and reply.json()["error"]["code"], (path, body)
