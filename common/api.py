@@ -75,3 +75,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
     """Any path under /api/ that no endpoint has: the JSON 404, not Django's page."""
     return JsonResponse(error_body("not_found", "No API endpoint has this path."), status=404)
+
+
+class PathSegmentConverter:
+    """A URL segment without a NUL (PostgreSQL cannot compare text holding one): such a path
+    matches no endpoint and gets the JSON 404. Registered as `<segment:…>` by the root URLs."""
+
+    regex = "[^/\x00]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value

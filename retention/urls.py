@@ -1,15 +1,18 @@
 """Top-level URLs: admin, versioned API, OpenAPI schema and docs."""
 
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import include, path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from campaigns import views as campaigns_views
-from common.api import api_not_found
+from common.api import PathSegmentConverter, api_not_found
 
 admin.site.site_header = "Retention service"
 admin.site.site_title = "Retention service"
 admin.site.index_title = "Customers, scores and campaigns"
+
+# Before the apps' URLs are included: they name ids and codes as <segment:…>.
+register_converter(PathSegmentConverter, "segment")
 
 urlpatterns = [
     path("admin/", admin.site.urls),

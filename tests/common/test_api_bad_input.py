@@ -215,3 +215,19 @@ def test_a_body_that_is_no_list_is_a_json_400(api: APIClient, body: str) -> None
     for path in ("/api/v1/customers/bulk", "/api/v1/responses/"):
         reply = api.post(path, body, content_type="application/json")
         assert reply.status_code == 400 and reply.json()["error"]["code"], (path, body)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/customers/a%00b",
+        "/api/v1/customers/a%00b/coupons",
+        "/api/v1/customers/a%00b/score",
+        "/api/v1/coupons/%00",
+    ],
+)
+def test_a_nul_in_a_path_is_the_json_404(api: APIClient, path: str) -> None:
+    reply = api.get(path)
+    assert reply.status_code == 404 and reply.json()["error"]["code"] == "not_found"
+    put = api.put("/api/v1/customers/a%00b/consent", {"channel": "email", "status": "revoked"})
+    assert put.status_code == 404 and not Consent.objects.exists()
