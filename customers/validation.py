@@ -363,7 +363,7 @@ def _typed_field(
         kind = "date" if f.type == "date" else "date and time"
         problems.flag(given & stamps.isna(), f.name, f"expected a {kind} ({example}), got '", text)
         problems.flag(
-            given & stamps.notna() & ~_spells_a_date(text, date_format, f.type, require_time),
+            given & stamps.notna() & ~_spells_a_date(text, f.type, require_time),
             f.name,
             f"expected a full {kind} ({example}), got '",
             text,
@@ -372,16 +372,14 @@ def _typed_field(
     return text  # "str"
 
 
-def _spells_a_date(
-    text: pd.Series, date_format: str | None, kind: str, require_time: bool
-) -> pd.Series:
+def _spells_a_date(text: pd.Series, kind: str, require_time: bool) -> pd.Series:
     """Whether each value writes its date out: pandas also reads words ("now", "today") and
     partial ISO dates ("2026") as times, which a record must never mean."""
     spelled = text.str.contains(r"\d", regex=True)
-    if date_format in (None, "ISO8601"):
-        spelled &= text.str.contains(r"\d+\D+\d+\D+\d+", regex=True)  # year, month, day
-        if require_time and kind == "datetime":
-            spelled &= text.str.contains(r"\d[T ]\d{1,2}:\d{2}", regex=True)
+    # A bare year or year-month ("2026", "2026-05") is not a day.
+    spelled &= ~text.str.fullmatch(r"\d{4}(-\d{1,2})?", case=False)
+    if require_time and kind == "datetime":
+        spelled &= text.str.contains(r"\d[T ]\d{1,2}:\d{2}", regex=True)
     return spelled.fillna(False).astype(bool)
 
 
