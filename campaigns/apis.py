@@ -30,7 +30,7 @@ from campaigns.services.responses import (
     webhook_signature_valid,
 )
 from campaigns.uplift.report import CampaignUpliftReport
-from common.api import BulkValidationError, error_body
+from common.api import BulkValidationError, error_body, unknown_fields_refuse
 from customers.models import ApiClient, ApiScope, Customer
 from customers.validation import UNSTORABLE_TEXT, json_has_unstorable_text
 
@@ -257,6 +257,7 @@ class CouponRedeemApi(APIView):
     )
     def post(self, request: Request, code: str) -> Response:
         data = RedeemIn(data=request.data)
+        unknown_fields_refuse(data=request.data, fields=data.fields)
         data.is_valid(raise_exception=True)
         try:
             redemption = coupon_redeem(code=code, **data.validated_data)

@@ -88,3 +88,12 @@ class PathSegmentConverter:
 
     def to_url(self, value: str) -> str:
         return value
+
+
+def unknown_fields_refuse(*, data: Any, fields: Any) -> None:
+    """A JSON object naming a field the endpoint does not have is a 400 (as in bulk items),
+    so a misspelt field is never silently dropped."""
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise exceptions.ValidationError({name: ["unknown field"] for name in unknown})

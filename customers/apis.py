@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.api import BulkValidationError
+from common.api import BulkValidationError, unknown_fields_refuse
 from common.db.bulk import UpsertCounts
 from customers import selectors, services
 from customers.models import ApiScope, Channel, ConsentStatus, Customer
@@ -252,6 +252,7 @@ class CustomerConsentApi(APIView):
     def put(self, request: Request, external_id: str) -> Response:
         customer = get_object_or_404(Customer, external_id=external_id)
         data = ConsentIn(data=request.data)
+        unknown_fields_refuse(data=request.data, fields=data.fields)
         data.is_valid(raise_exception=True)
         services.consent_set(customer=customer, **data.validated_data)
         state = selectors.customer_consent_state(customer=customer)[data.validated_data["channel"]]

@@ -231,3 +231,17 @@ def test_a_nul_in_a_path_is_the_json_404(api: APIClient, path: str) -> None:
     assert reply.status_code == 404 and reply.json()["error"]["code"] == "not_found"
     put = api.put("/api/v1/customers/a%00b/consent", {"channel": "email", "status": "revoked"})
     assert put.status_code == 404 and not Consent.objects.exists()
+
+
+def test_an_unknown_field_in_consent_is_a_json_400_naming_it(api: APIClient) -> None:
+    assert (
+        api.post("/api/v1/customers/bulk", [{"external_id": "c1"}], format="json").status_code
+        == 200
+    )
+    reply = api.put(
+        "/api/v1/customers/c1/consent",
+        {"channel": "email", "status": "revoked", "recorded": "2026-01-01T00:00:00Z"},
+        format="json",
+    )
+    assert reply.status_code == 400 and "recorded" in reply.json()["error"]["details"]
+    assert not Consent.objects.exists()
