@@ -22,6 +22,7 @@ from campaigns.measurement.snapshots import uplift_report_compute, uplift_report
 from campaigns.models import Campaign, ResponseKind
 from campaigns.services.coupons import CouponRedeemError, coupon_redeem
 from campaigns.services.responses import (
+    IdempotencyConflictError,
     ResponseItem,
     ResponseItemsError,
     provider_events_record,
@@ -29,8 +30,9 @@ from campaigns.services.responses import (
     webhook_signature_valid,
 )
 from campaigns.uplift.report import CampaignUpliftReport
-from common.api import BulkValidationError, error_body
-from customers.models import ApiScope, Customer
+from common.api import BulkValidationError, error_body, unknown_fields_refuse
+from customers.models import ApiClient, ApiScope, Customer
+from customers.validation import UNSTORABLE_TEXT, json_has_unstorable_text
 
 
 class CouponOut(serializers.Serializer):
@@ -91,6 +93,11 @@ class ResponseIn(serializers.Serializer):
     idempotency_key = serializers.CharField(max_length=200)
     payload = serializers.DictField(required=False)
 
+    def validate_payload(self, value: dict[str, Any]) -> dict[str, Any]:
+        if json_has_unstorable_text(value):
+            raise serializers.ValidationError(UNSTORABLE_TEXT)
+        return value
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "intervention" not in attrs and not ("campaign" in attrs and attrs.get("customer")):
             raise serializers.ValidationError(
@@ -129,16 +136,23 @@ def _field_errors(index: int, errors: Any) -> list[dict[str, Any]]:
     return [{"index": index, "field": None, "message": str(errors)}]
 
 
+class IdempotencyConflict(BulkValidationError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "idempotency_conflict"
+    default_detail = "An idempotency key was reused with a different body; nothing was written."
+
+
 class ResponsesApi(APIView):
     """Log responses: one object or a list of up to 1,000 (or {"items": [...]}). Atomic: one
-    bad item rejects the request (400, every bad index named) and nothing is written. An item
-    whose idempotency key was seen returns the original response with "replay": true."""
+    bad item rejects the request (400, every bad index named) and nothing is written. Keys are
+    the calling client's own: an item whose key this client used before returns the original
+    response with "replay": true, or a 409 idempotency_conflict if its body differs."""
 
     required_scopes: ClassVar[dict[str, str]] = {"POST": ApiScope.RESPONSES_WRITE}
 
     @extend_schema(
         request=ResponseIn(many=True),
-        responses={200: ResponsesOut, 201: ResponsesOut},
+        responses={200: ResponsesOut, 201: ResponsesOut, 409: None},
         summary="Log campaign responses (single or bulk, idempotent)",
     )
     def post(self, request: Request) -> Response:
@@ -146,8 +160,8 @@ class ResponsesApi(APIView):
         if isinstance(data, dict) and "items" in data:
             data = data["items"]
         items = [data] if isinstance(data, dict) else data
-        if not isinstance(items, list) or not items:
-            raise BulkValidationError([], "The body must be an object or a non-empty list.")
+        if not isinstance(items, list):
+            raise BulkValidationError([], "The body must be an object or a list of objects.")
         if len(items) > settings.API_MAX_BULK_ITEMS:
             raise BulkValidationError(
                 [], f"At most {settings.API_MAX_BULK_ITEMS} items per request; got {len(items)}."
@@ -159,6 +173,10 @@ class ResponsesApi(APIView):
             if serializer is None:
                 errors.append({"index": index, "field": None, "message": "expected an object"})
                 continue
+            unknown = sorted(set(item) - set(serializer.fields))
+            errors += [
+                {"index": index, "field": name, "message": "unknown field"} for name in unknown
+            ]
             if not serializer.is_valid():
                 errors += _field_errors(index, serializer.errors)
                 continue
@@ -178,8 +196,11 @@ class ResponsesApi(APIView):
             )
         if errors:
             raise BulkValidationError(errors)
+        client = request.user if isinstance(request.user, ApiClient) else None
         try:
-            results = responses_record_batch(items=parsed)
+            results = responses_record_batch(items=parsed, client=client)
+        except IdempotencyConflictError as exc:
+            raise IdempotencyConflict(exc.errors) from exc
         except ResponseItemsError as exc:
             raise BulkValidationError(exc.errors) from exc
         created = sum(not r.replay for r in results)
@@ -236,6 +257,7 @@ class CouponRedeemApi(APIView):
     )
     def post(self, request: Request, code: str) -> Response:
         data = RedeemIn(data=request.data)
+        unknown_fields_refuse(data=request.data, fields=data.fields)
         data.is_valid(raise_exception=True)
         try:
             redemption = coupon_redeem(code=code, **data.validated_data)

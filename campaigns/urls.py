@@ -4,12 +4,12 @@ from campaigns import apis
 
 urlpatterns = [
     path(
-        "customers/<str:external_id>/coupons",
+        "customers/<segment:external_id>/coupons",
         apis.CustomerCouponsApi.as_view(),
         name="customer-coupons",
     ),
-    path("coupons/<str:code>", apis.CouponDetailApi.as_view(), name="coupon-detail"),
-    path("coupons/<str:code>/redeem/", apis.CouponRedeemApi.as_view(), name="coupon-redeem"),
+    path("coupons/<segment:code>", apis.CouponDetailApi.as_view(), name="coupon-detail"),
+    path("coupons/<segment:code>/redeem/", apis.CouponRedeemApi.as_view(), name="coupon-redeem"),
     path("responses/", apis.ResponsesApi.as_view(), name="responses"),
     path("webhooks/email/", apis.EmailWebhookApi.as_view(), name="webhook-email"),
     path("webhooks/sms/", apis.SmsWebhookApi.as_view(), name="webhook-sms"),

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
 
 
 class BulkValidationError(exceptions.APIException):
     """A bulk request had bad items; `details` names each item's index, field and reason."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    status_code: int = status.HTTP_400_BAD_REQUEST
     default_code = "invalid_items"
     default_detail = "Some items are invalid; nothing was written."
 
@@ -42,9 +47,19 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every exception of an API view as the one error shape; an unexpected one is logged
+    with its traceback and answered as a JSON 500 (never Django's HTML page)."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or None)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None
+        logger.exception("Unhandled API error", exc_info=exc)
+        return Response(
+            error_body("server_error", "The server failed to handle this request."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
     if isinstance(exc, BulkValidationError):
         response.data = error_body(exc.default_code, str(exc.detail), exc.errors)
         return response
@@ -55,3 +70,30 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         response.data = error_body(getattr(exc, "default_code", code) or code, message)
     return response
+
+
+def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """Any path under /api/ that no endpoint has: the JSON 404, not Django's page."""
+    return JsonResponse(error_body("not_found", "No API endpoint has this path."), status=404)
+
+
+class PathSegmentConverter:
+    """A URL segment without a NUL (PostgreSQL cannot compare text holding one): such a path
+    matches no endpoint and gets the JSON 404. Registered as `<segment:…>` by the root URLs."""
+
+    regex = "[^/\x00]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+def unknown_fields_refuse(*, data: Any, fields: Any) -> None:
+    """A JSON object naming a field the endpoint does not have is a 400 (as in bulk items),
+    so a misspelt field is never silently dropped."""
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise exceptions.ValidationError({name: ["unknown field"] for name in unknown})

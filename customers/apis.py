@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import pandas as pd
 from django.conf import settings
 from django.db import transaction
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.api import BulkValidationError
+from common.api import BulkValidationError, unknown_fields_refuse
 from common.db.bulk import UpsertCounts
 from customers import selectors, services
 from customers.models import ApiScope, Channel, ConsentStatus, Customer
@@ -70,6 +72,14 @@ class ConsentIn(serializers.Serializer):
     recorded_at = serializers.DateTimeField(required=False)
     source = serializers.CharField(required=False, default="api", max_length=64)  # type: ignore[assignment]
 
+    def validate_recorded_at(self, value: datetime) -> datetime:
+        skew = timedelta(seconds=settings.CONSENT_CLOCK_SKEW_SECONDS)
+        if value > timezone.now() + skew:
+            raise serializers.ValidationError(
+                "must not be in the future (a statement is recorded when it is made)"
+            )
+        return value
+
 
 class ConsentStateOut(serializers.Serializer):
     granted = serializers.BooleanField()
@@ -118,8 +128,10 @@ class BulkUpsertApi(APIView):
         items = request.data
         if isinstance(items, dict) and "items" in items:
             items = items["items"]
-        if not isinstance(items, list) or not items:
-            raise BulkValidationError([], "The body must be a non-empty JSON list of items.")
+        if not isinstance(items, list):
+            raise BulkValidationError([], "The body must be a JSON list of items.")
+        if not items:  # valid by the schema: nothing to write
+            return Response({"received": 0, **asdict(UpsertCounts())}, status=status.HTTP_200_OK)
         limit = settings.API_MAX_BULK_ITEMS
         if len(items) > limit:
             raise BulkValidationError([], f"At most {limit} items per request; got {len(items)}.")
@@ -135,10 +147,14 @@ class BulkUpsertApi(APIView):
         spec = SPECS[self.kind]
         known = {f.name for f in spec.fields}
         errors: list[dict[str, Any]] = []
+        json_fields = {f.name for f in spec.fields if f.type == "json"}
         for index, item in enumerate(items):
-            for name in item:
+            for name, value in item.items():
                 if name not in known:
                     errors.append({"index": index, "field": name, "message": "unknown field"})
+                elif name not in json_fields and isinstance(value, list | dict):
+                    message = "expected a single value, not a list or an object"
+                    errors.append({"index": index, "field": name, "message": message})
         if "external_id" in known:
             for index, item in enumerate(items):
                 if not str(item.get("external_id") or "").strip():
@@ -146,7 +162,7 @@ class BulkUpsertApi(APIView):
                         {"index": index, "field": "external_id", "message": "is required"}
                     )
         frame = pd.DataFrame.from_records(items, columns=[f.name for f in spec.fields])
-        result = validate_records(frame, spec, date_format="ISO8601")
+        result = validate_records(frame, spec, date_format="ISO8601", require_time=True)
         errors += [
             {"index": int(row.position), "field": row.field, "message": row.reason}
             for row in result.errors.itertuples()
@@ -236,6 +252,7 @@ class CustomerConsentApi(APIView):
     def put(self, request: Request, external_id: str) -> Response:
         customer = get_object_or_404(Customer, external_id=external_id)
         data = ConsentIn(data=request.data)
+        unknown_fields_refuse(data=request.data, fields=data.fields)
         data.is_valid(raise_exception=True)
         services.consent_set(customer=customer, **data.validated_data)
         state = selectors.customer_consent_state(customer=customer)[data.validated_data["channel"]]

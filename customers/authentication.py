@@ -52,6 +52,8 @@ class HasApiScope(permissions.BasePermission):
             raise exceptions.NotAuthenticated()
         required = getattr(view, "required_scopes", {}).get(request.method, None)
         if required is None:
+            if not hasattr(view, (request.method or "").lower()):
+                raise exceptions.MethodNotAllowed(request.method or "")  # 405, not 403
             return False  # a view that declares no scope for a method is closed
         if not client.has_scope(required):
             self.message = f"This API client lacks the '{required}' scope."

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Now
+from django.utils import timezone
 
 
 class Customer(models.Model):
@@ -150,7 +157,11 @@ class Consent(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="consents")
     channel = models.CharField(max_length=8, choices=Channel.choices)
     status = models.CharField(max_length=8, choices=ConsentStatus.choices)
-    recorded_at = models.DateTimeField(help_text="When the customer gave or revoked consent.")
+    recorded_at = models.DateTimeField(
+        help_text="When the customer gave or revoked consent (never later than received_at)."
+    )
+    # Set by the database, so every writer (bulk inserts too) stamps it the same way.
+    received_at = models.DateTimeField(db_default=Now(), help_text="When we received it.")
     source = models.CharField(
         max_length=64, help_text="Where it came from: api, import, admin, unsubscribe_link…"
     )
@@ -158,11 +169,35 @@ class Consent(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["customer", "channel"], name="one_consent_per_channel")
+            models.UniqueConstraint(fields=["customer", "channel"], name="one_consent_per_channel"),
+            # A claimed time later than the arrival would outrank statements made after it.
+            models.CheckConstraint(
+                condition=Q(recorded_at__lte=F("received_at")),
+                name="consent_recorded_not_after_received",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.channel}: {self.status}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self._stamp_arrival(timezone.now())
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "received_at", "recorded_at"}
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        """An edit (e.g. in the admin) is a statement received now; a future time is refused."""
+        now = timezone.now()
+        skew = timedelta(seconds=settings.CONSENT_CLOCK_SKEW_SECONDS)
+        if self.recorded_at and self.recorded_at > now + skew:
+            raise ValidationError({"recorded_at": "must not be in the future"})
+        self._stamp_arrival(now)
+
+    def _stamp_arrival(self, now: datetime) -> None:
+        self.received_at = now
+        if self.recorded_at and self.recorded_at > now:
+            self.recorded_at = now  # within the clock-skew allowance: kept no later than arrival
 
 
 class ApiScope(models.TextChoices):

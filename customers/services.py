@@ -75,17 +75,34 @@ def consent_set(
     source: str,
     recorded_at: datetime | None = None,
 ) -> Consent:
-    """Record a customer's consent for one channel; an older statement never overrides a newer."""
-    recorded_at = recorded_at or timezone.now()
+    """Record a customer's consent for one channel.
+
+    Statements are ordered by when we received them, not by the time a client claims: a
+    claimed `recorded_at` is kept no later than its arrival (callers refuse dates beyond the
+    clock-skew allowance), so a future date can never outrank a later statement. A revocation
+    always replaces a grant received before it (an unsubscribe is never ignored); otherwise a
+    statement claiming an older time than the stored one (a late backfill) changes nothing.
+    """
+    received_at = timezone.now()
+    recorded_at = min(recorded_at or received_at, received_at)
     with transaction.atomic():
         consent, created = Consent.objects.select_for_update().get_or_create(
             customer=customer,
             channel=channel,
-            defaults={"status": status, "source": source, "recorded_at": recorded_at},
+            defaults={
+                "status": status,
+                "source": source,
+                "recorded_at": recorded_at,
+                "received_at": received_at,
+            },
         )
-        if not created and recorded_at >= consent.recorded_at:
-            consent.status, consent.source, consent.recorded_at = status, source, recorded_at
-            consent.save(update_fields=["status", "source", "recorded_at", "updated_at"])
+        revokes_grant = status == "revoked" and consent.status == "granted"
+        if not created and (revokes_grant or recorded_at >= consent.recorded_at):
+            consent.status, consent.source = status, source
+            consent.recorded_at, consent.received_at = recorded_at, received_at
+            consent.save(
+                update_fields=["status", "source", "recorded_at", "received_at", "updated_at"]
+            )
     return consent
 
 

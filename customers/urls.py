@@ -6,9 +6,11 @@ urlpatterns = [
     path("customers/bulk", apis.CustomersBulkApi.as_view(), name="customers-bulk"),
     path("orders/bulk", apis.OrdersBulkApi.as_view(), name="orders-bulk"),
     path("events/bulk", apis.EventsBulkApi.as_view(), name="events-bulk"),
-    path("customers/<str:external_id>", apis.CustomerDetailApi.as_view(), name="customer-detail"),
     path(
-        "customers/<str:external_id>/consent",
+        "customers/<segment:external_id>", apis.CustomerDetailApi.as_view(), name="customer-detail"
+    ),
+    path(
+        "customers/<segment:external_id>/consent",
         apis.CustomerConsentApi.as_view(),
         name="customer-consent",
     ),

@@ -8,6 +8,7 @@ No database access: resolving customer ids happens in services.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -54,6 +55,9 @@ class RecordSpec:
 # The largest value of an integer column (PostgreSQL `integer`, Django's IntegerField and
 # PositiveIntegerField on every backend).
 INT_MAX = 2**31 - 1
+# Text PostgreSQL cannot store: NUL, and UTF-16 surrogates (valid JSON escapes, invalid UTF-8).
+UNSTORABLE_TEXT_RE = "[\x00\ud800-\udfff]"
+UNSTORABLE_TEXT = "contains a NUL character or an unpaired surrogate, which cannot be stored"
 
 SPECS: dict[str, RecordSpec] = {
     "customers": RecordSpec(
@@ -256,11 +260,13 @@ def validate_records(
     *,
     date_format: str | None = None,
     defaults: dict[str, Any] | None = None,
+    require_time: bool = False,
 ) -> ValidationResult:
     """Check and type every field of every row at once.
 
     `frame` columns are already field names (see `map_columns`); other columns go into the
-    spec's JSON `extra_into` field. Datetimes without a zone are taken as UTC.
+    spec's JSON `extra_into` field. Datetimes without a zone are taken as UTC; with
+    `require_time` (the API) a datetime field must give a time of day, not only a date.
     """
     defaults = defaults or {}
     out = pd.DataFrame(index=frame.index)
@@ -273,7 +279,8 @@ def validate_records(
         if f.type == "json":
             out[f.name] = _json_field(frame[f.name], f, problems)
         else:
-            out[f.name] = _typed_field(_as_text(frame[f.name]), f, problems, date_format)
+            text = _as_text(frame[f.name])
+            out[f.name] = _typed_field(text, f, problems, date_format, require_time)
     for f in spec.fields:
         if f.name in out.columns and f.blank is not None:
             fill = defaults.get(f.name, f.blank)
@@ -293,19 +300,47 @@ def validate_records(
 def _json_field(raw: pd.Series, f: FieldSpec, problems: _Problems) -> pd.Series:
     """A JSON object field (API input): dictionaries pass, a missing value is {}."""
     is_dict = raw.map(lambda v: isinstance(v, dict)).astype(bool)
-    missing = raw.map(lambda v: not isinstance(v, dict) and pd.isna(v)).astype(bool)
+    missing = raw.map(_is_missing).astype(bool)
     problems.flag(~is_dict & ~missing, f.name, "expected an object (a JSON dictionary)")
+    unstorable = raw.map(lambda v: isinstance(v, dict) and json_has_unstorable_text(v))
+    problems.flag(unstorable.astype(bool), f.name, UNSTORABLE_TEXT)
     return raw.where(is_dict, None).map(lambda v: v or {})
 
 
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def json_has_unstorable_text(value: Any) -> bool:
+    """Whether any key or string inside a parsed JSON value has a NUL or a lone surrogate.
+    Iterative: the parser's nesting limit, not Python's stack, bounds the depth."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and re.search(UNSTORABLE_TEXT_RE, item):
+            return True
+    return False
+
+
 def _typed_field(
-    text: pd.Series, f: FieldSpec, problems: _Problems, date_format: str | None
+    text: pd.Series,
+    f: FieldSpec,
+    problems: _Problems,
+    date_format: str | None,
+    require_time: bool = False,
 ) -> pd.Series:
     """One text column checked against its field's type and returned typed (NaN/None where
     blank or invalid; the invalid rows are flagged and later dropped)."""
     given = text.notna()
     if f.required:
         problems.flag(~given, f.name, "is required")
+    unstorable = given & text.str.contains(UNSTORABLE_TEXT_RE, regex=True).fillna(False)
+    problems.flag(unstorable.astype(bool), f.name, UNSTORABLE_TEXT)
     if f.max_length is not None and f.type in ("str", "email", "tz"):
         too_long = given & (text.str.len() > f.max_length)
         problems.flag(too_long, f.name, f"is longer than {f.max_length} characters")
@@ -331,14 +366,33 @@ def _typed_field(
         example = date_format or "ISO 8601 such as 2024-05-31T14:00:00Z"
         kind = "date" if f.type == "date" else "date and time"
         problems.flag(given & stamps.isna(), f.name, f"expected a {kind} ({example}), got '", text)
+        problems.flag(
+            given & stamps.notna() & ~_spells_a_date(text, f.type, require_time),
+            f.name,
+            f"expected a full {kind} ({example}), got '",
+            text,
+        )
         return stamps.dt.normalize() if f.type == "date" else stamps
     return text  # "str"
+
+
+def _spells_a_date(text: pd.Series, kind: str, require_time: bool) -> pd.Series:
+    """Whether each value writes its date out: pandas also reads words ("now", "today") and
+    partial ISO dates ("2026") as times, which a record must never mean."""
+    spelled = text.str.contains(r"\d", regex=True)
+    # A bare year or year-month ("2026", "2026-05") is not a day.
+    spelled &= ~text.str.fullmatch(r"\d{4}(-\d{1,2})?", case=False)
+    if require_time and kind == "datetime":
+        spelled &= text.str.contains(r"\d[T ]\d{1,2}:\d{2}", regex=True)
+    return spelled.fillna(False).astype(bool)
 
 
 def _number_field(text: pd.Series, f: FieldSpec, problems: _Problems) -> pd.Series:
     numbers = pd.to_numeric(text, errors="coerce")
     expected = "a whole number" if f.type == "int" else "a number"
     problems.flag(text.notna() & numbers.isna(), f.name, f"expected {expected}, got '", got=text)
+    infinite = numbers.notna() & ~np.isfinite(numbers.astype(float))
+    problems.flag(infinite, f.name, f"expected a finite {expected[2:]}, got '", got=text)
     if f.type == "int":
         fractional = numbers.notna() & (numbers != np.floor(numbers))
         problems.flag(fractional, f.name, "expected a whole number, got '", got=text)
@@ -352,9 +406,9 @@ def _number_field(text: pd.Series, f: FieldSpec, problems: _Problems) -> pd.Seri
 def _out_of_range(numbers: pd.Series, f: FieldSpec, problems: _Problems) -> None:
     """Numbers the database column cannot hold (infinity, 1e15 in a DecimalField(12, 2), 2³¹
     in an integer) are the row's problem, not the chunk's: flagged here, never sent."""
+    # Infinity is flagged by the caller ("expected a finite number, got 'inf'").
     finite = np.isfinite(numbers.to_numpy(dtype="float64", na_value=np.nan))
     infinite = numbers.notna() & ~pd.Series(finite, index=numbers.index)
-    problems.flag(infinite, f.name, "expected a finite number")
     if f.maximum is not None:
         above = (numbers > f.maximum).fillna(False) & ~infinite
         problems.flag(above, f.name, f"must be at most {f.maximum}")

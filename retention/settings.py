@@ -435,3 +435,11 @@ EMAIL_EVENTS_WEBHOOK_SECRET = os.environ.get("EMAIL_EVENTS_WEBHOOK_SECRET", "")
 SMS_STATUS_WEBHOOK_SECRET = os.environ.get("SMS_STATUS_WEBHOOK_SECRET", "")
 # Oldest webhook timestamp accepted (seconds): a captured request cannot be replayed later.
 WEBHOOK_TOLERANCE_SECONDS = env_int("WEBHOOK_TOLERANCE_SECONDS", 300)
+
+# --- Issue 12 (API input): consent clock skew ---
+# A consent statement may claim a `recorded_at` at most this many seconds after we receive it
+# (client clocks drift); further in the future is refused, and a claimed time is never kept
+# later than its arrival, so a future date cannot outrank a later unsubscribe.
+CONSENT_CLOCK_SKEW_SECONDS = env_int("CONSENT_CLOCK_SKEW_SECONDS", 300)
+# A body nested deeper than the JSON parser can follow is a 400, not a RecursionError (500).
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["common.parsers.JsonParser"]

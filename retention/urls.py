@@ -1,14 +1,18 @@
 """Top-level URLs: admin, versioned API, OpenAPI schema and docs."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from campaigns import views as campaigns_views
+from common.api import PathSegmentConverter, api_not_found
 
 admin.site.site_header = "Retention service"
 admin.site.site_title = "Retention service"
 admin.site.index_title = "Customers, scores and campaigns"
+
+# Before the apps' URLs are included: they name ids and codes as <segment:…>.
+register_converter(PathSegmentConverter, "segment")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -29,4 +33,6 @@ urlpatterns = [
         ),
         name="api-docs",
     ),
+    # Last: any other path under /api/ gets the API's JSON 404.
+    re_path(r"^api/(?P<path>.*)$", api_not_found),
 ]

@@ -4,7 +4,7 @@ from scoring import apis
 
 urlpatterns = [
     path(
-        "customers/<str:external_id>/score",
+        "customers/<segment:external_id>/score",
         apis.CustomerScoreApi.as_view(),
         name="customer-score",
     ),

@@ -278,13 +278,35 @@ class Response(models.Model):
     occurred_at = models.DateTimeField()
     revenue = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     order_external_id = models.CharField(max_length=64, blank=True)
-    idempotency_key = models.CharField(max_length=200, unique=True)
+    idempotency_key = models.CharField(max_length=200)
+    # Whose key it is: an API client's keys are its own; internal ones (webhooks, unsubscribe
+    # links, redemptions) have none. PROTECT: responses are report history, a client that
+    # logged some is deactivated rather than deleted.
+    client = models.ForeignKey(
+        "customers.ApiClient",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     payload = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-occurred_at"]
         indexes = [models.Index(fields=["intervention", "kind"], name="response_intervention_kind")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "idempotency_key"],
+                condition=models.Q(client__isnull=False),
+                name="response_key_unique_per_client",
+            ),
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=models.Q(client__isnull=True),
+                name="response_key_unique_internal",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} @ {self.occurred_at:%Y-%m-%d %H:%M}"

@@ -111,4 +111,6 @@ def coupon_redeem(
 
 
 def _redemption_response(coupon: Coupon) -> Response | None:
-    return Response.objects.filter(idempotency_key=f"coupon-{coupon.pk}-redeemed").first()
+    return Response.objects.filter(
+        client=None, idempotency_key=f"coupon-{coupon.pk}-redeemed"
+    ).first()

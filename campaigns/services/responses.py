@@ -37,7 +37,7 @@ from campaigns.models import (
     ResponseKind,
 )
 from campaigns.suppression import CONSENT_FOR_CHANNEL
-from customers.models import Customer
+from customers.models import ApiClient, Customer
 from customers.services import consent_set
 
 # Most items one request may carry; the same bound as the ingestion API (settings).
@@ -68,7 +68,7 @@ def response_record(
             )
         return response, True
     except IntegrityError:
-        return Response.objects.get(idempotency_key=idempotency_key), False
+        return Response.objects.get(client=None, idempotency_key=idempotency_key), False
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,50 @@ class ResponseItemsError(Exception):
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         super().__init__(f"{len(errors)} bad item(s)")
         self.errors = errors
+
+
+class IdempotencyConflictError(ResponseItemsError):
+    """An API client reused an idempotency key with different content; nothing was written."""
+
+
+def _replay_differences(item: ResponseItem, response: Response) -> list[str]:
+    """The fields in which a replayed item differs from the response its key stored."""
+    intervention = response.intervention
+    if item.intervention_id is not None:
+        same_target = item.intervention_id == intervention.pk
+    else:
+        same_target = (item.campaign_id, item.customer_external_id) == (
+            intervention.campaign_id,
+            intervention.customer.external_id,
+        )
+    checks = {
+        "intervention": same_target,
+        "kind": item.kind == response.kind,
+        "occurred_at": item.occurred_at == response.occurred_at,
+        "revenue": item.revenue == response.revenue,
+        "order_external_id": item.order_external_id == response.order_external_id,
+        "payload": (item.payload or {}) == (response.payload or {}),
+    }
+    return [name for name, same in checks.items() if not same]
+
+
+def _replay_conflicts(
+    items: Sequence[ResponseItem], existing: dict[str, Response]
+) -> list[dict[str, Any]]:
+    conflicts = []
+    for position, item in enumerate(items):
+        stored = existing.get(item.idempotency_key)
+        differs = _replay_differences(item, stored) if stored is not None else []
+        if differs:
+            conflicts.append(
+                {
+                    "index": position,
+                    "field": "idempotency_key",
+                    "message": f"key '{item.idempotency_key}' was already used with a different "
+                    f"body (differs in: {', '.join(differs)}); use a new key for new content",
+                }
+            )
+    return conflicts
 
 
 def _resolve_interventions(
@@ -192,11 +236,15 @@ def _apply_side_effects(responses: Sequence[Response]) -> None:
                 )
 
 
-def responses_record_batch(*, items: Sequence[ResponseItem]) -> list[ResponseResult]:
-    """Log a batch of responses atomically, in item order. An item whose idempotency key was
-    already used returns that original response (replay=True) and changes nothing. Raises
-    ResponseItemsError naming every bad item (unknown intervention, key repeated in the batch)
-    before anything is written."""
+def responses_record_batch(
+    *, items: Sequence[ResponseItem], client: ApiClient | None = None
+) -> list[ResponseResult]:
+    """Log a batch of responses atomically, in item order. Keys are scoped to `client` (None:
+    internal callers such as webhooks). An item whose key was already used returns that
+    original response (replay=True) and changes nothing. Raises ResponseItemsError naming every
+    bad item (unknown intervention, key repeated in the batch) before anything is written, and
+    for a client IdempotencyConflictError when a key comes back with different content
+    (a provider's webhook resend may differ in details, so internal replays are not compared)."""
     if len(items) > MAX_BATCH_ITEMS:
         raise ResponseItemsError(
             [{"index": None, "field": None, "message": f"at most {MAX_BATCH_ITEMS} items"}]
@@ -214,13 +262,22 @@ def responses_record_batch(*, items: Sequence[ResponseItem]) -> list[ResponseRes
             )
         seen.setdefault(item.idempotency_key, position)
     for _attempt in range(2):  # a concurrent request may take a key between check and insert
-        existing = Response.objects.in_bulk(list(seen), field_name="idempotency_key")
+        existing = {
+            r.idempotency_key: r
+            for r in Response.objects.filter(
+                client=client, idempotency_key__in=list(seen)
+            ).select_related("intervention__customer")
+        }
         new = [p for p, item in enumerate(items) if item.idempotency_key not in existing]
         resolved, unknown = _resolve_interventions(items, new)
         if errors or unknown:
             raise ResponseItemsError(sorted(errors + unknown, key=lambda e: e["index"]))
+        conflicts = _replay_conflicts(items, existing) if client is not None else []
+        if conflicts:
+            raise IdempotencyConflictError(conflicts)
         rows = [
             Response(
+                client=client,
                 intervention_id=resolved[p],
                 kind=items[p].kind,
                 occurred_at=items[p].occurred_at,

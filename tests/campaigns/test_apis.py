@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -77,9 +78,52 @@ def test_a_replayed_batch_changes_nothing_and_is_marked_as_replay(
     assert [r["id"] for r in replay["results"]] == [r["id"] for r in body["results"]]
     assert list(Response.objects.order_by("pk").values()) == before
 
-    # A replay with different content still returns the original, unchanged.
-    single = api.post("/api/v1/responses/", item(treated[1], "clicked", "k2"), format="json").json()
-    assert single["results"][0]["kind"] == "opened" and single["results"][0]["replay"]
+    # A replay with different content is a conflict that names the key and the fields.
+    changed = api.post("/api/v1/responses/", item(treated[1], "clicked", "k2"), format="json")
+    assert changed.status_code == 409
+    error = changed.json()["error"]
+    assert error["code"] == "idempotency_conflict"
+    assert error["details"][0]["field"] == "idempotency_key"
+    assert "'k2'" in error["details"][0]["message"] and "kind" in error["details"][0]["message"]
+    assert list(Response.objects.order_by("pk").values()) == before
+
+
+def test_a_key_replayed_in_a_batch_with_new_content_writes_nothing_of_the_batch(
+    api: APIClient, campaign: Campaign
+) -> None:
+    treated = rows(campaign, "treatment")
+    first = api.post("/api/v1/responses/", item(treated[0], "opened", "a"), format="json")
+    assert first.status_code == 201
+    batch = [item(treated[1], "opened", "fresh"), item(treated[0], "opened", "a", revenue="5")]
+    reply = api.post("/api/v1/responses/", batch, format="json")
+    assert reply.status_code == 409 and reply.json()["error"]["details"][0]["index"] == 1
+    assert "revenue" in reply.json()["error"]["details"][0]["message"]
+    assert not Response.objects.filter(idempotency_key="fresh").exists()
+
+
+def test_two_clients_use_the_same_idempotency_key_independently(
+    api: APIClient, campaign: Campaign
+) -> None:
+    treated = rows(campaign, "treatment")
+    _other, other_key = api_client_create(name="other-client")
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Api-Key {other_key}")
+    mine = api.post("/api/v1/responses/", item(treated[0], "opened", "shared"), format="json")
+    theirs = other.post("/api/v1/responses/", item(treated[1], "clicked", "shared"), format="json")
+    assert mine.status_code == theirs.status_code == 201, theirs.content
+    assert theirs.json()["results"][0]["intervention"] == treated[1].pk
+    assert Response.objects.filter(idempotency_key="shared").count() == 2
+
+
+def test_the_database_keeps_one_response_per_client_and_key(campaign: Campaign) -> None:
+    treated = rows(campaign, "treatment")[0]
+    client, _key = api_client_create(name="db-client")
+    fields = {"intervention": treated, "kind": "opened", "occurred_at": NOON}
+    Response.objects.create(client=client, idempotency_key="x", **fields)
+    Response.objects.create(client=None, idempotency_key="x", **fields)
+    for owner in (client, None):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Response.objects.create(client=owner, idempotency_key="x", **fields)
 
 
 def test_a_bad_item_rejects_the_whole_batch_naming_every_bad_index(

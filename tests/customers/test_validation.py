@@ -129,3 +129,33 @@ def test_the_range_checks_match_the_database_columns() -> None:
     )
     assert list(valid.index) == [4]
     assert errors["reason"].tolist()[-1].startswith("must be less than 10,000,000,000")
+
+
+def test_words_bare_years_and_column_overflows_are_rejects_written_dates_pass() -> None:
+    rows = [
+        {"customer": "c1", "placed_at": "May 31, 2024", "amount": "1"},
+        {"customer": "c1", "placed_at": "2024-05-31", "amount": "1"},
+        {"customer": "c1", "placed_at": "now", "amount": "1"},
+        {"customer": "c1", "placed_at": "2026", "amount": "1"},
+        {"customer": "c1", "placed_at": "2024-05-31", "amount": "1e15"},
+        {"customer": "c1", "placed_at": "2024-05-31", "amount": "inf"},
+        {"customer": "c1", "placed_at": "2024-05-31", "amount": "1", "item_count": "2147483648"},
+        {"customer": "c1\x00", "placed_at": "2024-05-31", "amount": "1"},
+    ]
+    valid, errors = _validate("orders", rows)
+    assert list(valid.index) == [2, 3]
+    assert sorted(zip(errors["position"], errors["field"], strict=True)) == [
+        (4, "placed_at"),
+        (5, "placed_at"),
+        (6, "amount"),
+        (7, "amount"),
+        (8, "item_count"),
+        (9, "customer"),
+    ]
+
+
+def test_the_api_needs_a_time_of_day_in_a_datetime() -> None:
+    rows = [{"customer": "c1", "placed_at": "2024-05-31", "amount": "1"}]
+    assert _validate("orders", rows)[1].empty
+    errors = _validate("orders", rows, date_format="ISO8601", require_time=True)[1]
+    assert list(errors["field"]) == ["placed_at"]
