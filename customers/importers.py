@@ -239,6 +239,13 @@ def import_file(
         ) from exc
     finally:
         bar.close()
+    return _summary_finish(summary, counts, rejects, started)
+
+
+def _summary_finish(
+    summary: ImportSummary, counts: UpsertCounts, rejects: _RejectsWriter, started: float
+) -> ImportSummary:
+    """The counts the database reported, the rejects (written to their file) and the time."""
     summary.created, summary.updated, summary.unchanged = (
         counts.created,
         counts.updated,
