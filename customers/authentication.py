@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Any
 
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from redis.exceptions import RedisError
 from rest_framework import authentication, exceptions, permissions, throttling
 from rest_framework.request import Request
 
 from customers.models import ApiClient
 from customers.services import API_KEY_PREFIX, api_key_hash
+
+logger = logging.getLogger(__name__)
+
+# What a cache backend raises when its server is unreachable.
+CACHE_ERRORS = (RedisError, OSError)
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -62,7 +69,20 @@ class HasApiScope(permissions.BasePermission):
 
 
 class ApiClientRateThrottle(throttling.SimpleRateThrottle):
+    """Requests per API client (per address before authentication), counted in the cache.
+
+    The cache is Redis in production. When Redis is down the throttle lets the request through
+    (and logs it) instead of failing it: an outage of the counter must not turn every API call
+    into a 500 — the API keeps taking responses, only unthrottled until Redis is back."""
+
     scope = "api_client"
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except CACHE_ERRORS as exc:
+            logger.warning("API throttle skipped: the cache is unavailable (%s)", exc)
+            return True
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         client = request.user

@@ -159,6 +159,23 @@ def test_requests_are_throttled_per_client(api: APIClient, monkeypatch) -> None:
     assert codes == [404, 404, 404, 429]
 
 
+def test_the_api_keeps_answering_while_the_throttle_cache_is_down(
+    api: APIClient, settings, caplog
+) -> None:
+    """A Redis outage must not turn every API call into a 500 (issue 12, point 3): with the
+    cache on a port nothing listens on, requests go through unthrottled and the skip is logged."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1
+        }
+    }
+    status, body = post(api, "/api/v1/customers/bulk", [{"external_id": "during-outage"}])
+    assert status == 200 and body["created"] == 1
+    assert api.get("/api/v1/customers/during-outage").status_code == 200
+    assert "API throttle skipped" in caplog.text
+
+
 def test_schema_is_a_valid_openapi_document_and_docs_are_served() -> None:
     from drf_spectacular.validation import validate_schema
 
