@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +17,7 @@ from campaigns.models import Campaign, CampaignStatus, Intervention, MessageTemp
 from campaigns.services.dispatch import campaign_dispatch
 from campaigns.services.relay import interventions_relay
 from customers.models import Consent, Customer
+from tests.campaigns.servers import SmtpRecorder, smtp_server
 
 REPO = Path(__file__).resolve().parents[2]
 # Noon UTC: outside the default quiet hours (21-8) for UTC customers.
@@ -78,6 +80,17 @@ def make_campaign(*, rules: list[dict[str, Any]] | None = None, **fields: Any) -
     for position, rule in enumerate(rules or [], start=1):
         Rule.objects.create(campaign=campaign, position=position, **rule)
     return campaign
+
+
+@pytest.fixture
+def smtp(settings: Any) -> Iterator[SmtpRecorder]:
+    """A real SMTP server on a free local port, and the email settings pointing at it."""
+    with smtp_server() as (recorder, port):
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        yield recorder
 
 
 @pytest.fixture(autouse=True)

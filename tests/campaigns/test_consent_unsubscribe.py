@@ -3,7 +3,6 @@ one-click unsubscribe after a grant leaves consent revoked, so the next relay ru
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,19 +18,9 @@ from campaigns.services.responses import unsubscribe_url
 from customers.models import Consent
 from customers.services import consent_set
 from tests.campaigns.conftest import NOON, make_campaign, make_customers
-from tests.campaigns.servers import SmtpRecorder, smtp_server
+from tests.campaigns.servers import SmtpRecorder
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def smtp(settings: Any) -> Iterator[SmtpRecorder]:
-    with smtp_server() as (recorder, port):
-        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-        yield recorder
 
 
 def put_consent(api: APIClient, external_id: str, **body: Any) -> Any:

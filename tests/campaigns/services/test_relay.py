@@ -26,21 +26,11 @@ from campaigns.tasks import interventions_relay_task
 from customers.models import Consent, Customer
 from customers.selectors import customer_consent_state
 from tests.campaigns.conftest import NOON, make_campaign, make_customers, make_offer, make_template
-from tests.campaigns.servers import SmtpRecorder, WebhookRecorder, smtp_server, webhook_server
+from tests.campaigns.servers import SmtpRecorder, WebhookRecorder, webhook_server
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "test-webhook-secret"
-
-
-@pytest.fixture
-def smtp(settings: Any) -> Iterator[SmtpRecorder]:
-    with smtp_server() as (recorder, port):
-        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-        yield recorder
 
 
 @pytest.fixture
