@@ -7,6 +7,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
+from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -72,9 +74,19 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+@csrf_exempt  # an API client sends no CSRF token: a POST here must get this JSON, not a 403 page
 def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
-    """Any path under /api/ that no endpoint has: the JSON 404, not Django's page."""
-    return JsonResponse(error_body("not_found", "No API endpoint has this path."), status=404)
+    """Any path under /api/ that no endpoint has: the JSON 404, not Django's page. When the
+    path with (or without) a trailing slash is an endpoint, the message names it."""
+    message = "No API endpoint has this path."
+    other = request.path[:-1] if request.path.endswith("/") else request.path + "/"
+    try:
+        match = resolve(other)
+    except Resolver404:
+        match = None
+    if match is not None and match.func is not api_not_found:
+        message += f" Did you mean {other} ?"
+    return JsonResponse(error_body("not_found", message), status=404)
 
 
 class PathSegmentConverter:
