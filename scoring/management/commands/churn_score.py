@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from common.tables import spreadsheet_safe
 from customers.selectors import customer_count
 from scoring.errors import ScoringError, TrainingError
 from scoring.reports import format_run
@@ -55,7 +56,7 @@ class Command(BaseCommand):
         if not options["out"]:
             raise CommandError("--csv needs --out PATH")
         frame = file_score(path=options["csv"], version=options["model"])
-        frame.to_csv(options["out"], index=False)
+        spreadsheet_safe(frame).to_csv(options["out"], index=False)
         tiers = frame["tier"].value_counts().to_dict()
         self.stdout.write(
             f"Scored {len(frame):,} rows with model {frame.attrs['model']} → {options['out']}\n"

@@ -128,6 +128,7 @@ def test_churn_train_and_score_straight_from_a_file(tmp_path: Path, artifact_dir
     with pytest.raises(TrainingError, match="trained from a file"):
         churn_model_activate(model=model)
     rows = pd.read_csv(telco).head(50).drop(columns=["Churn"])
+    rows.loc[1, "customerID"] = '=HYPERLINK("http://x")'  # must not run as a formula
     rows.to_csv(tmp_path / "new.csv", index=False)
     call_command(
         "churn_score",
@@ -140,6 +141,7 @@ def test_churn_train_and_score_straight_from_a_file(tmp_path: Path, artifact_dir
     scores = pd.read_csv(tmp_path / "scores.csv")
     assert list(scores.columns) == ["id", "probability", "tier", "reasons"]
     assert len(scores) == 50 and scores["id"].iloc[0] == "7590-VHVEG"
+    assert scores["id"].iloc[1] == '\'=HYPERLINK("http://x")'
     assert scores["probability"].between(0, 1).all()
 
 
