@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
@@ -316,7 +317,9 @@ def churn_model_rollback() -> ChurnModel:
     current = churn_model_active()
     earlier = ChurnModel.objects.filter(
         status=ModelStatus.RETIRED, activated_at__isnull=False
-    ).exclude(label_definition__kind="file")
+    ).exclude(Q(label_definition__has_key="kind") & Q(label_definition__kind="file"))
+    # (has_key first: a definition without "kind" — models from before it was recorded — must
+    # stay a rollback target; `kind = "file"` alone is NULL there and NOT NULL drops the row.)
     if current is not None and current.activated_at is not None:
         earlier = earlier.filter(activated_at__lt=current.activated_at)
     previous = earlier.order_by("-activated_at").first()

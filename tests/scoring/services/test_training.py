@@ -85,6 +85,16 @@ def test_rollback_without_an_earlier_model_is_refused(
         churn_model_rollback()
 
 
+def test_rollback_reaches_a_model_whose_label_definition_has_no_kind(
+    labelled_customers: Path, artifact_dir: Path
+) -> None:
+    first = train().model
+    ChurnModel.objects.filter(pk=first.pk).update(label_definition={"attribute": "Churn"})
+    second = train().model  # as good on the same rows: it takes over
+    assert ChurnModel.objects.get(pk=second.pk).status == ModelStatus.ACTIVE
+    assert churn_model_rollback().pk == first.pk
+
+
 def test_a_tampered_artifact_is_refused_with_a_clear_error(
     labelled_customers: Path, artifact_dir: Path
 ) -> None:
