@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from campaigns import views as campaigns_views
 from common.api import PathSegmentConverter, api_not_found
+from retention.overview import overview_view
 
 admin.site.site_header = "Retention service"
 admin.site.site_title = "Retention service"
@@ -15,6 +16,8 @@ admin.site.index_title = "Customers, scores and campaigns"
 register_converter(PathSegmentConverter, "segment")
 
 urlpatterns = [
+    # The admin's landing page is the overview (before the admin's own index, which it replaces).
+    path("admin/", admin.site.admin_view(overview_view), name="overview"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("scoring.urls")),
     path("api/v1/", include("customers.urls")),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 
 from customers.models import Customer
-from scoring.models import ChurnModel, CustomerScore, ModelStatus, RiskTier
+from scoring.models import ChurnModel, CustomerScore, ModelStatus, RiskTier, RunStatus, ScoringRun
 
 
 def churn_model_active() -> ChurnModel | None:
@@ -57,3 +57,25 @@ def customer_latest_score(*, customer: Customer) -> CustomerScore | None:
         .order_by("-scored_at", "-pk")
         .first()
     )
+
+
+def scoring_run_latest() -> ScoringRun | None:
+    """The latest completed scoring run (what tiers and campaigns read now)."""
+    return (
+        ScoringRun.objects.filter(status=RunStatus.COMPLETED)
+        .select_related("model")
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+
+
+def score_histogram(*, run: ScoringRun, bins: int = 20) -> list[int]:
+    """How many of the run's customers fall in each of `bins` equal probability bands (the
+    last band includes 1.0), counted by the database in one query."""
+    edges = [i / bins for i in range(1, bins)]
+    counted = CustomerScore.objects.filter(run=run, probability__isnull=False).aggregate(
+        total=Count("pk"),
+        **{f"lt{i}": Count("pk", filter=Q(probability__lt=e)) for i, e in enumerate(edges)},
+    )
+    below = [0] + [counted[f"lt{i}"] or 0 for i in range(len(edges))] + [counted["total"] or 0]
+    return [below[i + 1] - below[i] for i in range(bins)]

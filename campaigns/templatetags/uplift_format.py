@@ -48,3 +48,22 @@ def pvalue(value: Any) -> str:
     if number is None:
         return "—"
     return "< 0.001" if number < 0.001 else f"{number:.3f}"
+
+
+@register.filter
+def count(value: Any) -> str:
+    """30613 → 30,613"""
+    number = _number(value)
+    return "—" if number is None else f"{int(number):,}"
+
+
+@register.filter
+def seconds(value: Any) -> str:
+    """12.345 → 12.3 s; 125 → 2 min 5 s"""
+    number = _number(value)
+    if number is None:
+        return "—"
+    if number < 60:
+        return f"{number:.1f} s"
+    minutes, rest = divmod(round(number), 60)
+    return f"{minutes} min {rest} s"
