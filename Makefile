@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck importlint pytest serve worker beat bench clean-demo help
+.PHONY: screenshots demo test lint typecheck importlint pytest serve worker beat bench clean-demo help
 
 help:
 	@echo "make demo    - load the demo data and run the retention cycle on the embedded SQLite default"
@@ -13,6 +13,7 @@ help:
 	@echo "make worker  - run a Celery worker (needs REDIS_URL)"
 	@echo "make beat    - run Celery beat (needs REDIS_URL)"
 	@echo "make bench   - run the benchmarks in bench/ (needs DATABASE_URL=postgres://…)"
+	@echo "make screenshots - after make demo: regenerate docs/screenshots/ in headless Chromium"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +58,9 @@ beat: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/import_orders.py
+
+screenshots: $(STAMP)
+	$(PY) docs/screenshots.py
 
 clean-demo:
 	rm -f var/retention.sqlite3 var/retention.sqlite3-wal var/retention.sqlite3-shm
