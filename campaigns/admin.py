@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from campaigns import selectors
+from campaigns.admin_rules import RuleForm, attribute_datalists, audience_view
 from campaigns.admin_uplift import UpliftReportPages
 from campaigns.models import (
     CallbackTask,
@@ -40,16 +41,25 @@ from scoring.selectors import customer_latest_reasons
 
 class RuleInline(admin.StackedInline):
     model = Rule
+    form = RuleForm
     extra = 1
     ordering = ["position", "pk"]
     fields = [
         ("position", "name"),
-        ("tiers", "min_probability", "max_probability"),
+        "tiers",
+        ("min_probability", "max_probability"),
         ("min_value", "max_value"),
         "attribute_conditions",
         "consent_channel",
         ("channel", "offer", "template"),
+        "audience_now",
     ]
+    readonly_fields = ["audience_now"]
+
+    @admin.display(description="Customers now")
+    def audience_now(self, rule: Rule | None) -> SafeString:
+        """Filled while editing by rule_builder.js from the audience view (all rules at once)."""
+        return format_html('<div class="rule-audience" aria-live="polite">{}</div>', "Counting…")
 
 
 @admin.register(Campaign)
@@ -110,8 +120,23 @@ class CampaignAdmin(UpliftReportPages):
             reverse("admin:campaigns_campaign_uplift", args=[campaign.pk]),
         )
 
+    class Media:
+        js = ["campaigns/rule_builder.js"]
+        css = {"all": ["campaigns/rule_builder.css"]}
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        context["attribute_datalists"] = attribute_datalists()
+        return super().render_change_form(request, context, *args, **kwargs)
+
     def get_urls(self) -> list[Any]:
         own = [
+            path(
+                "audience/",
+                self.admin_site.admin_view(audience_view),
+                name="campaigns_campaign_audience",
+            ),
             path(
                 "<path:object_id>/preview/",
                 self.admin_site.admin_view(self.preview_view),

@@ -14,13 +14,14 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, Streami
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from campaigns import selectors
 from campaigns.measurement import snapshots
 from campaigns.measurement.export import interventions_outcomes_csv
 from campaigns.models import Campaign, UpliftReport
+from campaigns.services.dispatch import campaign_eligible_now
 from campaigns.uplift.breakdown import ArmFigures, GroupUplift
 from campaigns.uplift.power import control_percent_for_effect, minimum_detectable_effect
 from campaigns.uplift.report import CampaignUpliftReport, ProgramUpliftReport
@@ -40,7 +41,7 @@ class UpliftReportPages(admin.ModelAdmin):
         """MDE at 80% power for this control percentage, and the holdout a target needs."""
         if campaign.pk is None:
             return format_html("<em>{}</em>", "Save the campaign (with rules) to plan its holdout.")
-        audience, source = selectors.campaign_audience_estimate(campaign=campaign)
+        audience, source = campaign_eligible_now(campaign=campaign, now=timezone.now())
         report = snapshots.uplift_report_latest(campaign=campaign)
         overall = CampaignUpliftReport.from_json(report.figures).overall if report else None
         control_rate = overall.control.rate if overall else None

@@ -174,3 +174,63 @@ def first_matching_rule(frame: pd.DataFrame, specs: Sequence[RuleSpec]) -> np.nd
         mask = rule_mask(frame, spec).to_numpy() & (matched == -1)
         matched[mask] = index
     return matched
+
+
+# --- reading a rule back to a person (the rule builder's live counts) --------------------------
+
+_OPERATOR_WORDS = {
+    "eq": "=",
+    "ne": "≠",
+    "gt": ">",
+    "gte": "≥",
+    "lt": "<",
+    "lte": "≤",
+    "in": "is one of",
+    "contains": "contains",
+}
+
+
+def condition_label(condition: Condition) -> str:
+    """A condition in words: 'risk tier is high or critical', 'Contract = "Two year"'."""
+    column, operator, value = condition.column, condition.operator, condition.value
+    if column == TIER:
+        return "risk tier is " + " or ".join(str(v) for v in value)
+    if column == PROBABILITY:
+        return f"churn probability {_OPERATOR_WORDS[operator]} {float(value):.0%}"
+    if column == VALUE:
+        return f"customer value {_OPERATOR_WORDS[operator]} {float(value):,.2f}"
+    if column.startswith(ATTRIBUTE_PREFIX):
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        return f"{column.removeprefix(ATTRIBUTE_PREFIX)} {_OPERATOR_WORDS[operator]} {shown!r}"
+    if column.startswith("consent_"):
+        return f"consents to {column.removeprefix('consent_')}"
+    return f"{column} {operator} {value!r}"
+
+
+@dataclass(frozen=True)
+class RuleStep:
+    """One step of a rule read in order: the score conditions together (tier and probability,
+    which the SQL prefilter applies), then each other condition; `conditions` empty: everyone."""
+
+    label: str
+    conditions: tuple[Condition, ...]
+
+
+def rule_steps(spec: RuleSpec) -> list[RuleStep]:
+    """The rule's conditions as cumulative steps (each narrows the one before)."""
+    score = tuple(c for c in spec.conditions if c.column in (TIER, PROBABILITY))
+    steps = [RuleStep(" and ".join(condition_label(c) for c in score), score)] if score else []
+    steps += [RuleStep(condition_label(c), (c,)) for c in spec.conditions if c not in score]
+    return steps or [RuleStep("every scored customer", ())]
+
+
+def steps_mask(frame: pd.DataFrame, step: RuleStep) -> np.ndarray:
+    """Rows of the candidates frame meeting every condition of one step."""
+    mask = np.ones(len(frame), dtype=bool)
+    for condition in step.conditions:
+        mask &= (
+            OPERATORS[condition.operator]
+            .test(frame[condition.column], condition.value)
+            .to_numpy(dtype=bool)
+        )
+    return mask

@@ -29,7 +29,6 @@ from campaigns.rules import (
     RuleSpec,
     attribute_column,
     attribute_fields,
-    rule_spec,
 )
 from common.db.frames import frame_from_queryset
 from customers.models import Consent, Customer, Order, OrderStatus
@@ -252,15 +251,3 @@ def callbacks_for_agent(*, user: Any) -> QuerySet[CallbackTask]:
         .select_related("customer", "intervention__offer", "intervention__campaign")
         .order_by("due_at", "-intervention__churn_probability")
     )
-
-
-def campaign_audience_estimate(*, campaign: Campaign) -> tuple[int, str]:
-    """Customers one cycle of the campaign takes, for planning: the last cycle's eligible count,
-    else the scored customers its rules' tier/probability conditions select (an upper bound)."""
-    last = CampaignCycle.objects.filter(campaign=campaign).order_by("-started_at").first()
-    if last is not None and (last.summary or {}).get("eligible"):
-        return int(last.summary["eligible"]), "last cycle"
-    specs = [rule_spec(rule) for rule in campaign.rules.all()]
-    if not specs:
-        return 0, "no rules yet"
-    return Customer.objects.filter(rules_prefilter(specs)).count(), "scored customers matching"

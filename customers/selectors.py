@@ -154,3 +154,41 @@ def customer_ids_sorted() -> np.ndarray:
     """Every customer id, ascending (int64): what a scoring run cuts into chunks."""
     ids = frame_from_columns(Customer._meta.db_table, {"id": ("id", "int8")})["id"]
     return np.sort(ids.to_numpy(dtype=np.int64))
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    try:
+        float(str(value).strip() or "x")
+    except ValueError:
+        return False
+    return True
+
+
+# How many of the newest customers `customer_attribute_fields` looks at: enough to see every key
+# a shop sends, few enough for a form to open in well under a second at a million customers.
+ATTRIBUTE_SAMPLE = 20_000
+
+
+def customer_attribute_fields(*, sample: int = ATTRIBUTE_SAMPLE) -> dict[str, dict[str, Any]]:
+    """The attribute keys present in the data (the newest `sample` customers), each with its
+    kind — "number" when every value seen is a number, else "text" — and up to 20 of its most
+    common values: what a rule builder offers for a condition's field and value."""
+    rows = Customer.objects.order_by("-pk").values_list("attributes", flat=True)[:sample]
+    seen: dict[str, dict[Any, int]] = {}
+    for attributes in rows:
+        for key, value in (attributes or {}).items() if isinstance(attributes, dict) else ():
+            if value is None or isinstance(value, dict | list):
+                continue
+            counts = seen.setdefault(str(key), {})
+            counts[value] = counts.get(value, 0) + 1
+    fields: dict[str, dict[str, Any]] = {}
+    for key in sorted(seen, key=str.lower):
+        values = seen[key]
+        numeric = all(_is_number(v) for v in values)
+        common = sorted(values, key=lambda v: -values[v])[:20]
+        fields[key] = {"kind": "number" if numeric else "text", "values": common}
+    return fields

@@ -97,6 +97,10 @@ class Campaign(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": "The end must come after the start."})
+
 
 class OfferKind(models.TextChoices):
     PERCENT_COUPON = "percent_coupon", "Percent-off coupon"

@@ -30,7 +30,7 @@ from campaigns.models import (
     InterventionStatus,
     Rule,
 )
-from campaigns.services.plan import CampaignPlan, campaign_plan
+from campaigns.services.plan import CampaignPlan, RuleAudience, campaign_plan, rules_audience
 from common.db.bulk import bulk_insert_ignore
 
 # Weekly cycles start on Mondays 00:00 UTC: cycle boundaries count from this Monday.
@@ -180,6 +180,22 @@ def campaign_preview(*, campaign: Campaign, now: datetime) -> DispatchSummary:
     plan = campaign_plan(campaign=campaign, now=now, cycle_start=start)
     summary = _summarise(campaign=campaign, plan=plan, cycle_key=key, written=False, coupons=0)
     return replace(summary, seconds=round(time.perf_counter() - started, 3))
+
+
+def campaign_eligible_now(*, campaign: Campaign, now: datetime) -> tuple[int, str]:
+    """Customers one cycle would take now (both arms) — the preview's "eligible", so the holdout
+    planner and the preview never disagree — and where the number comes from."""
+    if not campaign.rules.exists():
+        return 0, "no rules yet"
+    return campaign_preview(campaign=campaign, now=now).eligible, "eligible now, as in the preview"
+
+
+def campaign_rules_audience(
+    *, campaign: Campaign, rules: list[Rule], now: datetime
+) -> list[RuleAudience]:
+    """Per rule — saved or still being edited — what it would take if dispatched now."""
+    _key, start = campaign_cycle_key(campaign=campaign, now=now)
+    return rules_audience(campaign=campaign, rules=rules, now=now, cycle_start=start)
 
 
 # --- the record: interventions (the outbox) and coupons ---------------------------------------

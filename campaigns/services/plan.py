@@ -17,7 +17,15 @@ from django.conf import settings
 
 from campaigns import selectors
 from campaigns.models import Campaign, InterventionStatus, Rule, SuppressionReason
-from campaigns.rules import RuleSpec, first_matching_rule, needs_value, rule_spec
+from campaigns.rules import (
+    RuleSpec,
+    RuleStep,
+    first_matching_rule,
+    needs_value,
+    rule_spec,
+    rule_steps,
+    steps_mask,
+)
 from campaigns.suppression import (
     PolicyConfig,
     budget_exhausted,
@@ -102,10 +110,14 @@ def _chunk_candidates(inputs: _PlanInputs, id_range: tuple[int, int]) -> pd.Data
     return frame.join(consent, on="customer_id")
 
 
-def _chunk_decisions(inputs: _PlanInputs, id_range: tuple[int, int]) -> pd.DataFrame:
+def _chunk_decisions(
+    inputs: _PlanInputs, id_range: tuple[int, int], frame: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The chunk's customers that match a rule, with their rule, channel, arm and the reason
-    the policy gives not to send (budget aside: it needs every chunk)."""
-    frame = _chunk_candidates(inputs, id_range)
+    the policy gives not to send (budget aside: it needs every chunk). `frame`: the chunk's
+    candidates when the caller has read them already."""
+    if frame is None:
+        frame = _chunk_candidates(inputs, id_range)
     if frame.empty:
         return frame
     matched = first_matching_rule(frame, inputs.specs)
@@ -202,10 +214,14 @@ def _with_status(decisions: pd.DataFrame, *, now: datetime, config: PolicyConfig
     return decisions
 
 
-def campaign_plan(*, campaign: Campaign, now: datetime, cycle_start: datetime) -> CampaignPlan:
+def campaign_plan(
+    *, campaign: Campaign, now: datetime, cycle_start: datetime, rules: list[Rule] | None = None
+) -> CampaignPlan:
     """Decide every matching customer's rule, arm, status and reason for the cycle starting
-    at `cycle_start`; write nothing (the dispatch records it, the preview only counts it)."""
-    rules = list(campaign.rules.select_related("offer", "template").order_by("position", "pk"))
+    at `cycle_start`; write nothing (the dispatch records it, the preview only counts it).
+    `rules`: unsaved rules to plan with instead of the campaign's (the rule builder's counts)."""
+    if rules is None:
+        rules = list(campaign.rules.select_related("offer", "template").order_by("position", "pk"))
     if not rules:
         return CampaignPlan(pd.DataFrame(), rules)
     inputs = _plan_inputs(campaign=campaign, rules=rules, now=now, cycle_start=cycle_start)
@@ -218,3 +234,102 @@ def campaign_plan(*, campaign: Campaign, now: datetime, cycle_start: datetime) -
         return CampaignPlan(pd.DataFrame(), rules)
     decisions = _budget_applied(campaign, pd.concat(chunks, ignore_index=True))
     return CampaignPlan(_with_status(decisions, now=now, config=inputs.config), rules)
+
+
+# --- what each rule would take now (the rule builder's live counts) ---------------------------
+
+
+@dataclass(frozen=True)
+class RuleAudience:
+    """One rule's customers now: `steps` narrow cumulatively (what the rule asks, customers
+    still in), `matching` meet all of it, `taken` are not taken by an earlier rule (both arms:
+    the preview's "eligible"), `sendable` are treatment customers the policy lets through, and
+    `nobody_because` says, when none is sendable, at which step everyone was lost."""
+
+    name: str
+    steps: tuple[tuple[str, int], ...]
+    matching: int
+    taken: int
+    control: int
+    sendable: int
+    suppressed: dict[str, int]
+    nobody_because: str
+
+
+def rules_audience(
+    *, campaign: Campaign, rules: list[Rule], now: datetime, cycle_start: datetime
+) -> list[RuleAudience]:
+    """Per rule (in the order given), how many customers it matches, takes and may send to now,
+    decided exactly as the dispatch decides (same chunks, policy and budget)."""
+    if not rules:
+        return []
+    inputs = _plan_inputs(campaign=campaign, rules=rules, now=now, cycle_start=cycle_start)
+    steps = [rule_steps(spec) for spec in inputs.specs]
+    step_counts = [np.zeros(len(s), dtype=np.int64) for s in steps]
+    decided: list[pd.DataFrame] = []
+    for id_range in selectors.candidate_id_ranges(specs=inputs.specs):
+        frame = _chunk_candidates(inputs, id_range)
+        if frame.empty:
+            continue
+        for counts, rule_steps_ in zip(step_counts, steps, strict=True):
+            mask = np.ones(len(frame), dtype=bool)
+            for index, step in enumerate(rule_steps_):
+                mask &= steps_mask(frame, step)
+                counts[index] += int(mask.sum())
+        decided.append(_chunk_decisions(inputs, id_range, frame))
+    decisions = pd.concat([d for d in decided if not d.empty] or [pd.DataFrame()])
+    if not decisions.empty:
+        decisions = _budget_applied(campaign, decisions.reset_index(drop=True))
+    return [
+        _rule_audience(rule, index, steps[index], step_counts[index], decisions, rules)
+        for index, rule in enumerate(rules)
+    ]
+
+
+def _rule_audience(
+    rule: Rule,
+    index: int,
+    steps: list[RuleStep],
+    counts: np.ndarray,
+    decisions: pd.DataFrame,
+    rules: list[Rule],
+) -> RuleAudience:
+    mine = decisions.loc[decisions["rule_index"].eq(index)] if not decisions.empty else decisions
+    taken = len(mine)
+    control = int(mine["is_control"].sum()) if taken else 0
+    treatment = mine.loc[~mine["is_control"]] if taken else mine
+    open_ = treatment["reason"].eq("") if len(treatment) else pd.Series(dtype=bool)
+    suppressed = (
+        {
+            SuppressionReason(reason).label: int(n)
+            for reason, n in treatment.loc[~open_, "reason"].value_counts().items()
+        }
+        if len(treatment)
+        else {}
+    )
+    sendable = int(open_.sum()) if len(treatment) else 0
+    matching = int(counts[-1])
+    because = ""
+    if sendable == 0:
+        empty = next((s.label for s, n in zip(steps, counts, strict=True) if n == 0), None)
+        if empty is not None:
+            because = f"no customer meets “{empty}”"
+        elif taken == 0:
+            earlier = ", ".join(r.name for r in rules[:index]) or "an earlier rule"
+            because = f"all {matching:,} matching customers are taken by {earlier}"
+        elif len(treatment) == 0:
+            because = f"all {taken:,} customers fall in the control group"
+        else:
+            because = "every treatment customer is suppressed: " + ", ".join(
+                f"{label} {n:,}" for label, n in suppressed.items()
+            )
+    return RuleAudience(
+        name=rule.name,
+        steps=tuple((s.label, int(n)) for s, n in zip(steps, counts, strict=True)),
+        matching=matching,
+        taken=taken,
+        control=control,
+        sendable=sendable,
+        suppressed=suppressed,
+        nobody_because=because,
+    )

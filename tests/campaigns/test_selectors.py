@@ -236,24 +236,3 @@ def test_contact_history_usage_and_due_campaigns_follow_the_dispatch(
     count, cost = selectors.campaign_usage(campaign=campaign)
     assert count == 10  # both arms count
     assert cost == float(sum(Intervention.objects.values_list("offer_cost", flat=True)))
-
-
-def test_the_audience_estimate_is_the_last_cycle_else_the_prefilter(
-    email_rule: dict[str, Any],
-) -> None:
-    make_customers(6)
-    make_customers(4, start=100, risk_tier="low")
-    assert selectors.campaign_audience_estimate(campaign=make_campaign(name="Empty")) == (
-        0,
-        "no rules yet",
-    )
-    wide = make_campaign(name="Wide", rules=[{**email_rule, "min_value": Decimal("1000000")}])
-    assert selectors.campaign_audience_estimate(campaign=wide) == (6, "scored customers matching")
-    anyone = {"name": "any", "channel": "coupon", "offer": email_rule["offer"]}
-    campaign = make_campaign(rules=[anyone])
-    assert selectors.campaign_audience_estimate(campaign=campaign) == (
-        10,
-        "scored customers matching",
-    )
-    campaign_dispatch(campaign=campaign, now=NOON)
-    assert selectors.campaign_audience_estimate(campaign=campaign) == (10, "last cycle")

@@ -19,6 +19,7 @@ from customers.models import Consent
 from tests.campaigns.conftest import NOON, make_campaign, make_customers, make_offer, make_template
 
 CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
@@ -94,16 +95,26 @@ def test_crm_staff_build_and_preview_a_campaign_and_an_agent_records_an_outcome(
     page.fill("#id_control_percentage", "10")
     page.fill("#id_rules-0-name", "Critical by email")
     page.fill("#id_rules-0-position", "1")
-    page.fill("#id_rules-0-tiers", '["critical"]')
+    page.check("input[name='rules-0-tiers'][value='critical']")  # checkboxes, no JSON
     page.select_option("#id_rules-0-channel", "email")
     page.select_option("#id_rules-0-offer", label="Fifteen off")
     page.select_option("#id_rules-0-template", label="Win-back email")
     page.click("#rules-group .add-row a")
     page.fill("#id_rules-1-name", "High by coupon")
     page.fill("#id_rules-1-position", "2")
-    page.fill("#id_rules-1-tiers", '["high"]')
+    page.check("input[name='rules-1-tiers'][value='high']")
     page.select_option("#id_rules-1-channel", "coupon")
     page.select_option("#id_rules-1-offer", label="Fifteen off")
+    # The live audience, counted as the dispatch would while the form is still unsaved.
+    from playwright.sync_api import expect
+
+    expect(page.locator("#rule-builder .audience-campaign")).to_contain_text(
+        "Eligible now (both arms): 100", timeout=15_000
+    )
+    assert "60 match" in page.inner_text("#rules-0 .rule-audience")
+    assert "40 match" in page.inner_text("#rules-1 .rule-audience")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "rule-builder.png"), full_page=True)
     page.click("input[name=_continue]")
     page.wait_for_selector(".messagelist .success")
     campaign = Campaign.objects.get(name="Browser win-back")

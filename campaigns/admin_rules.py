@@ -1,0 +1,322 @@
+"""The rule builder of the campaign form: no JSON typed by hand.
+
+Tiers are checkboxes from the tier table (most severe first); attribute conditions are rows of
+field (from the attribute keys present in the data), operator and value (checked against the
+field's kind); and while staff edit, rule_builder.js posts the form to `audience_view`, which
+answers with each rule's customers now — decided exactly as the dispatch decides — and, for a
+rule that would reach nobody, the reason."""
+
+from __future__ import annotations
+
+import contextlib
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+
+from campaigns.models import AttributeOperator, Campaign, Rule
+from campaigns.services.dispatch import campaign_rules_audience
+from customers.selectors import customer_attribute_fields
+from scoring.selectors import risk_tier_bands
+
+# Blank condition rows offered beyond a rule's own conditions.
+EXTRA_CONDITION_ROWS = 2
+NUMERIC_OPERATORS = {"gt", "gte", "lt", "lte"}
+
+
+def tier_choices() -> list[tuple[str, str]]:
+    """The tier table's names, most severe (highest band) first."""
+    bands = sorted(risk_tier_bands(), key=lambda band: -band[1])
+    return [(name, f"{name.capitalize()} (p ≥ {bound:.0%})") for name, bound in bands]
+
+
+class ConditionRows(forms.Widget):
+    """Rows of <field> <operator> <value>; submitted as `<name>_<i>_field|operator|value`."""
+
+    def __init__(self, fields: dict[str, dict[str, Any]] | None = None) -> None:
+        super().__init__()
+        self.fields = fields or {}
+
+    def format_value(self, value: Any) -> list[dict[str, Any]]:
+        return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
+
+    def render(
+        self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None
+    ) -> SafeString:
+        rows = self.format_value(value) + [{}] * EXTRA_CONDITION_ROWS
+        body = format_html_join(
+            "", "<tr>{}</tr>", ((self._row(name, i, row),) for i, row in enumerate(rows))
+        )
+        return format_html(
+            '<table class="condition-rows"><thead><tr><th>Attribute</th><th>Operator</th>'
+            "<th>Value</th></tr></thead><tbody>{}</tbody></table>"
+            '<input type="hidden" name="{}_rows" value="{}">',
+            body,
+            name,
+            len(rows),
+        )
+
+    def _row(self, name: str, index: int, row: dict[str, Any]) -> SafeString:
+        field = str(row.get("field", ""))
+        names = list(self.fields) + ([field] if field and field not in self.fields else [])
+        field_options = format_html_join(
+            "",
+            '<option value="{}"{}>{}</option>',
+            (
+                (key, mark_safe(" selected") if key == field else "", self._field_label(key))
+                for key in names
+            ),
+        )
+        operator = str(row.get("operator", "eq"))
+        operator_options = format_html_join(
+            "",
+            '<option value="{}"{}>{}</option>',
+            (
+                (code, mark_safe(" selected") if code == operator else "", label)
+                for code, label in AttributeOperator.choices
+            ),
+        )
+        value = row.get("value", "")
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        return format_html(
+            '<td><select name="{0}_{1}_field"><option value="">—</option>{2}</select></td>'
+            '<td><select name="{0}_{1}_operator">{3}</select></td>'
+            '<td><input type="text" name="{0}_{1}_value" value="{4}" list="{5}"></td>',
+            name,
+            index,
+            field_options,
+            operator_options,
+            shown,
+            f"attribute-values-{field}" if field else "",
+        )
+
+    def _field_label(self, key: str) -> str:
+        info = self.fields.get(key)
+        if info is None:
+            return f"{key} (not in the data)"
+        return f"{key} ({info['kind']})"
+
+    def value_from_datadict(self, data: Any, files: Any, name: str) -> list[dict[str, str]]:
+        try:
+            count = min(int(data.get(f"{name}_rows", 0)), 100)
+        except (TypeError, ValueError):
+            count = 0
+        return [
+            {
+                "field": str(data.get(f"{name}_{i}_field", "")).strip(),
+                "operator": str(data.get(f"{name}_{i}_operator", "eq")),
+                "value": str(data.get(f"{name}_{i}_value", "")).strip(),
+            }
+            for i in range(count)
+        ]
+
+    def value_omitted_from_data(self, data: Any, files: Any, name: str) -> bool:
+        return f"{name}_rows" not in data
+
+
+class ConditionRowsField(forms.Field):
+    """The rows as the rule stores them: [{field, operator, value}], values typed by kind."""
+
+    def __init__(self, *, fields: dict[str, dict[str, Any]], **kwargs: Any) -> None:
+        self.attribute_fields = fields
+        kwargs.setdefault("required", False)
+        kwargs.setdefault(
+            "help_text",
+            "All must hold. Leave the attribute empty to drop a row. Numbers for > ≥ < ≤;"
+            " a comma-separated list for “in”. Save and continue for more rows.",
+        )
+        super().__init__(widget=ConditionRows(fields), **kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return value
+
+    def to_python(self, value: Any) -> list[dict[str, Any]]:
+        if not isinstance(value, list):  # the stored JSON (initial) rather than posted rows
+            return []
+        conditions, problems = [], []
+        for number, row in enumerate(value, start=1):
+            if not row.get("field"):
+                continue
+            try:
+                conditions.append(self._typed(row))
+            except ValidationError as exc:
+                problems.append(f"Row {number} ({row['field']}): {exc.messages[0]}")
+        if problems:
+            raise ValidationError(problems)
+        return conditions
+
+    def _typed(self, row: dict[str, Any]) -> dict[str, Any]:
+        field, operator, raw = row["field"], row["operator"], row["value"]
+        if not field.replace("_", "").replace(" ", "").isalnum():
+            raise ValidationError("an attribute name has letters, digits and _ only.")
+        if operator not in AttributeOperator.values:
+            raise ValidationError(f"unknown operator {operator!r}.")
+        if raw == "":
+            raise ValidationError("a value is needed.")
+        kind = self.attribute_fields.get(field, {}).get("kind", "text")
+        if operator == "in":
+            return {"field": field, "operator": operator, "value": _split(raw)}
+        if operator in NUMERIC_OPERATORS or (kind == "number" and operator in {"eq", "ne"}):
+            try:
+                number = Decimal(raw.replace(",", ""))
+            except InvalidOperation:
+                raise ValidationError(
+                    f"{raw!r} is not a number, and this comparison needs one."
+                ) from None
+            value: Any = int(number) if number == number.to_integral_value() else float(number)
+            return {"field": field, "operator": operator, "value": value}
+        return {"field": field, "operator": operator, "value": raw}
+
+
+def _split(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+class RuleForm(forms.ModelForm):
+    """A rule without JSON: tier checkboxes and condition rows."""
+
+    tiers = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every tier.",
+    )
+
+    class Meta:
+        model = Rule
+        fields = [
+            "position",
+            "name",
+            "tiers",
+            "min_probability",
+            "max_probability",
+            "min_value",
+            "max_value",
+            "attribute_conditions",
+            "consent_channel",
+            "channel",
+            "offer",
+            "template",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = tier_choices()
+        stored = [t for t in (self.instance.tiers or []) if t not in dict(choices)]
+        # A stored tier no longer in the table stays visible so it can be unticked.
+        tiers = self.fields["tiers"]
+        assert isinstance(tiers, forms.MultipleChoiceField)
+        tiers.choices = choices + [(t, f"{t} (unknown tier)") for t in stored]
+        tiers.initial = list(self.instance.tiers or [])
+        self.fields["attribute_conditions"] = ConditionRowsField(
+            fields=customer_attribute_fields(), label="Attribute conditions"
+        )
+
+    def clean_tiers(self) -> list[str]:
+        known = dict(tier_choices())
+        unknown = [t for t in self.cleaned_data["tiers"] if t not in known]
+        if unknown:
+            raise ValidationError(
+                f"Unknown tier {', '.join(unknown)}: untick it (tiers are: {', '.join(known)})."
+            )
+        return list(self.cleaned_data["tiers"])
+
+
+def attribute_datalists() -> SafeString:
+    """<datalist> of the common values of each attribute, for the value inputs' suggestions."""
+    return format_html_join(
+        "",
+        '<datalist id="attribute-values-{}">{}</datalist>',
+        (
+            (key, format_html_join("", '<option value="{}">', ((v,) for v in info["values"])))
+            for key, info in customer_attribute_fields().items()
+        ),
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _campaign_for(request: HttpRequest) -> Campaign:
+    """The campaign being edited, with the experiment fields as currently typed (unsaved)."""
+    pk = _int_or_none(request.POST.get("campaign_id"))
+    campaign = Campaign.objects.filter(pk=pk).first() if pk else None
+    campaign = campaign or Campaign(pk=0, name="(new campaign)", salt="preview")
+    for name, kind in (("control_percentage", Decimal), ("cooldown_days", int)):
+        with contextlib.suppress(ValueError, InvalidOperation):
+            setattr(campaign, name, kind(request.POST.get(name, "")))
+    return campaign
+
+
+def _posted_rules(
+    request: HttpRequest, campaign: Campaign
+) -> tuple[list[tuple[int, Rule]], dict[str, Any]]:
+    """The inline forms of the posted campaign form, as unsaved rules (form index, rule)."""
+    rules, errors = [], {}
+    try:
+        total = min(int(request.POST.get("rules-TOTAL_FORMS", 0)), 100)
+    except ValueError:
+        total = 0
+    for index in range(total):
+        prefix = f"rules-{index}"
+        if request.POST.get(f"{prefix}-DELETE"):
+            continue
+        pk = _int_or_none(request.POST.get(f"{prefix}-id"))
+        existing = Rule.objects.filter(pk=pk, campaign=campaign).first() if pk else None
+        form = RuleForm(data=request.POST, prefix=prefix, instance=existing or Rule())
+        if existing is None and not form.has_changed():
+            continue  # an untouched blank form
+        if form.is_valid():
+            rule = form.save(commit=False)
+            rule.campaign = campaign
+            rules.append((index, rule))
+        else:
+            errors[str(index)] = [
+                f"{k}: {' '.join(str(m) for m in v)}" for k, v in form.errors.items()
+            ]
+    rules.sort(key=lambda item: (item[1].position, item[0]))
+    return rules, errors
+
+
+def audience_view(request: HttpRequest) -> JsonResponse:
+    """POST the campaign form → {"rules": {form index: counts and reason}, "errors": …}."""
+    if request.method != "POST":
+        return JsonResponse({"error": "POST the campaign form."}, status=405)
+    if not request.user.has_perm("campaigns.view_campaign"):
+        return JsonResponse(
+            {"error": "Counting a campaign's audience needs access to campaigns."}, status=403
+        )
+    campaign = _campaign_for(request)
+    indexed, errors = _posted_rules(request, campaign)
+    audiences = campaign_rules_audience(
+        campaign=campaign, rules=[rule for _, rule in indexed], now=timezone.now()
+    )
+    result = {
+        str(index): {
+            "name": a.name,
+            "steps": a.steps,
+            "matching": a.matching,
+            "taken": a.taken,
+            "control": a.control,
+            "sendable": a.sendable,
+            "suppressed": a.suppressed,
+            "nobody_because": a.nobody_because,
+        }
+        for (index, _rule), a in zip(indexed, audiences, strict=True)
+    }
+    return JsonResponse(
+        {
+            "rules": result,
+            "errors": errors,
+            "eligible": sum(a.taken for a in audiences),
+            "sendable": sum(a.sendable for a in audiences),
+        }
+    )
