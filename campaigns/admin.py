@@ -130,6 +130,15 @@ class CampaignAdmin(UpliftReportPages):
         context["attribute_datalists"] = attribute_datalists()
         return super().render_change_form(request, context, *args, **kwargs)
 
+    def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.control_percentage == 0:
+            messages.warning(
+                request,
+                f"“{obj.name}” has no control group (0%): its uplift cannot be measured. "
+                "Keep at least a few percent held out unless you have a reason not to.",
+            )
+
     def get_urls(self) -> list[Any]:
         own = [
             path(

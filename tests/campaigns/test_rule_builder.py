@@ -175,3 +175,12 @@ def test_the_audience_view_counts_the_unsaved_form(boss: Client) -> None:
     ).json()
     assert broken["rules"] == {} and "is not a number" in broken["errors"]["0"][0]
     assert not Campaign.objects.exists() and Customer.objects.count() == 60  # nothing written
+
+
+def test_a_campaign_without_a_control_group_saves_with_a_warning(boss: Client) -> None:
+    population()
+    response = boss.post(
+        reverse("admin:campaigns_campaign_add"), form_data(control_percentage="0"), follow=True
+    )
+    assert Campaign.objects.filter(name="Builder").exists()
+    assert "has no control group (0%)" in response.content.decode()
