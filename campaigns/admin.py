@@ -80,7 +80,7 @@ class CampaignAdmin(UpliftReportPages):
     actions = ["preview_campaign", "dispatch_now", "compute_uplift"]
     readonly_fields = ["holdout_planner"]
     fieldsets = [
-        (None, {"fields": ["name", "description", "status", ("starts_at", "ends_at")]}),
+        (None, {"fields": [("name", "key"), "description", "status", ("starts_at", "ends_at")]}),
         (
             "Experiment",
             {

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from campaigns import selectors
 from campaigns.measurement.snapshots import uplift_report_compute, uplift_report_latest
-from campaigns.models import Campaign, ResponseKind
+from campaigns.models import ResponseKind
 from campaigns.services.coupons import CouponRedeemError, coupon_redeem
 from campaigns.services.responses import (
     IdempotencyConflictError,
@@ -459,12 +459,25 @@ class CampaignUpliftApi(APIView):
 
     required_scopes: ClassVar[dict[str, str]] = {"GET": ApiScope.REPORTS_READ}
 
-    @extend_schema(responses=UpliftOut, summary="A campaign's uplift report")
-    def get(self, request: Request, campaign_id: int) -> Response:
-        campaign = get_object_or_404(Campaign, pk=campaign_id)
-        report = uplift_report_latest(campaign=campaign)
+    @extend_schema(
+        responses=UpliftOut,
+        summary="A campaign's uplift report",
+        parameters=[
+            OpenApiParameter(
+                "campaign",
+                str,
+                OpenApiParameter.PATH,
+                description="The campaign's key (e.g. win-back) or its numeric id.",
+            )
+        ],
+    )
+    def get(self, request: Request, campaign: str) -> Response:
+        found = selectors.campaign_by_key_or_id(campaign)
+        if found is None:
+            raise NotFound(f"No campaign has the key or id {campaign!r}.")
+        report = uplift_report_latest(campaign=found)
         now = timezone.now()
         if report is None or report.report_date != now.date() or request.GET.get("refresh"):
-            report = uplift_report_compute(campaign=campaign, now=now)
+            report = uplift_report_compute(campaign=found, now=now)
         figures = CampaignUpliftReport.from_json(report.figures)
         return Response({**figures.to_json(), "report_date": report.report_date})

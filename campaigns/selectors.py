@@ -251,3 +251,11 @@ def callbacks_for_agent(*, user: Any) -> QuerySet[CallbackTask]:
         .select_related("customer", "intervention__offer", "intervention__campaign")
         .order_by("due_at", "-intervention__churn_probability")
     )
+
+
+def campaign_by_key_or_id(reference: str) -> Campaign | None:
+    """The campaign named by its key (e.g. "win-back") or, for digits, its numeric id (keys are
+    never only digits, so the two cannot be confused)."""
+    if reference.isdigit():
+        return Campaign.objects.filter(pk=int(reference)).first()
+    return Campaign.objects.filter(key=reference).first()

@@ -14,7 +14,7 @@ urlpatterns = [
     path("webhooks/email/", apis.EmailWebhookApi.as_view(), name="webhook-email"),
     path("webhooks/sms/", apis.SmsWebhookApi.as_view(), name="webhook-sms"),
     path(
-        "campaigns/<int:campaign_id>/uplift",
+        "campaigns/<segment:campaign>/uplift",
         apis.CampaignUpliftApi.as_view(),
         name="campaign-uplift",
     ),

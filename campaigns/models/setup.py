@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.text import slugify
 
 
 def new_salt() -> str:
@@ -41,8 +42,40 @@ class ContactChannel(models.TextChoices):
     CALLBACK = "callback", "Agent callback"
 
 
+def campaign_key_from_name(name: str) -> str:
+    """The key a name suggests: its slug, never only digits, never empty."""
+    key = slugify(name)[:56] or "campaign"
+    return f"campaign-{key}" if key.isdigit() else key
+
+
+def campaign_key_unique(name: str, *, exclude_pk: int | None = None) -> str:
+    """`campaign_key_from_name`, with -2, -3... when another campaign has it already."""
+    base = campaign_key_from_name(name)
+    others = Campaign.objects.filter(key__startswith=base)
+    if exclude_pk is not None:
+        others = others.exclude(pk=exclude_pk)
+    taken = set(others.values_list("key", flat=True))
+    key, n = base, 2
+    while key in taken:
+        key, n = f"{base}-{n}", n + 1
+    return key
+
+
+def campaign_key_validate(value: str) -> None:
+    if value.isdigit():
+        raise ValidationError("A key is not only digits (the API would read it as an id).")
+
+
 class Campaign(models.Model):
     name = models.CharField(max_length=200, unique=True)
+    key = models.SlugField(
+        max_length=64,
+        unique=True,
+        blank=True,
+        validators=[campaign_key_validate],
+        help_text="A stable name for the API (letters, digits, hyphens), e.g. win-back; "
+        "filled from the name when left empty.",
+    )
     description = models.TextField(blank=True)
     status = models.CharField(
         max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT
@@ -96,6 +129,11 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.key:
+            self.key = campaign_key_unique(self.name, exclude_pk=self.pk)
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:

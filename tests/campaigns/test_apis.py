@@ -323,6 +323,11 @@ def test_the_uplift_endpoint_needs_the_reports_scope_and_returns_the_report(
     assert [g["group"] for g in body["by_tier"]] == ["critical"]
     assert body["curve"]["days"][-1] == campaign.attribution_window_days
     assert client.get("/api/v1/campaigns/999999/uplift").status_code == 404
+    # The stable key names the same campaign as the id.
+    by_key = client.get(f"/api/v1/campaigns/{campaign.key}/uplift")
+    assert by_key.status_code == 200 and by_key.json()["campaign"]["id"] == campaign.pk
+    missing = client.get("/api/v1/campaigns/no-such-campaign/uplift")
+    assert missing.status_code == 404 and "no-such-campaign" in missing.json()["error"]["message"]
 
 
 def test_the_new_endpoints_are_in_the_openapi_schema() -> None:
@@ -332,7 +337,7 @@ def test_the_new_endpoints_are_in_the_openapi_schema() -> None:
     for path in (
         "/api/v1/responses/",
         "/api/v1/coupons/{code}/redeem/",
-        "/api/v1/campaigns/{campaign_id}/uplift",
+        "/api/v1/campaigns/{campaign}/uplift",
         "/api/v1/webhooks/email/",
     ):
         assert path in text

@@ -184,3 +184,14 @@ def test_a_campaign_without_a_control_group_saves_with_a_warning(boss: Client) -
     )
     assert Campaign.objects.filter(name="Builder").exists()
     assert "has no control group (0%)" in response.content.decode()
+
+
+def test_a_campaign_gets_a_stable_key_from_its_name_unique_and_never_only_digits() -> None:
+    first = make_campaign(name="Win-back Q4", rules=[])
+    second = make_campaign(name="Win back q4", rules=[])
+    digits = make_campaign(name="2026", rules=[])
+    assert (first.key, second.key, digits.key) == ("win-back-q4", "win-back-q4-2", "campaign-2026")
+    first.name = "Renamed"
+    first.save()
+    first.refresh_from_db()
+    assert first.key == "win-back-q4"  # renaming keeps the key the API uses
