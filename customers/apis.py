@@ -290,7 +290,8 @@ class ErasureOut(serializers.Serializer):
     events_cleared = serializers.IntegerField(help_text="Events whose properties were emptied")
     cleared = serializers.DictField(
         child=serializers.IntegerField(),
-        help_text="Rows whose personal text was blanked, per kind (interventions, responses…)",
+        help_text="Rows whose personal text was blanked or renamed, per kind (interventions, "
+        "responses, callbacks, admin_history)",
     )
     kept = serializers.ListField(child=serializers.CharField())
 

@@ -6,14 +6,17 @@ Writes are set-based (common.db.bulk); callers pass validated frames from custom
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
 from auditlog.models import LogEntry
+from django.contrib.admin.models import LogEntry as AdminLogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
+from django.db.models import F, Func, Value
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -157,6 +160,7 @@ def customer_erase(
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
         already = customer.erased and customer.external_id.startswith(ERASED_PREFIX)
+        personal = [customer.external_id, customer.name, customer.email, customer.phone]
         if not already:
             customer.external_id = _free_pseudonym(customer)
         customer.name = customer.email = customer.phone = ""
@@ -179,6 +183,9 @@ def customer_erase(
                 },
             )
         cleared = customer_personal_text_erase(customer=customer)
+        cleared["admin_history"] = _admin_history_erase(
+            values=personal, pseudonym=customer.external_id
+        )
         erasure = CustomerErasure(customer, already, revoked, events, cleared)
         _erasure_audit(erasure=erasure, requested_by=requested_by, api_client=api_client, now=now)
     return erasure
@@ -190,6 +197,26 @@ def _free_pseudonym(customer: Customer) -> str:
         # The same id erased before, imported again and erased again: a second name.
         pseudonym = customer_pseudonym(external_id=customer.external_id, salt=f"#{customer.pk}")
     return pseudonym
+
+
+def _admin_history_erase(*, values: list[str], pseudonym: str) -> int:
+    """The admin's History names each object as it was shown (a customer by name, a callback as
+    "Call Jane Doe (due …)"): each whole-word occurrence of the personal values becomes the
+    pseudonym. Change messages list changed field names, never values, so they stay."""
+    values = [v for v in values if v and v != pseudonym]
+    if not values:
+        return 0
+    # PostgreSQL's regex: a value not inside a longer word ("Customer 3" ≠ "Customer 31").
+    pattern = "|".join(rf"(?<![[:alnum:]_]){re.escape(v)}(?![[:alnum:]_])" for v in values)
+    return AdminLogEntry.objects.filter(object_repr__regex=pattern).update(
+        object_repr=Func(
+            F("object_repr"),
+            Value(pattern),
+            Value(pseudonym),
+            Value("g"),
+            function="regexp_replace",
+        )
+    )
 
 
 def _erasure_audit(

@@ -11,6 +11,10 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.contrib.admin.models import CHANGE
+from django.contrib.admin.models import LogEntry as AdminLogEntry
+from django.contrib.auth.models import User
+from django.contrib.contenttypes.models import ContentType
 from django.core.management import CommandError, call_command
 from django.db import connection
 
@@ -109,6 +113,18 @@ def _personal_text_in_campaign_rows(people: list[Customer]) -> None:
         due_at=NOON,
         notes=f"{treated.name} asked to use {treated.phone} only",
     )
+    # The admin's History names what staff edited as it was shown then.
+    staff = User.objects.create(username="agent", is_staff=True)
+    callback = CallbackTask.objects.get()
+    for obj in (treated, control, callback):
+        AdminLogEntry.objects.create(
+            user=staff,
+            content_type=ContentType.objects.get_for_model(obj),
+            object_id=str(obj.pk),
+            object_repr=str(obj),
+            action_flag=CHANGE,
+            change_message='[{"changed": {"fields": ["Notes"]}}]',
+        )
     Event.objects.create(
         external_id="e1",
         customer=control,
@@ -138,7 +154,11 @@ def test_erasure_keeps_every_uplift_report_and_leaves_no_personal_data(
     personal = [v for p in people for v in (p.email, p.phone, p.name, p.external_id)]
     held = _columns_holding(personal)
     assert set().union(*held.values()) == set(personal)
-    for column in ("campaigns_intervention.detail", "campaigns_callbacktask.notes"):
+    for column in (
+        "campaigns_intervention.detail",
+        "campaigns_callbacktask.notes",
+        "django_admin_log.object_repr",
+    ):
         assert column in held  # the search reaches the campaign rows, not only customers
 
     with caplog.at_level(logging.DEBUG):
