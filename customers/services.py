@@ -232,7 +232,7 @@ def _erasure_audit(
         object_repr=customer.external_id,
         action=LogEntry.Action.UPDATE,
         changes_text=f"Personal data erased on request ({requested_by}).",
-        changes={"erased": ["False", "True"]},
+        changes={} if erasure.already_erased else {"erased": ["False", "True"]},
         timestamp=now,
         additional_data={
             "erasure": {
