@@ -11,6 +11,9 @@ class CampaignsConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_ensure_groups, sender=self)
+        from campaigns import privacy
+
+        privacy.register()  # this app's part of a customer's export and erasure
 
 
 def _ensure_groups(sender: Any, **kwargs: Any) -> None:

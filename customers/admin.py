@@ -5,13 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from customers.models import ApiClient, Consent, Customer, Event, Order
+from customers.models import (
+    PERSONAL_DATA_SCOPES,
+    ApiClient,
+    ApiScope,
+    Consent,
+    Customer,
+    Event,
+    Order,
+)
 from customers.services import api_client_create, api_client_rotate_key
 
 
@@ -145,8 +154,27 @@ class ConsentAdmin(admin.ModelAdmin):
     raw_id_fields = ["customer"]
 
 
+class ApiClientForm(forms.ModelForm):
+    """Scopes as one checkbox each (the model stores a JSON list); a new client starts with the
+    default scopes ticked, the personal-data ones (erase, export) unticked."""
+
+    scopes = forms.MultipleChoiceField(
+        choices=ApiScope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        initial=[s.value for s in ApiScope if s.value not in PERSONAL_DATA_SCOPES],
+        help_text="What this client may do. Erase and export reach personal data: grant them "
+        "only to the program that handles privacy requests.",
+    )
+
+    class Meta:
+        model = ApiClient
+        fields = ["name", "scopes", "is_active"]
+
+
 @admin.register(ApiClient)
 class ApiClientAdmin(admin.ModelAdmin):
+    form = ApiClientForm
     list_display = ["name", "key_prefix", "scopes", "is_active", "created_at", "last_used_at"]
     list_filter = ["is_active"]
     readonly_fields = ["key_prefix", "created_at", "last_used_at"]
@@ -157,7 +185,7 @@ class ApiClientAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        client, key = api_client_create(name=obj.name, scopes=obj.scopes or None)
+        client, key = api_client_create(name=obj.name, scopes=list(obj.scopes or []))
         obj.pk = client.pk
         obj.key_prefix = client.key_prefix
         self.message_user(

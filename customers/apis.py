@@ -11,8 +11,9 @@ from django.conf import settings
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,7 +21,8 @@ from rest_framework.views import APIView
 from common.api import BulkValidationError, unknown_fields_refuse
 from common.db.bulk import UpsertCounts
 from customers import selectors, services
-from customers.models import ApiScope, Channel, ConsentStatus, Customer
+from customers.models import ApiClient, ApiScope, Channel, ConsentStatus, Customer
+from customers.privacy import customer_export, customer_for_privacy_request
 from customers.validation import SPECS, validate_records
 
 # --- request/response shapes (they document the API; validation is customers.validation) ---
@@ -257,3 +259,101 @@ class CustomerConsentApi(APIView):
         services.consent_set(customer=customer, **data.validated_data)
         state = selectors.customer_consent_state(customer=customer)[data.validated_data["channel"]]
         return Response(ConsentStateOut(state).data)
+
+
+# --- personal data: erasure and export (customers.privacy; docs/privacy.md) ---
+
+
+class ErrorDetailOut(serializers.Serializer):
+    code = serializers.CharField(help_text="Machine-readable, e.g. not_found")
+    message = serializers.CharField(help_text="For a person to read")
+    details = serializers.JSONField(required=False)
+
+
+class ErrorOut(serializers.Serializer):
+    error = ErrorDetailOut()
+
+
+ERROR_RESPONSES = {
+    401: OpenApiResponse(ErrorOut, description="No API key, or an invalid or revoked one."),
+    403: OpenApiResponse(ErrorOut, description="The client lacks this endpoint's scope."),
+    404: OpenApiResponse(ErrorOut, description="No customer has this external id."),
+}
+
+
+class ErasureOut(serializers.Serializer):
+    external_id = serializers.CharField(help_text="The id the request named")
+    pseudonym = serializers.CharField(help_text="The customer's external id from now on")
+    already_erased = serializers.BooleanField(help_text="An earlier request had erased it all")
+    erased_fields = serializers.ListField(child=serializers.CharField())
+    consents_revoked = serializers.IntegerField(help_text="Channels not revoked before")
+    events_cleared = serializers.IntegerField(help_text="Events whose properties were emptied")
+    cleared = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="Rows whose personal text was blanked or renamed, per kind (interventions, "
+        "responses, callbacks, admin_history)",
+    )
+    kept = serializers.ListField(child=serializers.CharField())
+
+
+class ExportOut(serializers.Serializer):
+    format = serializers.IntegerField(help_text="The document's version")
+    profile = serializers.DictField()
+    attributes = serializers.DictField()
+    consents = serializers.ListField(child=serializers.DictField())
+    orders = serializers.ListField(child=serializers.DictField())
+    events = serializers.ListField(child=serializers.DictField())
+    scores = serializers.ListField(child=serializers.DictField(), help_text="With reasons")
+    interventions = serializers.ListField(child=serializers.DictField(), help_text="With coupon")
+    responses = serializers.ListField(child=serializers.DictField())
+    callbacks = serializers.ListField(child=serializers.DictField())
+
+
+def _privacy_request_customer(external_id: str) -> Customer:
+    customer = customer_for_privacy_request(external_id=external_id)
+    if customer is None:
+        raise NotFound(f"No customer with external id '{external_id}'.")
+    return customer
+
+
+class CustomerEraseApi(APIView):
+    """Erase one customer's personal data; repeating the request is harmless (idempotent)."""
+
+    required_scopes: ClassVar[dict[str, str]] = {"POST": ApiScope.CUSTOMERS_ERASE}
+
+    @extend_schema(
+        request=None,
+        responses={200: ErasureOut, **ERROR_RESPONSES},
+        summary="Erase a customer's personal data (keeps what uplift reports need)",
+    )
+    def post(self, request: Request, external_id: str) -> Response:
+        customer = _privacy_request_customer(external_id)
+        client = request.user if isinstance(request.user, ApiClient) else None
+        requested_by = f"API client '{client.name}'" if client else "API"
+        erasure = services.customer_erase(
+            customer=customer, requested_by=requested_by, api_client=client
+        )
+        body = {
+            "external_id": external_id,
+            "pseudonym": erasure.customer.external_id,
+            "already_erased": erasure.already_erased,
+            "erased_fields": [*services.ERASED_FIELDS, "event properties"],
+            "consents_revoked": erasure.consents_revoked,
+            "events_cleared": erasure.events_cleared,
+            "cleared": erasure.cleared,
+            "kept": ["orders", "events (kind and time)", "scores", "interventions", "responses"],
+        }
+        return Response(ErasureOut(body).data)
+
+
+class CustomerExportApi(APIView):
+    """Everything held about one customer, as one JSON document."""
+
+    required_scopes: ClassVar[dict[str, str]] = {"GET": ApiScope.CUSTOMERS_EXPORT}
+
+    @extend_schema(
+        responses={200: ExportOut, **ERROR_RESPONSES},
+        summary="Export everything held about a customer (JSON)",
+    )
+    def get(self, request: Request, external_id: str) -> Response:
+        return Response(customer_export(customer=_privacy_request_customer(external_id)))

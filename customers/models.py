@@ -205,6 +205,13 @@ class ApiScope(models.TextChoices):
     CUSTOMERS_WRITE = "customers:write", "Write customers, orders, events and consent"
     RESPONSES_WRITE = "responses:write", "Log campaign responses and redeem coupons"
     REPORTS_READ = "reports:read", "Read campaign reports"
+    CUSTOMERS_ERASE = "customers:erase", "Erase a customer's personal data (irreversible)"
+    CUSTOMERS_EXPORT = "customers:export", "Export everything held about a customer"
+
+
+# Granted only by name: a client created with the default scopes (and every client created
+# before these existed) cannot erase customers or read their whole file.
+PERSONAL_DATA_SCOPES = frozenset({ApiScope.CUSTOMERS_ERASE.value, ApiScope.CUSTOMERS_EXPORT.value})
 
 
 class ApiClient(models.Model):

@@ -6,17 +6,23 @@ Writes are set-based (common.db.bulk); callers pass validated frames from custom
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
+from auditlog.models import LogEntry
+from django.contrib.admin.models import LogEntry as AdminLogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
+from django.db.models import F, Func, Value
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from common.db.bulk import UpsertCounts, bulk_upsert, ids_for_keys
 from customers.models import (
+    PERSONAL_DATA_SCOPES,
     ApiClient,
     ApiScope,
     Channel,
@@ -26,6 +32,7 @@ from customers.models import (
     Event,
     Order,
 )
+from customers.privacy import customer_personal_text_erase
 
 
 def customers_upsert(*, records: pd.DataFrame) -> UpsertCounts:
@@ -118,42 +125,53 @@ def customer_pseudonym(*, external_id: str, salt: str = "") -> str:
     return ERASED_PREFIX + digest[:32]
 
 
-def customer_erase(*, customer: Customer, now: datetime | None = None) -> Customer:
+ERASED_FIELDS = ("name", "email", "phone", "attributes")
+
+
+@dataclass(frozen=True)
+class CustomerErasure:
+    """What one erasure did: the customer (now under its pseudonym) and the rows it changed."""
+
+    customer: Customer
+    already_erased: bool  # an earlier erasure had done it all; this one changed nothing
+    consents_revoked: int
+    events_cleared: int
+    cleared: dict[str, int]  # rows of the other apps whose personal text was blanked
+
+
+def customer_erase(
+    *,
+    customer: Customer,
+    requested_by: str,
+    api_client: ApiClient | None = None,
+    now: datetime | None = None,
+) -> CustomerErasure:
     """Erase one customer's personal data on request (GDPR art. 17), keeping what measurement
     needs: the row, its orders, interventions and responses stay, so every uplift report
     computed before is unchanged.
 
     Blanks name, email, phone, attributes and its events' properties, revokes consent on every
     channel (a revocation that wins over any earlier statement, whatever its date), marks the
-    customer erased (never contacted again) and replaces the external id with a stable
-    pseudonym. Running it twice changes nothing more."""
+    customer erased (never contacted again), replaces the external id with a stable pseudonym
+    and blanks the free text the other apps hold (customers.privacy: intervention details,
+    response payloads, callback notes). Running it twice changes nothing more. Each request is
+    recorded in the audit log (who asked, when; the pseudonym, never a personal value)."""
     now = now or timezone.now()
     with transaction.atomic():
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
-        if not (customer.erased and customer.external_id.startswith(ERASED_PREFIX)):
-            pseudonym = customer_pseudonym(external_id=customer.external_id)
-            if Customer.objects.filter(external_id=pseudonym).exclude(pk=customer.pk).exists():
-                # The same id erased before, imported again and erased again: a second name.
-                pseudonym = customer_pseudonym(
-                    external_id=customer.external_id, salt=f"#{customer.pk}"
-                )
-            customer.external_id = pseudonym
+        already = customer.erased and customer.external_id.startswith(ERASED_PREFIX)
+        personal = [customer.external_id, customer.name, customer.email, customer.phone]
+        if not already:
+            customer.external_id = _free_pseudonym(customer)
         customer.name = customer.email = customer.phone = ""
         customer.attributes = {}
         customer.erased = True
-        customer.save(
-            update_fields=[
-                "external_id",
-                "name",
-                "email",
-                "phone",
-                "attributes",
-                "erased",
-                "updated_at",
-            ]
-        )
+        customer.save(update_fields=["external_id", *ERASED_FIELDS, "erased", "updated_at"])
         # Event properties are the client's free-form data; scoring reads kind and time only.
-        Event.objects.filter(customer=customer).exclude(properties={}).update(properties={})
+        with_properties = Event.objects.filter(customer=customer).exclude(properties={})
+        events = with_properties.update(properties={})
+        revoked_before = Consent.objects.filter(customer=customer, status=ConsentStatus.REVOKED)
+        revoked = len(set(Channel.values) - set(revoked_before.values_list("channel", flat=True)))
         for channel in Channel.values:
             Consent.objects.update_or_create(
                 customer=customer,
@@ -164,7 +182,71 @@ def customer_erase(*, customer: Customer, now: datetime | None = None) -> Custom
                     "recorded_at": now,
                 },
             )
-    return customer
+        cleared = customer_personal_text_erase(customer=customer)
+        cleared["admin_history"] = _admin_history_erase(
+            values=personal, pseudonym=customer.external_id
+        )
+        erasure = CustomerErasure(customer, already, revoked, events, cleared)
+        _erasure_audit(erasure=erasure, requested_by=requested_by, api_client=api_client, now=now)
+    return erasure
+
+
+def _free_pseudonym(customer: Customer) -> str:
+    pseudonym = customer_pseudonym(external_id=customer.external_id)
+    if Customer.objects.filter(external_id=pseudonym).exclude(pk=customer.pk).exists():
+        # The same id erased before, imported again and erased again: a second name.
+        pseudonym = customer_pseudonym(external_id=customer.external_id, salt=f"#{customer.pk}")
+    return pseudonym
+
+
+def _admin_history_erase(*, values: list[str], pseudonym: str) -> int:
+    """The admin's History names each object as it was shown (a customer by name, a callback as
+    "Call Jane Doe (due …)"): each whole-word occurrence of the personal values becomes the
+    pseudonym. Change messages list changed field names, never values, so they stay."""
+    values = [v for v in values if v and v != pseudonym]
+    if not values:
+        return 0
+    # PostgreSQL's regex: a value not inside a longer word ("Customer 3" ≠ "Customer 31").
+    pattern = "|".join(rf"(?<![[:alnum:]_]){re.escape(v)}(?![[:alnum:]_])" for v in values)
+    return AdminLogEntry.objects.filter(object_repr__regex=pattern).update(
+        object_repr=Func(
+            F("object_repr"),
+            Value(pattern),
+            Value(pseudonym),
+            Value("g"),
+            function="regexp_replace",
+        )
+    )
+
+
+def _erasure_audit(
+    *, erasure: CustomerErasure, requested_by: str, api_client: ApiClient | None, now: datetime
+) -> None:
+    """One audit log entry (Auditlog > Log entries in the admin) per erasure request, named by
+    the pseudonym: who asked (an API client, a command), when, and which kinds of data went."""
+    customer = erasure.customer
+    LogEntry.objects.create(
+        content_type=ContentType.objects.get_for_model(Customer),
+        object_pk=str(customer.pk),
+        object_id=customer.pk,
+        object_repr=customer.external_id,
+        action=LogEntry.Action.UPDATE,
+        changes_text=f"Personal data erased on request ({requested_by}).",
+        changes={} if erasure.already_erased else {"erased": ["False", "True"]},
+        timestamp=now,
+        additional_data={
+            "erasure": {
+                "requested_by": requested_by,
+                "api_client": api_client.name if api_client else None,
+                "api_client_id": api_client.pk if api_client else None,
+                "already_erased": erasure.already_erased,
+                "fields": list(ERASED_FIELDS),
+                "consents_revoked": erasure.consents_revoked,
+                "events_cleared": erasure.events_cleared,
+                "cleared": erasure.cleared,
+            }
+        },
+    )
 
 
 API_KEY_PREFIX = "rk"
@@ -182,8 +264,11 @@ def _new_api_key() -> tuple[str, str]:
 
 
 def api_client_create(*, name: str, scopes: list[str] | None = None) -> tuple[ApiClient, str]:
-    """Create an API client and return it with its key; the key is never stored in clear."""
-    scopes = list(scopes) if scopes is not None else [s.value for s in ApiScope]
+    """Create an API client and return it with its key; the key is never stored in clear.
+    Without `scopes`, every scope but the personal-data ones (erase, export)."""
+    if scopes is None:
+        scopes = [s.value for s in ApiScope if s.value not in PERSONAL_DATA_SCOPES]
+    scopes = list(scopes)
     unknown = sorted(set(scopes) - {s.value for s in ApiScope})
     if unknown:
         raise ValueError(f"unknown scope(s): {', '.join(unknown)}")

@@ -14,4 +14,14 @@ urlpatterns = [
         apis.CustomerConsentApi.as_view(),
         name="customer-consent",
     ),
+    path(
+        "customers/<segment:external_id>/erase",
+        apis.CustomerEraseApi.as_view(),
+        name="customer-erase",
+    ),
+    path(
+        "customers/<segment:external_id>/export",
+        apis.CustomerExportApi.as_view(),
+        name="customer-export",
+    ),
 ]

@@ -5,16 +5,31 @@ With no REDIS_URL, tasks run eagerly in-process: the same task code path as prod
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import after_setup_logger, after_setup_task_logger
+
+from common.logmask import handlers_mask
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
 
 app = Celery("retention")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+# A worker replaces root's handlers with its own (worker_hijack_root_logger), which would drop
+# the mask of settings.LOGGING: its handlers (and the task logger's) get the mask too.
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _mask_worker_logs(logger: logging.Logger, **kwargs: Any) -> None:
+    handlers_mask(logger)
+
+
 app.conf.beat_schedule = {}
 
 # --- Scoring --- (a run key per date guards against a doubled nightly run)

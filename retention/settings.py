@@ -227,12 +227,30 @@ SCORING_CHUNK_CUSTOMERS = env_int("SCORING_CHUNK_CUSTOMERS", 50_000)
 # Directory where trained model artifacts are written.
 MODEL_ARTIFACT_DIR = Path(os.environ.get("MODEL_ARTIFACT_DIR", VAR_DIR / "models"))
 
+# Emails and phone numbers are masked in every line (common/logmask.py): the filter sits on
+# every handler. Django's own loggers are routed to root's handler, replacing the unfiltered
+# handlers of Django's default configuration (its console and mail_admins ones);
+# tests/common/test_logmask.py fails if any other handler shows up.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"mask_personal_data": {"()": "common.logmask.PersonalDataMaskFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["mask_personal_data"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    "loggers": {
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
+        # redis-py gives this logger an unfiltered stderr handler of its own on first use,
+        # unless it already exists: configured here, its lines go through root's handler.
+        "push_response": {"handlers": [], "propagate": True},
+    },
 }
 
 # --- Admin login ---

@@ -5,3 +5,8 @@ class ScoringConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "scoring"
     verbose_name = "Churn scoring"
+
+    def ready(self) -> None:
+        from scoring import privacy
+
+        privacy.register()  # this app's part of a customer's export (customers.privacy)

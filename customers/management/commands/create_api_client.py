@@ -15,7 +15,10 @@ class Command(BaseCommand):
             "--scope",
             action="append",
             choices=[s.value for s in ApiScope],
-            help="Grant this scope (repeatable; default: all scopes)",
+            help=(
+                "Grant this scope (repeatable; default: every scope but customers:erase and "
+                "customers:export, which are granted only by name)"
+            ),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

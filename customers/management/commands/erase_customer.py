@@ -2,15 +2,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from customers.models import Customer
-from customers.services import customer_erase, customer_pseudonym
+from customers.privacy import customer_for_privacy_request
+from customers.services import customer_erase
 
 
 class Command(BaseCommand):
     help = (
-        "Erase one customer's personal data (name, email, phone, attributes), revoke every "
-        "consent and replace the external id by a pseudonym; orders, interventions and "
-        "responses stay, so uplift reports are unchanged."
+        "Erase one customer's personal data (name, email, phone, attributes, event properties, "
+        "free text in campaign rows), revoke every consent and replace the external id by a "
+        "pseudonym; orders, interventions and responses stay, so uplift reports are unchanged."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -18,15 +18,15 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         external_id = options["external_id"]
-        customer = Customer.objects.filter(external_id=external_id).first()
+        customer = customer_for_privacy_request(external_id=external_id)
         if customer is None:
-            pseudonym = customer_pseudonym(external_id=external_id)
-            if Customer.objects.filter(external_id=pseudonym, erased=True).exists():
-                self.stdout.write(f"Customer {external_id} was already erased (now {pseudonym}).")
-                return
             raise CommandError(f"no customer with external id '{external_id}'")
-        erased = customer_erase(customer=customer)
+        erasure = customer_erase(customer=customer, requested_by="manage.py erase_customer")
+        pseudonym = erasure.customer.external_id
+        if erasure.already_erased:
+            self.stdout.write(f"Customer {external_id} was already erased (now {pseudonym}).")
+            return
         self.stdout.write(
-            f"Customer {external_id} erased: now {erased.external_id}; every consent revoked; "
+            f"Customer {external_id} erased: now {pseudonym}; every consent revoked; "
             "orders, interventions and responses kept."
         )
