@@ -1,0 +1,383 @@
+"""Product recommendations from the shop's own order lines (pure: numpy, scipy, pandas).
+
+For each customer, the top-N products they are likely to buy next. Four methods share one
+fitted-model shape and one chunked scorer, so the service, the benchmark and the tests run the
+same code:
+
+* ``item_cooccurrence`` — item-to-item cosine similarity over the binary customer × product
+  matrix, pruned to each product's ``neighbours`` nearest products; a customer's score for a
+  product is ``x_user · S`` (the sum of its similarity to everything they bought).
+* ``popular`` — products bought by the most customers (Klaviyo's "Popular" feed).
+* ``trending`` — products bought by the most customers in the last ``trending_days`` days.
+* ``buy_again`` — the customer's own most-bought products (ties: the most recent first).
+
+Decisions (measured in ``bench/recommendations.py``; see docs/recommendations.md):
+
+* Already-bought products: ``item_cooccurrence`` keeps them by default and gives each one a
+  self-similarity of 1, so a product the customer keeps buying competes with new ones on the
+  same scale. ``exclude_bought=True`` drops the self-similarity and removes bought products
+  (for "discover something new" feeds). ``buy_again`` recommends only bought products;
+  ``popular`` and ``trending`` are the same list for everyone unless ``exclude_bought``.
+* Customers with fewer than ``min_history`` distinct products get the popular list; any slots a
+  method cannot fill (a short history, few neighbours) are filled from it too, and
+  ``Recommendations.fallback`` marks those slots.
+* Inactive products (no longer sold) are never recommended: they are removed from every
+  candidate list (they still count as evidence of taste when they were bought).
+* Quantity is not used: a customer buying a 100-pack once made one purchase decision, so the
+  matrix counts order lines.
+* Memory stays bounded: the similarity is built in blocks of products, pruned per block, and
+  customers are scored in chunks; nothing is ever dense over customers × products.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+METHODS = ("item_cooccurrence", "popular", "trending", "buy_again")
+# 100 neighbours per product: wide enough that ten recommendations rarely run out, small
+# enough that scoring a customer touches ~100 × (their products) entries.
+DEFAULT_NEIGHBOURS = 100
+# 2,000 customers per chunk: the chunk's candidate scores (~1,000 per customer) fit in tens of MB.
+DEFAULT_CHUNK = 2_000
+# Co-occurrence entries materialised per similarity block before pruning (~12 bytes each).
+SIMILARITY_BLOCK_ENTRIES = 20_000_000
+
+
+class InteractionError(ValueError):
+    """The order lines given to the recommender are malformed (names the row and field)."""
+
+
+@dataclass(frozen=True, eq=False)
+class RecommenderModel:
+    """A fitted recommender: everything ``recommend_top_n`` needs, nothing from Django."""
+
+    method: str
+    version: str
+    product_ids: np.ndarray  # label of each product index (e.g. the shop's SKU)
+    active: np.ndarray  # bool per product index; False = never recommended
+    history: sparse.csr_matrix  # customers × products: line count + recency in [0, 1)
+    popularity: np.ndarray  # fallback ranking score per product; -inf when inactive
+    similarity: sparse.csr_matrix | None  # products × products, pruned (item_cooccurrence)
+    exclude_bought: bool
+    min_history: int
+
+
+@dataclass(frozen=True, eq=False)
+class Recommendations:
+    """Top-N per customer; rows shorter than N are padded with product -1 and score NaN."""
+
+    customer_idx: np.ndarray  # (m,)
+    product_idx: np.ndarray  # (m, n) int64, best first
+    score: np.ndarray  # (m, n) float64
+    fallback: np.ndarray  # (m, n) bool: slot filled from the popular list
+
+
+def validate_interactions(
+    interactions: pd.DataFrame, *, n_customers: int, n_products: int
+) -> None:
+    """Raise ``InteractionError`` naming the first bad row and field, else return."""
+    for column in ("customer", "product", "date"):
+        if column not in interactions.columns:
+            raise InteractionError(f"interactions: missing column '{column}'")
+    limits = {"customer": n_customers, "product": n_products}
+    for column, limit in limits.items():
+        values = pd.to_numeric(interactions[column], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values) | (values < 0) | (values >= limit) | (values % 1 != 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InteractionError(
+                f"row {row}: field '{column}' is {interactions[column].iloc[row]!r}; "
+                f"expected a whole number from 0 to {limit - 1}"
+            )
+    dates = pd.to_datetime(interactions["date"], errors="coerce")
+    if dates.isna().any():
+        row = int(np.flatnonzero(dates.isna().to_numpy())[0])
+        raise InteractionError(
+            f"row {row}: field 'date' is {interactions['date'].iloc[row]!r}; expected a date"
+        )
+
+
+def fit_recommender(
+    *,
+    interactions: pd.DataFrame,
+    n_customers: int,
+    n_products: int,
+    active: np.ndarray | None = None,
+    method: str = "item_cooccurrence",
+    as_of: pd.Timestamp | None = None,
+    trending_days: int = 30,
+    fallback_days: int | None = None,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    exclude_bought: bool = False,
+    min_history: int = 1,
+    product_ids: np.ndarray | None = None,
+) -> RecommenderModel:
+    """Fit one method on order lines (columns ``customer``, ``product``, ``date``; indices).
+
+    ``as_of`` (default: the last date) anchors ``trending``; ``fallback_days`` limits the
+    popularity used as fallback to that many recent days (None: all history).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
+    validate_interactions(interactions, n_customers=n_customers, n_products=n_products)
+    active = np.ones(n_products, dtype=bool) if active is None else np.asarray(active, bool)
+    if active.shape != (n_products,):
+        raise ValueError(f"active has shape {active.shape}; expected ({n_products},)")
+    customer = interactions["customer"].to_numpy(dtype=np.int64)
+    product = interactions["product"].to_numpy(dtype=np.int64)
+    day = _days(interactions["date"])
+    as_of_day = int(day.max()) if as_of is None else _days(pd.Series([as_of]))[0]
+    history = _history_matrix(customer, product, day, n_customers, n_products)
+    if method == "trending":
+        popularity = _buyer_counts(customer, product, day, as_of_day - trending_days, n_products)
+    else:
+        since = None if fallback_days is None else as_of_day - fallback_days
+        popularity = _buyer_counts(customer, product, day, since, n_products)
+    popularity = np.where(active, popularity, -np.inf)
+    similarity = None
+    if method == "item_cooccurrence":
+        similarity = cosine_similarity(
+            history, active=active, neighbours=neighbours, self_similarity=not exclude_bought
+        )
+    labels = np.arange(n_products) if product_ids is None else np.asarray(product_ids)
+    params = f"{method}|{trending_days}|{fallback_days}|{neighbours}|{exclude_bought}|{min_history}"
+    return RecommenderModel(
+        method=method,
+        version=f"{method}-{_digest(history, active, params)}",
+        product_ids=labels,
+        active=active,
+        history=history,
+        popularity=popularity,
+        similarity=similarity,
+        exclude_bought=exclude_bought,
+        min_history=min_history,
+    )
+
+
+def _days(dates: pd.Series) -> np.ndarray:
+    """Whole days since the epoch (time zone dropped: only day differences matter)."""
+    values = pd.to_datetime(dates)
+    if getattr(values.dt, "tz", None) is not None:
+        values = values.dt.tz_localize(None)
+    return values.to_numpy(dtype="datetime64[D]").astype(np.int64)
+
+
+def _history_matrix(
+    customer: np.ndarray, product: np.ndarray, day: np.ndarray, n_customers: int, n_products: int
+) -> sparse.csr_matrix:
+    """customers × products: the number of lines plus a recency fraction in [0, 1).
+
+    The fraction (last purchase day within the whole span) breaks ``buy_again`` ties in
+    favour of the more recent product without ever outranking a higher count.
+    """
+    key = customer * n_products + product
+    order = np.argsort(key, kind="stable")
+    key, day = key[order], day[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    counts = np.diff(np.r_[starts, key.size])
+    last_day = np.maximum.reduceat(day, starts) if key.size else day
+    span = max(int(day.max() - day.min()) + 1, 1) if key.size else 1
+    recency = (last_day - (day.min() if key.size else 0)) / span
+    unique = key[starts]
+    return sparse.csr_matrix(
+        (counts + recency, (unique // n_products, unique % n_products)),
+        shape=(n_customers, n_products),
+    )
+
+
+def _buyer_counts(
+    customer: np.ndarray, product: np.ndarray, day: np.ndarray, since: int | None, n_products: int
+) -> np.ndarray:
+    """Distinct buyers per product (since the day given, else over all history)."""
+    keep = np.ones(customer.size, bool) if since is None else day > since
+    pairs = np.unique(customer[keep] * n_products + product[keep])
+    return np.bincount(pairs % n_products, minlength=n_products).astype(np.float64)
+
+
+def _digest(history: sparse.csr_matrix, active: np.ndarray, params: str) -> str:
+    """A short content hash: the same data and parameters give the same model version."""
+    digest = hashlib.sha256(params.encode())
+    for array in (history.indptr, history.indices, history.data, active):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:12]
+
+
+def cosine_similarity(
+    history: sparse.csr_matrix,
+    *,
+    active: np.ndarray,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    self_similarity: bool = True,
+) -> sparse.csr_matrix:
+    """products × products cosine over who bought what, each row pruned to its top neighbours.
+
+    Columns of inactive products are dropped (never a candidate); rows are kept (buying an
+    inactive product still says something). Built in blocks of product rows sized so a block's
+    raw co-occurrence stays near ``SIMILARITY_BLOCK_ENTRIES`` entries.
+    """
+    binary = history.copy()
+    binary.data = np.ones_like(binary.data, dtype=np.float32)
+    by_product = binary.T.tocsr()
+    buyers = np.asarray(by_product.sum(axis=1)).ravel()
+    norm = np.sqrt(np.maximum(buyers, 1.0))
+    n_products = history.shape[1]
+    # Upper bound of each row's entries: the products bought by its buyers (capped at all).
+    basket = np.asarray(binary.sum(axis=1)).ravel()
+    bound = np.minimum(by_product @ basket, n_products)
+    blocks = []
+    for start, stop in _blocks(bound, SIMILARITY_BLOCK_ENTRIES):
+        block = (by_product[start:stop] @ binary).tocoo()
+        rows, cols = block.row.astype(np.int64), block.col.astype(np.int64)
+        values = block.data / (norm[rows + start] * norm[cols])
+        keep = active[cols] & (rows + start != cols)
+        rows, cols, values = _prune(rows[keep], cols[keep], values[keep], neighbours)
+        blocks.append(
+            sparse.csr_matrix((values, (rows, cols)), shape=(stop - start, n_products))
+        )
+    similarity = sparse.vstack(blocks, format="csr") if blocks else sparse.csr_matrix(
+        (0, n_products)
+    )
+    if self_similarity:
+        similarity = similarity + sparse.diags(active.astype(np.float32), format="csr")
+    return similarity.astype(np.float32).tocsr()
+
+
+def _blocks(bound: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges whose summed bound stays under the budget (at least one row)."""
+    edges = [0]
+    total = 0.0
+    for i, value in enumerate(bound):
+        if total + value > budget and i > edges[-1]:
+            edges.append(i)
+            total = 0.0
+        total += float(value)
+    edges.append(len(bound))
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+
+
+def _prune(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, keep: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keep the ``keep`` largest values of each row (ties: the lower column index)."""
+    order = _rank_order(rows, cols, values)
+    rows, cols, values = rows[order], cols[order], values[order]
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if rows.size else rows
+    rank = np.arange(rows.size) - np.repeat(starts, np.diff(np.r_[starts, rows.size]))
+    chosen = rank < keep
+    return rows[chosen], cols[chosen], values[chosen]
+
+
+def _rank_order(rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Order grouping rows ascending, and within a row by value descending then column."""
+    by_value = np.lexsort((cols, -values))
+    return by_value[np.argsort(rows[by_value], kind="stable")]
+
+
+def recommend_top_n(
+    model: RecommenderModel,
+    user_rows: np.ndarray,
+    n: int = 10,
+    *,
+    chunk: int = DEFAULT_CHUNK,
+) -> Recommendations:
+    """Top-``n`` products for each customer index in ``user_rows``, scored ``chunk`` at a time."""
+    user_rows = np.asarray(user_rows, dtype=np.int64)
+    if user_rows.size and (user_rows.min() < 0 or user_rows.max() >= model.history.shape[0]):
+        raise IndexError(f"user_rows must lie in 0..{model.history.shape[0] - 1}")
+    parts = [
+        _recommend_chunk(model, user_rows[i : i + chunk], n)
+        for i in range(0, user_rows.size, max(chunk, 1))
+    ]
+    if not parts:
+        empty = np.empty((0, n))
+        return Recommendations(user_rows, empty.astype(np.int64), empty, empty.astype(bool))
+    return Recommendations(
+        customer_idx=user_rows,
+        product_idx=np.vstack([p[0] for p in parts]),
+        score=np.vstack([p[1] for p in parts]),
+        fallback=np.vstack([p[2] for p in parts]),
+    )
+
+
+def _candidate_scores(model: RecommenderModel, history: sparse.csr_matrix) -> sparse.csr_matrix:
+    """Sparse customers × products scores of the model's own method (no fallback)."""
+    if model.method == "item_cooccurrence":
+        assert model.similarity is not None
+        binary = history.copy()
+        binary.data = np.ones_like(binary.data, dtype=np.float32)
+        scores = (binary @ model.similarity).tocsr()
+    elif model.method == "buy_again":
+        scores = history @ sparse.diags(model.active.astype(np.float64))
+    else:  # popular / trending: everyone gets the fallback list, so no candidates here
+        scores = sparse.csr_matrix(history.shape)
+    if model.exclude_bought and model.method != "buy_again":
+        scores = scores - scores.multiply(history.astype(bool))
+    scores = sparse.csr_matrix(scores)
+    scores.eliminate_zeros()
+    return scores
+
+
+def _recommend_chunk(
+    model: RecommenderModel, rows: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    history = model.history[rows]
+    scores = _candidate_scores(model, history)
+    sizes = np.diff(history.indptr)
+    too_little = sizes < model.min_history
+    if too_little.any():  # little history: the popular list only
+        scores = sparse.diags((~too_little).astype(np.float64)) @ scores
+        scores.eliminate_zeros()
+    coo = scores.tocoo()
+    r, c, v = _prune(coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data, n)
+    products = np.full((rows.size, n), -1, dtype=np.int64)
+    values = np.full((rows.size, n), np.nan)
+    if r.size:
+        starts = np.searchsorted(r, np.arange(rows.size))
+        slot = np.arange(r.size) - starts[r]
+        products[r, slot] = c
+        values[r, slot] = v
+    fallback = products < 0
+    _fill_from_popular(model, history, products, values)
+    return products, values, fallback & (products >= 0)
+
+
+def _fill_from_popular(
+    model: RecommenderModel,
+    history: sparse.csr_matrix,
+    products: np.ndarray,
+    values: np.ndarray,
+) -> None:
+    """Fill the -1 slots in place with the most popular products not already listed.
+
+    Bought products are skipped when the model excludes them; the candidate list is long
+    enough for the heaviest customer in the chunk to still find ``n`` products.
+    """
+    missing = products < 0
+    if not missing.any():
+        return
+    n = products.shape[1]
+    most_bought = int(np.diff(history.indptr).max()) if model.exclude_bought else 0
+    ranked = np.argsort(-model.popularity, kind="stable")
+    ranked = ranked[np.isfinite(model.popularity[ranked])][: 2 * n + most_bought]
+    position = np.full(model.popularity.size, -1, dtype=np.int64)
+    position[ranked] = np.arange(ranked.size)
+    taken = np.zeros((products.shape[0], ranked.size), dtype=bool)
+    listed_rows, listed_slots = np.nonzero(~missing)
+    listed_pos = position[products[listed_rows, listed_slots]]
+    hit = listed_pos >= 0
+    taken[listed_rows[hit], listed_pos[hit]] = True
+    if model.exclude_bought:
+        taken |= history[:, ranked].toarray() > 0
+    need = missing.sum(axis=1)
+    order = np.cumsum(~taken, axis=1)
+    pick = ~taken & (order <= need[:, None])
+    pick_rows, pick_pos = np.nonzero(pick)
+    # The method's own picks fill each row from the left, so the missing slots are the last.
+    target = n - need[pick_rows] + order[pick_rows, pick_pos] - 1
+    products[pick_rows, target] = ranked[pick_pos]
+    values[pick_rows, target] = model.popularity[ranked[pick_pos]]
