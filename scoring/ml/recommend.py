@@ -91,15 +91,20 @@ def validate_interactions(
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise InteractionError(
-                f"row {row}: field '{column}' is {interactions[column].iloc[row]!r}; "
+                f"row {row}: field '{column}' is {_shown(interactions[column].iloc[row])}; "
                 f"expected a whole number from 0 to {limit - 1}"
             )
     dates = pd.to_datetime(interactions["date"], errors="coerce")
     if dates.isna().any():
         row = int(np.flatnonzero(dates.isna().to_numpy())[0])
         raise InteractionError(
-            f"row {row}: field 'date' is {interactions['date'].iloc[row]!r}; expected a date"
+            f"row {row}: field 'date' is {_shown(interactions['date'].iloc[row])}; expected a date"
         )
+
+
+def _shown(value: object) -> str:
+    """A cell as a person would write it: 9, 'abc', None (not np.int64(9))."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def fit_recommender(
