@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from scoring.ml.recommend import (
+    BOUGHT_TOGETHER,
+    BUY_AGAIN,
+    DEFAULT_METHOD,
     METHODS,
+    POPULAR,
+    SOURCE_NAMES,
     InteractionError,
     fit_recommender,
     recommend_top_n,
@@ -39,6 +44,7 @@ SHOP = {
 
 
 def fit(frame=None, *, n_customers=6, n_products=5, **options):
+    options.setdefault("method", "item_cooccurrence")
     return fit_recommender(
         interactions=lines(SHOP) if frame is None else frame,
         n_customers=n_customers,
@@ -145,6 +151,17 @@ def test_buy_again_ranks_the_most_bought_then_the_most_recent():
     assert recs.fallback[0].tolist() == [False, False, False, True]
 
 
+def test_default_lists_bought_products_then_bought_together_then_popular():
+    recs = recommend_top_n(fit(method=DEFAULT_METHOD), np.array([4, 1]), n=5)
+    # Customer 4 bought bread: bread, then its neighbours butter and jam, then popular coffee...
+    assert NAMES[recs.product_idx[0]].tolist() == ["bread", "butter", "jam", "coffee", "milk"]
+    assert recs.source[0].tolist() == [BUY_AGAIN, BOUGHT_TOGETHER, BOUGHT_TOGETHER, POPULAR, POPULAR]
+    # Customer 1 bought bread, butter and jam (once each): those first, nothing repeated
+    assert sorted(NAMES[recs.product_idx[1, :3]]) == ["bread", "butter", "jam"]
+    assert recs.source[1, :3].tolist() == [BUY_AGAIN] * 3
+    assert len(set(recs.product_idx[1])) == 5
+
+
 def test_trending_counts_only_the_last_days():
     frame = pd.concat(
         [
@@ -174,13 +191,13 @@ def test_top_n_is_sorted_best_first_and_has_no_duplicates(method):
     recs = recommend_top_n(model, np.arange(300), n=10)
     ordered = np.sort(recs.product_idx, axis=1)
     assert (ordered[:, 1:] != ordered[:, :-1]).all()
-    for part in (~recs.fallback, recs.fallback):  # each source's scores, best first
-        scores = np.where(part, recs.score, -np.inf)
+    for code in SOURCE_NAMES:  # each source's scores, best first
+        scores = np.where(recs.source == code, recs.score, -np.inf)
         for row in scores:
             kept = row[np.isfinite(row)]
             assert (np.diff(kept) <= 0).all()
-    # The model's own picks come before any popular filler.
-    assert (np.diff(recs.fallback.astype(int), axis=1) >= 0).all()
+    # Sources fill in order: bought before, bought together, then popular filler.
+    assert (np.diff(recs.source.astype(int), axis=1) >= 0).all()
 
 
 def test_the_version_names_the_method_and_changes_with_the_data():
@@ -205,5 +222,5 @@ def test_a_bad_line_is_refused_naming_the_row_and_field():
 
 
 def test_an_unknown_method_is_refused():
-    with pytest.raises(ValueError, match="is not one of item_cooccurrence"):
+    with pytest.raises(ValueError, match="is not one of buy_again_then_similar, item_cooccurrence"):
         fit(method="magic")
