@@ -155,7 +155,8 @@ def test_default_lists_bought_products_then_bought_together_then_popular():
     recs = recommend_top_n(fit(method=DEFAULT_METHOD), np.array([4, 1]), n=5)
     # Customer 4 bought bread: bread, then its neighbours butter and jam, then popular coffee...
     assert NAMES[recs.product_idx[0]].tolist() == ["bread", "butter", "jam", "coffee", "milk"]
-    assert recs.source[0].tolist() == [BUY_AGAIN, BOUGHT_TOGETHER, BOUGHT_TOGETHER, POPULAR, POPULAR]
+    together, popular = [BOUGHT_TOGETHER] * 2, [POPULAR] * 2
+    assert recs.source[0].tolist() == [BUY_AGAIN, *together, *popular]
     # Customer 1 bought bread, butter and jam (once each): those first, nothing repeated
     assert sorted(NAMES[recs.product_idx[1, :3]]) == ["bread", "butter", "jam"]
     assert recs.source[1, :3].tolist() == [BUY_AGAIN] * 3
