@@ -73,7 +73,8 @@ class RecommenderModel:
     product_ids: np.ndarray  # label of each product index (e.g. the shop's SKU)
     active: np.ndarray  # bool per product index; False = never recommended
     history: sparse.csr_matrix  # customers × products: line count + recency in [0, 1)
-    popularity: np.ndarray  # fallback ranking score per product; -inf when inactive
+    popularity: np.ndarray  # distinct buyers per product in the fallback window
+    popular_rank: np.ndarray  # active product indices, most popular first (the fallback list)
     similarity: sparse.csr_matrix | None  # products × products, pruned (item_cooccurrence)
     exclude_bought: bool
     min_history: int
@@ -157,7 +158,9 @@ def fit_recommender(
     window = {"popular": None, "trending": trending_days}.get(method, fallback_days)
     since = None if window is None else as_of_day - window
     popularity = _buyer_counts(history, last_day, since)
-    popularity = np.where(active, popularity, -np.inf)
+    # Ties (common in a short window) go to the product more customers bought ever, then index.
+    ever = _buyer_counts(history, last_day, None)
+    ranked = np.lexsort((np.arange(n_products), -ever, -popularity))
     similarity = None
     if method in ("item_cooccurrence", "buy_again_then_similar"):
         self_similarity = method == "item_cooccurrence" and not exclude_bought
@@ -173,6 +176,7 @@ def fit_recommender(
         active=active,
         history=history,
         popularity=popularity,
+        popular_rank=ranked[active[ranked]],
         similarity=similarity,
         exclude_bought=exclude_bought,
         min_history=min_history,
@@ -436,8 +440,7 @@ def _fill_from_popular(
         return
     n = products.shape[1]
     most_bought = int(np.diff(history.indptr).max()) if model.exclude_bought else 0
-    ranked = np.argsort(-model.popularity, kind="stable")
-    ranked = ranked[np.isfinite(model.popularity[ranked])][: 2 * n + most_bought]
+    ranked = model.popular_rank[: 2 * n + most_bought]
     position = np.full(model.popularity.size, -1, dtype=np.int64)
     position[ranked] = np.arange(ranked.size)
     taken = np.zeros((products.shape[0], ranked.size), dtype=bool)

@@ -176,6 +176,19 @@ def test_trending_counts_only_the_last_days():
     assert NAMES[popular.product_idx[0, 0]] == "bread"
 
 
+def test_trending_ties_go_to_the_product_bought_by_more_customers_ever():
+    frame = pd.concat(
+        [
+            lines({0: [MILK, COFFEE], 1: [MILK], 2: [MILK]}, "2025-01-01"),
+            lines({4: [JAM], 3: [COFFEE], 2: [MILK]}, "2025-03-01"),
+        ]
+    )
+    recs = recommend_top_n(fit(frame, method="trending", trending_days=30), [5], n=3)
+    # One recent buyer each; ever: milk 3, coffee 2, jam 1 (product order would be the reverse)
+    assert NAMES[recs.product_idx[0]].tolist() == ["milk", "coffee", "jam"]
+    np.testing.assert_array_equal(recs.score[0], [1.0, 1.0, 1.0])
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_chunking_gives_the_same_result_as_one_chunk(method):
     model = fit(random_shop(seed=1), n_customers=300, n_products=60, method=method)
