@@ -14,6 +14,7 @@
    customers) — fit + recommend 10 to every customer, timed, with peak memory.
 
     .venv/bin/python bench/recommendations.py [--size full|small] [--skip-quality] [--skip-scale]
+        [--als]   # also time implicit ALS at scale (slow at full size)
 
 The generator: product popularity is Zipf-like (weight 1 / rank^1.1) over 50,000 products
 split into 500 categories of 100; each customer has a favourite category and makes
@@ -306,10 +307,36 @@ def scale(args: argparse.Namespace) -> None:
             f"{done - start:>7.1f}s {traced / 2**20:>9,.0f} MB"
         )
         del model, recs
+    if args.als:
+        _als_scale(lines, active, n_customers)
     print(
         f"process peak RSS (generated data included): {peak_rss_mb():,.0f} MB; "
         f"goal: each total under 300 s and under 4,096 MB; load average now "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (the machine is shared)"
+    )
+
+
+def _als_scale(lines: pd.DataFrame, active: np.ndarray, n_customers: int) -> None:
+    """`implicit` ALS on the same data: fit, then 10 for everyone in batches of 2,000."""
+    from implicit.als import AlternatingLeastSquares
+
+    tracemalloc.start()
+    start = time.perf_counter()
+    counts = _counts(lines, (n_customers, N_PRODUCTS))
+    counts.data = 1.0 + 10.0 * np.log1p(counts.data)
+    model = AlternatingLeastSquares(factors=64, iterations=15, random_state=0, num_threads=1)
+    model.fit(counts, show_progress=False)
+    fitted = time.perf_counter()
+    inactive = np.flatnonzero(~active)
+    for first in range(0, n_customers, 2_000):
+        users = np.arange(first, min(first + 2_000, n_customers))
+        model.recommend(users, counts[users], N=TOP_N, filter_items=inactive)
+    done = time.perf_counter()
+    _, traced = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(
+        f"{'implicit ALS (64 f.)':<22} {fitted - start:>7.1f}s {done - fitted:>13.1f}s "
+        f"{done - start:>7.1f}s {traced / 2**20:>9,.0f} MB"
     )
 
 
@@ -327,6 +354,7 @@ def main() -> int:
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--als", action="store_true", help="time implicit ALS at scale too")
     args = parser.parse_args()
     print(
         f"# Recommendations benchmark — {cpu_model()}, {os.cpu_count()} cores, "
