@@ -324,7 +324,9 @@ def _als_scale(lines: pd.DataFrame, active: np.ndarray, n_customers: int) -> Non
     start = time.perf_counter()
     counts = _counts(lines, (n_customers, N_PRODUCTS))
     counts.data = 1.0 + 10.0 * np.log1p(counts.data)
-    model = AlternatingLeastSquares(factors=64, iterations=15, random_state=0, num_threads=1)
+    model = AlternatingLeastSquares(
+        factors=64, iterations=15, regularization=0.05, random_state=0, num_threads=1
+    )
     model.fit(counts, show_progress=False)
     fitted = time.perf_counter()
     inactive = np.flatnonzero(~active)
