@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from customers.models import ApiClient, Consent, Customer, Event, Order
+from customers.models import ApiClient, ApiScope, Consent, Customer, Event, Order
 from customers.services import api_client_create, api_client_rotate_key
 
 
@@ -145,8 +146,24 @@ class ConsentAdmin(admin.ModelAdmin):
     raw_id_fields = ["customer"]
 
 
+class ApiClientForm(forms.ModelForm):
+    """Scopes as ticks of the known ones: an unknown scope is a form error, not a 500."""
+
+    scopes = forms.MultipleChoiceField(
+        choices=ApiScope.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="What this client may do. With none ticked it is refused everywhere.",
+    )
+
+    class Meta:
+        model = ApiClient
+        fields = ["name", "scopes", "is_active"]
+
+
 @admin.register(ApiClient)
 class ApiClientAdmin(admin.ModelAdmin):
+    form = ApiClientForm
     list_display = ["name", "key_prefix", "scopes", "is_active", "created_at", "last_used_at"]
     list_filter = ["is_active"]
     readonly_fields = ["key_prefix", "created_at", "last_used_at"]
@@ -157,7 +174,7 @@ class ApiClientAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        client, key = api_client_create(name=obj.name, scopes=obj.scopes or None)
+        client, key = api_client_create(name=obj.name, scopes=list(obj.scopes or []))
         obj.pk = client.pk
         obj.key_prefix = client.key_prefix
         self.message_user(

@@ -104,5 +104,9 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "type": "apiKey",
             "in": "header",
             "name": "Authorization",
-            "description": "`Api-Key rk_<prefix>_<secret>` (the whole value, keyword included).",
+            "description": (
+                "The whole header value, keyword included: `Api-Key rk_<prefix>_<secret>` "
+                "(or, equally, `Bearer rk_<prefix>_<secret>`). In Swagger's Authorize dialog, "
+                "paste `Api-Key ` followed by the key."
+            ),
         }

@@ -206,6 +206,9 @@ API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 # Most items one bulk request may carry.
 API_MAX_BULK_ITEMS = 1000
+# Routes bench/api_load.py's reference endpoint (/bench/reference-write). Off by default: only
+# the benchmark's own server sets it.
+RETENTION_BENCH_ENDPOINTS = env_bool("RETENTION_BENCH_ENDPOINTS", False)
 
 # Consent when a customer has no consent record for a channel (the client's default).
 CONSENT_DEFAULTS = {
