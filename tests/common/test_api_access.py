@@ -57,9 +57,9 @@ def test_the_same_key_sent_as_bearer_is_accepted() -> None:
 
 @pytest.fixture
 def admin_client() -> Client:
-    User.objects.create_superuser("boss", password="admin-pw-1")
+    user = User.objects.create_superuser("boss", password="admin-pw-1")
     client = Client()
-    client.login(username="boss", password="admin-pw-1")
+    client.force_login(user)
     return client
 
 
