@@ -288,9 +288,10 @@ def database_figures() -> tuple[int, int, str]:
 def report(args: argparse.Namespace, results: list[Result]) -> None:
     responses, reference_rows, version = database_figures()
     print()
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(
         f"machine     {cpu_model()} · {os.cpu_count()} CPUs · {platform.machine()} · Python "
-        f"{platform.python_version()} · {version}"
+        f"{platform.python_version()} · {version} · load average {load} (other work competes)"
     )
     print(
         f"server      gunicorn, {args.workers} sync workers, production settings, loopback; "
