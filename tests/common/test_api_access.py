@@ -90,3 +90,15 @@ def test_the_admin_form_creates_the_client_with_the_ticked_scopes(admin_client: 
 def test_an_admin_client_with_nothing_ticked_gets_no_scope(admin_client: Client) -> None:
     add_client(admin_client, [])
     assert ApiClient.objects.get(name="shop").scopes == []
+
+
+def test_head_needs_the_get_scope_and_options_any_scope_of_the_endpoint() -> None:
+    _client, key = api_client_create(name="reader", scopes=["customers:read"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    assert api.head("/api/v1/customers/nobody").status_code == 404  # allowed; no such customer
+    assert api.options("/api/v1/customers/nobody").status_code == 200
+    refused = api.options("/api/v1/responses/")  # the reader has none of its scopes
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "permission_denied"
+    assert api.head("/api/v1/responses/").status_code == 405  # POST only
