@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: screenshots demo test lint typecheck importlint pytest serve worker beat bench clean-demo help
+.PHONY: screenshots demo test lint typecheck importlint pytest serve worker beat bench bench-api clean-demo help
 
 help:
 	@echo "make demo    - load the demo data and run the retention cycle on the embedded SQLite default"
@@ -14,6 +14,7 @@ help:
 	@echo "make beat    - run Celery beat (needs REDIS_URL)"
 	@echo "make bench   - run the benchmarks in bench/ (needs DATABASE_URL=postgres://…)"
 	@echo "make screenshots - after make demo: regenerate docs/screenshots/ in headless Chromium"
+	@echo "make bench-api - load-test the responses API under gunicorn (DATABASE_URL=postgres://…; BENCH_SECONDS=60)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +62,10 @@ bench: $(STAMP)
 
 screenshots: $(STAMP)
 	$(PY) docs/screenshots.py
+# 50 concurrent clients against gunicorn with production settings; BENCH_SECONDS per scenario.
+BENCH_SECONDS ?= 60
+bench-api: $(STAMP)
+	$(PY) bench/api_load.py --seconds $(BENCH_SECONDS)
 
 clean-demo:
 	rm -f var/retention.sqlite3 var/retention.sqlite3-wal var/retention.sqlite3-shm

@@ -155,16 +155,17 @@ class ConsentAdmin(admin.ModelAdmin):
 
 
 class ApiClientForm(forms.ModelForm):
-    """Scopes as one checkbox each (the model stores a JSON list); a new client starts with the
-    default scopes ticked, the personal-data ones (erase, export) unticked."""
+    """Scopes as one checkbox each (the model stores a JSON list): an unknown scope is a form
+    error, not a 500. A new client starts with the default scopes ticked, the personal-data ones
+    (erase, export) unticked; with none ticked it is refused everywhere."""
 
     scopes = forms.MultipleChoiceField(
         choices=ApiScope.choices,
         widget=forms.CheckboxSelectMultiple,
         required=False,
         initial=[s.value for s in ApiScope if s.value not in PERSONAL_DATA_SCOPES],
-        help_text="What this client may do. Erase and export reach personal data: grant them "
-        "only to the program that handles privacy requests.",
+        help_text="What this client may do; with none ticked it is refused everywhere. Erase and "
+        "export reach personal data: grant them only to the program that handles privacy requests.",
     )
 
     class Meta:

@@ -57,7 +57,11 @@ class HasApiScope(permissions.BasePermission):
         client = request.user
         if not isinstance(client, ApiClient):
             raise exceptions.NotAuthenticated()
-        required = getattr(view, "required_scopes", {}).get(request.method, None)
+        scopes = getattr(view, "required_scopes", {})
+        if request.method == "OPTIONS":  # DRF's description of the view: any of its scopes
+            return any(client.has_scope(scope) for scope in scopes.values())
+        # HEAD is GET without the body (Django routes it to `get`): it needs GET's scope.
+        required = scopes.get("GET" if request.method == "HEAD" else request.method)
         if required is None:
             if not hasattr(view, (request.method or "").lower()):
                 raise exceptions.MethodNotAllowed(request.method or "")  # 405, not 403
@@ -104,5 +108,9 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "type": "apiKey",
             "in": "header",
             "name": "Authorization",
-            "description": "`Api-Key rk_<prefix>_<secret>` (the whole value, keyword included).",
+            "description": (
+                "The whole header value, keyword included: `Api-Key rk_<prefix>_<secret>` "
+                "(or, equally, `Bearer rk_<prefix>_<secret>`). In Swagger's Authorize dialog, "
+                "paste `Api-Key ` followed by the key."
+            ),
         }

@@ -184,7 +184,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["customers.authentication.HasApiScope"],
     "DEFAULT_THROTTLE_CLASSES": ["customers.authentication.ApiClientRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_client": os.environ.get("API_THROTTLE_RATE", "600/min")},
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "common.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "common.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -206,6 +206,9 @@ API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 # Most items one bulk request may carry.
 API_MAX_BULK_ITEMS = 1000
+# Routes bench/api_load.py's reference endpoint (/bench/reference-write). Off by default: only
+# the benchmark's own server sets it.
+RETENTION_BENCH_ENDPOINTS = env_bool("RETENTION_BENCH_ENDPOINTS", False)
 
 # Consent when a customer has no consent record for a channel (the client's default).
 CONSENT_DEFAULTS = {

@@ -1,5 +1,6 @@
 """Top-level URLs: admin, versioned API, OpenAPI schema and docs."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
@@ -39,3 +40,8 @@ urlpatterns = [
     # Last: any other path under /api/ gets the API's JSON 404.
     re_path(r"^api/(?P<path>.*)$", api_not_found),
 ]
+
+if settings.RETENTION_BENCH_ENDPOINTS:  # bench/api_load.py's reference; off unless set
+    from retention.bench_views import reference_write
+
+    urlpatterns.insert(0, path("bench/reference-write", reference_write))

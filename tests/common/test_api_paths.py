@@ -23,3 +23,10 @@ def test_an_unknown_path_gets_json_without_a_suggestion(api: APIClient) -> None:
     response = api.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.json()["error"]["message"] == "No API endpoint has this path."
+
+
+def test_the_benchmark_reference_endpoint_is_not_served_by_default() -> None:
+    from django.test import Client
+
+    response = Client().post("/bench/reference-write", "{}", content_type="application/json")
+    assert response.status_code == 404

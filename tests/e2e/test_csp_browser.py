@@ -60,4 +60,7 @@ def test_the_swagger_ui_works_under_the_policy_and_offers_the_api_key(
     page.wait_for_selector(".opblock")  # the schema was fetched and rendered
     page.click(".btn.authorize")
     page.wait_for_selector("text=ApiKey")
+    dialog = page.locator(".auth-container")
+    assert dialog.locator("input").count() == 1  # where the key is pasted for Try-it-out
+    assert "Bearer rk_" in dialog.inner_text()
     assert violations == []

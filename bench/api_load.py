@@ -1,0 +1,349 @@
+"""Benchmark: the responses API under load, served by gunicorn with production settings.
+
+Starts gunicorn on loopback (RETENTION_ENV=production, DEBUG off, a random SECRET_KEY, the
+PostgreSQL database of DATABASE_URL, Redis for the rate counter when REDIS_URL is set), creates
+an API client and a campaign with interventions, then drives three scenarios in turn, each with
+CONCURRENCY clients for --seconds:
+
+1. reference: `POST /bench/reference-write`, a plain Django view that INSERTs one row (routed
+   only because the server gets RETENTION_BENCH_ENDPOINTS=1) — the floor of a writing request;
+2. single: `POST /api/v1/responses/` with one response per request;
+3. bulk: `POST /api/v1/responses/` with --batch responses per request.
+
+Every request has a fresh idempotency key, so each one writes. The per-client rate limit is
+raised for the run (API_THROTTLE_RATE): the bench measures the handler, not the limiter.
+Goal (issue 10): zero errors, and ≥ 1,000 single responses/s or ≥ 10,000 responses/s in bulk.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/retention_bench_api \\
+        .venv/bin/python bench/api_load.py [--seconds 60 --workers 4 --batch 100]
+
+The database is created when missing and migrated; its campaign responses are truncated
+first: point DATABASE_URL at a database made for benchmarks. Exit status 0 when measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from _machine import cpu_model  # noqa: E402
+from _postgres import database_settings, ensure_database  # noqa: E402
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
+
+CONCURRENCY = 50
+INTERVENTIONS = 1_000
+GOAL_SINGLE = 1_000  # responses/s, one per request
+GOAL_BULK = 10_000  # responses/s, in bulk requests
+HOST = "127.0.0.1"
+
+
+@dataclass
+class Result:
+    name: str
+    items_per_request: int
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+
+    @property
+    def requests_per_second(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    @property
+    def items_per_second(self) -> float:
+        return self.requests_per_second * self.items_per_request
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60, help="per scenario (default 60)")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument("--batch", type=int, default=100, help="responses per bulk request")
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    parser.add_argument("--port", type=int, default=8765)
+    return parser.parse_args()
+
+
+def prepare_data() -> tuple[str, list[int]]:
+    """Migrate; a fresh API client; a campaign with INTERVENTIONS treatment interventions."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from campaigns.models import Campaign, CampaignCycle, Intervention, Rule
+    from customers.models import ApiClient, Customer
+    from customers.services import api_client_create
+    from retention.bench_views import REFERENCE_TABLE
+
+    call_command("migrate", verbosity=0, interactive=False)
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE campaigns_response")
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {REFERENCE_TABLE} "
+            "(id bigserial PRIMARY KEY, body jsonb NOT NULL, created_at timestamptz DEFAULT now())"
+        )
+        cursor.execute(f"TRUNCATE {REFERENCE_TABLE}")
+    ApiClient.objects.filter(name="bench-api-load").delete()
+    _client, key = api_client_create(name="bench-api-load")
+    now = datetime.now(UTC)
+    campaign, _ = Campaign.objects.get_or_create(
+        name="Bench API load", defaults={"status": "active", "salt": "bench-api"}
+    )
+    cycle, _ = CampaignCycle.objects.get_or_create(
+        campaign=campaign, cycle_key="bench", defaults={"started_at": now}
+    )
+    rule, _ = Rule.objects.get_or_create(campaign=campaign, name="everyone", channel="coupon")
+    Customer.objects.bulk_create(
+        [Customer(external_id=f"load{i:05d}") for i in range(INTERVENTIONS)],
+        ignore_conflicts=True,
+    )
+    customers = Customer.objects.filter(external_id__startswith="load").order_by("pk")
+    Intervention.objects.bulk_create(
+        [
+            Intervention(
+                campaign=campaign,
+                cycle=cycle,
+                rule=rule,
+                customer=customer,
+                arm="treatment",
+                channel="coupon",
+                churn_probability=0.5,
+                status="sent",
+                created_at=now,
+            )
+            for customer in customers[:INTERVENTIONS]
+        ],
+        ignore_conflicts=True,
+    )
+    ids = list(
+        Intervention.objects.filter(campaign=campaign).values_list("pk", flat=True)[:INTERVENTIONS]
+    )
+    return key, ids
+
+
+def server_env(port: int) -> dict[str, str]:
+    """Production settings for a plain-HTTP server on loopback."""
+    env = dict(os.environ)
+    env.update(
+        RETENTION_ENV="production",
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(48),
+        ALLOWED_HOSTS=HOST,
+        SECURE_SSL_REDIRECT="false",  # plain HTTP on loopback, no TLS proxy in front
+        SMS_BACKEND="webhook",  # production refuses the console backend; nothing is sent
+        SMS_WEBHOOK_URL=f"http://{HOST}:9/",
+        API_THROTTLE_RATE="100000000/min",
+        RETENTION_BENCH_ENDPOINTS="1",
+    )
+    return env
+
+
+def start_server(args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    command = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "retention.wsgi",
+        f"--bind={HOST}:{args.port}",
+        f"--workers={args.workers}",
+        "--worker-class=sync",
+        "--backlog=2048",
+        "--log-level=warning",
+    ]
+    return subprocess.Popen(command, cwd=ROOT, env=server_env(args.port), start_new_session=True)
+
+
+async def wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            if server.poll() is not None:
+                sys.exit(f"gunicorn exited with status {server.returncode}")
+            try:
+                async with session.get(f"{base}/api/v1/ready-check") as response:
+                    if response.status == 404:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    sys.exit("gunicorn did not answer within 30 s")
+
+
+class Bodies:
+    """Request bodies with a fresh idempotency key each, over the interventions in turn."""
+
+    def __init__(self, interventions: list[int], batch: int) -> None:
+        self.interventions = interventions
+        self.batch = batch
+        self.counter = 0
+        self.run = secrets.token_hex(4)
+        self.occurred_at = datetime.now(UTC).isoformat()
+
+    def item(self) -> dict[str, Any]:
+        self.counter += 1
+        return {
+            "intervention": self.interventions[self.counter % len(self.interventions)],
+            "kind": "opened",
+            "occurred_at": self.occurred_at,
+            "idempotency_key": f"load-{self.run}-{self.counter}",
+        }
+
+    def body(self) -> bytes:
+        items = [self.item() for _ in range(self.batch)]
+        return json.dumps(items[0] if self.batch == 1 else items).encode()
+
+
+async def drive(
+    base: str, path: str, headers: dict[str, str], bodies: Bodies, args: argparse.Namespace
+) -> Result:
+    result = Result(name=path, items_per_request=bodies.batch)
+    deadline = time.perf_counter() + args.seconds
+    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    timeout = aiohttp.ClientTimeout(total=60)
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                async with session.post(base + path, data=bodies.body()) as response:
+                    await response.read()
+                    ok = response.status in (200, 201)
+                    sample = f"{response.status} {(await response.text())[:200]}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                ok, sample = False, repr(exc)
+            if ok:
+                result.latencies.append(time.perf_counter() - started)
+            else:
+                result.errors += 1
+                if len(result.error_samples) < 3:
+                    result.error_samples.append(sample)
+
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=headers
+    ) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(args.concurrency)))
+        result.seconds = time.perf_counter() - started
+    return result
+
+
+async def run_scenarios(
+    args: argparse.Namespace, key: str, interventions: list[int]
+) -> list[Result]:
+    base = f"http://{HOST}:{args.port}"
+    json_headers = {"Content-Type": "application/json"}
+    api_headers = {**json_headers, "Authorization": f"Api-Key {key}"}
+    scenarios = [
+        ("reference: one-row INSERT view", "/bench/reference-write", json_headers, 1),
+        ("single: POST /api/v1/responses/", "/api/v1/responses/", api_headers, 1),
+        (f"bulk: {args.batch} per request", "/api/v1/responses/", api_headers, args.batch),
+    ]
+    results = []
+    for name, path, headers, batch in scenarios:
+        print(f"  {name} for {args.seconds:g} s ...", flush=True)
+        result = await drive(base, path, headers, Bodies(interventions, batch), args)
+        result.name = name
+        results.append(result)
+    return results
+
+
+def database_figures() -> tuple[int, int, str]:
+    from django.db import connection
+
+    from retention.bench_views import REFERENCE_TABLE
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM campaigns_response")
+        (responses,) = cursor.fetchone()
+        cursor.execute(f"SELECT count(*) FROM {REFERENCE_TABLE}")
+        (reference,) = cursor.fetchone()
+        cursor.execute("SELECT version()")
+        (version,) = cursor.fetchone()
+    return responses, reference, version.split(" (")[0]
+
+
+def report(args: argparse.Namespace, results: list[Result]) -> None:
+    responses, reference_rows, version = database_figures()
+    print()
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(
+        f"machine     {cpu_model()} · {os.cpu_count()} CPUs · {platform.machine()} · Python "
+        f"{platform.python_version()} · {version} · load average {load} (other work competes)"
+    )
+    print(
+        f"server      gunicorn, {args.workers} sync workers, production settings, loopback; "
+        f"load: {args.concurrency} concurrent aiohttp clients in one process on the same machine"
+    )
+    print(
+        f"data        {INTERVENTIONS:,} interventions; written: {responses:,} responses, "
+        f"{reference_rows:,} reference rows; {args.seconds:g} s per scenario"
+    )
+    print(
+        f"{'scenario':<36}{'requests':>9}{'req/s':>9}{'items/s':>10}"
+        f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    )
+    for r in results:
+        print(
+            f"{r.name:<36}{len(r.latencies):>9,}{r.requests_per_second:>9,.0f}"
+            f"{r.items_per_second:>10,.0f}{r.percentile(50):>9.1f}{r.percentile(95):>9.1f}"
+            f"{r.percentile(99):>9.1f}{r.errors:>8,}"
+        )
+        for sample in r.error_samples:
+            print(f"    error: {sample}")
+    reference, single, bulk = results
+    errors = sum(r.errors for r in results)
+    met = errors == 0 and (
+        single.items_per_second >= GOAL_SINGLE or bulk.items_per_second >= GOAL_BULK
+    )
+    print(
+        f"ratio       single / reference requests/s = "
+        f"{single.requests_per_second / reference.requests_per_second:.2f}; bulk responses/s / "
+        f"reference rows/s = {bulk.items_per_second / reference.items_per_second:.1f}"
+    )
+    print(
+        f"goal        zero errors and ≥ {GOAL_SINGLE:,} single responses/s or ≥ {GOAL_BULK:,} "
+        f"responses/s in bulk → {'MET' if met else 'NOT MET'}"
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    config = database_settings("api_load.py", "retention_bench_api")
+    ensure_database(config)
+    print("Preparing the database ...", flush=True)
+    key, interventions = prepare_data()
+    server = start_server(args)
+    try:
+        asyncio.run(wait_ready(f"http://{HOST}:{args.port}", server))
+        results = asyncio.run(run_scenarios(args, key, interventions))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    report(args, results)
+
+
+if __name__ == "__main__":
+    main()
