@@ -7,8 +7,8 @@ CONCURRENCY clients for --seconds:
 
 1. reference: `POST /bench/reference-write`, a plain Django view that INSERTs one row (routed
    only because the server gets RETENTION_BENCH_ENDPOINTS=1) — the floor of a writing request;
-2. single: `POST /api/v1/responses/` with one response per request;
-3. bulk: `POST /api/v1/responses/` with --batch responses per request.
+2. single: `POST /api/v1/responses` with one response per request;
+3. bulk: `POST /api/v1/responses` with --batch responses per request.
 
 Every request has a fresh idempotency key, so each one writes. The per-client rate limit is
 raised for the run (API_THROTTLE_RATE): the bench measures the handler, not the limiter.
@@ -258,8 +258,8 @@ async def run_scenarios(
     api_headers = {**json_headers, "Authorization": f"Api-Key {key}"}
     scenarios = [
         ("reference: one-row INSERT view", "/bench/reference-write", json_headers, 1),
-        ("single: POST /api/v1/responses/", "/api/v1/responses/", api_headers, 1),
-        (f"bulk: {args.batch} per request", "/api/v1/responses/", api_headers, args.batch),
+        ("single: POST /api/v1/responses", "/api/v1/responses", api_headers, 1),
+        (f"bulk: {args.batch} per request", "/api/v1/responses", api_headers, args.batch),
     ]
     results = []
     for name, path, headers, batch in scenarios:

@@ -48,6 +48,36 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": body}
 
 
+def error_details(detail: Any) -> list[dict[str, Any]]:
+    """A validation error's detail — DRF's nested dicts and lists — as the one shape every error
+    body uses: a list of {"field", "message"}, with "index" for an item of a list body, the field
+    a dotted path ("attributes.age") and "" for the body as a whole."""
+    found: list[dict[str, Any]] = []
+
+    def walk(value: Any, field: str, index: int | None) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                name = "" if key == "non_field_errors" else str(key)
+                walk(inner, f"{field}.{name}" if field and name else field or name, index)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for position, inner in enumerate(value):
+                if field or index is not None:
+                    walk(inner, f"{field}.{position}" if field else str(position), index)
+                else:
+                    walk(inner, field, position)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner, field, index)
+        else:
+            item: dict[str, Any] = {"field": field, "message": str(value)}
+            if index is not None:
+                item = {"index": index, **item}
+            found.append(item)
+
+    walk(detail, "", None)
+    return found
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Every exception of an API view as the one error shape; an unexpected one is logged
     with its traceback and answered as a JSON 500 (never Django's HTML page)."""
@@ -67,7 +97,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
     code = _CODES.get(response.status_code, "error")
     if isinstance(exc, exceptions.ValidationError):
-        response.data = error_body("invalid", "The request is invalid.", exc.detail)
+        response.data = error_body("invalid", "The request is invalid.", error_details(exc.detail))
     elif isinstance(exc, exceptions.APIException):
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         response.data = error_body(getattr(exc, "default_code", code) or code, message)

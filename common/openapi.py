@@ -23,13 +23,22 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 
+class FieldProblemOut(serializers.Serializer):
+    index = serializers.IntegerField(
+        required=False, help_text="The item's position, for an item of a list body"
+    )
+    field = serializers.CharField(help_text='Dotted path of the field; "" for the whole body')
+    message = serializers.CharField()
+
+    class Meta:
+        ref_name = "FieldProblem"
+
+
 class ErrorDetailOut(serializers.Serializer):
     code = serializers.CharField(help_text="Machine-readable, e.g. invalid, not_found, throttled")
     message = serializers.CharField(help_text="What went wrong, for a person")
-    details = serializers.JSONField(
-        required=False,
-        help_text="Per-field messages ({field: [messages]}) or, for a bulk request, a list of "
-        "{index, field, message}",
+    details = FieldProblemOut(
+        many=True, required=False, help_text="Each bad field (and item of a list body)"
     )
 
     class Meta:

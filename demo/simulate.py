@@ -262,7 +262,7 @@ def _responses_post(client: APIClient, items: list[dict[str, Any]]) -> tuple[int
     """POST the responses in bulk requests; (created, replayed)."""
     created = replayed = 0
     for start in range(0, len(items), RESPONSES_PER_REQUEST):
-        result = _post(client, "/api/v1/responses/", items[start : start + RESPONSES_PER_REQUEST])
+        result = _post(client, "/api/v1/responses", items[start : start + RESPONSES_PER_REQUEST])
         created += int(result["created"])
         replayed += int(result["replayed"])
     return created, replayed
@@ -293,7 +293,7 @@ def _coupons_redeem(
         code = people["coupon"].iat[owner_index]
         result = _post(
             client,
-            f"/api/v1/coupons/{code}/redeem/",
+            f"/api/v1/coupons/{code}/redeem",
             {
                 "order_external_id": order_id,
                 "amount": f"{amount:.2f}",

@@ -60,7 +60,7 @@ def test_a_replayed_batch_changes_nothing_and_is_marked_as_replay(
             "idempotency_key": "k3",
         },
     ]
-    first = api.post("/api/v1/responses/", batch, format="json")
+    first = api.post("/api/v1/responses", batch, format="json")
     assert first.status_code == 201, first.content
     body = first.json()
     assert body["created"] == 3 and body["replayed"] == 0
@@ -70,7 +70,7 @@ def test_a_replayed_batch_changes_nothing_and_is_marked_as_replay(
     assert treated[0].status == "delivered"
     before = list(Response.objects.order_by("pk").values())
 
-    again = api.post("/api/v1/responses/", batch, format="json")
+    again = api.post("/api/v1/responses", batch, format="json")
     assert again.status_code == 200
     replay = again.json()
     assert replay["created"] == 0 and replay["replayed"] == 3
@@ -79,7 +79,7 @@ def test_a_replayed_batch_changes_nothing_and_is_marked_as_replay(
     assert list(Response.objects.order_by("pk").values()) == before
 
     # A replay with different content is a conflict that names the key and the fields.
-    changed = api.post("/api/v1/responses/", item(treated[1], "clicked", "k2"), format="json")
+    changed = api.post("/api/v1/responses", item(treated[1], "clicked", "k2"), format="json")
     assert changed.status_code == 409
     error = changed.json()["error"]
     assert error["code"] == "idempotency_conflict"
@@ -92,10 +92,10 @@ def test_a_key_replayed_in_a_batch_with_new_content_writes_nothing_of_the_batch(
     api: APIClient, campaign: Campaign
 ) -> None:
     treated = rows(campaign, "treatment")
-    first = api.post("/api/v1/responses/", item(treated[0], "opened", "a"), format="json")
+    first = api.post("/api/v1/responses", item(treated[0], "opened", "a"), format="json")
     assert first.status_code == 201
     batch = [item(treated[1], "opened", "fresh"), item(treated[0], "opened", "a", revenue="5")]
-    reply = api.post("/api/v1/responses/", batch, format="json")
+    reply = api.post("/api/v1/responses", batch, format="json")
     assert reply.status_code == 409 and reply.json()["error"]["details"][0]["index"] == 1
     assert "revenue" in reply.json()["error"]["details"][0]["message"]
     assert not Response.objects.filter(idempotency_key="fresh").exists()
@@ -108,8 +108,8 @@ def test_two_clients_use_the_same_idempotency_key_independently(
     _other, other_key = api_client_create(name="other-client")
     other = APIClient()
     other.credentials(HTTP_AUTHORIZATION=f"Api-Key {other_key}")
-    mine = api.post("/api/v1/responses/", item(treated[0], "opened", "shared"), format="json")
-    theirs = other.post("/api/v1/responses/", item(treated[1], "clicked", "shared"), format="json")
+    mine = api.post("/api/v1/responses", item(treated[0], "opened", "shared"), format="json")
+    theirs = other.post("/api/v1/responses", item(treated[1], "clicked", "shared"), format="json")
     assert mine.status_code == theirs.status_code == 201, theirs.content
     assert theirs.json()["results"][0]["intervention"] == treated[1].pk
     assert Response.objects.filter(idempotency_key="shared").count() == 2
@@ -142,7 +142,7 @@ def test_a_bad_item_rejects_the_whole_batch_naming_every_bad_index(
         item(treated[2], "opened", "ok-2", revenue="ten"),
         {"kind": "opened", "occurred_at": NOON.isoformat(), "idempotency_key": "nobody"},
     ]
-    response = api.post("/api/v1/responses/", batch, format="json")
+    response = api.post("/api/v1/responses", batch, format="json")
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "invalid_items"
@@ -150,7 +150,7 @@ def test_a_bad_item_rejects_the_whole_batch_naming_every_bad_index(
     assert {(1, "kind"), (3, "revenue"), (4, "intervention")} <= by_index
     assert not Response.objects.exists()
     # Fields valid, intervention unknown: named too, and still nothing written.
-    response = api.post("/api/v1/responses/", [batch[0], batch[2]], format="json")
+    response = api.post("/api/v1/responses", [batch[0], batch[2]], format="json")
     assert response.status_code == 400
     [detail] = response.json()["error"]["details"]
     assert detail["index"] == 1 and "unknown intervention" in detail["message"]
@@ -163,16 +163,16 @@ def test_the_responses_api_needs_the_responses_scope(api_key: str, campaign: Cam
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
     treated = rows(campaign, "treatment")[0]
     assert (
-        client.post("/api/v1/responses/", [item(treated, "opened", "x")], format="json").status_code
+        client.post("/api/v1/responses", [item(treated, "opened", "x")], format="json").status_code
         == 403
     )
-    assert APIClient().post("/api/v1/responses/", [], format="json").status_code == 401
+    assert APIClient().post("/api/v1/responses", [], format="json").status_code == 401
 
 
 def test_redeeming_a_coupon_twice_is_refused(api: APIClient, campaign: Campaign) -> None:
     coupon = Coupon.objects.filter(intervention__campaign=campaign).first()
     assert coupon is not None
-    url = f"/api/v1/coupons/{coupon.code}/redeem/"
+    url = f"/api/v1/coupons/{coupon.code}/redeem"
     first = api.post(url, {"order_external_id": "A-1", "amount": "80.00"}, format="json")
     assert first.status_code == 201, first.content
     assert first.json()["discount"] == "12.00"  # 15% of 80
@@ -197,13 +197,13 @@ def test_expired_and_unknown_coupons_are_refused(api: APIClient, campaign: Campa
     assert coupon is not None
     late = (coupon.expires_at + timedelta(days=1)).isoformat()
     response = api.post(
-        f"/api/v1/coupons/{coupon.code}/redeem/",
+        f"/api/v1/coupons/{coupon.code}/redeem",
         {"order_external_id": "A-1", "amount": "10", "redeemed_at": late},
         format="json",
     )
     assert response.status_code == 409 and response.json()["error"]["code"] == "coupon_expired"
     missing = api.post(
-        "/api/v1/coupons/NOPE-NOPE-NOPE-NOPE/redeem/",
+        "/api/v1/coupons/NOPE-NOPE-NOPE-NOPE/redeem",
         {"order_external_id": "A-1", "amount": "10"},
         format="json",
     )
@@ -254,7 +254,7 @@ def test_webhooks_reject_bad_signatures_and_record_signed_events(
         }
     ).encode()
     client = Client()
-    url = "/api/v1/webhooks/email/"
+    url = "/api/v1/webhooks/email"
     assert client.post(url, body, content_type="application/json").status_code == 401
     forged = signed(body, "wrong-secret")
     assert client.post(url, body, content_type="application/json", **forged).status_code == 403
@@ -290,7 +290,7 @@ def test_the_sms_webhook_uses_its_own_secret(settings: Any, campaign: Campaign) 
     settings.SMS_STATUS_WEBHOOK_SECRET = ""
     body = json.dumps({"events": []}).encode()
     response = Client().post(
-        "/api/v1/webhooks/sms/",
+        "/api/v1/webhooks/sms",
         body,
         content_type="application/json",
         **signed(body, "email-secret"),
@@ -335,10 +335,10 @@ def test_the_new_endpoints_are_in_the_openapi_schema() -> None:
     assert schema.status_code == 200
     text = schema.content.decode()
     for path in (
-        "/api/v1/responses/",
-        "/api/v1/coupons/{code}/redeem/",
+        "/api/v1/responses",
+        "/api/v1/coupons/{code}/redeem",
         "/api/v1/campaigns/{campaign}/uplift",
-        "/api/v1/webhooks/email/",
+        "/api/v1/webhooks/email",
     ):
         assert path in text
 

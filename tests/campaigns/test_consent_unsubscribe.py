@@ -34,7 +34,7 @@ def test_a_consent_dated_in_the_future_is_refused_and_nothing_is_stored(api: API
         api, customer.external_id, channel="email", status="granted", recorded_at=future
     )
     assert reply.status_code == 400
-    assert "recorded_at" in reply.json()["error"]["details"]
+    assert "recorded_at" in {d["field"] for d in reply.json()["error"]["details"]}
     assert not Consent.objects.exists()
 
 

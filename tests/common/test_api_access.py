@@ -18,7 +18,7 @@ from customers.services import api_client_create
 pytestmark = pytest.mark.django_db
 
 # Signed by the provider, not called with an API key (tests/campaigns covers their 401/403).
-WEBHOOKS = {"/api/v1/webhooks/email/", "/api/v1/webhooks/sms/"}
+WEBHOOKS = {"/api/v1/webhooks/email", "/api/v1/webhooks/sms"}
 
 
 def schema_operations() -> list[tuple[str, str]]:
@@ -98,7 +98,7 @@ def test_head_needs_the_get_scope_and_options_any_scope_of_the_endpoint() -> Non
     api.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
     assert api.head("/api/v1/customers/nobody").status_code == 404  # allowed; no such customer
     assert api.options("/api/v1/customers/nobody").status_code == 200
-    refused = api.options("/api/v1/responses/")  # the reader has none of its scopes
+    refused = api.options("/api/v1/responses")  # the reader has none of its scopes
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "permission_denied"
-    assert api.head("/api/v1/responses/").status_code == 405  # POST only
+    assert api.head("/api/v1/responses").status_code == 405  # POST only

@@ -148,7 +148,7 @@ def test_bad_response_input_is_a_json_400_naming_the_field_and_writes_nothing(
     }
     before = written()
     body = json.dumps([item])
-    reply = api.post("/api/v1/responses/", body, content_type="application/json")
+    reply = api.post("/api/v1/responses", body, content_type="application/json")
     assert reply.status_code == 400, (case, reply.content[:300])
     assert field in {d["field"] for d in reply.json()["error"]["details"]}
     assert written() == before
@@ -164,7 +164,9 @@ def test_a_future_consent_and_bad_characters_in_consent_are_json_400s(api: APICl
         {"channel": "email", "status": "revoked", "source": "a\x00"},
         format="json",
     )
-    assert reply.status_code == 400 and "source" in reply.json()["error"]["details"]
+    assert reply.status_code == 400 and "source" in {
+        d["field"] for d in reply.json()["error"]["details"]
+    }
     assert not Consent.objects.exists()
 
 
@@ -189,7 +191,7 @@ def test_unknown_paths_under_the_api_answer_the_json_error_shape(api: APIClient,
         ("delete", "/api/v1/customers/bulk"),
         ("get", "/api/v1/orders/bulk"),
         ("patch", "/api/v1/customers/c1/consent"),
-        ("put", "/api/v1/responses/"),
+        ("put", "/api/v1/responses"),
     ],
 )
 def test_undeclared_methods_are_405_in_the_json_error_shape(
@@ -201,7 +203,7 @@ def test_undeclared_methods_are_405_in_the_json_error_shape(
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/v1/customers/bulk", "/api/v1/orders/bulk", "/api/v1/responses/"]
+    "path", ["/api/v1/customers/bulk", "/api/v1/orders/bulk", "/api/v1/responses"]
 )
 def test_an_empty_list_valid_by_the_schema_is_a_no_op(api: APIClient, path: str) -> None:
     reply = api.post(path, [], format="json")
@@ -212,7 +214,7 @@ def test_an_empty_list_valid_by_the_schema_is_a_no_op(api: APIClient, path: str)
 
 @pytest.mark.parametrize("body", ['"text"', "42", "null", '{"items": 5}'])
 def test_a_body_that_is_no_list_is_a_json_400(api: APIClient, body: str) -> None:
-    for path in ("/api/v1/customers/bulk", "/api/v1/responses/"):
+    for path in ("/api/v1/customers/bulk", "/api/v1/responses"):
         reply = api.post(path, body, content_type="application/json")
         assert reply.status_code == 400 and reply.json()["error"]["code"], (path, body)
 
@@ -243,5 +245,6 @@ def test_an_unknown_field_in_consent_is_a_json_400_naming_it(api: APIClient) -> 
         {"channel": "email", "status": "revoked", "recorded": "2026-01-01T00:00:00Z"},
         format="json",
     )
-    assert reply.status_code == 400 and "recorded" in reply.json()["error"]["details"]
+    assert reply.status_code == 400
+    assert "recorded" in {d["field"] for d in reply.json()["error"]["details"]}
     assert not Consent.objects.exists()

@@ -10,8 +10,8 @@ import pytest
 from rest_framework.test import APIClient
 
 ERROR_REF = "#/components/schemas/Error"
-WEBHOOKS = {"/api/v1/webhooks/email/", "/api/v1/webhooks/sms/"}
-IDEMPOTENT = {("post", "/api/v1/responses/"), ("post", "/api/v1/coupons/{code}/redeem/")}
+WEBHOOKS = {"/api/v1/webhooks/email", "/api/v1/webhooks/sms"}
+IDEMPOTENT = {("post", "/api/v1/responses"), ("post", "/api/v1/coupons/{code}/redeem")}
 
 
 @pytest.fixture(scope="module")

@@ -93,7 +93,7 @@ def real_path_values(db: None, settings: Any) -> dict[str, Any]:
     return {
         "external_id": coupon.customer.external_id,
         "code": coupon.code,
-        "campaign_id": campaign.pk,
+        "campaign": campaign.key,
     }
 
 
