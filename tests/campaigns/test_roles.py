@@ -44,9 +44,11 @@ def test_the_migration_creates_the_three_groups_with_their_permissions_on_a_fres
         migration.roles_create(django_apps, editor)
 
     crm = codenames("crm staff")
-    assert {"campaigns.add_campaign", "campaigns.change_offer", "campaigns.add_messagetemplate"} <= (
-        crm
-    )
+    assert {
+        "campaigns.add_campaign",
+        "campaigns.change_offer",
+        "campaigns.add_messagetemplate",
+    } <= (crm)
     assert {"customers.view_customer", "scoring.view_customerscore", "scoring.view_risktier"} <= (
         crm
     )
@@ -95,7 +97,11 @@ def test_create_staff_user_puts_a_staff_user_in_the_role_with_a_password_from_th
     [
         (["bob", "--role", "agent", "--password-from-env", "NOPE"], {}, "NOPE: that variable"),
         (["bob", "--role", "agent", "--password-from-env", "PW"], {"PW": "123"}, "too short"),
-        (["taken", "--role", "crm", "--password-from-env", "PW"], {"PW": "long-pass-99x"}, "exists"),
+        (
+            ["taken", "--role", "crm", "--password-from-env", "PW"],
+            {"PW": "long-pass-99x"},
+            "exists",
+        ),
     ],
 )
 def test_create_staff_user_refuses_bad_input_and_says_why(
