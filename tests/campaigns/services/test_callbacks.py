@@ -99,7 +99,7 @@ def test_a_done_task_takes_no_second_outcome_only_a_logged_correction(task: Call
     original = callback_task_record_outcome(task=task, outcome="reached_declined", now=LATER)
     # The same outcome again (a resubmitted form) changes nothing.
     assert callback_task_record_outcome(task=task, outcome="reached_declined").pk == original.pk
-    with pytest.raises(CallbackTaskStateError, match="already done .*Correct the outcome"):
+    with pytest.raises(CallbackTaskStateError, match=r"already done .*Correct the outcome"):
         callback_task_record_outcome(task=task, outcome="reached_accepted")
     with pytest.raises(ValueError, match="reason"):
         callback_task_correct_outcome(task=task, outcome="reached_accepted", reason="  ")
