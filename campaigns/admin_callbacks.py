@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.messages import SUCCESS
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -215,6 +216,7 @@ class MyCallbackAdmin(admin.ModelAdmin):
         task = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if task is not None:
+            extra["title"], extra["subtitle"] = f"Call {task.customer}", ""
             extra["sheet"] = callback_call_sheet(task=task)
             extra["task_done"] = _is_done(task)
             extra["may_correct"] = _is_done(task) and super().has_change_permission(request, task)
@@ -227,7 +229,9 @@ class MyCallbackAdmin(admin.ModelAdmin):
             return
         callback_task_record_outcome(task=obj, outcome=outcome, notes=obj.notes, agent=request.user)
         if obj.status == CallbackStatus.DONE:
-            self.message_user(request, f"{obj.customer}: {obj.get_outcome_display()}. Task done.")
+            self.message_user(
+                request, f"{obj.customer}: {obj.get_outcome_display()}. Task done.", SUCCESS
+            )
         else:
             due = obj.due_at.astimezone(timezone.get_current_timezone())
             self.message_user(
@@ -235,6 +239,7 @@ class MyCallbackAdmin(admin.ModelAdmin):
                 f"{obj.customer}: no answer (call {obj.attempts} of "
                 f"{settings.CALLBACK_RETRY_ATTEMPTS}). Rescheduled: call again at "
                 f"{due:%Y-%m-%d %H:%M} {due.tzname()}.",
+                SUCCESS,
             )
 
     def response_change(self, request: HttpRequest, obj: Any) -> HttpResponse:
@@ -262,7 +267,9 @@ class MyCallbackAdmin(admin.ModelAdmin):
                 form.add_error("outcome", str(exc))
             else:
                 self.message_user(
-                    request, f"Outcome corrected to “{task.get_outcome_display()}”; logged."
+                    request,
+                    f"Outcome corrected to “{task.get_outcome_display()}”; logged.",
+                    SUCCESS,
                 )
                 change = reverse("admin:campaigns_mycallback_change", args=[task.pk])
                 return HttpResponseRedirect(change)

@@ -15,6 +15,7 @@ from campaigns.models import CallbackTask, Coupon, Response
 from campaigns.rendering import TemplateRenderError
 from campaigns.services.callbacks import callback_outcomes_logged
 from campaigns.services.relay import intervention_message, reason_text
+from campaigns.suppression import is_quiet_hour
 from customers.models import Order
 from scoring.selectors import customer_latest_reasons
 
@@ -27,6 +28,7 @@ class CallSheet:
     name: str
     phone: str
     local_time: str  # e.g. "Tue 14:05 (Europe/Paris)"
+    local_time_warning: str  # set inside the customer's quiet hours
     risk: str  # e.g. "82% (critical)"
     reasons: list[str]
     offer: str
@@ -40,12 +42,28 @@ class CallSheet:
     log: list[Response]
 
 
-def customer_local_time(*, time_zone: str, now: datetime) -> str:
+def _local(time_zone: str, now: datetime) -> tuple[datetime | None, str]:
     try:
         zone = ZoneInfo(time_zone or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
-        return f"{now:%a %H:%M} UTC (the customer's time zone {time_zone!r} is unknown)"
-    return f"{now.astimezone(zone):%a %H:%M} ({zone.key})"
+        return None, f"{now:%a %H:%M} UTC (the customer's time zone {time_zone!r} is unknown)"
+    local = now.astimezone(zone)
+    return local, f"{local:%a %H:%M} ({zone.key})"
+
+
+def customer_local_time(*, time_zone: str, now: datetime) -> str:
+    """The customer's wall clock, e.g. "Tue 14:05 (Europe/Paris)"."""
+    return _local(time_zone, now)[1]
+
+
+def _quiet_warning(local: datetime | None) -> str:
+    start, end = settings.CAMPAIGN_QUIET_HOURS
+    if local is None or not is_quiet_hour(local.hour, start=start, end=end):
+        return ""
+    return (
+        f"It is {local:%H:%M} there, inside quiet hours ({start}:00 to {end}:00): "
+        f"better call after {end}:00 their time."
+    )
 
 
 def _script(task: CallbackTask, reasons: list[str]) -> tuple[str, str, str]:
@@ -77,10 +95,12 @@ def callback_call_sheet(*, task: CallbackTask, now: datetime | None = None) -> C
     offer = intervention.offer
     coupon = Coupon.objects.filter(intervention=intervention).first()
     subject, script, problem = _script(task, reasons)
+    local, local_text = _local(customer.time_zone, now)
     return CallSheet(
         name=customer.name or customer.external_id,
         phone=customer.phone,
-        local_time=customer_local_time(time_zone=customer.time_zone, now=now),
+        local_time=local_text,
+        local_time_warning=_quiet_warning(local),
         risk=f"{intervention.churn_probability:.0%} ({intervention.risk_tier or 'no tier'})",
         reasons=reasons,
         offer=f"{offer.name} — {offer.describe()}" if offer else "",

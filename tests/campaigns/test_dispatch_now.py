@@ -1,4 +1,4 @@
-""""Dispatch now" in the admin: without a broker (the embedded default) it delivers in-process
+""" "Dispatch now" in the admin: without a broker (the embedded default) it delivers in-process
 to a real SMTP server and says what it did; with a broker a real worker does the work and the
 admin says it was queued and where to follow the cycle."""
 
@@ -35,7 +35,9 @@ def two_channel_campaign() -> Campaign:
     callers = make_customers(5, start=200, risk_tier="high", churn_probability=0.6)
     Consent.objects.bulk_create(
         [
-            Consent(customer=c, channel="call", status="granted", recorded_at=c.created_at, source="t")
+            Consent(
+                customer=c, channel="call", status="granted", recorded_at=c.created_at, source="t"
+            )
             for c in callers
         ]
     )

@@ -143,6 +143,9 @@ def test_the_call_sheet_has_the_script_coupon_local_time_and_last_five_orders(
     assert sheet.script.startswith("Hello Robin, we would like to offer you 15% off")
     assert [o.external_id for o in sheet.orders] == ["o6", "o5", "o4", "o3", "o2"]
     assert sheet.attempts_text == "Call 1 of 3"
+    assert sheet.local_time_warning == ""
+    night = callback_call_sheet(task=task, now=NOON + timedelta(hours=9))  # 22:00 in Paris
+    assert night.local_time_warning.startswith("It is 22:00 there, inside quiet hours")
 
 
 def agent_client() -> Client:
