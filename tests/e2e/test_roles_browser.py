@@ -203,3 +203,13 @@ def test_an_analyst_opens_the_uplift_report_and_a_customer_and_meets_no_dead_lin
     assert follow_every_link(page) == []
     page.screenshot(path=str(SCREENSHOTS / "analyst-customer.png"), full_page=True)
     assert errors == []
+
+    # Typed by hand, a page outside the role is refused in words, inside the admin's frame.
+    refused = page.goto(f"{base}/admin/campaigns/offer/")
+    assert refused is not None and refused.status == 403
+    assert "This page is not available to your role" in page.inner_text("#content-main")
+    assert "open to: CRM staff" in page.inner_text("#content-main")
+    assert page.inner_text("#site-name") == "Retention service"
+    page.screenshot(path=str(SCREENSHOTS / "analyst-403.png"), full_page=True)
+    page.click("#back-home")
+    page.wait_for_selector("#content-main .app-customers")
