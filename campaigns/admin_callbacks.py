@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.messages import SUCCESS
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -143,6 +143,12 @@ class MyCallbackAdmin(admin.ModelAdmin):
     list_display_links = ["customer_name"]
     list_filter = ["status"]
     fields = ["outcome", "notes"]
+    # Open tasks (never completed) first, then due first and riskiest first.
+    ordering = [
+        F("completed_at").asc(nulls_first=True),
+        "due_at",
+        "-intervention__churn_probability",
+    ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return (
@@ -150,7 +156,6 @@ class MyCallbackAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .filter(assigned_agent=request.user)
             .select_related("customer", "intervention__offer")
-            .order_by("completed_at", "due_at", "-intervention__churn_probability")
         )
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:

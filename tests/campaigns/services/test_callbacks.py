@@ -186,3 +186,53 @@ def test_the_agent_page_reschedules_on_no_answer_and_is_read_only_once_done(
     assert task.outcome == "reached_declined"
     log = client.get(url).content.decode()
     assert "correction</strong> of “reached_accepted” to reached_declined" in log
+
+
+def test_team_leads_reassign_open_callbacks_but_never_edit_outcomes_or_done_tasks(
+    task: CallbackTask,
+) -> None:
+    lead = User.objects.create_user("lead", password="pw-for-tests-1", is_staff=True)
+    lead.groups.add(Group.objects.get(name="crm staff"))
+    client = Client()
+    client.force_login(lead)
+    url = reverse("admin:campaigns_callbacktask_change", args=[task.pk])
+    page = client.get(url).content.decode()
+    assert 'name="assigned_agent"' in page and 'name="outcome"' not in page
+    assert reverse("admin:customers_customer_change", args=[task.customer_id]) in page
+    moved = client.post(
+        url,
+        {
+            "assigned_agent": lead.pk,
+            "due_at_0": "2026-11-25",
+            "due_at_1": "09:00:00",
+            "notes": "",
+        },
+    )
+    assert moved.status_code == 302
+    task.refresh_from_db()
+    assert task.assigned_agent == lead and task.status == "open"
+
+    callback_task_record_outcome(task=task, outcome="reached_accepted", now=LATER)
+    done = client.get(url).content.decode()
+    assert 'name="assigned_agent"' not in done and 'name="_save"' not in done
+
+
+def test_my_callbacks_lists_open_tasks_before_done_ones(task: CallbackTask) -> None:
+    later = make_customers(1, start=500, name="Later Caller")[0]
+    CallbackTask.objects.create(
+        customer=later,
+        intervention=task.intervention.__class__.objects.create(
+            **{
+                f.name: getattr(task.intervention, f.name)
+                for f in task.intervention._meta.concrete_fields
+                if f.name not in ("id", "customer", "cycle")
+            },
+            customer=later,
+            cycle=task.intervention.cycle,
+        ),
+        assigned_agent=task.assigned_agent,
+        due_at=task.due_at + timedelta(days=1),
+    )
+    callback_task_record_outcome(task=task, outcome="reached_declined", now=LATER)
+    page = agent_client().get(reverse("admin:campaigns_mycallback_changelist")).content.decode()
+    assert page.index("Later Caller") < page.index("Robin Caller")
