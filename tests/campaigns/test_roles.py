@@ -198,3 +198,21 @@ def test_agents_see_only_their_own_callbacks_on_every_callback_page(
     everyone = client.get(reverse("admin:campaigns_callbacktask_changelist"))
     assert everyone.status_code == 403
     assert "not available to your role" in everyone.content.decode()
+
+
+def test_create_staff_user_asks_twice_for_the_password_in_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from campaigns.management.commands import create_staff_user
+
+    answers = iter(["agent-pass-long-1", "agent-pass-long-2", "agent-pass-long-3"] * 2)
+    monkeypatch.setattr(create_staff_user, "getpass", lambda prompt: next(answers))
+    monkeypatch.setattr(create_staff_user.sys.stdin, "isatty", lambda: True)
+    with pytest.raises(CommandError, match="differ"):
+        call_command("create_staff_user", "bob", "--role", "agent")
+    assert not User.objects.filter(username="bob").exists()
+
+    answers = iter(["agent-pass-long-9", "agent-pass-long-9"])
+    call_command("create_staff_user", "bob", "--role", "agent", stdout=StringIO())
+    bob = User.objects.get(username="bob")
+    assert bob.check_password("agent-pass-long-9") and bob.groups.get().name == "agents"
