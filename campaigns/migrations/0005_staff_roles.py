@@ -12,10 +12,13 @@ def roles_create(apps, schema_editor):
     using = schema_editor.connection.alias
     for app_config in apps.get_app_configs():
         # create_permissions skips apps without a models module; historical app configs have
-        # none, so mark each one for the call (the documented recipe).
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0, using=using)
-        app_config.models_module = None
+        # none, so mark each one for the call, then put back what it had.
+        previous = getattr(app_config, "models_module", None)
+        app_config.models_module = previous or True
+        try:
+            create_permissions(app_config, apps=apps, verbosity=0, using=using)
+        finally:
+            app_config.models_module = previous
     roles_apply(
         group_model=apps.get_model("auth", "Group"),
         permission_model=apps.get_model("auth", "Permission"),
