@@ -1,42 +1,45 @@
 """Admin for CRM staff: campaigns with rules inline, a preview that writes nothing, a summary
 page, the uplift report and the program report with the holdout planner (their pages:
 campaigns/admin_uplift.py), the intervention log with filters, offers, templates (with a
-rendered preview), coupons, and agents' "My callbacks"."""
+rendered preview), coupons; the callback pages are campaigns/admin_callbacks.py."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from campaigns import selectors
+from campaigns import admin_callbacks, selectors
+from campaigns.admin_links import PermittedLinksAdmin, admin_link
 from campaigns.admin_rules import RuleForm, attribute_datalists, audience_view
 from campaigns.admin_uplift import UpliftReportPages
 from campaigns.models import (
-    CallbackTask,
     Campaign,
     CampaignCycle,
     Coupon,
+    FailureReason,
     Intervention,
     MessageTemplate,
-    MyCallback,
     Offer,
     Response,
     Rule,
+    SuppressionReason,
     UpliftReport,
 )
 from campaigns.rendering import SAMPLE_CONTEXT, TemplateRenderError, message_render
-from campaigns.services.dispatch import campaign_dispatch, campaign_preview
-from campaigns.services.relay import reason_text
-from campaigns.services.responses import callback_task_record_outcome
-from scoring.selectors import customer_latest_reasons
+from campaigns.services.dispatch import DispatchSummary, campaign_dispatch, campaign_preview
+from campaigns.services.relay import RelaySummary, interventions_relay
+from campaigns.tasks import campaign_dispatch_task, tasks_run_in_process
+
+__all__ = ["admin_callbacks"]  # imported to register the callback pages
 
 
 class RuleInline(admin.StackedInline):
@@ -238,21 +241,77 @@ class CampaignAdmin(UpliftReportPages):
 
     @admin.action(description="Dispatch the selected campaigns' current cycle now")
     def dispatch_now(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        """Without a broker (the embedded default) the relay runs here, right after the
+        dispatch, and the message says what was delivered; with one, a worker does both."""
         now = timezone.now()
         for campaign in queryset.order_by("priority", "pk"):
+            if not tasks_run_in_process():
+                campaign_dispatch_task.delay(campaign.pk, now.isoformat())
+                summary_url = reverse("admin:campaigns_campaign_summary", args=[campaign.pk])
+                self.message_user(
+                    request,
+                    format_html(
+                        "{}: queued; a worker dispatches the cycle, then delivers it. "
+                        '<a href="{}">Follow the cycle on its summary page</a> '
+                        "(pending turns to sent as the relay works).",
+                        campaign,
+                        summary_url,
+                    ),
+                )
+                self.log_change(request, campaign, "Dispatch queued for a worker.")
+                continue
             summary = campaign_dispatch(campaign=campaign, now=now)
             if summary.already_ran:
-                outcome = f"cycle {summary.cycle_key} had already run."
+                outcome = f"cycle {summary.cycle_key} had already run; nothing new to deliver."
                 self.message_user(request, f"{campaign}: {outcome}", messages.WARNING)
             else:
-                outcome = (
-                    f"cycle {summary.cycle_key}: {summary.eligible} eligible, "
-                    f"{summary.treatment} treatment, {summary.control} control, "
-                    f"{sum(summary.suppressed.values())} suppressed."
-                )
+                relay = interventions_relay(max_per_channel=dict(settings.CAMPAIGN_RATE_PER_MINUTE))
+                outcome = dispatch_now_text(summary=summary, relay=relay)
                 self.message_user(request, f"{campaign}: {outcome}")
             # The admin History of the campaign records who dispatched it and what it did.
             self.log_change(request, campaign, f"Dispatched now, {outcome}")
+
+
+def _counted(counts: dict[str, int], labels: dict[str, str]) -> str:
+    return ", ".join(f"{labels.get(k, k).lower()}: {n}" for k, n in sorted(counts.items()) if n)
+
+
+def dispatch_now_text(*, summary: DispatchSummary, relay: RelaySummary) -> str:
+    """What "dispatch now" did in words: the cycle's arms, what the relay delivered per channel,
+    what was suppressed and why, what waits (quiet hours, rate) and what failed."""
+    reasons = dict(SuppressionReason.choices) | dict(FailureReason.choices)
+    parts = [
+        f"cycle {summary.cycle_key}: {summary.eligible} eligible, {summary.treatment} treatment,"
+        f" {summary.control} control (held out)."
+    ]
+    delivered = [
+        f"{relay.sent.get(channel, 0)} {words}"
+        for channel, words in DELIVERED_WORDS.items()
+        if relay.sent.get(channel, 0) or summary.per_channel.get(channel, 0)
+    ]
+    parts.append(("Delivered now: " + ", ".join(delivered) + ".") if delivered else "")
+    suppressed = sum(summary.suppressed.values()) + sum(relay.suppressed_at_send.values())
+    if suppressed:
+        both = dict(summary.suppressed)
+        for reason, n in relay.suppressed_at_send.items():
+            both[reason] = both.get(reason, 0) + n
+        parts.append(f"{suppressed} suppressed ({_counted(both, reasons)}).")
+    if summary.scheduled:
+        parts.append(f"{summary.scheduled} wait for the end of the customers' quiet hours.")
+    if relay.rate_limited:
+        parts.append(f"Rate limit reached for {', '.join(relay.rate_limited)}: the rest follows.")
+    if relay.failed:
+        parts.append(f"{sum(relay.failed.values())} failed ({_counted(relay.failed, reasons)}).")
+    return " ".join(p for p in parts if p)
+
+
+# How "dispatch now" words each channel's deliveries.
+DELIVERED_WORDS = {
+    "email": "sent by email",
+    "sms": "sent by SMS",
+    "callback": "callback tasks created",
+    "coupon": "coupons issued",
+}
 
 
 @admin.register(UpliftReport)
@@ -315,7 +374,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Intervention)
-class InterventionAdmin(admin.ModelAdmin):
+class InterventionAdmin(PermittedLinksAdmin):
     list_display = [
         "created_at",
         "campaign",
@@ -332,9 +391,44 @@ class InterventionAdmin(admin.ModelAdmin):
     list_filter = ["campaign", "arm", "status", "reason", "channel", "risk_tier"]
     search_fields = ["customer__external_id", "customer__email"]
     list_select_related = ["campaign", "customer", "rule__campaign"]
-    raw_id_fields = ["customer"]
     show_full_result_count = False
     date_hierarchy = "created_at"
+    # Read-only page: related objects are links only for users who may open them.
+    fields = [
+        ("campaign_link", "cycle_key", "rule_name"),
+        ("customer_link", "arm", "channel"),
+        ("offer_link", "template_link", "offer_cost"),
+        ("churn_probability", "risk_tier", "model_version", "customer_value"),
+        ("status", "reason", "detail"),
+        ("send_after", "attempts", "provider_message_id"),
+        ("created_at", "claimed_at", "sent_at", "delivered_at"),
+    ]
+    readonly_fields = ["campaign_link", "cycle_key", "rule_name", "customer_link"]
+    readonly_fields += ["offer_link", "template_link"]
+
+    @admin.display(description="Campaign")
+    def campaign_link(self, intervention: Intervention) -> Any:
+        return admin_link(intervention.campaign)
+
+    @admin.display(description="Cycle")
+    def cycle_key(self, intervention: Intervention) -> str:
+        return intervention.cycle.cycle_key
+
+    @admin.display(description="Rule")
+    def rule_name(self, intervention: Intervention) -> str:
+        return intervention.rule.name
+
+    @admin.display(description="Customer")
+    def customer_link(self, intervention: Intervention) -> Any:
+        return admin_link(intervention.customer)
+
+    @admin.display(description="Offer")
+    def offer_link(self, intervention: Intervention) -> Any:
+        return admin_link(intervention.offer)
+
+    @admin.display(description="Template")
+    def template_link(self, intervention: Intervention) -> Any:
+        return admin_link(intervention.template)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -376,111 +470,3 @@ class ResponseAdmin(admin.ModelAdmin):
     list_filter = ["kind"]
     raw_id_fields = ["intervention"]
     show_full_result_count = False
-
-
-@admin.register(CallbackTask)
-class CallbackTaskAdmin(admin.ModelAdmin):
-    """All callbacks, for team leads: reassign, follow up."""
-
-    list_display = ["customer", "assigned_agent", "due_at", "status", "outcome"]
-    list_filter = ["status", "outcome", "assigned_agent"]
-    raw_id_fields = ["customer", "intervention"]
-    search_fields = ["customer__external_id", "customer__name"]
-
-
-def _reasons_html(reasons: list[Any]) -> SafeString:
-    if not reasons:
-        return format_html("<em>{}</em>", "—")
-    return format_html(
-        "<ul style='margin:0;padding-left:1em'>{}</ul>",
-        format_html_join("", "<li>{}</li>", ((reason_text(r),) for r in reasons)),
-    )
-
-
-@admin.register(MyCallback)
-class MyCallbackAdmin(admin.ModelAdmin):
-    """An agent's own callbacks, due first and riskiest first; recording an outcome closes the
-    task and logs a response (campaigns.services.responses.callback_task_record_outcome)."""
-
-    list_display = [
-        "customer_name",
-        "phone",
-        "due_at",
-        "risk",
-        "offer",
-        "reasons",
-        "status",
-        "outcome",
-    ]
-    list_display_links = ["customer_name"]
-    list_filter = ["status"]
-    fields = [
-        "customer_name",
-        "phone",
-        "due_at",
-        "risk",
-        "offer",
-        "reasons",
-        "status",
-        "outcome",
-        "notes",
-    ]
-    readonly_fields = ["customer_name", "phone", "due_at", "risk", "offer", "reasons", "status"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return (
-            super()
-            .get_queryset(request)
-            .filter(assigned_agent=request.user)
-            .select_related("customer", "intervention__offer")
-            .order_by("due_at", "-intervention__churn_probability")
-        )
-
-    def get_changelist_instance(self, request: HttpRequest) -> Any:
-        changelist = super().get_changelist_instance(request)
-        found = customer_latest_reasons(
-            customer_ids=[t.customer_id for t in changelist.result_list]
-        )
-        for task in changelist.result_list:
-            task.latest_reasons = found.get(task.customer_id, [])
-        return changelist
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    @admin.display(description="Customer")
-    def customer_name(self, task: CallbackTask) -> str:
-        return str(task.customer)
-
-    @admin.display(description="Phone")
-    def phone(self, task: CallbackTask) -> str:
-        return task.customer.phone
-
-    @admin.display(description="Risk", ordering="intervention__churn_probability")
-    def risk(self, task: CallbackTask) -> str:
-        return f"{task.intervention.churn_probability:.0%} ({task.intervention.risk_tier})"
-
-    @admin.display(description="Offer to make")
-    def offer(self, task: CallbackTask) -> str:
-        offer = task.intervention.offer
-        return f"{offer.name} — {offer.describe()}" if offer else "—"
-
-    @admin.display(description="Why at risk")
-    def reasons(self, task: CallbackTask) -> SafeString:
-        reasons = getattr(task, "latest_reasons", None)
-        if reasons is None:
-            reasons = customer_latest_reasons(customer_ids=[task.customer_id]).get(
-                task.customer_id, []
-            )
-        return _reasons_html(reasons)
-
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        if obj.outcome:
-            callback_task_record_outcome(
-                task=obj, outcome=obj.outcome, notes=obj.notes, agent=request.user
-            )
-        else:
-            obj.save(update_fields=["notes"])

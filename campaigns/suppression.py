@@ -206,6 +206,14 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+def is_quiet_hour(hour: int, *, start: int, end: int) -> bool:
+    """Whether a local hour falls in quiet hours [start, end), which may wrap midnight (21-8);
+    start == end means no quiet hours."""
+    if start == end:
+        return False
+    return (hour >= start or hour < end) if start > end else (start <= hour < end)
+
+
 def quiet_hours_send_after(
     frame: pd.DataFrame, *, now: datetime, config: PolicyConfig
 ) -> pd.Series:
@@ -219,8 +227,7 @@ def quiet_hours_send_after(
     for tz_name, index in frame.loc[applies].groupby("time_zone").groups.items():
         local = now.astimezone(_zone(str(tz_name)))
         hour = local.hour
-        quiet = (hour >= start or hour < end) if start > end else (start <= hour < end)
-        if not quiet:
+        if not is_quiet_hour(hour, start=start, end=end):
             continue
         resume = local.replace(hour=end, minute=0, second=0, microsecond=0)
         if resume <= local:

@@ -10,13 +10,20 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from celery import shared_task
+from celery import current_app, shared_task
 from django.conf import settings
 from django.utils import timezone
 
 from campaigns.models import Campaign
 from campaigns.services.dispatch import campaign_dispatch, campaigns_dispatch_due
 from campaigns.services.relay import interventions_relay
+
+
+def tasks_run_in_process() -> bool:
+    """True without a broker (the embedded default: REDIS_URL empty makes Celery eager), where
+    a queued task would run inline and the beat schedule never fires; callers that would
+    otherwise wait for the schedule (the admin's "dispatch now") then do the work themselves."""
+    return bool(current_app.conf.task_always_eager)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

@@ -1,7 +1,9 @@
-"""Public pages of campaigns: the one-click unsubscribe link of campaign emails."""
+"""Public pages of campaigns: the one-click unsubscribe link of campaign emails; and the
+project's 403 page, in words and inside the admin's frame (retention/urls.py handler403)."""
 
 from __future__ import annotations
 
+from django.contrib import admin
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -24,3 +26,10 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         customer_unsubscribe(token=token)
         return render(request, "campaigns/unsubscribe.html", {"done": True})
     return render(request, "campaigns/unsubscribe.html", {"token": token})
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """A refused page says which roles open it and links back home (templates/403.html); the
+    admin's context gives it the site's header, the user's tools and their own menu."""
+    context = {**admin.site.each_context(request), "exception": str(exception or "")}
+    return render(request, "403.html", context, status=403)

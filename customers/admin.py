@@ -117,7 +117,7 @@ def _when(stamp: datetime) -> str:
 
 def _table(headers: list[str], rows: SafeString, link: str) -> SafeString:
     if not rows:
-        return format_html("<em>none</em>")
+        return format_html("<em>{}</em>", "none")
     head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
     return format_html(
         '<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table><a href="{}">all…</a>',

@@ -433,6 +433,11 @@ CAMPAIGN_RELAY_MAX_ATTEMPTS = env_int("CAMPAIGN_RELAY_MAX_ATTEMPTS", 5)
 CAMPAIGN_RELAY_BACKOFF_SECONDS = env_int("CAMPAIGN_RELAY_BACKOFF_SECONDS", 60)
 # Staff in this group receive callback tasks round-robin.
 CAMPAIGN_AGENTS_GROUP = os.environ.get("CAMPAIGN_AGENTS_GROUP", "agents")
+# A callback the agent marks "no answer" is tried again CALLBACK_RETRY_SPACING_HOURS later, up
+# to CALLBACK_RETRY_ATTEMPTS calls in all; the last unanswered call closes it as "no answer".
+# 3 calls 4 hours apart: morning, afternoon and evening of one day reach most people at home.
+CALLBACK_RETRY_ATTEMPTS = env_int("CALLBACK_RETRY_ATTEMPTS", 3)
+CALLBACK_RETRY_SPACING_HOURS = env_int("CALLBACK_RETRY_SPACING_HOURS", 4)
 
 # --- Uplift ---
 # Measurement of campaigns (campaigns/measurement.py) and the responses API.

@@ -12,6 +12,8 @@ from retention.overview import overview_view
 admin.site.site_header = "Retention service"
 admin.site.site_title = "Retention service"
 admin.site.index_title = "Customers, scores and campaigns"
+# A refused admin page explains which role opens it instead of a bare "403 Forbidden".
+handler403 = campaigns_views.permission_denied
 
 # Before the apps' URLs are included: they name ids and codes as <segment:…>.
 register_converter(PathSegmentConverter, "segment")

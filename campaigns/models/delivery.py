@@ -228,6 +228,9 @@ class CallbackTask(models.Model):
     )
     outcome = models.CharField(max_length=32, choices=CallbackOutcome.choices, blank=True)
     notes = models.TextField(blank=True)
+    # Calls made so far: "no answer" moves due_at on until settings.CALLBACK_RETRY_ATTEMPTS.
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Calls made so far.")
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 

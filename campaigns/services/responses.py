@@ -1,9 +1,10 @@
 """Every state change that logs how customers responded to campaigns: single responses, batches
-from API clients, provider webhook events, callback outcomes and unsubscribes (idempotent by key).
+from API clients, provider webhook events and unsubscribes (idempotent by key).
 
 A batch is atomic: every item is checked first and one bad item rejects the whole batch with
 every bad index named; a replayed item returns the response stored the first time. Coupon
-redemptions, which log a response too, are campaigns.services.coupons.
+redemptions and callback outcomes, which log a response too, are campaigns.services.coupons
+and campaigns.services.callbacks.
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import (
-    CallbackOutcome,
-    CallbackStatus,
-    CallbackTask,
     ContactChannel,
     FailureReason,
     Intervention,
@@ -420,46 +418,6 @@ def provider_events_record(*, channel: str, events: Sequence[dict[str, Any]]) ->
         ignored=len(events) - len(wanted),
         unknown_message=unknown,
     )
-
-
-# --- callbacks -------------------------------------------------------------------------------
-
-
-def callback_task_record_outcome(
-    *,
-    task: CallbackTask,
-    outcome: str,
-    notes: str = "",
-    agent: Any = None,
-    now: datetime | None = None,
-) -> Response:
-    """Close a callback with its outcome and log it as a response of the intervention.
-    `do_not_call` also revokes the customer's call consent."""
-    if outcome not in CallbackOutcome.values:
-        raise ValueError(f"unknown outcome {outcome!r}")
-    now = now or timezone.now()
-    with transaction.atomic():
-        locked = CallbackTask.objects.select_for_update().get(pk=task.pk)
-        locked.outcome, locked.notes = outcome, notes
-        locked.status, locked.completed_at = CallbackStatus.DONE, now
-        locked.save(update_fields=["outcome", "notes", "status", "completed_at"])
-        response, _ = response_record(
-            intervention=locked.intervention,
-            kind=ResponseKind.CALLBACK_OUTCOME,
-            occurred_at=now,
-            idempotency_key=f"callback-{locked.pk}-{outcome}",
-            payload={"outcome": outcome, "agent": getattr(agent, "username", ""), "notes": notes},
-        )
-        if outcome == CallbackOutcome.DO_NOT_CALL:
-            consent_set(
-                customer=locked.customer,
-                channel="call",
-                status="revoked",
-                source="callback_outcome",
-                recorded_at=now,
-            )
-    task.refresh_from_db()
-    return response
 
 
 # --- unsubscribe: the signed link of campaign messages and what clicking it does ---------------

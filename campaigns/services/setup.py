@@ -1,49 +1,47 @@
-"""Campaign setup: the staff groups and their permissions (after migrate), and the campaigns,
-offers and templates a JSON spec describes (the demo's seed), created once by name.
+"""Campaign setup: the staff groups and their permissions (after migrate), staff users in a
+role, and the campaigns, offers and templates a JSON spec describes (the demo's seed), created
+once by name.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 
 from campaigns.models import Campaign, MessageTemplate, Offer, Rule
+from campaigns.roles import CRM_STAFF_GROUP, role_group, roles_apply
 
-# Permissions of the two staff roles (codenames of the campaigns app); created after migrate.
-CRM_STAFF_GROUP = "crm staff"
-ROLE_PERMISSIONS = {
-    CRM_STAFF_GROUP: [
-        f"{action}_{model}"
-        for model in ("campaign", "rule", "offer", "messagetemplate")
-        for action in ("add", "change", "view")
-    ]
-    + [
-        "view_intervention",
-        "view_campaigncycle",
-        "view_coupon",
-        "view_callbacktask",
-        "change_callbacktask",
-        "view_response",
-    ],
-}
+__all__ = ["CRM_STAFF_GROUP", "campaign_groups_ensure", "campaigns_seed", "staff_user_create"]
 
 
 def campaign_groups_ensure(*, using: str = "default") -> None:
-    """The "crm staff" and agents groups with their permissions (idempotent; after migrate)."""
+    """The staff groups with their permissions (campaigns.roles), idempotent. The data
+    migration creates them; this runs after every migrate so a model added later reaches them."""
     from django.contrib.auth.models import Group, Permission
 
-    roles = {
-        **ROLE_PERMISSIONS,
-        settings.CAMPAIGN_AGENTS_GROUP: ["view_mycallback", "change_mycallback"],
-    }
-    for name, codenames in roles.items():
-        group, _ = Group.objects.using(using).get_or_create(name=name)
-        permissions = Permission.objects.using(using).filter(
-            content_type__app_label="campaigns", codename__in=codenames
-        )
-        group.permissions.add(*permissions)
+    roles_apply(group_model=Group, permission_model=Permission, using=using)
+
+
+def staff_user_create(*, username: str, role: str, password: str, email: str = "") -> Any:
+    """A staff user in the group of `role` (crm, analyst, agent). The password must pass the
+    project's validators; an existing username is an error (nothing is changed)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.contrib.auth.password_validation import validate_password
+
+    group_name = role_group(role)
+    user_model = get_user_model()
+    if user_model.objects.filter(username=username).exists():
+        raise ValueError(f"a user named {username!r} already exists")
+    user = user_model(username=username, email=email, is_staff=True)
+    validate_password(password, user)  # raises ValidationError naming each rule broken
+    with transaction.atomic():
+        campaign_groups_ensure()
+        user.set_password(password)
+        user.save()
+        user.groups.add(Group.objects.get(name=group_name))
+    return user
 
 
 def campaigns_seed(*, spec: dict[str, Any]) -> list[Campaign]:

@@ -13,13 +13,13 @@ from django.contrib.auth.models import User
 from django.core import signing
 
 from campaigns.models import CallbackTask, Campaign, Intervention, Response
+from campaigns.services.callbacks import callback_task_record_outcome
 from campaigns.services.dispatch import campaign_dispatch
 from campaigns.services.relay import interventions_relay
 from campaigns.services.responses import (
     MAX_BATCH_ITEMS,
     ResponseItem,
     ResponseItemsError,
-    callback_task_record_outcome,
     customer_unsubscribe,
     provider_events_record,
     response_record,
@@ -192,7 +192,12 @@ def test_a_callback_outcome_closes_the_task_once_and_do_not_call_revokes_consent
     )
     again = callback_task_record_outcome(task=task, outcome="do_not_call", notes="asked")
     assert response.pk == again.pk and response.kind == "callback_outcome"
-    assert response.payload == {"outcome": "do_not_call", "agent": "agent", "notes": "asked"}
+    assert response.payload == {
+        "outcome": "do_not_call",
+        "agent": "agent",
+        "notes": "asked",
+        "attempt": 1,
+    }
     task.refresh_from_db()
     assert task.status == "done" and task.completed_at is not None
     assert customer_consent_state(customer=task.customer)["call"]["granted"] is False

@@ -24,7 +24,7 @@ def fill_keys(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("campaigns", "0004_response_key_per_client")]
+    dependencies = [("campaigns", "0006_callback_attempts")]
 
     operations = [
         migrations.AddField(
