@@ -156,13 +156,15 @@ class Offer(models.Model):
 
 
 class MessageTemplate(models.Model):
-    """Subject and body in Django template syntax, rendered with a restricted context:
-    first_name, offer (name, kind, value, description), coupon_code, coupon_expires,
-    unsubscribe_url, reasons, campaign."""
+    """Subject and body in Django template syntax, rendered with a restricted context
+    (campaigns.rendering.ALLOWED_VARIABLES: first_name, customer.name, offer.description,
+    coupon_code, reasons …). Only email has a subject; other channels ignore it."""
 
     name = models.CharField(max_length=200, unique=True)
     channel = models.CharField(max_length=16, choices=ContactChannel.choices)
-    subject = models.CharField(max_length=300, blank=True, help_text="Email only.")
+    subject = models.CharField(
+        max_length=300, blank=True, help_text="Email only: SMS and callback scripts have none."
+    )
     body = models.TextField(help_text="Plain text (email text part, SMS text, agent script).")
     html_body = models.TextField(
         blank=True, help_text="Email HTML part; empty: made from the text body."
@@ -175,8 +177,14 @@ class MessageTemplate(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from campaigns.rendering import TemplateRenderError, template_validate
+        from campaigns.rendering import (
+            CHANNELS_WITH_SUBJECT,
+            TemplateRenderError,
+            template_validate,
+        )
 
+        if self.channel not in CHANNELS_WITH_SUBJECT:
+            self.subject = ""  # the channel has no subject line: nothing to keep or check
         for field in ("subject", "body", "html_body"):
             try:
                 template_validate(source=getattr(self, field))
