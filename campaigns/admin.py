@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -35,6 +36,7 @@ from campaigns.rendering import SAMPLE_CONTEXT, TemplateRenderError, message_ren
 from campaigns.services.dispatch import campaign_dispatch, campaign_preview
 from campaigns.services.relay import reason_text
 from campaigns.services.responses import callback_task_record_outcome
+from campaigns.uplift.costs import EXPECTED_COST_BASIS, expected_message_cost
 from scoring.selectors import customer_latest_reasons
 
 
@@ -164,6 +166,10 @@ class CampaignAdmin(UpliftReportPages):
                         "taken": rule[arm]["taken"],
                         "suppressed": [rule[arm]["suppressed"].get(r, 0) for r in reasons],
                         "offer_cost": rule[arm]["offer_cost"],
+                        "message_cost": expected_message_cost(
+                            {rule["channel"]: rule[arm]["taken"] if arm == "treatment" else 0},
+                            settings.CAMPAIGN_MESSAGE_COST,
+                        ),
                     }
                     for arm in ("treatment", "control")
                 ],
@@ -179,6 +185,10 @@ class CampaignAdmin(UpliftReportPages):
             "reasons": reasons,
             "rows": rows,
             "now": now,
+            "message_cost": expected_message_cost(
+                preview.per_channel, settings.CAMPAIGN_MESSAGE_COST
+            ),
+            "cost_basis": EXPECTED_COST_BASIS,
         }
         return TemplateResponse(request, "admin/campaigns/campaign/preview.html", context)
 
