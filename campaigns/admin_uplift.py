@@ -20,8 +20,8 @@ from django.utils.safestring import SafeString, mark_safe
 from campaigns import selectors
 from campaigns.measurement import snapshots
 from campaigns.measurement.export import interventions_outcomes_csv
-from campaigns.money import currency
 from campaigns.models import Campaign, UpliftReport
+from campaigns.money import currency
 from campaigns.uplift.breakdown import ArmFigures, GroupUplift
 from campaigns.uplift.power import control_percent_for_effect, minimum_detectable_effect
 from campaigns.uplift.report import CampaignUpliftReport, ProgramUpliftReport

@@ -14,9 +14,9 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 
+from campaigns.models import Intervention, InterventionStatus
 from campaigns.money import currency
 from campaigns.money import money as money_text
-from campaigns.models import Intervention, InterventionStatus
 from campaigns.selectors import campaigns_active
 from campaigns.services.dispatch import campaign_dispatch
 from campaigns.services.relay import interventions_relay

@@ -12,6 +12,7 @@ from django.db.models import CharField, Count, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
+from campaigns.measurement.outcomes import campaign_cost
 from campaigns.models import (
     COUNTED_STATUSES,
     CallbackStatus,
@@ -31,7 +32,6 @@ from campaigns.rules import (
     attribute_fields,
     rule_spec,
 )
-from campaigns.measurement.outcomes import campaign_cost
 from campaigns.uplift.costs import COST_BASIS
 from common.db.frames import frame_from_queryset
 from customers.models import Consent, Customer, Order, OrderStatus

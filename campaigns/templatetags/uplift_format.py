@@ -8,8 +8,8 @@ from typing import Any
 from django import template
 
 from campaigns.money import currency
-from campaigns.uplift.costs import ROI_BASIS
 from campaigns.money import money as money_text
+from campaigns.uplift.costs import ROI_BASIS
 
 register = template.Library()
 

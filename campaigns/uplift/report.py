@@ -18,8 +18,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from campaigns.uplift.costs import with_costs
 from campaigns.uplift.breakdown import SUMMED, ArmSums, GroupUplift, group_uplift, uplift_breakdown
+from campaigns.uplift.costs import with_costs
 
 EMPTY_NOTE = "No intervention to measure yet (no cycle took anyone)."
 PROGRAM_GROUPS = {"treatment": "everyone else (matched by a campaign)", "control": "global control"}
