@@ -1,7 +1,8 @@
 """Admin for CRM staff: campaigns with rules inline, a preview that writes nothing, a summary
 page, the uplift report and the program report with the holdout planner (their pages:
-campaigns/admin_uplift.py), the intervention log with filters, offers, templates (with a
-rendered preview), coupons, and agents' "My callbacks"."""
+campaigns/admin_uplift.py), the intervention log with filters, offers, templates (their
+admin, with the live preview, is campaigns/admin_templates.py), coupons, and agents'
+"My callbacks"."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from campaigns import selectors
+from campaigns import (
+    admin_templates,  # noqa: F401  (registers the message template admin)
+    selectors,
+)
 from campaigns.admin_uplift import UpliftReportPages
 from campaigns.models import (
     CallbackTask,
@@ -25,14 +29,12 @@ from campaigns.models import (
     CampaignCycle,
     Coupon,
     Intervention,
-    MessageTemplate,
     MyCallback,
     Offer,
     Response,
     Rule,
     UpliftReport,
 )
-from campaigns.rendering import SAMPLE_CONTEXT, TemplateRenderError, message_render
 from campaigns.services.dispatch import campaign_dispatch, campaign_preview
 from campaigns.services.relay import reason_text
 from campaigns.services.responses import callback_task_record_outcome
@@ -257,37 +259,6 @@ class OfferAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "value", "validity_days", "unit_cost"]
     list_filter = ["kind"]
     search_fields = ["name"]
-
-
-@admin.register(MessageTemplate)
-class MessageTemplateAdmin(admin.ModelAdmin):
-    list_display = ["name", "channel", "subject"]
-    list_filter = ["channel"]
-    search_fields = ["name", "subject", "body"]
-    readonly_fields = ["preview"]
-    fields = ["name", "channel", "subject", "body", "html_body", "preview"]
-
-    @admin.display(description="Preview (sample customer)")
-    def preview(self, template: MessageTemplate) -> SafeString:
-        if not template.pk:
-            return format_html("<em>{}</em>", "Save to see a preview.")
-        try:
-            rendered = message_render(
-                subject=template.subject,
-                body=template.body,
-                html_body=template.html_body,
-                context=SAMPLE_CONTEXT,
-            )
-        except TemplateRenderError as exc:
-            return format_html('<span class="errornote">{}</span>', exc)
-        return format_html(
-            "<p><strong>Subject:</strong> {}</p><pre>{}</pre>"
-            '<iframe sandbox srcdoc="{}" style="width:100%;height:240px;border:1px solid #ccc">'
-            "</iframe>",
-            rendered.subject,
-            rendered.text,
-            rendered.html,
-        )
 
 
 @admin.register(Intervention)
