@@ -11,6 +11,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from campaigns.money import money
+
 
 def new_salt() -> str:
     return secrets.token_hex(8)
@@ -148,7 +150,7 @@ class Offer(models.Model):
         value = self.value_text
         texts: dict[str, str] = {
             OfferKind.PERCENT_COUPON: f"{value}% off",
-            OfferKind.AMOUNT_COUPON: f"{value} off",
+            OfferKind.AMOUNT_COUPON: f"{money(self.value)} off",
             OfferKind.FREE_SHIPPING: "free shipping",
             OfferKind.LOYALTY_POINTS: f"{value} loyalty points",
         }
