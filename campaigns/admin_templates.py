@@ -65,9 +65,10 @@ def _preview_html(preview: TemplatePreview | None, error: str, url: str) -> Safe
     sms = (preview.sms or {}) if preview is not None else {}
     return format_html(
         '<div id="template-preview" data-url="{}">'
-        '<p class="preview-meta help">{}</p>'
+        '<p class="preview-meta" style="margin:0 0 .5em">{}</p>'
         '<p class="preview-subject"{}><strong>Subject:</strong> <span>{}</span></p>'
-        '<pre class="preview-text">{}</pre>'
+        '<pre class="preview-text" style="white-space:pre-wrap;overflow-wrap:anywhere;'
+        'margin:0 0 .5em">{}</pre>'
         '<p class="preview-sms"{}>{}</p>'
         '<p class="preview-sms-warning errornote"{}>{}</p>'
         '<p class="preview-error errornote"{}>{}</p>'

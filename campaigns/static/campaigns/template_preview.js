@@ -4,7 +4,8 @@
 // Content-Security-Policy allows no inline script.
 "use strict";
 
-(function () {
+// The admin puts form media in the <head>: start once the form exists.
+document.addEventListener("DOMContentLoaded", function () {
   const box = document.getElementById("template-preview");
   if (!box) {
     return;
@@ -107,4 +108,4 @@
   field("channel").addEventListener("change", toggleEmailFields);
   toggleEmailFields();
   refresh();
-})();
+});
