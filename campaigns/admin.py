@@ -35,6 +35,7 @@ from campaigns.models import (
     Rule,
     UpliftReport,
 )
+from campaigns.money import money
 from campaigns.services.dispatch import campaign_dispatch, campaign_preview
 from campaigns.services.relay import reason_text
 from campaigns.services.responses import callback_task_record_outcome
@@ -256,9 +257,17 @@ class UpliftReportAdmin(admin.ModelAdmin):
 
 @admin.register(Offer)
 class OfferAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "value", "validity_days", "unit_cost"]
+    list_display = ["name", "kind", "offered", "validity_days", "unit_cost_money"]
     list_filter = ["kind"]
     search_fields = ["name"]
+
+    @admin.display(description="Offer", ordering="value")
+    def offered(self, offer: Offer) -> str:
+        return offer.describe() or "—"
+
+    @admin.display(description="Unit cost", ordering="unit_cost")
+    def unit_cost_money(self, offer: Offer) -> str:
+        return money(offer.unit_cost)
 
 
 @admin.register(Intervention)

@@ -127,7 +127,8 @@ class Offer(models.Model):
         max_digits=12,
         decimal_places=2,
         default=Decimal("0"),
-        help_text="Expected cost of one offer made (for budgets and ROI).",
+        help_text="Expected cost of one offer made, in RETENTION_CURRENCY: budgets count it; the "
+        "campaign's cost counts it for offers without a coupon (coupons: the discount redeemed).",
     )
 
     class Meta:
