@@ -153,7 +153,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
         data = request.POST
         channel = data.get("channel", "")
         if channel not in ContactChannel.values:
-            return _refusal(f"Choose a channel ({', '.join(ContactChannel.values)}).", 400)
+            return _refusal("Choose a channel to see a preview.", 400)
         try:
             rule = _posted_rule(data.get("preview_rule", ""))
             reference = data.get("preview_customer", "").strip()

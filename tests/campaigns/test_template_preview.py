@@ -137,3 +137,13 @@ def test_the_change_form_shows_the_preview_and_refuses_an_unknown_variable(
         response.content.decode().replace("&#x27;", "'")
     )
     assert MessageTemplate.objects.get().body != "Hi {{ customer.email }}"
+
+
+def test_the_add_form_has_an_empty_preview_and_asks_for_a_channel(staff: Client) -> None:
+    page = staff.get("/admin/campaigns/messagetemplate/add/")
+    assert page.status_code == 200
+    assert 'id="template-preview"' in page.content.decode()
+    response = _post(staff, channel="", body="Hi {{ first_name }}")
+    assert response.status_code == 400
+    assert response.json()["error"] == "Choose a channel to see a preview."
+    assert staff.get(URL).status_code == 405  # the endpoint only renders posted templates
