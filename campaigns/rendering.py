@@ -161,9 +161,9 @@ def _unknown_in(
                 yield ".".join(path), line
 
 
-def template_validate(*, source: str) -> None:
-    """Parse the template and refuse forbidden tags and variables the context does not hold
-    (the message lists the allowed ones)."""
+def template_validate(*, source: str, variables: bool = True) -> None:
+    """Parse the template and refuse forbidden tags and (`variables`) variables the context
+    does not hold (the message lists the allowed ones)."""
     match = FORBIDDEN_TAGS.search(source or "")
     if match:
         raise TemplateRenderError(f"The {{% {match.group(1)} %}} tag is not allowed here.")
@@ -171,7 +171,7 @@ def template_validate(*, source: str) -> None:
         template = _TEXT_ENGINE.from_string(source or "")
     except TemplateSyntaxError as exc:
         raise TemplateRenderError(f"Template syntax error: {exc}") from exc
-    unknown = dict(_unknown_paths(template.nodelist, dict(ALLOWED_VARIABLES)))
+    unknown = dict(_unknown_paths(template.nodelist, dict(ALLOWED_VARIABLES))) if variables else {}
     if unknown:
         named = ", ".join(f"{{{{ {path} }}}} (line {line})" for path, line in unknown.items())
         raise TemplateRenderError(
@@ -246,9 +246,11 @@ class RenderedMessage:
 def message_render(
     *, subject: str, body: str, html_body: str, context: dict[str, Any]
 ) -> RenderedMessage:
-    """Render a template's parts with a restricted context (plain values only)."""
+    """Render a template's parts with a restricted context (plain values only). Unknown
+    variables are refused when a template is saved, not here: a template saved before that
+    check existed still sends (its unknown variables render empty) rather than stop the relay."""
     for source in (subject, body, html_body):
-        template_validate(source=source)
+        template_validate(source=source, variables=False)
     ctx = Context(context, autoescape=False)
     text = _TEXT_ENGINE.from_string(body).render(ctx).strip()
     rendered_subject = " ".join(_TEXT_ENGINE.from_string(subject).render(ctx).split())

@@ -18,6 +18,7 @@ from campaigns.rendering import (
     TemplateRenderError,
     message_context,
     message_render,
+    template_validate,
 )
 from campaigns.rules import rule_spec
 from campaigns.selectors import rules_prefilter
@@ -129,6 +130,8 @@ def template_preview(
         reasons=[reason_text(r) for r in reasons.get(customer.pk, [])] if customer else [],
     )
     has_subject = channel in CHANNELS_WITH_SUBJECT
+    for source in (subject if has_subject else "", body, html_body):
+        template_validate(source=source)  # what saving would refuse, the preview shows
     rendered = message_render(
         subject=subject if has_subject else "", body=body, html_body=html_body, context=context
     )

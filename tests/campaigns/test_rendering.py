@@ -137,3 +137,10 @@ def test_channels_without_a_subject_drop_it() -> None:
     template.full_clean(validate_unique=False)  # the subject is not checked: it is ignored
     assert template.subject == ""
     assert "sms" not in CHANNELS_WITH_SUBJECT and "callback" not in CHANNELS_WITH_SUBJECT
+
+
+def test_a_template_saved_before_the_variable_check_still_renders() -> None:
+    rendered = message_render(
+        subject="", body="Hi {{ first_name }}{{ customer.email }}!", html_body="", context={}
+    )
+    assert rendered.text == "Hi !"  # the relay keeps sending; saving it again would refuse it
