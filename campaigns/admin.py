@@ -1,7 +1,8 @@
 """Admin for CRM staff: campaigns with rules inline, a preview that writes nothing, a summary
 page, the uplift report and the program report with the holdout planner (their pages:
-campaigns/admin_uplift.py), the intervention log with filters, offers, templates (with a
-rendered preview), coupons; the callback pages are campaigns/admin_callbacks.py."""
+campaigns/admin_uplift.py), the intervention log with filters, offers, coupons; the rule
+builder is campaigns/admin_rules.py, the message template admin (with its live preview)
+campaigns/admin_templates.py, the callback pages campaigns/admin_callbacks.py."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from campaigns import admin_callbacks, selectors
+from campaigns import admin_callbacks, admin_templates, selectors
 from campaigns.admin_links import PermittedLinksAdmin, admin_link
 from campaigns.admin_rules import RuleForm, attribute_datalists, audience_view
 from campaigns.admin_uplift import UpliftReportPages
@@ -27,19 +28,19 @@ from campaigns.models import (
     Coupon,
     FailureReason,
     Intervention,
-    MessageTemplate,
     Offer,
     Response,
     Rule,
     SuppressionReason,
     UpliftReport,
 )
-from campaigns.rendering import SAMPLE_CONTEXT, TemplateRenderError, message_render
+from campaigns.money import money
 from campaigns.services.dispatch import DispatchSummary, campaign_dispatch, campaign_preview
 from campaigns.services.relay import RelaySummary, interventions_relay
 from campaigns.tasks import campaign_dispatch_task, tasks_run_in_process
+from campaigns.uplift.costs import EXPECTED_COST_BASIS, expected_message_cost
 
-__all__ = ["admin_callbacks"]  # imported to register the callback pages
+__all__ = ["admin_callbacks", "admin_templates"]  # imported to register their admin pages
 
 
 class RuleInline(admin.StackedInline):
@@ -201,6 +202,10 @@ class CampaignAdmin(UpliftReportPages):
                         "taken": rule[arm]["taken"],
                         "suppressed": [rule[arm]["suppressed"].get(r, 0) for r in reasons],
                         "offer_cost": rule[arm]["offer_cost"],
+                        "message_cost": expected_message_cost(
+                            {rule["channel"]: rule[arm]["taken"] if arm == "treatment" else 0},
+                            settings.CAMPAIGN_MESSAGE_COST,
+                        ),
                     }
                     for arm in ("treatment", "control")
                 ],
@@ -216,6 +221,10 @@ class CampaignAdmin(UpliftReportPages):
             "reasons": reasons,
             "rows": rows,
             "now": now,
+            "message_cost": expected_message_cost(
+                preview.per_channel, settings.CAMPAIGN_MESSAGE_COST
+            ),
+            "cost_basis": EXPECTED_COST_BASIS,
         }
         return TemplateResponse(request, "admin/campaigns/campaign/preview.html", context)
 
@@ -337,40 +346,17 @@ class UpliftReportAdmin(admin.ModelAdmin):
 
 @admin.register(Offer)
 class OfferAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "value", "validity_days", "unit_cost"]
+    list_display = ["name", "kind", "offered", "validity_days", "unit_cost_money"]
     list_filter = ["kind"]
     search_fields = ["name"]
 
+    @admin.display(description="Offer", ordering="value")
+    def offered(self, offer: Offer) -> str:
+        return offer.describe() or "—"
 
-@admin.register(MessageTemplate)
-class MessageTemplateAdmin(admin.ModelAdmin):
-    list_display = ["name", "channel", "subject"]
-    list_filter = ["channel"]
-    search_fields = ["name", "subject", "body"]
-    readonly_fields = ["preview"]
-    fields = ["name", "channel", "subject", "body", "html_body", "preview"]
-
-    @admin.display(description="Preview (sample customer)")
-    def preview(self, template: MessageTemplate) -> SafeString:
-        if not template.pk:
-            return format_html("<em>{}</em>", "Save to see a preview.")
-        try:
-            rendered = message_render(
-                subject=template.subject,
-                body=template.body,
-                html_body=template.html_body,
-                context=SAMPLE_CONTEXT,
-            )
-        except TemplateRenderError as exc:
-            return format_html('<span class="errornote">{}</span>', exc)
-        return format_html(
-            "<p><strong>Subject:</strong> {}</p><pre>{}</pre>"
-            '<iframe sandbox srcdoc="{}" style="width:100%;height:240px;border:1px solid #ccc">'
-            "</iframe>",
-            rendered.subject,
-            rendered.text,
-            rendered.html,
-        )
+    @admin.display(description="Unit cost", ordering="unit_cost")
+    def unit_cost_money(self, offer: Offer) -> str:
+        return money(offer.unit_cost)
 
 
 @admin.register(Intervention)

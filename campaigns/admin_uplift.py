@@ -21,6 +21,7 @@ from django.utils.safestring import SafeString, mark_safe
 from campaigns.measurement import snapshots
 from campaigns.measurement.export import interventions_outcomes_csv
 from campaigns.models import Campaign, UpliftReport
+from campaigns.money import currency
 from campaigns.services.dispatch import campaign_eligible_now
 from campaigns.uplift.breakdown import ArmFigures, GroupUplift
 from campaigns.uplift.power import control_percent_for_effect, minimum_detectable_effect
@@ -241,7 +242,7 @@ def _uplift_charts(figures: CampaignUpliftReport) -> dict[str, SafeString]:
         "revenue": mark_safe(
             bar_chart(
                 bars,
-                title="Revenue per customer in the window, 95% CI",
+                title=f"Revenue per customer in the window ({currency()}), 95% CI",
                 value_format=",.2f",
                 chart_id="revenue",
                 width=640,

@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from campaigns import selectors
 from campaigns.measurement.snapshots import uplift_report_compute, uplift_report_latest
 from campaigns.models import ResponseKind
+from campaigns.money import currency
 from campaigns.services.coupons import CouponRedeemError, coupon_redeem
 from campaigns.services.responses import (
     IdempotencyConflictError,
@@ -29,6 +30,7 @@ from campaigns.services.responses import (
     responses_record_batch,
     webhook_signature_valid,
 )
+from campaigns.uplift.costs import COST_BASIS
 from campaigns.uplift.report import CampaignUpliftReport
 from common.api import BulkValidationError, error_body, unknown_fields_refuse
 from customers.models import ApiClient, ApiScope, Customer
@@ -40,12 +42,18 @@ class CouponOut(serializers.Serializer):
     customer = serializers.CharField(source="customer.external_id")
     kind = serializers.CharField()
     value = serializers.DecimalField(max_digits=12, decimal_places=2)
+    currency = serializers.SerializerMethodField(
+        help_text="ISO 4217 code of `value` when the coupon takes an amount off."
+    )
     offer = serializers.CharField(source="offer.name")
     description = serializers.CharField(source="offer.describe")
     campaign = serializers.SerializerMethodField()
     expires_at = serializers.DateTimeField()
     redeemed_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
+
+    def get_currency(self, coupon: object) -> str:
+        return currency()
 
     def get_campaign(self, coupon: object) -> str:
         intervention = getattr(coupon, "intervention", None)
@@ -243,6 +251,7 @@ class RedeemOut(serializers.Serializer):
     order_external_id = serializers.CharField()
     amount = serializers.DecimalField(max_digits=12, decimal_places=2)
     discount = serializers.DecimalField(max_digits=12, decimal_places=2)
+    currency = serializers.CharField(help_text="ISO 4217 code of amount and discount.")
     response = serializers.IntegerField(allow_null=True)
     replay = serializers.BooleanField()
 
@@ -274,6 +283,7 @@ class CouponRedeemApi(APIView):
             "order_external_id": coupon.redeemed_order_external_id,
             "amount": coupon.redeemed_amount,
             "discount": coupon.redeemed_discount,
+            "currency": currency(),
             "response": redemption.response.pk if redemption.response else None,
             "replay": redemption.replay,
         }
@@ -442,6 +452,12 @@ class ReferenceEffectOut(serializers.Serializer):
 
 class UpliftOut(serializers.Serializer):
     campaign = serializers.DictField()
+    currency = serializers.CharField(
+        help_text="ISO 4217 code of every amount (RETENTION_CURRENCY)."
+    )
+    cost_basis = serializers.CharField(
+        help_text="How `cost` is counted; ROI = (incremental revenue - cost) / cost."
+    )
     status = serializers.ChoiceField(["interim", "final", "empty"])
     measured_at = serializers.DateTimeField()
     report_date = serializers.DateField()
@@ -484,4 +500,11 @@ class CampaignUpliftApi(APIView):
         if report is None or report.report_date != now.date() or request.GET.get("refresh"):
             report = uplift_report_compute(campaign=found, now=now)
         figures = CampaignUpliftReport.from_json(report.figures)
-        return Response({**figures.to_json(), "report_date": report.report_date})
+        return Response(
+            {
+                **figures.to_json(),
+                "report_date": report.report_date,
+                "currency": currency(),
+                "cost_basis": COST_BASIS,
+            }
+        )

@@ -15,6 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Intervention, InterventionStatus
+from campaigns.money import currency
+from campaigns.money import money as money_text
 from campaigns.selectors import campaigns_active
 from campaigns.services.dispatch import campaign_dispatch
 from campaigns.services.relay import interventions_relay
@@ -138,8 +140,9 @@ def _campaign_line(report: CampaignUpliftReport) -> list[str]:
     if money is not None:
         roi = f"{overall.roi:+.0%}" if overall.roi is not None else "n/a (no cost)"
         lines.append(
-            f"  incremental revenue {money.estimate:,.2f} (95% CI {money.ci_low:,.2f} to "
-            f"{money.ci_high:,.2f}) · cost {overall.cost.total:,.2f} · ROI {roi}"
+            f"  incremental revenue {money_text(money.estimate)} (95% CI "
+            f"{money_text(money.ci_low)} to {money_text(money.ci_high)}) · cost "
+            f"{money_text(overall.cost.total)} · ROI {roi}"
         )
     for group in report.by_tier:
         g = group.retention
@@ -181,6 +184,7 @@ def _campaign_json(report: CampaignUpliftReport) -> dict[str, Any]:
         "incremental_revenue": money.estimate if money else None,
         "incremental_revenue_ci": [money.ci_low, money.ci_high] if money else None,
         "cost": overall.cost.total if overall else None,
+        "currency": currency(),
         "roi": overall.roi if overall else None,
         "reference_effect": reference.retention_effect if reference else None,
         "reference_effect_by_tier": dict(reference.by_tier) if reference else None,

@@ -12,6 +12,7 @@ from django.db.models import CharField, Count, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
+from campaigns.measurement.outcomes import campaign_cost
 from campaigns.models import (
     COUNTED_STATUSES,
     CallbackStatus,
@@ -30,6 +31,7 @@ from campaigns.rules import (
     attribute_column,
     attribute_fields,
 )
+from campaigns.uplift.costs import COST_BASIS
 from common.db.frames import frame_from_queryset
 from customers.models import Consent, Customer, Order, OrderStatus
 
@@ -195,7 +197,8 @@ def campaigns_due(*, now: datetime, cycle_key_for: Any) -> list[Campaign]:
 
 
 def campaign_summary(*, campaign: Campaign) -> dict[str, Any]:
-    """Counts per arm x status, per rule x arm, per suppression reason, coupons and cost."""
+    """Counts per arm x status, per rule x arm, per suppression reason, coupons, the cost so
+    far (campaigns.uplift.costs) and the offer budget used."""
     rows = Intervention.objects.filter(campaign=campaign)
     by_status = list(rows.values("arm", "status").annotate(n=Count("pk")).order_by("arm", "status"))
     by_rule = list(
@@ -208,7 +211,7 @@ def campaign_summary(*, campaign: Campaign) -> dict[str, Any]:
     )
     sent = rows.filter(arm="treatment", status__in=["sent", "delivered"])
     by_channel = list(sent.values("channel").annotate(n=Count("pk")).order_by("channel"))
-    cost = sent.aggregate(cost=Sum("offer_cost"))["cost"] or 0
+    _counted, budget_used = campaign_usage(campaign=campaign)
     return {
         "cycles": list(
             CampaignCycle.objects.filter(campaign=campaign).values(
@@ -223,7 +226,11 @@ def campaign_summary(*, campaign: Campaign) -> dict[str, Any]:
         "coupons_redeemed": Coupon.objects.filter(
             intervention__campaign=campaign, redeemed_at__isnull=False
         ).count(),
-        "offer_cost_sent": float(cost),
+        # The one definition of cost (campaigns.uplift.costs), as in the uplift report.
+        "cost": campaign_cost(campaign=campaign),
+        "cost_basis": COST_BASIS,
+        # What the budget caps count: the unit cost of every offer made, redeemed or not.
+        "budget_used": budget_used,
     }
 
 

@@ -448,7 +448,16 @@ CALLBACK_RETRY_SPACING_HOURS = env_int("CALLBACK_RETRY_SPACING_HOURS", 4)
 # Never change the salt once campaigns have run (it would reshuffle the group).
 GLOBAL_CONTROL_PERCENT = float(os.environ.get("GLOBAL_CONTROL_PERCENT", "5"))
 GLOBAL_CONTROL_SALT = os.environ.get("GLOBAL_CONTROL_SALT", "retention-global-control")
-# Cost of one message actually sent, per channel (currency units), for campaign cost and ROI.
+# The currency of every amount (order amounts, offer values and costs, message costs): an ISO
+# 4217 code, shown beside each amount in the admin, the API (`currency`) and the CSV export.
+# Amounts are never converted: set it to the currency the shop's orders are in.
+RETENTION_CURRENCY = os.environ.get("RETENTION_CURRENCY", "EUR").strip().upper()
+if len(RETENTION_CURRENCY) != 3 or not RETENTION_CURRENCY.isalpha():
+    raise ImproperlyConfigured(
+        f"RETENTION_CURRENCY must be a three-letter ISO 4217 code such as EUR or GBP; "
+        f"got {RETENTION_CURRENCY!r}."
+    )
+# Cost of one message actually sent, per channel (in RETENTION_CURRENCY), for cost and ROI.
 CAMPAIGN_MESSAGE_COST = {
     "email": float(os.environ.get("CAMPAIGN_MESSAGE_COST_EMAIL", "0.002")),
     "sms": float(os.environ.get("CAMPAIGN_MESSAGE_COST_SMS", "0.05")),

@@ -11,9 +11,12 @@ import io
 from collections.abc import Iterator
 
 import pandas as pd
+from django.conf import settings
 
 from campaigns.measurement.outcomes import intervention_outcomes
 from campaigns.models import Campaign, Intervention
+from campaigns.money import currency
+from campaigns.uplift.costs import with_costs
 from common.tables import spreadsheet_safe
 
 # Rows per chunk of the CSV export: one keyset-paginated query each (an index probe of the
@@ -41,10 +44,18 @@ CSV_HEADER = [
     "converted_response",
     "redeemed",
     "discount",
+    "offer_cost",
+    "message_cost",
+    "cost",
+    "currency",
 ]
+# Costs per row keep six decimals: an email costs a fraction of a cent, and the rows in the
+# analysis must add up to the uplift report's cost (campaigns.uplift.costs).
+COST_DECIMALS = 6
 
 
 def _csv_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = with_costs(frame, settings.CAMPAIGN_MESSAGE_COST)
     rows = pd.DataFrame(
         {
             "intervention_id": frame["intervention_id"],
@@ -67,6 +78,10 @@ def _csv_rows(frame: pd.DataFrame) -> pd.DataFrame:
             "converted_response": frame["converted_response"],
             "redeemed": frame["redeemed"],
             "discount": frame["discount"].round(2),
+            "offer_cost": frame["offer_cost"].round(COST_DECIMALS),
+            "message_cost": frame["message_cost"].round(COST_DECIMALS),
+            "cost": frame["cost"].round(COST_DECIMALS),
+            "currency": currency(),
         }
     )
     return spreadsheet_safe(rows)

@@ -12,6 +12,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.text import slugify
 
+from campaigns.money import money
+
 
 def new_salt() -> str:
     return secrets.token_hex(8)
@@ -167,7 +169,8 @@ class Offer(models.Model):
         max_digits=12,
         decimal_places=2,
         default=Decimal("0"),
-        help_text="Expected cost of one offer made (for budgets and ROI).",
+        help_text="Expected cost of one offer made, in RETENTION_CURRENCY: budgets count it; the "
+        "campaign's cost counts it for offers without a coupon (coupons: the discount redeemed).",
     )
 
     class Meta:
@@ -190,7 +193,7 @@ class Offer(models.Model):
         value = self.value_text
         texts: dict[str, str] = {
             OfferKind.PERCENT_COUPON: f"{value}% off",
-            OfferKind.AMOUNT_COUPON: f"{value} off",
+            OfferKind.AMOUNT_COUPON: f"{money(self.value)} off",
             OfferKind.FREE_SHIPPING: "free shipping",
             OfferKind.LOYALTY_POINTS: f"{value} loyalty points",
         }
@@ -198,13 +201,15 @@ class Offer(models.Model):
 
 
 class MessageTemplate(models.Model):
-    """Subject and body in Django template syntax, rendered with a restricted context:
-    first_name, offer (name, kind, value, description), coupon_code, coupon_expires,
-    unsubscribe_url, reasons, campaign."""
+    """Subject and body in Django template syntax, rendered with a restricted context
+    (campaigns.rendering.ALLOWED_VARIABLES: first_name, customer.name, offer.description,
+    coupon_code, reasons …). Only email has a subject; other channels ignore it."""
 
     name = models.CharField(max_length=200, unique=True)
     channel = models.CharField(max_length=16, choices=ContactChannel.choices)
-    subject = models.CharField(max_length=300, blank=True, help_text="Email only.")
+    subject = models.CharField(
+        max_length=300, blank=True, help_text="Email only: SMS and callback scripts have none."
+    )
     body = models.TextField(help_text="Plain text (email text part, SMS text, agent script).")
     html_body = models.TextField(
         blank=True, help_text="Email HTML part; empty: made from the text body."
@@ -217,8 +222,14 @@ class MessageTemplate(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from campaigns.rendering import TemplateRenderError, template_validate
+        from campaigns.rendering import (
+            CHANNELS_WITH_SUBJECT,
+            TemplateRenderError,
+            template_validate,
+        )
 
+        if self.channel not in CHANNELS_WITH_SUBJECT:
+            self.subject = ""  # the channel has no subject line: nothing to keep or check
         for field in ("subject", "body", "html_body"):
             try:
                 template_validate(source=getattr(self, field))

@@ -211,6 +211,11 @@ def _coupon_codes(count: int) -> list[str]:
     ]
 
 
+def coupon_code_example() -> str:
+    """A code in the format dispatch issues, for previews (never stored, never valid)."""
+    return _coupon_codes(1)[0]
+
+
 def _intervention_rows(
     *, campaign: Campaign, cycle: CampaignCycle, plan: CampaignPlan, now: datetime
 ) -> pd.DataFrame:

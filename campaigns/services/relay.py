@@ -35,10 +35,9 @@ from campaigns.models import (
     Intervention,
     InterventionStatus,
     MessageTemplate,
-    Offer,
     SuppressionReason,
 )
-from campaigns.rendering import message_render
+from campaigns.rendering import CHANNELS_WITH_SUBJECT, message_context, message_render
 from campaigns.services.rate import relay_rate_return, relay_rate_take
 from campaigns.services.responses import unsubscribe_url
 from campaigns.suppression import consent_columns, consent_for_channel
@@ -92,25 +91,16 @@ def reason_text(reason: Any) -> str:
 def _message_context(
     intervention: Intervention, reasons: list[Any], unsubscribe: str
 ) -> dict[str, Any]:
-    customer = intervention.customer
-    offer: Offer | None = intervention.offer
     coupon: Coupon | None = getattr(intervention, "coupon", None)
-    return {
-        "first_name": (customer.name or "").split(" ")[0] if customer.name else "",
-        "campaign": intervention.campaign.name,
-        "offer": {
-            "name": offer.name,
-            "kind": offer.kind,
-            "value": offer.value_text,
-            "description": offer.describe(),
-        }
-        if offer
-        else {},
-        "coupon_code": coupon.code if coupon else "",
-        "coupon_expires": f"{coupon.expires_at:%Y-%m-%d}" if coupon else "",
-        "unsubscribe_url": unsubscribe,
-        "reasons": [reason_text(r) for r in reasons],
-    }
+    return message_context(
+        customer_name=intervention.customer.name or "",
+        campaign=intervention.campaign.name,
+        offer=intervention.offer,
+        coupon_code=coupon.code if coupon else "",
+        coupon_expires=f"{coupon.expires_at:%Y-%m-%d}" if coupon else "",
+        unsubscribe_url=unsubscribe,
+        reasons=[reason_text(r) for r in reasons],
+    )
 
 
 def intervention_message(
@@ -149,7 +139,9 @@ def intervention_message(
         customer_id=intervention.customer_id,
         to_email=intervention.customer.email,
         to_phone=intervention.customer.phone,
-        subject=rendered.subject if rendered else "",
+        subject=rendered.subject
+        if rendered and intervention.channel in CHANNELS_WITH_SUBJECT
+        else "",
         text=text,
         html=html,
         headers=headers,

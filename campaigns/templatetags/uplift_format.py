@@ -1,10 +1,15 @@
-"""Number formats of the uplift report pages: rates, differences, p-values, money."""
+"""Number formats of the campaign pages (uplift, summary, preview): rates, differences,
+p-values, money with its currency."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django import template
+
+from campaigns.money import currency
+from campaigns.money import money as money_text
+from campaigns.uplift.costs import ROI_BASIS
 
 register = template.Library()
 
@@ -38,8 +43,14 @@ def signed_pct(value: Any) -> str:
 
 @register.filter
 def money(value: Any) -> str:
-    number = _number(value)
-    return "—" if number is None else f"{number:,.2f}"
+    """1234.5 → €1,234.50 (settings.RETENTION_CURRENCY; campaigns.money)"""
+    return money_text(value)
+
+
+@register.filter
+def signed_money(value: Any) -> str:
+    """A difference of amounts: 3.5 → +€3.50"""
+    return money_text(value, signed=True)
 
 
 @register.filter
@@ -67,3 +78,15 @@ def seconds(value: Any) -> str:
         return f"{number:.1f} s"
     minutes, rest = divmod(round(number), 60)
     return f"{minutes} min {rest} s"
+
+
+@register.simple_tag
+def currency_code() -> str:
+    """The ISO code of every amount: EUR"""
+    return currency()
+
+
+@register.simple_tag
+def roi_basis() -> str:
+    """The ROI line's definition: ROI = (incremental revenue − cost) / cost, where cost = …"""
+    return ROI_BASIS

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from campaigns.uplift.breakdown import SUMMED, ArmSums, GroupUplift, group_uplift, uplift_breakdown
+from campaigns.uplift.costs import with_costs
 
 EMPTY_NOTE = "No intervention to measure yet (no cycle took anyone)."
 PROGRAM_GROUPS = {"treatment": "everyone else (matched by a campaign)", "control": "global control"}
@@ -228,9 +229,7 @@ def campaign_report(
     cells = frame.loc[frame["part"].eq("cell")].copy()
     if cells.empty:
         return report
-    cells["message_cost"] = cells["contacted"] * cells["channel"].map(dict(message_costs)).fillna(
-        0.0
-    )
+    cells = with_costs(cells, message_costs)
     response_arms = set(cells.loc[cells["converted_response"] > 0, "arm"])
     both = {"treatment", "control"} <= response_arms
     converted = "retained_or_converted" if both else "retained"

@@ -176,6 +176,7 @@ def test_redeeming_a_coupon_twice_is_refused(api: APIClient, campaign: Campaign)
     first = api.post(url, {"order_external_id": "A-1", "amount": "80.00"}, format="json")
     assert first.status_code == 201, first.content
     assert first.json()["discount"] == "12.00"  # 15% of 80
+    assert first.json()["currency"] == "EUR"  # RETENTION_CURRENCY, the amounts' currency
     redeemed = Response.objects.get(kind="redeemed")
     assert redeemed.intervention_id == coupon.intervention_id and redeemed.revenue == Decimal("80")
 
@@ -352,6 +353,7 @@ def test_coupons_are_exposed_through_the_api(api: Any, email_rule: dict[str, Any
     assert listed.status_code == 200
     assert [c["code"] for c in listed.json()] == [coupon.code]
     assert listed.json()[0]["campaign"] == "Win-back"
+    assert listed.json()[0]["currency"] == "EUR"
     one = api.get(f"/api/v1/coupons/{coupon.code.lower()}")
     assert one.status_code == 200 and one.json()["customer"] == coupon.customer.external_id
     missing = api.get("/api/v1/coupons/NOPE-NOPE")

@@ -19,6 +19,7 @@ from django.test import Client
 from campaigns.measurement.export import interventions_outcomes_csv
 from campaigns.measurement.snapshots import campaign_cycle_reference_attach
 from campaigns.models import Campaign, CampaignCycle, Intervention, UpliftReport
+from campaigns.money import money
 from campaigns.services.dispatch import campaign_dispatch
 from campaigns.services.relay import interventions_relay
 from campaigns.uplift.report import CampaignUpliftReport, ProgramUpliftReport, ReferenceEffect
@@ -107,7 +108,7 @@ def test_the_report_page_shows_the_snapshot_figures(staff: Client, campaign: Cam
     assert rows[2][1:3] == [f"{o.treatment.rate * 100:.1f}%", f"{o.control.rate * 100:.1f}%"]
     difference = o.retention.difference * 100
     assert rows[2][3].startswith(f"{difference:+.2f} pp (")
-    assert f"{o.incremental_revenue.estimate:,.2f}" in html.split('id="incremental-revenue"')[1]
+    assert money(o.incremental_revenue.estimate) in html.split('id="incremental-revenue"')[1]
     assert html.split('id="report-status">')[1].startswith(report.status.capitalize())
     # One breakdown table per non-empty breakdown, one row per group.
     assert html.count('class="uplift-table breakdown"') == 4  # rule, tier, channel, cycle
