@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 def test_a_post_with_a_trailing_slash_gets_json_naming_the_endpoint(api: APIClient) -> None:
     api_csrf = APIClient(enforce_csrf_checks=True)
     api_csrf.credentials(**api._credentials)
-    response = api_csrf.post("/api/v1/responses", [], format="json")
+    response = api_csrf.post("/api/v1/responses/", [], format="json")
     assert response.status_code == 404
     error = response.json()["error"]
     assert error["code"] == "not_found"
