@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -177,8 +177,14 @@ def import_file(
     defaults: dict[str, Any] | None = None,
     progress: bool = False,
     chunk_rows: int = CHUNK_ROWS,
+    line_level: bool = True,
+    guest_orders: Literal["reject", "skip"] = "reject",
 ) -> ImportSummary:
     """Import one file of `kind` (customers, orders or events); see the module docstring.
+
+    An orders file whose columns map to order lines (an order, a product, a unit price) is
+    imported line by line (customers.line_import; `guest_orders`: reject or skip the lines
+    without a customer id); `line_level=False` keeps the order-level reading.
 
     `rejects_full_rows` keeps the personal columns (name, email, phone) and their values in
     the rejects file and reasons; by default they are left out."""
@@ -186,6 +192,26 @@ def import_file(
     path = Path(path)
     if not path.exists():
         raise ImportError_(f"{path}: no such file")
+    if kind == "orders" and line_level:
+        # Imported here, not at the top: customers.line_import builds on this module.
+        from customers import line_import
+
+        if line_import.file_is_line_level(path, mapping=mapping, delimiter=delimiter, sheet=sheet):
+            return line_import.import_order_lines(
+                path=path,
+                mapping=mapping,
+                date_format=date_format,
+                delimiter=delimiter,
+                sheet=sheet,
+                strict=strict,
+                create_customers=create_customers,
+                rejects_path=rejects_path,
+                rejects_full_rows=rejects_full_rows,
+                currency=(defaults or {}).get("currency", "USD"),
+                guest_orders=guest_orders,
+                progress=progress,
+                chunk_rows=chunk_rows,
+            )
     started = time.perf_counter()
     summary = ImportSummary(kind=kind, path=str(path))
     rejects = _RejectsWriter(
