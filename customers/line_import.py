@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from django.db import DatabaseError, transaction
 
-from common.db.bulk import UpsertCounts, bulk_upsert
+from common.db.bulk import UpsertCounts, bulk_upsert, tables_analyze
 from common.tables import TableError, read_table_chunks
 from customers import services, services_lines
 from customers.importers import (
@@ -40,7 +40,7 @@ from customers.importers import (
     _scan_with_progress_bar,
     _summary_finish,
 )
-from customers.models import Customer
+from customers.models import Customer, LineRefund, Order, OrderLine
 from customers.validation import (
     INT_MAX,
     FieldSpec,
@@ -109,6 +109,7 @@ class LineImportSummary(ImportSummary):
     orders: int = 0
     orders_created: int = 0
     orders_updated: int = 0
+    orders_refund_changed: int = 0  # orders whose totals this import's cancellations changed
     customers: int = 0
     products_created: int = 0
     products_updated: int = 0
@@ -246,7 +247,7 @@ def _import_chunk(
     reasons = [result.reasons_by_position()]
     if guest_orders == "reject" and guest.any():
         reasons.append(pd.Series(GUEST_REASON, index=mapped.index[guest]))
-    records = result.valid.assign(line_no=line_no)
+    records = result.valid.assign(line_no=line_no, cancel=_is_cancellation(invoice))
     keep = ~guest[mapped.index.get_indexer(records.index)]
     keep &= ~duplicate.reindex(records.index).to_numpy(dtype=bool)
     records = records[keep]
@@ -269,7 +270,11 @@ def _customer_ids(mapped: pd.DataFrame) -> pd.Series:
     if "customer" not in mapped.columns:
         return pd.Series(pd.NA, index=mapped.index, dtype="string")
     text = mapped["customer"].astype("string").str.strip()
-    return text.str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
+    floats = text.str.endswith(".0").fillna(False).astype(bool)
+    floats &= pd.to_numeric(text.where(floats), errors="coerce").notna()
+    if floats.any():
+        text = text.mask(floats, text.str[:-2])
+    return text
 
 
 def _line_numbers(invoice: pd.Series, state: _FileState) -> pd.Series:
@@ -303,12 +308,12 @@ def _duplicates(mapped: pd.DataFrame, state: _FileState, summary: LineImportSumm
 
 
 def _is_cancellation(invoice: pd.Series) -> pd.Series:
-    return invoice.str.upper().str.startswith("C").astype(bool)
+    return invoice.str.startswith(("C", "c")).fillna(False).astype(bool)
 
 
 def _line_checks(records: pd.DataFrame) -> list[pd.Series]:
     """Quantities a line cannot have: zero, or negative outside a cancellation invoice."""
-    quantity, cancel = records["quantity"], _is_cancellation(records["order"])
+    quantity, cancel = records["quantity"], records["cancel"]
     zero = quantity == 0
     negative = (quantity < 0) & ~cancel
     reasons = [pd.Series("quantity: must not be 0", index=records.index[zero.to_numpy()])]
@@ -324,7 +329,7 @@ def _invoice_customer_mismatch(records: pd.DataFrame, state: _FileState) -> pd.S
     """Lines whose customer is not their invoice's (the customer of its first line)."""
     first = records.groupby("order")["customer"].transform("first")
     known = records["order"].map(state.invoice_customer)
-    first = known.fillna(first)
+    first = first.mask(known.notna(), known)
     bad = records["customer"] != first
     new = records.loc[~records["order"].isin(state.invoice_customer.keys())]
     state.invoice_customer.update(new.groupby("order")["customer"].first().to_dict())
@@ -362,8 +367,7 @@ def _link_customers(
 def _write(records: pd.DataFrame, state: _FileState, summary: LineImportSummary) -> UpsertCounts:
     """Products, sale lines with their orders, and cancellation lines of one chunk; returns
     the counts of the order lines."""
-    cancel = _is_cancellation(records["order"])
-    sales, refunds = records[~cancel], records[cancel]
+    sales, refunds = records[~records["cancel"]], records[records["cancel"]]
     lines = UpsertCounts()
     products = services_lines.products_upsert(sales=sales, refunds=refunds)
     summary.products_created += products.created
@@ -408,22 +412,33 @@ def _orders(sales: pd.DataFrame, state: _FileState) -> pd.DataFrame:
     return orders.rename_axis("external_id").reset_index()
 
 
+# 5,000 cancellation invoices per batch: their keys travel as query parameters, well under
+# SQLite's limit of 32,766, and one batch's matching stays a short transaction.
+REFUND_BATCH = 5_000
+
+
 def _apply_refunds(state: _FileState, summary: LineImportSummary, currency: str) -> None:
-    with transaction.atomic():
-        applied = services_lines.line_refunds_apply(
-            invoices=sorted(state.refund_invoices), currency=currency
-        )
-    summary.cancellations_matched = applied.matched
-    summary.cancellations_unmatched = applied.unmatched
-    summary.refunded_orders = applied.refunded_orders
-    summary.orders_updated += applied.orders_changed
+    """Match the file's cancellation lines once every sale line is stored (a cancellation
+    may come before its sale in the file)."""
+    tables_analyze(Order, OrderLine, LineRefund)
+    invoices = sorted(state.refund_invoices)
+    for start in range(0, len(invoices), REFUND_BATCH):
+        with transaction.atomic():
+            applied = services_lines.line_refunds_apply(
+                invoices=invoices[start : start + REFUND_BATCH], currency=currency
+            )
+        summary.cancellations_matched += applied.matched
+        summary.cancellations_unmatched += applied.unmatched
+        summary.refunded_orders += applied.refunded_orders
+        summary.orders_refund_changed += applied.orders_changed
 
 
 def line_summary_lines(summary: LineImportSummary) -> list[str]:
     """The line-level part of the command's summary."""
     lines = [
         f"  orders {summary.orders:,} (created {summary.orders_created:,} · updated "
-        f"{summary.orders_updated:,}) · customers {summary.customers:,} (created "
+        f"{summary.orders_updated:,} · totals changed by cancellations "
+        f"{summary.orders_refund_changed:,}) · customers {summary.customers:,} (created "
         f"{summary.customers_created:,})",
         f"  products created {summary.products_created:,} · updated {summary.products_updated:,}",
         f"  cancellation lines {summary.cancellations:,}: matched to the lines they cancel "

@@ -39,6 +39,20 @@ def products_upsert(*, sales: pd.DataFrame, refunds: pd.DataFrame) -> UpsertCoun
     (`last_sold_at`), so re-importing a file, or an older one, changes nothing. Products only
     seen in cancellations are created (name and price from that line) but never updated."""
     latest = _latest_per_product(sales)
+    counts = _products_from_sales(latest) if len(latest) else UpsertCounts()
+    only_refunded = _latest_per_product(refunds).drop(columns="last_sold_at")
+    only_refunded = only_refunded[~only_refunded.index.isin(latest.index)]
+    only_refunded = only_refunded.assign(
+        name=only_refunded["name"]
+        .replace("", np.nan)
+        .fillna(pd.Series(only_refunded.index, index=only_refunded.index))
+    )
+    created = bulk_upsert(Product, only_refunded.reset_index(), update=False).created
+    return counts + UpsertCounts(created=created, unchanged=len(only_refunded) - created)
+
+
+def _products_from_sales(latest: pd.DataFrame) -> UpsertCounts:
+    """Upsert the products whose latest sale here is later than the one stored."""
     existing = frame_from_queryset(
         Product.objects.filter(external_id__in=latest.index.tolist()).values_list(
             "external_id", "name", "last_sold_at"
@@ -51,18 +65,9 @@ def products_upsert(*, sales: pd.DataFrame, refunds: pd.DataFrame) -> UpsertCoun
     name = newer["name"].fillna(existing["name"].reindex(newer.index)).replace("", np.nan)
     newer = newer.assign(name=name.fillna(pd.Series(newer.index, index=newer.index)))
     counts = bulk_upsert(Product, newer.reset_index())
-    counts = UpsertCounts(
+    return UpsertCounts(
         counts.created, counts.updated, len(latest) - counts.created - counts.updated
     )
-    only_refunded = _latest_per_product(refunds).drop(columns="last_sold_at")
-    only_refunded = only_refunded[~only_refunded.index.isin(latest.index)]
-    only_refunded = only_refunded.assign(
-        name=only_refunded["name"]
-        .replace("", np.nan)
-        .fillna(pd.Series(only_refunded.index, index=only_refunded.index))
-    )
-    created = bulk_upsert(Product, only_refunded.reset_index(), update=False).created
-    return counts + UpsertCounts(created=created, unchanged=len(only_refunded) - created)
 
 
 def _latest_per_product(lines: pd.DataFrame) -> pd.DataFrame:
@@ -213,21 +218,28 @@ def line_refunds_apply(*, invoices: list[str], currency: str) -> RefundsApplied:
         .values("units")
     )
     new_refunded = Least(F("quantity"), Coalesce(Subquery(refunded_units), 0))
-    lines = OrderLine.objects.filter(pk__in=mine.filter(line__isnull=False).values("line_id"))
-    order_ids = list(lines.values_list("order_id", flat=True).distinct())
+    line_ids = list(
+        mine.filter(line__isnull=False).order_by().values_list("line_id", flat=True).distinct()
+    )
+    lines = OrderLine.objects.filter(pk__in=line_ids)
+    order_ids = list(lines.order_by().values_list("order_id", flat=True).distinct())
     lines.annotate(new=new_refunded).exclude(refunded_quantity=F("new")).update(
         refunded_quantity=new_refunded
     )
-    identity = frame_from_queryset(
-        Order.objects.filter(pk__in=order_ids).values_list(
-            "id", "external_id", "customer_id", "placed_at", "currency"
-        ),
-        ["id", "external_id", "customer_id", "placed_at", "currency"],
-    )
+    identity = _orders_identity(order_ids)
     changed = orders_totals_refresh(identity=identity).updated
     refunded_orders = _unmatched_refunds_as_orders(invoices=invoices, currency=currency)
     matched = mine.filter(line__isnull=False).count()
     return RefundsApplied(matched, mine.count() - matched, refunded_orders, changed)
+
+
+def _orders_identity(order_ids: list[int]) -> pd.DataFrame:
+    columns = ["id", "external_id", "customer_id", "placed_at", "currency"]
+    if not order_ids:
+        return pd.DataFrame(columns=columns)
+    return frame_from_queryset(
+        Order.objects.filter(pk__in=order_ids).values_list(*columns), columns
+    )
 
 
 def _unmatched_refunds_as_orders(*, invoices: list[str], currency: str) -> int:
