@@ -361,13 +361,18 @@ def _link_customers(
         + unknown
         + "' (import customers first, or use --create-customers)"
     )
-    return link.linked.assign(customer=records["customer"]), reasons
+    linked = link.linked
+    # reindex: assigning a Series to an empty frame would take the Series' rows.
+    return linked.assign(customer=records["customer"].reindex(linked.index)), reasons
 
 
 def _write(records: pd.DataFrame, state: _FileState, summary: LineImportSummary) -> UpsertCounts:
     """Products, sale lines with their orders, and cancellation lines of one chunk; returns
     the counts of the order lines."""
-    sales, refunds = records[~records["cancel"]], records[records["cancel"]]
+    if records.empty:
+        return UpsertCounts()
+    cancel = records["cancel"].astype(bool)
+    sales, refunds = records[~cancel], records[cancel]
     lines = UpsertCounts()
     products = services_lines.products_upsert(sales=sales, refunds=refunds)
     summary.products_created += products.created
