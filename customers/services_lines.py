@@ -133,6 +133,27 @@ def order_lines_write(*, orders: pd.DataFrame, lines: pd.DataFrame) -> LinesWrit
     return LinesWritten(line_counts, created, refreshed.updated)
 
 
+def order_lines_set(*, lines: pd.DataFrame) -> UpsertCounts:
+    """Replace the lines of existing orders (the API): `lines` has order (external id),
+    line_no (1, 2, …), product, product_name, quantity, unit_price. Products are upserted as
+    sold at the order's time; lines beyond the new ones are removed; the orders' totals are
+    derived again. Call inside a transaction."""
+    keys = pd.unique(lines["order"]).tolist()
+    identity = _orders_identity(ids_for_keys(Order, pd.Series(keys)).dropna().astype(int).tolist())
+    placed = identity.set_index("external_id")["placed_at"]
+    stamped = lines.assign(
+        placed_at=pd.to_datetime(lines["order"].map(placed), utc=True), category=""
+    )
+    products_upsert(sales=stamped, refunds=stamped.iloc[:0])
+    sizes = lines.groupby("order")["line_no"].max()
+    ids = identity.set_index("external_id")["id"]
+    for size, orders in sizes.groupby(sizes):  # one delete per distinct number of lines
+        OrderLine.objects.filter(
+            order_id__in=ids.reindex(orders.index).tolist(), line_no__gt=size
+        ).delete()
+    return order_lines_write(orders=identity.drop(columns="id"), lines=lines).lines
+
+
 def orders_totals_refresh(*, identity: pd.DataFrame) -> UpsertCounts:
     """Set amount, item_count and status of orders from their stored lines.
 
