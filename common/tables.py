@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import numpy as np
 import pandas as pd
@@ -48,10 +49,10 @@ class TableError(ValueError):
     """The file cannot be read as a table; the message names the file and what is wrong."""
 
 
-def _open_bytes(path: Path) -> io.BufferedIOBase:
+def _open_bytes(path: Path) -> BinaryIO:
     """The file's bytes, decompressed when it is gzip (`.gz`)."""
     if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return cast(BinaryIO, gzip.open(path, "rb"))
     return path.open("rb")
 
 

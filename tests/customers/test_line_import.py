@@ -318,3 +318,14 @@ def test_the_uci_shop_file_imports_with_its_documented_counts(
     assert (again.created, again.updated, again.unchanged) == (0, 0, 392_732)
     assert (again.orders_created, again.orders_updated, again.products_updated) == (0, 0, 0)
     assert snapshot() == before
+
+
+def test_a_gzip_compressed_file_imports_like_the_plain_one(tmp_path: Path) -> None:
+    import gzip
+
+    plain = write(tmp_path, SHOP)
+    packed = tmp_path / "shop.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    summary = load(packed)
+    assert (summary.rows, summary.created, summary.duplicates) == (7, 3, 1)
+    assert Order.objects.get(external_id="1001").amount == Decimal("8.50")
