@@ -248,8 +248,13 @@ class OrdersBulkApi(BulkUpsertApi):
         whose totals become the order's amount and item count."""
         given = {i: item.pop("lines") for i, item in enumerate(items) if "lines" in item}
         lines = order_lines_frame(given, items)
+        # The order row gets the lines' totals at once, so posting it again rewrites nothing.
+        totals = lines.assign(value=lines["quantity"] * lines["unit_price"]).groupby("order")
         for index in given:
-            items[index].setdefault("amount", 0)  # a placeholder: the lines set it below
+            key = str(items[index].get("external_id", ""))
+            if key in totals.groups:
+                items[index]["amount"] = round(float(totals["value"].sum()[key]), 2)
+                items[index]["item_count"] = int(totals["quantity"].sum()[key])
         with transaction.atomic():
             counts = super().write(items)
             if not lines.empty:

@@ -208,6 +208,8 @@ def test_an_order_with_lines_takes_its_totals_from_them(api: APIClient) -> None:
     stored = Order.objects.get(external_id="o1")
     assert (stored.amount, stored.item_count) == (Decimal("12.00"), 3)
     assert Product.objects.get(external_id="A1").name == "Red mug"
+    # Posting it again rewrites nothing.
+    assert post(api, "/api/v1/orders/bulk", [order])[1]["unchanged"] == 1
     # Posting the order again with one line replaces its lines.
     order["lines"] = [{"product": "B2", "quantity": 4, "unit_price": "5"}]
     assert post(api, "/api/v1/orders/bulk", [order])[0] == 200
