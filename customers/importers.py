@@ -115,7 +115,7 @@ def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
     return mapping
 
 
-class _RejectsWriter:
+class RejectsWriter:
     def __init__(self, path: Path, *, full_rows: bool) -> None:
         self.path = path
         self.full_rows = full_rows
@@ -214,12 +214,12 @@ def import_file(
             )
     started = time.perf_counter()
     summary = ImportSummary(kind=kind, path=str(path))
-    rejects = _RejectsWriter(
+    rejects = RejectsWriter(
         rejects_path or path.with_name(path.name + ".rejects.csv"), full_rows=rejects_full_rows
     )
     seen_keys: dict[str, int] = {}
     key_lines: dict[str, int] = {}
-    scan, bar = _scan_with_progress_bar(path, kind=kind, progress=progress)
+    scan, bar = scan_with_progress_bar(path, kind=kind, progress=progress)
     counts = UpsertCounts()
     outer = transaction.atomic() if strict else nullcontext()
 
@@ -265,11 +265,11 @@ def import_file(
         ) from exc
     finally:
         bar.close()
-    return _summary_finish(summary, counts, rejects, started)
+    return summary_finish(summary, counts, rejects, started)
 
 
-def _summary_finish(
-    summary: ImportSummary, counts: UpsertCounts, rejects: _RejectsWriter, started: float
+def summary_finish(
+    summary: ImportSummary, counts: UpsertCounts, rejects: RejectsWriter, started: float
 ) -> ImportSummary:
     """The counts the database reported, the rejects (written to their file) and the time."""
     summary.created, summary.updated, summary.unchanged = (
@@ -285,9 +285,7 @@ def _summary_finish(
     return summary
 
 
-def _scan_with_progress_bar(
-    path: Path, *, kind: str, progress: bool
-) -> tuple[TextScan | None, Any]:
+def scan_with_progress_bar(path: Path, *, kind: str, progress: bool) -> tuple[TextScan | None, Any]:
     """A CSV's one pass over its bytes (encoding, line count; an empty file is refused here),
     and the progress bar that count sizes."""
     try:
@@ -308,7 +306,7 @@ def _validated_chunks(
     path: Path,
     spec: RecordSpec,
     summary: ImportSummary,
-    rejects: _RejectsWriter,
+    rejects: RejectsWriter,
     *,
     scan: TextScan | None,
     mapping: dict[str, str] | None,

@@ -35,10 +35,10 @@ from customers.importers import (
     PERSONAL_FIELDS,
     ImportError_,
     ImportSummary,
+    RejectsWriter,
     StrictRejection,
-    _RejectsWriter,
-    _scan_with_progress_bar,
-    _summary_finish,
+    scan_with_progress_bar,
+    summary_finish,
 )
 from customers.models import Customer, LineRefund, Order, OrderLine
 from customers.validation import (
@@ -157,10 +157,10 @@ def import_order_lines(
     path = Path(path)
     started = time.perf_counter()
     summary = LineImportSummary(kind="orders", path=str(path))
-    rejects = _RejectsWriter(
+    rejects = RejectsWriter(
         rejects_path or path.with_name(path.name + ".rejects.csv"), full_rows=rejects_full_rows
     )
-    scan, bar = _scan_with_progress_bar(path, kind="order lines", progress=progress)
+    scan, bar = scan_with_progress_bar(path, kind="order lines", progress=progress)
     state = _FileState()
     counts = UpsertCounts()
     try:
@@ -203,13 +203,13 @@ def import_order_lines(
     finally:
         bar.close()
     summary.orders, summary.customers = len(state.orders), len(state.customers)
-    finished = _summary_finish(summary, counts, rejects, started)
+    finished = summary_finish(summary, counts, rejects, started)
     assert isinstance(finished, LineImportSummary)
     return finished
 
 
 def _renames(
-    path: Path, raw: pd.DataFrame, mapping: dict[str, str] | None, rejects: _RejectsWriter
+    path: Path, raw: pd.DataFrame, mapping: dict[str, str] | None, rejects: RejectsWriter
 ) -> dict[str, str]:
     try:
         renames = map_columns(list(raw.columns), ORDER_LINE_SPEC, mapping)

@@ -88,8 +88,16 @@ def snapshot() -> dict[str, list[tuple[Any, ...]]]:
                 "refunded_quantity",
             )
         ),
-        "products": list(Product.objects.values_list("external_id", "name", "price", "updated_at")),
-        "refunds": list(LineRefund.objects.values_list("external_id", "line_no", "line_id")),
+        "products": list(
+            Product.objects.order_by("external_id").values_list(
+                "external_id", "name", "price", "updated_at"
+            )
+        ),
+        "refunds": list(
+            LineRefund.objects.order_by("external_id", "line_no").values_list(
+                "external_id", "line_no", "line_id"
+            )
+        ),
     }
 
 
