@@ -260,6 +260,9 @@ def _import_chunk(
             records, unknown = _link_customers(records, create_customers, summary)
             reasons.append(unknown)
             counts = _write(records, state, summary)
+    if guest_orders == "skip":  # a skipped guest line is only counted, whatever else is wrong
+        skipped = mapped.index[guest]
+        reasons = [r[~r.index.isin(skipped)] for r in reasons]
     reasons = [r for r in reasons if not r.empty]
     return (join_reasons(pd.concat(reasons)) if reasons else pd.Series(dtype=object)), counts
 
