@@ -34,6 +34,7 @@ from campaigns.rules import (
 from campaigns.uplift.costs import COST_BASIS
 from common.db.frames import frame_from_queryset
 from customers.models import Consent, Customer, Order, OrderStatus
+from customers.timezones import effective_time_zones
 
 # Customers read per query when building candidate frames: 50,000 rows are ~10 MB in pandas
 # and one range scan; bounded memory for any number of customers.
@@ -79,8 +80,8 @@ def candidate_id_ranges(*, specs: Sequence[RuleSpec]) -> Iterator[tuple[int, int
 
 def candidates_frame(*, specs: Sequence[RuleSpec], id_range: tuple[int, int]) -> pd.DataFrame:
     """Scored customers in an id range that may match a rule, with what rules and the policy
-    need: score snapshot, time zone, erased, whether email/phone exist, the attributes the
-    rules read (raw JSON values as text)."""
+    need: score snapshot, time zone (the country's when none is set), erased, whether
+    email/phone exist, the attributes the rules read (raw JSON values as text)."""
     annotations = {
         attribute_column(key): KeyTextTransform(key, "attributes")
         for key in attribute_fields(specs)
@@ -91,6 +92,7 @@ def candidates_frame(*, specs: Sequence[RuleSpec], id_range: tuple[int, int]) ->
         "tier",
         "model_version",
         "time_zone",
+        "country",
         "erased",
         "email",
         "phone",
@@ -106,6 +108,7 @@ def candidates_frame(*, specs: Sequence[RuleSpec], id_range: tuple[int, int]) ->
             "risk_tier",
             "score_model_version",
             "time_zone",
+            "country",
             "erased",
             "email",
             "phone",
@@ -113,6 +116,8 @@ def candidates_frame(*, specs: Sequence[RuleSpec], id_range: tuple[int, int]) ->
         )
     )
     frame = frame_from_queryset(qs, columns)
+    # Quiet hours: a customer without a time zone is in their country's (customers.timezones).
+    frame["time_zone"] = effective_time_zones(frame["time_zone"], frame.pop("country"))
     frame["erased"] = frame["erased"].astype(bool)
     frame["has_email"] = frame.pop("email").fillna("").astype(str).str.len() > 0
     frame["has_phone"] = frame.pop("phone").fillna("").astype(str).str.len() > 0

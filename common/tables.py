@@ -9,17 +9,23 @@ here, so they accept the same suffixes, encodings and delimiters.
   importers (validation wants the text as written and names a bad row by its line).
 - `spreadsheet_safe`: cells people open in a spreadsheet (rejects files, CSV exports) with
   formulas neutralised.
+
+A CSV may be gzip-compressed (`.csv.gz`, as public data sets are shipped): every read here
+goes through the decompressor, and pandas infers the compression from the suffix.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import gzip
+import io
 import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import numpy as np
 import pandas as pd
@@ -43,6 +49,13 @@ class TableError(ValueError):
     """The file cannot be read as a table; the message names the file and what is wrong."""
 
 
+def _open_bytes(path: Path) -> BinaryIO:
+    """The file's bytes, decompressed when it is gzip (`.gz`)."""
+    if path.suffix.lower() == ".gz":
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    return path.open("rb")
+
+
 def is_excel(path: Path) -> bool:
     return path.suffix.lower() in EXCEL_SUFFIXES
 
@@ -62,19 +75,20 @@ def scan_text(path: Path) -> TextScan:
 
     Raises TableError for an empty file."""
     path = _existing(path)
-    with path.open("rb") as handle:
+    with _open_bytes(path) as handle:
         head = handle.read(4096)
     encoding = _encoding_from_head(head)
     if encoding.startswith(("utf-16", "utf-32")):
         # Rare (spreadsheets' "Unicode text"): decoded whole rather than scanned byte-wise.
-        text = path.read_text(encoding=encoding)
+        with _open_bytes(path) as handle:
+            text = handle.read().decode(encoding)
         if not text.strip():
             raise TableError(f"{path}: the file is empty")
         return TextScan(encoding, max(text.count("\n") - 1, 0), text.count('"') % 2 == 1)
     lines = quotes = 0
     nonblank = False
     decoder = codecs.getincrementaldecoder("utf-8")() if encoding == "utf-8" else None
-    with path.open("rb") as handle:
+    with _open_bytes(path) as handle:
         while block := handle.read(SCAN_BLOCK):
             lines += block.count(b"\n")
             quotes += block.count(b'"')
@@ -107,7 +121,7 @@ def _single_byte_encoding(path: Path) -> str:
     """Windows-1252 (what spreadsheets save as "CSV" on Windows) when it decodes the file,
     else Latin-1, which decodes any bytes."""
     decoder = codecs.getincrementaldecoder("cp1252")()
-    with path.open("rb") as handle:
+    with _open_bytes(path) as handle:
         while block := handle.read(SCAN_BLOCK):
             try:
                 decoder.decode(block)
@@ -123,7 +137,10 @@ def detect_delimiter(path: Path, *, encoding: str | None = None) -> str:
     Only the header decides: data rows with a missing or extra field (rejected later, line by
     line) must not change how every other row is split."""
     encoding = encoding or scan_text(path).encoding
-    with path.open(encoding=encoding, errors="replace", newline="") as handle:
+    with (
+        _open_bytes(path) as raw,
+        io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="") as handle,
+    ):
         header = handle.readline().lstrip("\ufeff").rstrip("\r\n")
     best, most = ",", 1
     for delimiter in DELIMITERS:

@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from common.api import BulkValidationError, unknown_fields_refuse
 from common.db.bulk import UpsertCounts
-from customers import selectors, services
+from customers import selectors, services, services_lines
 from customers.models import ApiClient, ApiScope, Channel, ConsentStatus, Customer
 from customers.privacy import customer_export, customer_for_privacy_request
 from customers.validation import SPECS, validate_records
@@ -39,11 +39,30 @@ class CustomerIn(serializers.Serializer):
     attributes = serializers.DictField(required=False, help_text="Merged key by key")
 
 
+class OrderLineIn(serializers.Serializer):
+    product = serializers.CharField(max_length=64, help_text="The product's external id")
+    product_name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    quantity = serializers.IntegerField(min_value=1)
+    unit_price = serializers.DecimalField(max_digits=12, decimal_places=3, min_value=0)
+
+
 class OrderIn(serializers.Serializer):
     external_id = serializers.CharField(max_length=64)
     customer = serializers.CharField(help_text="The customer's external id")
     placed_at = serializers.DateTimeField()
-    amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
+    amount = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=0,
+        required=False,
+        help_text="Required without lines; with lines it is their total",
+    )
+    lines = OrderLineIn(
+        many=True,
+        required=False,
+        help_text="The order's lines; they replace its stored lines and set its amount and "
+        "item count",
+    )
     currency = serializers.CharField(required=False, max_length=3)
     status = serializers.ChoiceField(["completed", "refunded", "cancelled"], required=False)
     item_count = serializers.IntegerField(required=False, min_value=0)
@@ -225,6 +244,61 @@ class OrdersBulkApi(BulkUpsertApi):
 
     def upsert(self, records: pd.DataFrame) -> Any:
         return services.orders_upsert(records=records)
+
+    def write(self, items: list[dict[str, Any]]) -> Any:
+        """Orders as usual; the `lines` of an item (checked first) replace its order's lines,
+        whose totals become the order's amount and item count."""
+        given = {i: item.pop("lines") for i, item in enumerate(items) if "lines" in item}
+        lines = order_lines_frame(given, items)
+        # The order row gets the lines' totals at once, so posting it again rewrites nothing.
+        totals = lines.assign(value=lines["quantity"] * lines["unit_price"]).groupby("order")
+        for index in given:
+            key = str(items[index].get("external_id", ""))
+            if key in totals.groups:
+                items[index]["amount"] = round(float(totals["value"].sum()[key]), 2)
+                items[index]["item_count"] = int(totals["quantity"].sum()[key])
+        with transaction.atomic():
+            counts = super().write(items)
+            if not lines.empty:
+                services_lines.order_lines_set(lines=lines)
+        return counts
+
+
+def order_lines_frame(given: dict[int, Any], items: list[dict[str, Any]]) -> pd.DataFrame:
+    """The lines of the items as one frame (order, line_no, product, product_name, quantity,
+    unit_price); a bad line raises BulkValidationError naming the item and the line."""
+    errors: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for index, lines in given.items():
+        if not isinstance(lines, list) or not lines:
+            errors.append({"index": index, "field": "lines", "message": "expected a list of lines"})
+            continue
+        for number, line in enumerate(lines, start=1):
+            field = f"lines[{number - 1}]"
+            checked = OrderLineIn(data=line) if isinstance(line, dict) else None
+            if checked is None or not checked.is_valid():
+                problems = checked.errors if checked is not None else {"": ["expected an object"]}
+                errors += [
+                    {"index": index, "field": f"{field}.{name}".rstrip("."), "message": str(m[0])}
+                    for name, m in problems.items()
+                ]
+                continue
+            data = checked.validated_data
+            rows.append(
+                {
+                    "order": str(items[index].get("external_id", "")),
+                    "line_no": number,
+                    "product": data["product"],
+                    "product_name": data.get("product_name", ""),
+                    "quantity": data["quantity"],
+                    "unit_price": float(data["unit_price"]),
+                }
+            )
+    if errors:
+        raise BulkValidationError(errors)
+    return pd.DataFrame(
+        rows, columns=["order", "line_no", "product", "product_name", "quantity", "unit_price"]
+    )
 
 
 class EventsBulkApi(BulkUpsertApi):

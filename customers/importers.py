@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -115,7 +115,7 @@ def parse_mapping(pairs: list[str] | None) -> dict[str, str]:
     return mapping
 
 
-class _RejectsWriter:
+class RejectsWriter:
     def __init__(self, path: Path, *, full_rows: bool) -> None:
         self.path = path
         self.full_rows = full_rows
@@ -177,8 +177,14 @@ def import_file(
     defaults: dict[str, Any] | None = None,
     progress: bool = False,
     chunk_rows: int = CHUNK_ROWS,
+    line_level: bool = True,
+    guest_orders: Literal["reject", "skip"] = "reject",
 ) -> ImportSummary:
     """Import one file of `kind` (customers, orders or events); see the module docstring.
+
+    An orders file whose columns map to order lines (an order, a product, a unit price) is
+    imported line by line (customers.line_import; `guest_orders`: reject or skip the lines
+    without a customer id); `line_level=False` keeps the order-level reading.
 
     `rejects_full_rows` keeps the personal columns (name, email, phone) and their values in
     the rejects file and reasons; by default they are left out."""
@@ -186,14 +192,34 @@ def import_file(
     path = Path(path)
     if not path.exists():
         raise ImportError_(f"{path}: no such file")
+    if kind == "orders" and line_level:
+        # Imported here, not at the top: customers.line_import builds on this module.
+        from customers import line_import
+
+        if line_import.file_is_line_level(path, mapping=mapping, delimiter=delimiter, sheet=sheet):
+            return line_import.import_order_lines(
+                path=path,
+                mapping=mapping,
+                date_format=date_format,
+                delimiter=delimiter,
+                sheet=sheet,
+                strict=strict,
+                create_customers=create_customers,
+                rejects_path=rejects_path,
+                rejects_full_rows=rejects_full_rows,
+                currency=(defaults or {}).get("currency", "USD"),
+                guest_orders=guest_orders,
+                progress=progress,
+                chunk_rows=chunk_rows,
+            )
     started = time.perf_counter()
     summary = ImportSummary(kind=kind, path=str(path))
-    rejects = _RejectsWriter(
+    rejects = RejectsWriter(
         rejects_path or path.with_name(path.name + ".rejects.csv"), full_rows=rejects_full_rows
     )
     seen_keys: dict[str, int] = {}
     key_lines: dict[str, int] = {}
-    scan, bar = _scan_with_progress_bar(path, kind=kind, progress=progress)
+    scan, bar = scan_with_progress_bar(path, kind=kind, progress=progress)
     counts = UpsertCounts()
     outer = transaction.atomic() if strict else nullcontext()
 
@@ -239,11 +265,11 @@ def import_file(
         ) from exc
     finally:
         bar.close()
-    return _summary_finish(summary, counts, rejects, started)
+    return summary_finish(summary, counts, rejects, started)
 
 
-def _summary_finish(
-    summary: ImportSummary, counts: UpsertCounts, rejects: _RejectsWriter, started: float
+def summary_finish(
+    summary: ImportSummary, counts: UpsertCounts, rejects: RejectsWriter, started: float
 ) -> ImportSummary:
     """The counts the database reported, the rejects (written to their file) and the time."""
     summary.created, summary.updated, summary.unchanged = (
@@ -259,9 +285,7 @@ def _summary_finish(
     return summary
 
 
-def _scan_with_progress_bar(
-    path: Path, *, kind: str, progress: bool
-) -> tuple[TextScan | None, Any]:
+def scan_with_progress_bar(path: Path, *, kind: str, progress: bool) -> tuple[TextScan | None, Any]:
     """A CSV's one pass over its bytes (encoding, line count; an empty file is refused here),
     and the progress bar that count sizes."""
     try:
@@ -282,7 +306,7 @@ def _validated_chunks(
     path: Path,
     spec: RecordSpec,
     summary: ImportSummary,
-    rejects: _RejectsWriter,
+    rejects: RejectsWriter,
     *,
     scan: TextScan | None,
     mapping: dict[str, str] | None,

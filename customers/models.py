@@ -107,6 +107,102 @@ class Order(models.Model):
         return self.external_id
 
 
+class Product(models.Model):
+    """One product of the client's catalogue, keyed by the client's id (e.g. a stock code)."""
+
+    external_id = models.CharField(max_length=64, help_text="The client's id, e.g. a stock code.")
+    name = models.CharField(max_length=200, blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    price = models.DecimalField(
+        max_digits=12, decimal_places=3, null=True, blank=True, help_text="The latest unit price."
+    )
+    active = models.BooleanField(default=True)
+    # When the name and price were last taken from a sale line: a line-level import only lets a
+    # later sale change them, so re-importing a file (or an older one) changes nothing.
+    last_sold_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["external_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["external_id"], name="product_external_id_unique"),
+            models.CheckConstraint(
+                condition=Q(price__gte=0) | Q(price__isnull=True), name="product_price_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.external_id
+
+
+class OrderLine(models.Model):
+    """One line of an order. `line_no` is the line's place among its invoice's lines in the
+    file (1, 2, …), so importing the same file again finds the same rows."""
+
+    # No index of its own: order_line_unique and order_line_order_product lead with the order.
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines", db_index=False)
+    line_no = models.PositiveIntegerField()
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="lines")
+    quantity = models.PositiveIntegerField()
+    unit_price = models.DecimalField(max_digits=12, decimal_places=3)
+    refunded_quantity = models.PositiveIntegerField(
+        default=0, help_text="Units cancelled later by a cancellation invoice."
+    )
+
+    class Meta:
+        ordering = ["order", "line_no"]
+        # Matching a cancellation walks the customer's orders (newest first) and probes each
+        # for the product: one index lookup per order instead of a bitmap of all its lines.
+        indexes = [models.Index(fields=["order", "product"], name="order_line_order_product")]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "line_no"], name="order_line_unique"),
+            models.CheckConstraint(
+                condition=Q(unit_price__gte=0), name="order_line_price_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(refunded_quantity__lte=F("quantity")),
+                name="order_line_refund_within_quantity",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} #{self.line_no}"
+
+
+class LineRefund(models.Model):
+    """One line of a cancellation invoice: units of a product given back by a customer.
+
+    Matched to the customer's most recent earlier order line of the same product (`line`),
+    whose `refunded_quantity` it counts towards; unmatched ones make up a refunded order named
+    after the cancellation invoice (see docs/importing.md)."""
+
+    external_id = models.CharField(
+        max_length=64, help_text="The cancellation invoice, e.g. C536379."
+    )
+    line_no = models.PositiveIntegerField()
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="line_refunds", db_index=False
+    )
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="refunds")
+    quantity = models.PositiveIntegerField(help_text="Units given back (positive).")
+    unit_price = models.DecimalField(max_digits=12, decimal_places=3)
+    refunded_at = models.DateTimeField()
+    line = models.ForeignKey(
+        OrderLine, on_delete=models.SET_NULL, null=True, blank=True, related_name="refunds"
+    )
+
+    class Meta:
+        ordering = ["refunded_at"]
+        indexes = [models.Index(fields=["customer", "product"], name="line_refund_customer")]
+        constraints = [
+            models.UniqueConstraint(fields=["external_id", "line_no"], name="line_refund_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} #{self.line_no}"
+
+
 class Event(models.Model):
     external_id = models.CharField(
         max_length=64,

@@ -17,7 +17,7 @@ from zoneinfo import available_timezones
 import numpy as np
 import pandas as pd
 
-Kind = Literal["customers", "orders", "events"]
+Kind = Literal["customers", "orders", "events", "order_lines"]
 FieldType = Literal["str", "int", "decimal", "datetime", "date", "email", "tz", "choice", "json"]
 
 

@@ -9,6 +9,7 @@
 - `bulk_insert_ignore`: `INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING …` through the
   same staging table, for rows whose uniqueness spans several columns (interventions).
 - `ids_for_keys`: a batch of natural keys to primary keys in one query.
+- `tables_analyze`: fresh planner statistics after a bulk load (PostgreSQL).
 
 Every function takes the model class, so this module knows no app.
 """
@@ -419,3 +420,14 @@ def ids_for_keys(
     mapped = np.where(positions >= 0, ids[positions] if len(ids) else np.nan, np.nan)
     mapped[~present] = np.nan
     return pd.Series(mapped, index=keys.index, dtype="float64")
+
+
+def tables_analyze(*tables: type[models.Model]) -> None:
+    """ANALYZE the models' tables (PostgreSQL; nothing elsewhere): after a bulk load grew them
+    many times over, the planner's row estimates are what autovacuum saw before, and a
+    correlated subquery can pick a scan where an index lookup was meant."""
+    if not _is_postgres():
+        return
+    names = ", ".join(_quote(model._meta.db_table) for model in tables)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {names}")

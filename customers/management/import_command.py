@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from customers.importers import ImportError_, ImportSummary, import_file, parse_mapping
+from customers.line_import import ORDER_LINE_SPEC, summary_extra
 from customers.validation import SPECS, MappingError
 
 
@@ -22,6 +23,12 @@ class ImportCommand(BaseCommand):
             f"Import {self.kind} from a CSV (any delimiter) or XLSX file, upserting by external "
             f"id. Fields: {fields}."
         )
+        if self.kind == "orders":
+            lines = ", ".join(f.name for f in ORDER_LINE_SPEC.fields)
+            self.help += (
+                " A line-level file (one row per order line, grouped by its order column) is "
+                f"recognised by its columns; its fields: {lines}. See docs/importing.md."
+            )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", type=Path, help="CSV, TSV, whitespace-separated or XLSX file")
@@ -58,6 +65,13 @@ class ImportCommand(BaseCommand):
             )
         if self.kind == "orders":
             parser.add_argument("--currency", default="USD", help="Currency when none is given")
+            parser.add_argument(
+                "--guest-orders",
+                choices=["reject", "skip"],
+                default="reject",
+                help="Line-level files: lines without a customer id are rejected (written to "
+                "the rejects file, the default) or skipped (only counted)",
+            )
 
     def handle(self, *args: Any, **options: Any) -> None:
         defaults = {"currency": options["currency"]} if self.kind == "orders" else None
@@ -75,6 +89,7 @@ class ImportCommand(BaseCommand):
                 rejects_full_rows=options["rejects_full_rows"],
                 defaults=defaults,
                 progress=not options["no_progress"] and not options["json"],
+                guest_orders=options.get("guest_orders", "reject"),
             )
         except (ImportError_, MappingError) as exc:
             raise CommandError(str(exc)) from exc
@@ -93,6 +108,7 @@ def format_summary(summary: ImportSummary) -> str:
     ]
     if summary.customers_created:
         lines.append(f"  customers created: {summary.customers_created:,}")
+    lines += summary_extra(summary)
     if summary.derived_ids:
         lines.append("  the file has no external ids: ids were derived from customer and time")
     for reject in summary.first_rejects[:5]:

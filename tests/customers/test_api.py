@@ -189,3 +189,53 @@ def test_schema_is_a_valid_openapi_document_and_docs_are_served() -> None:
     validate_schema(schema)
     assert "/api/v1/orders/bulk" in schema["paths"]
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_an_order_with_lines_takes_its_totals_from_them(api: APIClient) -> None:
+    from decimal import Decimal
+
+    from customers.models import OrderLine, Product
+
+    Customer.objects.create(external_id="c1")
+    order = {
+        "external_id": "o1",
+        "customer": "c1",
+        "placed_at": "2024-05-01T10:00:00Z",
+        "lines": [
+            {"product": "A1", "product_name": "Red mug", "quantity": 2, "unit_price": "3.50"},
+            {"product": "B2", "quantity": 1, "unit_price": "5"},
+        ],
+    }
+    status, body = post(api, "/api/v1/orders/bulk", [order])
+    assert status == 200, body
+    stored = Order.objects.get(external_id="o1")
+    assert (stored.amount, stored.item_count) == (Decimal("12.00"), 3)
+    assert Product.objects.get(external_id="A1").name == "Red mug"
+    # Posting it again rewrites nothing.
+    assert post(api, "/api/v1/orders/bulk", [order])[1]["unchanged"] == 1
+    # Posting the order again with one line replaces its lines.
+    order["lines"] = [{"product": "B2", "quantity": 4, "unit_price": "5"}]
+    assert post(api, "/api/v1/orders/bulk", [order])[0] == 200
+    stored.refresh_from_db()
+    assert (stored.amount, stored.item_count) == (Decimal("20.00"), 4)
+    assert list(OrderLine.objects.values_list("line_no", "product__external_id")) == [(1, "B2")]
+
+
+def test_a_bad_line_names_its_order_and_line(api: APIClient) -> None:
+    Customer.objects.create(external_id="c1")
+    order = {
+        "external_id": "o1",
+        "customer": "c1",
+        "placed_at": "2024-05-01T10:00:00Z",
+        "lines": [{"product": "A1", "quantity": 1, "unit_price": "1"}, {"product": "B2"}],
+    }
+    status, body = post(api, "/api/v1/orders/bulk", [{**order, "external_id": "o0"}, order])
+    assert status == 400
+    fields = {(d["index"], d["field"]) for d in body["error"]["details"]}
+    assert fields == {
+        (0, "lines[1].quantity"),
+        (0, "lines[1].unit_price"),
+        (1, "lines[1].quantity"),
+        (1, "lines[1].unit_price"),
+    }
+    assert Order.objects.count() == 0
