@@ -15,11 +15,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.template import Context, Engine, Node, TemplateSyntaxError
 from django.template.base import FilterExpression, Variable
 from django.template.defaulttags import FilterNode, ForNode, TemplateLiteral, WithNode
 from django.template.smartif import TokenBase
 from django.utils.html import escape, linebreaks
+
+from campaigns.money import money
 
 if TYPE_CHECKING:
     from campaigns.models import Offer
@@ -183,6 +186,18 @@ def template_validate(*, source: str, variables: bool = True) -> None:
 # --- the context and the rendering ----------------------------------------------------------
 
 
+def product_context(product: Any) -> dict[str, str]:
+    """A recommended product as a template sees it: name, price (with the currency), url (from
+    PRODUCT_URL_TEMPLATE, e.g. https://shop.example/p/{external_id}; "" when unset)."""
+    url_template = settings.PRODUCT_URL_TEMPLATE
+    return {
+        "name": product.name or product.external_id,
+        "price": money(product.price) if product.price is not None else "",
+        "url": url_template.format(external_id=product.external_id) if url_template else "",
+        "external_id": product.external_id,
+    }
+
+
 def offer_context(offer: Offer | None) -> dict[str, str]:
     if offer is None:
         return {}
@@ -203,6 +218,7 @@ def message_context(
     coupon_expires: str,
     unsubscribe_url: str,
     reasons: Iterable[str],
+    recommended_products: Iterable[dict[str, str]] = (),
 ) -> dict[str, Any]:
     """The whole context a message template sees (ALLOWED_VARIABLES), from plain values."""
     name = (customer_name or "").strip()
@@ -218,7 +234,7 @@ def message_context(
         "unsubscribe_url": unsubscribe_url,
         "reasons": reason_list,
         "reasons_list": list(reason_list),
-        "recommended_products": [],
+        "recommended_products": list(recommended_products),
     }
 
 

@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+
 from campaigns.models import ContactChannel, Intervention, Offer, Rule
 from campaigns.rendering import (
     CHANNELS_WITH_SUBJECT,
     TemplateRenderError,
     message_context,
     message_render,
+    product_context,
     template_validate,
 )
 from campaigns.rules import rule_spec
@@ -27,7 +30,7 @@ from campaigns.services.relay import reason_text
 from campaigns.services.responses import unsubscribe_url
 from campaigns.sms import sms_length
 from customers.models import Customer
-from scoring.selectors import customer_latest_reasons
+from scoring.selectors import customer_latest_reasons, customer_recommended_products
 
 
 class PreviewInputError(ValueError):
@@ -128,6 +131,14 @@ def template_preview(
         coupon_expires=expires,
         unsubscribe_url=unsubscribe_url(customer_id=customer.pk) if customer else "",
         reasons=[reason_text(r) for r in reasons.get(customer.pk, [])] if customer else [],
+        recommended_products=[
+            product_context(p)
+            for p in customer_recommended_products(
+                customer_ids=[customer.pk], limit=settings.RECOMMENDATIONS_PER_MESSAGE
+            ).get(customer.pk, [])
+        ]
+        if customer
+        else [],
     )
     has_subject = channel in CHANNELS_WITH_SUBJECT
     for source in (subject if has_subject else "", body, html_body):

@@ -457,6 +457,11 @@ if len(RETENTION_CURRENCY) != 3 or not RETENTION_CURRENCY.isalpha():
         f"RETENTION_CURRENCY must be a three-letter ISO 4217 code such as EUR or GBP; "
         f"got {RETENTION_CURRENCY!r}."
     )
+# Product recommendations in messages (`recommended_products`, refreshed by
+# `manage.py recommend_products`): how many a message gets, and the link of a product, with
+# {external_id} standing for its id in the shop (empty: no link).
+RECOMMENDATIONS_PER_MESSAGE = int(os.environ.get("RECOMMENDATIONS_PER_MESSAGE", "3"))
+PRODUCT_URL_TEMPLATE = os.environ.get("PRODUCT_URL_TEMPLATE", "")
 # Cost of one message actually sent, per channel (in RETENTION_CURRENCY), for cost and ROI.
 CAMPAIGN_MESSAGE_COST = {
     "email": float(os.environ.get("CAMPAIGN_MESSAGE_COST_EMAIL", "0.002")),

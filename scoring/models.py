@@ -168,3 +168,42 @@ class ScoringChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id}: {self.first_id}–{self.last_id}"
+
+
+class RecommendationRun(models.Model):
+    """One refresh of every customer's product recommendations (scoring/services/
+    recommendations.py): the method, the fitted model's version and the fallback list customers
+    without a stored row get (the most bought products of the last weeks)."""
+
+    version = models.CharField(max_length=100)
+    method = models.CharField(max_length=64)
+    as_of = models.DateTimeField(help_text="Order lines up to this time were read.")
+    customers = models.PositiveIntegerField(default=0)
+    products = models.PositiveIntegerField(default=0)
+    lines = models.PositiveIntegerField(default=0)
+    fallback_product_ids = models.JSONField(default=list)
+    seconds = models.FloatField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.version} ({self.customers:,} customers)"
+
+
+class CustomerRecommendation(models.Model):
+    """A customer's top products, best first (product ids, and what put each there: bought
+    before, bought together, popular), from the latest recommendation run."""
+
+    customer = models.OneToOneField(
+        Customer, on_delete=models.CASCADE, primary_key=True, related_name="recommendation"
+    )
+    run = models.ForeignKey(
+        RecommendationRun, on_delete=models.CASCADE, related_name="rows", db_index=False
+    )
+    product_ids = models.JSONField(default=list)
+    sources = models.JSONField(default=list)
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.product_ids}"

@@ -6,8 +6,17 @@ from collections.abc import Iterable
 
 from django.db.models import Count, OuterRef, Q, Subquery
 
-from customers.models import Customer
-from scoring.models import ChurnModel, CustomerScore, ModelStatus, RiskTier, RunStatus, ScoringRun
+from customers.models import Customer, Product
+from scoring.models import (
+    ChurnModel,
+    CustomerRecommendation,
+    CustomerScore,
+    ModelStatus,
+    RecommendationRun,
+    RiskTier,
+    RunStatus,
+    ScoringRun,
+)
 
 
 def churn_model_active() -> ChurnModel | None:
@@ -79,3 +88,29 @@ def score_histogram(*, run: ScoringRun, bins: int = 20) -> list[int]:
     )
     below = [0] + [counted[f"lt{i}"] or 0 for i in range(len(edges))] + [counted["total"] or 0]
     return [below[i + 1] - below[i] for i in range(bins)]
+
+
+def customer_recommended_products(
+    *, customer_ids: Iterable[int], limit: int = 3
+) -> dict[int, list[Product]]:
+    """Each customer's first `limit` recommended products that are still sold, from the latest
+    recommendation run; a customer without a stored list gets the run's fallback (popular)
+    list. Empty when no run has happened (the shop has no order lines)."""
+    run = RecommendationRun.objects.order_by("-created_at").first()
+    ids = list(customer_ids)
+    if run is None or not ids:
+        return {}
+    stored: dict[int, list[int]] = {}
+    for start in range(0, len(ids), 5000):
+        stored.update(
+            CustomerRecommendation.objects.filter(
+                customer_id__in=ids[start : start + 5000]
+            ).values_list("customer_id", "product_ids")
+        )
+    fallback = [int(p) for p in run.fallback_product_ids]
+    wanted = {p for lists in stored.values() for p in lists} | set(fallback)
+    sold = Product.objects.filter(pk__in=wanted, active=True).in_bulk()
+    return {
+        customer: [sold[p] for p in stored.get(customer, fallback) if p in sold][:limit]
+        for customer in ids
+    }

@@ -37,12 +37,17 @@ from campaigns.models import (
     MessageTemplate,
     SuppressionReason,
 )
-from campaigns.rendering import CHANNELS_WITH_SUBJECT, message_context, message_render
+from campaigns.rendering import (
+    CHANNELS_WITH_SUBJECT,
+    message_context,
+    message_render,
+    product_context,
+)
 from campaigns.services.rate import relay_rate_return, relay_rate_take
 from campaigns.services.responses import unsubscribe_url
 from campaigns.suppression import consent_columns, consent_for_channel
 from customers.models import Consent
-from scoring.selectors import customer_latest_reasons
+from scoring.selectors import customer_latest_reasons, customer_recommended_products
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +93,16 @@ def reason_text(reason: Any) -> str:
     return str(reason)
 
 
+@dataclass(frozen=True)
+class MessageExtras:
+    """What a chunk reads once for each of its customers: score reasons, recommended products."""
+
+    reasons: list[Any]
+    products: list[Any]
+
+
 def _message_context(
-    intervention: Intervention, reasons: list[Any], unsubscribe: str
+    intervention: Intervention, reasons: list[Any], unsubscribe: str, products: list[Any]
 ) -> dict[str, Any]:
     coupon: Coupon | None = getattr(intervention, "coupon", None)
     return message_context(
@@ -100,17 +113,21 @@ def _message_context(
         coupon_expires=f"{coupon.expires_at:%Y-%m-%d}" if coupon else "",
         unsubscribe_url=unsubscribe,
         reasons=[reason_text(r) for r in reasons],
+        recommended_products=[product_context(p) for p in products],
     )
 
 
 def intervention_message(
-    *, intervention: Intervention, reasons: list[Any] | None = None
+    *,
+    intervention: Intervention,
+    reasons: list[Any] | None = None,
+    products: list[Any] | None = None,
 ) -> OutboundMessage:
     """The message an intervention sends: its template rendered with the restricted context."""
     unsubscribe = unsubscribe_url(
         customer_id=intervention.customer_id, intervention_id=intervention.pk
     )
-    context = _message_context(intervention, reasons or [], unsubscribe)
+    context = _message_context(intervention, reasons or [], unsubscribe, products or [])
     template: MessageTemplate | None = intervention.template
     rendered = (
         message_render(
@@ -222,14 +239,16 @@ class Outcome(enum.Enum):
 def _deliver_one(
     backend: ChannelBackend,
     intervention: Intervention,
-    reasons: list[Any],
+    extras: MessageExtras,
     summary: RelaySummary,
     now: datetime,
 ) -> Outcome:
     """Check-and-set to `sending`, send, record. The compare-and-set is the at-most-once gate:
     a duplicated or retried relay finds the row no longer pending and skips it."""
     try:
-        message = intervention_message(intervention=intervention, reasons=reasons)
+        message = intervention_message(
+            intervention=intervention, reasons=extras.reasons, products=extras.products
+        )
     except Exception as exc:  # a template that cannot render is this message's permanent fault
         Intervention.objects.filter(
             pk=intervention.pk,
@@ -363,7 +382,11 @@ def _send_chunk(
     transient error (an SMTP 4xx — a 421 closes the session — or a dropped connection) the
     connection is reopened, so the next message goes out on a fresh one instead of failing
     unsent. Returns (messages handed to the provider, whether the channel could be opened)."""
-    reasons = customer_latest_reasons(customer_ids=[i.customer_id for i in chunk])
+    customer_ids = [i.customer_id for i in chunk]
+    reasons = customer_latest_reasons(customer_ids=customer_ids)
+    products = customer_recommended_products(
+        customer_ids=customer_ids, limit=settings.RECOMMENDATIONS_PER_MESSAGE
+    )
     backend: ChannelBackend | None = None
     handed = 0
     renewed = clock()
@@ -378,7 +401,14 @@ def _send_chunk(
                     _hold(chunk[index:], None)
                     return handed, False
             outcome = _deliver_one(
-                backend, intervention, reasons.get(intervention.customer_id, []), summary, clock()
+                backend,
+                intervention,
+                MessageExtras(
+                    reasons.get(intervention.customer_id, []),
+                    products.get(intervention.customer_id, []),
+                ),
+                summary,
+                clock(),
             )
             handed += outcome is not Outcome.SKIPPED
             if outcome is Outcome.TRANSIENT:
