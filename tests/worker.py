@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import connection
@@ -24,6 +25,29 @@ def test_database_url() -> str:
     return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+@dataclass(frozen=True)
+class RunningWorker:
+    queue: str
+    hostname: str  # the node name a control command addresses
+    process: subprocess.Popen[bytes]
+    broker_url: str
+
+    def answers_ping(self, timeout: float = 1.0) -> bool:
+        with celery_app.connection_for_write(self.broker_url) as connection:
+            replies = celery_app.control.ping(
+                destination=[self.hostname], timeout=timeout, connection=connection
+            )
+        return bool(replies)
+
+    def pid(self) -> int:
+        """The pid of the process that runs tasks (the worker itself with the solo pool)."""
+        with celery_app.connection_for_write(self.broker_url) as connection:
+            inspect = celery_app.control.inspect(
+                destination=[self.hostname], timeout=5, connection=connection
+            )
+            return int(inspect.stats()[self.hostname]["pid"])
+
+
 @contextmanager
 def celery_worker(
     redis_url: str, *, extra_env: dict[str, str] | None = None, concurrency: int = 1
@@ -33,6 +57,16 @@ def celery_worker(
     One process (the solo pool) by default; `concurrency` > 1 starts a prefork pool of that
     many processes (how production runs it; bench/scoring.py times a run that way).
     """
+    with celery_worker_process(redis_url, extra_env=extra_env, concurrency=concurrency) as worker:
+        yield worker.queue
+
+
+@contextmanager
+def celery_worker_process(
+    redis_url: str, *, extra_env: dict[str, str] | None = None, concurrency: int = 1
+) -> Iterator[RunningWorker]:
+    """`celery_worker`, yielding the running worker (queue, node name, process) so fault tests
+    can kill it, check it is still alive, and address it on a broker of their own."""
     queue = f"test-{uuid.uuid4().hex[:8]}"
     pool = ["--pool=solo", "--concurrency=1"]
     if concurrency > 1:
@@ -66,19 +100,22 @@ def celery_worker(
         cwd=REPO,
         env=env,
     )
+    worker = RunningWorker(
+        queue=queue,
+        hostname=f"{queue}@{os.uname().nodename}",
+        process=process,
+        broker_url=redis_url,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"the Celery worker exited with code {process.returncode}")
-            replies = celery_app.control.ping(
-                destination=[f"{queue}@{os.uname().nodename}"], timeout=1
-            )
-            if replies:
+            if worker.answers_ping():
                 break
         else:
             raise RuntimeError("the Celery worker did not answer a ping within 60 s")
-        yield queue
+        yield worker
     finally:
         process.terminate()
         try:
