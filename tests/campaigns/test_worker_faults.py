@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis
 from django.utils import timezone
 
-from campaigns.models import Intervention
+from campaigns.models import FailureReason, Intervention
 from campaigns.services.dispatch import campaign_dispatch
 from campaigns.tasks import campaign_dispatch_task, interventions_relay_task
 from retention.celery import app as celery_app
@@ -63,15 +64,18 @@ def _outbox_open() -> bool:
 
 
 def _relay_until_done(worker: RunningWorker, *, timeout: float) -> float:
-    """Enqueue the relay task as beat does (every minute in production, every second here)
-    until the outbox is empty; returns the seconds it took."""
+    """Enqueue the relay task as beat does (every minute in production; here whenever the
+    worker's queue is empty) until the outbox is empty; returns the seconds it took. The bound
+    is generous: on a loaded shared machine a worker sends ~20 messages a second."""
     started = time.monotonic()
+    broker = redis.Redis.from_url(worker.broker_url)
     with celery_app.connection_for_write(worker.broker_url) as connection:
         while _outbox_open():
             if time.monotonic() - started > timeout:
                 pytest.fail(f"the outbox was not empty {timeout:.0f} s after the fault")
-            interventions_relay_task.apply_async(queue=worker.queue, connection=connection)
-            time.sleep(1)
+            if not broker.llen(worker.queue):
+                interventions_relay_task.apply_async(queue=worker.queue, connection=connection)
+            time.sleep(0.5)
     return time.monotonic() - started
 
 
@@ -109,7 +113,7 @@ def test_redis_stopped_mid_relay_the_stage_completes_once_and_the_worker_survive
             # Redis came back empty: the relay task in flight and its unacknowledged copy are
             # gone from the broker. The outbox rows in PostgreSQL are what delivery follows.
             assert not private_redis.client().exists(worker.queue, "unacked")
-            _relay_until_done(worker, timeout=90)
+            _relay_until_done(worker, timeout=240)
             assert worker.process.poll() is None and worker.answers_ping(timeout=5)
     treatment = set(
         Intervention.objects.filter(arm="treatment").values_list("customer__email", flat=True)
@@ -149,24 +153,30 @@ class KillRun:
 def _kill_mid_delivery(redis_url: str, **extra_env: str) -> KillRun:
     """Dispatch 2,000 emails, relay them in a worker that is SIGKILLed at message 700, then let
     a new worker relay as beat would until nothing is pending or mid-send."""
+    t0 = time.monotonic()
     make_customers(KILL_TEST_MESSAGES)
     campaign = make_campaign(rules=[_email_rule()], control_percentage=0)
     # Noon UTC today, outside this process's quiet hours; everything is due at once.
     campaign_dispatch(campaign=campaign, now=timezone.now().replace(hour=12, minute=0))
     Intervention.objects.filter(status="pending").update(send_after=None)
     assert Intervention.objects.filter(status="pending").count() == KILL_TEST_MESSAGES
+    print("TIMING dispatch", time.monotonic() - t0)
     recorder = KillingSmtpRecorder(kill_at=KILL_AT)
     with smtp_server(recorder) as (_, port):
         env = _worker_env(port, **extra_env)
         with celery_worker_process(redis_url, extra_env=env) as first:
             recorder.worker_pid = first.pid()
             interventions_relay_task.apply_async(queue=first.queue)
-            first.process.wait(timeout=60)
+            print("TIMING worker1 up", time.monotonic() - t0)
+            first.process.wait(timeout=240)
+            print("TIMING killed", time.monotonic() - t0)
         assert first.process.returncode == -signal.SIGKILL
         assert len(recorder.messages) == KILL_AT
         in_flight = str(recorder.messages[-1]["To"])
         with celery_worker_process(redis_url, extra_env=env) as second:
-            resolved_after = _relay_until_done(second, timeout=60)
+            print("TIMING worker2 up", time.monotonic() - t0)
+            resolved_after = _relay_until_done(second, timeout=240)
+            print("TIMING done", time.monotonic() - t0)
     return KillRun(recorder=recorder, in_flight=in_flight, resolved_after=resolved_after)
 
 
@@ -182,7 +192,7 @@ def test_a_worker_killed_mid_delivery_of_2000_messages_sends_each_exactly_once(
     assert len(counts) == KILL_TEST_MESSAGES and max(counts.values()) == 1
     unknown = Intervention.objects.get(status="failed", reason="delivery_unknown")
     assert unknown.customer.email == run.in_flight
-    assert unknown.get_reason_display() == "Worker lost while sending (not retried)"
+    assert FailureReason(unknown.reason).label == "Worker lost while sending (not retried)"
     sent = Intervention.objects.filter(status="sent")
     assert sent.count() == KILL_TEST_MESSAGES - 1
     assert set(sent.values_list("customer__email", flat=True)) == set(counts) - {run.in_flight}
