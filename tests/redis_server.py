@@ -52,9 +52,6 @@ class RedisServer:
         self.process.wait(timeout=10)
         self.process = None
 
-    def keys(self) -> list[bytes]:
-        return list(self.client().keys("*"))
-
 
 @contextmanager
 def redis_server() -> Iterator[RedisServer]:

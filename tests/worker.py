@@ -45,7 +45,8 @@ class RunningWorker:
             inspect = celery_app.control.inspect(
                 destination=[self.hostname], timeout=5, connection=connection
             )
-            return int(inspect.stats()[self.hostname]["pid"])
+            stats = inspect.stats() or {}
+            return int(stats[self.hostname]["pid"])
 
 
 @contextmanager

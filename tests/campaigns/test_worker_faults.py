@@ -74,7 +74,9 @@ def _relay_until_done(worker: RunningWorker, *, timeout: float) -> float:
             if time.monotonic() - started > timeout:
                 pytest.fail(f"the outbox was not empty {timeout:.0f} s after the fault")
             if not broker.llen(worker.queue):
-                interventions_relay_task.apply_async(queue=worker.queue, connection=connection)
+                interventions_relay_task.apply_async(  # type: ignore[call-arg]  # an option
+                    queue=worker.queue, connection=connection
+                )
             time.sleep(0.5)
     return time.monotonic() - started
 
@@ -97,7 +99,7 @@ def test_redis_stopped_mid_relay_the_stage_completes_once_and_the_worker_survive
         recorder.delay = 0.02  # a relay of ~8 s, so the outage lands in the middle of it
         with celery_worker_process(private_redis.url, extra_env=_worker_env(port)) as worker:
             with celery_app.connection_for_write(private_redis.url) as connection:
-                campaign_dispatch_task.apply_async(
+                campaign_dispatch_task.apply_async(  # type: ignore[call-arg]  # an option
                     (campaign.pk, timezone.now().isoformat()),
                     queue=worker.queue,
                     connection=connection,
@@ -153,30 +155,24 @@ class KillRun:
 def _kill_mid_delivery(redis_url: str, **extra_env: str) -> KillRun:
     """Dispatch 2,000 emails, relay them in a worker that is SIGKILLed at message 700, then let
     a new worker relay as beat would until nothing is pending or mid-send."""
-    t0 = time.monotonic()
     make_customers(KILL_TEST_MESSAGES)
     campaign = make_campaign(rules=[_email_rule()], control_percentage=0)
     # Noon UTC today, outside this process's quiet hours; everything is due at once.
     campaign_dispatch(campaign=campaign, now=timezone.now().replace(hour=12, minute=0))
     Intervention.objects.filter(status="pending").update(send_after=None)
     assert Intervention.objects.filter(status="pending").count() == KILL_TEST_MESSAGES
-    print("TIMING dispatch", time.monotonic() - t0)
     recorder = KillingSmtpRecorder(kill_at=KILL_AT)
     with smtp_server(recorder) as (_, port):
         env = _worker_env(port, **extra_env)
         with celery_worker_process(redis_url, extra_env=env) as first:
             recorder.worker_pid = first.pid()
             interventions_relay_task.apply_async(queue=first.queue)
-            print("TIMING worker1 up", time.monotonic() - t0)
             first.process.wait(timeout=240)
-            print("TIMING killed", time.monotonic() - t0)
         assert first.process.returncode == -signal.SIGKILL
         assert len(recorder.messages) == KILL_AT
         in_flight = str(recorder.messages[-1]["To"])
         with celery_worker_process(redis_url, extra_env=env) as second:
-            print("TIMING worker2 up", time.monotonic() - t0)
             resolved_after = _relay_until_done(second, timeout=240)
-            print("TIMING done", time.monotonic() - t0)
     return KillRun(recorder=recorder, in_flight=in_flight, resolved_after=resolved_after)
 
 
