@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from celery import Celery
 from django.db import connection
-
-from retention.celery import app as celery_app
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,26 +27,27 @@ def test_database_url() -> str:
 
 @dataclass(frozen=True)
 class RunningWorker:
+    """A worker subprocess and a Celery client bound to ITS broker. The client is a separate
+    app on purpose: the project's app publishes through its producer pool on REDIS_URL even
+    when given another connection, so a worker on a private Redis would never hear it."""
+
     queue: str
     hostname: str  # the node name a control command addresses
     process: subprocess.Popen[bytes]
     broker_url: str
+    client: Celery
 
     def answers_ping(self, timeout: float = 1.0) -> bool:
-        with celery_app.connection_for_write(self.broker_url) as connection:
-            replies = celery_app.control.ping(
-                destination=[self.hostname], timeout=timeout, connection=connection
-            )
-        return bool(replies)
+        return bool(self.client.control.ping(destination=[self.hostname], timeout=timeout))
 
     def pid(self) -> int:
         """The pid of the process that runs tasks (the worker itself with the solo pool)."""
-        with celery_app.connection_for_write(self.broker_url) as connection:
-            inspect = celery_app.control.inspect(
-                destination=[self.hostname], timeout=5, connection=connection
-            )
-            stats = inspect.stats() or {}
-            return int(stats[self.hostname]["pid"])
+        stats = self.client.control.inspect(destination=[self.hostname], timeout=5).stats()
+        return int((stats or {})[self.hostname]["pid"])
+
+    def send(self, task: str, *args: Any) -> None:
+        """Enqueue `task` (its dotted name) on this worker's queue, as beat or a view would."""
+        self.client.send_task(task, args=args, queue=self.queue)
 
 
 @contextmanager
@@ -101,21 +102,26 @@ def celery_worker_process(
         cwd=REPO,
         env=env,
     )
+    client = Celery("worker-test-client", broker=redis_url)
+    client.conf.broker_connection_retry_on_startup = True
     worker = RunningWorker(
         queue=queue,
         hostname=f"{queue}@{os.uname().nodename}",
         process=process,
         broker_url=redis_url,
+        client=client,
     )
     try:
-        deadline = time.monotonic() + 60
+        # Generous: on a loaded shared machine importing Django, pandas and scikit-learn alone
+        # has taken 50 s. A bound for a hung start, not a measurement.
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"the Celery worker exited with code {process.returncode}")
             if worker.answers_ping():
                 break
         else:
-            raise RuntimeError("the Celery worker did not answer a ping within 60 s")
+            raise RuntimeError("the Celery worker did not answer a ping within 180 s")
         yield worker
     finally:
         process.terminate()
@@ -123,3 +129,4 @@ def celery_worker_process(
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+        client.close()
