@@ -37,17 +37,24 @@ class RunningWorker:
     broker_url: str
     client: Celery
 
+    def _fresh_client(self) -> Celery:
+        """The client with its connection pool dropped: a pooled connection from before a
+        broker restart would fail its first command."""
+        self.client.close()
+        return self.client
+
     def answers_ping(self, timeout: float = 1.0) -> bool:
-        return bool(self.client.control.ping(destination=[self.hostname], timeout=timeout))
+        control = self._fresh_client().control
+        return bool(control.ping(destination=[self.hostname], timeout=timeout))
 
     def pid(self) -> int:
         """The pid of the process that runs tasks (the worker itself with the solo pool)."""
-        stats = self.client.control.inspect(destination=[self.hostname], timeout=5).stats()
-        return int((stats or {})[self.hostname]["pid"])
+        inspect = self._fresh_client().control.inspect(destination=[self.hostname], timeout=5)
+        return int((inspect.stats() or {})[self.hostname]["pid"])
 
     def send(self, task: str, *args: Any) -> None:
         """Enqueue `task` (its dotted name) on this worker's queue, as beat or a view would."""
-        self.client.send_task(task, args=args, queue=self.queue)
+        self._fresh_client().send_task(task, args=args, queue=self.queue)
 
 
 @contextmanager

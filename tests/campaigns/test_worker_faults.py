@@ -93,7 +93,10 @@ def test_redis_stopped_mid_relay_the_stage_completes_once_and_the_worker_survive
     campaign = make_campaign(rules=[_email_rule()], control_percentage=20)
     with smtp_server() as (recorder, port):
         recorder.delay = 0.02  # a relay of ~8 s, so the outage lands in the middle of it
-        with celery_worker_process(private_redis.url, extra_env=_worker_env(port)) as worker:
+        # A prefork pool as in production: the main process keeps the broker connection and
+        # sees it drop while a pool process is busy relaying (the situation of issue 12).
+        env = _worker_env(port)
+        with celery_worker_process(private_redis.url, extra_env=env, concurrency=2) as worker:
             worker.send(campaign_dispatch_task.name, campaign.pk, timezone.now().isoformat())
             deadline = time.monotonic() + 60
             while len(recorder.messages) < 50 and time.monotonic() < deadline:
