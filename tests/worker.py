@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import Celery
 from django.db import connection
+from kombu.exceptions import OperationalError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,34 +29,47 @@ def test_database_url() -> str:
 
 @dataclass(frozen=True)
 class RunningWorker:
-    """A worker subprocess and a Celery client bound to ITS broker. The client is a separate
-    app on purpose: the project's app publishes through its producer pool on REDIS_URL even
-    when given another connection, so a worker on a private Redis would never hear it."""
+    """A worker subprocess, addressed through a Celery client of ITS broker. The client is a
+    separate app on purpose: the project's app publishes through its producer pool on REDIS_URL
+    even when given another connection, so a worker on a private Redis would never hear it."""
 
     queue: str
     hostname: str  # the node name a control command addresses
     process: subprocess.Popen[bytes]
     broker_url: str
-    client: Celery
 
-    def _fresh_client(self) -> Celery:
-        """The client with its connection pool dropped: a pooled connection from before a
-        broker restart would fail its first command."""
-        self.client.close()
-        return self.client
+    @contextmanager
+    def client(self) -> Iterator[Celery]:
+        """A new client app per use: one that was connected before a broker restart fails its
+        next command on a dead pooled connection, even after `close()`."""
+        client = Celery("worker-test-client", broker=self.broker_url)
+        try:
+            yield client
+        finally:
+            client.close()
 
     def answers_ping(self, timeout: float = 1.0) -> bool:
-        control = self._fresh_client().control
-        return bool(control.ping(destination=[self.hostname], timeout=timeout))
+        """Whether the worker answers a control ping through the broker. After a broker restart
+        the first command of this process can still meet a connection the old server closed
+        (kombu keeps some poller state across apps); that is the client's, so ask again."""
+        for _attempt in range(3):
+            try:
+                with self.client() as client:
+                    return bool(client.control.ping(destination=[self.hostname], timeout=timeout))
+            except (redis.exceptions.ConnectionError, OperationalError):
+                time.sleep(0.5)
+        return False
 
     def pid(self) -> int:
         """The pid of the process that runs tasks (the worker itself with the solo pool)."""
-        inspect = self._fresh_client().control.inspect(destination=[self.hostname], timeout=5)
-        return int((inspect.stats() or {})[self.hostname]["pid"])
+        with self.client() as client:
+            stats = client.control.inspect(destination=[self.hostname], timeout=5).stats()
+        return int((stats or {})[self.hostname]["pid"])
 
     def send(self, task: str, *args: Any) -> None:
         """Enqueue `task` (its dotted name) on this worker's queue, as beat or a view would."""
-        self._fresh_client().send_task(task, args=args, queue=self.queue)
+        with self.client() as client:
+            client.send_task(task, args=args, queue=self.queue)
 
 
 @contextmanager
@@ -109,14 +124,11 @@ def celery_worker_process(
         cwd=REPO,
         env=env,
     )
-    client = Celery("worker-test-client", broker=redis_url)
-    client.conf.broker_connection_retry_on_startup = True
     worker = RunningWorker(
         queue=queue,
         hostname=f"{queue}@{os.uname().nodename}",
         process=process,
         broker_url=redis_url,
-        client=client,
     )
     try:
         # Generous: on a loaded shared machine importing Django, pandas and scikit-learn alone
@@ -136,4 +148,3 @@ def celery_worker_process(
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
-        client.close()
