@@ -3,11 +3,14 @@ itself, with a real worker, is tests/campaigns/test_worker_faults.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import redis
 from kombu import Connection
 
 from retention.celery import app
+from tests.retention.test_settings import import_settings, production_env
 
 
 def test_workers_retry_the_broker_forever_and_keep_running_tasks_on_a_loss() -> None:
@@ -38,3 +41,10 @@ def test_a_channel_of_a_closed_broker_connection_fails_as_a_connection_error(
                 channel.pool  # type: ignore[attr-defined]  # noqa: B018
         finally:
             transport.client = client
+
+
+def test_a_relay_lease_or_stale_limit_under_two_seconds_is_refused(tmp_path: Path) -> None:
+    for name in ("CAMPAIGN_RELAY_LEASE_SECONDS", "CAMPAIGN_RELAY_SENDING_STALE_SECONDS"):
+        result = import_settings(production_env(tmp_path, **{name: "1"}))
+        assert result.returncode != 0
+        assert "ImproperlyConfigured" in result.stderr and name in result.stderr
