@@ -177,7 +177,7 @@ if CELERY_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured("CELERY_VISIBILITY_TIMEOUT must exceed CELERY_TASK_TIME_LIMIT.")
 # Surviving a Redis outage (docs/operations.md). A worker waits for Redis forever rather than
 # exiting: at startup (retry_on_startup) and after a loss (max_retries None = no limit; the
-# default 100 attempts end the worker after a few minutes of outage). Socket timeouts turn a
+# default 100 attempts, 2-30 s apart, end the worker after ~45 minutes). Socket timeouts turn a
 # half-open connection (failover, NAT) into an error the retry loop handles instead of a hang;
 # the health check pings idle connections every 10 s so a dead one is found before it is used.
 CELERY_BROKER_CONNECTION_RETRY = True
@@ -197,9 +197,9 @@ CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = _REDIS_SOCKET["socket_connect_timeout"]
 CELERY_REDIS_SOCKET_KEEPALIVE = True
 CELERY_REDIS_RETRY_ON_TIMEOUT = True
 CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = _REDIS_SOCKET["health_check_interval"]
-# Storing a result while Redis is away: retry with backoff (up to 10 s apart) for about a
-# minute, then give up on the result only — every task records its effect in PostgreSQL, and
-# nothing waits on a result except tests and the shell.
+# Storing a result while Redis is away: 10 retries with jittered backoff (about 10 s in all),
+# then give up on the result only — every task records its effect in PostgreSQL, and nothing
+# waits on a result except tests and the shell.
 CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
 CELERY_RESULT_BACKEND_MAX_RETRIES = 10
 # acks_late/reject_on_worker_lost are set per task, not here: only tasks whose data makes a
