@@ -42,7 +42,8 @@ class RunningWorker:
     def client(self) -> Iterator[Celery]:
         """A new client app per use: one that was connected before a broker restart fails its
         next command on a dead pooled connection, even after `close()`."""
-        client = Celery("worker-test-client", broker=self.broker_url)
+        # Not the current app: shared tasks must keep resolving to the project's app.
+        client = Celery("worker-test-client", broker=self.broker_url, set_as_current=False)
         try:
             yield client
         finally:
