@@ -17,6 +17,39 @@ from common.logmask import handlers_mask
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
 
+
+def _closed_redis_channel_is_a_connection_error() -> None:
+    """Keep a worker alive when Redis goes away with a task in flight (issue 12).
+
+    kombu 5.7.0 (the newest release; celery/kombu#582 is the same crash in 3.x): after the broker
+    connection drops, the consumer closes its channel; the close restores the unacknowledged
+    messages through a new Redis pool built from the transport's client — already None — so it
+    raises AttributeError("'NoneType' object has no attribute 'hostname'"). Celery only ignores
+    connection errors there, so the worker exits ("Unrecoverable error"). Raising the
+    ConnectionError it really is lets Celery reconnect as for any broker loss. Restoring those
+    messages is impossible anyway (the broker is down); they are redelivered by Redis after the
+    visibility timeout if it kept its data, and their work is in PostgreSQL if it did not.
+    Remove this when kombu builds no pool from a closed transport. The supervisor
+    (docs/operations.md) remains the backstop for any other crash."""
+    import redis
+    from kombu.transport import redis as kombu_redis
+
+    channel: Any = kombu_redis.Channel
+    original = channel._connparams
+    if getattr(original, "closed_transport_guard", False):
+        return
+
+    def _connparams(self: Any, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection.client is None:
+            raise redis.exceptions.ConnectionError("the broker connection is closed")
+        return dict(original(self, asynchronous=asynchronous))
+
+    _connparams.closed_transport_guard = True  # type: ignore[attr-defined]
+    channel._connparams = _connparams
+
+
+_closed_redis_channel_is_a_connection_error()
+
 app = Celery("retention")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

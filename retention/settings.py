@@ -175,9 +175,44 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 2 * 3600)
 if CELERY_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT:
     raise ImproperlyConfigured("CELERY_VISIBILITY_TIMEOUT must exceed CELERY_TASK_TIME_LIMIT.")
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+# Surviving a Redis outage (docs/operations.md). A worker waits for Redis forever rather than
+# exiting: at startup (retry_on_startup) and after a loss (max_retries None = no limit; the
+# default 100 attempts, 2-30 s apart, end the worker after ~45 minutes). Socket timeouts turn a
+# half-open connection (failover, NAT) into an error the retry loop handles instead of a hang;
+# the health check pings idle connections every 10 s so a dead one is found before it is used.
+CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+_REDIS_SOCKET = {
+    "socket_timeout": 10.0,  # > kombu's 1 s BRPOP wait: a live but idle queue never times out
+    "socket_connect_timeout": 5.0,
+    "socket_keepalive": True,
+    "health_check_interval": 10,
+    "retry_on_timeout": True,
+}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT, **_REDIS_SOCKET}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_REDIS_SOCKET_TIMEOUT = _REDIS_SOCKET["socket_timeout"]
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = _REDIS_SOCKET["socket_connect_timeout"]
+CELERY_REDIS_SOCKET_KEEPALIVE = True
+CELERY_REDIS_RETRY_ON_TIMEOUT = True
+CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = _REDIS_SOCKET["health_check_interval"]
+# Storing a result while Redis is away: 10 retries with jittered backoff (about 10 s in all),
+# then give up on the result only — every task records its effect in PostgreSQL, and nothing
+# waits on a result except tests and the shell.
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 10
+# acks_late/reject_on_worker_lost are set per task, not here: only tasks whose data makes a
+# second run harmless take them (every delivery, dispatch, scoring-chunk and import task); a
+# lost retraining or run-start is left to the next beat rather than repeated.
+# Keep a task running when the broker connection drops (Celery 6 will cancel it by default):
+# our tasks work in PostgreSQL, not Redis, so a relay finishes its chunk through the outage;
+# cancelling it would kill it mid-send and leave that message "delivery unknown". A redelivered
+# copy of the same task is harmless (the outbox's compare-and-set).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# A prefork child is replaced after this many tasks: memory held by pandas/scikit-learn in a
+# long scoring run is returned to the system (it does not apply to the solo pool).
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 100)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["customers.authentication.ApiKeyAuthentication"],
@@ -431,6 +466,16 @@ CAMPAIGN_QUIET_HOURS_CHANNELS = env_list(
 # Transient delivery failures are retried this many times, backoff doubling from the base.
 CAMPAIGN_RELAY_MAX_ATTEMPTS = env_int("CAMPAIGN_RELAY_MAX_ATTEMPTS", 5)
 CAMPAIGN_RELAY_BACKOFF_SECONDS = env_int("CAMPAIGN_RELAY_BACKOFF_SECONDS", 60)
+# A relay's claim on a chunk lasts this long unless renewed: a worker killed mid-chunk holds its
+# unsent rows back at most this long (campaigns/services/relay.py explains the trade-off).
+CAMPAIGN_RELAY_LEASE_SECONDS = env_int("CAMPAIGN_RELAY_LEASE_SECONDS", 120)
+# A row left "sending" this long by a lost worker is recorded "delivery unknown" (never resent).
+# It must exceed the longest live send (5 SMTP steps x EMAIL_TIMEOUT); tests shorten both.
+CAMPAIGN_RELAY_SENDING_STALE_SECONDS = env_int("CAMPAIGN_RELAY_SENDING_STALE_SECONDS", 300)
+if CAMPAIGN_RELAY_LEASE_SECONDS < 2 or CAMPAIGN_RELAY_SENDING_STALE_SECONDS < 2:
+    raise ImproperlyConfigured(
+        "CAMPAIGN_RELAY_LEASE_SECONDS and CAMPAIGN_RELAY_SENDING_STALE_SECONDS must be at least 2."
+    )
 # Staff in this group receive callback tasks round-robin.
 CAMPAIGN_AGENTS_GROUP = os.environ.get("CAMPAIGN_AGENTS_GROUP", "agents")
 # A callback the agent marks "no answer" is tried again CALLBACK_RETRY_SPACING_HOURS later, up

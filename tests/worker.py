@@ -9,11 +9,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import redis
+from celery import Celery
 from django.db import connection
-
-from retention.celery import app as celery_app
+from kombu.exceptions import OperationalError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,6 +25,52 @@ def test_database_url() -> str:
     """The URL of the database this test run uses (pytest-django's test_… database)."""
     s = connection.settings_dict
     return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@dataclass(frozen=True)
+class RunningWorker:
+    """A worker subprocess, addressed through a Celery client of ITS broker. The client is a
+    separate app on purpose: the project's app publishes through its producer pool on REDIS_URL
+    even when given another connection, so a worker on a private Redis would never hear it."""
+
+    queue: str
+    hostname: str  # the node name a control command addresses
+    process: subprocess.Popen[bytes]
+    broker_url: str
+
+    @contextmanager
+    def client(self) -> Iterator[Celery]:
+        """A new client app per use: one that was connected before a broker restart fails its
+        next command on a dead pooled connection, even after `close()`."""
+        # Not the current app: shared tasks must keep resolving to the project's app.
+        client = Celery("worker-test-client", broker=self.broker_url, set_as_current=False)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def answers_ping(self, timeout: float = 1.0) -> bool:
+        """Whether the worker answers a control ping through the broker. After a broker restart
+        the first command of this process can still meet a connection the old server closed
+        (kombu keeps some poller state across apps); that is the client's, so ask again."""
+        for _attempt in range(3):
+            try:
+                with self.client() as client:
+                    return bool(client.control.ping(destination=[self.hostname], timeout=timeout))
+            except (redis.exceptions.ConnectionError, OperationalError):
+                time.sleep(0.5)
+        return False
+
+    def pid(self) -> int:
+        """The pid of the process that runs tasks (the worker itself with the solo pool)."""
+        with self.client() as client:
+            stats = client.control.inspect(destination=[self.hostname], timeout=5).stats()
+        return int((stats or {})[self.hostname]["pid"])
+
+    def send(self, task: str, *args: Any) -> None:
+        """Enqueue `task` (its dotted name) on this worker's queue, as beat or a view would."""
+        with self.client() as client:
+            client.send_task(task, args=args, queue=self.queue)
 
 
 @contextmanager
@@ -33,6 +82,16 @@ def celery_worker(
     One process (the solo pool) by default; `concurrency` > 1 starts a prefork pool of that
     many processes (how production runs it; bench/scoring.py times a run that way).
     """
+    with celery_worker_process(redis_url, extra_env=extra_env, concurrency=concurrency) as worker:
+        yield worker.queue
+
+
+@contextmanager
+def celery_worker_process(
+    redis_url: str, *, extra_env: dict[str, str] | None = None, concurrency: int = 1
+) -> Iterator[RunningWorker]:
+    """`celery_worker`, yielding the running worker (queue, node name, process) so fault tests
+    can kill it, check it is still alive, and address it on a broker of their own."""
     queue = f"test-{uuid.uuid4().hex[:8]}"
     pool = ["--pool=solo", "--concurrency=1"]
     if concurrency > 1:
@@ -66,19 +125,24 @@ def celery_worker(
         cwd=REPO,
         env=env,
     )
+    worker = RunningWorker(
+        queue=queue,
+        hostname=f"{queue}@{os.uname().nodename}",
+        process=process,
+        broker_url=redis_url,
+    )
     try:
-        deadline = time.monotonic() + 60
+        # Generous: on a loaded shared machine importing Django, pandas and scikit-learn alone
+        # has taken 50 s. A bound for a hung start, not a measurement.
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"the Celery worker exited with code {process.returncode}")
-            replies = celery_app.control.ping(
-                destination=[f"{queue}@{os.uname().nodename}"], timeout=1
-            )
-            if replies:
+            if worker.answers_ping():
                 break
         else:
-            raise RuntimeError("the Celery worker did not answer a ping within 60 s")
-        yield queue
+            raise RuntimeError("the Celery worker did not answer a ping within 180 s")
+        yield worker
     finally:
         process.terminate()
         try:

@@ -59,14 +59,17 @@ RELAY_CHUNK = 200
 # a worker killed mid-chunk holds its rows back at most RELAY_LEASE (not the time a whole chunk
 # would take), at the cost of one UPDATE per renewal; the lease must exceed RELAY_LEASE_RENEW
 # plus the longest single send (SMTP timeouts are per step: ~5 × EMAIL_TIMEOUT).
-RELAY_LEASE = timedelta(minutes=2)
-RELAY_LEASE_RENEW = timedelta(seconds=30)
+# Both durations come from settings (CAMPAIGN_RELAY_LEASE_SECONDS, default 2 minutes; read once
+# when a process starts): the fault tests run workers with a lease of seconds.
+RELAY_LEASE = timedelta(seconds=settings.CAMPAIGN_RELAY_LEASE_SECONDS)
+# A quarter of the lease (30 s for the default), so three renewals may be late before it lapses.
+RELAY_LEASE_RENEW = min(timedelta(seconds=30), RELAY_LEASE / 4)
 # A row still `sending` this long after its send began was lost with its worker: we cannot know
 # if the provider got it, so it is recorded failed (delivery_unknown) rather than risk a second
 # send. Longer than any live send (EMAIL_TIMEOUT 30 s per SMTP step, SMS_TIMEOUT 10 s); the
 # relay runs every minute, so a lost row is resolved within about six minutes. Should a live send
 # outlast it, its success still overwrites the delivery_unknown (see _record_sent).
-SENDING_STALE_AFTER = timedelta(minutes=5)
+SENDING_STALE_AFTER = timedelta(seconds=settings.CAMPAIGN_RELAY_SENDING_STALE_SECONDS)
 
 
 @dataclass

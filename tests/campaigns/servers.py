@@ -54,8 +54,9 @@ class SmtpRecorder:
 
 
 @contextmanager
-def smtp_server() -> Iterator[tuple[SmtpRecorder, int]]:
-    recorder = SmtpRecorder()
+def smtp_server(recorder: SmtpRecorder | None = None) -> Iterator[tuple[SmtpRecorder, int]]:
+    """A local SMTP server answering through `recorder` (a fresh SmtpRecorder by default)."""
+    recorder = recorder or SmtpRecorder()
     port = free_port()
     controller = Controller(recorder, hostname="127.0.0.1", port=port)
     controller.start()
