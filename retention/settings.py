@@ -468,7 +468,7 @@ CAMPAIGN_RELAY_MAX_ATTEMPTS = env_int("CAMPAIGN_RELAY_MAX_ATTEMPTS", 5)
 CAMPAIGN_RELAY_BACKOFF_SECONDS = env_int("CAMPAIGN_RELAY_BACKOFF_SECONDS", 60)
 # A relay's claim on a chunk lasts this long unless renewed: a worker killed mid-chunk holds its
 # unsent rows back at most this long (campaigns/services/relay.py explains the trade-off).
-CAMPAIGN_RELAY_LEASE_SECONDS = env_int("CAMPAIGN_RELAY_LEASE_SECONDS", 120)
+CAMPAIGN_RELAY_LEASE_SECONDS = env_int("CAMPAIGN_RELAY_LEASE_SECONDS", 180)
 # A row left "sending" this long by a lost worker is recorded "delivery unknown" (never resent).
 # It must exceed the longest live send (5 SMTP steps x EMAIL_TIMEOUT); tests shorten both.
 CAMPAIGN_RELAY_SENDING_STALE_SECONDS = env_int("CAMPAIGN_RELAY_SENDING_STALE_SECONDS", 300)

@@ -59,7 +59,8 @@ RELAY_CHUNK = 200
 # a worker killed mid-chunk holds its rows back at most RELAY_LEASE (not the time a whole chunk
 # would take), at the cost of one UPDATE per renewal; the lease must exceed RELAY_LEASE_RENEW
 # plus the longest single send (SMTP timeouts are per step: ~5 × EMAIL_TIMEOUT).
-# Both durations come from settings (CAMPAIGN_RELAY_LEASE_SECONDS, default 2 minutes; read once
+# Both durations come from settings (CAMPAIGN_RELAY_LEASE_SECONDS, default 3 minutes = 30 s of
+# renewal + 150 s for the longest send; read once
 # when a process starts): the fault tests run workers with a lease of seconds.
 RELAY_LEASE = timedelta(seconds=settings.CAMPAIGN_RELAY_LEASE_SECONDS)
 # A quarter of the lease (30 s for the default), so three renewals may be late before it lapses.
