@@ -107,7 +107,8 @@ def test_the_report_page_shows_the_snapshot_figures(staff: Client, campaign: Cam
     assert rows[1][:3] == ["Customers", str(o.treatment.n), str(o.control.n)]
     assert rows[2][1:3] == [f"{o.treatment.rate * 100:.1f}%", f"{o.control.rate * 100:.1f}%"]
     difference = o.retention.difference * 100
-    assert rows[2][3].startswith(f"{difference:+.2f} pp (")
+    low, high = o.retention.ci_low * 100, o.retention.ci_high * 100
+    assert rows[2][3] == f"{difference:+.2f} pp{low:+.2f} pp to {high:+.2f} pp"  # CI below it
     assert money(o.incremental_revenue.estimate) in html.split('id="incremental-revenue"')[1]
     assert html.split('id="report-status">')[1].startswith(report.status.capitalize())
     # One breakdown table per non-empty breakdown, one row per group.

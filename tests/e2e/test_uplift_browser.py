@@ -78,8 +78,10 @@ def test_staff_open_the_uplift_report_and_see_its_charts(
     final = page.locator("svg[data-chart=curve] circle.point[data-series=treatment]").last
     assert float(final.get_attribute("data-value") or 0) > 0.2
     assert page.inner_text("td.n-treatment") != "0"
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1280, f"the uplift report is {width}px wide at 1,280"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.set_viewport_size({"width": 1400, "height": 1000})
     page.screenshot(path=str(SCREENSHOTS / "uplift-report.png"), full_page=True)
     page.click("text=Program report (global control)")
     page.wait_for_selector("#program-report")
