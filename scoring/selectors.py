@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from django.db.models import OuterRef, Subquery
 
 from customers.models import Customer
-from scoring.models import ChurnModel, CustomerScore, ModelStatus, RiskTier
+from scoring.ml.tiers import DEFAULT_TIER_RULES, TierRule, by_severity
+from scoring.models import ChurnModel, CustomerScore, ModelStatus, RiskTier, RunStatus, ScoringRun
 
 
 def churn_model_active() -> ChurnModel | None:
@@ -30,6 +31,32 @@ def risk_tier_edges() -> tuple[list[float], list[str]]:
     names, ordered by bound."""
     bands = risk_tier_bands()
     return [bound for _, bound in bands][1:], [name for name, _ in bands]
+
+
+def risk_tier_rules() -> list[TierRule]:
+    """The configured tiers as `scoring.ml.tiers` takes them, most severe first (the defaults
+    if none are configured)."""
+    rules = [
+        TierRule(
+            name=t.name,
+            severity=t.severity,
+            mode=t.mode,
+            share=t.share,
+            min_probability=t.min_probability,
+        )
+        for t in RiskTier.objects.all()
+    ]
+    return by_severity(rules or DEFAULT_TIER_RULES)
+
+
+def scoring_run_latest() -> ScoringRun | None:
+    """The latest completed scoring run: the one whose tiers the customers carry."""
+    return (
+        ScoringRun.objects.filter(status=RunStatus.COMPLETED)
+        .select_related("model")
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
 
 
 def customer_latest_reasons(*, customer_ids: Iterable[int]) -> dict[int, list[str]]:
