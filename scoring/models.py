@@ -29,8 +29,9 @@ class RiskTier(models.Model):
         help_text="Rank tiers: share of scored customers (0–1, e.g. 0.05 = the top 5%). "
         "Empty for the least severe tier, which takes the rest.",
     )
+    # Not unique: only band tiers use it, and validate_tier_rules keeps their bands apart.
     min_probability = models.FloatField(
-        unique=True, help_text="Band tiers: lower bound of the probability, inclusive (0–1)."
+        default=0.0, help_text="Band tiers: lower bound of the probability, inclusive (0–1)."
     )
     color = models.CharField(max_length=16, default="#888888", help_text="Shown in charts.")
 

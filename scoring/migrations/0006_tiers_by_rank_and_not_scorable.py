@@ -73,7 +73,7 @@ class Migration(migrations.Migration):
             model_name="risktier",
             name="min_probability",
             field=models.FloatField(
-                unique=True,
+                default=0.0,
                 help_text="Band tiers: lower bound of the probability, inclusive (0–1).",
             ),
         ),

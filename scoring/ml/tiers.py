@@ -10,7 +10,9 @@ exactly one tier. The same rule is computed here with numpy (a frame of scores) 
   SQL), so tied probabilities always share a tier; a tied group is never split and goes to
   the tier its first member falls in;
 - a rank tier holds the positions below the running total of the rank shares of itself and of
-  every more severe rank tier, times the number of scorable customers.
+  every more severe rank tier, times the number of scorable customers; shares are counted in
+  whole millionths (PPM) so the test is integer arithmetic in numpy and SQL alike (0.05 +
+  0.10 in floats is 0.15000000000000002, which would let a 31st customer of 200 into "high").
 
 The older `assign_tiers` (fixed bands given as edges) stays for the benchmarks and callers
 that pass their own edges.
@@ -56,12 +58,16 @@ DEFAULT_TIER_RULES: tuple[TierRule, ...] = (
 
 @dataclass(frozen=True)
 class TierCondition:
-    """The test of one tier, in the order tried: `position < cutoff·n` or `p ≥ min_p`."""
+    """The test of one tier, in the order tried: `position·PPM < cumulative_ppm·n` (rank) or
+    `p ≥ min_probability` (band)."""
 
     name: str
     mode: str
-    cumulative_share: float  # rank tiers: the running total of rank shares
+    cumulative_ppm: int  # rank tiers: the running total of rank shares, in millionths
     min_probability: float
+
+
+PPM = 1_000_000
 
 
 def by_severity(rules: Sequence[TierRule]) -> list[TierRule]:
@@ -103,10 +109,10 @@ def tier_conditions(rules: Sequence[TierRule]) -> tuple[list[TierCondition], str
         raise ValueError("; ".join(problems))
     ordered = by_severity(rules)
     conditions: list[TierCondition] = []
-    cumulative = 0.0
+    cumulative = 0
     for rule in ordered[:-1]:
         if rule.mode == RANK:
-            cumulative += rule.share or 0.0
+            cumulative += round((rule.share or 0.0) * PPM)
         conditions.append(TierCondition(rule.name, rule.mode, cumulative, rule.min_probability))
     return conditions, ordered[-1].name
 
@@ -126,10 +132,10 @@ def assign_ranked_tiers(
     if np.isnan(p).any():
         raise ValueError("probabilities contain NaN")
     conditions, rest = tier_conditions(rules)
-    position = positions(p)
+    position = positions(p).astype(np.int64)
     n = len(p)
     tests = [
-        position < c.cumulative_share * n if c.mode == RANK else p >= c.min_probability
+        position * PPM < c.cumulative_ppm * n if c.mode == RANK else p >= c.min_probability
         for c in conditions
     ]
     names = [c.name for c in conditions]

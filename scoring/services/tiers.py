@@ -11,7 +11,7 @@ from django.db import connection, transaction
 
 from customers.models import Customer
 from scoring.errors import ScoringError
-from scoring.ml.tiers import RANK, TierRule, tier_conditions
+from scoring.ml.tiers import PPM, RANK, TierRule, tier_conditions
 from scoring.models import CustomerScore, ScoringRun
 from scoring.selectors import risk_tier_rules, scoring_run_latest
 
@@ -61,8 +61,8 @@ def _case_sql(rules: Sequence[TierRule]) -> tuple[str, list[Any]]:
     params: list[Any] = []
     for c in conditions:
         if c.mode == RANK:
-            parts.append("WHEN pos < %s * n THEN %s")
-            params += [c.cumulative_share, c.name]
+            parts.append(f"WHEN pos * {PPM} < %s * n THEN %s")
+            params += [c.cumulative_ppm, c.name]
         else:
             parts.append("WHEN probability >= %s THEN %s")
             params += [c.min_probability, c.name]
