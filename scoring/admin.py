@@ -408,10 +408,22 @@ class ScoringRunAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status"]
     search_fields = ["run_key", "model__version"]
-    readonly_fields = [
-        *(f.name for f in ScoringRun._meta.fields if f.name not in ("tier_counts", "drift")),
+    fields = readonly_fields = [
+        "run_key",
+        "model",
+        "as_of",
+        "status",
+        "customers_total",
+        "customers_scored",
+        "customers_not_scorable",
         "tiers",
         "drift_report",
+        "chunks_total",
+        "chunks_done",
+        "timings",
+        "error",
+        "started_at",
+        "finished_at",
     ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

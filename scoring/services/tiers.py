@@ -34,9 +34,13 @@ class TierReassignment:
         sizes = ", ".join(f"{name} {n:,}" for name, n in self.counts.items())
         if not self.moved:
             return f"No customer changed tier in run {self.run_key}; tiers: {sizes}."
-        moves = ", ".join(
-            f"{a} → {b} {n:,}" for (a, b), n in sorted(self.moved.items(), key=lambda kv: -kv[1])
-        )
+        rank = {name: i for i, name in enumerate(self.counts)}  # most severe first
+
+        def order(kv: tuple[tuple[str, str], int]) -> tuple[int, int, int]:
+            (source, target), n = kv
+            return (-n, rank.get(target, len(rank)), rank.get(source, len(rank)))
+
+        moves = ", ".join(f"{a} → {b} {n:,}" for (a, b), n in sorted(self.moved.items(), key=order))
         noun = "customer" if self.total_moved == 1 else "customers"
         return (
             f"{self.total_moved:,} {noun} moved in run {self.run_key} ({moves}); "

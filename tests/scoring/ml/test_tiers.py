@@ -76,6 +76,6 @@ def test_tier_rules_are_checked_in_words():
     assert validate_tier_rules([TierRule("a", 1, RANK, None), TierRule("b", 0)]) == [
         "tier 'a': a rank share must be between 0% and 100%"
     ]
-    with pytest.raises(ValueError, match="add up to 110.0%"):
+    with pytest.raises(ValueError, match=r"add up to 110\.0%"):
         assign_ranked_tiers(probabilities=[0.5], rules=too_much)
     assert validate_tier_rules(DEFAULT_TIER_RULES) == []

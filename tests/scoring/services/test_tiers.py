@@ -69,7 +69,13 @@ def test_retiering_moves_customers_between_tiers_without_a_new_scoring_run() -> 
     # By hand: 5% of 200 = 10 critical, 10% = 20 high, 20% = 40 medium, 130 low.
     assert first.counts == {"critical": 10, "high": 20, "medium": 40, "low": 130}
     assert first.moved == {("low", "critical"): 10, ("low", "high"): 20, ("low", "medium"): 40}
-    assert tier_sizes(run) == {"critical": 10, "high": 20, "medium": 40, "low": 130, NOT_SCORABLE: 7}
+    assert tier_sizes(run) == {
+        "critical": 10,
+        "high": 20,
+        "medium": 40,
+        "low": 130,
+        NOT_SCORABLE: 7,
+    }
     top = CustomerScore.objects.filter(run=run, tier="critical")
     assert min(top.values_list("probability", flat=True)) == pytest.approx(191 / 200)
 
