@@ -429,6 +429,9 @@ class ScoringRunAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a run is a record: its page is for reading
+
     @admin.display(description="Tiers")
     def tiers(self, run: ScoringRun) -> SafeString:
         return tier_counts_html(run.tier_counts, run.customers_not_scorable)
@@ -482,5 +485,9 @@ class CustomerScoreAdmin(admin.ModelAdmin):
         return tier_swatch(score.tier, getattr(self, "_colors", None))
 
     @admin.display(description="Reasons")
-    def reasons_text(self, score: CustomerScore) -> str:
-        return score.not_scorable_reason if not score.scorable else "; ".join(score.reasons)
+    def reasons_text(self, score: CustomerScore) -> str | SafeString:
+        if score.scorable:
+            return "; ".join(score.reasons)
+        # The list shows the first clause ("no completed order before …"); hover for the rest.
+        reason = score.not_scorable_reason
+        return format_html('<span title="{}">{}</span>', reason, reason.split(":")[0])

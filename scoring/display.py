@@ -15,8 +15,9 @@ from scoring.models import RiskTier
 
 NOT_SCORABLE_COLOR = "#9e9e9e"
 _SWATCH = (
-    '<span style="display:inline-block;width:.9em;height:.9em;border-radius:2px;'
-    'vertical-align:-.1em;margin-right:.35em;background:{}"></span>{}'
+    '<span style="white-space:nowrap"><span style="display:inline-block;width:.9em;'
+    'height:.9em;border-radius:2px;vertical-align:-.1em;margin-right:.35em;background:{}">'
+    "</span>{}</span>"
 )
 _STATUS_COLORS = {"ok": "#2e7d32", "watch": "#b26a00", "alert": "#c62828"}
 

@@ -26,12 +26,15 @@ class RiskTier(models.Model):
     share = models.FloatField(
         null=True,
         blank=True,
-        help_text="Rank tiers: share of scored customers (0–1, e.g. 0.05 = the top 5%). "
-        "Empty for the least severe tier, which takes the rest.",
+        verbose_name="rank share (%)",
+        help_text="Rank tiers: share of scored customers (stored 0–1, typed in % in the "
+        "admin: 5 = the top 5%). Empty for the least severe tier, which takes the rest.",
     )
     # Not unique: only band tiers use it, and validate_tier_rules keeps their bands apart.
     min_probability = models.FloatField(
-        default=0.0, help_text="Band tiers: lower bound of the probability, inclusive (0–1)."
+        default=0.0,
+        verbose_name="band from (%)",
+        help_text="Band tiers: lower bound of the probability, inclusive (stored 0–1).",
     )
     color = models.CharField(max_length=16, default="#888888", help_text="Shown in charts.")
 

@@ -51,8 +51,9 @@ class Migration(migrations.Migration):
             field=models.FloatField(
                 blank=True,
                 null=True,
-                help_text="Rank tiers: share of scored customers (0–1, e.g. 0.05 = the top 5%). "
-                "Empty for the least severe tier, which takes the rest.",
+                verbose_name="rank share (%)",
+                help_text="Rank tiers: share of scored customers (stored 0–1, typed in % in the "
+                "admin: 5 = the top 5%). Empty for the least severe tier, which takes the rest.",
             ),
         ),
         migrations.AddField(
@@ -74,7 +75,8 @@ class Migration(migrations.Migration):
             name="min_probability",
             field=models.FloatField(
                 default=0.0,
-                help_text="Band tiers: lower bound of the probability, inclusive (0–1).",
+                verbose_name="band from (%)",
+                help_text="Band tiers: lower bound of the probability, inclusive (stored 0–1).",
             ),
         ),
         migrations.AddConstraint(
