@@ -408,7 +408,7 @@ class ScoringRunAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status"]
     search_fields = ["run_key", "model__version"]
-    fields = readonly_fields = [
+    readonly_fields = (
         "run_key",
         "model",
         "as_of",
@@ -424,7 +424,8 @@ class ScoringRunAdmin(admin.ModelAdmin):
         "error",
         "started_at",
         "finished_at",
-    ]
+    )
+    fields = readonly_fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
