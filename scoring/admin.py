@@ -52,7 +52,7 @@ class RiskTierAdmin(admin.ModelAdmin):
     def swatch(self, tier: RiskTier) -> SafeString:
         return tier_swatch(tier.name, {tier.name: tier.color})
 
-    @admin.display(description="Customers (latest run)")
+    @admin.display(description="In latest run")
     def latest_run(self, tier: RiskTier) -> str:
         run = scoring_run_latest()
         if run is None:

@@ -9,8 +9,8 @@ from customers.models import Customer
 
 
 class TierMode(models.TextChoices):
-    RANK = "rank", "Rank share (the top share of scored customers)"
-    BAND = "band", "Probability band (p ≥ lower bound)"
+    RANK = "rank", "Rank share (top % of scored customers)"
+    BAND = "band", "Probability band (p ≥ bound)"
 
 
 class RiskTier(models.Model):

@@ -38,8 +38,8 @@ class Migration(migrations.Migration):
             name="mode",
             field=models.CharField(
                 choices=[
-                    ("rank", "Rank share (the top share of scored customers)"),
-                    ("band", "Probability band (p ≥ lower bound)"),
+                    ("rank", "Rank share (top % of scored customers)"),
+                    ("band", "Probability band (p ≥ bound)"),
                 ],
                 default="rank",
                 max_length=8,
