@@ -22,7 +22,8 @@ from django.utils.safestring import SafeString, mark_safe
 from campaigns.models import AttributeOperator, Campaign, Rule
 from campaigns.services.dispatch import campaign_rules_audience
 from customers.selectors import customer_attribute_fields
-from scoring.selectors import risk_tier_bands
+from scoring.ml.tiers import RANK
+from scoring.selectors import risk_tier_rules
 
 # Blank condition rows offered beyond a rule's own conditions.
 EXTRA_CONDITION_ROWS = 2
@@ -30,9 +31,16 @@ NUMERIC_OPERATORS = {"gt", "gte", "lt", "lte"}
 
 
 def tier_choices() -> list[tuple[str, str]]:
-    """The tier table's names, most severe (highest band) first."""
-    bands = sorted(risk_tier_bands(), key=lambda band: -band[1])
-    return [(name, f"{name.capitalize()} (p ≥ {bound:.0%})") for name, bound in bands]
+    """The tier table's names, most severe first, each with what puts a customer in it."""
+    return [
+        (
+            rule.name,
+            f"{rule.name.capitalize()} (next {rule.share:.0%} by risk)"
+            if rule.mode == RANK and rule.share is not None
+            else f"{rule.name.capitalize()} (p ≥ {rule.min_probability:.0%})",
+        )
+        for rule in risk_tier_rules()
+    ]
 
 
 class ConditionRows(forms.Widget):

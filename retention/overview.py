@@ -23,21 +23,17 @@ from campaigns.models import Campaign, CampaignCycle, UpliftReport
 from campaigns.selectors import campaigns_active
 from campaigns.uplift.report import CampaignUpliftReport
 from common.svg import Bar, bar_chart
+from scoring.ml.drift import drift_guidance
+from scoring.ml.tiers import NOT_SCORABLE
 from scoring.models import ScoringRun
 from scoring.selectors import (
     churn_model_active,
-    risk_tier_bands,
+    risk_tier_rules,
     score_histogram,
     scoring_run_latest,
 )
 
 HISTOGRAM_BINS = 20
-
-DRIFT_GUIDANCE = {
-    "stable": "The customers scored look like those the model was trained on.",
-    "warning": "Some inputs have shifted since training: watch the next runs.",
-    "alert": "The population changed since training: retrain the model.",
-}
 
 
 @dataclass(frozen=True)
@@ -73,12 +69,13 @@ def _scores_section(run: ScoringRun | None) -> dict[str, Any]:
     bars = [
         Bar(label=f"{i * width}–{(i + 1) * width}%", value=float(n)) for i, n in enumerate(counts)
     ]
-    order = [name for name, _ in sorted(risk_tier_bands(), key=lambda b: -b[1])]
+    order = [rule.name for rule in risk_tier_rules()] + [NOT_SCORABLE]
     tiers = run.tier_counts or {}
     total = sum(tiers.values()) or 1
     tier_rows = [
-        (name, tiers.get(name, 0), tiers.get(name, 0) / total)
+        (name.replace("_", " ").capitalize(), tiers.get(name, 0), tiers.get(name, 0) / total)
         for name in order + sorted(set(tiers) - set(order))
+        if name != NOT_SCORABLE or tiers.get(name)
     ]
     return {
         "run": run,
@@ -92,7 +89,7 @@ def _scores_section(run: ScoringRun | None) -> dict[str, Any]:
         ),
         "tier_rows": tier_rows,
         "drift_status": (run.drift or {}).get("status", ""),
-        "drift_guidance": DRIFT_GUIDANCE.get((run.drift or {}).get("status", ""), ""),
+        "drift_guidance": drift_guidance((run.drift or {}).get("status")),
     }
 
 

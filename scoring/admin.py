@@ -1,5 +1,6 @@
-"""Admin of the churn engine: risk tier bands, the model registry (metrics, charts, promote,
-roll back), scoring runs with tier counts and drift, and the score history."""
+"""Admin of the churn engine: risk tiers (rank shares or bands, applied at once), the model
+registry (metrics, charts, drift, promote, roll back), scoring runs with tier counts and
+drift tables, and the score history."""
 
 from __future__ import annotations
 
@@ -7,14 +8,25 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from common.svg import Bar, bar_chart, line_chart
-from scoring.errors import TrainingError
+from scoring.admin_forms import RiskTierForm, RiskTierFormSet, RiskTierRowForm
+from scoring.display import (
+    drift_table,
+    percent,
+    tier_colors,
+    tier_counts_html,
+    tier_label,
+    tier_swatch,
+)
+from scoring.errors import ScoringError, TrainingError
+from scoring.ml.drift import STATUS_WORDS
 from scoring.models import ChurnModel, CustomerScore, RiskTier, ScoringRun
-from scoring.selectors import churn_model_active
+from scoring.selectors import churn_model_active, scoring_run_latest
+from scoring.services.tiers import tiers_reassign
 from scoring.services.training import churn_model_activate, churn_model_rollback
 
 HEADLINE = ("roc_auc", "pr_auc", "brier", "log_loss", "precision", "recall", "f1")
@@ -22,9 +34,69 @@ HEADLINE = ("roc_auc", "pr_auc", "brier", "log_loss", "precision", "recall", "f1
 
 @admin.register(RiskTier)
 class RiskTierAdmin(admin.ModelAdmin):
-    list_display = ["name", "min_probability", "color"]
-    list_editable = ["min_probability", "color"]
-    ordering = ["min_probability"]
+    """Tiers by severity; saving re-tiers the latest run at once and says who moved."""
+
+    form = RiskTierForm
+    list_display = ["name", "swatch", "mode", "share", "min_probability", "latest_run"]
+    list_editable = ["mode", "share", "min_probability"]
+    ordering = ["-severity"]
+    actions = ["apply_now"]
+
+    def get_changelist_formset(self, request: HttpRequest, **kwargs: Any) -> Any:
+        return super().get_changelist_formset(request, formset=RiskTierFormSet, **kwargs)
+
+    def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> Any:
+        return RiskTierRowForm  # the formset checks the rows together
+
+    @admin.display(description="Colour")
+    def swatch(self, tier: RiskTier) -> SafeString:
+        return tier_swatch(tier.name, {tier.name: tier.color})
+
+    @admin.display(description="In latest run")
+    def latest_run(self, tier: RiskTier) -> str:
+        run = scoring_run_latest()
+        if run is None:
+            return "no run yet"
+        n = run.tier_counts.get(tier.name, 0)
+        total = sum(run.tier_counts.values())
+        return f"{n:,} ({percent(n / total if total else None)})"
+
+    def save_model(self, request: HttpRequest, obj: RiskTier, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        request._tiers_changed = True  # type: ignore[attr-defined]
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        self._retier_if_changed(request)
+        return response
+
+    def response_change(self, request: HttpRequest, obj: RiskTier) -> HttpResponse:
+        self._retier_if_changed(request)
+        return super().response_change(request, obj)
+
+    def response_add(self, request: HttpRequest, obj: RiskTier, *args: Any) -> HttpResponse:
+        self._retier_if_changed(request)
+        return super().response_add(request, obj, *args)
+
+    def _retier_if_changed(self, request: HttpRequest) -> None:
+        if getattr(request, "_tiers_changed", False):
+            request._tiers_changed = False  # type: ignore[attr-defined]
+            self._retier(request)
+
+    def _retier(self, request: HttpRequest) -> None:
+        try:
+            result = tiers_reassign()
+        except ScoringError as exc:
+            self.message_user(request, f"Tiers saved; {exc}.", messages.INFO)
+            return
+        except ValueError as exc:
+            self.message_user(request, f"Tiers not applied: {exc}.", messages.ERROR)
+            return
+        self.message_user(request, result.describe(), messages.SUCCESS)
+
+    @admin.action(description="Apply the tiers to the latest scoring run now")
+    def apply_now(self, request: HttpRequest, queryset: QuerySet[RiskTier]) -> None:
+        self._retier(request)
 
 
 def _metric_table(rows: list[tuple[str, dict[str, Any]]]) -> SafeString:
@@ -83,6 +155,7 @@ class ChurnModelAdmin(admin.ModelAdmin):
         "candidates_table",
         "champion_challenger",
         "charts",
+        "latest_drift",
         "library_versions",
         "artifact_path",
         "artifact_sha256",
@@ -99,6 +172,7 @@ class ChurnModelAdmin(admin.ModelAdmin):
             "Quality (out-of-fold)",
             {"fields": ["metrics_table", "candidates_table", "champion_challenger", "charts"]},
         ),
+        ("Drift (latest scoring run with this model)", {"fields": ["latest_drift"]}),
         (
             "Provenance",
             {
@@ -152,6 +226,15 @@ class ChurnModelAdmin(admin.ModelAdmin):
             )
             if model.holdout_metrics
             else ""
+        )
+
+    @admin.display(description="Drift")
+    def latest_drift(self, model: ChurnModel) -> SafeString:
+        run = model.runs.filter(status="completed").order_by("-finished_at").first()
+        if run is None:
+            return format_html("<p>{}</p>", "Not scored yet: drift is measured by each run.")
+        return format_html(
+            "<p>Run {} as of {:%Y-%m-%d}.</p>{}", run.run_key, run.as_of, drift_table(run.drift)
         )
 
     @admin.display(description="Charts")
@@ -254,24 +337,62 @@ class ScoringRunAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status"]
     search_fields = ["run_key", "model__version"]
-    readonly_fields = [f.name for f in ScoringRun._meta.fields]
+    readonly_fields = (
+        "run_key",
+        "model",
+        "as_of",
+        "status",
+        "customers_total",
+        "customers_scored",
+        "customers_not_scorable",
+        "tiers",
+        "drift_report",
+        "chunks_total",
+        "chunks_done",
+        "timings",
+        "error",
+        "started_at",
+        "finished_at",
+    )
+    fields = readonly_fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a run is a record: its page is for reading
+
     @admin.display(description="Tiers")
-    def tiers(self, run: ScoringRun) -> str:
-        return " · ".join(f"{k} {v:,}" for k, v in run.tier_counts.items())
+    def tiers(self, run: ScoringRun) -> SafeString:
+        return tier_counts_html(run.tier_counts, run.customers_not_scorable)
 
     @admin.display(description="Drift")
     def drift_status(self, run: ScoringRun) -> str:
-        return run.drift.get("status", "—") if run.drift else "—"
+        return STATUS_WORDS.get(run.drift.get("status", ""), "—") if run.drift else "—"
+
+    @admin.display(description="Drift against training")
+    def drift_report(self, run: ScoringRun) -> SafeString:
+        return drift_table(run.drift)
+
+
+class TierFilter(admin.SimpleListFilter):
+    """Tiers by severity (most severe first), then "not scorable" — not alphabetically."""
+
+    title = "tier"
+    parameter_name = "tier"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, tier_label(name)) for name in tier_colors()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(tier=self.value()) if self.value() else queryset
 
 
 @admin.register(CustomerScore)
 class CustomerScoreAdmin(admin.ModelAdmin):
-    list_display = ["customer", "probability", "tier", "reasons_text", "run", "scored_at"]
-    list_filter = ["tier", "run"]
+    # The run is a filter, not a column: the table fits a 1,280 px screen beside the filters.
+    list_display = ["customer", "churn_risk", "tier_shown", "reasons_text", "scored_at"]
+    list_filter = [TierFilter, "scorable", "run"]
     search_fields = ["customer__external_id", "customer__email"]
     raw_id_fields = ["customer", "run"]
     show_full_result_count = False
@@ -282,6 +403,22 @@ class CustomerScoreAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        self._colors = tier_colors()  # one query per page, not per row
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="Churn risk", ordering="probability")
+    def churn_risk(self, score: CustomerScore) -> str:
+        return percent(score.probability) if score.scorable else "not scorable"
+
+    @admin.display(description="Tier", ordering="tier")
+    def tier_shown(self, score: CustomerScore) -> SafeString:
+        return tier_swatch(score.tier, getattr(self, "_colors", None))
+
     @admin.display(description="Reasons")
-    def reasons_text(self, score: CustomerScore) -> str:
-        return "; ".join(score.reasons)
+    def reasons_text(self, score: CustomerScore) -> str | SafeString:
+        if score.scorable:
+            return "; ".join(score.reasons)
+        # The list shows the first clause ("no completed order before …"); hover for the rest.
+        reason = score.not_scorable_reason
+        return format_html('<span title="{}">{}</span>', reason, reason.split(":")[0])

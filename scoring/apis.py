@@ -18,8 +18,12 @@ from scoring.selectors import customer_latest_score
 
 class ScoreOut(serializers.Serializer):
     customer = serializers.CharField(help_text="The customer's external id")
-    probability = serializers.FloatField(help_text="Calibrated churn probability (0–1)")
-    tier = serializers.CharField()
+    probability = serializers.FloatField(
+        allow_null=True, help_text="Calibrated churn probability (0–1); null if not scorable"
+    )
+    tier = serializers.CharField(help_text="Risk tier name, or not_scorable")
+    scorable = serializers.BooleanField()
+    not_scorable_reason = serializers.CharField(help_text="Why there is no probability")
     reasons = serializers.ListField(child=serializers.CharField())
     model_version = serializers.CharField()
     scored_at = serializers.DateTimeField()
@@ -42,6 +46,8 @@ class CustomerScoreApi(APIView):
                     "customer": customer.external_id,
                     "probability": score.probability,
                     "tier": score.tier,
+                    "scorable": score.scorable,
+                    "not_scorable_reason": score.not_scorable_reason,
                     "reasons": score.reasons,
                     "model_version": score.run.model.version,
                     "scored_at": score.scored_at,

@@ -70,6 +70,7 @@ def scoring_stage(
         "as_of": as_of.date().isoformat(),
         "run": run.run_key,
         "customers_scored": run.customers_scored,
+        "customers_not_scorable": run.customers_not_scorable,
         "tiers": run.tier_counts,
         "drift": {"status": run.drift.get("status"), "score_psi": run.drift.get("score_psi")},
         "seconds": round(time.perf_counter() - started, 3),

@@ -8,24 +8,55 @@ from django.db.models import Q
 from customers.models import Customer
 
 
+class TierMode(models.TextChoices):
+    RANK = "rank", "Rank share (top % of scored customers)"
+    BAND = "band", "Probability band (p ≥ bound)"
+
+
 class RiskTier(models.Model):
-    """A probability band: a customer is in the tier with the highest min_probability ≤ p."""
+    """A risk tier: a share of a run's scorable customers counted from the most at risk (rank),
+    or a probability band; tried from the most severe down, the least severe takes the rest
+    (scoring.ml.tiers)."""
 
     name = models.CharField(max_length=32, unique=True)
-    min_probability = models.FloatField(unique=True, help_text="Lower bound, inclusive (0–1).")
+    severity = models.PositiveSmallIntegerField(
+        unique=True, help_text="Higher is more severe; tiers are tried and listed in this order."
+    )
+    mode = models.CharField(max_length=8, choices=TierMode.choices, default=TierMode.RANK)
+    share = models.FloatField(
+        null=True,
+        blank=True,
+        verbose_name="rank share (%)",
+        help_text="Rank tiers: share of scored customers (stored 0–1, typed in % in the "
+        "admin: 5 = the top 5%). Empty for the least severe tier, which takes the rest.",
+    )
+    # Not unique: only band tiers use it, and validate_tier_rules keeps their bands apart.
+    min_probability = models.FloatField(
+        default=0.0,
+        verbose_name="band from (%)",
+        help_text="Band tiers: lower bound of the probability, inclusive (stored 0–1).",
+    )
     color = models.CharField(max_length=16, default="#888888", help_text="Shown in charts.")
 
     class Meta:
-        ordering = ["min_probability"]
+        ordering = ["-severity"]
         constraints = [
             models.CheckConstraint(
                 condition=Q(min_probability__gte=0) & Q(min_probability__lt=1),
                 name="tier_bound_in_unit_interval",
-            )
+            ),
+            models.CheckConstraint(
+                condition=Q(share__isnull=True) | (Q(share__gt=0) & Q(share__lte=1)),
+                name="tier_share_in_unit_interval",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} (p ≥ {self.min_probability:g})"
+        if self.mode == TierMode.RANK and self.share is not None:
+            return f"{self.name} (top {self.share:.0%})"
+        if self.mode == TierMode.BAND:
+            return f"{self.name} (p ≥ {self.min_probability:.0%})"
+        return f"{self.name} (the rest)"
 
 
 class ModelStatus(models.TextChoices):
@@ -97,6 +128,9 @@ class ScoringRun(models.Model):
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
     customers_total = models.PositiveIntegerField(default=0)
     customers_scored = models.PositiveIntegerField(default=0)
+    customers_not_scorable = models.PositiveIntegerField(
+        default=0, help_text="Scored rows without a probability (see CustomerScore.scorable)."
+    )
     chunks_total = models.PositiveIntegerField(default=0)
     chunks_done = models.PositiveIntegerField(default=0)
     tier_counts = models.JSONField(default=dict)
@@ -135,8 +169,12 @@ class CustomerScore(models.Model):
         db_index=False,
         db_constraint=False,
     )
-    probability = models.FloatField()
+    # NULL when the model cannot score the customer honestly (scorable=False): a model trained
+    # on a behaviour label knows nothing of customers without an order before the cutoff.
+    probability = models.FloatField(null=True, blank=True)
     tier = models.CharField(max_length=32)
+    scorable = models.BooleanField(default=True, db_default=True)
+    not_scorable_reason = models.CharField(max_length=200, blank=True, default="", db_default="")
     reasons = models.JSONField(default=list)
     scored_at = models.DateTimeField()
 
@@ -147,7 +185,9 @@ class CustomerScore(models.Model):
         indexes = [models.Index(fields=["customer", "-scored_at"], name="score_customer_latest")]
 
     def __str__(self) -> str:
-        return f"{self.customer_id}: {self.probability:.3f} ({self.tier})"
+        if self.probability is None:
+            return f"{self.customer_id}: not scorable"
+        return f"{self.customer_id}: {self.probability:.1%} ({self.tier})"
 
 
 class ScoringChunk(models.Model):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from scoring.ml.drift import drift_guidance, drift_rows
+
 
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
@@ -50,11 +52,14 @@ def format_training_report(report: dict[str, Any]) -> str:
 
 def format_run(run: Any) -> str:
     tiers = " · ".join(f"{name} {count:,}" for name, count in run.tier_counts.items())
-    drift = run.drift.get("status", "n/a") if run.drift else "n/a"
-    score_psi = run.drift.get("score_psi") if run.drift else None
-    psi = f" (score PSI {score_psi:.3f})" if isinstance(score_psi, float) else ""
+    not_scorable = getattr(run, "customers_not_scorable", 0)
+    if not_scorable:
+        tiers += f" · not scorable {not_scorable:,} (no order before the scoring date)"
+    drift = drift_guidance(run.drift.get("status")) if run.drift else drift_guidance(None)
+    rows = drift_rows(run.drift) if run.drift else []
+    worst = ", ".join(f"{r.name} {r.psi:.2f} ({r.word})" for r in rows[:4])
     return (
         f"Scored {run.customers_scored:,} of {run.customers_total:,} customers with model "
         f"{run.model.version} as of {run.as_of:%Y-%m-%d} in {run.timings.get('seconds', 0):.1f} s\n"
-        f"  tiers: {tiers}\n  drift: {drift}{psi}"
+        f"  tiers: {tiers}\n  drift: {drift}" + (f"\n  PSI: {worst}" if worst else "")
     )

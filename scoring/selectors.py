@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from django.db.models import Count, OuterRef, Q, Subquery
 
 from customers.models import Customer, Product
+from scoring.ml.tiers import DEFAULT_TIER_RULES, TierRule, by_severity
 from scoring.models import (
     ChurnModel,
     CustomerRecommendation,
@@ -41,6 +42,32 @@ def risk_tier_edges() -> tuple[list[float], list[str]]:
     return [bound for _, bound in bands][1:], [name for name, _ in bands]
 
 
+def risk_tier_rules() -> list[TierRule]:
+    """The configured tiers as `scoring.ml.tiers` takes them, most severe first (the defaults
+    if none are configured)."""
+    rules = [
+        TierRule(
+            name=t.name,
+            severity=t.severity,
+            mode=t.mode,
+            share=t.share,
+            min_probability=t.min_probability,
+        )
+        for t in RiskTier.objects.all()
+    ]
+    return by_severity(rules or DEFAULT_TIER_RULES)
+
+
+def scoring_run_latest() -> ScoringRun | None:
+    """The latest completed scoring run: the one whose tiers the customers carry."""
+    return (
+        ScoringRun.objects.filter(status=RunStatus.COMPLETED)
+        .select_related("model")
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+
+
 def customer_latest_reasons(*, customer_ids: Iterable[int]) -> dict[int, list[str]]:
     """The reasons of each customer's latest score (customers never scored are absent)."""
     ids = list(customer_ids)
@@ -64,16 +91,6 @@ def customer_latest_score(*, customer: Customer) -> CustomerScore | None:
         CustomerScore.objects.filter(customer=customer)
         .select_related("run__model")
         .order_by("-scored_at", "-pk")
-        .first()
-    )
-
-
-def scoring_run_latest() -> ScoringRun | None:
-    """The latest completed scoring run (what tiers and campaigns read now)."""
-    return (
-        ScoringRun.objects.filter(status=RunStatus.COMPLETED)
-        .select_related("model")
-        .order_by("-finished_at", "-pk")
         .first()
     )
 

@@ -3,8 +3,12 @@
 PSI = Σ (actual% - expected%) · ln(actual% / expected%) over bins. Numeric features use
 quantile bins of the training data (plus one bin for missing values), categorical features
 use the training categories (plus "other" for unseen ones and one for missing), and the score
-uses quantile bins of the training (out-of-fold) scores.
+uses quantile bins of the reference scores.
 Status: ok < 0.1 ≤ watch < 0.25 ≤ alert (the usual credit-scoring rule of thumb).
+
+The reference (built at training, `scoring.ml.train`) is the population the model was fitted
+on at ONE cutoff, the latest, scored by the final model itself: a population scored at its own
+cutoff then reads "stable" (PSI near 0), and only a real change reads as drift.
 """
 
 from __future__ import annotations
@@ -217,3 +221,42 @@ def population_stability(
         status=psi_status(worst),
         n_rows=int(n_rows or 0),
     )
+
+
+# The status of a PSI in plain words, and what to do about it (the admin and the run report).
+STATUS_WORDS = {"ok": "stable", "watch": "shifting", "alert": "changed"}
+GUIDANCE = {
+    "ok": "Stable: the scored population looks like the one the model was trained on.",
+    "watch": "Shifting: some inputs moved a little; keep an eye on the next runs.",
+    "alert": "The population changed: retrain the model (churn_train) before trusting its "
+    "scores and tiers.",
+}
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    name: str  # "churn score" or a feature
+    psi: float
+    status: str  # ok / watch / alert
+
+    @property
+    def word(self) -> str:
+        return STATUS_WORDS.get(self.status, self.status)
+
+
+def drift_rows(report: Mapping[str, Any]) -> list[DriftRow]:
+    """A stored `DriftReport` (as a dict) as table rows: the score first, then the features
+    from the most drifted down."""
+    rows: list[DriftRow] = []
+    score = report.get("score_psi")
+    if isinstance(score, float | int):
+        rows.append(DriftRow("churn score", float(score), psi_status(float(score))))
+    statuses = report.get("feature_status") or {}
+    features = sorted((report.get("psi") or {}).items(), key=lambda kv: -kv[1])
+    rows += [DriftRow(k, float(v), statuses.get(k, psi_status(float(v)))) for k, v in features]
+    return rows
+
+
+def drift_guidance(status: str | None) -> str:
+    """One sentence for a run's overall drift status."""
+    return GUIDANCE.get(status or "", "Not measured: the model has no training reference.")

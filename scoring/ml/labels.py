@@ -54,6 +54,22 @@ class BehaviourLabels:
         return pd.Series(self.churned, index=pd.Index(self.customer_ids, name="customer_id"))
 
 
+def _completed(orders: pd.DataFrame) -> np.ndarray:
+    return np.asarray(orders["status"].astype(str).str.lower().to_numpy() == "completed")
+
+
+def eligible_customer_ids(
+    *, orders: pd.DataFrame, cutoff: pd.Timestamp | date | datetime
+) -> np.ndarray:
+    """Sorted ids of the customers with a completed order before `cutoff`: the only ones a
+    behaviour label (and so a model trained on one) knows anything about."""
+    start = as_utc(cutoff)
+    placed = utc_ns(orders["placed_at"])
+    before = _completed(orders) & (placed < start.value) & (placed != np.iinfo(np.int64).min)
+    eligible = pd.unique(orders["customer_id"].to_numpy()[before])
+    return np.sort(eligible) if len(eligible) else np.asarray(eligible)
+
+
 def behaviour_labels(
     *,
     orders: pd.DataFrame,
@@ -66,13 +82,11 @@ def behaviour_labels(
     start = as_utc(cutoff)
     end = start + pd.Timedelta(days=horizon_days)
     placed = utc_ns(orders["placed_at"])
-    completed = orders["status"].astype(str).str.lower().to_numpy() == "completed"
+    completed = _completed(orders)
     ids = orders["customer_id"].to_numpy()
-    before = completed & (placed < start.value) & (placed != np.iinfo(np.int64).min)
     during = completed & (placed >= start.value) & (placed < end.value)
-    eligible = pd.unique(ids[before])
+    eligible = eligible_customer_ids(orders=orders, cutoff=start)
     active = pd.Index(pd.unique(ids[during]))
-    eligible = np.sort(eligible) if len(eligible) else eligible
     churned = (~pd.Index(eligible).isin(active)).astype(np.int8)
     return BehaviourLabels(
         customer_ids=np.asarray(eligible),

@@ -324,7 +324,9 @@ def train_and_select(
         spec=spec,
         feature_names=tuple(spec.columns),
         library_versions=library_versions(),
-        training_summary=build_drift_reference(X=X, spec=spec, scores=p_eval),
+        training_summary=_drift_reference(
+            final=final, X=X, spec=spec, n_train=n_train, time_index=time_index
+        ),
         reference_values=reference_values(X=X, spec=spec),
         calibration=calibration,
         validation={
@@ -337,6 +339,26 @@ def train_and_select(
         },
         oof_probabilities=p_eval,
     )
+
+
+def _drift_reference(
+    *,
+    final: Any,
+    X: pd.DataFrame,
+    spec: FeatureSpec,
+    n_train: int | None,
+    time_index: Sequence[Any] | np.ndarray | pd.Series | None,
+) -> DriftReference:
+    """What scoring should see when nothing has changed: the rows of the latest cutoff only
+    (with an out-of-time split, X stacks two cutoffs whose tenures differ by a horizon) and the
+    FINAL model's scores of them. Out-of-fold scores come from other models (each fold's) and
+    sit elsewhere, so a population scored at its own cutoff would read as drifted."""
+    latest = X if n_train is None else X.iloc[n_train:]
+    if n_train is None and time_index is not None:  # cv="time": rows of several cutoffs
+        when = pd.to_datetime(pd.Series(np.asarray(time_index)))
+        latest = X[(when == when.max()).to_numpy()]
+    scores = final.predict_proba(latest)[:, 1]
+    return build_drift_reference(X=latest, spec=spec, scores=scores)
 
 
 def _evaluate_candidates(

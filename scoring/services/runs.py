@@ -1,5 +1,6 @@
 """Scoring runs: create a run and its chunks of customer ids, score a chunk (idempotent),
-finish with tier counts and drift, or fail; plus the cutoff dates runs are scored as of."""
+finish with tiers ranked over the run, counts and drift, or fail; plus the cutoff dates runs
+are scored as of."""
 
 from __future__ import annotations
 
@@ -26,9 +27,12 @@ from customers.selectors import (
 from scoring.errors import ScoringError
 from scoring.ml.drift import DriftReference, counts_from_cumulative, population_stability
 from scoring.ml.features import build_features
+from scoring.ml.labels import eligible_customer_ids
+from scoring.ml.tiers import NOT_SCORABLE
 from scoring.models import ChurnModel, CustomerScore, RunStatus, ScoringChunk, ScoringRun
-from scoring.selectors import churn_model_active, risk_tier_bands
-from scoring.services.training import churn_model_load, score_features
+from scoring.selectors import churn_model_active
+from scoring.services.tiers import tiers_reassign
+from scoring.services.training import ScoredFrame, churn_model_load, score_features
 
 
 def scoring_run_create(
@@ -80,27 +84,18 @@ def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
     customers = customers_frame_for_ids(first_id=first_id, last_id=last_id)
     if customers.empty:
         return 0
+    orders = orders_frame_for_ids(first_id=first_id, last_id=last_id)
     features = build_features(
-        orders=orders_frame_for_ids(first_id=first_id, last_id=last_id),
+        orders=orders,
         events=events_frame_for_ids(first_id=first_id, last_id=last_id),
         customers=customers,
         as_of=pd.Timestamp(run.as_of),
         event_kinds=model.reference.get("event_kinds") or None,
         btyd_params=model.reference.get("btyd_params"),
     )
-    scored = score_features(model=model, estimator=estimator, features=features)
-    now = timezone.now()
-    ids = features.index.to_numpy()
-    scores = pd.DataFrame(
-        {
-            "run_id": run.pk,
-            "customer_id": ids,
-            "probability": scored.probability.astype(float),
-            "tier": scored.tier,
-            "reasons": scored.explanations.reasons_json(),
-            "scored_at": now,
-        }
-    )
+    scorable = scorable_mask(model=model, orders=orders, index=features.index, as_of=run.as_of)
+    scored = score_features(model=model, estimator=estimator, features=features[scorable])
+    scores = _scores_frame(run=run, index=features.index, scorable=scorable, scored=scored)
     try:
         with transaction.atomic():
             written = bulk_insert(CustomerScore, scores, json_text=("reasons",))
@@ -109,7 +104,7 @@ def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
                 run=run,
                 first_id=first_id,
                 last_id=last_id,
-                customers=written,
+                customers=int(scorable.sum()),  # the rows counted into feature_counts
                 feature_counts=scored.drift_counts,
             )
     except IntegrityError:
@@ -117,6 +112,55 @@ def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
             return 0
         raise
     return written
+
+
+def scorable_mask(
+    *, model: ChurnModel, orders: pd.DataFrame, index: pd.Index, as_of: datetime
+) -> np.ndarray:
+    """Which customers of `index` the model can score honestly: everyone for a model trained
+    on an explicit label; for a behaviour label, only customers with a completed order before
+    the scoring date (the population it was trained on; anyone else would get a probability
+    the model has no basis for, e.g. 99% for a customer who never ordered)."""
+    if model.label_definition.get("kind") != "behaviour":
+        return np.ones(len(index), dtype=bool)
+    eligible = eligible_customer_ids(orders=orders, cutoff=pd.Timestamp(as_of))
+    return np.asarray(index.isin(eligible))
+
+
+def not_scorable_reason(*, model: ChurnModel, as_of: datetime) -> str:
+    return (
+        f"no completed order before {as_of:%Y-%m-%d}: model {model.version} learned churn from "
+        "customers' orders (behaviour label) and knows nothing about this customer"
+    )
+
+
+def _scores_frame(
+    *, run: ScoringRun, index: pd.Index, scorable: np.ndarray, scored: ScoredFrame
+) -> pd.DataFrame:
+    """One score row per customer of `index`; not-scorable ones without a probability.
+
+    The tier here is ranked within the chunk only; `scoring_run_finish` re-tiers the run.
+    """
+    probability = np.full(len(index), np.nan)
+    probability[scorable] = scored.probability.astype(float)
+    tier = np.full(len(index), NOT_SCORABLE, dtype=object)
+    tier[scorable] = scored.tier
+    reasons = np.full(len(index), "[]", dtype=object)
+    reasons[scorable] = scored.explanations.reasons_json()
+    return pd.DataFrame(
+        {
+            "run_id": run.pk,
+            "customer_id": index.to_numpy(),
+            "probability": probability,
+            "tier": tier,
+            "reasons": reasons,
+            "scored_at": timezone.now(),
+            "scorable": scorable,
+            "not_scorable_reason": np.where(
+                scorable, "", not_scorable_reason(model=run.model, as_of=run.as_of)
+            ),
+        }
+    )
 
 
 def _customers_take_scores(*, run: ScoringRun, first_id: int, last_id: int) -> int:
@@ -138,14 +182,13 @@ def _customers_take_scores(*, run: ScoringRun, first_id: int, last_id: int) -> i
 def scoring_run_finish(*, run: ScoringRun) -> ScoringRun:
     """Count what the chunks wrote, check drift against training, and close the run."""
     run.refresh_from_db()
-    tiers = dict(
-        CustomerScore.objects.filter(run=run)
-        .values_list("tier")
-        .annotate(n=Count("pk"))
-        .values_list("tier", "n")
+    tiers_reassign(run=run)  # rank tiers are ranks within the whole run
+    run.refresh_from_db()
+    written = CustomerScore.objects.filter(run=run).aggregate(
+        n=Count("pk"), not_scorable=Count("pk", filter=Q(scorable=False))
     )
-    run.tier_counts = {name: tiers.get(name, 0) for name, _ in risk_tier_bands()}
-    run.customers_scored = sum(tiers.values())
+    run.customers_scored = written["n"]
+    run.customers_not_scorable = written["not_scorable"]
     run.chunks_done = ScoringChunk.objects.filter(run=run).count()
     run.drift = scoring_run_drift(run=run)
     run.status = RunStatus.COMPLETED
@@ -165,7 +208,7 @@ def scoring_run_drift(*, run: ScoringRun) -> dict[str, Any]:
     if reference.score is not None:
         # Counted by the database into the reference's bins: no million values sent over.
         edges = reference.score.edges
-        counted = CustomerScore.objects.filter(run=run).aggregate(
+        counted = CustomerScore.objects.filter(run=run, scorable=True).aggregate(
             present=Count("pk", filter=Q(probability__isnull=False)),
             missing=Count("pk", filter=Q(probability__isnull=True)),
             **{f"le{i}": Count("pk", filter=Q(probability__lte=e)) for i, e in enumerate(edges)},

@@ -32,10 +32,10 @@ from scoring.ml.features import (
     infer_feature_spec,
 )
 from scoring.ml.pipelines import select_candidates
-from scoring.ml.tiers import assign_tiers
+from scoring.ml.tiers import assign_ranked_tiers
 from scoring.ml.train import TrainingResult, train_and_select
 from scoring.models import ChurnModel, ModelStatus
-from scoring.selectors import churn_model_active, risk_tier_edges
+from scoring.selectors import churn_model_active, risk_tier_edges, risk_tier_rules
 from scoring.services.datasets import training_table_read
 
 logger = logging.getLogger(__name__)
@@ -361,11 +361,16 @@ class ScoredFrame:
 def score_features(
     *, model: ChurnModel, estimator: Any, features: pd.DataFrame, reasons_from: float | None = None
 ) -> ScoredFrame:
-    """Probability, tier and top-3 reasons for every row of `features` (aligned to the model)."""
+    """Probability, tier and top-3 reasons for every row of `features` (aligned to the model).
+
+    Rank tiers are ranks within these rows; a scoring run re-tiers over the whole run.
+    """
     spec = FeatureSpec.from_dict(model.feature_spec)
     X = align_features(features=features, spec=spec)
-    edges, names = risk_tier_edges()
-    # Reasons for the at-risk: everyone at or above the second tier's lower bound.
+    edges, _names = risk_tier_edges()
+    # Reasons for the at-risk: everyone at or above the second tier's probability bound
+    # (for rank tiers too: a chunk cannot know the run-wide ranks, and explaining every
+    # row would cost tree models a lot).
     floor = reasons_from if reasons_from is not None else (edges[0] if edges else 0.0)
     # The probabilities come with the reasons: a linear model is transformed only once.
     explanations = explain_customers(
@@ -376,7 +381,7 @@ def score_features(
         threshold=floor,
     )
     probability = explanations.probabilities
-    tiers: Any = assign_tiers(probabilities=probability, edges=edges, names=names) if len(X) else []
+    tiers = assign_ranked_tiers(probabilities=probability, rules=risk_tier_rules())
     drift = model.reference.get("drift")
     return ScoredFrame(
         probability=probability,

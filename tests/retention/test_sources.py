@@ -24,7 +24,7 @@ def _write(tmp_path: Path, spec: Any) -> Path:
 def test_the_demo_sources_file_is_read_into_typed_values() -> None:
     sources = sources_load(REPO / "demo" / "sources.json")
     kinds = [item.kind for item in sources.imports]
-    assert kinds == ["customers", "customers", "orders"]
+    assert kinds == ["customers", "customers", "orders", "customers"]
     orders = sources.imports[2]
     assert orders.path == (REPO / "demo" / "data" / "CDNOW_master.txt").resolve()
     assert orders.create_customers and orders.date_format == "%Y%m%d"

@@ -27,6 +27,8 @@ def test_score_api_returns_the_latest_score(
         "customer",
         "probability",
         "tier",
+        "scorable",
+        "not_scorable_reason",
         "reasons",
         "model_version",
         "scored_at",
@@ -34,6 +36,8 @@ def test_score_api_returns_the_latest_score(
         "run",
     }
     assert (
-        0 <= body["probability"] <= 1 and body["model_version"] == ChurnModel.objects.get().version
+        body["scorable"]
+        and 0 <= body["probability"] <= 1
+        and body["model_version"] == ChurnModel.objects.get().version
     )
     assert APIClient().get("/api/v1/customers/s00001/score").status_code == 401

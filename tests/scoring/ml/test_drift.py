@@ -76,3 +76,46 @@ def test_feature_counts_of_chunks_add_up_to_the_whole():
     chunked = population_stability(reference=reference, counts=summed, n_rows=len(X))
     assert chunked.psi == pytest.approx(whole.psi, abs=1e-15)
     assert chunked.n_rows == whole.n_rows == 3_000 and whole.psi["x"] > 0.1
+
+
+def test_a_population_scored_at_its_own_cutoff_reads_stable_and_a_shifted_one_alert():
+    """The reference is the final model's scores and the features of the latest cutoff only:
+    training at two cutoffs one horizon apart (recency moves by the horizon) must not make the
+    validation population itself look drifted."""
+    from scoring.ml.features import infer_feature_spec
+    from scoring.ml.pipelines import select_candidates
+    from scoring.ml.train import train_and_select
+
+    from .conftest import make_frame
+
+    X_train, y_train = make_frame(1500, seed=1)
+    X_latest, y_latest = make_frame(1500, seed=2)
+    X_latest["recency_days"] += 90  # the later cutoff: everyone's history is a horizon longer
+    spec = infer_feature_spec(features=X_train)
+    result = train_and_select(
+        X=X_train,
+        y=y_train,
+        spec=spec,
+        candidates=select_candidates(names="lr_balanced"),
+        X_valid=X_latest,
+        y_valid=y_latest,
+        n_splits=3,
+        importance_sample=0,
+    )
+    reference = DriftReference.from_dict(result.training_summary.to_dict())
+    assert reference.n_rows == len(X_latest)
+
+    def drift(X: pd.DataFrame):
+        scores = result.estimator.predict_proba(X[list(spec.columns)])[:, 1]
+        return population_stability(reference=reference, X=X, scores=scores)
+
+    same = drift(X_latest)
+    assert same.status == "ok" and same.score_psi < 0.1
+    assert max(same.psi.values()) < 0.1
+    shifted = X_latest.assign(
+        recency_days=X_latest["recency_days"] + 150,
+        event_complaint_30d=X_latest["event_complaint_30d"] + 2,
+    )
+    moved = drift(shifted)
+    assert moved.status == "alert" and moved.feature_status["recency_days"] == "alert"
+    assert moved.score_psi > 0.25

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('customers', '0007_products_order_lines_refunds'),
-        ('scoring', '0005_scoring_chunks'),
+        ('scoring', '0006_tiers_by_rank_and_not_scorable'),
     ]
 
     operations = [
