@@ -62,8 +62,9 @@ def login(page: Any, base: str, username: str) -> None:
 
 
 def test_crm_staff_build_and_preview_a_campaign_and_an_agent_records_an_outcome(
-    page: Any, live_server: Any
+    page: Any, live_server: Any, settings: Any
 ) -> None:
+    settings.CAMPAIGN_QUIET_HOURS = (0, 0)  # the test may run at night in the customers' zone
     campaign_groups_ensure()
     crm = User.objects.create_user("crm", password="browser-pw-1", is_staff=True)
     crm.groups.add(Group.objects.get(name="crm staff"))
@@ -132,6 +133,20 @@ def test_crm_staff_build_and_preview_a_campaign_and_an_agent_records_an_outcome(
     assert matched[0] + matched[1] == 60 and matched[2] + matched[3] == 40
     assert "Nothing has been written" in page.content()
     assert not Intervention.objects.filter(campaign=campaign).exists()
+
+    # Dispatch now (no broker: the relay runs in-process) and see the messages in the outbox.
+    page.goto(f"{base}/admin/campaigns/campaign/")
+    page.check(f"input[name=_selected_action][value='{campaign.pk}']")
+    page.select_option("select[name=action]", "dispatch_now")
+    page.click("button[name=index]")
+    page.wait_for_selector(".messagelist li")
+    said = page.inner_text(".messagelist")
+    assert "sent by email" in said, said
+    page.goto(f"{base}/admin/campaigns/intervention/?campaign__id__exact={campaign.pk}")
+    outbox = page.inner_text("#result_list")
+    assert "Sent" in outbox and "Held out" in outbox
+    sent = Intervention.objects.filter(campaign=campaign, status="sent").count()
+    assert sent == Intervention.objects.filter(campaign=campaign, arm="treatment").count() > 0
 
     page.context.clear_cookies()  # log out
     login(page, base, "agent")
