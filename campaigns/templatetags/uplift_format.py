@@ -90,3 +90,21 @@ def currency_code() -> str:
 def roi_basis() -> str:
     """The ROI line's definition: ROI = (incremental revenue − cost) / cost, where cost = …"""
     return ROI_BASIS
+
+
+@register.filter
+def label(code: Any) -> str:
+    """A stored code in words: held_out → "Held out (control: nothing sent)", no_address → "No
+    address for the channel" (arms, statuses, suppression and failure reasons, channels)."""
+    from campaigns.models import (
+        Arm,
+        ContactChannel,
+        FailureReason,
+        InterventionStatus,
+        SuppressionReason,
+    )
+
+    for choices in (Arm, InterventionStatus, SuppressionReason, FailureReason, ContactChannel):
+        if code in choices.values:
+            return str(choices(code).label)
+    return str(code).replace("_", " ").capitalize()
