@@ -141,7 +141,7 @@ def _field_errors(index: int, errors: Any) -> list[dict[str, Any]]:
             for name, messages in errors.items()
             for messages in [messages if isinstance(messages, list) else [messages]]
         ]
-    return [{"index": index, "field": None, "message": str(errors)}]
+    return [{"index": index, "field": "", "message": str(errors)}]
 
 
 class IdempotencyConflict(BulkValidationError):
@@ -182,7 +182,7 @@ class ResponsesApi(APIView):
         known = set(validator.fields)
         for index, item in enumerate(items):
             if not isinstance(item, dict):
-                errors.append({"index": index, "field": None, "message": "expected an object"})
+                errors.append({"index": index, "field": "", "message": "expected an object"})
                 continue
             errors += [
                 {"index": index, "field": name, "message": "unknown field"}

@@ -159,7 +159,7 @@ class BulkUpsertApi(APIView):
         not_objects = [i for i, item in enumerate(items) if not isinstance(item, dict)]
         if not_objects:
             raise BulkValidationError(
-                [{"index": i, "field": None, "message": "expected an object"} for i in not_objects]
+                [{"index": i, "field": "", "message": "expected an object"} for i in not_objects]
             )
         counts = self.write(items)
         return Response({"received": len(items), **asdict(counts)}, status=status.HTTP_200_OK)

@@ -245,7 +245,7 @@ def responses_record_batch(
     (a provider's webhook resend may differ in details, so internal replays are not compared)."""
     if len(items) > MAX_BATCH_ITEMS:
         raise ResponseItemsError(
-            [{"index": None, "field": None, "message": f"at most {MAX_BATCH_ITEMS} items"}]
+            [{"field": "", "message": f"at most {MAX_BATCH_ITEMS} items"}]
         )
     errors: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
@@ -301,7 +301,7 @@ def responses_record_batch(
             for item in items
         ]
     raise ResponseItemsError(
-        [{"index": None, "field": None, "message": "conflicting concurrent request; retry"}]
+        [{"field": "", "message": "conflicting concurrent request; retry"}]
     )
 
 
