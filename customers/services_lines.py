@@ -166,7 +166,10 @@ def orders_totals_refresh(*, identity: pd.DataFrame) -> UpsertCounts:
         return UpsertCounts()
     kept_units = ExpressionWrapper(F("quantity") - F("refunded_quantity"), IntegerField())
     qs = (
+        # order_by(): no Meta ordering, so no join to the orders table (PostgreSQL planned the
+        # join against a long IN list as a minutes-long nested loop on a fresh table).
         OrderLine.objects.filter(order_id__in=identity["id"].tolist())
+        .order_by()
         .values("order_id")
         .annotate(
             gross=Sum(ExpressionWrapper(F("quantity") * F("unit_price"), _MONEY)),
