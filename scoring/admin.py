@@ -146,27 +146,39 @@ class ChurnModelAdmin(admin.ModelAdmin):
         "candidate",
         "algorithm",
         "sampler",
-        "threshold",
-        "label_definition",
-        "training_window",
+        "threshold_shown",
+        "label_shown",
+        "window_shown",
         "training_rows",
-        "positive_rate",
+        "positive_rate_shown",
         "metrics_table",
         "candidates_table",
         "champion_challenger",
         "charts",
         "latest_drift",
-        "library_versions",
+        "libraries_shown",
         "artifact_path",
         "artifact_sha256",
         "created_at",
         "activated_at",
     ]
     fieldsets = [
-        (None, {"fields": ["version", "status", "candidate", "algorithm", "sampler", "threshold"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "version",
+                    "status",
+                    "candidate",
+                    "algorithm",
+                    "sampler",
+                    "threshold_shown",
+                ]
+            },
+        ),
         (
             "Training",
-            {"fields": ["label_definition", "training_window", "training_rows", "positive_rate"]},
+            {"fields": ["label_shown", "window_shown", "training_rows", "positive_rate_shown"]},
         ),
         (
             "Quality (out-of-fold)",
@@ -177,7 +189,7 @@ class ChurnModelAdmin(admin.ModelAdmin):
             "Provenance",
             {
                 "fields": [
-                    "library_versions",
+                    "libraries_shown",
                     "artifact_path",
                     "artifact_sha256",
                     "created_at",
@@ -234,8 +246,46 @@ class ChurnModelAdmin(admin.ModelAdmin):
         if run is None:
             return format_html("<p>{}</p>", "Not scored yet: drift is measured by each run.")
         return format_html(
-            "<p>Run {} as of {:%Y-%m-%d}.</p>{}", run.run_key, run.as_of, drift_table(run.drift)
+            "<p>Run {} as of {}.</p>{}",
+            run.run_key,
+            f"{run.as_of:%Y-%m-%d}",
+            drift_table(run.drift),
         )
+
+    @admin.display(description="Threshold")
+    def threshold_shown(self, model: ChurnModel) -> str:
+        return (
+            f"{model.threshold:.1%}: a probability at or above it counts as churn for precision,"
+            " recall and F1 (chosen out-of-fold)"
+        )
+
+    @admin.display(description="Churn rate in training")
+    def positive_rate_shown(self, model: ChurnModel) -> str:
+        return f"{model.positive_rate:.1%}"
+
+    @admin.display(description="Label")
+    def label_shown(self, model: ChurnModel) -> str:
+        label = model.label_definition or {}
+        if label.get("kind") == "behaviour":
+            return (
+                f"Churned = no order in the {label.get('horizon_days')} days after the cutoff "
+                f"(behaviour label; last cutoff {str(label.get('as_of', ''))[:10]})"
+            )
+        if label.get("kind") == "file":
+            return f"Column {label.get('label', '?')} of a file (trained from a file)"
+        if label.get("attribute"):
+            return f"Customer attribute {label['attribute']}"
+        return ", ".join(f"{k}: {v}" for k, v in label.items()) or "—"
+
+    @admin.display(description="Training window")
+    def window_shown(self, model: ChurnModel) -> str:
+        window = model.training_window or {}
+        parts = [f"{k.replace('_', ' ')} {str(v)[:10]}" for k, v in window.items()]
+        return " · ".join(parts) or "—"
+
+    @admin.display(description="Library versions")
+    def libraries_shown(self, model: ChurnModel) -> str:
+        return " · ".join(f"{k} {v}" for k, v in (model.library_versions or {}).items()) or "—"
 
     @admin.display(description="Charts")
     def charts(self, model: ChurnModel) -> SafeString:

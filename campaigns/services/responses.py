@@ -244,9 +244,7 @@ def responses_record_batch(
     for a client IdempotencyConflictError when a key comes back with different content
     (a provider's webhook resend may differ in details, so internal replays are not compared)."""
     if len(items) > MAX_BATCH_ITEMS:
-        raise ResponseItemsError(
-            [{"field": "", "message": f"at most {MAX_BATCH_ITEMS} items"}]
-        )
+        raise ResponseItemsError([{"field": "", "message": f"at most {MAX_BATCH_ITEMS} items"}])
     errors: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for position, item in enumerate(items):
@@ -300,9 +298,7 @@ def responses_record_batch(
             )
             for item in items
         ]
-    raise ResponseItemsError(
-        [{"field": "", "message": "conflicting concurrent request; retry"}]
-    )
+    raise ResponseItemsError([{"field": "", "message": "conflicting concurrent request; retry"}])
 
 
 # --- provider webhooks -------------------------------------------------------------------------

@@ -112,3 +112,21 @@ def test_a_tier_edited_on_its_own_page_is_applied_and_the_action_applies_now(
     ).content.decode()
     assert "No customer changed tier in run nightly" in listing
     assert "46 (46.0%)" in listing  # the high tier's size in the latest run
+
+
+def test_the_model_page_reads_in_words_with_its_latest_drift(admin_client: Client) -> None:
+    run = stored_run([0.2, 0.9])
+    model = run.model
+    model.threshold, model.positive_rate = 0.3183184491297375, 0.7516758591429784
+    model.label_definition = {"kind": "behaviour", "horizon_days": 180, "as_of": "1998-01-01"}
+    model.training_window = {"train_cutoff": "1997-07-05T00:00:00+00:00"}
+    model.library_versions = {"python": "3.11.7", "numpy": "2.4.6"}
+    model.save()
+    run.drift = {"psi": {"tenure_days": 3.8}, "score_psi": 1.34, "status": "alert"}
+    run.save()
+    page = admin_client.get(f"/admin/scoring/churnmodel/{model.pk}/change/").content.decode()
+    assert "31.8%" in page and "75.2%" in page and "0.3183184" not in page
+    assert "no order in the 180 days after the cutoff" in page
+    assert "train cutoff 1997-07-05" in page and "python 3.11.7" in page and "numpy 2.4.6" in page
+    assert "{&quot;" not in page  # no JSON anywhere
+    assert f"Run {run.run_key} as of" in page and "The population changed: retrain" in page
