@@ -30,6 +30,36 @@ class ConsentInline(admin.TabularInline):
     extra = 0
 
 
+# The default tiers by severity (scoring owns the tier table; a customer row carries its name).
+TIER_ORDER = ["critical", "high", "medium", "low"]
+
+
+def tier_words(tier: str) -> str:
+    if tier == "not_scorable":
+        return "Not scorable (no order before the scoring date)"
+    return tier.replace("_", " ").capitalize() or "—"
+
+
+class RiskTierFilter(admin.SimpleListFilter):
+    """The tiers customers carry, most severe first, in words ("Not scorable" last)."""
+
+    title = "risk tier"
+    parameter_name = "risk_tier"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        present = set(
+            Customer.objects.exclude(risk_tier="").values_list("risk_tier", flat=True).distinct()
+        )
+
+        def rank(tier: str) -> tuple[int, str]:
+            return (TIER_ORDER.index(tier) if tier in TIER_ORDER else len(TIER_ORDER), tier)
+
+        return [(t, tier_words(t).split(" (")[0]) for t in sorted(present, key=rank)]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        return queryset.filter(risk_tier=self.value()) if self.value() else queryset
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     list_display = [
@@ -37,18 +67,18 @@ class CustomerAdmin(admin.ModelAdmin):
         "name",
         "email",
         "country",
-        "risk_tier",
-        "churn_probability",
+        "tier_shown",
+        "probability_shown",
         "signup_date",
         "erased",
     ]
-    list_filter = ["risk_tier", "erased", "country"]
+    list_filter = [RiskTierFilter, "erased", "country"]
     search_fields = ["external_id", "email", "name"]
     readonly_fields = [
         "recent_orders",
         "recent_events",
-        "churn_probability",
-        "risk_tier",
+        "probability_shown",
+        "tier_shown",
         "score_reasons",
         "scored_at",
         "score_model_version",
@@ -62,8 +92,8 @@ class CustomerAdmin(admin.ModelAdmin):
             "Latest churn score",
             {
                 "fields": [
-                    "churn_probability",
-                    "risk_tier",
+                    "probability_shown",
+                    "tier_shown",
                     "score_reasons",
                     "scored_at",
                     "score_model_version",
@@ -75,6 +105,15 @@ class CustomerAdmin(admin.ModelAdmin):
     ]
     inlines = [ConsentInline]
     show_full_result_count = False
+
+    @admin.display(description="Churn probability", ordering="churn_probability")
+    def probability_shown(self, customer: Customer) -> str:
+        p = customer.churn_probability
+        return "—" if p is None else f"{p:.1%}"
+
+    @admin.display(description="Risk tier", ordering="risk_tier")
+    def tier_shown(self, customer: Customer) -> str:
+        return tier_words(customer.risk_tier or "")
 
     @admin.display(description="Why (top reasons)")
     def score_reasons(self, customer: Customer) -> str:

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from campaigns.measurement.snapshots import uplift_report_compute
 from campaigns.services.dispatch import campaign_dispatch
+from customers.models import Customer
 from scoring.models import ChurnModel, CustomerScore, ModelStatus, RunStatus, ScoringRun
 from scoring.selectors import score_histogram
 from tests.campaigns.conftest import NOON, make_campaign, make_customers, make_offer
@@ -119,3 +120,20 @@ def test_an_empty_database_says_what_to_do(db: None) -> None:
 def test_the_overview_needs_a_staff_login(client: Any) -> None:
     response = client.get("/admin/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_the_customer_page_shows_the_score_in_words(db: None) -> None:
+    User.objects.create_superuser("boss", password="pw-overview-4")
+    client = Client()
+    client.force_login(User.objects.get(username="boss"))
+    scored, unscorable = make_customers(2, risk_tier="critical", churn_probability=0.734)
+    Customer.objects.filter(pk=unscorable.pk).update(
+        risk_tier="not_scorable", churn_probability=None
+    )
+    page = client.get(f"/admin/customers/customer/{scored.pk}/change/").content.decode()
+    assert "73.4%" in page and "Critical" in page
+    other = client.get(f"/admin/customers/customer/{unscorable.pk}/change/").content.decode()
+    assert "Not scorable (no order before the scoring date)" in other
+    listing = client.get("/admin/customers/customer/").content.decode()
+    assert "73.4%" in listing and ">not_scorable<" not in listing  # the filter reads in words
+    assert ">Not scorable<" in listing
