@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -338,23 +338,6 @@ class CustomerConsentApi(APIView):
 # --- personal data: erasure and export (customers.privacy; docs/privacy.md) ---
 
 
-class ErrorDetailOut(serializers.Serializer):
-    code = serializers.CharField(help_text="Machine-readable, e.g. not_found")
-    message = serializers.CharField(help_text="For a person to read")
-    details = serializers.JSONField(required=False)
-
-
-class ErrorOut(serializers.Serializer):
-    error = ErrorDetailOut()
-
-
-ERROR_RESPONSES = {
-    401: OpenApiResponse(ErrorOut, description="No API key, or an invalid or revoked one."),
-    403: OpenApiResponse(ErrorOut, description="The client lacks this endpoint's scope."),
-    404: OpenApiResponse(ErrorOut, description="No customer has this external id."),
-}
-
-
 class ErasureOut(serializers.Serializer):
     external_id = serializers.CharField(help_text="The id the request named")
     pseudonym = serializers.CharField(help_text="The customer's external id from now on")
@@ -397,7 +380,7 @@ class CustomerEraseApi(APIView):
 
     @extend_schema(
         request=None,
-        responses={200: ErasureOut, **ERROR_RESPONSES},
+        responses={200: ErasureOut},  # the error responses: common.openapi
         summary="Erase a customer's personal data (keeps what uplift reports need)",
     )
     def post(self, request: Request, external_id: str) -> Response:
@@ -426,7 +409,7 @@ class CustomerExportApi(APIView):
     required_scopes: ClassVar[dict[str, str]] = {"GET": ApiScope.CUSTOMERS_EXPORT}
 
     @extend_schema(
-        responses={200: ExportOut, **ERROR_RESPONSES},
+        responses={200: ExportOut},  # the error responses: common.openapi
         summary="Export everything held about a customer (JSON)",
     )
     def get(self, request: Request, external_id: str) -> Response:

@@ -110,4 +110,4 @@ def test_dispatch_now_with_a_broker_queues_the_work_for_a_real_worker(
     assert len(recorder.messages) == 18
     assert CallbackTask.objects.count() == 5
     summary = client.get(summary_url).content.decode()
-    assert "<td>treatment</td><td>sent</td><td>23</td>" in summary
+    assert "<td>Treatment</td><td>Sent</td><td>23</td>" in summary

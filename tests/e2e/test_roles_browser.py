@@ -182,9 +182,11 @@ def test_an_analyst_opens_the_uplift_report_and_a_customer_and_meets_no_dead_lin
     errors = watch_errors(page)
 
     login(page, base, "ana")
-    home = page.inner_text("#content-main")
-    assert "Customers" in home and "Uplift reports" in home
-    assert "Offers" not in home and "Message templates" not in home
+    page.wait_for_selector("#overview")  # the landing page: the overview
+    assert "Active campaigns" in page.inner_text("#overview")
+    menu = page.inner_text("#nav-sidebar")
+    assert "Customers" in menu and "Uplift reports" in menu
+    assert "Offers" not in menu and "Message templates" not in menu
     assert follow_every_link(page) == []
 
     page.goto(f"{base}/admin/campaigns/campaign/")
@@ -212,4 +214,4 @@ def test_an_analyst_opens_the_uplift_report_and_a_customer_and_meets_no_dead_lin
     assert page.inner_text("#site-name") == "Retention service"
     page.screenshot(path=str(SCREENSHOTS / "analyst-403.png"), full_page=True)
     page.click("#back-home")
-    page.wait_for_selector("#content-main .app-customers")
+    page.wait_for_selector("#overview")

@@ -23,9 +23,11 @@ def _disable_the_at_most_once_gate(**_: Any) -> None:
     from campaigns.services import relay
 
     def naive_deliver_one(
-        backend: Any, intervention: Any, reasons: Any, summary: Any, now: Any
+        backend: Any, intervention: Any, extras: Any, summary: Any, now: Any
     ) -> relay.Outcome:
-        message = relay.intervention_message(intervention=intervention, reasons=reasons)
+        message = relay.intervention_message(
+            intervention=intervention, reasons=extras.reasons, products=extras.products
+        )
         provider_id = backend.send(message)
         Intervention.objects.filter(pk=intervention.pk).update(
             status=InterventionStatus.SENT, sent_at=timezone.now(), provider_message_id=provider_id
