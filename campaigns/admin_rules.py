@@ -9,6 +9,7 @@ rule that would reach nobody, the reason."""
 from __future__ import annotations
 
 import contextlib
+import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -24,6 +25,27 @@ from campaigns.services.dispatch import campaign_rules_audience
 from customers.selectors import customer_attribute_fields
 from scoring.ml.tiers import RANK
 from scoring.selectors import risk_tier_rules
+
+# The attribute keys of the data are read once per this many seconds, not once per rule form:
+# a campaign page builds a form per rule (and the live count rebuilds them on every edit).
+ATTRIBUTE_FIELDS_SECONDS = 60.0
+_attribute_fields_read: tuple[float, dict[str, dict[str, Any]]] | None = None
+
+
+def attribute_fields() -> dict[str, dict[str, Any]]:
+    """customers.selectors.customer_attribute_fields, read at most once a minute per process."""
+    global _attribute_fields_read
+    now = time.monotonic()
+    if _attribute_fields_read is None or now - _attribute_fields_read[0] > ATTRIBUTE_FIELDS_SECONDS:
+        _attribute_fields_read = (now, customer_attribute_fields())
+    return _attribute_fields_read[1]
+
+
+def attribute_fields_forget() -> None:
+    """Read the attribute keys afresh next time (tests; after an import that adds keys)."""
+    global _attribute_fields_read
+    _attribute_fields_read = None
+
 
 # Blank condition rows offered beyond a rule's own conditions.
 EXTRA_CONDITION_ROWS = 2
@@ -221,7 +243,7 @@ class RuleForm(forms.ModelForm):
         tiers.choices = choices + [(t, f"{t} (unknown tier)") for t in stored]
         tiers.initial = list(self.instance.tiers or [])
         self.fields["attribute_conditions"] = ConditionRowsField(
-            fields=customer_attribute_fields(), label="Attribute conditions"
+            fields=attribute_fields(), label="Attribute conditions"
         )
 
     def clean_tiers(self) -> list[str]:
@@ -241,7 +263,7 @@ def attribute_datalists() -> SafeString:
         '<datalist id="attribute-values-{}">{}</datalist>',
         (
             (key, format_html_join("", '<option value="{}">', ((v,) for v in info["values"])))
-            for key, info in customer_attribute_fields().items()
+            for key, info in attribute_fields().items()
         ),
     )
 

@@ -12,12 +12,18 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from campaigns.admin_rules import attribute_fields_forget
 from campaigns.models import Campaign, Offer, Rule
 from campaigns.services.dispatch import campaign_preview, campaign_rules_audience
 from customers.models import Customer
 from tests.campaigns.conftest import make_campaign, make_customers, make_offer, make_template
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_attribute_keys() -> None:
+    attribute_fields_forget()  # the keys are memoised for a minute; each test has its own data
 
 
 def population() -> None:
