@@ -236,6 +236,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+# Seconds an API client looked up by key stays cached in each server process: a revoked or
+# rotated key, or changed scopes, made in another process take effect within this (0: no cache).
+API_CLIENT_CACHE_SECONDS = env_int("API_CLIENT_CACHE_SECONDS", 10)
 # Largest API request body accepted (bytes); 1,000 bulk items fit comfortably in 5 MB.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES

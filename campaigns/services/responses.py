@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 import pandas as pd
 from django.conf import settings
 from django.core import signing
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Value, When
 from django.urls import reverse
 from django.utils import timezone
@@ -84,9 +85,29 @@ class ResponseItem:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class ResponseRow:
+    """A response the fast path just inserted: the fields a caller reads, without building a
+    model instance per item (a bulk request's hottest loop)."""
+
+    id: int
+    intervention_id: int
+    kind: str
+    occurred_at: datetime
+    revenue: Decimal | None
+    order_external_id: str
+    idempotency_key: str
+    created_at: datetime
+    payload: dict[str, Any]
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+
 @dataclass(frozen=True)
 class ResponseResult:
-    response: Response
+    response: Response | ResponseRow
     replay: bool
 
 
@@ -197,7 +218,7 @@ def _resolve_interventions(
     return found, errors
 
 
-def _apply_side_effects(responses: Sequence[Response]) -> None:
+def _apply_side_effects(responses: Sequence[Response | ResponseRow]) -> None:
     """What a newly logged response changes: delivery state, bounces, consent."""
     delivered = {r.intervention_id: r.occurred_at for r in responses if r.kind == "delivered"}
     if delivered:
@@ -234,6 +255,143 @@ def _apply_side_effects(responses: Sequence[Response]) -> None:
                 )
 
 
+class _NotAllNew(Exception):
+    """The fast path met a case it leaves to the general one; its insert is rolled back."""
+
+
+_RESPONSE_COLUMNS = (
+    "intervention_id",
+    "kind",
+    "occurred_at",
+    "revenue",
+    "order_external_id",
+    "idempotency_key",
+    "client_id",
+    "payload",
+    "created_at",
+)  # the order both INSERTs below write them in
+
+
+def _record_new_by_id(
+    *, items: Sequence[ResponseItem], client: ApiClient | None
+) -> list[ResponseResult] | None:
+    """The common case in one statement: every item names its intervention by id, and every key
+    is new. One SELECT checks the interventions, one INSERT … ON CONFLICT DO NOTHING RETURNING
+    writes the batch. If an intervention is unknown, a key repeats inside the batch, or a key
+    already existed (a replay, or a concurrent request's: its row is not returned), nothing is
+    kept (the insert is rolled back) and None is returned: the general path below — which names
+    every bad item, returns replays and refuses conflicts — decides instead."""
+    if not items or any(item.intervention_id is None for item in items):
+        return None
+    if len({item.idempotency_key for item in items}) != len(items):
+        return None
+    wanted = list({int(item.intervention_id or 0) for item in items})
+    postgres = connection.vendor == "postgresql"
+    interventions = Intervention._meta.db_table
+    with connection.cursor() as cursor:
+        if postgres:
+            cursor.execute(f"SELECT count(*) FROM {interventions} WHERE id = ANY(%s)", [wanted])
+        else:
+            marks = ", ".join(["%s"] * len(wanted))
+            cursor.execute(f"SELECT count(*) FROM {interventions} WHERE id IN ({marks})", wanted)
+        (known,) = cursor.fetchone()
+    if known != len(wanted):
+        return None
+    now = timezone.now()
+    client_id = client.pk if client is not None else None
+    sql, params = (_insert_postgres if postgres else _insert_portable)(items, client_id, now)
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                ids = dict((key, pk) for pk, key in cursor.fetchall())
+            if len(ids) != len(items):
+                raise _NotAllNew
+            rows = [
+                ResponseRow(
+                    id=ids[item.idempotency_key],
+                    intervention_id=int(item.intervention_id or 0),
+                    kind=item.kind,
+                    occurred_at=item.occurred_at,
+                    revenue=item.revenue,
+                    order_external_id=item.order_external_id,
+                    idempotency_key=item.idempotency_key,
+                    created_at=now,
+                    payload=item.payload,
+                )
+                for item in items
+            ]
+            if any(item.kind in _SIDE_EFFECT_KINDS for item in items):
+                _apply_side_effects(rows)
+    except (_NotAllNew, IntegrityError):
+        return None
+    return [ResponseResult(response=row, replay=False) for row in rows]
+
+
+def _insert_postgres(
+    items: Sequence[ResponseItem], client_id: int | None, now: datetime
+) -> tuple[str, list[Any]]:
+    """One INSERT from column arrays (unnest): nine parameters whatever the batch size, so the
+    statement text is the same for every batch and nothing is spelt out per item."""
+    payloads = [json.dumps(item.payload) if item.payload else "{}" for item in items]
+    sql = (
+        f"INSERT INTO {Response._meta.db_table} ({', '.join(_RESPONSE_COLUMNS)}) "
+        "SELECT u.intervention_id, u.kind, u.occurred_at, u.revenue, u.order_external_id, "
+        "u.idempotency_key, %s::bigint, u.payload::jsonb, %s::timestamptz "
+        "FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::numeric[], %s::text[], "
+        "%s::text[], %s::text[]) AS u(intervention_id, kind, occurred_at, revenue, "
+        "order_external_id, idempotency_key, payload) "
+        "ON CONFLICT DO NOTHING RETURNING id, idempotency_key"
+    )
+    params = [
+        client_id,
+        now,
+        [item.intervention_id for item in items],
+        [str(item.kind) for item in items],
+        [item.occurred_at for item in items],
+        [item.revenue for item in items],
+        [item.order_external_id for item in items],
+        [item.idempotency_key for item in items],
+        payloads,
+    ]
+    return sql, params
+
+
+def _insert_portable(
+    items: Sequence[ResponseItem], client_id: int | None, now: datetime
+) -> tuple[str, list[Any]]:
+    """The same INSERT spelt out row by row (SQLite, the embedded demo database)."""
+    ops = connection.ops
+    payload_field = Response._meta.get_field("payload")
+    created_at = ops.adapt_datetimefield_value(now)
+    params: list[Any] = []
+    for item in items:
+        params += (
+            item.intervention_id,
+            item.kind,
+            ops.adapt_datetimefield_value(item.occurred_at),
+            None if item.revenue is None else ops.adapt_decimalfield_value(item.revenue, 12, 2),
+            item.order_external_id,
+            item.idempotency_key,
+            client_id,
+            payload_field.get_db_prep_save(item.payload, connection),
+            created_at,
+        )
+    row = "(" + ", ".join(["%s"] * len(_RESPONSE_COLUMNS)) + ")"
+    sql = (
+        f"INSERT INTO {Response._meta.db_table} ({', '.join(_RESPONSE_COLUMNS)}) "
+        f"VALUES {', '.join([row] * len(items))} "
+        "ON CONFLICT DO NOTHING RETURNING id, idempotency_key"
+    )
+    return sql, params
+
+
+# The kinds _apply_side_effects acts on; every other kind is only logged.
+_SIDE_EFFECT_KINDS = frozenset(
+    {ResponseKind.DELIVERED, ResponseKind.BOUNCED, ResponseKind.UNSUBSCRIBED}
+)
+
+
 def responses_record_batch(
     *, items: Sequence[ResponseItem], client: ApiClient | None = None
 ) -> list[ResponseResult]:
@@ -245,6 +403,9 @@ def responses_record_batch(
     (a provider's webhook resend may differ in details, so internal replays are not compared)."""
     if len(items) > MAX_BATCH_ITEMS:
         raise ResponseItemsError([{"field": "", "message": f"at most {MAX_BATCH_ITEMS} items"}])
+    fast = _record_new_by_id(items=items, client=client)
+    if fast is not None:
+        return fast
     errors: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for position, item in enumerate(items):
