@@ -1,6 +1,7 @@
-"""Faults under a real Celery worker (issue 12): the broker going away mid-relay, and a worker
-SIGKILLed mid-delivery — with and without the at-most-once gate, so the test shows it can catch a
-duplicate. Real PostgreSQL, real redis-server processes, a real local SMTP server."""
+"""Faults under a real Celery worker (issue 12): the broker going away mid-dispatch and
+mid-relay, and a worker SIGKILLed mid-delivery — with and without the at-most-once gate, so the
+test shows it can catch a duplicate. Real PostgreSQL, real redis-server processes, a real local
+SMTP server."""
 
 from __future__ import annotations
 
@@ -9,20 +10,22 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 from django.utils import timezone
 
-from campaigns.models import FailureReason, Intervention
-from campaigns.services.dispatch import campaign_dispatch
+from campaigns.models import CampaignCycle, FailureReason, Intervention
+from campaigns.services.dispatch import campaign_cycle_key, campaign_dispatch
 from campaigns.tasks import campaign_dispatch_task, interventions_relay_task
 from tests.campaigns.conftest import make_campaign, make_customers, make_offer, make_template
 from tests.campaigns.servers import SmtpRecorder, smtp_server
 from tests.redis_server import RedisServer, redis_server
-from tests.worker import REPO, RunningWorker, celery_worker_process
+from tests.worker import REPO, RunningWorker, celery_worker_process, test_database_url
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -114,6 +117,83 @@ def test_redis_stopped_mid_relay_the_stage_completes_once_and_the_worker_survive
     statuses = Counter((arm, status) for arm, status, _ in rows)
     assert sum(statuses.values()) == len(customers)
     # Every treatment row reached an end state: sent, or stopped by the policy before sending.
+    assert {status for arm, status in statuses if arm == "treatment"} <= {"sent", "suppressed"}, (
+        statuses
+    )
+    sent = {email for arm, status, email in rows if status == "sent"}
+    control = {email for arm, _, email in rows if arm == "control"}
+    assert control and len(sent) == statuses[("treatment", "sent")] > 0
+    counts = Counter(recorder.recipients())
+    assert set(counts) == sent and max(counts.values()) == 1
+    assert not set(counts) & control
+
+
+@contextmanager
+def _cycle_held(campaign_id: int, cycle_key: str) -> Iterator[psycopg.Connection[Any]]:
+    """Insert the campaign's cycle guard row in an open transaction of another connection: a
+    dispatch of that cycle blocks on the unique index inside its own transaction — mid-stage,
+    with its task taken from the broker and not yet acknowledged — until this rolls back."""
+    with psycopg.connect(test_database_url()) as holder:
+        holder.execute(
+            "INSERT INTO campaigns_campaigncycle (campaign_id, cycle_key, started_at, summary) "
+            "VALUES (%s, %s, now(), '{}')",
+            [campaign_id, cycle_key],
+        )
+        try:
+            yield holder
+        finally:
+            holder.rollback()
+
+
+def _dispatch_waiting(timeout: float) -> bool:
+    """Whether some session is waiting for a lock while inserting a cycle guard row."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(test_database_url(), autocommit=True) as probe:
+        while time.monotonic() < deadline:
+            row = probe.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query ILIKE 'INSERT INTO \"campaigns_campaigncycle\"%%'"
+            ).fetchone()
+            if row and row[0]:
+                return True
+            time.sleep(0.1)
+    return False
+
+
+def test_redis_stopped_mid_dispatch_the_stage_completes_once_and_the_worker_survives(
+    require_postgres: None, private_redis: RedisServer
+) -> None:
+    """Redis goes away while the worker is inside a dispatch (its task taken, its transaction
+    open, nothing acknowledged) and comes back empty. The dispatch finishes once Redis is
+    back, the cycle is written once, every treatment message is delivered exactly once (the
+    relay enqueued as beat would), no control customer is contacted, and the worker is still
+    running and answering."""
+    customers = make_customers(400)
+    campaign = make_campaign(rules=[_email_rule()], control_percentage=20)
+    now = timezone.now()
+    cycle_key, _start = campaign_cycle_key(campaign=campaign, now=now)
+    with smtp_server() as (recorder, port):
+        env = _worker_env(port)
+        with celery_worker_process(private_redis.url, extra_env=env, concurrency=2) as worker:
+            with _cycle_held(campaign.pk, cycle_key):
+                worker.send(campaign_dispatch_task.name, campaign.pk, now.isoformat())
+                assert _dispatch_waiting(timeout=60), "the dispatch never started"
+                private_redis.stop()
+                time.sleep(3)
+                assert worker.process.poll() is None, "the worker exited while Redis was down"
+                assert not recorder.messages
+                private_redis.start()
+            # The guard row is released: the dispatch in the worker goes on and commits.
+            deadline = time.monotonic() + 120
+            while not CampaignCycle.objects.filter(finished_at__isnull=False).exists():
+                assert time.monotonic() < deadline, "the dispatch did not finish after Redis"
+                time.sleep(0.2)
+            _relay_until_done(worker, timeout=240)
+            assert worker.process.poll() is None and worker.answers_ping(timeout=5)
+    assert CampaignCycle.objects.filter(campaign=campaign).count() == 1
+    rows = Intervention.objects.values_list("arm", "status", "customer__email")
+    statuses = Counter((arm, status) for arm, status, _ in rows)
+    assert sum(statuses.values()) == len(customers)
     assert {status for arm, status in statuses if arm == "treatment"} <= {"sent", "suppressed"}, (
         statuses
     )
