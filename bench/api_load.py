@@ -33,6 +33,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,7 +45,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from _machine import cpu_model  # noqa: E402
-from _postgres import database_settings, ensure_database  # noqa: E402
+from _postgres import conninfo, database_settings, ensure_database  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
 
@@ -63,6 +64,7 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
+    server_cpu: float = 0.0  # CPU seconds of the gunicorn workers and their PostgreSQL backends
 
     @property
     def requests_per_second(self) -> float:
@@ -71,6 +73,11 @@ class Result:
     @property
     def items_per_second(self) -> float:
         return self.requests_per_second * self.items_per_request
+
+    @property
+    def cpu_ms_per_item(self) -> float:
+        items = len(self.latencies) * self.items_per_request
+        return self.server_cpu * 1000 / items if items else float("nan")
 
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -223,6 +230,77 @@ class Bodies:
         return json.dumps(items[0] if self.batch == 1 else items).encode()
 
 
+class ServerCpu:
+    """CPU seconds spent serving a scenario: the gunicorn workers' and their PostgreSQL
+    backends' user + system time (from /proc), sampled every half second while the scenario
+    runs. Unlike requests/s it hardly depends on what else the machine is doing, so it compares
+    runs on a busy shared machine. (The load generator's own CPU is not counted.)"""
+
+    def __init__(self, server_pid: int, config: dict[str, Any]) -> None:
+        self.server_pid = server_pid
+        self.config = config
+        self.first: dict[int, int] = {}
+        self.last: dict[int, int] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _ticks(pid: int) -> tuple[int, int] | None:
+        """(parent pid, user + system ticks) of a process, None once it has gone."""
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return int(fields[1]), int(fields[11]) + int(fields[12])
+
+    def _pids(self, cursor: Any) -> list[int]:
+        workers = [
+            int(entry.name)
+            for entry in Path("/proc").iterdir()
+            if entry.name.isdigit()
+            and (info := self._ticks(int(entry.name)))
+            and info[0] == self.server_pid
+        ]
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+        return workers + [row[0] for row in cursor.fetchall()]
+
+    def _sample(self, cursor: Any) -> None:
+        initial = not self.last  # later newcomers (a reconnecting backend) count from zero
+        for pid in self._pids(cursor):
+            info = self._ticks(pid)
+            if info is not None:
+                self.first.setdefault(pid, info[1] if initial else 0)
+                self.last[pid] = info[1]
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(**conninfo(self.config, self.config["NAME"]), autocommit=True) as db:
+            cursor = db.cursor()
+            self._sample(cursor)
+            while not self.stop.wait(0.5):
+                self._sample(cursor)
+            self._sample(cursor)
+
+    def __enter__(self) -> ServerCpu:
+        self.thread.start()
+        while not self.last and self.thread.is_alive():
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.last[pid] - self.first[pid] for pid in self.last) / self.tick
+
+
 async def drive(
     base: str, path: str, headers: dict[str, str], bodies: Bodies, args: argparse.Namespace
 ) -> Result:
@@ -258,7 +336,11 @@ async def drive(
 
 
 async def run_scenarios(
-    args: argparse.Namespace, key: str, interventions: list[int]
+    args: argparse.Namespace,
+    key: str,
+    interventions: list[int],
+    server_pid: int,
+    config: dict[str, Any],
 ) -> list[Result]:
     base = f"http://{HOST}:{args.port}"
     json_headers = {"Content-Type": "application/json"}
@@ -274,8 +356,10 @@ async def run_scenarios(
     results = []
     for name, path, headers, batch in scenarios:
         print(f"  {name} for {args.seconds:g} s ...", flush=True)
-        result = await drive(base, path, headers, Bodies(interventions, batch), args)
+        with ServerCpu(server_pid, config) as cpu:
+            result = await drive(base, path, headers, Bodies(interventions, batch), args)
         result.name = name
+        result.server_cpu = cpu.seconds
         results.append(result)
     return results
 
@@ -313,13 +397,13 @@ def report(args: argparse.Namespace, results: list[Result]) -> None:
     )
     print(
         f"{'scenario':<36}{'requests':>9}{'req/s':>9}{'items/s':>10}"
-        f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}{'CPU ms/item':>13}"
     )
     for r in results:
         print(
             f"{r.name:<36}{len(r.latencies):>9,}{r.requests_per_second:>9,.0f}"
             f"{r.items_per_second:>10,.0f}{r.percentile(50):>9.1f}{r.percentile(95):>9.1f}"
-            f"{r.percentile(99):>9.1f}{r.errors:>8,}"
+            f"{r.percentile(99):>9.1f}{r.errors:>8,}{r.cpu_ms_per_item:>13.3f}"
         )
         for sample in r.error_samples:
             print(f"    error: {sample}")
@@ -336,6 +420,13 @@ def report(args: argparse.Namespace, results: list[Result]) -> None:
         f"ratio       single / reference requests/s = "
         f"{single.requests_per_second / reference.requests_per_second:.2f}; {ratios}"
     )
+    cpus = os.cpu_count() or 1
+    print(
+        "server CPU  (gunicorn workers + their PostgreSQL backends, per item; less other work's "
+        "noise than req/s) → items per CPU-second: "
+        + "; ".join(f"{r.name.split(':')[0]} {1000 / r.cpu_ms_per_item:,.0f}" for r in results)
+        + f"; {cpus} CPUs given wholly to the server would serve at most ×{cpus} that"
+    )
     print(
         f"goal        zero errors and ≥ {GOAL_SINGLE:,} single responses/s or ≥ {GOAL_BULK:,} "
         f"responses/s in bulk → {'MET' if met else 'NOT MET'}"
@@ -351,7 +442,7 @@ def main() -> None:
     server = start_server(args)
     try:
         asyncio.run(wait_ready(f"http://{HOST}:{args.port}", server))
-        results = asyncio.run(run_scenarios(args, key, interventions))
+        results = asyncio.run(run_scenarios(args, key, interventions, server.pid, config))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
