@@ -25,7 +25,8 @@ from campaigns.tasks import campaign_dispatch_task, interventions_relay_task
 from tests.campaigns.conftest import make_campaign, make_customers, make_offer, make_template
 from tests.campaigns.servers import SmtpRecorder, smtp_server
 from tests.redis_server import RedisServer, redis_server
-from tests.worker import REPO, RunningWorker, celery_worker_process, test_database_url
+from tests.worker import REPO, RunningWorker, celery_worker_process
+from tests.worker import test_database_url as worker_database_url  # not a test: renamed
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -133,7 +134,7 @@ def _cycle_held(campaign_id: int, cycle_key: str) -> Iterator[psycopg.Connection
     """Insert the campaign's cycle guard row in an open transaction of another connection: a
     dispatch of that cycle blocks on the unique index inside its own transaction — mid-stage,
     with its task taken from the broker and not yet acknowledged — until this rolls back."""
-    with psycopg.connect(test_database_url()) as holder:
+    with psycopg.connect(worker_database_url()) as holder:
         holder.execute(
             "INSERT INTO campaigns_campaigncycle (campaign_id, cycle_key, started_at, summary) "
             "VALUES (%s, %s, now(), '{}')",
@@ -148,7 +149,7 @@ def _cycle_held(campaign_id: int, cycle_key: str) -> Iterator[psycopg.Connection
 def _dispatch_waiting(timeout: float) -> bool:
     """Whether some session is waiting for a lock while inserting a cycle guard row."""
     deadline = time.monotonic() + timeout
-    with psycopg.connect(test_database_url(), autocommit=True) as probe:
+    with psycopg.connect(worker_database_url(), autocommit=True) as probe:
         while time.monotonic() < deadline:
             row = probe.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
