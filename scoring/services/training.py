@@ -32,6 +32,7 @@ from scoring.ml.features import (
     infer_feature_spec,
 )
 from scoring.ml.pipelines import select_candidates
+from scoring.ml.shapley import FeatureGroups, feature_groups
 from scoring.ml.tiers import assign_ranked_tiers
 from scoring.ml.train import TrainingResult, train_and_select
 from scoring.models import ChurnModel, ModelStatus
@@ -220,6 +221,11 @@ def _churn_model_register(*, data: TrainingData, result: TrainingResult) -> Chur
         reference={
             "drift": result.training_summary.to_dict(),
             "values": summary["reference_values"],
+            # Inputs that move together are one reason (scoring.ml.shapley), decided here
+            # from the training rows' correlations.
+            "groups": feature_groups(
+                X=data.X, numeric=result.spec.numeric, columns=result.spec.columns
+            ).to_dict(),
             # BG/NBD parameters of the latest cutoff: scoring reuses them, so a customer's
             # features never depend on which chunk they are scored in.
             "btyd_params": data.btyd_params,
@@ -379,6 +385,7 @@ def score_features(
         spec=spec,
         reference=model.reference.get("values", {}),
         threshold=floor,
+        groups=FeatureGroups.from_dict(model.reference.get("groups"), spec.columns),
     )
     probability = explanations.probabilities
     tiers = assign_ranked_tiers(probabilities=probability, rules=risk_tier_rules())
