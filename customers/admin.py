@@ -129,8 +129,8 @@ class CustomerAdmin(admin.ModelAdmin):
         """The latest score's attributions (scoring.ml.shapley) as a waterfall from the typical
         customer's probability to this customer's, then the same in words."""
         latest = customer.scores.order_by("-scored_at", "-pk").first()  # type: ignore[attr-defined]
-        data = latest.attributions if latest else None
-        if not data or not data.get("items") or latest.probability is None:
+        data = latest.attributions if latest and latest.probability is not None else None
+        if not data or not data.get("items"):
             return "— (reasons are worked out for the customers in the higher risk tiers)"
         baseline = float(data["baseline"])
         steps = [Step(str(label), float(value)) for label, value in data["items"]]
@@ -161,7 +161,7 @@ class CustomerAdmin(admin.ModelAdmin):
             "<p>A typical customer's churn risk is {}; this customer's is {}. The steps add up "
             "to the difference ({}).</p><ul>{}</ul>",
             f"{baseline:.1%}",
-            f"{latest.probability:.1%}",
+            f"{baseline + sum(s.value for s in steps):.1%}",
             method,
             words,
         )

@@ -182,8 +182,8 @@ def sampled_shapley(
             switched = np.zeros((n, n_groups), dtype=bool)
             previous = np.full(n, baseline)
             for step in range(n_groups):
-                g = order[:, step]
-                switched[every, g] = True
+                chosen = order[:, step]
+                switched[every, chosen] = True
                 if step == n_groups - 1:
                     current = base64
                 else:
@@ -197,7 +197,7 @@ def sampled_shapley(
                         }
                     )
                     current = estimator.predict_proba(frame)[:, 1].astype(np.float64)
-                per_pair[pair, every, g] += (current - previous) / 2
+                per_pair[pair, every, chosen] += (current - previous) / 2
                 previous = current
     values = per_pair.mean(axis=0)
     if pairs > 1:
