@@ -94,14 +94,17 @@ class Leaf:
 
     def text(self, *, shows_missing: Sequence[str] = ()) -> str:
         """The leaf's conditions in words, one bound or category list per input:
-        "tenure < 6 and Contract is Month-to-month". "or unknown" is written for inputs in
-        `shows_missing` (those with missing values in the distilled data)."""
+        "tenure < 6 and Contract is Month-to-month", with "(or unknown)" where a missing
+        number passes (categories: only for inputs in `shows_missing`, those with missing
+        values in the distilled data; "is not" always lets a missing category pass)."""
         parts: list[str] = []
         for column in dict.fromkeys(c.column for c in self.conditions):
             mine = [c for c in self.conditions if c.column == column]
-            unknown = (
-                " (or unknown)" if column in shows_missing and all(c.missing for c in mine) else ""
-            )
+            numeric = mine[0].kind in ("lt", "ge")
+            # A missing number goes one way at each split: said wherever it passes. A missing
+            # category fails "is" and passes "is not": said where the data had missing ones.
+            passes = all(c.missing for c in mine)
+            unknown = " (or unknown)" if passes and (numeric or column in shows_missing) else ""
             if mine[0].kind in ("lt", "ge"):
                 low = max((c.threshold for c in mine if c.kind == "ge"), default=None)
                 high = min((c.threshold for c in mine if c.kind == "lt"), default=None)
