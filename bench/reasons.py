@@ -25,13 +25,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))
-from _machine import cpu_model
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+# Another checkout's reasons on the same data (e.g. the code before a change).
+sys.path.insert(0, os.environ.get("REASONS_CHECKOUT", str(ROOT)))
+from _machine import cpu_model  # noqa: E402
 
-from scoring.ml.explain import explain_customers
-from scoring.ml.features import infer_feature_spec
-from scoring.ml.pipelines import build_pipeline, select_candidates
-from scoring.ml.train import calibrated, reference_values
+from scoring.ml.explain import explain_customers  # noqa: E402
+from scoring.ml.features import infer_feature_spec  # noqa: E402
+from scoring.ml.pipelines import build_pipeline, select_candidates  # noqa: E402
+from scoring.ml.train import calibrated, reference_values  # noqa: E402
 
 
 def customers(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
