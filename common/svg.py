@@ -371,8 +371,9 @@ def waterfall_chart(
     y = 30 + (len(steps) + 1) * row
     parts.append(bar(y, 0.0, end, PALETTE[0], end_label, f"{end:.1%}", "end"))
     parts.append(
-        f'<text x="{left}" y="{height - 6}" {FONT} fill="#555">'
-        "churn probability; red raises it, green lowers it (pp = percentage points)</text>"
+        f'<text x="8" y="{height - 6}" {FONT} fill="#555">'
+        "Churn probability: red steps raise it, green steps lower it "
+        "(pp = percentage points).</text>"
     )
     return _svg(title=title, width=width, height=height, chart_id=chart_id, parts=parts)
 

@@ -145,8 +145,8 @@ class CustomerAdmin(admin.ModelAdmin):
             chart_id="score-waterfall",
         )
         words = format_html_join(
-            "",
-            "<li>{} the risk by {} points: {}</li>",
+            mark_safe("<br>"),
+            "{} the risk by {} points: {}",
             (
                 ("raises" if s.value > 0 else "lowers", f"{abs(s.value) * 100:.1f}", s.label)
                 for s in steps
@@ -159,7 +159,7 @@ class CustomerAdmin(admin.ModelAdmin):
         )
         summary = format_html(
             "<p>A typical customer's churn risk is {}; this customer's is {}. The steps add up "
-            "to the difference ({}).</p><ul>{}</ul>",
+            "to the difference ({}).</p><p>{}</p>",
             f"{baseline:.1%}",
             f"{baseline + sum(s.value for s in steps):.1%}",
             method,

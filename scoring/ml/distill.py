@@ -98,13 +98,14 @@ class Leaf:
         number passes (categories: only for inputs in `shows_missing`, those with missing
         values in the distilled data; "is not" always lets a missing category pass)."""
         parts: list[str] = []
-        for column in dict.fromkeys(c.column for c in self.conditions):
-            mine = [c for c in self.conditions if c.column == column]
+        for name in dict.fromkeys(c.column for c in self.conditions):
+            mine = [c for c in self.conditions if c.column == name]
+            column = name.removeprefix("attr_")  # a customer attribute: its own name
             numeric = mine[0].kind in ("lt", "ge")
             # A missing number goes one way at each split: said wherever it passes. A missing
             # category fails "is" and passes "is not": said where the data had missing ones.
             passes = all(c.missing for c in mine)
-            unknown = " (or unknown)" if passes and (numeric or column in shows_missing) else ""
+            unknown = " (or unknown)" if passes and (numeric or name in shows_missing) else ""
             if mine[0].kind in ("lt", "ge"):
                 low = max((c.threshold for c in mine if c.kind == "ge"), default=None)
                 high = min((c.threshold for c in mine if c.kind == "lt"), default=None)

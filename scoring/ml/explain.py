@@ -294,16 +294,32 @@ def explain_customers(
     )
 
 
-def _member_phrase(
-    *, col: str, categorical: set[str], reference: Mapping[str, Any], templates: Any
-) -> Any:
-    phrase = describer(
-        name=col, reference=reference.get(col), categorical=col in categorical, templates=templates
-    )
-    if col not in categorical and not (templates and col in templates):
-        numeric = numeric_phrase_for(col, reference.get(col))
-        return lambda v: numeric(as_number(v))
-    return phrase
+def _member_texts(
+    *,
+    col: str,
+    values: np.ndarray,
+    categorical: set[str],
+    reference: Mapping[str, Any],
+    templates: Mapping[str, str] | None,
+) -> tuple[list[str], list[Any], np.ndarray]:
+    """The phrase of each distinct value of one input, the distinct values, and each row's
+    distinct number: one phrase call per distinct value."""
+    first, inverse = _distinct(values)
+    if values.dtype.kind == "f":
+        distinct = values[first].astype(np.float64).tolist()
+    else:
+        distinct = values[first].tolist()
+    if values.dtype.kind == "f" and col not in categorical and not (templates and col in templates):
+        # Plain floats straight to the numeric phrase (no per-value conversion).
+        phrase = numeric_phrase_for(col, reference.get(col))
+    else:
+        phrase = describer(
+            name=col,
+            reference=reference.get(col),
+            categorical=col in categorical,
+            templates=templates,
+        )
+    return [phrase(v) for v in distinct], distinct, inverse
 
 
 def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -337,31 +353,35 @@ def _phrase_codes(
     for g in np.unique(order[keep]):
         members = groups.members[g]
         hit_rows, hit_cols = np.nonzero((order == g) & keep)
-        phrase_of = [
-            _member_phrase(col=c, categorical=categorical, reference=reference, templates=templates)
+        # A row citing the group in two places (a reason and a waterfall step) is phrased once.
+        rows, row_of_hit = np.unique(hit_rows, return_inverse=True)
+        parts = [
+            _member_texts(
+                col=c,
+                values=sub[c].to_numpy()[rows],
+                categorical=categorical,
+                reference=reference,
+                templates=templates,
+            )
             for c in members
         ]
-        member_values = [sub[c].to_numpy()[hit_rows] for c in members]
         if len(members) == 1:
-            first, inverse = _distinct(member_values[0])
+            texts, _, inverse = parts[0]
         else:
-            keys = np.stack([_distinct(v)[1] for v in member_values], axis=1)
+            keys = np.stack([inv for _, _, inv in parts], axis=1)
             _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
             inverse = np.asarray(inverse).reshape(-1)
-        texts = []
-        for row in first.tolist():
-            parts = [f(v[row]) for f, v in zip(phrase_of, member_values, strict=True)]
-            if len(members) == 1:
-                texts.append(parts[0])
-            else:
+            _, lead_values, lead_inverse = parts[0]
+            texts = []
+            for row in first.tolist():
                 texts.append(
                     group_phrase(
                         lead=members[0],
-                        lead_value=member_values[0][row],
+                        lead_value=lead_values[lead_inverse[row]],
                         lead_reference=reference.get(members[0]),
-                        parts=parts,
+                        parts=[t[inv[row]] for t, _, inv in parts],
                     )
                 )
         number = np.asarray([numbers.setdefault(t, len(numbers)) for t in texts], dtype=np.int64)
-        codes[hit_rows, hit_cols] = number[inverse]
+        codes[hit_rows, hit_cols] = number[np.asarray(inverse).reshape(-1)[row_of_hit]]
     return codes, list(numbers)
