@@ -174,6 +174,10 @@ def sampled_shapley(
     every = np.arange(n)
     # In float64: float32 probabilities (a float32 pipeline) would not telescope exactly.
     base64 = np.asarray(base, dtype=np.float64)
+    # typical_at[i, g]: every input of group g holds its typical value in row i.
+    typical_at = np.ones((n, n_groups), dtype=bool)
+    for j in range(len(columns)):
+        typical_at[:, group_of[j]] &= _is_typical(actual[j], fill[j])
     per_pair = np.zeros((pairs, n, n_groups))
     for pair in range(pairs):
         # Each row its own random order of the groups, and then its reverse.
@@ -187,16 +191,23 @@ def sampled_shapley(
                 if step == n_groups - 1:
                     current = base64
                 else:
-                    frame = pd.DataFrame(
-                        {
-                            c: pd.Series(
-                                np.where(switched[:, group_of[j]], actual[j], fill[j]),
-                                dtype=dtypes[j],
-                            )
-                            for j, c in enumerate(columns)
-                        }
-                    )
-                    current = estimator.predict_proba(frame)[:, 1].astype(np.float64)
+                    # A row whose chosen group already holds its typical values is unchanged
+                    # by the switch: its prediction is the previous one, not asked again.
+                    moved = np.flatnonzero(~typical_at[every, chosen])
+                    current = previous.copy()
+                    if len(moved):
+                        frame = pd.DataFrame(
+                            {
+                                c: pd.Series(
+                                    np.where(
+                                        switched[moved, group_of[j]], actual[j][moved], fill[j]
+                                    ),
+                                    dtype=dtypes[j],
+                                )
+                                for j, c in enumerate(columns)
+                            }
+                        )
+                        current[moved] = estimator.predict_proba(frame)[:, 1]
                 per_pair[pair, every, chosen] += (current - previous) / 2
                 previous = current
     values = per_pair.mean(axis=0)
@@ -205,3 +216,12 @@ def sampled_shapley(
     else:
         errors = np.full((n, n_groups), np.nan)
     return Attributions(values, baseline, "sampled", errors)
+
+
+def _is_typical(values: np.ndarray, typical: Any) -> np.ndarray:
+    """Which values equal the typical one (missing equals missing)."""
+    missing = pd.isna(values)
+    if pd.isna(typical):
+        return np.asarray(missing, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        return np.asarray(~missing & (values == typical), dtype=bool)
