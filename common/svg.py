@@ -309,3 +309,74 @@ def interval_chart(
             f'fill="{stroke}"><title>{escape(tooltip)}</title></circle>'
         )
     return _svg(title=title, width=width, height=height, chart_id=chart_id, parts=parts)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a waterfall: what moved the value, and by how much."""
+
+    label: str
+    value: float
+
+
+def waterfall_chart(
+    steps: Sequence[Step],
+    *,
+    start: Step,
+    end_label: str,
+    title: str,
+    chart_id: str = "",
+    width: int = 640,
+) -> str:
+    """A horizontal waterfall in percentage points: the `start` bar from zero, each step a
+    floating bar from the running total (red when it raises the value, green when it lowers
+    it), and the end bar from zero to where the steps lead. Values are fractions (0.12 = 12%)."""
+    row, left, right = 22, 300, width - 80
+    label_chars = 46
+    totals = [start.value]
+    for step in steps:
+        totals.append(totals[-1] + step.value)
+    end = totals[-1]
+    lo, hi = min(0.0, *totals), max(0.0, *totals)
+    hi = hi if hi > lo else lo + 0.01
+    height = 44 + row * (len(steps) + 2)
+
+    def x_at(value: float) -> float:
+        return _scale(value, lo, hi, left, right)
+
+    def short(label: str) -> str:
+        return label if len(label) <= label_chars else label[: label_chars - 1] + "…"
+
+    def bar(y: float, a: float, b: float, fill: str, label: str, text: str, kind: str) -> str:
+        x0, x1 = sorted((x_at(a), x_at(b)))
+        return (
+            f'<text x="{left - 6}" y="{y + 14}" text-anchor="end" {FONT}>'
+            f"{escape(short(label))}</text>"
+            f'<rect class="{kind} point" data-label="{escape(label)}" data-value="{b - a:.6f}" '
+            f'x="{x0:.1f}" y="{y + 3}" width="{max(x1 - x0, 1.0):.1f}" height="{row - 6}" '
+            f'fill="{fill}" opacity="0.9"><title>{escape(label)}: {escape(text)}</title></rect>'
+            f'<text x="{x1 + 4:.1f}" y="{y + 14}" {FONT} fill="#555">{escape(text)}</text>'
+        )
+
+    parts = [
+        f'<line class="zero" x1="{x_at(0):.1f}" x2="{x_at(0):.1f}" y1="26" '
+        f'y2="{30 + row * (len(steps) + 2)}" stroke="{AXIS}"/>'
+    ]
+    parts.append(bar(30, 0.0, start.value, "#888888", start.label, f"{start.value:.1%}", "start"))
+    for index, step in enumerate(steps):
+        y = 30 + (index + 1) * row
+        a = totals[index]
+        fill = NEGATIVE if step.value > 0 else POSITIVE
+        parts.append(bar(y, a, a + step.value, fill, step.label, _points(step.value), "step"))
+    y = 30 + (len(steps) + 1) * row
+    parts.append(bar(y, 0.0, end, PALETTE[0], end_label, f"{end:.1%}", "end"))
+    parts.append(
+        f'<text x="8" y="{height - 6}" {FONT} fill="#555">'
+        "Churn probability: red steps raise it, green steps lower it "
+        "(pp = percentage points).</text>"
+    )
+    return _svg(title=title, width=width, height=height, chart_id=chart_id, parts=parts)
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.1f} pp"

@@ -10,8 +10,9 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
+from common.svg import Step, waterfall_chart
 from customers.models import (
     PERSONAL_DATA_SCOPES,
     ApiClient,
@@ -80,6 +81,7 @@ class CustomerAdmin(admin.ModelAdmin):
         "probability_shown",
         "tier_shown",
         "score_reasons",
+        "score_waterfall",
         "scored_at",
         "score_model_version",
         "created_at",
@@ -95,6 +97,7 @@ class CustomerAdmin(admin.ModelAdmin):
                     "probability_shown",
                     "tier_shown",
                     "score_reasons",
+                    "score_waterfall",
                     "scored_at",
                     "score_model_version",
                 ]
@@ -120,6 +123,50 @@ class CustomerAdmin(admin.ModelAdmin):
         # The score history lives in the scoring app; its rows point here (customer.scores).
         latest = customer.scores.order_by("-scored_at", "-pk").first()  # type: ignore[attr-defined]
         return "; ".join(latest.reasons) if latest and latest.reasons else "—"
+
+    @admin.display(description="How the score adds up")
+    def score_waterfall(self, customer: Customer) -> SafeString | str:
+        """The latest score's attributions (scoring.ml.shapley) as a waterfall from the typical
+        customer's probability to this customer's, then the same in words."""
+        latest = customer.scores.order_by("-scored_at", "-pk").first()  # type: ignore[attr-defined]
+        data = latest.attributions if latest and latest.probability is not None else None
+        if not data or not data.get("items"):
+            return "— (reasons are worked out for the customers in the higher risk tiers)"
+        baseline = float(data["baseline"])
+        steps = [Step(str(label), float(value)) for label, value in data["items"]]
+        rest = float(data.get("rest") or 0.0)
+        if abs(rest) >= 0.0005:
+            steps.append(Step("everything else", rest))
+        chart = waterfall_chart(
+            steps,
+            start=Step("typical customer", baseline),
+            end_label="this customer",
+            title="From the typical customer's churn risk to this customer's",
+            chart_id="score-waterfall",
+        )
+        words = format_html_join(
+            mark_safe("<br>"),
+            "{} the risk by {} points: {}",
+            (
+                ("raises" if s.value > 0 else "lowers", f"{abs(s.value) * 100:.1f}", s.label)
+                for s in steps
+            ),
+        )
+        method = (
+            "exact"
+            if data.get("method") == "exact-linear"
+            else "each step estimated by sampling, the total exact"
+        )
+        summary = format_html(
+            "<p>A typical customer's churn risk is {}; this customer's is {}. The steps add up "
+            "to the difference ({}).</p><p>{}</p>",
+            f"{baseline:.1%}",
+            f"{baseline + sum(s.value for s in steps):.1%}",
+            method,
+            words,
+        )
+        # The chart's texts are escaped by common.svg.
+        return format_html("{}{}", mark_safe(chart), summary)
 
     @admin.display(description="Recent orders")
     def recent_orders(self, customer: Customer) -> SafeString:

@@ -23,6 +23,7 @@ from scoring.display import (
     tier_swatch,
 )
 from scoring.errors import ScoringError, TrainingError
+from scoring.ml.distill import Student
 from scoring.ml.drift import STATUS_WORDS
 from scoring.models import ChurnModel, CustomerScore, RiskTier, ScoringRun
 from scoring.selectors import churn_model_active, scoring_run_latest
@@ -156,6 +157,7 @@ class ChurnModelAdmin(admin.ModelAdmin):
         "champion_challenger",
         "charts",
         "latest_drift",
+        "student_rules",
         "libraries_shown",
         "artifact_path",
         "artifact_sha256",
@@ -185,6 +187,7 @@ class ChurnModelAdmin(admin.ModelAdmin):
             {"fields": ["metrics_table", "candidates_table", "champion_challenger", "charts"]},
         ),
         ("Drift (latest scoring run with this model)", {"fields": ["latest_drift"]}),
+        ("Readable student: the model as a few rules", {"fields": ["student_rules"]}),
         (
             "Provenance",
             {
@@ -202,6 +205,56 @@ class ChurnModelAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # models are trained (churn_train), never typed in
+
+    @admin.display(description="Rules")
+    def student_rules(self, model: ChurnModel) -> SafeString | str:
+        """The distilled tree (scoring.ml.distill) as rules, riskiest first, and how closely
+        it follows the model on customers it was not fitted to."""
+        data = (model.reference or {}).get("student")
+        if not data:
+            return "— (no student: models trained before rules were distilled have none)"
+        student = Student.from_dict(data)
+        rows = format_html_join(
+            "",
+            '<tr class="student-rule" data-leaf="{}"><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (leaf.id, student.rule_text(leaf), f"{leaf.risk:.0%}", f"{leaf.customers:,}")
+                for leaf in sorted(student.leaves, key=lambda leaf: -leaf.risk)
+            ),
+        )
+        fidelity, mine, teacher = student.fidelity, student.metrics, student.teacher_metrics
+
+        def pct(values: Any, key: str) -> str:
+            value = values.get(key)
+            return "—" if value is None or value != value else f"{value:.0%}"
+
+        def num(values: Any, key: str) -> str:
+            value = values.get(key)
+            return "—" if value is None or value != value else f"{value:.3f}"
+
+        summary = format_html(
+            "<p>A decision tree {} levels deep fitted to this model's churn probabilities on "
+            "{} customers, checked on {} others it never saw: its risk follows the model's "
+            "with correlation {}, and it puts {} of the model's riskiest tenth in its own "
+            "riskiest group ({} of customers). On those customers the rules rank churners with "
+            "ROC-AUC {} and PR-AUC {} (the model: {} and {}).</p>",
+            student.depth,
+            f"{student.rows.get('fit', 0):,}",
+            f"{student.rows.get('test', 0):,}",
+            num(fidelity, "correlation"),
+            pct(fidelity, "top_decile_agreement"),
+            pct(fidelity, "top_decile_selected_share"),
+            num(mine, "roc_auc"),
+            num(mine, "pr_auc"),
+            num(teacher, "roc_auc"),
+            num(teacher, "pr_auc"),
+        )
+        return format_html(
+            '{}<table class="student"><thead><tr><th>Customers who…</th><th>churn risk</th>'
+            "<th>customers (training data)</th></tr></thead><tbody>{}</tbody></table>",
+            summary,
+            rows,
+        )
 
     def _metric(self, model: ChurnModel, name: str) -> str:
         value = model.metrics.get(name)

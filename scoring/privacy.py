@@ -1,5 +1,6 @@
 """The scoring app's part of a customer's data export (customers.privacy): every score kept,
-with its reasons. Scores hold nothing personal beyond the link, so erasure leaves them."""
+with its reasons and how its score adds up (attributions). Scores hold nothing personal beyond
+the link, so erasure leaves them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ def customer_scores_export(customer: Customer) -> list[dict[str, Any]]:
     rows = (
         CustomerScore.objects.filter(customer=customer)
         .order_by("scored_at", "id")
-        .values("scored_at", "probability", "tier", "reasons", "run__model__version")
+        .values(
+            "scored_at", "probability", "tier", "reasons", "attributions", "run__model__version"
+        )
     )
     renamed = {"run__model__version": "model_version"}
     return [{renamed.get(k, k): v for k, v in row.items()} for row in rows]

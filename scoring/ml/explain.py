@@ -1,17 +1,13 @@
-"""Per-customer reasons: which features push each customer's churn probability up.
+"""Per-customer reasons: additive attributions of groups of inputs, and their phrases.
 
-Method (model-agnostic, vectorised per feature): for a chunk of customers, replace one
-feature at a time by its typical training value (median / most frequent category) for all
-customers whose value differs, re-score them with one `predict_proba` call, and take
-contribution = p(actual) - p(with typical value). A positive contribution means the
-customer's own value raises the risk. The top `top_k` positive contributions become short
-phrases ("no order for 143 days", "Contract is Month-to-month"; `scoring.ml.phrases`).
-Cost: one prediction per feature per differing row of the chunk (batched into few calls).
-
-Linear models (logistic regression after column-wise preprocessing, optionally inside
-`CalibratedClassifierCV`) get the same numbers in closed form (`scoring.ml.linear_reasons`),
-checked on a sample of every chunk against the perturbation method; any difference falls
-back to it.
+Every explained customer's probability is split into a baseline (the model's probability for
+the typical customer: every input at its training median / most frequent category) plus one
+attribution per group of inputs (`scoring.ml.shapley`: exact for linear models, sampled with a
+stated error otherwise), which add up exactly to the probability. The groups with the largest
+positive attributions become the customer's reasons, as short phrases ("no order for 143 days",
+"Contract is Month-to-month", a group's members together: "new customer: tenure 1 (typical
+29), TotalCharges 100.80 (typical 1,397)"; `scoring.ml.phrases`), and the largest attributions
+either way (with the rest summed) are the customer's waterfall chart (`attributions_json`).
 """
 
 from __future__ import annotations
@@ -27,20 +23,14 @@ import numpy as np
 import pandas as pd
 
 from scoring.ml.features import FeatureSpec
-from scoring.ml.linear_reasons import (
-    CHECK_TOLERANCE,
-    LinearScores,
-    linear_contributions,
-    linear_scores,
-    sample_rows,
-)
-from scoring.ml.phrases import as_number, describer, numeric_phrase_for
+from scoring.ml.linear_reasons import CHECK_TOLERANCE, LinearScores, linear_scores, linear_shapley
+from scoring.ml.phrases import as_number, describer, group_phrase, numeric_phrase_for
+from scoring.ml.shapley import Attributions, FeatureGroups, sampled_shapley
 
 # Contributions below this (in probability) are noise, not a reason.
 MIN_CONTRIBUTION = 1e-3
-# Perturbed rows scored per predict_proba call: few calls, with their intermediate matrices
-# (tens of float64 columns per row) kept to a few hundred MB.
-PREDICT_BATCH_ROWS = 250_000
+# Steps of a customer's waterfall chart (the largest attributions; the rest are summed).
+WATERFALL_ITEMS = 6
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +39,14 @@ logger = logging.getLogger(__name__)
 class Explanations:
     """Reasons for the rows of the explained frame, as arrays (one row per frame row).
 
-    `top_features[i]` holds positions in `columns` (-1 past the row's last reason),
-    `top_contributions[i]` their contributions and `top_phrases[i]` positions in `phrases`,
-    the distinct texts. Rows below the threshold, or with nothing raising their risk, hold
-    only -1. The tuple views (`reasons`, `features`, `contributions`) and `reasons_json`
-    are built from these on demand.
+    `columns` are the groups' names (an input's own name for a group of one). `top_features[i]`
+    holds positions in `columns` (-1 past the row's last reason), `top_contributions[i]` their
+    attributions and `top_phrases[i]` positions in `phrases`, the distinct texts. Rows below
+    the threshold, or with nothing raising their risk, hold only -1. `attributions` holds every
+    group's attribution (rows x groups; 0 for rows not explained, `explained` False), which
+    with `baseline` add up to `probabilities`; `chart_groups` / `chart_phrases` the waterfall's
+    steps (the largest attributions either way). The tuple views (`reasons`, `features`,
+    `contributions`) and the JSON texts are built from these on demand.
     """
 
     index: pd.Index
@@ -63,6 +56,14 @@ class Explanations:
     top_contributions: np.ndarray
     top_phrases: np.ndarray
     phrases: np.ndarray
+    baseline: float = float("nan")
+    method: str = ""
+    attributions: np.ndarray | None = None
+    errors: np.ndarray | None = None
+    explained: np.ndarray | None = None
+    chart_groups: np.ndarray | None = None
+    chart_phrases: np.ndarray | None = None
+    groups: FeatureGroups | None = None
 
     @cached_property
     def reasons(self) -> tuple[tuple[str, ...], ...]:
@@ -93,6 +94,31 @@ class Explanations:
             out = out + np.where(present, separator, "") + quoted[codes[:, k]]
         return out + "]"
 
+    def attributions_json(self) -> np.ndarray:
+        """Each row's waterfall as a JSON object text ('{}' for rows not explained):
+        {"baseline": p0, "method": ..., "items": [[phrase, points], ...], "rest": points},
+        the items the largest attributions by size, `rest` the others summed; baseline +
+        items + rest = the row's probability."""
+        n = len(self.index)
+        if self.attributions is None or self.chart_groups is None or self.chart_phrases is None:
+            return np.full(n, "{}", dtype=object)
+        quoted = np.asarray([json.dumps(p) for p in self.phrases.tolist()] + ['""'], dtype=object)
+        groups, codes = self.chart_groups, self.chart_phrases
+        shown = np.where(
+            groups >= 0, np.take_along_axis(self.attributions, np.maximum(groups, 0), axis=1), 0.0
+        )
+        rest = self.attributions.sum(axis=1) - shown.sum(axis=1)
+        head = f'{{"baseline": {self.baseline:.8f}, "method": {json.dumps(self.method)}, "items": ['
+        out = np.full(n, head, dtype=object)
+        for k in range(groups.shape[1]):
+            present = groups[:, k] >= 0
+            text = "[" + quoted[codes[:, k]] + ", " + _numbers(shown[:, k]) + "]"
+            separator = np.where(present & (k > 0), ", ", "")
+            out = out + np.where(present, separator + text, "")
+        out = out + '], "rest": ' + _numbers(rest) + "}"
+        explained = self.explained if self.explained is not None else np.ones(n, dtype=bool)
+        return np.where(explained, out, "{}")
+
     def to_records(self) -> list[dict[str, Any]]:
         return [
             {
@@ -113,115 +139,47 @@ class Explanations:
         ]
 
 
-def _differs(values: pd.Series, reference: Any, categorical: bool) -> np.ndarray:
-    if categorical:
-        arr = values.astype(object).to_numpy()
-        missing = pd.isna(arr)
-        if reference is None:
-            return ~missing
-        return missing | (arr != reference)
-    arr = values.to_numpy(dtype=np.float64)
-    ref = as_number(reference)
-    if np.isnan(ref):
-        return ~np.isnan(arr)
-    return np.isnan(arr) | (arr != ref)
+def _numbers(values: np.ndarray) -> np.ndarray:
+    """JSON numbers (8 decimals: far below a thousandth of a percentage point)."""
+    return np.char.mod("%.8f", np.nan_to_num(values.astype(np.float64))).astype(object)
 
 
-def _perturbed_predictions(
-    *,
-    estimator: Any,
-    sub: pd.DataFrame,
-    base: np.ndarray,
-    jobs: list[tuple[int, np.ndarray, Any]],
-    contrib: np.ndarray,
-) -> None:
-    """contrib[idx, j] = base[idx] - p(rows idx with feature j at its typical value).
-
-    The perturbed copies of several features go to the estimator together, up to
-    PREDICT_BATCH_ROWS rows per `predict_proba` call: each call has a fixed cost (column
-    checks, one transformer pass per column), and the rows are scored independently.
-    """
-    columns = list(sub.columns)
-    values = [sub[c].to_numpy() for c in columns]
-    dtypes = [sub[c].dtype for c in columns]
-    segments = [
-        (j, idx[start : start + PREDICT_BATCH_ROWS], fill)
-        for j, idx, fill in jobs
-        for start in range(0, len(idx), PREDICT_BATCH_ROWS)
-    ]
-    batches: list[list[tuple[int, np.ndarray, Any]]] = []
-    size = PREDICT_BATCH_ROWS
-    for segment in segments:
-        if size + len(segment[1]) > PREDICT_BATCH_ROWS:
-            batches.append([])
-            size = 0
-        batches[-1].append(segment)
-        size += len(segment[1])
-    for batch in batches:
-        take = np.concatenate([idx for _, idx, _ in batch])
-        data = [v[take] for v in values]
-        offset = 0
-        for j, idx, fill in batch:
-            # The same typed constant the column would hold: pandas casts it for the dtype.
-            filled = pd.Series(fill, index=pd.RangeIndex(len(idx)), dtype=dtypes[j])
-            data[j][offset : offset + len(idx)] = filled.to_numpy()
-            offset += len(idx)
-        frame = pd.DataFrame(
-            {c: pd.Series(d, dtype=t, copy=False) for c, d, t in zip(columns, data, dtypes)}
-        )
-        predicted = estimator.predict_proba(frame)[:, 1]
-        offset = 0
-        for j, idx, _ in batch:
-            contrib[idx, j] = base[idx] - predicted[offset : offset + len(idx)]
-            offset += len(idx)
+def _typical_frame(X: pd.DataFrame, fills: list[Any]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {c: pd.Series([f], dtype=X[c].dtype) for c, f in zip(X.columns, fills, strict=True)}
+    )
 
 
-def _contributions(
+def group_attributions(
     *,
     estimator: Any,
     sub: pd.DataFrame,
     base: np.ndarray,
     fills: list[Any],
-    differs: np.ndarray,
+    groups: FeatureGroups,
     scores: LinearScores | None,
-) -> np.ndarray:
-    """Every row's contribution of every input: closed form for linear models (`scores`,
-    checked on a sample of rows), else one perturbed prediction per differing (row, input)."""
-    n, m = differs.shape
-    if scores is not None and n:
+) -> Attributions:
+    """Each row's attribution per group (`scoring.ml.shapley`): exact for a linear model whose
+    decision is a sum over inputs, sampled otherwise."""
+    columns = list(sub.columns)
+    typical = _typical_frame(sub, fills)
+    if scores is not None and len(sub):
         try:
-            contrib = linear_contributions(
-                scores=scores, sub=sub, fills=fills, differs=differs, base=base
-            )
+            exact = linear_shapley(scores=scores, sub=sub, fills=fills)
         except (ValueError, TypeError) as exc:  # a transformer refusing a probe
-            logger.info("reasons: linear shortcut not usable (%s); perturbing instead", exc)
+            logger.info("reasons: linear closed form not usable (%s); sampling", exc)
+            exact = None
+        if exact is not None:
+            phi, baseline = exact
+            expected = float(estimator.predict_proba(typical)[:, 1][0])
+            if abs(baseline - expected) <= CHECK_TOLERANCE:
+                return Attributions(phi @ groups.membership(columns), baseline, "exact-linear")
+            logger.warning("reasons: linear baseline disagrees with predict_proba; sampling")
         else:
-            sample = sample_rows(sub)
-            check = np.zeros((len(sample), m))
-            _perturbed_predictions(
-                estimator=estimator,
-                sub=sub.iloc[sample],
-                base=base[sample],
-                jobs=_jobs(differs[sample], fills),
-                contrib=check,
-            )
-            if np.max(np.abs(check - contrib[sample]), initial=0.0) <= CHECK_TOLERANCE:
-                return contrib
-            logger.warning("reasons: linear shortcut disagrees with perturbation; perturbing")
-    contrib = np.zeros((n, m))
-    if n:
-        _perturbed_predictions(
-            estimator=estimator, sub=sub, base=base, jobs=_jobs(differs, fills), contrib=contrib
-        )
-    return contrib
-
-
-def _jobs(differs: np.ndarray, fills: list[Any]) -> list[tuple[int, np.ndarray, Any]]:
-    return [
-        (j, idx, fills[j])
-        for j in range(differs.shape[1])
-        if len(idx := np.flatnonzero(differs[:, j]))
-    ]
+            logger.warning("reasons: the linear decision is not a sum over inputs; sampling")
+    position = {c: j for j, c in enumerate(columns)}
+    members = [[position[c] for c in m] for m in groups.members]
+    return sampled_shapley(estimator=estimator, sub=sub, typical=typical, base=base, groups=members)
 
 
 def explain_customers(
@@ -234,15 +192,21 @@ def explain_customers(
     top_k: int = 3,
     probabilities: np.ndarray | None = None,
     templates: Mapping[str, str] | None = None,
+    groups: FeatureGroups | None = None,
+    chart_items: int = WATERFALL_ITEMS,
 ) -> Explanations:
-    """Top `top_k` reasons for every row of X whose probability is >= `threshold`.
+    """Attributions, top `top_k` reasons and waterfall steps for every row of X whose
+    probability is >= `threshold`.
 
-    `reference` is the training medians/modes (`TrainingResult.reference_values`).
-    The probabilities come from `estimator.predict_proba` (or, for a linear model, from the
-    same closed form, checked against it) unless passed in as `probabilities`.
+    `reference` is the training medians/modes (`TrainingResult.reference_values`), `groups`
+    the model's groups of inputs (None: every input alone). The probabilities come from
+    `estimator.predict_proba` (or, for a linear model, from the same closed form, checked
+    against it) unless passed in as `probabilities`.
     """
     X = X.loc[:, list(spec.columns)]
     n = len(X)
+    columns = list(spec.columns)
+    groups = FeatureGroups.from_dict(groups.to_dict() if groups else None, columns)
     # A linear model is transformed once, for both its probabilities and its reasons.
     scores = linear_scores(estimator, X)
     if probabilities is not None:
@@ -252,32 +216,42 @@ def explain_customers(
     else:
         p = estimator.predict_proba(X)[:, 1] if n else np.zeros(0)
     rows = np.flatnonzero(p >= threshold)
-    columns = list(spec.columns)
     categorical = set(spec.categorical)
     sub = X.iloc[rows] if len(rows) else X.iloc[:0]
-    contrib = _row_contributions(
+    fills = [
+        reference.get(c) if c in categorical else np.float32(as_number(reference.get(c)))
+        for c in columns
+    ]
+    found = group_attributions(
         estimator=estimator,
         sub=sub,
         base=p[rows],
-        categorical=categorical,
-        reference=reference,
+        fills=fills,
+        groups=groups,
         scores=scores.rows(rows) if scores is not None else None,
     )
+    values = found.values
+    n_groups = len(groups.members)
 
-    # A few spare candidates: two features can read the same ("no orders yet"), and each row
+    # A few spare candidates: two groups can read the same ("no orders yet"), and each row
     # keeps its top_k distinct phrases.
-    k = min(top_k + 3, len(columns))
-    order = np.argsort(-contrib, axis=1)[:, :k]
-    top_values = np.take_along_axis(contrib, order, axis=1)
+    k = min(top_k + 3, n_groups)
+    order = np.argsort(-values, axis=1, kind="stable")[:, :k]
+    top_values = np.take_along_axis(values, order, axis=1)
     keep = top_values > MIN_CONTRIBUTION
-    codes, phrases = _phrase_codes(
+    w = min(chart_items, n_groups)
+    chart_order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :w]
+    chart_keep = np.abs(np.take_along_axis(values, chart_order, axis=1)) > MIN_CONTRIBUTION / 10
+    all_codes, phrases = _phrase_codes(
         sub=sub,
-        order=order,
-        keep=keep,
+        order=np.concatenate([order, chart_order], axis=1),
+        keep=np.concatenate([keep, chart_keep], axis=1),
+        groups=groups,
         categorical=categorical,
         reference=reference,
         templates=templates,
     )
+    codes, chart_codes = all_codes[:, :k], all_codes[:, k:]
     # A candidate counts if it is kept and its text is not already earlier in its row; each
     # row keeps its first top_k such candidates, in order.
     valid = keep & (codes >= 0)
@@ -294,41 +268,70 @@ def explain_customers(
         out[rows] = np.where(present, np.take_along_axis(values, position, axis=1), fill)
         return out
 
+    def every(values: np.ndarray, fill: Any, dtype: Any) -> np.ndarray:
+        out = np.full((n, *values.shape[1:]), fill, dtype=dtype)
+        out[rows] = values
+        return out
+
+    explained = np.zeros(n, dtype=bool)
+    explained[rows] = True
     return Explanations(
         index=X.index,
         probabilities=p,
-        columns=tuple(columns),
+        columns=groups.names,
         top_features=top(order, -1, np.int64),
         top_contributions=top(top_values, 0.0, np.float64),
         top_phrases=top(codes, -1, np.int64),
         phrases=np.asarray(phrases, dtype=object),
+        baseline=found.baseline,
+        method=found.method,
+        attributions=every(values, 0.0, np.float64),
+        errors=None if found.errors is None else every(found.errors, 0.0, np.float64),
+        explained=explained,
+        chart_groups=every(np.where(chart_keep, chart_order, -1), -1, np.int64),
+        chart_phrases=every(np.where(chart_keep, chart_codes, -1), -1, np.int64),
+        groups=groups,
     )
 
 
-def _row_contributions(
+def _member_texts(
     *,
-    estimator: Any,
-    sub: pd.DataFrame,
-    base: np.ndarray,
+    col: str,
+    values: np.ndarray,
     categorical: set[str],
     reference: Mapping[str, Any],
-    scores: LinearScores | None,
-) -> np.ndarray:
-    """Contribution of each input (columns of `sub`) to each row's probability `base`: zero
-    where the row already holds the input's typical value."""
-    columns = list(sub.columns)
-    # Each input's typical value, as the typed constant the column would hold.
-    fills = [
-        reference.get(c) if c in categorical else np.float32(as_number(reference.get(c)))
-        for c in columns
-    ]
-    differs = np.zeros((len(sub), len(columns)), dtype=bool)
-    for j, col in enumerate(columns):
-        if len(sub):
-            differs[:, j] = _differs(sub[col], reference.get(col), col in categorical)
-    return _contributions(
-        estimator=estimator, sub=sub, base=base, fills=fills, differs=differs, scores=scores
-    )
+    templates: Mapping[str, str] | None,
+) -> tuple[list[str], list[Any], np.ndarray]:
+    """The phrase of each distinct value of one input, the distinct values, and each row's
+    distinct number: one phrase call per distinct value."""
+    first, inverse = _distinct(values)
+    if values.dtype.kind == "f":
+        distinct = values[first].astype(np.float64).tolist()
+    else:
+        distinct = values[first].tolist()
+    if values.dtype.kind == "f" and col not in categorical and not (templates and col in templates):
+        # Plain floats straight to the numeric phrase (no per-value conversion).
+        phrase = numeric_phrase_for(col, reference.get(col))
+    else:
+        phrase = describer(
+            name=col,
+            reference=reference.get(col),
+            categorical=col in categorical,
+            templates=templates,
+        )
+    return [phrase(v) for v in distinct], distinct, inverse
+
+
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each distinct value, each row's distinct number); floats by bit pattern,
+    so -0.0 and 0.0 stay apart."""
+    if values.dtype.kind == "f":
+        bits = np.ascontiguousarray(values).view(f"u{values.dtype.itemsize}")
+        _, first, inverse = np.unique(bits, return_index=True, return_inverse=True)
+        return first, np.asarray(inverse).reshape(-1)
+    inverse = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)[0]
+    first = np.unique(inverse, return_index=True)[1]
+    return first, inverse
 
 
 def _phrase_codes(
@@ -336,40 +339,49 @@ def _phrase_codes(
     sub: pd.DataFrame,
     order: np.ndarray,
     keep: np.ndarray,
+    groups: FeatureGroups,
     categorical: set[str],
     reference: Mapping[str, Any],
     templates: Mapping[str, str] | None,
 ) -> tuple[np.ndarray, list[str]]:
-    """The phrase number of each kept candidate (`order` holds column positions; -1 where not
-    kept) and the distinct phrases. Phrases are built per feature for the distinct values of
-    the rows that cite it, and numbered globally: the same text from two features gets one
-    number."""
-    columns = list(sub.columns)
+    """The phrase number of each kept candidate (`order` holds group positions; -1 where not
+    kept) and the distinct phrases. Phrases are built per group for the distinct values (of
+    all its members together) of the rows that cite it, and numbered globally: the same text
+    from two groups gets one number."""
     numbers: dict[str, int] = {}
     codes = np.full(order.shape, -1, dtype=np.int64)
-    for j in np.unique(order[keep]):
-        col = columns[j]
-        hit_rows, hit_cols = np.nonzero((order == j) & keep)
-        values = sub[col].to_numpy()[hit_rows]
-        phrase = describer(
-            name=col,
-            reference=reference.get(col),
-            categorical=col in categorical,
-            templates=templates,
-        )
-        if values.dtype.kind == "f":
-            # Distinct bit patterns, so -0.0 and 0.0 stay apart.
-            bits = np.ascontiguousarray(values).view(f"u{values.dtype.itemsize}")
-            _, first, inverse = np.unique(bits, return_index=True, return_inverse=True)
-            if col not in categorical and not (templates and col in templates):
-                # Plain floats straight to the numeric phrase (no per-value conversion).
-                phrase = numeric_phrase_for(col, reference.get(col))
-            distinct = values[first].astype(np.float64).tolist()
+    for g in np.unique(order[keep]):
+        members = groups.members[g]
+        hit_rows, hit_cols = np.nonzero((order == g) & keep)
+        # A row citing the group in two places (a reason and a waterfall step) is phrased once.
+        rows, row_of_hit = np.unique(hit_rows, return_inverse=True)
+        parts = [
+            _member_texts(
+                col=c,
+                values=sub[c].to_numpy()[rows],
+                categorical=categorical,
+                reference=reference,
+                templates=templates,
+            )
+            for c in members
+        ]
+        if len(members) == 1:
+            texts, _, inverse = parts[0]
         else:
-            inverse = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)[0]
-            first = np.unique(inverse, return_index=True)[1]
-            distinct = values[first].tolist()
-        texts = [phrase(v) for v in distinct]
+            keys = np.stack([inv for _, _, inv in parts], axis=1)
+            _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+            inverse = np.asarray(inverse).reshape(-1)
+            _, lead_values, lead_inverse = parts[0]
+            texts = []
+            for row in first.tolist():
+                texts.append(
+                    group_phrase(
+                        lead=members[0],
+                        lead_value=lead_values[lead_inverse[row]],
+                        lead_reference=reference.get(members[0]),
+                        parts=[t[inv[row]] for t, _, inv in parts],
+                    )
+                )
         number = np.asarray([numbers.setdefault(t, len(numbers)) for t in texts], dtype=np.int64)
-        codes[hit_rows, hit_cols] = number[np.asarray(inverse).reshape(-1)]
+        codes[hit_rows, hit_cols] = number[np.asarray(inverse).reshape(-1)[row_of_hit]]
     return codes, list(numbers)

@@ -171,20 +171,9 @@ def linear_scores(estimator: Any, X: pd.DataFrame) -> LinearScores | None:
     return dataclasses.replace(scores, exact=bool(difference <= 1e-12))
 
 
-def linear_contributions(
-    *,
-    scores: LinearScores,
-    sub: pd.DataFrame,
-    fills: list[Any],
-    differs: np.ndarray,
-    base: np.ndarray,
-) -> np.ndarray:
-    """contrib[i, j] = base[i] - p(row i with input j at its typical value), in closed form.
-
-    `scores` holds the transformed rows of `sub`; `fills[j]` is input j's typical value and
-    `differs[i, j]` says whether row i's value differs from it (contributions of the other
-    entries are 0, as in the perturbation method).
-    """
+def _probe_frame(sub: pd.DataFrame, fills: list[Any]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Probe rows: the typical row, then per input a few rows with only that input changed;
+    and the input each probe row (after the first) changes."""
     columns = list(sub.columns)
     m = len(columns)
     # Probes: the typical row, then per input a few rows with only that input changed.
@@ -206,19 +195,69 @@ def linear_contributions(
             for k in range(m):
                 probe_values[k].append(value if k == j else fills[k])
             owner.append(j)
-    probes = _typed_rows(sub, probe_values)
-    owners = np.asarray(owner)
+    return _typed_rows(sub, probe_values), np.asarray(owner)
+
+
+def _feeds(
+    member: LinearMember, probes: pd.DataFrame, owners: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the typical row transformed, feeds[t, j]: transformed column t moves with input j)."""
+    Zp = member.transform(probes)
+    typical = Zp[0]
+    changed = ~np.isclose(Zp[1:], typical, rtol=0.0, atol=0.0, equal_nan=True)
+    feeds = np.zeros((Zp.shape[1], m), dtype=bool)
+    for j in range(m):
+        feeds[:, j] = changed[owners[1:] == j].any(axis=0)
+    return typical, feeds
+
+
+# Largest difference allowed between a member's decision change and its inputs' log-odds
+# attributions summed (a transformer mixing inputs breaks it: the sampled method is used).
+ADDITIVE_TOLERANCE = 1e-8
+
+
+def linear_shapley(
+    *, scores: LinearScores, sub: pd.DataFrame, fills: list[Any]
+) -> tuple[np.ndarray, float] | None:
+    """Exact Shapley values of each input of `sub` (rows x inputs, in probability points)
+    against the typical row (`fills`), and that row's probability (the baseline); None when
+    the decision is not a sum over inputs (a transformer mixes them).
+
+    Per member: phi_j = w·(z - z_typical) over the transformed columns input j feeds, in
+    log-odds, mapped to probability by the proportional rule (`scoring.ml.shapley`).
+    """
+    probes, owners = _probe_frame(sub, fills)
+    m = len(sub.columns)
     total = np.zeros((len(sub), m))
+    baseline = 0.0
     for member, Z, decision in zip(
         scores.members, scores.transformed, scores.decisions, strict=True
     ):
-        Zp = member.transform(probes)
-        typical = Zp[0]
-        changed = ~np.isclose(Zp[1:], typical, rtol=0.0, atol=0.0, equal_nan=True)
-        # feeds[t, j]: transformed column t moves when input j moves.
-        feeds = np.zeros((Zp.shape[1], m), dtype=bool)
-        for j in range(m):
-            feeds[:, j] = changed[owners[1:] == j].any(axis=0)
-        weights = np.where(feeds, member.coef[:, None], 0.0)
-        total += _apply_link(member, decision[:, None] - (Z - typical) @ weights)
-    return np.where(differs, base[:, None] - total / len(scores.members), 0.0)
+        typical, feeds = _feeds(member, probes, owners, m)
+        if (feeds.sum(axis=1) > 1).any():
+            return None  # one transformed column fed by two inputs: not additive per input
+        phi = ((Z - typical) * member.coef) @ feeds.astype(np.float64)
+        d_typical = float(typical @ member.coef + member.intercept)
+        delta = decision - d_typical
+        scale_tol = ADDITIVE_TOLERANCE * max(1.0, float(np.max(np.abs(delta), initial=0.0)))
+        if np.max(np.abs(phi.sum(axis=1) - delta), initial=0.0) > scale_tol:
+            return None
+        p = _apply_link(member, decision)
+        p_typical = float(_apply_link(member, np.asarray([d_typical]))[0])
+        # The proportional rule; where the decisions (nearly) agree, the link's slope at d.
+        eps = 1e-6
+        slope = (_apply_link(member, decision + eps) - _apply_link(member, decision - eps)) / (
+            2 * eps
+        )
+        small = np.abs(delta) < 1e-9
+        ratio = np.where(small, slope, (p - p_typical) / np.where(small, 1.0, delta))
+        mapped = phi * ratio[:, None]
+        # Rows whose decisions agree to the last bits: put the rounding residue on the
+        # largest attribution so the sum is exact.
+        residue = (p - p_typical) - mapped.sum(axis=1)
+        biggest = np.argmax(np.abs(mapped), axis=1) if m else np.zeros(0, dtype=np.int64)
+        mapped[np.arange(len(sub)), biggest] += residue
+        total += mapped
+        baseline += p_typical
+    k = len(scores.members)
+    return total / k, baseline / k

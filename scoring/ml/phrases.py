@@ -176,3 +176,19 @@ def describe(
     return describer(name=name, reference=reference, categorical=categorical, templates=templates)(
         value
     )
+
+
+def _tenure_like(name: str) -> bool:
+    return "tenure" in name.lower()
+
+
+def group_phrase(*, lead: str, lead_value: Any, lead_reference: Any, parts: list[str]) -> str:
+    """One reason for a group of inputs that move together (`scoring.ml.shapley`): its
+    members' phrases together, led by what the group means when the lead input says it (a
+    tenure below the typical one is a new customer); never one member alone."""
+    text = ", ".join(parts)
+    if _tenure_like(lead):
+        value, reference = as_number(lead_value), as_number(lead_reference)
+        if np.isfinite(value) and np.isfinite(reference) and value != reference:
+            return f"{'new' if value < reference else 'long-standing'} customer: {text}"
+    return text

@@ -98,7 +98,7 @@ def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
     scores = _scores_frame(run=run, index=features.index, scorable=scorable, scored=scored)
     try:
         with transaction.atomic():
-            written = bulk_insert(CustomerScore, scores, json_text=("reasons",))
+            written = bulk_insert(CustomerScore, scores, json_text=("reasons", "attributions"))
             _customers_take_scores(run=run, first_id=first_id, last_id=last_id)
             ScoringChunk.objects.create(
                 run=run,
@@ -147,6 +147,8 @@ def _scores_frame(
     tier[scorable] = scored.tier
     reasons = np.full(len(index), "[]", dtype=object)
     reasons[scorable] = scored.explanations.reasons_json()
+    attributions = np.full(len(index), "{}", dtype=object)
+    attributions[scorable] = scored.explanations.attributions_json()
     return pd.DataFrame(
         {
             "run_id": run.pk,
@@ -154,6 +156,7 @@ def _scores_frame(
             "probability": probability,
             "tier": tier,
             "reasons": reasons,
+            "attributions": attributions,
             "scored_at": timezone.now(),
             "scorable": scorable,
             "not_scorable_reason": np.where(

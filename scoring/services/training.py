@@ -23,6 +23,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 from scoring.errors import ScoringError, TrainingError
 from scoring.ml import artifacts
 from scoring.ml.datasets import TrainingData
+from scoring.ml.distill import distill
 from scoring.ml.drift import DriftReference, feature_counts
 from scoring.ml.explain import Explanations, explain_customers
 from scoring.ml.features import (
@@ -32,6 +33,7 @@ from scoring.ml.features import (
     infer_feature_spec,
 )
 from scoring.ml.pipelines import select_candidates
+from scoring.ml.shapley import FeatureGroups, feature_groups
 from scoring.ml.tiers import assign_ranked_tiers
 from scoring.ml.train import TrainingResult, train_and_select
 from scoring.models import ChurnModel, ModelStatus
@@ -195,6 +197,7 @@ def _churn_model_register(*, data: TrainingData, result: TrainingResult) -> Chur
     path = artifact_dir / f"{version}.skops"
     sha = artifacts.save_artifact(estimator=result.estimator, path=path)
     summary = result.to_dict()
+    student = _student(data=data, result=result)
     selected = next(c for c in summary["candidates"] if c["name"] == result.selected)
     return ChurnModel.objects.create(
         version=version,
@@ -220,9 +223,16 @@ def _churn_model_register(*, data: TrainingData, result: TrainingResult) -> Chur
         reference={
             "drift": result.training_summary.to_dict(),
             "values": summary["reference_values"],
+            # Inputs that move together are one reason (scoring.ml.shapley), decided here
+            # from the training rows' correlations.
+            "groups": feature_groups(
+                X=data.X, numeric=result.spec.numeric, columns=result.spec.columns
+            ).to_dict(),
             # BG/NBD parameters of the latest cutoff: scoring reuses them, so a customer's
             # features never depend on which chunk they are scored in.
             "btyd_params": data.btyd_params,
+            # The readable student (scoring.ml.distill), fitted to this model's probabilities.
+            "student": student,
             "event_kinds": sorted(
                 c.removeprefix("days_since_event_")
                 for c in result.feature_names
@@ -232,6 +242,25 @@ def _churn_model_register(*, data: TrainingData, result: TrainingResult) -> Chur
         artifact_path=str(path),
         artifact_sha256=sha,
     )
+
+
+def _student(*, data: TrainingData, result: TrainingResult) -> dict[str, Any] | None:
+    """Distil the model into a shallow tree over the holdout rows (the later cutoff when the
+    model was validated out of time); None when there are too few rows."""
+    X = data.holdout_X
+    try:
+        teacher = result.estimator.predict_proba(X)[:, 1]
+        student, _tree, _encoded = distill(
+            X=X,
+            teacher=teacher,
+            y=data.holdout_y,
+            numeric=result.spec.numeric,
+            categorical=result.spec.categorical,
+        )
+    except ValueError as exc:
+        logger.warning("no readable student for this model: %s", exc)
+        return None
+    return student.to_dict()
 
 
 def _validation_key(data: TrainingData) -> str:
@@ -379,6 +408,7 @@ def score_features(
         spec=spec,
         reference=model.reference.get("values", {}),
         threshold=floor,
+        groups=FeatureGroups.from_dict(model.reference.get("groups"), spec.columns),
     )
     probability = explanations.probabilities
     tiers = assign_ranked_tiers(probabilities=probability, rules=risk_tier_rules())

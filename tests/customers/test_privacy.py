@@ -128,6 +128,7 @@ def test_export_returns_everything_held_about_the_customer(jane: Customer) -> No
             "probability": 0.8,
             "tier": "critical",
             "reasons": ["no order in 90 days"],
+            "attributions": {},
             "model_version": "m1",
         }
     ]

@@ -1,17 +1,7 @@
-import json
-import logging
-
 import numpy as np
 import pandas as pd
-import pytest
-from sklearn.decomposition import PCA
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
 
-from scoring.ml import linear_reasons
 from scoring.ml.explain import explain_customers
-from scoring.ml.features import infer_feature_spec
 from scoring.ml.pipelines import build_pipeline, select_candidates
 from scoring.ml.train import calibrated, reference_values
 
@@ -94,49 +84,3 @@ def test_a_row_never_repeats_the_same_reason():
     out = explain_customers(estimator=_NoOrdersModel(), X=X, spec=spec, reference=reference)
     assert out.reasons[0] == ("no orders yet", "no order for 143 days")
     assert out.features[0] == ("avg_order_value", "recency_days")
-
-
-@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
-@pytest.mark.parametrize("name", ["lr_balanced", "lr_spline", "lr_smote"])
-def test_linear_models_get_the_perturbation_reasons_in_closed_form(
-    mixed_data, monkeypatch, name, method
-):
-    X, y, spec = mixed_data
-    model = calibrated(
-        pipeline=build_pipeline(spec=spec, candidate=select_candidates(names=name)[0]),
-        method=method,
-        random_state=0,
-    ).fit(X, y)
-    assert linear_reasons.linear_members(model) is not None
-    rows, _ = make_frame(4000, seed=3)
-    rows.loc[rows.index[::7], "Contract"] = None
-    reference = reference_values(X=X, spec=spec)
-    fast = explain_customers(estimator=model, X=rows, spec=spec, reference=reference, threshold=0.2)
-    monkeypatch.setattr(linear_reasons, "linear_members", lambda estimator: None)
-    slow = explain_customers(estimator=model, X=rows, spec=spec, reference=reference, threshold=0.2)
-    assert sum(1 for r in fast.reasons if r) > 100
-    assert fast.reasons == slow.reasons
-    assert fast.features == slow.features
-    np.testing.assert_allclose(fast.top_contributions, slow.top_contributions, atol=1e-9)
-    assert [json.loads(t) for t in fast.reasons_json()] == [list(r) for r in slow.reasons]
-
-
-def test_a_linear_model_over_mixed_columns_falls_back_to_perturbation(mixed_data, caplog):
-    X, y, _ = mixed_data
-    X = X.drop(columns="Contract")
-    spec = infer_feature_spec(features=X)
-    # PCA mixes the inputs: changing one moves every component, so the closed form is wrong
-    # and the per-chunk check must catch it.
-    model = make_pipeline(SimpleImputer(), PCA(n_components=2), LogisticRegression()).fit(X, y)
-    assert linear_reasons.linear_members(model) is not None
-    reference = reference_values(X=X, spec=spec)
-    with caplog.at_level(logging.WARNING, logger="scoring.ml.explain"):
-        out = explain_customers(estimator=model, X=X, spec=spec, reference=reference)
-    assert "disagrees" in caplog.text
-    base = model.predict_proba(X)[:, 1]
-    row = int(np.flatnonzero([bool(r) for r in out.reasons])[0])
-    feature = out.features[row][0]
-    changed = X.iloc[[row]].copy()
-    changed[feature] = np.float32(reference[feature])
-    expected = base[row] - model.predict_proba(changed)[:, 1][0]
-    assert out.contributions[row][0] == pytest.approx(expected, abs=1e-12)

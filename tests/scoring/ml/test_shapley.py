@@ -1,0 +1,239 @@
+"""Additive reasons (scoring.ml.shapley, scoring.ml.explain): the attributions add up to the
+probability minus the baseline, are the Shapley values they claim to be, and grouped inputs
+are never a reason alone."""
+
+import itertools
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import logit
+from sklearn.decomposition import PCA
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from scoring.ml import linear_reasons
+from scoring.ml.explain import explain_customers
+from scoring.ml.features import build_snapshot_features, infer_feature_spec
+from scoring.ml.labels import parse_explicit_label
+from scoring.ml.phrases import describe
+from scoring.ml.pipelines import build_pipeline, select_candidates
+from scoring.ml.shapley import FeatureGroups, feature_groups
+from scoring.ml.train import calibrated, reference_values
+
+from .conftest import make_frame
+
+TELCO = Path(__file__).resolve().parents[4] / "shared/data/WA_Fn-UseC_-Telco-Customer-Churn.csv"
+
+
+def _typical(X, spec, reference):
+    return pd.DataFrame(
+        {
+            c: pd.Series(
+                [reference[c] if c in spec.categorical else np.float32(reference[c])],
+                dtype=X[c].dtype,
+            )
+            for c in spec.columns
+        }
+    )
+
+
+def _enumerated_shapley(value, n_players):
+    """Exact Shapley values by enumerating every coalition: value(S) for frozenset S."""
+    phi = np.zeros((len(value(frozenset())), n_players))
+    for j in range(n_players):
+        others = [k for k in range(n_players) if k != j]
+        for size in range(n_players):
+            weight = math.factorial(size) * math.factorial(n_players - size - 1)
+            weight /= math.factorial(n_players)
+            for S in itertools.combinations(others, size):
+                phi[:, j] += weight * (value(frozenset(S) | {j}) - value(frozenset(S)))
+    return phi
+
+
+def _coalition_frame(rows, typical, groups, S):
+    """Rows with every group outside S at its typical value."""
+    frame = rows.copy()
+    for g, members in enumerate(groups):
+        if g not in S:
+            for c in members:
+                frame[c] = pd.Series(typical[c].iloc[0], index=frame.index, dtype=rows[c].dtype)
+    return frame
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+@pytest.mark.parametrize("name", ["lr_balanced", "lr_spline"])
+def test_linear_attributions_add_up_exactly(mixed_data, name, method):
+    X, y, spec = mixed_data
+    model = calibrated(
+        pipeline=build_pipeline(spec=spec, candidate=select_candidates(names=name)[0]),
+        method=method,
+        random_state=0,
+    ).fit(X, y)
+    rows, _ = make_frame(3000, seed=3)
+    rows.loc[rows.index[::7], "Contract"] = None
+    reference = reference_values(X=X, spec=spec)
+    out = explain_customers(estimator=model, X=rows, spec=spec, reference=reference, threshold=0.2)
+    assert out.method == "exact-linear"
+    explained = out.explained
+    assert explained.sum() > 100
+    total = out.baseline + out.attributions[explained].sum(axis=1)
+    np.testing.assert_allclose(total, out.probabilities[explained], rtol=0, atol=1e-6)
+    typical = model.predict_proba(_typical(rows, spec, reference))[:, 1][0]
+    assert out.baseline == pytest.approx(typical, abs=1e-9)
+    # The stored waterfall adds up too (8 decimals per number).
+    for text, p in zip(out.attributions_json()[explained][:200], out.probabilities[explained]):
+        data = json.loads(text)
+        steps = data["baseline"] + sum(v for _, v in data["items"]) + data["rest"]
+        assert steps == pytest.approx(p, abs=1e-6)
+
+
+def test_linear_attributions_are_the_log_odds_shapley_values(mixed_data):
+    """An uncalibrated logistic regression: the attributions, divided back by the stated
+    proportional rule, are the Shapley values of the log-odds game enumerated coalition by
+    coalition through predict_proba."""
+    X, y, spec = mixed_data
+    model = build_pipeline(spec=spec, candidate=select_candidates(names="lr_balanced")[0]).fit(X, y)
+    rows, _ = make_frame(300, seed=5)
+    reference = reference_values(X=X, spec=spec)
+    out = explain_customers(estimator=model, X=rows, spec=spec, reference=reference)
+    assert out.method == "exact-linear"
+    typical = _typical(rows, spec, reference)
+    groups = [(c,) for c in spec.columns]
+
+    def log_odds(S):
+        frame = _coalition_frame(rows, typical, groups, S)
+        return logit(model.predict_proba(frame)[:, 1])
+
+    expected = _enumerated_shapley(log_odds, len(groups))
+    p, p0 = out.probabilities, out.baseline
+    rule = (p - p0) / (logit(p) - logit(p0))
+    np.testing.assert_allclose(out.attributions, expected * rule[:, None], rtol=0, atol=1e-6)
+
+
+def test_sampled_attributions_add_up_and_stay_within_their_stated_error(mixed_data):
+    X, y, spec = mixed_data
+    model = build_pipeline(spec=spec, candidate=select_candidates(names="hgb")[0]).fit(X, y)
+    rows, _ = make_frame(400, seed=7)
+    reference = reference_values(X=X, spec=spec)
+    out = explain_customers(estimator=model, X=rows, spec=spec, reference=reference)
+    assert out.method == "sampled"
+    np.testing.assert_allclose(
+        out.baseline + out.attributions.sum(axis=1), out.probabilities, rtol=0, atol=1e-9
+    )
+    typical = _typical(rows, spec, reference)
+    groups = [(c,) for c in spec.columns]
+    expected = _enumerated_shapley(
+        lambda S: model.predict_proba(_coalition_frame(rows, typical, groups, S))[:, 1],
+        len(groups),
+    )
+    error = out.attributions - expected
+    # The stated error is a standard error, estimated per value from two antithetic pairs:
+    # over many customers the actual errors' spread is within it (1.5×: the estimate's noise).
+    stated = np.sqrt(np.mean(out.errors**2))
+    assert 0 < np.sqrt(np.mean(error**2)) <= 1.5 * stated
+
+
+def test_a_transformer_mixing_inputs_is_sampled_not_closed_form(mixed_data, caplog):
+    X, y, _ = mixed_data
+    X = X.drop(columns="Contract")
+    spec = infer_feature_spec(features=X)
+    # PCA mixes the inputs: the decision is no sum over inputs, and the check must see it.
+    model = make_pipeline(SimpleImputer(), PCA(n_components=2), LogisticRegression()).fit(X, y)
+    assert linear_reasons.linear_members(model) is not None
+    reference = reference_values(X=X, spec=spec)
+    with caplog.at_level(logging.WARNING, logger="scoring.ml.explain"):
+        out = explain_customers(estimator=model, X=X.iloc[:300], spec=spec, reference=reference)
+    assert "not a sum over inputs" in caplog.text
+    assert out.method == "sampled"
+    np.testing.assert_allclose(
+        out.baseline + out.attributions.sum(axis=1), out.probabilities, rtol=0, atol=1e-9
+    )
+
+
+def _correlated_frame(n, seed=0):
+    """tenure and total charges move together (total ≈ tenure × monthly charges)."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(1, 72, n).astype(float)
+    monthly = rng.uniform(50, 110, n)
+    total = tenure * monthly * rng.uniform(0.95, 1.05, n)
+    contract = rng.choice(["Month-to-month", "One year", "Two year"], n)
+    logit_ = -0.05 * tenure + 0.01 * monthly + 1.2 * (contract == "Month-to-month") - 0.5
+    y = (logit_ + rng.logistic(size=n) > 0).astype(int)
+    X = pd.DataFrame(
+        {
+            "tenure": tenure.astype(np.float32),
+            "MonthlyCharges": monthly.astype(np.float32),
+            "TotalCharges": total.astype(np.float32),
+            "Contract": pd.Series(contract, dtype=object),
+        }
+    )
+    return X, y
+
+
+@pytest.mark.parametrize("name", ["lr_balanced", "hgb"])
+def test_grouped_inputs_are_never_a_reason_alone(name):
+    X, y = _correlated_frame(2000)
+    spec = infer_feature_spec(features=X)
+    groups = feature_groups(X=X, numeric=spec.numeric, columns=spec.columns)
+    assert ("tenure", "TotalCharges") in groups.members
+    assert ("MonthlyCharges",) in groups.members and ("Contract",) in groups.members
+    model = build_pipeline(spec=spec, candidate=select_candidates(names=name)[0]).fit(X, y)
+    reference = reference_values(X=X, spec=spec)
+    rows = X.iloc[:300] if name == "lr_balanced" else X.iloc[:120]
+    out = explain_customers(
+        estimator=model, X=rows, spec=spec, reference=reference, groups=groups, top_k=3
+    )
+    alone = {
+        describe(name=c, value=v, reference=reference[c])
+        for c in ("tenure", "TotalCharges")
+        for v in rows[c].tolist()
+    }
+    cited = [r for reasons in out.reasons for r in reasons]
+    steps = [s for t in out.attributions_json() for s, _ in json.loads(t).get("items", [])]
+    assert any("TotalCharges" in r for r in cited)
+    assert not alone & (set(cited) | set(steps))
+    for text in set(cited) | set(steps):
+        # A reason naming one member of the group names the other too.
+        assert ("tenure" in text) == ("TotalCharges" in text)
+    assert "tenure + TotalCharges" in out.columns
+    new = [r for r in cited if r.startswith("new customer: tenure ")]
+    assert new and all("TotalCharges" in r for r in new)
+
+
+def test_groups_round_trip_and_cover_new_columns():
+    groups = FeatureGroups((("tenure", "TotalCharges"), ("Contract",)))
+    again = FeatureGroups.from_dict(groups.to_dict(), ["tenure", "TotalCharges", "Contract", "x"])
+    assert again.members == (("tenure", "TotalCharges"), ("Contract",), ("x",))
+    assert FeatureGroups.from_dict({}, ["a", "b"]).members == (("a",), ("b",))
+
+
+@pytest.mark.skipif(not TELCO.exists(), reason=f"telco data set not found at {TELCO}")
+def test_the_telco_customers_of_the_audit_read_as_new_customers():
+    """7216-EWTRS (tenure 1 month, total charges 100.80) was told "TotalCharges 100.80
+    (typical 1,397)"; now the two read together, and the reasons add up."""
+    table = pd.read_csv(TELCO)
+    y = parse_explicit_label(values=table["Churn"])
+    X = build_snapshot_features(table=table, id_column="customerID", label_column="Churn")
+    spec = infer_feature_spec(features=X)
+    groups = feature_groups(X=X, numeric=spec.numeric, columns=spec.columns)
+    assert ("tenure", "TotalCharges") in groups.members
+    model = calibrated(
+        pipeline=build_pipeline(spec=spec, candidate=select_candidates(names="lr_balanced")[0]),
+        method="sigmoid",
+        random_state=0,
+    ).fit(X, y)
+    reference = reference_values(X=X, spec=spec)
+    rows = X.loc[["7216-EWTRS", "7794-JASDG"]]
+    out = explain_customers(estimator=model, X=rows, spec=spec, reference=reference, groups=groups)
+    np.testing.assert_allclose(
+        out.baseline + out.attributions.sum(axis=1), out.probabilities, rtol=0, atol=1e-6
+    )
+    first = out.reasons[0]
+    assert any(r.startswith("new customer: tenure 1") and "TotalCharges" in r for r in first)
+    assert not any(r.startswith("TotalCharges") for reasons in out.reasons for r in reasons)
