@@ -42,6 +42,23 @@ VAPID_TOKEN_SECONDS = 12 * 3600
 VAPID_RENEW_BEFORE = 3600
 
 
+def vapid_key_pair() -> tuple[str, str]:
+    """A new VAPID key pair as (private, public): the private key as its raw 32 bytes and the
+    public key as the uncompressed P-256 point (the browser's applicationServerKey), both
+    base64url without padding — the forms WEBPUSH_VAPID_PRIVATE_KEY/PUBLIC_KEY take."""
+    from cryptography.hazmat.primitives import serialization
+    from py_vapid import Vapid
+    from py_vapid.utils import b64urlencode
+
+    vapid = Vapid()
+    vapid.generate_keys()
+    private = vapid.private_key.private_numbers().private_value.to_bytes(32, "big")
+    public = vapid.public_key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return b64urlencode(private), b64urlencode(public)
+
+
 class DeviceGoneError(Exception):
     """The provider says this device will never receive anything again."""
 
