@@ -56,6 +56,7 @@ class RuleInline(admin.StackedInline):
         "attribute_conditions",
         "consent_channel",
         ("channel", "offer", "template"),
+        ("fallback_channel", "fallback_template"),
         "audience_now",
     ]
     readonly_fields = ["audience_now"]

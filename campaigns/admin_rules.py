@@ -231,6 +231,8 @@ class RuleForm(forms.ModelForm):
             "channel",
             "offer",
             "template",
+            "fallback_channel",
+            "fallback_template",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

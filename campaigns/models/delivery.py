@@ -124,7 +124,9 @@ class Intervention(models.Model):
     # The rule said "X, else Y" and this customer could not receive X: `channel` is Y, the
     # channel actually used (the uplift report breaks down by it).
     fell_back = models.BooleanField(
-        default=False, help_text="The rule's first channel could not reach the customer."
+        default=False,
+        db_default=False,  # writers that predate the column (bulk inserts) leave it out
+        help_text="The rule's first channel could not reach the customer."
     )
     created_at = models.DateTimeField(help_text="When the arm was assigned.")
     claimed_at = models.DateTimeField(null=True, blank=True)

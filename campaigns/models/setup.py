@@ -215,9 +215,14 @@ class MessageTemplate(models.Model):
     name = models.CharField(max_length=200, unique=True)
     channel = models.CharField(max_length=16, choices=ContactChannel.choices)
     subject = models.CharField(
-        max_length=300, blank=True, help_text="Email only: SMS and callback scripts have none."
+        max_length=300,
+        blank=True,
+        help_text="Email: the subject; push and in-app: the title. SMS and callback scripts have "
+        "none.",
     )
-    body = models.TextField(help_text="Plain text (email text part, SMS text, agent script).")
+    body = models.TextField(
+        help_text="Plain text (email text part, SMS text, agent script, push or in-app body)."
+    )
     html_body = models.TextField(
         blank=True, help_text="Email HTML part; empty: made from the text body."
     )
