@@ -41,6 +41,12 @@ class MessageTemplateForm(forms.ModelForm):
         label="Preview with rule",
         help_text="The preview uses this rule's offer and one of its customers.",
     )
+    image_url = forms.URLField(
+        max_length=500,
+        required=False,
+        assume_scheme="https",
+        help_text="Push and in-app: an optional image (https://).",
+    )
     preview_customer = forms.CharField(
         required=False,
         label="Preview for customer",

@@ -358,7 +358,7 @@ class ErasureOut(serializers.Serializer):
     cleared = serializers.DictField(
         child=serializers.IntegerField(),
         help_text="Rows whose personal text was blanked or renamed, per kind (interventions, "
-        "responses, callbacks, admin_history)",
+        "responses, callbacks, admin_history), and push devices deleted (devices)",
     )
     kept = serializers.ListField(child=serializers.CharField())
 

@@ -126,7 +126,7 @@ class Intervention(models.Model):
     fell_back = models.BooleanField(
         default=False,
         db_default=False,  # writers that predate the column (bulk inserts) leave it out
-        help_text="The rule's first channel could not reach the customer."
+        help_text="The rule's first channel could not reach the customer.",
     )
     created_at = models.DateTimeField(help_text="When the arm was assigned.")
     claimed_at = models.DateTimeField(null=True, blank=True)
