@@ -114,7 +114,8 @@ def consent_for_channel(frame: pd.DataFrame) -> pd.Series:
         if consent is None:
             continue
         mask = frame["channel"].eq(channel)
-        result[mask] = frame.loc[mask, consent_column(consent)].astype(bool)
+        if mask.any():  # a frame needs the consent columns of the channels it has only
+            result[mask] = frame.loc[mask, consent_column(consent)].astype(bool)
     return result
 
 
