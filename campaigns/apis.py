@@ -131,8 +131,10 @@ class _InboxActionApi(APIView):
     action_name = ""
     required_scopes: ClassVar[dict[str, str]] = {"POST": ApiScope.RESPONSES_WRITE}
 
-    def post(self, request: Request, external_id: str, message_id: int) -> Response:
+    def post(self, request: Request, external_id: str, message_id: str) -> Response:
         customer = get_object_or_404(Customer, external_id=external_id)
+        if not message_id.isdigit() or len(message_id) > 18:
+            raise NotFound(f"Customer '{external_id}' has no in-app message {message_id}.")
         key = request.headers.get("Idempotency-Key", "").strip()
         if len(key) > 150:
             raise serializers.ValidationError({"Idempotency-Key": "at most 150 characters"})
@@ -140,7 +142,7 @@ class _InboxActionApi(APIView):
         try:
             done = inbox_message_act(
                 customer=customer,
-                message_id=message_id,
+                message_id=int(message_id),
                 action=self.action_name,
                 now=timezone.now(),
                 idempotency_key=key,
@@ -172,16 +174,19 @@ _IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
+_MESSAGE_ID = OpenApiParameter("message_id", int, OpenApiParameter.PATH)
+
+
 class InboxReadApi(_InboxActionApi):
     action_name = "read"
 
     @extend_schema(
         request=None,
-        parameters=[_IDEMPOTENCY_HEADER],
+        parameters=[_IDEMPOTENCY_HEADER, _MESSAGE_ID],
         responses={200: InboxActionOut, 201: InboxActionOut, 409: None},
         summary="Mark an in-app message read (logs an opened response once)",
     )
-    def post(self, request: Request, external_id: str, message_id: int) -> Response:
+    def post(self, request: Request, external_id: str, message_id: str) -> Response:
         return super().post(request, external_id, message_id)
 
 
@@ -190,11 +195,11 @@ class InboxDismissApi(_InboxActionApi):
 
     @extend_schema(
         request=None,
-        parameters=[_IDEMPOTENCY_HEADER],
+        parameters=[_IDEMPOTENCY_HEADER, _MESSAGE_ID],
         responses={200: InboxActionOut, 201: InboxActionOut, 409: None},
         summary="Dismiss an in-app message (logs a dismissed response once)",
     )
-    def post(self, request: Request, external_id: str, message_id: int) -> Response:
+    def post(self, request: Request, external_id: str, message_id: str) -> Response:
         return super().post(request, external_id, message_id)
 
 

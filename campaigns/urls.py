@@ -14,12 +14,12 @@ urlpatterns = [
         name="customer-messages",
     ),
     path(
-        "customers/<segment:external_id>/messages/<int:message_id>/read",
+        "customers/<segment:external_id>/messages/<segment:message_id>/read",
         apis.InboxReadApi.as_view(),
         name="customer-message-read",
     ),
     path(
-        "customers/<segment:external_id>/messages/<int:message_id>/dismiss",
+        "customers/<segment:external_id>/messages/<segment:message_id>/dismiss",
         apis.InboxDismissApi.as_view(),
         name="customer-message-dismiss",
     ),

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -555,9 +555,14 @@ class CustomerDevicesApi(APIView):
 class CustomerDeviceDetailApi(APIView):
     required_scopes: ClassVar[dict[str, str]] = {"DELETE": ApiScope.CUSTOMERS_WRITE}
 
-    @extend_schema(responses={204: None}, summary="Remove a push device (the app signed out)")
-    def delete(self, request: Request, external_id: str, device_id: int) -> Response:
+    @extend_schema(
+        parameters=[OpenApiParameter("device_id", int, OpenApiParameter.PATH)],
+        responses={204: None},
+        summary="Remove a push device (the app signed out)",
+    )
+    def delete(self, request: Request, external_id: str, device_id: str) -> Response:
         customer = get_object_or_404(Customer, external_id=external_id)
-        if not services.device_delete(customer=customer, device_id=device_id):
+        number = int(device_id) if device_id.isdigit() and len(device_id) < 19 else 0
+        if not number or not services.device_delete(customer=customer, device_id=number):
             raise NotFound(f"Customer '{external_id}' has no device {device_id}.")
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -20,7 +20,7 @@ urlpatterns = [
         name="customer-devices",
     ),
     path(
-        "customers/<segment:external_id>/devices/<int:device_id>",
+        "customers/<segment:external_id>/devices/<segment:device_id>",
         apis.CustomerDeviceDetailApi.as_view(),
         name="customer-device-detail",
     ),

@@ -71,7 +71,7 @@ def test_devices_on_the_customer_page_and_the_push_preview(
     expect(page.locator(".preview-subject")).to_have_text("Title: Grace, a gift")
     expect(page.locator(".preview-link")).to_contain_text("https://shop.example/c?code=")
     expect(page.locator(".preview-push")).to_contain_text(
-        re.compile(r"title 12/65 characters, body \d+/240 characters")
+        re.compile(r"title 13/65 characters, body \d+/240 characters")
     )
     assert page.locator(".field-deep_link").is_visible()
     assert not page.locator(".field-html_body").is_visible()
