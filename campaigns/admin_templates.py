@@ -42,6 +42,7 @@ class MessageTemplateForm(forms.ModelForm):
         help_text="The preview uses this rule's offer and one of its customers.",
     )
     image_url = forms.URLField(
+        label="Image URL",
         max_length=500,
         required=False,
         assume_scheme="https",

@@ -370,6 +370,7 @@ class ExportOut(serializers.Serializer):
     consents = serializers.ListField(child=serializers.DictField())
     orders = serializers.ListField(child=serializers.DictField())
     events = serializers.ListField(child=serializers.DictField())
+    devices = serializers.ListField(child=serializers.DictField(), help_text="Push devices")
     scores = serializers.ListField(child=serializers.DictField(), help_text="With reasons")
     interventions = serializers.ListField(child=serializers.DictField(), help_text="With coupon")
     responses = serializers.ListField(child=serializers.DictField())

@@ -233,7 +233,10 @@ class MessageTemplate(models.Model):
         "allowed, e.g. ?coupon={{ coupon_code }}).",
     )
     image_url = models.URLField(
-        max_length=500, blank=True, help_text="Push and in-app: an optional image (https://)."
+        "image URL",
+        max_length=500,
+        blank=True,
+        help_text="Push and in-app: an optional image (https://).",
     )
 
     class Meta:

@@ -113,8 +113,12 @@ def test_unknown_customer_is_404(api: APIClient) -> None:
     assert response.status_code == 404
 
 
-def test_erasure_removes_devices(api: APIClient, customer: Customer) -> None:
+def test_export_lists_and_erasure_removes_devices(api: APIClient, customer: Customer) -> None:
     api.post(url(customer), {"platform": "ios", "token": "x"}, format="json")
+    from customers.privacy import customer_export
+
+    (exported,) = customer_export(customer=customer)["devices"]
+    assert (exported["platform"], exported["token"], exported["status"]) == ("ios", "x", "active")
     erasure = customer_erase(customer=customer, requested_by="test")
     assert erasure.cleared["devices"] == 1
     assert not Device.objects.exists()
