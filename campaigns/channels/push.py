@@ -121,14 +121,29 @@ class WebPushSender:
         raise _transient_or_permanent("Web Push", status, response.text)
 
 
+# Service-account credentials per (file, token URL), kept for the life of the process so the
+# access token (valid an hour) is fetched once an hour, not once per relay chunk.
+_CREDENTIALS: dict[tuple[str, str, str], tuple[Any, str]] = {}
+
+
 class FcmSender:
     """FCM HTTP v1: POST {"message": ...} with a bearer token from the service account."""
 
     def __init__(self) -> None:
         from google.auth.transport.requests import AuthorizedSession
-        from google.oauth2 import service_account
 
         path = settings.FCM_SERVICE_ACCOUNT_FILE
+        credentials, project = self._credentials(path)
+        self.url = settings.FCM_SEND_URL.format(project_id=project)
+        self.session = AuthorizedSession(credentials)
+
+    @staticmethod
+    def _credentials(path: str) -> tuple[Any, str]:
+        from google.oauth2 import service_account
+
+        key = (path, settings.FCM_TOKEN_URL, settings.FCM_PROJECT_ID)
+        if key in _CREDENTIALS:
+            return _CREDENTIALS[key]
         if not path:
             raise PermanentDeliveryError("FCM_SERVICE_ACCOUNT_FILE is not set")
         try:
@@ -147,8 +162,8 @@ class FcmSender:
         project = settings.FCM_PROJECT_ID or info.get("project_id", "")
         if not project:
             raise PermanentDeliveryError("no FCM project: set FCM_PROJECT_ID")
-        self.url = settings.FCM_SEND_URL.format(project_id=project)
-        self.session = AuthorizedSession(credentials)
+        _CREDENTIALS[key] = (credentials, str(project))
+        return credentials, str(project)
 
     def send(self, *, token: str, payload: dict[str, Any], platform: str) -> str:
         from google.auth.exceptions import GoogleAuthError, TransportError

@@ -34,7 +34,7 @@ def inbox_fetch(*, customer: Customer, now: datetime) -> list[InboxMessage]:
     """The customer's unread, undismissed, unexpired in-app messages, newest first. Those the
     app had never fetched are now delivered (fetched_at set, one `delivered` response each)."""
     with transaction.atomic():
-        messages = list(_open_messages(customer, now).select_for_update(of=("self",)))
+        messages = list(_open_messages(customer, now).select_for_update())
         first = [m for m in messages if m.fetched_at is None]
         if first:
             InboxMessage.objects.filter(pk__in=[m.pk for m in first]).update(fetched_at=now)
