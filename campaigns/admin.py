@@ -321,6 +321,8 @@ DELIVERED_WORDS = {
     "sms": "sent by SMS",
     "callback": "callback tasks created",
     "coupon": "coupons issued",
+    "push": "sent as push notifications",
+    "in_app": "put in the app's inbox",
 }
 
 

@@ -548,6 +548,9 @@ CAMPAIGN_MESSAGE_COST = {
     "sms": float(os.environ.get("CAMPAIGN_MESSAGE_COST_SMS", "0.05")),
     "coupon": float(os.environ.get("CAMPAIGN_MESSAGE_COST_COUPON", "0")),
     "callback": float(os.environ.get("CAMPAIGN_MESSAGE_COST_CALLBACK", "2.50")),
+    # Web Push and FCM charge nothing per message; the inbox is our own table.
+    "push": float(os.environ.get("CAMPAIGN_MESSAGE_COST_PUSH", "0")),
+    "in_app": float(os.environ.get("CAMPAIGN_MESSAGE_COST_IN_APP", "0")),
 }
 # Shared secrets of the inbound provider webhooks (email events, SMS delivery status); a
 # webhook whose secret is empty is refused. Signature: see docs/uplift.md.
