@@ -143,6 +143,7 @@ def test_export_returns_everything_held_about_the_customer(jane: Customer) -> No
         "consents",
         "orders",
         "events",
+        "devices",
         "scores",
         "interventions",
         "responses",
