@@ -47,9 +47,11 @@ def test_devices_on_the_customer_page_and_the_push_preview(
         body="{{ offer.description }} with {{ coupon_code }}",
         deep_link="https://shop.example/c?code={{ coupon_code }}",
     )
-    make_campaign(
+    email = make_template("email", name="Win-back email")
+    campaign = make_campaign(
         rules=[{"name": "critical", "tiers": ["critical"], "channel": "push",
-                "offer": make_offer(), "template": template}]
+                "offer": make_offer(), "template": template,
+                "fallback_channel": "email", "fallback_template": email}]
     )  # fmt: skip
     violations = watch_csp_violations(page)
     base = live_server.url
@@ -79,4 +81,15 @@ def test_devices_on_the_customer_page_and_the_push_preview(
     page.fill("#id_body", "x" * 300)
     expect(page.locator(".preview-push-warning")).to_contain_text("phones cut it after about 240")
     page.screenshot(path=str(SHOTS / "template_preview_push.png"), full_page=True)
+
+    # The rule builder: "push, else email", with only message channels offered as fallback.
+    page.goto(f"{base}/admin/campaigns/campaign/{campaign.pk}/change/")
+    fallback = page.locator("#id_rules-0-fallback_channel")
+    expect(fallback).to_have_value("email")
+    options = fallback.locator("option").all_inner_texts()
+    assert options[0] == "No fallback" and not any("callback" in o.lower() for o in options)
+    expect(page.locator("#id_rules-0-fallback_template")).to_have_value(str(email.pk))
+    page.locator(".field-fallback_channel").first.screenshot(
+        path=str(SHOTS / "rule_push_else_email.png")
+    )
     assert violations == []
