@@ -56,6 +56,7 @@ class RuleInline(admin.StackedInline):
         "attribute_conditions",
         "consent_channel",
         ("channel", "offer", "template"),
+        ("fallback_channel", "fallback_template"),
         "audience_now",
     ]
     readonly_fields = ["audience_now"]
@@ -320,6 +321,8 @@ DELIVERED_WORDS = {
     "sms": "sent by SMS",
     "callback": "callback tasks created",
     "coupon": "coupons issued",
+    "push": "sent as push notifications",
+    "in_app": "put in the app's inbox",
 }
 
 
@@ -374,7 +377,7 @@ class InterventionAdmin(PermittedLinksAdmin):
         "risk_tier",
         "sent_at",
     ]
-    list_filter = ["campaign", "arm", "status", "reason", "channel", "risk_tier"]
+    list_filter = ["campaign", "arm", "status", "reason", "channel", "fell_back", "risk_tier"]
     search_fields = ["customer__external_id", "customer__email"]
     list_select_related = ["campaign", "customer", "rule__campaign"]
     show_full_result_count = False
@@ -382,7 +385,7 @@ class InterventionAdmin(PermittedLinksAdmin):
     # Read-only page: related objects are links only for users who may open them.
     fields = [
         ("campaign_link", "cycle_key", "rule_name"),
-        ("customer_link", "arm", "channel"),
+        ("customer_link", "arm", "channel", "fell_back"),
         ("offer_link", "template_link", "offer_cost"),
         ("churn_probability", "risk_tier", "model_version", "customer_value"),
         ("status", "reason", "detail"),

@@ -20,7 +20,13 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from campaigns.models import AttributeOperator, Campaign, Rule
+from campaigns.models import (
+    TEMPLATED_CHANNELS,
+    AttributeOperator,
+    Campaign,
+    ContactChannel,
+    Rule,
+)
 from campaigns.services.dispatch import campaign_rules_audience
 from customers.selectors import customer_attribute_fields
 from scoring.ml.tiers import RANK
@@ -231,6 +237,8 @@ class RuleForm(forms.ModelForm):
             "channel",
             "offer",
             "template",
+            "fallback_channel",
+            "fallback_template",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -242,6 +250,12 @@ class RuleForm(forms.ModelForm):
         assert isinstance(tiers, forms.MultipleChoiceField)
         tiers.choices = choices + [(t, f"{t} (unknown tier)") for t in stored]
         tiers.initial = list(self.instance.tiers or [])
+        # A fallback is a message channel (models.Rule.clean refuses the others).
+        fallback = self.fields["fallback_channel"]
+        assert isinstance(fallback, forms.ChoiceField)
+        fallback.choices = [("", "No fallback")] + [
+            (value, label) for value, label in ContactChannel.choices if value in TEMPLATED_CHANNELS
+        ]
         self.fields["attribute_conditions"] = ConditionRowsField(
             fields=attribute_fields(), label="Attribute conditions"
         )

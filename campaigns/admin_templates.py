@@ -1,6 +1,7 @@
 """The message template admin: the change form with a live preview (a real customer of a
 chosen rule, the rule's actual offer and a coupon code in the dispatch format) that updates
-while staff type, the SMS length and segment count, and no subject line off email.
+while staff type, the SMS length and segment count, a push notification's lengths against what
+phones show, and a subject (title, for push and in-app) only where the channel has one.
 
 The preview endpoint is a staff-only admin view that renders the posted, unsaved template
 (campaigns.template_preview); the form calls it from a static script
@@ -40,6 +41,13 @@ class MessageTemplateForm(forms.ModelForm):
         label="Preview with rule",
         help_text="The preview uses this rule's offer and one of its customers.",
     )
+    image_url = forms.URLField(
+        label="Image URL",
+        max_length=500,
+        required=False,
+        assume_scheme="https",
+        help_text="Push and in-app: an optional image (https://).",
+    )
     preview_customer = forms.CharField(
         required=False,
         label="Preview for customer",
@@ -48,7 +56,7 @@ class MessageTemplateForm(forms.ModelForm):
 
     class Meta:
         model = MessageTemplate
-        fields = ["name", "channel", "subject", "body", "html_body"]
+        fields = ["name", "channel", "subject", "body", "html_body", "deep_link", "image_url"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -63,12 +71,19 @@ def _preview_html(preview: TemplatePreview | None, error: str, url: str) -> Safe
     """The preview box; the script fills the same elements on every change."""
     subject = "" if preview is None or preview.subject is None else preview.subject
     sms = (preview.sms or {}) if preview is not None else {}
+    push = (preview.push or {}) if preview is not None else {}
+    link = preview.deep_link if preview is not None else ""
+    warnings = " ".join(push.get("warnings", []))
     return format_html(
         '<div id="template-preview" data-url="{}">'
         '<p class="preview-meta" style="margin:0 0 .5em">{}</p>'
-        '<p class="preview-subject"{}><strong>Subject:</strong> <span>{}</span></p>'
+        '<p class="preview-subject"{}><strong class="preview-subject-label">{}</strong> '
+        "<span>{}</span></p>"
         '<pre class="preview-text" style="white-space:pre-wrap;overflow-wrap:anywhere;'
         'margin:0 0 .5em">{}</pre>'
+        '<p class="preview-link"{}><strong>Opens:</strong> <span>{}</span></p>'
+        '<p class="preview-push"{}>{}</p>'
+        '<p class="preview-push-warning errornote"{}>{}</p>'
         '<p class="preview-sms"{}>{}</p>'
         '<p class="preview-sms-warning errornote"{}>{}</p>'
         '<p class="preview-error errornote"{}>{}</p>'
@@ -77,8 +92,15 @@ def _preview_html(preview: TemplatePreview | None, error: str, url: str) -> Safe
         url,
         _meta(preview),
         "" if preview is not None and preview.subject is not None else " hidden",
+        "Subject:" if preview is None or preview.channel == ContactChannel.EMAIL else "Title:",
         subject,
         preview.text if preview else "",
+        "" if link else " hidden",
+        link,
+        "" if push else " hidden",
+        push.get("describe", ""),
+        "" if warnings else " hidden",
+        warnings,
         "" if sms else " hidden",
         sms.get("describe", ""),
         "" if sms.get("warning") else " hidden",
@@ -105,7 +127,20 @@ class MessageTemplateAdmin(admin.ModelAdmin):
     search_fields = ["name", "subject", "body"]
     readonly_fields = ["preview"]
     fieldsets = [
-        (None, {"fields": ["name", "channel", "subject", "body", "html_body"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "channel",
+                    "subject",
+                    "body",
+                    "html_body",
+                    "deep_link",
+                    "image_url",
+                ]
+            },
+        ),
         ("Preview", {"fields": ["preview_rule", "preview_customer", "preview"]}),
     ]
 
@@ -141,6 +176,8 @@ class MessageTemplateAdmin(admin.ModelAdmin):
                 rule=rule,
                 customer=None,
                 now=timezone.now(),
+                deep_link=template.deep_link,
+                image_url=template.image_url,
             )
         except TemplateRenderError as exc:
             return _preview_html(None, str(exc), url)
@@ -166,6 +203,8 @@ class MessageTemplateAdmin(admin.ModelAdmin):
                 rule=rule,
                 customer=customer,
                 now=timezone.now(),
+                deep_link=data.get("deep_link", ""),
+                image_url=data.get("image_url", ""),
             )
         except (PreviewInputError, TemplateRenderError) as exc:
             return _refusal(str(exc), 400)

@@ -22,6 +22,11 @@ from campaigns.measurement.snapshots import uplift_report_compute, uplift_report
 from campaigns.models import ResponseKind
 from campaigns.money import currency
 from campaigns.services.coupons import CouponRedeemError, coupon_redeem
+from campaigns.services.inbox import (
+    InboxMessageNotFoundError,
+    inbox_fetch,
+    inbox_message_act,
+)
 from campaigns.services.responses import (
     IdempotencyConflictError,
     ResponseItem,
@@ -80,6 +85,123 @@ class CouponDetailApi(APIView):
         if coupon is None:
             raise NotFound("No coupon has this code.")
         return Response(CouponOut(coupon).data)
+
+
+# --- the in-app inbox (docs/channels.md) -----------------------------------------------------
+
+
+class InboxMessageOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    title = serializers.CharField()
+    body = serializers.CharField()
+    call_to_action = serializers.CharField(
+        source="deep_link", help_text="Where a tap leads (a URL or app link); may be empty"
+    )
+    image_url = serializers.CharField(help_text="May be empty")
+    coupon_code = serializers.CharField(help_text="May be empty")
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(help_text="Not shown after this time")
+
+
+class CustomerMessagesApi(APIView):
+    """The customer's unread, unexpired in-app messages, newest first. The first fetch of a
+    message records it delivered."""
+
+    required_scopes: ClassVar[dict[str, str]] = {"GET": ApiScope.CUSTOMERS_READ}
+
+    @extend_schema(
+        responses=InboxMessageOut(many=True), summary="A customer's in-app messages (unread)"
+    )
+    def get(self, request: Request, external_id: str) -> Response:
+        customer = get_object_or_404(Customer, external_id=external_id)
+        messages = inbox_fetch(customer=customer, now=timezone.now())
+        return Response(InboxMessageOut(messages, many=True).data)
+
+
+class InboxActionOut(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The message")
+    read_at = serializers.DateTimeField(allow_null=True)
+    dismissed_at = serializers.DateTimeField(allow_null=True)
+    response = serializers.IntegerField(
+        allow_null=True, help_text="The logged response (opened or dismissed)"
+    )
+    replay = serializers.BooleanField(help_text="Already recorded: nothing new was logged")
+
+
+class _InboxActionApi(APIView):
+    action_name = ""
+    required_scopes: ClassVar[dict[str, str]] = {"POST": ApiScope.RESPONSES_WRITE}
+
+    def post(self, request: Request, external_id: str, message_id: str) -> Response:
+        customer = get_object_or_404(Customer, external_id=external_id)
+        if not message_id.isdigit() or len(message_id) > 18:
+            raise NotFound(f"Customer '{external_id}' has no in-app message {message_id}.")
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > 150:
+            raise serializers.ValidationError({"Idempotency-Key": "at most 150 characters"})
+        client = request.user if isinstance(request.user, ApiClient) else None
+        try:
+            done = inbox_message_act(
+                customer=customer,
+                message_id=int(message_id),
+                action=self.action_name,
+                now=timezone.now(),
+                idempotency_key=key,
+                client=client,
+            )
+        except InboxMessageNotFoundError as exc:
+            raise NotFound(f"Customer '{external_id}' has no in-app message {message_id}.") from exc
+        except IdempotencyConflictError as exc:
+            raise IdempotencyConflict(exc.errors) from exc
+        body = {
+            "id": done.message.pk,
+            "read_at": done.message.read_at,
+            "dismissed_at": done.message.dismissed_at,
+            "response": done.response_id,
+            "replay": done.replay,
+        }
+        return Response(
+            InboxActionOut(body).data,
+            status=status.HTTP_200_OK if done.replay else status.HTTP_201_CREATED,
+        )
+
+
+_IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Optional; the message and action are idempotent without it.",
+)
+
+
+_MESSAGE_ID = OpenApiParameter("message_id", int, OpenApiParameter.PATH)
+
+
+class InboxReadApi(_InboxActionApi):
+    action_name = "read"
+
+    @extend_schema(
+        request=None,
+        parameters=[_IDEMPOTENCY_HEADER, _MESSAGE_ID],
+        responses={200: InboxActionOut, 201: InboxActionOut, 409: None},
+        summary="Mark an in-app message read (logs an opened response once)",
+    )
+    def post(self, request: Request, external_id: str, message_id: str) -> Response:
+        return super().post(request, external_id, message_id)
+
+
+class InboxDismissApi(_InboxActionApi):
+    action_name = "dismiss"
+
+    @extend_schema(
+        request=None,
+        parameters=[_IDEMPOTENCY_HEADER, _MESSAGE_ID],
+        responses={200: InboxActionOut, 201: InboxActionOut, 409: None},
+        summary="Dismiss an in-app message (logs a dismissed response once)",
+    )
+    def post(self, request: Request, external_id: str, message_id: str) -> Response:
+        return super().post(request, external_id, message_id)
 
 
 # --- responses, redemptions, provider webhooks, uplift ---------------------------------------

@@ -50,9 +50,10 @@ ALLOWED_VARIABLES: dict[str, frozenset[str] | None] = {
     # Reserved for product recommendations: always an empty list for now.
     "recommended_products": None,
 }
-# Channels whose messages have a subject line; the others (SMS, the agent's callback script, a
-# coupon through the API) ignore the template's subject and show none.
-CHANNELS_WITH_SUBJECT = frozenset({"email"})
+# Channels whose messages have a subject line (push and in-app: the title, kept in the same
+# field); the others (SMS, the agent's callback script, a coupon through the API) ignore the
+# template's subject and show none.
+CHANNELS_WITH_SUBJECT = frozenset({"email", "push", "in_app"})
 
 _FORLOOP_KEYS = frozenset(
     {"counter", "counter0", "revcounter", "revcounter0", "first", "last", "parentloop"}

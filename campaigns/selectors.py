@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-from django.db.models import CharField, Count, Q, QuerySet, Sum
+from django.db.models import CharField, Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
@@ -33,7 +33,7 @@ from campaigns.rules import (
 )
 from campaigns.uplift.costs import COST_BASIS
 from common.db.frames import frame_from_queryset
-from customers.models import Consent, Customer, Order, OrderStatus
+from customers.models import Consent, Customer, Device, DeviceStatus, Order, OrderStatus
 from customers.timezones import effective_time_zones
 
 # Customers read per query when building candidate frames: 50,000 rows are ~10 MB in pandas
@@ -81,11 +81,15 @@ def candidate_id_ranges(*, specs: Sequence[RuleSpec]) -> Iterator[tuple[int, int
 def candidates_frame(*, specs: Sequence[RuleSpec], id_range: tuple[int, int]) -> pd.DataFrame:
     """Scored customers in an id range that may match a rule, with what rules and the policy
     need: score snapshot, time zone (the country's when none is set), erased, whether
-    email/phone exist, the attributes the rules read (raw JSON values as text)."""
-    annotations = {
+    email/phone/an active push device exist, the attributes the rules read (raw JSON values as
+    text)."""
+    annotations: dict[str, Any] = {
         attribute_column(key): KeyTextTransform(key, "attributes")
         for key in attribute_fields(specs)
     }
+    annotations["has_device"] = Exists(
+        Device.objects.filter(customer=OuterRef("pk"), status=DeviceStatus.ACTIVE)
+    )
     columns = [
         "customer_id",
         "probability",
@@ -121,6 +125,7 @@ def candidates_frame(*, specs: Sequence[RuleSpec], id_range: tuple[int, int]) ->
     frame["erased"] = frame["erased"].astype(bool)
     frame["has_email"] = frame.pop("email").fillna("").astype(str).str.len() > 0
     frame["has_phone"] = frame.pop("phone").fillna("").astype(str).str.len() > 0
+    frame["has_device"] = frame["has_device"].fillna(False).astype(bool)
     frame["probability"] = frame["probability"].astype(float)
     return frame
 

@@ -17,13 +17,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-CONSENT_CHANNELS = ("email", "sms", "call")
+CONSENT_CHANNELS = ("email", "sms", "call", "push", "in_app")
 # The consent channel (customers.Consent.channel) each contact channel needs; None: none needed.
 CONSENT_FOR_CHANNEL: dict[str, str | None] = {
     "email": "email",
     "sms": "sms",
     "callback": "call",
     "coupon": None,
+    "push": "push",
+    "in_app": "in_app",
 }
 
 
@@ -112,15 +114,37 @@ def consent_for_channel(frame: pd.DataFrame) -> pd.Series:
         if consent is None:
             continue
         mask = frame["channel"].eq(channel)
-        result[mask] = frame.loc[mask, consent_column(consent)].astype(bool)
+        if mask.any():  # a frame needs the consent columns of the channels it has only
+            result[mask] = frame.loc[mask, consent_column(consent)].astype(bool)
     return result
 
 
 def has_address(frame: pd.DataFrame) -> pd.Series:
+    """Whether each row's channel can reach the customer: an email address, a phone number, an
+    active push device (`has_device`; a frame without it has none). Coupons and in-app messages
+    need no address: the customer's app or the shop fetches them."""
     result = pd.Series(True, index=frame.index)
     result[frame["channel"].eq("email")] = frame["has_email"]
     result[frame["channel"].isin(["sms", "callback"])] = frame["has_phone"]
+    push = frame["channel"].eq("push")
+    if push.any():
+        result[push] = frame.loc[push, "has_device"] if "has_device" in frame else False
     return result.astype(bool)
+
+
+def first_receivable_channel(
+    frame: pd.DataFrame, *, fallback: pd.Series
+) -> tuple[pd.Series, pd.Series]:
+    """ "X, else Y": per row, the row's `channel` when the customer can receive it (an address
+    or device and consent), else the row's `fallback` channel when they can receive that, else
+    still the first channel (then suppressed with its own reason). Decided from the customer
+    alone, for both arms alike. Returns (channel, fell_back)."""
+    first_ok = has_address(frame) & consent_for_channel(frame)
+    wanted = fallback.fillna("").astype(str)
+    alternative = frame.assign(channel=wanted)
+    fall = ~first_ok & wanted.ne("") & has_address(alternative) & consent_for_channel(alternative)
+    channel = frame["channel"].where(~fall, wanted)
+    return channel, fall.astype(bool)
 
 
 def suppression_reasons(

@@ -14,7 +14,8 @@ from typing import Any
 
 from django.conf import settings
 
-from campaigns.models import ContactChannel, Intervention, Offer, Rule
+from campaigns.models import PUSH_LIKE_CHANNELS, ContactChannel, Intervention, Offer, Rule
+from campaigns.push_text import push_length
 from campaigns.rendering import (
     CHANNELS_WITH_SUBJECT,
     TemplateRenderError,
@@ -76,6 +77,9 @@ class TemplatePreview:
     offer: str
     notes: list[str] = field(default_factory=list)
     sms: dict[str, Any] | None = None
+    # Push and in-app: the rendered deep link, and (push) lengths against the platforms' limits.
+    deep_link: str = ""
+    push: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +92,8 @@ class TemplatePreview:
             "offer": self.offer,
             "notes": self.notes,
             "sms": self.sms,
+            "deep_link": self.deep_link,
+            "push": self.push,
         }
 
 
@@ -107,6 +113,8 @@ def template_preview(
     rule: Rule | None,
     customer: Customer | None,
     now: datetime,
+    deep_link: str = "",
+    image_url: str = "",
 ) -> TemplatePreview:
     """Render the template parts for `customer` (else one of the rule's audience) with the
     rule's offer. Raises TemplateRenderError for a template that cannot render."""
@@ -141,12 +149,30 @@ def template_preview(
         else [],
     )
     has_subject = channel in CHANNELS_WITH_SUBJECT
-    for source in (subject if has_subject else "", body, html_body):
+    push_like = channel in PUSH_LIKE_CHANNELS
+    for source in (subject if has_subject else "", body, html_body, deep_link if push_like else ""):
         template_validate(source=source)  # what saving would refuse, the preview shows
     rendered = message_render(
         subject=subject if has_subject else "", body=body, html_body=html_body, context=context
     )
     length = sms_length(rendered.text) if channel == ContactChannel.SMS else None
+    link = (
+        message_render(subject="", body=deep_link, html_body="", context=context).text
+        if push_like and deep_link
+        else ""
+    )
+    push = None
+    if channel == ContactChannel.PUSH:
+        sized = push_length(
+            title=rendered.subject, body=rendered.text, deep_link=link, image_url=image_url
+        )
+        push = {
+            "title_characters": sized.title_characters,
+            "body_characters": sized.body_characters,
+            "payload_bytes": sized.payload_bytes,
+            "describe": sized.describe(),
+            "warnings": sized.warnings,
+        }
     return TemplatePreview(
         channel=channel,
         subject=rendered.subject if has_subject else None,
@@ -164,6 +190,8 @@ def template_preview(
             "describe": length.describe(),
             "warning": length.warning,
         },
+        deep_link=link,
+        push=push,
     )
 
 

@@ -19,6 +19,8 @@ from customers.models import (
     ApiScope,
     Consent,
     Customer,
+    Device,
+    DeviceStatus,
     Event,
     Order,
 )
@@ -29,6 +31,33 @@ class ConsentInline(admin.TabularInline):
     model = Consent
     fields = ["channel", "status", "recorded_at", "source"]
     extra = 0
+
+
+class DeviceInline(admin.TabularInline):
+    """The customer's push devices (registered by the shop's apps through the API)."""
+
+    model = Device
+    fields = ["platform", "status_words", "last_seen_at", "created_at", "short_token"]
+    readonly_fields = ["platform", "status_words", "last_seen_at", "created_at", "short_token"]
+    extra = 0
+    can_delete = True
+    verbose_name = "push device"
+    verbose_name_plural = "Push devices (newest first; an unregistered device gets nothing)"
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False  # devices come from the apps, through the API
+
+    @admin.display(description="Status")
+    def status_words(self, device: Device) -> str:
+        if device.status == DeviceStatus.ACTIVE:
+            return "Active"
+        when = f" on {device.unregistered_at:%Y-%m-%d %H:%M} UTC" if device.unregistered_at else ""
+        return f"Unregistered{when}: {device.unregistered_reason or 'no reason given'}"
+
+    @admin.display(description="Token or endpoint")
+    def short_token(self, device: Device) -> str:
+        token = device.token
+        return token if len(token) <= 48 else f"{token[:32]}…{token[-12:]}"
 
 
 # The default tiers by severity (scoring owns the tier table; a customer row carries its name).
@@ -106,7 +135,7 @@ class CustomerAdmin(admin.ModelAdmin):
         ("Activity", {"fields": ["recent_orders", "recent_events"]}),
         ("Record", {"fields": ["created_at", "updated_at"]}),
     ]
-    inlines = [ConsentInline]
+    inlines = [ConsentInline, DeviceInline]
     show_full_result_count = False
 
     @admin.display(description="Churn probability", ordering="churn_probability")

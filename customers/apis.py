@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -11,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -21,7 +23,15 @@ from rest_framework.views import APIView
 from common.api import BulkValidationError, unknown_fields_refuse
 from common.db.bulk import UpsertCounts
 from customers import selectors, services, services_lines
-from customers.models import ApiClient, ApiScope, Channel, ConsentStatus, Customer
+from customers.models import (
+    ApiClient,
+    ApiScope,
+    Channel,
+    ConsentStatus,
+    Customer,
+    Device,
+    DevicePlatform,
+)
 from customers.privacy import customer_export, customer_for_privacy_request
 from customers.validation import SPECS, validate_records
 
@@ -348,7 +358,7 @@ class ErasureOut(serializers.Serializer):
     cleared = serializers.DictField(
         child=serializers.IntegerField(),
         help_text="Rows whose personal text was blanked or renamed, per kind (interventions, "
-        "responses, callbacks, admin_history)",
+        "responses, callbacks, admin_history), and push devices deleted (devices)",
     )
     kept = serializers.ListField(child=serializers.CharField())
 
@@ -360,6 +370,7 @@ class ExportOut(serializers.Serializer):
     consents = serializers.ListField(child=serializers.DictField())
     orders = serializers.ListField(child=serializers.DictField())
     events = serializers.ListField(child=serializers.DictField())
+    devices = serializers.ListField(child=serializers.DictField(), help_text="Push devices")
     scores = serializers.ListField(child=serializers.DictField(), help_text="With reasons")
     interventions = serializers.ListField(child=serializers.DictField(), help_text="With coupon")
     responses = serializers.ListField(child=serializers.DictField())
@@ -414,3 +425,145 @@ class CustomerExportApi(APIView):
     )
     def get(self, request: Request, external_id: str) -> Response:
         return Response(customer_export(customer=_privacy_request_customer(external_id)))
+
+
+# --- devices: where push notifications go (docs/channels.md) ---
+
+
+def _b64url_bytes(value: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise serializers.ValidationError("is not base64url") from exc
+
+
+class SubscriptionKeysIn(serializers.Serializer):
+    p256dh = serializers.CharField(max_length=200, help_text="base64url P-256 public key")
+    auth = serializers.CharField(max_length=64, help_text="base64url 16-byte auth secret")
+
+    def validate_p256dh(self, value: str) -> str:
+        raw = _b64url_bytes(value)
+        if len(raw) != 65 or raw[0] != 4:
+            raise serializers.ValidationError(
+                "must be the subscription's uncompressed P-256 public key (65 bytes, base64url)"
+            )
+        return value
+
+    def validate_auth(self, value: str) -> str:
+        if len(_b64url_bytes(value)) != 16:
+            raise serializers.ValidationError("must be the 16-byte auth secret, base64url")
+        return value
+
+
+class SubscriptionIn(serializers.Serializer):
+    """The browser's PushSubscription as `subscription.toJSON()` gives it."""
+
+    endpoint = serializers.URLField(max_length=2000, help_text="The push service URL (https)")
+    expirationTime = serializers.IntegerField(
+        required=False, allow_null=True, help_text="Ignored (as the browser sends it)"
+    )
+    keys = SubscriptionKeysIn()
+
+    def validate_endpoint(self, value: str) -> str:
+        if not value.startswith("https://") and not settings.DEBUG and not settings.PUSH_ALLOW_HTTP:
+            raise serializers.ValidationError("must be an https:// URL")
+        return value
+
+
+class DeviceIn(serializers.Serializer):
+    platform = serializers.ChoiceField(DevicePlatform.choices)
+    token = serializers.CharField(
+        required=False, max_length=2000, help_text="android, ios: the FCM registration token"
+    )
+    subscription = SubscriptionIn(required=False, help_text="web: the PushSubscription")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["platform"] == DevicePlatform.WEB:
+            if "subscription" not in attrs:
+                raise serializers.ValidationError(
+                    {"subscription": "a web device needs its PushSubscription (endpoint, keys)"}
+                )
+            if "token" in attrs:
+                raise serializers.ValidationError(
+                    {"token": "a web device is identified by its subscription's endpoint"}
+                )
+        elif "token" not in attrs:
+            raise serializers.ValidationError(
+                {"token": f"an {attrs['platform']} device needs its FCM registration token"}
+            )
+        elif "subscription" in attrs:
+            raise serializers.ValidationError({"subscription": "only web devices have one"})
+        return attrs
+
+
+class DeviceOut(serializers.ModelSerializer):
+    class Meta:
+        model = Device
+        fields = [
+            "id",
+            "platform",
+            "status",
+            "unregistered_reason",
+            "unregistered_at",
+            "created_at",
+            "last_seen_at",
+        ]
+
+
+class DeviceRegisteredOut(DeviceOut):
+    retired = serializers.IntegerField(
+        help_text="How many of the customer's oldest devices were retired to stay within "
+        "PUSH_MAX_DEVICES_PER_CUSTOMER"
+    )
+
+    class Meta(DeviceOut.Meta):
+        fields = [*DeviceOut.Meta.fields, "retired"]
+
+
+class CustomerDevicesApi(APIView):
+    """Register a device for push notifications, or refresh it: the same token (or Web Push
+    endpoint) again updates the existing device (200) instead of adding one (201)."""
+
+    required_scopes: ClassVar[dict[str, str]] = {"POST": ApiScope.CUSTOMERS_WRITE}
+
+    @extend_schema(
+        request=DeviceIn,
+        responses={200: DeviceRegisteredOut, 201: DeviceRegisteredOut},
+        summary="Register or refresh a push device (idempotent by token)",
+    )
+    def post(self, request: Request, external_id: str) -> Response:
+        customer = get_object_or_404(Customer, external_id=external_id)
+        data = DeviceIn(data=request.data)
+        unknown_fields_refuse(data=request.data, fields=data.fields)
+        if isinstance(request.data, dict) and isinstance(request.data.get("subscription"), dict):
+            unknown_fields_refuse(data=request.data["subscription"], fields=SubscriptionIn().fields)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        subscription = values.get("subscription")
+        registration = services.device_register(
+            customer=customer,
+            platform=values["platform"],
+            token=subscription["endpoint"] if subscription else values["token"],
+            p256dh=subscription["keys"]["p256dh"] if subscription else "",
+            auth=subscription["keys"]["auth"] if subscription else "",
+        )
+        body = {**DeviceOut(registration.device).data, "retired": registration.retired}
+        return Response(
+            body, status=status.HTTP_201_CREATED if registration.created else status.HTTP_200_OK
+        )
+
+
+class CustomerDeviceDetailApi(APIView):
+    required_scopes: ClassVar[dict[str, str]] = {"DELETE": ApiScope.CUSTOMERS_WRITE}
+
+    @extend_schema(
+        parameters=[OpenApiParameter("device_id", int, OpenApiParameter.PATH)],
+        responses={204: None},
+        summary="Remove a push device (the app signed out)",
+    )
+    def delete(self, request: Request, external_id: str, device_id: str) -> Response:
+        customer = get_object_or_404(Customer, external_id=external_id)
+        number = int(device_id) if device_id.isdigit() and len(device_id) < 19 else 0
+        if not number or not services.device_delete(customer=customer, device_id=number):
+            raise NotFound(f"Customer '{external_id}' has no device {device_id}.")
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -237,6 +237,8 @@ class Channel(models.TextChoices):
     EMAIL = "email", "Email"
     SMS = "sms", "SMS"
     CALL = "call", "Call"
+    PUSH = "push", "Push notifications"
+    IN_APP = "in_app", "In-app messages"
 
 
 class ConsentStatus(models.TextChoices):
@@ -294,6 +296,56 @@ class Consent(models.Model):
         self.received_at = now
         if self.recorded_at and self.recorded_at > now:
             self.recorded_at = now  # within the clock-skew allowance: kept no later than arrival
+
+
+# --- devices: where push notifications go (issue 13; docs/channels.md) -------------------------
+
+
+class DevicePlatform(models.TextChoices):
+    WEB = "web", "Web browser (Web Push)"
+    ANDROID = "android", "Android app (FCM)"
+    IOS = "ios", "iOS app (FCM)"
+
+
+class DeviceStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    UNREGISTERED = "unregistered", "Unregistered"
+
+
+class Device(models.Model):
+    """One app install or browser subscription of a customer that push notifications reach.
+
+    `token` identifies it: the FCM registration token (android, ios) or the Web Push
+    subscription's endpoint URL (web, with its `p256dh` and `auth` keys). Registering the same
+    token again refreshes the row (customers.services.device_register)."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="devices")
+    platform = models.CharField(max_length=8, choices=DevicePlatform.choices)
+    token = models.TextField(help_text="FCM registration token, or the Web Push endpoint URL.")
+    p256dh = models.CharField(
+        max_length=200, blank=True, help_text="Web Push: the subscription's public key."
+    )
+    auth = models.CharField(
+        max_length=64, blank=True, help_text="Web Push: the subscription's auth secret."
+    )
+    status = models.CharField(
+        max_length=16, choices=DeviceStatus.choices, default=DeviceStatus.ACTIVE
+    )
+    unregistered_reason = models.CharField(max_length=300, blank=True)
+    unregistered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(help_text="When the app last registered this token.")
+
+    class Meta:
+        ordering = ["-last_seen_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["token"], name="device_token_unique")]
+        indexes = [models.Index(fields=["customer", "status"], name="device_customer_status")]
+
+    def __str__(self) -> str:
+        return f"{self.get_platform_display()} ({self.status})"
+
+
+# --- API clients --------------------------------------------------------------------------------
 
 
 class ApiScope(models.TextChoices):

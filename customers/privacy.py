@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-from customers.models import Consent, Customer, Event, Order
+from customers.models import Consent, Customer, Device, Event, Order
 
 # The export document's version: bump it when a key is renamed or removed.
 EXPORT_FORMAT = 1
@@ -100,6 +100,19 @@ def customer_export(*, customer: Customer) -> dict[str, Any]:
             Event.objects.filter(customer=customer)
             .order_by("occurred_at", "id")
             .values("external_id", "kind", "occurred_at", "properties")
+        ),
+        # Push devices (docs/channels.md): the tokens and subscriptions reach the person.
+        "devices": list(
+            Device.objects.filter(customer=customer)
+            .order_by("created_at", "id")
+            .values(
+                "platform",
+                "token",
+                "status",
+                "unregistered_reason",
+                "created_at",
+                "last_seen_at",
+            )
         ),
     }
     for section in personal_data_sections():

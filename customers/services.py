@@ -13,6 +13,7 @@ from datetime import datetime
 
 import pandas as pd
 from auditlog.models import LogEntry
+from django.conf import settings
 from django.contrib.admin.models import LogEntry as AdminLogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
@@ -29,6 +30,8 @@ from customers.models import (
     Consent,
     ConsentStatus,
     Customer,
+    Device,
+    DeviceStatus,
     Event,
     Order,
 )
@@ -183,6 +186,8 @@ def customer_erase(
                 },
             )
         cleared = customer_personal_text_erase(customer=customer)
+        # Push tokens reach the person's phone or browser: gone with the rest.
+        cleared["devices"] = Device.objects.filter(customer=customer).delete()[0]
         cleared["admin_history"] = _admin_history_erase(
             values=personal, pseudonym=customer.external_id
         )
@@ -285,3 +290,73 @@ def api_client_rotate_key(*, client: ApiClient) -> str:
     client.key_prefix, client.key_hash = prefix, api_key_hash(key)
     client.save(update_fields=["key_prefix", "key_hash"])
     return key
+
+
+# --- devices (push notifications; docs/channels.md) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceRegistration:
+    device: Device
+    created: bool
+    retired: int  # the customer's oldest active devices retired to stay within the cap
+
+
+def device_register(
+    *,
+    customer: Customer,
+    platform: str,
+    token: str,
+    p256dh: str = "",
+    auth: str = "",
+    now: datetime | None = None,
+) -> DeviceRegistration:
+    """Register a device, or refresh the one with this token (idempotent by token): its keys
+    and last-seen time are updated and it is active again; a token registered by another
+    customer moves to this one (the app was signed into another account). Then the customer's
+    active devices beyond settings.PUSH_MAX_DEVICES_PER_CUSTOMER are retired, oldest first
+    (by last seen), with the reason recorded."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        device, created = Device.objects.select_for_update().get_or_create(
+            token=token,
+            defaults={
+                "customer": customer,
+                "platform": platform,
+                "p256dh": p256dh,
+                "auth": auth,
+                "last_seen_at": now,
+            },
+        )
+        if not created:
+            device.customer = customer
+            device.platform, device.p256dh, device.auth = platform, p256dh, auth
+            device.status = DeviceStatus.ACTIVE
+            device.unregistered_reason, device.unregistered_at = "", None
+            device.last_seen_at = now
+            device.save()
+        cap = int(settings.PUSH_MAX_DEVICES_PER_CUSTOMER)
+        over = list(
+            Device.objects.filter(customer=customer, status=DeviceStatus.ACTIVE)
+            .order_by("-last_seen_at", "-pk")
+            .values_list("pk", flat=True)[cap:]
+        )
+        retired = Device.objects.filter(pk__in=over).update(
+            status=DeviceStatus.UNREGISTERED,
+            unregistered_reason=f"retired: the customer registered more than {cap} devices",
+            unregistered_at=now,
+        )
+    return DeviceRegistration(device=device, created=created, retired=retired)
+
+
+def device_delete(*, customer: Customer, device_id: int) -> bool:
+    """Remove one of the customer's devices (the app signed out); False if it has none such."""
+    deleted, _ = Device.objects.filter(customer=customer, pk=device_id).delete()
+    return deleted > 0
+
+
+def devices_unregister(*, device_ids: list[int], reason: str, now: datetime) -> int:
+    """Mark devices the push provider called gone (404/410, UNREGISTERED) as unregistered."""
+    return Device.objects.filter(pk__in=device_ids, status=DeviceStatus.ACTIVE).update(
+        status=DeviceStatus.UNREGISTERED, unregistered_reason=reason[:300], unregistered_at=now
+    )

@@ -15,6 +15,16 @@ urlpatterns = [
         name="customer-consent",
     ),
     path(
+        "customers/<segment:external_id>/devices",
+        apis.CustomerDevicesApi.as_view(),
+        name="customer-devices",
+    ),
+    path(
+        "customers/<segment:external_id>/devices/<segment:device_id>",
+        apis.CustomerDeviceDetailApi.as_view(),
+        name="customer-device-detail",
+    ),
+    path(
         "customers/<segment:external_id>/erase",
         apis.CustomerEraseApi.as_view(),
         name="customer-erase",

@@ -253,6 +253,9 @@ CONSENT_DEFAULTS = {
     "email": env_bool("CONSENT_DEFAULT_EMAIL", True),
     "sms": env_bool("CONSENT_DEFAULT_SMS", False),
     "call": env_bool("CONSENT_DEFAULT_CALL", False),
+    # Push: the operating system already asked the person before the app got a token.
+    "push": env_bool("CONSENT_DEFAULT_PUSH", True),
+    "in_app": env_bool("CONSENT_DEFAULT_IN_APP", True),
 }
 
 # Sources file read by the import stage of retention_cycle when --sources is not given.
@@ -414,6 +417,34 @@ SMS_TIMEOUT = env_int("SMS_TIMEOUT", 10)
 TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
 TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
 
+# --- Push notifications and in-app messages (docs/channels.md) ---
+# A customer's active devices beyond this are retired, oldest (last seen) first.
+PUSH_MAX_DEVICES_PER_CUSTOMER = env_int("PUSH_MAX_DEVICES_PER_CUSTOMER", 10)
+# Web Push (RFC 8030/8291/8292) through pywebpush: VAPID key pair (`manage.py vapid_keys`
+# prints one), the private key as its base64url raw 32 bytes; the subject is a mailto: or https:
+# URL push services may use to reach the sender.
+WEBPUSH_VAPID_PRIVATE_KEY = os.environ.get("WEBPUSH_VAPID_PRIVATE_KEY", "")
+WEBPUSH_VAPID_PUBLIC_KEY = os.environ.get("WEBPUSH_VAPID_PUBLIC_KEY", "")
+WEBPUSH_VAPID_SUBJECT = os.environ.get("WEBPUSH_VAPID_SUBJECT", "mailto:admin@localhost")
+# Seconds a push message waits at the push service for an offline device (TTL header).
+WEBPUSH_TTL = env_int("WEBPUSH_TTL", 86_400)
+# Firebase Cloud Messaging HTTP v1 for the Android and iOS apps: a service-account JSON file;
+# the project id defaults to the file's. The token and send URLs are Google's unless set (tests
+# and staging point them at a local server); the send URL has {project_id} in it.
+FCM_SERVICE_ACCOUNT_FILE = os.environ.get("FCM_SERVICE_ACCOUNT_FILE", "")
+FCM_PROJECT_ID = os.environ.get("FCM_PROJECT_ID", "")
+FCM_TOKEN_URL = os.environ.get("FCM_TOKEN_URL", "")
+FCM_SEND_URL = os.environ.get(
+    "FCM_SEND_URL", "https://fcm.googleapis.com/v1/projects/{project_id}/messages:send"
+)
+# Web Push endpoints must be https:// (browsers only make such); tests and local push services
+# may allow http:// with this (DEBUG allows it too).
+PUSH_ALLOW_HTTP = env_bool("PUSH_ALLOW_HTTP", False)
+# Seconds one HTTP request to a push service may take.
+PUSH_TIMEOUT = env_int("PUSH_TIMEOUT", 10)
+# An in-app message stays in the customer's inbox this many days (unless a coupon expires first).
+IN_APP_MESSAGE_DAYS = env_int("IN_APP_MESSAGE_DAYS", 14)
+
 # --- Production delivery backends ---
 # A console/file/locmem backend in production "sends" to a log or a folder and marks the
 # message sent: real customers silently get nothing. Production refuses them unless the
@@ -448,6 +479,8 @@ CAMPAIGN_RATE_PER_MINUTE = {
     "sms": env_int("CAMPAIGN_RATE_SMS", 60),
     "coupon": env_int("CAMPAIGN_RATE_COUPON", 10_000),
     "callback": env_int("CAMPAIGN_RATE_CALLBACK", 1_000),
+    "push": env_int("CAMPAIGN_RATE_PUSH", 6_000),
+    "in_app": env_int("CAMPAIGN_RATE_IN_APP", 10_000),
 }
 # Frequency caps across all campaigns, per channel: at most N contacts in D days.
 CAMPAIGN_FREQUENCY_CAPS = {
@@ -457,6 +490,8 @@ CAMPAIGN_FREQUENCY_CAPS = {
         "sms": env_cap("CAMPAIGN_CAP_SMS", "2/7"),
         "callback": env_cap("CAMPAIGN_CAP_CALLBACK", "1/30"),
         "coupon": env_cap("CAMPAIGN_CAP_COUPON", "off"),
+        "push": env_cap("CAMPAIGN_CAP_PUSH", "3/7"),
+        "in_app": env_cap("CAMPAIGN_CAP_IN_APP", "5/7"),
     }.items()
     if cap is not None
 }
@@ -464,7 +499,7 @@ CAMPAIGN_FREQUENCY_CAPS = {
 _quiet = os.environ.get("CAMPAIGN_QUIET_HOURS", "21-8").partition("-")
 CAMPAIGN_QUIET_HOURS = (int(_quiet[0]), int(_quiet[2]))
 CAMPAIGN_QUIET_HOURS_CHANNELS = env_list(
-    "CAMPAIGN_QUIET_HOURS_CHANNELS", ["email", "sms", "callback"]
+    "CAMPAIGN_QUIET_HOURS_CHANNELS", ["email", "sms", "callback", "push"]
 )
 # Transient delivery failures are retried this many times, backoff doubling from the base.
 CAMPAIGN_RELAY_MAX_ATTEMPTS = env_int("CAMPAIGN_RELAY_MAX_ATTEMPTS", 5)
@@ -516,6 +551,9 @@ CAMPAIGN_MESSAGE_COST = {
     "sms": float(os.environ.get("CAMPAIGN_MESSAGE_COST_SMS", "0.05")),
     "coupon": float(os.environ.get("CAMPAIGN_MESSAGE_COST_COUPON", "0")),
     "callback": float(os.environ.get("CAMPAIGN_MESSAGE_COST_CALLBACK", "2.50")),
+    # Web Push and FCM charge nothing per message; the inbox is our own table.
+    "push": float(os.environ.get("CAMPAIGN_MESSAGE_COST_PUSH", "0")),
+    "in_app": float(os.environ.get("CAMPAIGN_MESSAGE_COST_IN_APP", "0")),
 }
 # Shared secrets of the inbound provider webhooks (email events, SMS delivery status); a
 # webhook whose secret is empty is refused. Signature: see docs/uplift.md.

@@ -33,6 +33,10 @@ class OutboundMessage:
     headers: dict[str, str] = field(default_factory=dict)
     due_at: datetime | None = None
     coupon_code: str = ""
+    # Push and in-app: where a tap leads, an optional image, and (in-app) when it leaves the inbox.
+    deep_link: str = ""
+    image_url: str = ""
+    expires_at: datetime | None = None
 
 
 class ChannelBackend(Protocol):

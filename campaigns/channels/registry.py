@@ -6,7 +6,7 @@ from campaigns.channels.base import ChannelBackend
 
 
 def channel_backend(name: str) -> ChannelBackend:
-    """A fresh backend for a contact channel (email, sms, coupon, callback)."""
+    """A fresh backend for a contact channel (email, sms, coupon, callback, push, in_app)."""
     if name == "email":
         from campaigns.channels.email import EmailChannel
 
@@ -23,4 +23,12 @@ def channel_backend(name: str) -> ChannelBackend:
         from campaigns.channels.callback import CallbackChannel
 
         return CallbackChannel()
+    if name == "push":
+        from campaigns.channels.push import PushChannel
+
+        return PushChannel()
+    if name == "in_app":
+        from campaigns.channels.inapp import InAppChannel
+
+        return InAppChannel()
     raise ValueError(f"unknown channel {name!r}")

@@ -15,6 +15,7 @@ from campaigns.models.delivery import (
     CampaignCycle,
     Coupon,
     FailureReason,
+    InboxMessage,
     Intervention,
     InterventionStatus,
     MyCallback,
@@ -30,6 +31,8 @@ from campaigns.models.reports import (
 )
 from campaigns.models.setup import (
     COUPON_KINDS,
+    PUSH_LIKE_CHANNELS,
+    TEMPLATED_CHANNELS,
     AttributeOperator,
     Cadence,
     Campaign,
@@ -46,6 +49,8 @@ from campaigns.models.setup import (
 __all__ = [
     "COUNTED_STATUSES",
     "COUPON_KINDS",
+    "PUSH_LIKE_CHANNELS",
+    "TEMPLATED_CHANNELS",
     "Arm",
     "AttributeOperator",
     "Cadence",
@@ -58,6 +63,7 @@ __all__ = [
     "ContactChannel",
     "Coupon",
     "FailureReason",
+    "InboxMessage",
     "Intervention",
     "InterventionStatus",
     "MessageTemplate",

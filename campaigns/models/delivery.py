@@ -121,6 +121,13 @@ class Intervention(models.Model):
     send_after = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     provider_message_id = models.CharField(max_length=200, blank=True)
+    # The rule said "X, else Y" and this customer could not receive X: `channel` is Y, the
+    # channel actually used (the uplift report breaks down by it).
+    fell_back = models.BooleanField(
+        default=False,
+        db_default=False,  # writers that predate the column (bulk inserts) leave it out
+        help_text="The rule's first channel could not reach the customer.",
+    )
     created_at = models.DateTimeField(help_text="When the arm was assigned.")
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -268,6 +275,7 @@ class ResponseKind(models.TextChoices):
     REPLIED = "replied", "Replied"
     BOUNCED = "bounced", "Bounced"
     CALLBACK_OUTCOME = "callback_outcome", "Callback outcome"
+    DISMISSED = "dismissed", "Dismissed (in-app message)"
 
 
 class Response(models.Model):
@@ -332,3 +340,33 @@ class RelayRateWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.window_start:%Y-%m-%d %H:%M}: {self.used}"
+
+
+class InboxMessage(models.Model):
+    """An in-app message in a customer's inbox (the in_app channel): put there by the relay
+    (the intervention is then `sent`), `delivered` when the app first fetches it, read or
+    dismissed through the API (each logs a response once)."""
+
+    intervention = models.OneToOneField(
+        Intervention, on_delete=models.CASCADE, related_name="inbox_message"
+    )
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="inbox_messages", db_index=False
+    )
+    title = models.CharField(max_length=300)
+    body = models.TextField()
+    deep_link = models.CharField(max_length=500, blank=True)
+    image_url = models.CharField(max_length=500, blank=True)
+    coupon_code = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    fetched_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    dismissed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["customer", "expires_at"], name="inbox_customer_expiry")]
+
+    def __str__(self) -> str:
+        return self.title

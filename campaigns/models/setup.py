@@ -42,6 +42,12 @@ class ContactChannel(models.TextChoices):
     SMS = "sms", "SMS"
     COUPON = "coupon", "Coupon code (through the API)"
     CALLBACK = "callback", "Agent callback"
+    PUSH = "push", "Push notification (app or browser)"
+    IN_APP = "in_app", "In-app message (the app's inbox)"
+
+
+# Channels whose template has a title, a deep link and an optional image.
+PUSH_LIKE_CHANNELS = frozenset({ContactChannel.PUSH.value, ContactChannel.IN_APP.value})
 
 
 def campaign_key_from_name(name: str) -> str:
@@ -203,16 +209,34 @@ class Offer(models.Model):
 class MessageTemplate(models.Model):
     """Subject and body in Django template syntax, rendered with a restricted context
     (campaigns.rendering.ALLOWED_VARIABLES: first_name, customer.name, offer.description,
-    coupon_code, reasons …). Only email has a subject; other channels ignore it."""
+    coupon_code, reasons …). Email has a subject, push and in-app messages a title (kept in
+    `subject`); other channels ignore it. Push and in-app also have a deep link and an image."""
 
     name = models.CharField(max_length=200, unique=True)
     channel = models.CharField(max_length=16, choices=ContactChannel.choices)
     subject = models.CharField(
-        max_length=300, blank=True, help_text="Email only: SMS and callback scripts have none."
+        max_length=300,
+        blank=True,
+        help_text="Email: the subject; push and in-app: the title. SMS and callback scripts have "
+        "none.",
     )
-    body = models.TextField(help_text="Plain text (email text part, SMS text, agent script).")
+    body = models.TextField(
+        help_text="Plain text (email text part, SMS text, agent script, push or in-app body)."
+    )
     html_body = models.TextField(
         blank=True, help_text="Email HTML part; empty: made from the text body."
+    )
+    deep_link = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Push and in-app: where a tap leads (an https:// or app link; variables "
+        "allowed, e.g. ?coupon={{ coupon_code }}).",
+    )
+    image_url = models.URLField(
+        "image URL",
+        max_length=500,
+        blank=True,
+        help_text="Push and in-app: an optional image (https://).",
     )
 
     class Meta:
@@ -230,11 +254,19 @@ class MessageTemplate(models.Model):
 
         if self.channel not in CHANNELS_WITH_SUBJECT:
             self.subject = ""  # the channel has no subject line: nothing to keep or check
-        for field in ("subject", "body", "html_body"):
+        if self.channel not in PUSH_LIKE_CHANNELS:
+            self.deep_link = self.image_url = ""
+        for field in ("subject", "body", "html_body", "deep_link"):
             try:
                 template_validate(source=getattr(self, field))
             except TemplateRenderError as exc:
                 raise ValidationError({field: str(exc)}) from exc
+
+
+# Channels that send a rendered message (and so need a template).
+TEMPLATED_CHANNELS = frozenset(
+    {ContactChannel.EMAIL, ContactChannel.SMS, ContactChannel.PUSH, ContactChannel.IN_APP}
+)
 
 
 class AttributeOperator(models.TextChoices):
@@ -279,12 +311,35 @@ class Rule(models.Model):
     consent_channel = models.CharField(
         max_length=8,
         blank=True,
-        choices=[("email", "Email"), ("sms", "SMS"), ("call", "Call")],
+        choices=[
+            ("email", "Email"),
+            ("sms", "SMS"),
+            ("call", "Call"),
+            ("push", "Push"),
+            ("in_app", "In-app"),
+        ],
         help_text="Only customers who consent to this channel match (routing, not suppression).",
     )
     channel = models.CharField(max_length=16, choices=ContactChannel.choices)
     offer = models.ForeignKey(Offer, on_delete=models.PROTECT, null=True, blank=True)
     template = models.ForeignKey(MessageTemplate, on_delete=models.PROTECT, null=True, blank=True)
+    # "Push, else email": a customer the channel cannot reach (no device/address, no consent)
+    # gets the fallback channel instead; the intervention records the channel actually used.
+    fallback_channel = models.CharField(
+        max_length=16,
+        blank=True,
+        choices=ContactChannel.choices,
+        help_text="When the customer cannot receive the channel (no address or device, no "
+        "consent): use this one instead. Empty: no fallback.",
+    )
+    fallback_template = models.ForeignKey(
+        MessageTemplate,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The message of the fallback channel.",
+    )
 
     class Meta:
         ordering = ["campaign", "position", "id"]
@@ -312,12 +367,25 @@ class Rule(models.Model):
             validate_attribute_conditions(self.attribute_conditions)
         except ValidationError as exc:
             errors["attribute_conditions"] = exc.messages
-        if self.channel in (ContactChannel.EMAIL, ContactChannel.SMS) and not self.template_id:
-            errors["template"] = "Email and SMS rules need a message template."
+        if self.channel in TEMPLATED_CHANNELS and not self.template_id:
+            errors["template"] = "Email, SMS, push and in-app rules need a message template."
         if self.channel == ContactChannel.COUPON and not (self.offer and self.offer.issues_coupon):
             errors["offer"] = "The coupon channel needs an offer that issues a coupon."
         if self.template_id and self.template and self.template.channel != self.channel:
             errors["template"] = f"This template is for {self.template.channel}."
+        fallback = self.fallback_channel
+        if fallback and fallback == self.channel:
+            errors["fallback_channel"] = "The fallback must be another channel."
+        elif fallback in (ContactChannel.COUPON, ContactChannel.CALLBACK):
+            errors["fallback_channel"] = (
+                "A fallback is a message channel: email, SMS, push or in-app."
+            )
+        elif fallback and not self.fallback_template_id:
+            errors["fallback_template"] = "The fallback channel needs a message template."
+        elif fallback and self.fallback_template and self.fallback_template.channel != fallback:
+            errors["fallback_template"] = f"This template is for {self.fallback_template.channel}."
+        elif not fallback and self.fallback_template_id:
+            errors["fallback_template"] = "Choose a fallback channel for this template."
         if errors:
             raise ValidationError(errors)
 

@@ -224,7 +224,12 @@ def _intervention_rows(
     rule_ids = np.array([r.pk for r in plan.rules])
     offer_ids = pd.array([r.offer_id for r in plan.rules], dtype="Int64")
     template_ids = pd.array([r.template_id for r in plan.rules], dtype="Int64")
+    fallback_template_ids = pd.array([r.fallback_template_id for r in plan.rules], dtype="Int64")
     ri = d["rule_index"].to_numpy()
+    fell_back = d["fell_back"].to_numpy(dtype=bool)
+    template_of = pd.array(
+        np.where(fell_back, fallback_template_ids[ri], template_ids[ri]), dtype="Int64"
+    )
     return pd.DataFrame(
         {
             "campaign_id": campaign.pk,
@@ -234,7 +239,7 @@ def _intervention_rows(
             "arm": np.where(d["is_control"].to_numpy(), Arm.CONTROL, Arm.TREATMENT),
             "channel": d["channel"].to_numpy(),
             "offer_id": offer_ids[ri],
-            "template_id": template_ids[ri],
+            "template_id": template_of,
             "churn_probability": d["probability"].to_numpy(),
             "risk_tier": d["tier"].fillna("").to_numpy(),
             "model_version": d["model_version"].fillna("").to_numpy(),
@@ -246,6 +251,7 @@ def _intervention_rows(
             "send_after": d["send_after"].to_numpy(),
             "attempts": 0,
             "provider_message_id": "",
+            "fell_back": fell_back,
             "created_at": now,
             "updated_at": now,
         }

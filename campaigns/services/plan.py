@@ -30,6 +30,7 @@ from campaigns.suppression import (
     PolicyConfig,
     budget_exhausted,
     consent_columns,
+    first_receivable_channel,
     global_control_mask,
     holdout_is_control,
     quiet_hours_send_after,
@@ -63,6 +64,7 @@ class _PlanInputs:
     campaign: Campaign
     specs: list[RuleSpec]  # one per rule, in the order rules are tried
     channel_of: np.ndarray  # rule index → contact channel
+    fallback_of: np.ndarray  # rule index → fallback channel ("" for none)
     cost_of: np.ndarray  # rule index → offer unit cost
     need_value: bool
     config: PolicyConfig
@@ -83,6 +85,7 @@ def _plan_inputs(
         campaign=campaign,
         specs=specs,
         channel_of=np.array([r.channel for r in rules], dtype=object),
+        fallback_of=np.array([r.fallback_channel or "" for r in rules], dtype=object),
         cost_of=np.array([float(r.offer.unit_cost) if r.offer else 0.0 for r in rules]),
         need_value=needs_value(specs),
         config=config,
@@ -126,6 +129,10 @@ def _chunk_decisions(
         return frame
     frame["rule_index"] = matched[matched >= 0]
     frame["channel"] = inputs.channel_of[frame["rule_index"].to_numpy()]
+    frame["fell_back"] = False
+    fallback = pd.Series(inputs.fallback_of[frame["rule_index"].to_numpy()], index=frame.index)
+    if fallback.ne("").any():  # "push, else email": the first channel the customer can receive
+        frame["channel"], frame["fell_back"] = first_receivable_channel(frame, fallback=fallback)
     frame["offer_cost"] = inputs.cost_of[frame["rule_index"].to_numpy()]
     campaign = inputs.campaign
     # The arm is decided first, from the customer alone, and never looked at again until

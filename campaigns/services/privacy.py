@@ -6,13 +6,17 @@ they are random, identify nobody, and the redemptions the reports count hang on 
 
 from __future__ import annotations
 
-from campaigns.models import CallbackTask, Intervention, Response
+from campaigns.models import CallbackTask, InboxMessage, Intervention, Response
 from customers.models import Customer
 
 
 def customer_interventions_detail_erase(customer: Customer) -> int:
-    """Blank the delivery details: a provider's error can quote the address or the number."""
-    return Intervention.objects.filter(customer=customer).exclude(detail="").update(detail="")
+    """Blank the delivery details (a provider's error can quote the address or the number) and
+    delete the customer's in-app messages (their rendered text names them)."""
+    inbox = InboxMessage.objects.filter(customer=customer).delete()[0]
+    return inbox + Intervention.objects.filter(customer=customer).exclude(detail="").update(
+        detail=""
+    )
 
 
 def customer_responses_payload_erase(customer: Customer) -> int:

@@ -46,7 +46,7 @@ from campaigns.rendering import (
 from campaigns.services.rate import relay_rate_return, relay_rate_take
 from campaigns.services.responses import unsubscribe_url
 from campaigns.suppression import consent_columns, consent_for_channel
-from customers.models import Consent
+from customers.models import Consent, Device, DeviceStatus
 from scoring.selectors import customer_latest_reasons, customer_recommended_products
 
 logger = logging.getLogger(__name__)
@@ -145,6 +145,17 @@ def intervention_message(
     )
     text = rendered.text if rendered else ""
     html = rendered.html if rendered else ""
+    deep_link = (
+        message_render(subject="", body=template.deep_link, html_body="", context=context).text
+        if template and template.deep_link
+        else ""
+    )
+    expires_at = None
+    if intervention.channel == ContactChannel.IN_APP:
+        coupon: Coupon | None = getattr(intervention, "coupon", None)
+        expires_at = timezone.now() + timedelta(days=settings.IN_APP_MESSAGE_DAYS)
+        if coupon is not None:
+            expires_at = min(expires_at, coupon.expires_at)
     headers: dict[str, str] = {}
     if intervention.channel == ContactChannel.EMAIL:
         if "unsubscribe" not in text.lower():
@@ -168,6 +179,9 @@ def intervention_message(
         headers=headers,
         due_at=intervention.send_after or intervention.created_at,
         coupon_code=context["coupon_code"],
+        deep_link=deep_link,
+        image_url=template.image_url if template else "",
+        expires_at=expires_at,
     )
 
 
@@ -223,6 +237,15 @@ def _still_allowed(interventions: Sequence[Intervention]) -> dict[int, str]:
     )
     frame = frame.join(columns, on="customer_id")
     reasons = pd.Series("", index=frame.index, dtype=object)
+    push = frame["channel"].eq(ContactChannel.PUSH)
+    if push.any():  # every device may have been unregistered or deleted since the dispatch
+        reachable = set(
+            Device.objects.filter(
+                customer_id__in=frame.loc[push, "customer_id"].tolist(),
+                status=DeviceStatus.ACTIVE,
+            ).values_list("customer_id", flat=True)
+        )
+        reasons[push & ~frame["customer_id"].isin(reachable)] = SuppressionReason.NO_ADDRESS
     reasons[~consent_for_channel(frame)] = SuppressionReason.NO_CONSENT
     reasons[frame["erased"]] = SuppressionReason.ERASED
     blocked = frame.loc[reasons.ne("")]

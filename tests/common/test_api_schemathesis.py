@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,10 +32,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from campaigns.models import Coupon
+from campaigns.models import Coupon, InboxMessage
 from campaigns.services.dispatch import campaign_dispatch
 from campaigns.services.relay import interventions_relay
-from customers.services import api_client_create
+from customers.services import api_client_create, device_register
 from tests.campaigns.conftest import NOON, make_campaign, make_customers, make_offer, make_template
 
 # 20 examples per operation (x 13 operations) keeps the run near a minute on 2 cores while
@@ -90,10 +91,22 @@ def real_path_values(db: None, settings: Any) -> dict[str, Any]:
     interventions_relay(now=NOON)
     coupon = Coupon.objects.select_related("customer").order_by("pk").first()
     assert coupon is not None
+    # A push device and an in-app message of the same customer (docs/channels.md).
+    device = device_register(customer=coupon.customer, platform="ios", token="fuzz-token").device
+    message = InboxMessage.objects.create(
+        intervention=coupon.intervention,
+        customer=coupon.customer,
+        title="A gift",
+        body="15% off",
+        created_at=NOON,
+        expires_at=NOON + timedelta(days=3650),
+    )
     return {
         "external_id": coupon.customer.external_id,
         "code": coupon.code,
         "campaign": campaign.key,
+        "device_id": device.pk,
+        "message_id": message.pk,
     }
 
 

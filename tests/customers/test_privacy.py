@@ -144,6 +144,7 @@ def test_export_returns_everything_held_about_the_customer(jane: Customer) -> No
         "consents",
         "orders",
         "events",
+        "devices",
         "scores",
         "interventions",
         "responses",
@@ -159,11 +160,13 @@ def test_erase_through_the_api_is_idempotent_and_audited(jane: Customer) -> None
     body = first.json()
     assert body["pseudonym"] == pseudonym and body["already_erased"] is False
     assert body["erased_fields"] == ["name", "email", "phone", "attributes", "event properties"]
-    assert body["consents_revoked"] == 3  # email was granted, sms and call at their defaults
+    # email was granted; sms, call, push and in_app at their defaults
+    assert body["consents_revoked"] == 5
     assert body["events_cleared"] == 1
     assert body["cleared"] == {
         "admin_history": 0,
         "callbacks": 0,
+        "devices": 0,
         "interventions": 0,
         "responses": 1,
     }

@@ -11,7 +11,16 @@ document.addEventListener("DOMContentLoaded", function () {
     return;
   }
   const form = box.closest("form");
-  const NAMES = ["channel", "subject", "body", "html_body", "preview_rule", "preview_customer"];
+  const NAMES = [
+    "channel",
+    "subject",
+    "body",
+    "html_body",
+    "deep_link",
+    "image_url",
+    "preview_rule",
+    "preview_customer",
+  ];
   // 300 ms: a preview per pause in typing, not per key stroke.
   const DEBOUNCE_MS = 300;
   let timer = null;
@@ -30,15 +39,25 @@ document.addEventListener("DOMContentLoaded", function () {
     element.style.display = visible ? "" : "none";
   }
 
-  // Only email has a subject line and an HTML part: their rows are hidden for other channels.
+  // Only email has an HTML part; email has a subject, push and in-app a title (the same
+  // field, relabelled); only push and in-app have a deep link and an image.
   function toggleEmailFields() {
-    const email = field("channel").value === "email";
-    ["subject", "html_body"].forEach(function (name) {
+    const channel = field("channel").value;
+    const email = channel === "email";
+    const pushLike = channel === "push" || channel === "in_app";
+    const visible = { subject: email || pushLike, html_body: email };
+    visible.deep_link = pushLike;
+    visible.image_url = pushLike;
+    Object.keys(visible).forEach(function (name) {
       const row = form.querySelector(".field-" + name);
       if (row) {
-        show(row, email);
+        show(row, visible[name]);
       }
     });
+    const label = form.querySelector('label[for="id_subject"]');
+    if (label) {
+      label.textContent = pushLike ? "Title:" : "Subject:";
+    }
   }
 
   function render(result) {
@@ -52,6 +71,16 @@ document.addEventListener("DOMContentLoaded", function () {
       "For " + result.customer + ", offer: " + result.offer + ".",
     ].concat(result.notes).join(" ");
     show(part(".preview-subject"), result.subject !== null);
+    part(".preview-subject-label").textContent =
+      result.channel === "email" ? "Subject:" : "Title:";
+    part(".preview-link span").textContent = result.deep_link || "";
+    show(part(".preview-link"), Boolean(result.deep_link));
+    const push = result.push;
+    part(".preview-push").textContent = push ? push.describe : "";
+    show(part(".preview-push"), Boolean(push));
+    const warnings = push ? push.warnings.join(" ") : "";
+    part(".preview-push-warning").textContent = warnings;
+    show(part(".preview-push-warning"), Boolean(warnings));
     part(".preview-subject span").textContent = result.subject || "";
     part(".preview-text").textContent = result.text;
     const sms = result.sms;
