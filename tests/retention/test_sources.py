@@ -22,7 +22,7 @@ def _write(tmp_path: Path, spec: Any) -> Path:
 
 
 def test_the_demo_sources_file_is_read_into_typed_values() -> None:
-    sources = sources_load(REPO / "demo" / "sources.json")
+    sources = sources_load(REPO / "demo" / "telco.json")
     kinds = [item.kind for item in sources.imports]
     assert kinds == ["customers", "customers", "orders", "customers"]
     orders = sources.imports[2]
