@@ -27,10 +27,10 @@ $(STAMP): requirements.txt requirements-dev.txt | $(PY)
 
 # The demo sends at any hour: quiet hours (CAMPAIGN_QUIET_HOURS) would otherwise hold the
 # emails back whenever it runs at night in the customers' time zone.
-# SMS go to var/outbox/sms.jsonl instead of the console (the demo sends about a thousand).
+# SMS go to var/outbox/sms.jsonl instead of the console; the shop sells in pounds (GBP).
 demo: $(STAMP)
 	$(PY) manage.py migrate --noinput -v 0
-	CAMPAIGN_QUIET_HOURS_CHANNELS= SMS_BACKEND=file $(PY) manage.py retention_cycle --sources demo/sources.json
+	RETENTION_CURRENCY=GBP CAMPAIGN_QUIET_HOURS_CHANNELS= SMS_BACKEND=file $(PY) manage.py retention_cycle --sources demo/sources.json
 
 # The second example (a label-attribute business): IBM telco + CDNOW, in its own SQLite file.
 TELCO_DB := sqlite:///$(CURDIR)/var/telco.sqlite3
