@@ -69,7 +69,7 @@ bench: $(STAMP)
 	$(PY) bench/import_orders.py
 
 screenshots: $(STAMP)
-	$(PY) docs/screenshots.py
+	RETENTION_CURRENCY=$${RETENTION_CURRENCY:-GBP} $(PY) docs/screenshots.py
 # 50 concurrent clients against gunicorn with production settings; BENCH_SECONDS per scenario.
 BENCH_SECONDS ?= 60
 bench-api: $(STAMP)
