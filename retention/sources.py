@@ -9,7 +9,8 @@ A sources file is JSON; every entry is optional:
      "campaigns": "campaigns.json",            # a campaigns file seeded when none exist
      "scoring": {"as_of": "1998-07-01", "train": {...}, "retrain": "if_none"},
      "uplift": {...},                          # options of the uplift stage
-     "demo": {"simulate": {"seed": 7}}}        # the demo's simulator (demo/cycle.py)
+     "demo": {"contacts": {"seed": 11, "sms_share": 0.5},  # synthetic contacts (demo/contacts.py)
+              "simulate": {"seed": 7}}}        # the demo's simulator (demo/cycle.py)
 
 Relative paths are relative to the sources file. `sources_load` resolves the file (the
 `--sources` option, else the RETENTION_SOURCES setting, else none) and checks it, so every
