@@ -4,10 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: screenshots demo test lint typecheck importlint pytest serve worker beat bench bench-api clean-demo help
+.PHONY: screenshots demo demo-telco test lint typecheck importlint pytest serve worker beat bench bench-api clean-demo help
 
 help:
-	@echo "make demo    - load the demo data and run the retention cycle on the embedded SQLite default"
+	@echo "make demo    - load the demo shop (UCI Online Retail) and run the retention cycle on the embedded SQLite default"
+	@echo "make demo-telco - the second example (telco + CDNOW) in var/telco.sqlite3"
 	@echo "make test    - lint (ruff), types (mypy), layer contracts (import-linter) and the test suite"
 	@echo "make serve   - run the development server (admin at http://127.0.0.1:8000/admin/)"
 	@echo "make worker  - run a Celery worker (needs REDIS_URL)"
@@ -26,9 +27,16 @@ $(STAMP): requirements.txt requirements-dev.txt | $(PY)
 
 # The demo sends at any hour: quiet hours (CAMPAIGN_QUIET_HOURS) would otherwise hold the
 # emails back whenever it runs at night in the customers' time zone.
+# SMS go to var/outbox/sms.jsonl instead of the console; the shop sells in pounds (GBP).
 demo: $(STAMP)
 	$(PY) manage.py migrate --noinput -v 0
-	CAMPAIGN_QUIET_HOURS_CHANNELS= $(PY) manage.py retention_cycle --sources demo/sources.json
+	RETENTION_CURRENCY=GBP CAMPAIGN_QUIET_HOURS_CHANNELS= SMS_BACKEND=file $(PY) manage.py retention_cycle --sources demo/sources.json
+
+# The second example (a label-attribute business): IBM telco + CDNOW, in its own SQLite file.
+TELCO_DB := sqlite:///$(CURDIR)/var/telco.sqlite3
+demo-telco: $(STAMP)
+	DATABASE_URL=$(TELCO_DB) $(PY) manage.py migrate --noinput -v 0
+	DATABASE_URL=$(TELCO_DB) CAMPAIGN_QUIET_HOURS_CHANNELS= SMS_BACKEND=file $(PY) manage.py retention_cycle --sources demo/telco.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -61,7 +69,7 @@ bench: $(STAMP)
 	$(PY) bench/import_orders.py
 
 screenshots: $(STAMP)
-	$(PY) docs/screenshots.py
+	RETENTION_CURRENCY=$${RETENTION_CURRENCY:-GBP} $(PY) docs/screenshots.py
 # 50 concurrent clients against gunicorn with production settings; BENCH_SECONDS per scenario.
 BENCH_SECONDS ?= 60
 bench-api: $(STAMP)
@@ -69,3 +77,4 @@ bench-api: $(STAMP)
 
 clean-demo:
 	rm -f var/retention.sqlite3 var/retention.sqlite3-wal var/retention.sqlite3-shm
+	rm -f var/telco.sqlite3 var/telco.sqlite3-wal var/telco.sqlite3-shm

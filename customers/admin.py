@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from common.svg import Step, waterfall_chart
+from customers.admin_panels import customer_panel, customer_panels
 from customers.models import (
     PERSONAL_DATA_SCOPES,
     ApiClient,
@@ -137,6 +138,30 @@ class CustomerAdmin(admin.ModelAdmin):
     ]
     inlines = [ConsentInline, DeviceInline]
     show_full_result_count = False
+
+    # The panels other apps register (customers/admin_panels.py; scoring's recommendations)
+    # come after the churn score, one fieldset each.
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is None:
+            return fieldsets
+        panels = [(p.title, {"fields": [p.field]}) for p in customer_panels()]
+        return [*fieldsets[:3], *panels, *fieldsets[3:]]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields + [p.field for p in customer_panels()] if obj is not None else fields
+
+    def __getattr__(self, name: str) -> Any:
+        panel = customer_panel(name)
+        if panel is None:
+            raise AttributeError(name)
+
+        def shown(customer: Customer) -> Any:
+            return panel.render(customer)
+
+        shown.short_description = panel.title  # type: ignore[attr-defined]
+        return shown
 
     @admin.display(description="Churn probability", ordering="churn_probability")
     def probability_shown(self, customer: Customer) -> str:

@@ -1,2 +1,4 @@
-"""The demo: its data files (sources.json, campaigns.json, data/), the simulator of synthetic
-outcomes and its cycle stage. Nothing of it runs in production; the product apps never import it."""
+"""The demo: its data files (sources.json + campaigns.json for the UCI shop, telco.json +
+telco_campaigns.json for the second example, data/), the synthetic contacts stage, the simulator
+of synthetic outcomes and its cycle stage. Nothing of it runs in production; the product apps
+never import it."""

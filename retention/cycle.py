@@ -2,8 +2,9 @@
 
 Each stage is a function taking the cycle's options and returning a JSON-safe dict of its
 counts and timings (printed as one key of `retention_cycle --json`) plus a human summary.
-STAGES lists them in order: import, scoring, dispatch, simulate (the demo's, only when the
-sources file asks for it), uplift. Each app owns its stage's body (scoring/cycle.py,
+STAGES lists them in order: import, contacts (the demo's synthetic contacts, only when the
+sources file asks for them), scoring, recommendations, dispatch, simulate (the demo's, only
+when the sources file asks for it), uplift. Each app owns its stage's body (scoring/cycle.py,
 campaigns/cycle.py, demo/cycle.py); this module only wires them, and the sources file is read
 once (retention/sources.py) before any stage runs.
 """
@@ -56,6 +57,8 @@ def stage_import(options: CycleOptions) -> StageResult:
                 delimiter=item.delimiter,
                 sheet=item.sheet,
                 create_customers=item.create_customers,
+                defaults={"currency": item.currency} if item.currency else None,
+                guest_orders="skip" if item.guest_orders == "skip" else "reject",
                 progress=options.progress,
             )
         except ImportError_ as exc:
@@ -76,6 +79,19 @@ def stage_import(options: CycleOptions) -> StageResult:
     )
 
 
+def stage_contacts(options: CycleOptions) -> StageResult | None:
+    """Demo only, when the sources file has a "demo": {"contacts": …} entry: SYNTHETIC contact
+    details and consent, product categories and the attributes the demo's rules read
+    (demo/contacts.py). Otherwise skipped."""
+    from demo.contacts import demo_contacts_add
+
+    config = options.sources.demo.get("contacts")
+    if not config:
+        return None
+    data, lines = demo_contacts_add(config=config, as_of=options.sources.as_of)
+    return StageResult(data, lines)
+
+
 def stage_scoring(options: CycleOptions) -> StageResult:
     """Train if there is no active model, then score every customer as of the cycle's date."""
     from scoring.cycle import scoring_stage
@@ -85,6 +101,15 @@ def stage_scoring(options: CycleOptions) -> StageResult:
         data, lines = scoring_stage(config=dict(options.sources.scoring), progress=options.progress)
     except (ScoringError, TrainingError) as exc:
         raise CycleError(f"scoring: {exc}") from exc
+    return StageResult(data, lines)
+
+
+def stage_recommendations(options: CycleOptions) -> StageResult:
+    """Refresh every customer's product recommendations from the order lines (after scoring,
+    before the dispatch, so the messages carry them); says so when there are no lines."""
+    from scoring.cycle import recommendations_stage
+
+    data, lines = recommendations_stage()
     return StageResult(data, lines)
 
 
@@ -120,7 +145,9 @@ def stage_uplift(options: CycleOptions) -> StageResult:
 
 STAGES: list[tuple[str, Stage]] = [
     ("import", stage_import),
+    ("contacts", stage_contacts),
     ("scoring", stage_scoring),
+    ("recommendations", stage_recommendations),
     ("dispatch", stage_dispatch),
     ("simulate", stage_simulate),
     ("uplift", stage_uplift),

@@ -3,10 +3,14 @@
 A sources file is JSON; every entry is optional:
 
     {"imports": [{"kind": "orders", "path": "data/orders.csv", "map": {...}, ...}],
+                                               # keys: kind, path, map, date_format, delimiter,
+                                               # sheet, create_customers, currency (orders),
+                                               # guest_orders (reject|skip, line files)
      "campaigns": "campaigns.json",            # a campaigns file seeded when none exist
      "scoring": {"as_of": "1998-07-01", "train": {...}, "retrain": "if_none"},
      "uplift": {...},                          # options of the uplift stage
-     "demo": {"simulate": {"seed": 7}}}        # the demo's simulator (demo/cycle.py)
+     "demo": {"contacts": {"seed": 11, "sms_share": 0.5},  # synthetic contacts (demo/contacts.py)
+              "simulate": {"seed": 7}}}        # the demo's simulator (demo/cycle.py)
 
 Relative paths are relative to the sources file. `sources_load` resolves the file (the
 `--sources` option, else the RETENTION_SOURCES setting, else none) and checks it, so every
@@ -26,8 +30,19 @@ from django.conf import settings
 
 IMPORT_KINDS = ("customers", "orders", "events")
 IMPORT_KEYS = frozenset(
-    {"kind", "path", "map", "date_format", "delimiter", "sheet", "create_customers"}
+    {
+        "kind",
+        "path",
+        "map",
+        "date_format",
+        "delimiter",
+        "sheet",
+        "create_customers",
+        "currency",
+        "guest_orders",
+    }
 )
+GUEST_ORDERS = ("reject", "skip")
 
 
 class SourcesError(ValueError):
@@ -45,6 +60,9 @@ class ImportSource:
     delimiter: str | None = None
     sheet: str | None = None
     create_customers: bool = False
+    # Orders only: the currency when the file names none, and what to do with guest lines.
+    currency: str | None = None
+    guest_orders: str = "reject"
 
 
 @dataclass(frozen=True)
@@ -127,5 +145,10 @@ def _import_source(path: Path, index: int, item: Any) -> ImportSource:
         raise SourcesError(
             f"sources file {path}: import #{index}: unknown kind {item['kind']} "
             f"(expected one of {', '.join(IMPORT_KINDS)})"
+        )
+    if item.get("guest_orders", "reject") not in GUEST_ORDERS:
+        raise SourcesError(
+            f"sources file {path}: import #{index}: guest_orders is {item['guest_orders']!r} "
+            f"(expected one of {', '.join(GUEST_ORDERS)})"
         )
     return ImportSource(**{**item, "path": (path.parent / item["path"]).resolve()})

@@ -25,7 +25,7 @@ from scoring.display import (
 from scoring.errors import ScoringError, TrainingError
 from scoring.ml.distill import Student
 from scoring.ml.drift import STATUS_WORDS
-from scoring.models import ChurnModel, CustomerScore, RiskTier, ScoringRun
+from scoring.models import ChurnModel, CustomerScore, RecommendationRun, RiskTier, ScoringRun
 from scoring.selectors import churn_model_active, scoring_run_latest
 from scoring.services.tiers import tiers_reassign
 from scoring.services.training import churn_model_activate, churn_model_rollback
@@ -525,3 +525,27 @@ class CustomerScoreAdmin(admin.ModelAdmin):
         # The list shows the first clause ("no completed order before …"); hover for the rest.
         reason = score.not_scorable_reason
         return format_html('<span title="{}">{}</span>', reason, reason.split(":")[0])
+
+
+@admin.register(RecommendationRun)
+class RecommendationRunAdmin(admin.ModelAdmin):
+    """Read-only: each refresh of the product recommendations (the latest is in use)."""
+
+    list_display = ["created_at", "version", "method", "customers", "products", "lines", "seconds"]
+    readonly_fields = [
+        "version",
+        "method",
+        "as_of",
+        "customers",
+        "products",
+        "lines",
+        "fallback_product_ids",
+        "seconds",
+        "created_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

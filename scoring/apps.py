@@ -7,6 +7,7 @@ class ScoringConfig(AppConfig):
     verbose_name = "Churn scoring"
 
     def ready(self) -> None:
-        from scoring import privacy
+        from scoring import admin_panels, privacy
 
         privacy.register()  # this app's part of a customer's export (customers.privacy)
+        admin_panels.register()  # recommendations on the customer's admin page

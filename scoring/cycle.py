@@ -8,7 +8,9 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from django.conf import settings
+from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from customers.selectors import customer_count
@@ -37,13 +39,19 @@ def scoring_stage(
     training: dict[str, Any] | None = None
     if config.get("retrain", "if_none") == "always" or churn_model_active() is None:
         train = dict(config.get("train") or {})
+        training_data = _training_data(train=train, as_of=as_of)
         outcome = churn_model_train(
-            data=_training_data(train=train, as_of=as_of),
+            data=training_data,
             candidates=train.get("candidates", "default"),
             progress=(lambda message: print(message, file=sys.stderr)) if progress else None,
         )
         training = outcome.to_dict()
+        baseline = recency_baseline(training_data)
+        if baseline is not None:
+            training["recency_baseline"] = baseline
         lines.append(format_training_report(training))
+        if baseline is not None:
+            lines.append(_baseline_line(training, baseline))
     model = churn_model_active()
     if model is None:
         raise ScoringError("no active model after training (see the report above)")
@@ -90,3 +98,57 @@ def _training_data(*, train: dict[str, Any], as_of: datetime) -> TrainingData:
     return training_data_from_database(
         as_of=cutoff, horizon_days=horizon, drop=train.get("drop", ())
     )
+
+
+def recency_baseline(data: TrainingData) -> dict[str, Any] | None:
+    """ROC-AUC of recency alone (days since the last completed order; never ordered = the
+    longest) on the rows the model is validated on, out of time when the data has a later
+    cutoff (X_valid) and else on every training row. None without a recency column."""
+    X, y = (data.X_valid, data.y_valid) if data.X_valid is not None else (data.X, data.y)
+    source = data.X_champion if data.X_champion is not None and data.X_valid is not None else X
+    if y is None or "recency_days" not in source.columns or len(set(y.tolist())) < 2:
+        return None
+    recency = source["recency_days"].to_numpy(dtype=float)
+    longest = np.nanmax(recency) if np.isfinite(recency).any() else 0.0
+    recency = np.where(np.isnan(recency), longest + 1.0, recency)
+    return {
+        "roc_auc": float(roc_auc_score(np.asarray(y, dtype=int), recency)),
+        "rows": len(y),
+        "out_of_time": data.X_valid is not None,
+    }
+
+
+def _baseline_line(training: dict[str, Any], baseline: dict[str, Any]) -> str:
+    where = "out of time" if baseline["out_of_time"] else "on the training rows"
+    model_auc = training["selected"].get("roc_auc")
+    shown = "—" if model_auc is None else f"{model_auc:.3f}"
+    return (
+        f"Discrimination {where} ({baseline['rows']:,} customers): model ROC-AUC {shown} · "
+        f"recency alone {baseline['roc_auc']:.3f} (same rows, same run)"
+    )
+
+
+def recommendations_stage(*, say: Any = None) -> tuple[dict[str, Any], list[str]]:
+    """Refresh every customer's product recommendations (after scoring, before the dispatch,
+    so the messages carry them). Nothing to do, and said so, when there are no order lines."""
+    from scoring.services.recommendations import recommendations_refresh
+
+    run = recommendations_refresh(say=say)
+    if run is None:
+        return {"run": None}, ["Recommendations: no order lines yet, nothing done."]
+    data = {
+        "version": run.version,
+        "method": run.method,
+        "customers": run.customers,
+        "products_on_sale": run.products,
+        "lines": run.lines,
+        "fallback": len(run.fallback_product_ids),
+        "seconds": run.seconds,
+    }
+    line = (
+        f"Recommendations {run.version} ({run.method}): {run.customers:,} customers with a "
+        f"history, {run.products:,} products on sale, from {run.lines:,} order lines in "
+        f"{run.seconds:.1f} s; others get the {len(run.fallback_product_ids)} most bought of "
+        "the last weeks"
+    )
+    return data, [line]

@@ -131,3 +131,27 @@ def customer_recommended_products(
         customer: [sold[p] for p in stored.get(customer, fallback) if p in sold][:limit]
         for customer in ids
     }
+
+
+def customer_recommendation_rows(
+    *, customer: Customer
+) -> tuple[RecommendationRun | None, list[tuple[Product, str]]]:
+    """The latest recommendation run and the customer's stored list as (product, why) pairs,
+    best first, products no longer sold left out; without a stored list, the run's fallback
+    with why = "popular". (None, []) before the first run."""
+    run = RecommendationRun.objects.order_by("-created_at").first()
+    if run is None:
+        return None, []
+    stored = CustomerRecommendation.objects.filter(customer=customer).first()
+    if stored is None:
+        pairs = [(int(p), "popular") for p in run.fallback_product_ids]
+    else:
+        pairs = list(
+            zip(
+                (int(p) for p in stored.product_ids),
+                (str(s) for s in stored.sources),
+                strict=False,
+            )
+        )
+    sold = Product.objects.filter(pk__in=[p for p, _ in pairs], active=True).in_bulk()
+    return run, [(sold[p], why) for p, why in pairs if p in sold]

@@ -27,7 +27,7 @@ def cycle_json(sources: Path) -> dict[str, Any]:
 
 def test_the_dispatch_stage_reports_zero_eligible_before_scoring(tmp_path: Path) -> None:
     make_customers(5, churn_probability=None, risk_tier="")
-    sources = Path(__file__).resolve().parents[2] / "demo" / "sources.json"
+    sources = Path(__file__).resolve().parents[2] / "demo" / "telco.json"
     data = cycle_json(sources)["dispatch"]
     [campaign] = data["campaigns"]
     assert campaign["campaign"] == "Win-back (demo)" and campaign["eligible"] == 0
@@ -39,7 +39,7 @@ def test_the_dispatch_stage_counts_rules_arms_channels_and_reasons(settings: Any
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     make_customers(200, risk_tier="critical")
     make_customers(100, start=1000, risk_tier="high", attributes={"Contract": "Month-to-month"})
-    sources = Path(__file__).resolve().parents[2] / "demo" / "sources.json"
+    sources = Path(__file__).resolve().parents[2] / "demo" / "telco.json"
     data = cycle_json(sources)["dispatch"]
     [campaign] = data["campaigns"]
     assert campaign["eligible"] == 300

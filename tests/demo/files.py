@@ -13,8 +13,8 @@ DEMO = Path(__file__).resolve().parents[2] / "demo"
 def demo_sources(directory: Path, *, simulate: bool) -> Path:
     """demo/sources.json and demo/campaigns.json copied into `directory`, without imports and,
     unless `simulate`, without the demo's "demo": {"simulate": …} entry."""
-    shutil.copy(DEMO / "campaigns.json", directory / "campaigns.json")
-    spec = json.loads((DEMO / "sources.json").read_text())
+    shutil.copy(DEMO / "telco_campaigns.json", directory / "telco_campaigns.json")
+    spec = json.loads((DEMO / "telco.json").read_text())
     spec["imports"] = []
     if not simulate:
         del spec["demo"]

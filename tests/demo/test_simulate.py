@@ -114,5 +114,5 @@ def test_without_a_simulate_entry_the_cycle_has_no_simulate_stage(tmp_path: Path
 
 
 def test_the_demo_sources_file_asks_for_the_simulation() -> None:
-    demo = sources_load(Path(__file__).resolve().parents[2] / "demo" / "sources.json").demo
+    demo = sources_load(Path(__file__).resolve().parents[2] / "demo" / "telco.json").demo
     assert demo["simulate"] == {"seed": 7}

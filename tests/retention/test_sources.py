@@ -21,8 +21,8 @@ def _write(tmp_path: Path, spec: Any) -> Path:
     return path
 
 
-def test_the_demo_sources_file_is_read_into_typed_values() -> None:
-    sources = sources_load(REPO / "demo" / "sources.json")
+def test_the_telco_example_sources_file_is_read_into_typed_values() -> None:
+    sources = sources_load(REPO / "demo" / "telco.json")
     kinds = [item.kind for item in sources.imports]
     assert kinds == ["customers", "customers", "orders", "customers"]
     orders = sources.imports[2]
@@ -51,6 +51,10 @@ def test_the_setting_names_the_file_when_no_option_does(settings: Any, tmp_path:
         ({"imports": [{"kind": "refunds", "path": "x"}]}, "unknown kind refunds"),
         ({"imports": [{"kind": "orders", "path": "x", "sep": ","}]}, "accepts only"),
         ({"scoring": "1998-07-01"}, "'scoring' must be an object"),
+        (
+            {"imports": [{"kind": "orders", "path": "x", "guest_orders": "drop"}]},
+            "guest_orders is 'drop'",
+        ),
         ({"campaigns": "missing.json"}, "missing.json (named by"),
     ],
 )
