@@ -262,6 +262,21 @@ RETRAIN_HORIZON_DAYS = env_int("RETRAIN_HORIZON_DAYS", 90)
 # MB even for heavy buyers and explanations to seconds; 1M customers fan out as 20 tasks.
 SCORING_CHUNK_CUSTOMERS = env_int("SCORING_CHUNK_CUSTOMERS", 50_000)
 
+# The nightly cycle as one run (retention/cycle.py, docs/scaling.md). One cycle at a time: a
+# database lock renewed after every chunk and stage; a run whose processes died stops renewing
+# it and it frees itself after this many seconds. It must exceed the longest stretch without a
+# renewal (a task's time limit: one chunk, a training, an import), or a live run loses it.
+RETENTION_CYCLE_LOCK_SECONDS = env_int("RETENTION_CYCLE_LOCK_SECONDS", CELERY_TASK_TIME_LIMIT + 300)
+if RETENTION_CYCLE_LOCK_SECONDS <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("RETENTION_CYCLE_LOCK_SECONDS must exceed CELERY_TASK_TIME_LIMIT.")
+# Queues of the cycle's chunk tasks on workers (empty: the default queue). Scoring and dispatch
+# can run on workers of their own: `celery -A retention worker -Q scoring` on the big machines.
+CYCLE_SCORING_QUEUE = os.environ.get("CYCLE_SCORING_QUEUE", "")
+CYCLE_DISPATCH_QUEUE = os.environ.get("CYCLE_DISPATCH_QUEUE", "")
+# Relay tasks the cycle's relay stage runs at once (the outbox's leases keep them apart):
+# about one per worker process.
+CYCLE_RELAY_TASKS = env_int("CYCLE_RELAY_TASKS", 2)
+
 # Directory where trained model artifacts are written.
 MODEL_ARTIFACT_DIR = Path(os.environ.get("MODEL_ARTIFACT_DIR", VAR_DIR / "models"))
 
