@@ -394,7 +394,7 @@ def cycle_start_on_workers(
             "run it in this process (without --workers)"
         )
     run = _start(options, _selected(only), CycleMode.WORKERS, trigger)
-    cycle_stage_task.delay(run.pk, 0)
+    cycle_stage_task.apply_async((run.pk, 0), queue=settings.CELERY_TASK_DEFAULT_QUEUE)
     return run
 
 

@@ -169,7 +169,9 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery"
 CELERY_RESULT_EXPIRES = 24 * 3600
 # Longest a task may run before it is killed; every long task works in chunks well below it.
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 30 * 60)
-CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+# A minute's warning before the hard limit (a tenth of it for limits under ten minutes, as the
+# fault tests set): the soft limit raises inside the task, which then fails cleanly.
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - min(60, CELERY_TASK_TIME_LIMIT // 10)
 # Redis redelivers an unacknowledged task after visibility_timeout. It must exceed every task
 # time limit and retry countdown, or a long task is redelivered in a loop; 2 hours > 30 min.
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 2 * 3600)
