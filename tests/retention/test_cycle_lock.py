@@ -88,3 +88,18 @@ def test_a_failing_stage_fails_the_run_and_releases_the_lock(tmp_path: Path) -> 
     assert run.status == CycleStatus.FAILED and run.error.startswith("import:")
     assert run.stages[0]["state"] == "failed"
     assert CycleLock.objects.get().run_id is None
+
+
+def test_the_overview_shows_where_the_cycle_is(admin_client: Any) -> None:
+    from retention.cycle_runs import cycle_chunk_done, cycle_stage_begin
+
+    run = cycle_run_start(stages=["scoring", "dispatch"], trigger="beat")
+    cycle_stage_begin(run_id=run.pk, name="scoring", chunks=[[1, 50], [51, 100], [101, 150]])
+    cycle_chunk_done(run_id=run.pk, name="scoring", index=0, rows=50_000)
+    cycle_chunk_done(run_id=run.pk, name="scoring", index=0, rows=50_000)  # redelivered
+    page = admin_client.get("/admin/").content.decode()
+    section = page[page.index('id="overview-cycle-run"') :]
+    assert f"Cycle run {run.pk}: running" in section and "by beat" in section
+    row = section[section.index("<td>Scoring</td>") :]
+    assert "Running" in row[:200] and "1 of 3" in row[:300] and "50,000" in row[:400]
+    assert "<td>Dispatch</td><td>Waiting</td>" in section

@@ -10,6 +10,7 @@ import signal
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from retention.models import CycleRun, CycleStatus
 from retention.sources import sources_load
 from scoring.models import CustomerScore, ScoringRun
 from tests.scoring.conftest import write_labelled_customers
-from tests.worker import celery_worker_process
+from tests.worker import RunningWorker, celery_worker_process
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -83,6 +84,19 @@ def cycle_settings(settings: Any, tmp_path: Path) -> Any:
     return settings
 
 
+def _start_workers(
+    stack: ExitStack, redis_url: str, env: dict[str, str], queue: str, *, count: int
+) -> list[RunningWorker]:
+    """`count` worker processes on one queue, started at once (each start imports Django,
+    pandas and scikit-learn: a minute on a loaded machine)."""
+    managers = [celery_worker_process(redis_url, extra_env=env, queue=queue) for _ in range(count)]
+    with ThreadPoolExecutor(count) as pool:
+        workers = list(pool.map(lambda manager: manager.__enter__(), managers))
+    for manager in managers:
+        stack.push(manager.__exit__)
+    return workers
+
+
 def _wait(run: CycleRun, *, timeout: float) -> CycleRun:
     """Until the run ends; a bound for a hung cycle on a loaded machine, not a measurement."""
     deadline = time.monotonic() + timeout
@@ -132,7 +146,9 @@ VOLATILE = {"id", "measured_at", "generated_at", "seconds", "as_of", "updated_at
 def _strip(value: Any) -> Any:
     if isinstance(value, dict):
         return {
-            k: _strip(v) for k, v in value.items() if k not in VOLATILE and not k.endswith("_id")
+            k: _strip(v)
+            for k, v in value.items()
+            if k not in VOLATILE and not k.endswith(("_id", "_at"))
         }
     if isinstance(value, list):
         return [_strip(v) for v in value]
@@ -165,8 +181,7 @@ def test_a_cycle_on_two_workers_gives_exactly_what_the_inline_cycle_gives(
     cycle_settings.CELERY_TASK_ALWAYS_EAGER = False
     env = _worker_env(tmp_path)
     with ExitStack() as stack:
-        for _ in range(2):
-            stack.enter_context(celery_worker_process(require_redis, extra_env=env, queue=queue))
+        _start_workers(stack, require_redis, env, queue, count=2)
         print(f"workers up: {time.monotonic() - started:.1f} s")
         run = _wait(cycle_start_on_workers(CycleOptions(sources=sources)), timeout=240)
         print(f"worker cycle: {time.monotonic() - started:.1f} s")
@@ -188,10 +203,7 @@ def test_a_worker_killed_mid_scoring_costs_only_time(
     cycle_settings.CELERY_TASK_ALWAYS_EAGER = False
     env = _worker_env(tmp_path)
     with ExitStack() as stack:
-        victim = stack.enter_context(
-            celery_worker_process(require_redis, extra_env=env, queue=queue)
-        )
-        stack.enter_context(celery_worker_process(require_redis, extra_env=env, queue=queue))
+        victim, _other = _start_workers(stack, require_redis, env, queue, count=2)
         run = cycle_start_on_workers(CycleOptions(sources=sources), only=["scoring", "dispatch"])
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
