@@ -7,8 +7,9 @@ measured in the same run, ratio, PASS/FAIL.
 
 A benchmark reports its figures to this table by printing lines
 `BENCH_SUMMARY [{"figure", "value", "unit", "goal", "reference", "ratio", "pass"}, …]`
-(bench/cycle.py does). A benchmark that prints none yet gets one row with its exit status and
-seconds, and its own output stays above the table. Each runs in its own process with the
+(bench/cycle.py does). "pass" is null for a figure whose goal is set at another size (shown
+"n/a (size)"). A benchmark that prints none yet gets one row with its exit status and seconds,
+and its own output stays above the table. Each runs in its own process with the
 caller's DATABASE_URL and REDIS_URL (most need PostgreSQL; cycle.py needs Redis too).
 """
 
@@ -92,8 +93,8 @@ def main() -> int:
             continue
         rows, code, seconds = run(bench, full=args.size == "full")
         for row in rows:
-            verdict = "PASS" if row.get("pass") else "FAIL"
-            failed |= not row.get("pass")
+            verdict = {True: "PASS", False: "FAIL", None: "n/a (size)"}[row.get("pass")]
+            failed |= row.get("pass") is False
             value = f"{cell(row.get('value'))} {row.get('unit', '')}".strip()
             table.append(
                 [
