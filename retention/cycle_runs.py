@@ -220,10 +220,10 @@ def cycle_run_latest() -> CycleRun | None:
 def stage_progress_text(stage: dict[str, Any]) -> str:
     """ "3 / 20 chunks · 150,000 rows · 41.2 s" (only what is known)."""
     parts = []
-    if stage.get("chunks_total") is not None:
+    if stage.get("chunks_total"):
         parts.append(f"{len(stage['done'])} / {stage['chunks_total']} chunks")
     if stage.get("rows"):
-        parts.append(f"{stage['rows']:,} rows")
+        parts.append(f"{stage['rows']:,} row{'s' if stage['rows'] != 1 else ''}")
     if stage.get("seconds") is not None:
         parts.append(f"{stage['seconds']:,.1f} s")
     return " · ".join(parts)
