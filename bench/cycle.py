@@ -244,16 +244,18 @@ def main() -> int:
         f"peak memory: worker processes {max(peaks.values(), default=0):,.0f} MB, this "
         f"process {own_peak:,.0f} MB (goal < 4,096 MB)"
     )
-    goal = GOAL_SECONDS_AT_1M * args.customers / 1_000_000
+    # The goal is set at 1M customers / 10M orders; a smaller run is reported, not judged
+    # (fixed costs do not shrink with the size: a scaled goal would be unfair both ways).
+    at_goal_size = args.customers >= 1_000_000
     rows = [
         {
             "figure": f"nightly cycle, {args.customers:,} customers, {args.processes} processes",
             "value": round(total, 1),
             "unit": "s",
-            "goal": f"< {goal:.0f} s",
+            "goal": f"< {GOAL_SECONDS_AT_1M:.0f} s at 1M customers",
             "reference": None,
             "ratio": None,
-            "pass": total < goal,
+            "pass": total < GOAL_SECONDS_AT_1M if at_goal_size else None,
         },
         {
             "figure": "peak memory of any process",
