@@ -71,7 +71,9 @@ def dispatch_finish(
     seeded = context["seeded"]
     summaries_ = [DispatchSummary.from_dict(s) for s in summaries]
     # Embedded mode delivers here; with a broker the cycle's relay stage (and beat) does it.
-    eager = settings.CELERY_TASK_ALWAYS_EAGER
+    from campaigns.tasks import tasks_run_in_process
+
+    eager = tasks_run_in_process()
     relay = asdict(interventions_relay(now=now)) if eager else {"by": "the relay stage"}
     campaigns = []
     lines = [f"Seeded campaign(s): {', '.join(seeded)}"] if seeded else []

@@ -124,6 +124,13 @@ def stage_import(options: CycleOptions) -> StageResult:
     )
 
 
+def _embedded() -> bool:
+    """No broker (REDIS_URL empty makes Celery eager): tasks would run inline, no worker."""
+    from campaigns.tasks import tasks_run_in_process
+
+    return tasks_run_in_process()
+
+
 # --- scoring -----------------------------------------------------------------------------------
 
 
@@ -207,7 +214,7 @@ stage_dispatch = ChunkedStage(
 def _relay_start(options: CycleOptions) -> tuple[list[Any], dict[str, Any]]:
     """Nothing to do in the embedded mode (dispatch delivered); else one relay pass per
     worker process (CYCLE_RELAY_TASKS) on workers, one in this process otherwise."""
-    if settings.CELERY_TASK_ALWAYS_EAGER:
+    if _embedded():
         return [], {"skip": True}
     count = max(1, settings.CYCLE_RELAY_TASKS) if options.workers else 1
     return list(range(count)), {"started": time.time()}
@@ -388,7 +395,7 @@ def cycle_start_on_workers(
     """Record a CycleRun (taking the lock) and enqueue its first stage; workers do the rest."""
     from retention.tasks import cycle_stage_task
 
-    if settings.CELERY_TASK_ALWAYS_EAGER:
+    if _embedded():
         raise CycleError(
             "no broker: REDIS_URL is empty, so there are no workers to run the cycle on; "
             "run it in this process (without --workers)"

@@ -55,7 +55,6 @@ def test_a_lock_left_by_a_dead_run_expires_and_the_next_start_takes_over(setting
 
 
 def test_an_inline_cycle_records_each_stage_and_status_shows_it(settings: Any) -> None:
-    settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded default, even when REDIS_URL is set
     settings.CAMPAIGN_QUIET_HOURS = (0, 0)
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     make_customers(40, risk_tier="critical")

@@ -19,6 +19,7 @@ import pytest
 
 from campaigns.models import CampaignCycle, Coupon, Intervention, UpliftReport
 from customers.models import Customer
+from retention.celery import app as celery_app
 from retention.cycle import CycleOptions, cycle_start_on_workers, run_cycle
 from retention.models import CycleRun, CycleStatus
 from retention.sources import sources_load
@@ -169,7 +170,7 @@ def test_a_cycle_on_two_workers_gives_exactly_what_the_inline_cycle_gives(
     require_postgres: None, require_redis: str, cycle_settings: Any, tmp_path: Path, queue: str
 ) -> None:
     sources = sources_load(_sources(tmp_path))
-    cycle_settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded default: no broker
+    celery_app.conf.task_always_eager = True  # the embedded default: no broker
     started = time.monotonic()
     run_cycle(CycleOptions(sources=sources))
     print(f"inline cycle: {time.monotonic() - started:.1f} s")
@@ -178,7 +179,7 @@ def test_a_cycle_on_two_workers_gives_exactly_what_the_inline_cycle_gives(
     assert {status for *_, status, _rule in inline["interventions"]} >= {"sent", "held_out"}
     _forget_the_cycle()
 
-    cycle_settings.CELERY_TASK_ALWAYS_EAGER = False
+    celery_app.conf.task_always_eager = False
     env = _worker_env(tmp_path)
     with ExitStack() as stack:
         _start_workers(stack, require_redis, env, queue, count=2)
@@ -197,10 +198,10 @@ def test_a_worker_killed_mid_scoring_costs_only_time(
     require_postgres: None, require_redis: str, cycle_settings: Any, tmp_path: Path, queue: str
 ) -> None:
     sources = sources_load(_sources(tmp_path))
-    cycle_settings.CELERY_TASK_ALWAYS_EAGER = True
+    celery_app.conf.task_always_eager = True
     run_cycle(CycleOptions(sources=sources), only=["import", "scoring"])  # data and a model
     ScoringRun.objects.all().delete()
-    cycle_settings.CELERY_TASK_ALWAYS_EAGER = False
+    celery_app.conf.task_always_eager = False
     env = _worker_env(tmp_path)
     with ExitStack() as stack:
         victim, _other = _start_workers(stack, require_redis, env, queue, count=2)
