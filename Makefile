@@ -13,7 +13,7 @@ help:
 	@echo "make serve   - run the development server (admin at http://127.0.0.1:8000/admin/)"
 	@echo "make worker  - run a Celery worker (needs REDIS_URL)"
 	@echo "make beat    - run Celery beat (needs REDIS_URL)"
-	@echo "make bench   - run the benchmarks in bench/ (needs DATABASE_URL=postgres://…)"
+	@echo "make bench   - every benchmark in bench/ at a quick size, then one summary table (SIZE=full: full sizes; needs DATABASE_URL=postgres://… and REDIS_URL)"
 	@echo "make screenshots - after make demo: regenerate docs/screenshots/ in headless Chromium"
 	@echo "make bench-api - load-test the responses API under gunicorn (DATABASE_URL=postgres://…; BENCH_SECONDS=60)"
 
@@ -65,8 +65,10 @@ worker: $(STAMP)
 beat: $(STAMP)
 	$(VENV)/bin/celery -A retention beat --loglevel=INFO
 
+# Every benchmark, then one summary table (bench/run_all.py). SIZE=full: the full sizes (hours).
+SIZE ?= quick
 bench: $(STAMP)
-	$(PY) bench/import_orders.py
+	$(PY) bench/run_all.py --size $(SIZE)
 
 screenshots: $(STAMP)
 	RETENTION_CURRENCY=$${RETENTION_CURRENCY:-GBP} $(PY) docs/screenshots.py

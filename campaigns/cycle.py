@@ -18,7 +18,7 @@ from campaigns.models import Intervention, InterventionStatus
 from campaigns.money import currency
 from campaigns.money import money as money_text
 from campaigns.selectors import campaigns_active
-from campaigns.services.dispatch import campaign_dispatch
+from campaigns.services.dispatch import DispatchSummary, campaign_dispatch
 from campaigns.services.relay import interventions_relay
 from campaigns.services.setup import campaigns_seed
 from campaigns.uplift.report import CampaignUpliftReport, ProgramUpliftReport
@@ -26,25 +26,58 @@ from campaigns.uplift.report import CampaignUpliftReport, ProgramUpliftReport
 
 def dispatch_stage(*, campaigns_spec: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
     """Seed the campaigns of `campaigns_spec` (the sources file's campaigns file) when none
-    exist, run the current cycle of every active campaign, deliver (embedded mode) and count."""
-    started = time.perf_counter()
-    spec = campaigns_spec
-    seeded = [c.name for c in campaigns_seed(spec=spec)] if spec else []
-    now = timezone.now()
-    summaries = [campaign_dispatch(campaign=c, now=now) for c in campaigns_active(now=now)]
-    # Embedded mode delivers here (no workers); with a broker the relay task does it.
-    relay = (
-        asdict(interventions_relay(now=now))
-        if settings.CELERY_TASK_ALWAYS_EAGER
-        else {"enqueued": True}
-    )
-    if not settings.CELERY_TASK_ALWAYS_EAGER:
-        from campaigns.tasks import interventions_relay_task
+    exist, run the current cycle of every active campaign, deliver (embedded mode) and count:
+    `dispatch_start`, `dispatch_chunk` for each campaign in priority order, `dispatch_finish`."""
+    chunks, context = dispatch_start(campaigns_spec=campaigns_spec)
+    summaries = [dispatch_chunk(context=context, chunk=c)[1] for c in chunks]
+    return dispatch_finish(context=context, summaries=summaries)
 
-        interventions_relay_task.delay()
+
+def dispatch_start(*, campaigns_spec: dict[str, Any] | None) -> tuple[list[int], dict[str, Any]]:
+    """Seed (when none exist) and list the active campaigns, highest priority first: the
+    stage's chunks, one campaign each, run one after the other (a lower-priority campaign sees
+    what a higher one took this cycle). The context carries the cycle's moment."""
+    seeded = [c.name for c in campaigns_seed(spec=campaigns_spec)] if campaigns_spec else []
+    now = timezone.now()
+    chunks = [c.pk for c in campaigns_active(now=now)]
+    return chunks, {"seeded": seeded, "now": now.isoformat(), "started": time.time()}
+
+
+def dispatch_chunk(*, context: dict[str, Any], chunk: int) -> tuple[int, dict[str, Any]]:
+    """One campaign's cycle (idempotent: a second call for the same cycle writes nothing).
+    Returns the interventions written and the summary (JSON-safe)."""
+    from campaigns.models import Campaign
+
+    now = datetime.fromisoformat(context["now"])
+    summary = campaign_dispatch(campaign=Campaign.objects.get(pk=chunk), now=now)
+    return summary.interventions_created if summary.written else 0, asdict(summary)
+
+
+def relay_chunk(*, context: dict[str, Any]) -> int:
+    """One relay pass over the outbox at the per-minute rates (several may run at once: each
+    row is leased); returns the messages sent."""
+    summary = interventions_relay(
+        now=datetime.fromisoformat(context["now"]) if context.get("now") else None,
+        max_per_channel=dict(settings.CAMPAIGN_RATE_PER_MINUTE),
+    )
+    return sum(summary.sent.values())
+
+
+def dispatch_finish(
+    *, context: dict[str, Any], summaries: list[dict[str, Any]]
+) -> tuple[dict[str, Any], list[str]]:
+    """Deliver in embedded mode (no workers: nothing else would), then count per campaign."""
+    now = datetime.fromisoformat(context["now"])
+    seeded = context["seeded"]
+    summaries_ = [DispatchSummary.from_dict(s) for s in summaries]
+    # Embedded mode delivers here; with a broker the cycle's relay stage (and beat) does it.
+    from campaigns.tasks import tasks_run_in_process
+
+    eager = tasks_run_in_process()
+    relay = asdict(interventions_relay(now=now)) if eager else {"by": "the relay stage"}
     campaigns = []
     lines = [f"Seeded campaign(s): {', '.join(seeded)}"] if seeded else []
-    for s in summaries:
+    for s in summaries_:
         sent = dict(
             Intervention.objects.filter(
                 campaign_id=s.campaign_id,
@@ -88,20 +121,20 @@ def dispatch_stage(*, campaigns_spec: dict[str, Any] | None) -> tuple[dict[str, 
             + " · suppressed: "
             + (", ".join(f"{k} {v:,}" for k, v in sorted(s.suppressed.items())) or "none")
         )
-    if any(s.scheduled for s in summaries):
+    if any(s.scheduled for s in summaries_):
         lines.append(
             "Scheduled messages wait for the end of quiet hours in each customer's time zone "
             f"(CAMPAIGN_QUIET_HOURS={settings.CAMPAIGN_QUIET_HOURS[0]}-"
             f"{settings.CAMPAIGN_QUIET_HOURS[1]}); the relay (beat, or the next cycle) sends them."
         )
-    if not summaries:
+    if not summaries_:
         lines.append("No active campaign: nothing dispatched.")
-    if summaries and not any(s.eligible for s in summaries):
+    if summaries_ and not any(s.eligible for s in summaries_):
         lines.append("No customer has a churn score yet: run the scoring stage first.")
     data = {
         "campaigns": campaigns,
         "relay": relay,
-        "seconds": round(time.perf_counter() - started, 3),
+        "seconds": round(time.time() - context["started"], 3),
     }
     return data, lines
 

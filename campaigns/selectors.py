@@ -22,6 +22,7 @@ from campaigns.models import (
     CampaignStatus,
     Coupon,
     Intervention,
+    InterventionStatus,
 )
 from campaigns.rules import (
     OPERATORS,
@@ -276,3 +277,15 @@ def campaign_by_key_or_id(reference: str) -> Campaign | None:
     if reference.isdigit():
         return Campaign.objects.filter(pk=int(reference)).first()
     return Campaign.objects.filter(key=reference).first()
+
+
+def outbox_waiting_count() -> int:
+    """Treatment messages still waiting in the outbox (pending, scheduled for after quiet hours,
+    or claimed by a relay), as the cycle's relay stage reports them."""
+    return Intervention.objects.filter(
+        status__in=[
+            InterventionStatus.PENDING,
+            InterventionStatus.SCHEDULED,
+            InterventionStatus.SENDING,
+        ]
+    ).count()

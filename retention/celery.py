@@ -65,10 +65,11 @@ def _mask_worker_logs(logger: logging.Logger, **kwargs: Any) -> None:
 
 app.conf.beat_schedule = {}
 
-# --- Scoring --- (a run key per date guards against a doubled nightly run)
-app.conf.beat_schedule["scoring-nightly"] = {
-    "task": "scoring.tasks.nightly_scoring_task",
-    # 02:00 UTC, after the day's orders are in; drift is checked at the end of each run.
+# --- The nightly cycle --- (one run: scoring → dispatch → relay → uplift, retention/cycle.py)
+app.conf.beat_schedule["retention-cycle-nightly"] = {
+    "task": "retention.tasks.cycle_nightly_task",
+    # 02:00 UTC, after the day's orders are in. A cycle still running refuses the start (its
+    # database lock); the scoring run key per date makes a rerun of the day resume, not redo.
     "schedule": crontab(hour=2, minute=0),
 }
 app.conf.beat_schedule["scoring-weekly-retraining"] = {
@@ -81,18 +82,14 @@ app.conf.beat_schedule["scoring-weekly-retraining"] = {
 }
 
 # --- Campaigns --- (both tasks are idempotent; see campaigns/tasks.py)
+# Campaigns whose cadence is shorter than a day are dispatched between cycles: on the quarter
+# hour, aligned with cycle boundaries (cadences are multiples of 15 min). A campaign the
+# nightly cycle dispatched is skipped here (its CampaignCycle row exists).
 app.conf.beat_schedule["campaigns-dispatch-due"] = {
     "task": "campaigns.tasks.campaigns_dispatch_due_task",
-    # On the quarter hour, aligned with cycle boundaries (cadences are multiples of 15 min).
     "schedule": crontab(minute="*/15"),
 }
 app.conf.beat_schedule["campaigns-relay"] = {
     "task": "campaigns.tasks.interventions_relay_task",
     "schedule": 60.0,  # CAMPAIGN_RATE_* are per minute: one relay run per minute
-}
-
-# --- Uplift --- (one snapshot per scope and day: a doubled run updates, never duplicates)
-app.conf.beat_schedule["uplift-reports-nightly"] = {
-    "task": "campaigns.tasks.uplift_reports_nightly_task",
-    "schedule": crontab(hour=4, minute=0),  # after nightly scoring (2:00) and the day's orders
 }

@@ -150,6 +150,34 @@ def _stage_lines(run: ScoringRun | None) -> list[StageLine]:
     return stages
 
 
+def _cycle_run_section() -> dict[str, Any] | None:
+    """The latest cycle run: its state and each stage's chunks, rows and seconds, in words."""
+    from retention.cycle_runs import cycle_run_latest
+    from retention.models import CycleStatus, StageState
+
+    run = cycle_run_latest()
+    if run is None:
+        return None
+    return {
+        "run": run,
+        "status": run.get_status_display().lower(),
+        "mode": run.get_mode_display().lower(),
+        "running": run.status == CycleStatus.RUNNING,
+        "took": _took(run.started_at, run.finished_at),
+        "stages": [
+            {
+                "name": s["name"].capitalize(),
+                "state": StageState(s["state"]).label,
+                "chunks_done": len(s["done"]),
+                "chunks_total": s["chunks_total"],
+                "rows": s["rows"],
+                "seconds": s["seconds"],
+            }
+            for s in run.stages
+        ],
+    }
+
+
 def overview_view(request: HttpRequest) -> HttpResponse:
     """GET /admin/: the overview (every model stays one click away in the sidebar)."""
     show_scores = _can_view(request, "scoring", "customerscore")
@@ -170,5 +198,6 @@ def overview_view(request: HttpRequest) -> HttpResponse:
         "campaigns": _campaign_lines() if show_campaigns else [],
         "program": program,
         "stages": _stage_lines(run) if (show_scores and show_campaigns) else [],
+        "cycle_run": _cycle_run_section() if (show_scores and show_campaigns) else None,
     }
     return TemplateResponse(request, "admin/overview.html", context)

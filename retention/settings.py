@@ -169,7 +169,9 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery"
 CELERY_RESULT_EXPIRES = 24 * 3600
 # Longest a task may run before it is killed; every long task works in chunks well below it.
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 30 * 60)
-CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+# A minute's warning before the hard limit (a tenth of it for limits under ten minutes, as the
+# fault tests set): the soft limit raises inside the task, which then fails cleanly.
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - min(60, CELERY_TASK_TIME_LIMIT // 10)
 # Redis redelivers an unacknowledged task after visibility_timeout. It must exceed every task
 # time limit and retry countdown, or a long task is redelivered in a loop; 2 hours > 30 min.
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 2 * 3600)
@@ -267,6 +269,21 @@ RETRAIN_HORIZON_DAYS = env_int("RETRAIN_HORIZON_DAYS", 90)
 # Customers per scoring chunk (one task each): 50,000 keeps a chunk's orders to a few hundred
 # MB even for heavy buyers and explanations to seconds; 1M customers fan out as 20 tasks.
 SCORING_CHUNK_CUSTOMERS = env_int("SCORING_CHUNK_CUSTOMERS", 50_000)
+
+# The nightly cycle as one run (retention/cycle.py, docs/scaling.md). One cycle at a time: a
+# database lock renewed after every chunk and stage; a run whose processes died stops renewing
+# it and it frees itself after this many seconds. It must exceed the longest stretch without a
+# renewal (a task's time limit: one chunk, a training, an import), or a live run loses it.
+RETENTION_CYCLE_LOCK_SECONDS = env_int("RETENTION_CYCLE_LOCK_SECONDS", CELERY_TASK_TIME_LIMIT + 300)
+if RETENTION_CYCLE_LOCK_SECONDS <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("RETENTION_CYCLE_LOCK_SECONDS must exceed CELERY_TASK_TIME_LIMIT.")
+# Queues of the cycle's chunk tasks on workers (empty: the default queue). Scoring and dispatch
+# can run on workers of their own: `celery -A retention worker -Q scoring` on the big machines.
+CYCLE_SCORING_QUEUE = os.environ.get("CYCLE_SCORING_QUEUE", "")
+CYCLE_DISPATCH_QUEUE = os.environ.get("CYCLE_DISPATCH_QUEUE", "")
+# Relay tasks the cycle's relay stage runs at once (the outbox's leases keep them apart):
+# about one per worker process.
+CYCLE_RELAY_TASKS = env_int("CYCLE_RELAY_TASKS", 2)
 
 # Directory where trained model artifacts are written.
 MODEL_ARTIFACT_DIR = Path(os.environ.get("MODEL_ARTIFACT_DIR", VAR_DIR / "models"))

@@ -1,5 +1,9 @@
 """The `scoring` stage of retention_cycle: train when there is no active model (or when the
-sources file asks to), then score every customer as of the cycle's date and report it."""
+sources file asks to), then score every customer as of the cycle's date and report it.
+
+Split in three for the cycle on workers (retention/cycle.py): `scoring_start` (train, create
+the run and its chunks), `scoring_chunk` (one chunk, idempotent) and `scoring_finish`;
+`scoring_stage` runs the three in this process (the embedded default)."""
 
 from __future__ import annotations
 
@@ -16,24 +20,63 @@ from tqdm import tqdm
 from customers.selectors import customer_count
 from scoring.errors import ScoringError
 from scoring.ml.datasets import TrainingData
+from scoring.models import RunStatus, ScoringRun
 from scoring.reports import format_run, format_training_report
 from scoring.selectors import churn_model_active
 from scoring.services.datasets import training_data_from_database
-from scoring.services.runs import parse_as_of, scoring_run_execute, scoring_run_get
+from scoring.services.runs import (
+    parse_as_of,
+    scoring_chunk_score,
+    scoring_run_chunks,
+    scoring_run_create,
+    scoring_run_fail,
+    scoring_run_finish,
+    scoring_run_get,
+)
 from scoring.services.training import churn_model_train, metrics_summary
 
 
 def scoring_stage(
     *, config: dict[str, Any], progress: bool = False
 ) -> tuple[dict[str, Any], list[str]]:
-    """`config` (the sources file's "scoring" entry, all optional):
+    """The whole stage in this process: start, every chunk in order, finish.
+
+    `config` (the sources file's "scoring" entry, all optional):
 
     - as_of: date scored as of (default today, midnight UTC);
     - train: {"label_attribute": …} or {"as_of": …, "horizon_days": …} (default: a behaviour
       label with RETRAIN_HORIZON_DAYS at the latest fully observed cutoff);
     - retrain: "if_none" (default: only when there is no active model) or "always".
     """
-    started = time.perf_counter()
+    chunks, context = scoring_start(config=config, progress=progress)
+    bar = tqdm(
+        total=customer_count() if chunks else 0,
+        unit="customers",
+        desc="scoring",
+        disable=not progress,
+        file=sys.stderr,
+    )
+    try:
+        for chunk in chunks:
+            bar.update(scoring_chunk(context=context, chunk=chunk))
+    except Exception as exc:
+        scoring_fail(context=context, error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        bar.close()
+    return scoring_finish(context=context)
+
+
+def scoring_start(
+    *, config: dict[str, Any], progress: bool = False
+) -> tuple[list[list[int]], dict[str, Any]]:
+    """Train if needed, then create (or resume) the cycle's scoring run: its chunks of customer
+    ids ([first, last], JSON-safe) and a context for the chunks and the finish.
+
+    The run key (cycle-<date>-<model version>) makes a second cycle of the day reuse the run:
+    a completed run has no chunks left; a run left unfinished (its cycle died) is resumed, its
+    chunks already written being skipped by `scoring_chunk_score`."""
+    started = time.time()
     lines: list[str] = []
     as_of = parse_as_of(config.get("as_of"))
     training: dict[str, Any] | None = None
@@ -56,32 +99,60 @@ def scoring_stage(
     if model is None:
         raise ScoringError("no active model after training (see the report above)")
     run_key = f"cycle-{as_of:%Y-%m-%d}-{model.version}"
-    bar = tqdm(
-        total=customer_count(),
-        unit="customers",
-        desc="scoring",
-        disable=not progress,
-        file=sys.stderr,
-    )
-    run = scoring_run_execute(
-        as_of=as_of, run_key=run_key, on_chunk=lambda _first, n: bar.update(n)
-    )
-    bar.close()
-    if run is None:
+    created = scoring_run_create(as_of=as_of, run_key=run_key, model=model)
+    already = False
+    if created is None:
         run = scoring_run_get(run_key=run_key)
-        lines.append(f"Scoring run {run_key} already done; its figures:")
-    lines.append(format_run(run))
-    data = {
+        already = run.status == RunStatus.COMPLETED
+        chunks = [] if already else scoring_run_chunks()
+        if not already:
+            ScoringRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, error="")
+    else:
+        run, pairs = created
+        chunks = [[first, last] for first, last in pairs]
+    context = {
+        "run_id": run.pk,
+        "already": already,
         "model_version": model.version,
         "trained": training,
         "metrics": metrics_summary(model.metrics),
         "as_of": as_of.date().isoformat(),
+        "lines": lines,
+        "started": started,
+    }
+    return chunks, context
+
+
+def scoring_chunk(*, context: dict[str, Any], chunk: list[int]) -> int:
+    """Score one chunk of the run (idempotent: a chunk already written writes nothing)."""
+    run = ScoringRun.objects.select_related("model").get(pk=context["run_id"])
+    return scoring_chunk_score(run=run, first_id=int(chunk[0]), last_id=int(chunk[1]))
+
+
+def scoring_fail(*, context: dict[str, Any], error: str) -> None:
+    scoring_run_fail(run=ScoringRun.objects.get(pk=context["run_id"]), error=error)
+
+
+def scoring_finish(*, context: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Close the run (tiers ranked over the run, counts, drift) and report it."""
+    run = ScoringRun.objects.select_related("model").get(pk=context["run_id"])
+    lines = list(context["lines"])
+    if context["already"]:
+        lines.append(f"Scoring run {run.run_key} already done; its figures:")
+    elif run.status != RunStatus.COMPLETED:
+        run = scoring_run_finish(run=run)
+    lines.append(format_run(run))
+    data = {
+        "model_version": context["model_version"],
+        "trained": context["trained"],
+        "metrics": context["metrics"],
+        "as_of": context["as_of"],
         "run": run.run_key,
         "customers_scored": run.customers_scored,
         "customers_not_scorable": run.customers_not_scorable,
         "tiers": run.tier_counts,
         "drift": {"status": run.drift.get("status"), "score_psi": run.drift.get("score_psi")},
-        "seconds": round(time.perf_counter() - started, 3),
+        "seconds": round(time.time() - context["started"], 3),
     }
     return data, lines
 

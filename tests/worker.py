@@ -88,11 +88,17 @@ def celery_worker(
 
 @contextmanager
 def celery_worker_process(
-    redis_url: str, *, extra_env: dict[str, str] | None = None, concurrency: int = 1
+    redis_url: str,
+    *,
+    extra_env: dict[str, str] | None = None,
+    concurrency: int = 1,
+    queue: str | None = None,
 ) -> Iterator[RunningWorker]:
     """`celery_worker`, yielding the running worker (queue, node name, process) so fault tests
-    can kill it, check it is still alive, and address it on a broker of their own."""
-    queue = f"test-{uuid.uuid4().hex[:8]}"
+    can kill it, check it is still alive, and address it on a broker of their own. Workers
+    given the same `queue` share its tasks (as N machines would); each has its own node name."""
+    queue = queue or f"test-{uuid.uuid4().hex[:8]}"
+    node = f"{queue}-{uuid.uuid4().hex[:4]}"
     pool = ["--pool=solo", "--concurrency=1"]
     if concurrency > 1:
         pool = ["--pool=prefork", f"--concurrency={concurrency}", "--prefetch-multiplier=1"]
@@ -120,14 +126,14 @@ def celery_worker_process(
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
-            f"--hostname={queue}@%h",
+            f"--hostname={node}@%h",
         ],
         cwd=REPO,
         env=env,
     )
     worker = RunningWorker(
         queue=queue,
-        hostname=f"{queue}@{os.uname().nodename}",
+        hostname=f"{node}@{os.uname().nodename}",
         process=process,
         broker_url=redis_url,
     )

@@ -62,6 +62,12 @@ def scoring_run_create(
     return run, chunks
 
 
+def scoring_run_chunks() -> list[list[int]]:
+    """The chunks of today's customers ([first id, last id] each), as `scoring_run_create`
+    splits them: what a resumed run (its first start died) scores again."""
+    return [list(pair) for pair in _chunks(customer_ids_sorted(), settings.SCORING_CHUNK_CUSTOMERS)]
+
+
 def _chunks(ids: np.ndarray, size: int) -> list[tuple[int, int]]:
     return [(int(ids[i]), int(ids[min(i + size, len(ids)) - 1])) for i in range(0, len(ids), size)]
 
