@@ -72,13 +72,13 @@ class CampaignAdmin(UpliftReportPages):
         "name",
         "status",
         "priority",
-        "cadence_minutes",
+        "runs",
         "control_percentage",
         "starts_at",
         "ends_at",
         "links",
     ]
-    list_filter = ["status"]
+    list_filter = ["status", "mode"]
     search_fields = ["name"]
     inlines = [RuleInline]
     actions = ["preview_campaign", "dispatch_now", "compute_uplift"]
@@ -86,10 +86,19 @@ class CampaignAdmin(UpliftReportPages):
     fieldsets = [
         (None, {"fields": [("name", "key"), "description", "status", ("starts_at", "ends_at")]}),
         (
+            "When it runs",
+            {
+                "fields": ["mode", "cadence_minutes", "reentry_days"],
+                "description": "Scheduled campaigns run every cycle of their cadence. Triggered "
+                "campaigns decide for one customer within seconds of an event that rescored "
+                "them (event kinds: Customers › Event kinds), at most once per customer per "
+                "re-entry window.",
+            },
+        ),
+        (
             "Experiment",
             {
                 "fields": [
-                    "cadence_minutes",
                     "control_percentage",
                     "salt",
                     "attribution_window_days",
@@ -114,6 +123,10 @@ class CampaignAdmin(UpliftReportPages):
         if obj is not None and obj.cycles.exists():
             return ["salt", "holdout_planner"]
         return ["holdout_planner"]
+
+    @admin.display(description="runs", ordering="mode")
+    def runs(self, campaign: Campaign) -> str:
+        return campaign.mode_text()
 
     @admin.display(description="")
     def links(self, campaign: Campaign) -> SafeString:

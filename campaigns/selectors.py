@@ -19,6 +19,7 @@ from campaigns.models import (
     CallbackTask,
     Campaign,
     CampaignCycle,
+    CampaignMode,
     CampaignStatus,
     Coupon,
     Intervention,
@@ -194,7 +195,8 @@ def campaigns_active(*, now: datetime) -> QuerySet[Campaign]:
 def campaigns_due(*, now: datetime, cycle_key_for: Any) -> list[Campaign]:
     """Active campaigns inside their dates whose current cycle has not run, by priority."""
     due = []
-    for campaign in campaigns_active(now=now):
+    # Triggered campaigns have no cycles to run: they decide per customer after each rescore.
+    for campaign in campaigns_active(now=now).exclude(mode=CampaignMode.TRIGGERED):
         key, _start = cycle_key_for(campaign=campaign, now=now)
         if not CampaignCycle.objects.filter(campaign=campaign, cycle_key=key).exists():
             due.append(campaign)

@@ -262,6 +262,14 @@ RETRAIN_HORIZON_DAYS = env_int("RETRAIN_HORIZON_DAYS", 90)
 # MB even for heavy buyers and explanations to seconds; 1M customers fan out as 20 tasks.
 SCORING_CHUNK_CUSTOMERS = env_int("SCORING_CHUNK_CUSTOMERS", 50_000)
 
+# Event-triggered rescoring (docs/realtime.md). Events of a kind marked "rescore" in the admin
+# (customers.EventKind) rescore their customer within seconds; events for one customer within
+# REALTIME_DEBOUNCE_MS of the first give one rescore (the task waits that long, then reads
+# everything that arrived). Only events at most REALTIME_MAX_EVENT_AGE seconds old trigger
+# anything: an import of old history is left to the nightly run.
+REALTIME_DEBOUNCE_MS = env_int("REALTIME_DEBOUNCE_MS", 500)
+REALTIME_MAX_EVENT_AGE = env_int("REALTIME_MAX_EVENT_AGE", 24 * 3600)
+
 # Directory where trained model artifacts are written.
 MODEL_ARTIFACT_DIR = Path(os.environ.get("MODEL_ARTIFACT_DIR", VAR_DIR / "models"))
 

@@ -10,3 +10,6 @@ class ScoringConfig(AppConfig):
         from scoring import privacy
 
         privacy.register()  # this app's part of a customer's export (customers.privacy)
+        from scoring import realtime
+
+        realtime.connect()  # event-triggered rescoring (docs/realtime.md)

@@ -5,14 +5,20 @@ Each task takes JSON-safe arguments and calls one service; chunk writes are idem
 
 from __future__ import annotations
 
+import logging
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
 from celery import chord, shared_task
+from django.core.cache import cache
 from django.utils import timezone
 
+from scoring.errors import ScoringError
 from scoring.models import ScoringRun
+from scoring.realtime import customer_rescored, pending_key
 from scoring.services.datasets import training_data_from_database
+from scoring.services.realtime import customer_rescore
 from scoring.services.runs import (
     default_as_of,
     parse_as_of,
@@ -21,6 +27,8 @@ from scoring.services.runs import (
     scoring_run_finish,
 )
 from scoring.services.training import churn_model_train
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,), max_retries=3)
@@ -74,3 +82,19 @@ def weekly_retraining_task(horizon_days: int = 90, label_attribute: str = "") ->
         "activated": outcome.activated,
         "at": str(timezone.now()),
     }
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,), max_retries=3)
+def customer_rescore_task(customer_id: int, trigger: str = "") -> dict[str, Any]:
+    """Rescore one customer after an event (debounced: see scoring/realtime.py), then tell the
+    apps above (triggered campaigns). A redelivered task only stores one more score row."""
+    cache.delete(pending_key(customer_id))  # events from now on get a rescore of their own
+    now = timezone.now()
+    try:
+        rescore = customer_rescore(customer_id=customer_id, trigger=trigger, now=now)
+    except ScoringError as exc:  # no active model yet: nothing to rescore with, not a failure
+        logger.warning("rescore of customer %s skipped: %s", customer_id, exc)
+        return {"customer_id": customer_id, "skipped": str(exc)}
+    if rescore.score_id is not None:
+        customer_rescored.send(sender=ScoringRun, rescore=rescore, now=now)
+    return asdict(rescore)

@@ -215,18 +215,26 @@ def _with_status(decisions: pd.DataFrame, *, now: datetime, config: PolicyConfig
 
 
 def campaign_plan(
-    *, campaign: Campaign, now: datetime, cycle_start: datetime, rules: list[Rule] | None = None
+    *,
+    campaign: Campaign,
+    now: datetime,
+    cycle_start: datetime,
+    rules: list[Rule] | None = None,
+    id_range: tuple[int, int] | None = None,
 ) -> CampaignPlan:
     """Decide every matching customer's rule, arm, status and reason for the cycle starting
     at `cycle_start`; write nothing (the dispatch records it, the preview only counts it).
-    `rules`: unsaved rules to plan with instead of the campaign's (the rule builder's counts)."""
+    `rules`: unsaved rules to plan with instead of the campaign's (the rule builder's counts).
+    `id_range`: only the customers first ≤ id ≤ last (a triggered campaign plans one customer
+    right after their rescore: campaigns.services.triggered)."""
     if rules is None:
         rules = list(campaign.rules.select_related("offer", "template").order_by("position", "pk"))
     if not rules:
         return CampaignPlan(pd.DataFrame(), rules)
     inputs = _plan_inputs(campaign=campaign, rules=rules, now=now, cycle_start=cycle_start)
     chunks: list[pd.DataFrame] = []
-    for id_range in selectors.candidate_id_ranges(specs=inputs.specs):
+    ranges = [id_range] if id_range else selectors.candidate_id_ranges(specs=inputs.specs)
+    for id_range in ranges:
         decided = _chunk_decisions(inputs, id_range)
         if not decided.empty:
             chunks.append(decided)
