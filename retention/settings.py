@@ -268,6 +268,8 @@ SCORING_CHUNK_CUSTOMERS = env_int("SCORING_CHUNK_CUSTOMERS", 50_000)
 # everything that arrived). Only events at most REALTIME_MAX_EVENT_AGE seconds old trigger
 # anything: an import of old history is left to the nightly run.
 REALTIME_DEBOUNCE_MS = env_int("REALTIME_DEBOUNCE_MS", 500)
+# Most customers one rescore task scores together (one feature pass, one predict).
+REALTIME_BATCH = env_int("REALTIME_BATCH", 50)
 REALTIME_MAX_EVENT_AGE = env_int("REALTIME_MAX_EVENT_AGE", 24 * 3600)
 
 # Directory where trained model artifacts are written.

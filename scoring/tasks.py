@@ -6,19 +6,17 @@ Each task takes JSON-safe arguments and calls one service; chunk writes are idem
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
 from celery import chord, shared_task
-from django.core.cache import cache
 from django.utils import timezone
 
 from scoring.errors import ScoringError
 from scoring.models import ScoringRun
-from scoring.realtime import customer_rescored, pending_key
+from scoring.realtime import customer_rescored, queue_take, redis_client
 from scoring.services.datasets import training_data_from_database
-from scoring.services.realtime import customer_rescore
+from scoring.services.realtime import customers_rescore
 from scoring.services.runs import (
     default_as_of,
     parse_as_of,
@@ -85,16 +83,25 @@ def weekly_retraining_task(horizon_days: int = 90, label_attribute: str = "") ->
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,), max_retries=3)
-def customer_rescore_task(customer_id: int, trigger: str = "") -> dict[str, Any]:
-    """Rescore one customer after an event (debounced: see scoring/realtime.py), then tell the
-    apps above (triggered campaigns). A redelivered task only stores one more score row."""
-    cache.delete(pending_key(customer_id))  # events from now on get a rescore of their own
+def customers_rescore_task(triggers: dict[str, str] | None = None) -> dict[str, Any]:
+    """Rescore customers after events, then tell the apps above (triggered campaigns).
+
+    With a broker, called without arguments: it takes a batch of queued customers from Redis
+    (scoring/realtime.py); in-process, it gets the batch (customer id → trigger). A batch taken
+    by a worker that dies before it commits is not retried (it left the Redis queue): those
+    customers wait for their next event or the nightly run (docs/realtime.md)."""
+    client = redis_client()
+    wanted = {int(k): v for k, v in (triggers or {}).items()}
+    if client is not None:
+        wanted.update(queue_take(client))
+    if not wanted:
+        return {"rescored": 0}
     now = timezone.now()
     try:
-        rescore = customer_rescore(customer_id=customer_id, trigger=trigger, now=now)
+        rescores = customers_rescore(triggers=wanted, now=now)
     except ScoringError as exc:  # no active model yet: nothing to rescore with, not a failure
-        logger.warning("rescore of customer %s skipped: %s", customer_id, exc)
-        return {"customer_id": customer_id, "skipped": str(exc)}
-    if rescore.score_id is not None:
+        logger.warning("rescore of %s customers skipped: %s", len(wanted), exc)
+        return {"rescored": 0, "skipped": str(exc)}
+    for rescore in rescores:
         customer_rescored.send(sender=ScoringRun, rescore=rescore, now=now)
-    return asdict(rescore)
+    return {"rescored": len(rescores), "seconds": rescores[0].seconds if rescores else 0.0}

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -92,70 +92,95 @@ def events_run_for(*, model: ChurnModel, now: datetime) -> ScoringRun:
         return ScoringRun.objects.select_related("model").get(run_key=key)
 
 
-def customer_rescore(*, customer_id: int, trigger: str, now: datetime | None = None) -> Rescore:
-    """Score one customer as of now with the active model; store the score row (with its
-    trigger) and copy it onto the customer, in one transaction. Raises ScoringError without
-    an active model."""
+def customers_rescore(*, triggers: dict[int, str], now: datetime | None = None) -> list[Rescore]:
+    """Score the customers of `triggers` (customer id → what triggered it) as of now with the
+    active model, together (one read, one feature pass, one predict, one explanation); store
+    one score row each (with its trigger) and copy it onto the customers, in one transaction.
+    Raises ScoringError without an active model. Customers no longer there are left out."""
     started = time.perf_counter()
     model = churn_model_active()
     if model is None:
         raise ScoringError("there is no active churn model: train one with manage.py churn_train")
     now = now or timezone.now()
-    previous_tier = (
-        Customer.objects.filter(pk=customer_id).values_list("risk_tier", flat=True).first() or ""
-    )
-    ranged = range_score(
-        model=model,
-        estimator=_estimator(model),
-        first_id=customer_id,
-        last_id=customer_id,
-        as_of=now,
-    )
-    if ranged is None:  # the customer was erased or deleted meanwhile
-        return Rescore(customer_id, trigger, None, None, "", previous_tier, 0.0)
-    _index, scorable, scored = ranged
-    is_scorable = bool(scorable[0])
-    probability = float(scored.probability[0]) if is_scorable else None
-    tier = NOT_SCORABLE
-    if probability is not None:
-        reference = _reference(scoring_run_latest())
-        tier = str(
-            assign_tiers_against(
-                probabilities=[probability], reference=reference, rules=risk_tier_rules()
-            )[0]
+    ids = sorted(int(i) for i in triggers)
+    if not ids:
+        return []
+    previous = dict(Customer.objects.filter(pk__in=ids).values_list("pk", "risk_tier"))
+    ranged = range_score(model=model, estimator=_estimator(model), ids=ids, as_of=now)
+    if ranged is None:  # erased or deleted meanwhile
+        return []
+    index, scorable, scored = ranged
+    probability = np.full(len(index), np.nan)
+    probability[scorable] = scored.probability.astype(float)
+    tier = np.full(len(index), NOT_SCORABLE, dtype=object)
+    if scorable.any():
+        tier[scorable] = assign_tiers_against(
+            probabilities=probability[scorable],
+            reference=_reference(scoring_run_latest()),
+            rules=risk_tier_rules(),
         )
-    reasons = list(scored.reasons[0]) if is_scorable else []
+    reasons: list[list[str]] = [[] for _ in range(len(index))]
+    for position, row_reasons in zip(np.flatnonzero(scorable), scored.reasons, strict=True):
+        reasons[position] = list(row_reasons)
+    sequence = int(now.timestamp() * 1_000_000)
+    unscorable = not_scorable_reason(model=model, as_of=now)
     with transaction.atomic():
         run = events_run_for(model=model, now=now)
-        score = CustomerScore.objects.create(
-            run=run,
-            customer_id=customer_id,
-            probability=probability,
-            tier=tier,
-            scorable=is_scorable,
-            not_scorable_reason="" if is_scorable else not_scorable_reason(model=model, as_of=now),
-            reasons=reasons,
-            scored_at=now,
-            trigger=trigger[:64],
-            sequence=int(now.timestamp() * 1_000_000),
+        rows = CustomerScore.objects.bulk_create(
+            [
+                CustomerScore(
+                    run=run,
+                    customer_id=int(customer_id),
+                    probability=None if np.isnan(probability[i]) else float(probability[i]),
+                    tier=str(tier[i]),
+                    scorable=bool(scorable[i]),
+                    not_scorable_reason="" if scorable[i] else unscorable,
+                    reasons=reasons[i],
+                    scored_at=now,
+                    trigger=triggers.get(int(customer_id), "")[:64],
+                    sequence=sequence,
+                )
+                for i, customer_id in enumerate(index)
+            ]
         )
-        Customer.objects.filter(pk=customer_id).update(
-            churn_probability=probability,
-            risk_tier=tier,
-            scored_at=now,
-            score_model_version=model.version,
-        )
+        _customers_take(score_ids=[r.pk for r in rows], version=model.version)
         ScoringRun.objects.filter(pk=run.pk).update(
-            customers_scored=F("customers_scored") + 1,
-            customers_not_scorable=F("customers_not_scorable") + (0 if is_scorable else 1),
+            customers_scored=F("customers_scored") + len(rows),
+            customers_not_scorable=F("customers_not_scorable") + int((~scorable).sum()),
             finished_at=now,
         )
-    return Rescore(
-        customer_id=customer_id,
-        trigger=trigger,
-        score_id=score.pk,
-        probability=probability,
-        tier=tier,
-        previous_tier=previous_tier,
-        seconds=round(time.perf_counter() - started, 4),
-    )
+    seconds = round(time.perf_counter() - started, 4)
+    return [
+        Rescore(
+            customer_id=row.customer_id,
+            trigger=row.trigger,
+            score_id=row.pk,
+            probability=row.probability,
+            tier=row.tier,
+            previous_tier=previous.get(row.customer_id, ""),
+            seconds=seconds,
+        )
+        for row in rows
+    ]
+
+
+def _customers_take(*, score_ids: list[int], version: str) -> None:
+    """Copy the new scores onto their customers' latest-score columns in one UPDATE."""
+    if not score_ids:
+        return
+    quote = connection.ops.quote_name
+    customers, scores = quote(Customer._meta.db_table), quote(CustomerScore._meta.db_table)
+    marks = ", ".join(["%s"] * len(score_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {customers} SET churn_probability = s.probability, risk_tier = s.tier, "
+            "scored_at = s.scored_at, score_model_version = %s "
+            f"FROM {scores} s WHERE s.id IN ({marks}) AND {customers}.id = s.customer_id",
+            [version, *score_ids],
+        )
+
+
+def customer_rescore(*, customer_id: int, trigger: str, now: datetime | None = None) -> Rescore:
+    """`customers_rescore` of one customer (an empty Rescore when they are gone)."""
+    done = customers_rescore(triggers={customer_id: trigger}, now=now)
+    return done[0] if done else Rescore(customer_id, trigger, None, None, "", "", 0.0)

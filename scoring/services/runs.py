@@ -4,7 +4,7 @@ are scored as of."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Any
@@ -110,19 +110,27 @@ def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
 
 
 def range_score(
-    *, model: ChurnModel, estimator: Any, first_id: int, last_id: int, as_of: datetime
+    *,
+    model: ChurnModel,
+    estimator: Any,
+    as_of: datetime,
+    first_id: int | None = None,
+    last_id: int | None = None,
+    ids: Sequence[int] | None = None,
 ) -> tuple[pd.Index, np.ndarray, ScoredFrame] | None:
-    """The one feature path: the customers first_id ≤ id ≤ last_id read from the database,
-    their features as of `as_of`, which of them the model can score, and the scores (with the
-    tier ranked within the range and the reasons). None when the range holds no customer.
-    A scoring chunk and an event-triggered rescore (scoring.services.realtime) both call it."""
-    customers = customers_frame_for_ids(first_id=first_id, last_id=last_id)
+    """The one feature path: the customers first_id ≤ id ≤ last_id (or those of `ids`) read
+    from the database, their features as of `as_of`, which of them the model can score, and
+    the scores (with the tier ranked within these customers and the reasons). None when there
+    is no such customer. A scoring chunk and an event-triggered rescore
+    (scoring.services.realtime) both call it."""
+    where: dict[str, Any] = {"first_id": first_id, "last_id": last_id, "ids": ids}
+    customers = customers_frame_for_ids(**where)
     if customers.empty:
         return None
-    orders = orders_frame_for_ids(first_id=first_id, last_id=last_id)
+    orders = orders_frame_for_ids(**where)
     features = build_features(
         orders=orders,
-        events=events_frame_for_ids(first_id=first_id, last_id=last_id),
+        events=events_frame_for_ids(**where),
         customers=customers,
         as_of=pd.Timestamp(as_of),
         event_kinds=model.reference.get("event_kinds") or None,
