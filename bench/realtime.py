@@ -74,7 +74,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=20.0, help="events per second")
     parser.add_argument("--workers", type=int, default=2, help="Celery pool processes")
     parser.add_argument("--reference", type=int, default=100, help="in-process rescores")
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=int, default=0, help="the API's port (default: a free one)")
     parser.add_argument("--reuse", action="store_true", help="keep generated data")
     return parser.parse_args()
 
@@ -310,6 +310,10 @@ def main() -> int:
         chosen[args.reference + 10 :],
     )
     reference_seconds = reference(reference_ids)
+    if not args.port:
+        from tests.campaigns.servers import free_port
+
+        args.port = free_port()
     recorder = Stamped()
     with smtp(recorder) as smtp_port:
         env = {

@@ -1,7 +1,7 @@
 """Event-triggered rescoring, the glue (docs/realtime.md): `customers` announces customers
 whose recent events call for a rescore (customers.realtime.rescore_wanted, sent on commit);
 this module debounces them and has them rescored in small batches by
-`scoring.tasks.customers_rescore_task`; after the rescore, `customer_rescored` tells the apps
+`scoring.tasks.customers_rescore_task`; after the rescore, `customers_rescored` tells the apps
 above (campaigns: triggered campaigns).
 
 With a broker (REDIS_URL), in Redis:
@@ -26,8 +26,9 @@ from typing import Any
 from django.conf import settings
 from django.dispatch import Signal
 
-# Sent after each stored rescore: rescore (scoring.services.realtime.Rescore), now (datetime).
-customer_rescored = Signal()
+# Sent after each stored batch of rescores: rescores (list of scoring.services.realtime.Rescore)
+# and now (datetime).
+customers_rescored = Signal()
 
 # How long a queued customer merges further events, and a scheduled drain holds its flag, if
 # no task takes them (a lost task or a long backlog): after that, the next event queues again.

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from scoring.errors import ScoringError
 from scoring.models import ScoringRun
-from scoring.realtime import customer_rescored, queue_take, redis_client
+from scoring.realtime import customers_rescored, queue_take, redis_client
 from scoring.services.datasets import training_data_from_database
 from scoring.services.realtime import customers_rescore
 from scoring.services.runs import (
@@ -102,6 +102,6 @@ def customers_rescore_task(triggers: dict[str, str] | None = None) -> dict[str, 
     except ScoringError as exc:  # no active model yet: nothing to rescore with, not a failure
         logger.warning("rescore of %s customers skipped: %s", len(wanted), exc)
         return {"rescored": 0, "skipped": str(exc)}
-    for rescore in rescores:
-        customer_rescored.send(sender=ScoringRun, rescore=rescore, now=now)
+    if rescores:
+        customers_rescored.send(sender=ScoringRun, rescores=rescores, now=now)
     return {"rescored": len(rescores), "seconds": rescores[0].seconds if rescores else 0.0}

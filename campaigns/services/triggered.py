@@ -15,11 +15,13 @@ matches may still enter.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from campaigns import selectors
@@ -85,54 +87,61 @@ def _summary_add(cycle: CampaignCycle, counts: dict[str, Any], *, coupons: int) 
     cycle.save(update_fields=["summary", "finished_at"])
 
 
-def campaign_trigger(*, campaign: Campaign, customer_id: int, now: datetime) -> TriggeredEntry:
-    """Decide `campaign` for one customer now and record the entry if they match.
+def campaign_trigger(
+    *, campaign: Campaign, customer_ids: Sequence[int], now: datetime
+) -> list[TriggeredEntry]:
+    """Decide `campaign` for a batch of just-rescored customers now and record the entries of
+    those who match and have not entered within the re-entry window.
 
-    One transaction that first locks the customer's row, so two rescores of one customer at
+    One transaction that first locks the customers' rows, so two rescores of one customer at
     once decide one after the other (the second sees the first's entry)."""
     started = time.perf_counter()
+    ids = sorted({int(i) for i in customer_ids})
 
-    def entry(outcome: str, **extra: Any) -> TriggeredEntry:
-        return TriggeredEntry(
-            campaign.pk,
-            campaign.name,
-            customer_id,
-            outcome,
-            seconds=round(time.perf_counter() - started, 4),
-            **extra,
-        )
+    def entries(outcome: str, who: Iterable[int], **extra: Any) -> list[TriggeredEntry]:
+        seconds = round(time.perf_counter() - started, 4)
+        return [
+            TriggeredEntry(campaign.pk, campaign.name, c, outcome, seconds=seconds, **extra)
+            for c in who
+        ]
 
     with transaction.atomic():
-        Customer.objects.select_for_update().filter(pk=customer_id).exists()
+        list(Customer.objects.select_for_update().filter(pk__in=ids).values_list("pk"))
         since = now - timedelta(days=max(int(campaign.reentry_days), 1))
         cycle = _window_cycle(campaign=campaign, now=now)
-        entered = Intervention.objects.filter(campaign=campaign, customer_id=customer_id)
-        if entered.filter(cycle=cycle).exists() or entered.filter(created_at__gt=since).exists():
-            return entry("already_entered")
+        entered = set(
+            Intervention.objects.filter(campaign=campaign, customer_id__in=ids)
+            .filter(Q(cycle=cycle) | Q(created_at__gt=since))
+            .values_list("customer_id", flat=True)
+        )
+        result = entries("already_entered", sorted(entered))
+        fresh = [c for c in ids if c not in entered]
         # cycle_start=now: "taken this cycle by a higher-priority campaign" means at this very
         # moment for a triggered campaign; cooldown and frequency caps apply as usual.
-        plan = campaign_plan(
-            campaign=campaign, now=now, cycle_start=now, id_range=(customer_id, customer_id)
-        )
-        if plan.decisions.empty:
-            return entry("no_match")
-        created, coupons = interventions_write(campaign=campaign, cycle=cycle, plan=plan, now=now)
-        if not created:
-            return entry("already_entered")
-        _summary_add(cycle, decision_counts(plan.decisions), coupons=coupons)
-        row = plan.decisions.iloc[0]
-        return entry(
-            "entered",
-            arm="control" if bool(row["is_control"]) else "treatment",
-            status=str(row["status"]),
-            reason=str(row["reason"]),
-        )
+        plan = campaign_plan(campaign=campaign, now=now, cycle_start=now, customer_ids=fresh)
+        decided = plan.decisions
+        matched = set() if decided.empty else {int(c) for c in decided["customer_id"]}
+        result += entries("no_match", [c for c in fresh if c not in matched])
+        if decided.empty:
+            return result
+        inserted = interventions_write(campaign=campaign, cycle=cycle, plan=plan, now=now)
+        _summary_add(cycle, decision_counts(decided), coupons=inserted[1])
+        for row in decided.itertuples(index=False):
+            result += entries(
+                "entered",
+                [int(row.customer_id)],
+                arm="control" if bool(row.is_control) else "treatment",
+                status=str(row.status),
+                reason=str(row.reason),
+            )
+        return result
 
 
-def campaigns_trigger(*, customer_id: int, now: datetime) -> list[TriggeredEntry]:
-    """Every active triggered campaign, highest priority first, for one customer."""
+def campaigns_trigger(*, customer_ids: Sequence[int], now: datetime) -> list[TriggeredEntry]:
+    """Every active triggered campaign, highest priority first, for a batch of customers."""
     campaigns = selectors.campaigns_active(now=now).filter(mode=CampaignMode.TRIGGERED)
     return [
-        campaign_trigger(campaign=campaign, customer_id=customer_id, now=now)
+        entry
         for campaign in campaigns
+        for entry in campaign_trigger(campaign=campaign, customer_ids=customer_ids, now=now)
     ]
