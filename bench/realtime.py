@@ -374,6 +374,8 @@ def report(
     ref = statistics.median(reference_seconds)
     print()
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"load average at the end (1, 5, 15 min): {load} — other work shares the cores")
     print(
         f"data: {args.customers:,} customers, {args.orders:,} orders (PostgreSQL); scheduled "
         f"run of {customers:,} customers took {nightly_seconds:.1f} s in one process"

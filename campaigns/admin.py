@@ -89,10 +89,7 @@ class CampaignAdmin(UpliftReportPages):
             "When it runs",
             {
                 "fields": ["mode", "cadence_minutes", "reentry_days"],
-                "description": "Scheduled campaigns run every cycle of their cadence. Triggered "
-                "campaigns decide for one customer within seconds of an event that rescored "
-                "them (event kinds: Customers › Event kinds), at most once per customer per "
-                "re-entry window.",
+                "description": "Which events rescore a customer: Customers › Event kinds.",
             },
         ),
         (
