@@ -264,6 +264,14 @@ class CampaignAdmin(UpliftReportPages):
         dispatch, and the message says what was delivered; with one, a worker does both."""
         now = timezone.now()
         for campaign in queryset.order_by("priority", "pk"):
+            if campaign.is_triggered:
+                self.message_user(
+                    request,
+                    f"{campaign}: a triggered campaign has no cycle to dispatch; it contacts "
+                    "each customer right after an event rescores them (docs/realtime.md).",
+                    messages.WARNING,
+                )
+                continue
             if not tasks_run_in_process():
                 campaign_dispatch_task.delay(campaign.pk, now.isoformat())
                 summary_url = reverse("admin:campaigns_campaign_summary", args=[campaign.pk])

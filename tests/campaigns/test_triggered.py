@@ -185,3 +185,16 @@ def test_a_scheduled_dispatch_leaves_a_triggered_campaign_alone(scored: None) ->
     summary = campaign_dispatch(campaign=campaign, now=timezone.now())
     assert not summary.written and not Intervention.objects.exists()
     assert campaign.mode_text() == "Triggered by events, once per customer per 30 days"
+
+
+def test_dispatch_now_in_the_admin_explains_a_triggered_campaign_has_no_cycle(
+    admin_client: Any,
+) -> None:
+    campaign = triggered_campaign()
+    response = admin_client.post(
+        "/admin/campaigns/campaign/",
+        {"action": "dispatch_now", "_selected_action": [campaign.pk]},
+        follow=True,
+    )
+    assert "a triggered campaign has no cycle to dispatch" in response.content.decode()
+    assert not Intervention.objects.exists()
