@@ -19,6 +19,32 @@ from django.utils import timezone
 
 from customers.models import EventKind, OrderStatus
 
+# The kinds issue 14 names, present after every migrate (and after a test's flush); staff
+# switch them off in the admin rather than delete them (a deleted one comes back).
+DEFAULT_EVENT_KINDS = {
+    "complaint": "A complaint about an order or the service.",
+    "cancellation_page_visit": "A visit to the subscription cancellation page.",
+    "support_ticket": "A support ticket opened.",
+    EventKind.REFUND: "A refunded order (an order posted or imported with status refunded).",
+}
+
+
+def event_kinds_ensure(*, using: str = "default") -> int:
+    """Create the default event kinds that are missing (rescore on); returns how many."""
+    from django.db import connections
+
+    if EventKind._meta.db_table not in connections[using].introspection.table_names():
+        return 0  # migrated back to before the table existed
+    present = set(EventKind.objects.using(using).values_list("name", flat=True))
+    missing = [
+        EventKind(name=name, rescore=True, description=text)
+        for name, text in DEFAULT_EVENT_KINDS.items()
+        if name not in present
+    ]
+    EventKind.objects.using(using).bulk_create(missing, ignore_conflicts=True)
+    return len(missing)
+
+
 # Sent once per committed batch: customer_ids (list[int]) and triggers ({customer_id: kind}).
 rescore_wanted = Signal()
 
