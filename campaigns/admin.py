@@ -73,13 +73,13 @@ class CampaignAdmin(UpliftReportPages):
         "name",
         "status",
         "priority",
-        "cadence_minutes",
+        "runs",
         "control_percentage",
         "starts_at",
         "ends_at",
         "links",
     ]
-    list_filter = ["status"]
+    list_filter = ["status", "mode"]
     search_fields = ["name"]
     inlines = [RuleInline]
     actions = ["preview_campaign", "dispatch_now", "compute_uplift"]
@@ -87,10 +87,16 @@ class CampaignAdmin(UpliftReportPages):
     fieldsets = [
         (None, {"fields": [("name", "key"), "description", "status", ("starts_at", "ends_at")]}),
         (
+            "When it runs",
+            {
+                "fields": ["mode", "cadence_minutes", "reentry_days"],
+                "description": "Which events rescore a customer: Customers › Event kinds.",
+            },
+        ),
+        (
             "Experiment",
             {
                 "fields": [
-                    "cadence_minutes",
                     "control_percentage",
                     "salt",
                     "attribution_window_days",
@@ -115,6 +121,10 @@ class CampaignAdmin(UpliftReportPages):
         if obj is not None and obj.cycles.exists():
             return ["salt", "holdout_planner"]
         return ["holdout_planner"]
+
+    @admin.display(description="runs", ordering="mode")
+    def runs(self, campaign: Campaign) -> str:
+        return campaign.mode_text()
 
     @admin.display(description="")
     def links(self, campaign: Campaign) -> SafeString:
@@ -255,6 +265,14 @@ class CampaignAdmin(UpliftReportPages):
         dispatch, and the message says what was delivered; with one, a worker does both."""
         now = timezone.now()
         for campaign in queryset.order_by("priority", "pk"):
+            if campaign.is_triggered:
+                self.message_user(
+                    request,
+                    f"{campaign}: a triggered campaign has no cycle to dispatch; it contacts "
+                    "each customer right after an event rescores them (docs/realtime.md).",
+                    messages.WARNING,
+                )
+                continue
             if not tasks_run_in_process():
                 campaign_dispatch_task.delay(campaign.pk, now.isoformat())
                 summary_url = reverse("admin:campaigns_campaign_summary", args=[campaign.pk])

@@ -14,6 +14,9 @@ class CampaignsConfig(AppConfig):
         from campaigns import privacy
 
         privacy.register()  # this app's part of a customer's export and erasure
+        from campaigns import realtime
+
+        realtime.connect()  # triggered campaigns (docs/realtime.md)
 
 
 def _ensure_groups(sender: Any, **kwargs: Any) -> None:

@@ -19,6 +19,7 @@ from campaigns.models import (
     CallbackTask,
     Campaign,
     CampaignCycle,
+    CampaignMode,
     CampaignStatus,
     Coupon,
     Intervention,
@@ -79,7 +80,14 @@ def candidate_id_ranges(*, specs: Sequence[RuleSpec]) -> Iterator[tuple[int, int
         yield part[0], part[-1]
 
 
-def candidates_frame(*, specs: Sequence[RuleSpec], id_range: tuple[int, int]) -> pd.DataFrame:
+def _only(ids: Sequence[int] | None, field: str = "customer_id") -> Q:
+    """Only the customers of `ids` when given (a triggered campaign's batch), else no limit."""
+    return Q(**{f"{field}__in": list(ids)}) if ids is not None else Q()
+
+
+def candidates_frame(
+    *, specs: Sequence[RuleSpec], id_range: tuple[int, int], ids: Sequence[int] | None = None
+) -> pd.DataFrame:
     """Scored customers in an id range that may match a rule, with what rules and the policy
     need: score snapshot, time zone (the country's when none is set), erased, whether
     email/phone/an active push device exist, the attributes the rules read (raw JSON values as
@@ -104,7 +112,9 @@ def candidates_frame(*, specs: Sequence[RuleSpec], id_range: tuple[int, int]) ->
         *annotations,
     ]
     qs = (
-        Customer.objects.filter(rules_prefilter(specs), pk__gte=id_range[0], pk__lte=id_range[1])
+        Customer.objects.filter(
+            rules_prefilter(specs), _only(ids, "pk"), pk__gte=id_range[0], pk__lte=id_range[1]
+        )
         .annotate(**annotations)
         .order_by("pk")
         .values_list(
@@ -131,10 +141,13 @@ def candidates_frame(*, specs: Sequence[RuleSpec], id_range: tuple[int, int]) ->
     return frame
 
 
-def customer_value_frame(*, id_range: tuple[int, int], now: datetime) -> pd.Series:
+def customer_value_frame(
+    *, id_range: tuple[int, int], now: datetime, ids: Sequence[int] | None = None
+) -> pd.Series:
     """Completed-order revenue per customer over VALUE_WINDOW_DAYS before now (set-based)."""
     qs = (
         Order.objects.filter(
+            _only(ids),
             customer_id__gte=id_range[0],
             customer_id__lte=id_range[1],
             status=OrderStatus.COMPLETED,
@@ -150,17 +163,20 @@ def customer_value_frame(*, id_range: tuple[int, int], now: datetime) -> pd.Seri
     return frame.set_index("customer_id")["value"].astype(float)
 
 
-def consents_frame(*, id_range: tuple[int, int]) -> pd.DataFrame:
+def consents_frame(*, id_range: tuple[int, int], ids: Sequence[int] | None = None) -> pd.DataFrame:
     qs = Consent.objects.filter(
-        customer_id__gte=id_range[0], customer_id__lte=id_range[1]
+        _only(ids), customer_id__gte=id_range[0], customer_id__lte=id_range[1]
     ).values_list("customer_id", "channel", "status")
     return frame_from_queryset(qs, ["customer_id", "channel", "status"])
 
 
-def contact_history_frame(*, id_range: tuple[int, int], since: datetime) -> pd.DataFrame:
+def contact_history_frame(
+    *, id_range: tuple[int, int], since: datetime, ids: Sequence[int] | None = None
+) -> pd.DataFrame:
     """Counted interventions (both arms, every campaign) created since `since`."""
     qs = (
         Intervention.objects.filter(
+            _only(ids),
             customer_id__gte=id_range[0],
             customer_id__lte=id_range[1],
             status__in=COUNTED_STATUSES,
@@ -200,7 +216,8 @@ def campaigns_active(*, now: datetime) -> QuerySet[Campaign]:
 def campaigns_due(*, now: datetime, cycle_key_for: Any) -> list[Campaign]:
     """Active campaigns inside their dates whose current cycle has not run, by priority."""
     due = []
-    for campaign in campaigns_active(now=now):
+    # Triggered campaigns have no cycles to run: they decide per customer after each rescore.
+    for campaign in campaigns_active(now=now).exclude(mode=CampaignMode.TRIGGERED):
         key, _start = cycle_key_for(campaign=campaign, now=now)
         if not CampaignCycle.objects.filter(campaign=campaign, cycle_key=key).exists():
             due.append(campaign)

@@ -23,6 +23,7 @@ from customers.models import (
     Device,
     DeviceStatus,
     Event,
+    EventKind,
     Order,
 )
 from customers.services import api_client_create, api_client_rotate_key
@@ -284,6 +285,18 @@ class EventAdmin(admin.ModelAdmin):
     search_fields = ["external_id", "customer__external_id", "customer__email", "kind"]
     raw_id_fields = ["customer"]
     show_full_result_count = False
+
+
+@admin.register(EventKind)
+class EventKindAdmin(admin.ModelAdmin):
+    """Which event kinds rescore their customer within seconds (docs/realtime.md)."""
+
+    list_display = ["name", "rescores", "description"]
+    search_fields = ["name"]
+
+    @admin.display(description="when one arrives", ordering="rescore")
+    def rescores(self, kind: EventKind) -> str:
+        return "rescore the customer now" if kind.rescore else "wait for the nightly run"
 
 
 @admin.register(Consent)

@@ -386,3 +386,32 @@ class ApiClient(models.Model):
 
     def has_scope(self, scope: str) -> bool:
         return scope in (self.scopes or [])
+
+
+# --- realtime (issue 14): event kinds that trigger a rescore ---------------------------------
+
+
+class EventKind(models.Model):
+    """An event kind staff configure: whether its arrival (API or import) rescores the customer
+    at once (docs/realtime.md). Kinds not listed here never trigger a rescore."""
+
+    # A refunded order (API or import) is looked up under this name.
+    REFUND = "refund"
+
+    name = models.CharField(
+        max_length=64,
+        unique=True,
+        help_text="The event's `kind` as clients send it, e.g. complaint; 'refund' stands for "
+        "a refunded order.",
+    )
+    rescore = models.BooleanField(
+        default=True, help_text="Rescore the customer within seconds when such an event arrives."
+    )
+    description = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "event kind"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({'rescores' if self.rescore else 'no rescore'})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -51,8 +52,14 @@ def customer_count() -> int:
 # --- id-range frames: what scoring reads per chunk of customers ----------------------------
 
 
-def _id_range(column: str, first_id: int | None, last_id: int | None) -> tuple[str, list[int]]:
-    """The condition first_id ≤ column ≤ last_id and its parameters ('' when unbounded)."""
+def _id_range(
+    column: str, first_id: int | None, last_id: int | None, ids: Sequence[int] | None = None
+) -> tuple[str, list[int]]:
+    """The condition first_id ≤ column ≤ last_id and its parameters ('' when unbounded), or
+    column IN (ids) when `ids` are given (a few customers: an event-triggered rescore)."""
+    if ids is not None:
+        values = [int(i) for i in ids] or [0]
+        return f"{column} IN ({', '.join(['%s'] * len(values))})", values
     if first_id is None or last_id is None:
         return "", []
     return f"{column} >= %s AND {column} <= %s", [int(first_id), int(last_id)]
@@ -73,14 +80,14 @@ _ORDER_STATUS_CODE = (
 
 
 def orders_frame_for_ids(
-    *, first_id: int | None = None, last_id: int | None = None
+    *, first_id: int | None = None, last_id: int | None = None, ids: Sequence[int] | None = None
 ) -> pd.DataFrame:
     """Orders of the customers with first_id ≤ id ≤ last_id (every order without bounds).
 
     Columns: customer_id, placed_at (UTC), amount, status (categorical), discount_amount,
     item_count; in table order, not sorted.
     """
-    condition, params = _id_range("customer_id", first_id, last_id)
+    condition, params = _id_range("customer_id", first_id, last_id, ids)
     frame = frame_from_columns(
         Order._meta.db_table,
         {
@@ -99,11 +106,11 @@ def orders_frame_for_ids(
 
 
 def events_frame_for_ids(
-    *, first_id: int | None = None, last_id: int | None = None
+    *, first_id: int | None = None, last_id: int | None = None, ids: Sequence[int] | None = None
 ) -> pd.DataFrame:
     """Events (customer_id, kind, occurred_at in UTC) of the customers with
     first_id ≤ id ≤ last_id (every event without bounds)."""
-    condition, params = _id_range("customer_id", first_id, last_id)
+    condition, params = _id_range("customer_id", first_id, last_id, ids)
     return frame_from_sql(
         f"SELECT customer_id, kind, occurred_at FROM {Event._meta.db_table}{_where(condition)}",
         params,
@@ -113,13 +120,13 @@ def events_frame_for_ids(
 
 
 def customers_frame_for_ids(
-    *, first_id: int | None = None, last_id: int | None = None
+    *, first_id: int | None = None, last_id: int | None = None, ids: Sequence[int] | None = None
 ) -> pd.DataFrame:
     """Customers with first_id ≤ id ≤ last_id (all without bounds), ordered by id.
 
     Columns: customer_id, signup_date (UTC), attributes (each row its own dict).
     """
-    condition, params = _id_range("id", first_id, last_id)
+    condition, params = _id_range("id", first_id, last_id, ids)
     frame = frame_from_sql(
         f"SELECT id, signup_date, attributes FROM {Customer._meta.db_table}{_where(condition)} "
         "ORDER BY id",

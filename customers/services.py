@@ -36,6 +36,7 @@ from customers.models import (
     Order,
 )
 from customers.privacy import customer_personal_text_erase
+from customers.realtime import events_rescore_request, orders_rescore_request
 
 
 def customers_upsert(*, records: pd.DataFrame) -> UpsertCounts:
@@ -68,13 +69,19 @@ def records_link_customers(*, records: pd.DataFrame, create_missing: bool) -> Li
 
 
 def orders_upsert(*, records: pd.DataFrame) -> UpsertCounts:
-    """Create or update orders by external id (`records` carry customer_id)."""
-    return bulk_upsert(Order, records)
+    """Create or update orders by external id (`records` carry customer_id); a recent refund
+    asks for its customer's rescore once the batch commits (customers.realtime)."""
+    counts = bulk_upsert(Order, records)
+    orders_rescore_request(records=records)
+    return counts
 
 
 def events_upsert(*, records: pd.DataFrame) -> UpsertCounts:
-    """Create or update events by external id (`records` carry customer_id)."""
-    return bulk_upsert(Event, records)
+    """Create or update events by external id (`records` carry customer_id); a recent event of
+    a rescoring kind asks for its customer's rescore once the batch commits."""
+    counts = bulk_upsert(Event, records)
+    events_rescore_request(records=records)
+    return counts
 
 
 def consent_set(

@@ -284,6 +284,15 @@ CYCLE_DISPATCH_QUEUE = os.environ.get("CYCLE_DISPATCH_QUEUE", "")
 # Relay tasks the cycle's relay stage runs at once (the outbox's leases keep them apart):
 # about one per worker process.
 CYCLE_RELAY_TASKS = env_int("CYCLE_RELAY_TASKS", 2)
+# Event-triggered rescoring (docs/realtime.md). Events of a kind marked "rescore" in the admin
+# (customers.EventKind) rescore their customer within seconds; events for one customer within
+# REALTIME_DEBOUNCE_MS of the first give one rescore (the task waits that long, then reads
+# everything that arrived). Only events at most REALTIME_MAX_EVENT_AGE seconds old trigger
+# anything: an import of old history is left to the nightly run.
+REALTIME_DEBOUNCE_MS = env_int("REALTIME_DEBOUNCE_MS", 500)
+# Most customers one rescore task scores together (one feature pass, one predict).
+REALTIME_BATCH = env_int("REALTIME_BATCH", 50)
+REALTIME_MAX_EVENT_AGE = env_int("REALTIME_MAX_EVENT_AGE", 24 * 3600)
 
 # Directory where trained model artifacts are written.
 MODEL_ARTIFACT_DIR = Path(os.environ.get("MODEL_ARTIFACT_DIR", VAR_DIR / "models"))

@@ -438,10 +438,11 @@ class ScoringRunAdmin(admin.ModelAdmin):
         "drift_status",
         "started_at",
     ]
-    list_filter = ["status"]
+    list_filter = ["kind", "status"]
     search_fields = ["run_key", "model__version"]
     readonly_fields = (
         "run_key",
+        "kind",
         "model",
         "as_of",
         "status",

@@ -11,3 +11,6 @@ class ScoringConfig(AppConfig):
 
         privacy.register()  # this app's part of a customer's export (customers.privacy)
         admin_panels.register()  # recommendations on the customer's admin page
+        from scoring import realtime
+
+        realtime.connect()  # event-triggered rescoring (docs/realtime.md)

@@ -117,6 +117,11 @@ class RunStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class RunKind(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled (every customer)"
+    EVENTS = "events", "Event-triggered rescores (one customer at a time)"
+
+
 class ScoringRun(models.Model):
     run_key = models.CharField(
         max_length=100,
@@ -125,6 +130,11 @@ class ScoringRun(models.Model):
     )
     model = models.ForeignKey(ChurnModel, on_delete=models.PROTECT, related_name="runs")
     as_of = models.DateTimeField()
+    # Event-triggered rescores of a day and model gather under one "events" run (docs/realtime.md);
+    # tiers, drift and "the latest run" are those of scheduled runs only.
+    kind = models.CharField(
+        max_length=16, choices=RunKind.choices, default=RunKind.SCHEDULED, db_default="scheduled"
+    )
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
     customers_total = models.PositiveIntegerField(default=0)
     customers_scored = models.PositiveIntegerField(default=0)
@@ -180,10 +190,20 @@ class CustomerScore(models.Model):
     # {"baseline", "method", "items": [[phrase, points], ...], "rest"}; {} when not explained.
     attributions = models.JSONField(default=dict, db_default={})
     scored_at = models.DateTimeField()
+    # What rescored the customer: empty for a scheduled run; the event kind (e.g. complaint)
+    # for an event-triggered rescore, which may score one customer several times a day.
+    trigger = models.CharField(max_length=64, blank=True, default="", db_default="")
+    # 0 in a scheduled run (so (run, customer) stays unique there: the guard of a doubled
+    # chunk); an event rescore's own number (microseconds of its time), so one customer can be
+    # rescored many times under its day's events run. Third in the unique index, which keeps
+    # serving lookups by run and by (run, customer) as before.
+    sequence = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["run", "customer"], name="one_score_per_run")
+            models.UniqueConstraint(
+                fields=["run", "customer", "sequence"], name="one_score_per_run"
+            )
         ]
         indexes = [models.Index(fields=["customer", "-scored_at"], name="score_customer_latest")]
 

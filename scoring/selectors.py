@@ -15,6 +15,7 @@ from scoring.models import (
     ModelStatus,
     RecommendationRun,
     RiskTier,
+    RunKind,
     RunStatus,
     ScoringRun,
 )
@@ -61,7 +62,7 @@ def risk_tier_rules() -> list[TierRule]:
 def scoring_run_latest() -> ScoringRun | None:
     """The latest completed scoring run: the one whose tiers the customers carry."""
     return (
-        ScoringRun.objects.filter(status=RunStatus.COMPLETED)
+        ScoringRun.objects.filter(status=RunStatus.COMPLETED, kind=RunKind.SCHEDULED)
         .select_related("model")
         .order_by("-finished_at", "-pk")
         .first()

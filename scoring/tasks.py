@@ -5,14 +5,18 @@ Each task takes JSON-safe arguments and calls one service; chunk writes are idem
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
 from celery import chord, shared_task
 from django.utils import timezone
 
+from scoring.errors import ScoringError
 from scoring.models import ScoringRun
+from scoring.realtime import customers_rescored, queue_take, redis_client
 from scoring.services.datasets import training_data_from_database
+from scoring.services.realtime import customers_rescore
 from scoring.services.runs import (
     default_as_of,
     parse_as_of,
@@ -21,6 +25,8 @@ from scoring.services.runs import (
     scoring_run_finish,
 )
 from scoring.services.training import churn_model_train
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,), max_retries=3)
@@ -74,3 +80,28 @@ def weekly_retraining_task(horizon_days: int = 90, label_attribute: str = "") ->
         "activated": outcome.activated,
         "at": str(timezone.now()),
     }
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,), max_retries=3)
+def customers_rescore_task(triggers: dict[str, str] | None = None) -> dict[str, Any]:
+    """Rescore customers after events, then tell the apps above (triggered campaigns).
+
+    With a broker, called without arguments: it takes a batch of queued customers from Redis
+    (scoring/realtime.py); in-process, it gets the batch (customer id → trigger). A batch taken
+    by a worker that dies before it commits is not retried (it left the Redis queue): those
+    customers wait for their next event or the nightly run (docs/realtime.md)."""
+    client = redis_client()
+    wanted = {int(k): v for k, v in (triggers or {}).items()}
+    if client is not None:
+        wanted.update(queue_take(client))
+    if not wanted:
+        return {"rescored": 0}
+    now = timezone.now()
+    try:
+        rescores = customers_rescore(triggers=wanted, now=now)
+    except ScoringError as exc:  # no active model yet: nothing to rescore with, not a failure
+        logger.warning("rescore of %s customers skipped: %s", len(wanted), exc)
+        return {"rescored": 0, "skipped": str(exc)}
+    if rescores:
+        customers_rescored.send(sender=ScoringRun, rescores=rescores, now=now)
+    return {"rescored": len(rescores), "seconds": rescores[0].seconds if rescores else 0.0}

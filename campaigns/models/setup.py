@@ -35,6 +35,14 @@ class Cadence(models.IntegerChoices):
     WEEKLY = 10080, "Weekly (Mondays)"
 
 
+class CampaignMode(models.TextChoices):
+    """Scheduled: every cycle of its cadence, over all customers. Triggered: one customer at a
+    time, right after an event rescored them (docs/realtime.md)."""
+
+    SCHEDULED = "scheduled", "Scheduled (runs every cycle of its cadence)"
+    TRIGGERED = "triggered", "Triggered (runs for a customer right after an event rescores them)"
+
+
 class ContactChannel(models.TextChoices):
     """How an intervention reaches a treated customer."""
 
@@ -93,6 +101,22 @@ class Campaign(models.Model):
     cadence_minutes = models.PositiveIntegerField(
         "cadence", choices=Cadence.choices, default=Cadence.DAILY, help_text="How often it runs."
     )
+    mode = models.CharField(
+        max_length=16,
+        choices=CampaignMode.choices,
+        default=CampaignMode.SCHEDULED,
+        db_default="scheduled",
+        help_text="Scheduled campaigns run every cycle; triggered ones decide for one customer "
+        "within seconds of an event that rescored them (the cadence is then unused).",
+    )
+    reentry_days = models.PositiveIntegerField(
+        "re-entry window (days)",
+        default=30,
+        db_default=30,
+        validators=[MinValueValidator(1)],
+        help_text="Triggered campaigns: a customer enters at most once per this many days "
+        "(both arms; suppressed entries count too).",
+    )
     # 10% holdout: the Braze-style default; campaigns.uplift.power sizes it for a target effect.
     control_percentage = models.DecimalField(
         max_digits=5,
@@ -146,6 +170,17 @@ class Campaign(models.Model):
     def clean(self) -> None:
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValidationError({"ends_at": "The end must come after the start."})
+
+    @property
+    def is_triggered(self) -> bool:
+        return self.mode == CampaignMode.TRIGGERED
+
+    def mode_text(self) -> str:
+        """The mode in words, e.g. "Triggered, once per customer per 30 days"."""
+        if not self.is_triggered:
+            return f"Scheduled, {self.get_cadence_minutes_display().lower()}"
+        days = "day" if self.reentry_days == 1 else f"{self.reentry_days} days"
+        return f"Triggered by events, once per customer per {days}"
 
 
 class OfferKind(models.TextChoices):

@@ -111,7 +111,7 @@ def _rule_entries(plan: CampaignPlan) -> list[dict[str, Any]]:
     return per_rule
 
 
-def _decision_counts(d: pd.DataFrame) -> dict[str, Any]:
+def decision_counts(d: pd.DataFrame) -> dict[str, Any]:
     """The counts of a plan's decisions (one row each): arms, statuses, suppression reasons
     (overall and per arm), treatment to deliver per channel and its offer cost."""
     treated = d.loc[~d["is_control"]]
@@ -143,7 +143,7 @@ def _summarise(
     *, campaign: Campaign, plan: CampaignPlan, cycle_key: str, written: bool, coupons: int
 ) -> DispatchSummary:
     d = plan.decisions
-    counts = _empty_counts(None) if d.empty else _decision_counts(d)
+    counts = _empty_counts(None) if d.empty else decision_counts(d)
     return DispatchSummary(
         campaign_id=campaign.pk,
         campaign=campaign.name,
@@ -292,7 +292,7 @@ def _coupons_write(
     return len(bulk_insert_ignore(Coupon, coupons, returning=("id",)))
 
 
-def _interventions_write(
+def interventions_write(
     *, campaign: Campaign, cycle: CampaignCycle, plan: CampaignPlan, now: datetime
 ) -> tuple[int, int]:
     """Insert the plan's interventions and the treated customers' coupons; (created, coupons)."""
@@ -314,6 +314,14 @@ def campaign_dispatch(*, campaign: Campaign, now: datetime) -> DispatchSummary:
     """
     started = time.perf_counter()
     key, start = campaign_cycle_key(campaign=campaign, now=now)
+    if campaign.is_triggered:  # it decides per customer after each rescore (triggered.py)
+        return _summarise(
+            campaign=campaign,
+            plan=CampaignPlan(pd.DataFrame(), []),
+            cycle_key=key,
+            written=False,
+            coupons=0,
+        )
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -335,7 +343,7 @@ def campaign_dispatch(*, campaign: Campaign, now: datetime) -> DispatchSummary:
             # cycle, after scoring, can still dispatch.
             cycle.delete()
             return _summarise(campaign=campaign, plan=plan, cycle_key=key, written=False, coupons=0)
-        created, coupons = _interventions_write(campaign=campaign, cycle=cycle, plan=plan, now=now)
+        created, coupons = interventions_write(campaign=campaign, cycle=cycle, plan=plan, now=now)
         summary = replace(
             _summarise(campaign=campaign, plan=plan, cycle_key=key, written=True, coupons=coupons),
             interventions_created=created,

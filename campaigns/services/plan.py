@@ -8,6 +8,7 @@ pandas (campaigns.selectors), matched with campaigns.rules and decided with camp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -71,10 +72,16 @@ class _PlanInputs:
     now: datetime
     cycle_start: datetime
     history_since: datetime  # contact history is read back to here (cooldown, caps, this cycle)
+    only_ids: tuple[int, ...] | None = None  # a triggered campaign's batch of customers
 
 
 def _plan_inputs(
-    *, campaign: Campaign, rules: list[Rule], now: datetime, cycle_start: datetime
+    *,
+    campaign: Campaign,
+    rules: list[Rule],
+    now: datetime,
+    cycle_start: datetime,
+    only_ids: tuple[int, ...] | None = None,
 ) -> _PlanInputs:
     config = policy_config()
     specs = [rule_spec(rule) for rule in rules]
@@ -92,22 +99,24 @@ def _plan_inputs(
         now=now,
         cycle_start=cycle_start,
         history_since=min(now - timedelta(days=history_days), cycle_start),
+        only_ids=only_ids,
     )
 
 
 def _chunk_candidates(inputs: _PlanInputs, id_range: tuple[int, int]) -> pd.DataFrame:
     """A chunk's candidates with every column a rule reads: score, attributes, value, consent."""
-    frame = selectors.candidates_frame(specs=inputs.specs, id_range=id_range)
+    ids = inputs.only_ids
+    frame = selectors.candidates_frame(specs=inputs.specs, id_range=id_range, ids=ids)
     if frame.empty:
         return frame
     if inputs.need_value:
-        values = selectors.customer_value_frame(id_range=id_range, now=inputs.now)
+        values = selectors.customer_value_frame(id_range=id_range, now=inputs.now, ids=ids)
         frame["value"] = frame["customer_id"].map(values).fillna(0.0)
     else:
         frame["value"] = 0.0
     consent = consent_columns(
         customer_ids=frame["customer_id"],
-        consents=selectors.consents_frame(id_range=id_range),
+        consents=selectors.consents_frame(id_range=id_range, ids=ids),
         defaults=inputs.config.consent_defaults,
     )
     return frame.join(consent, on="customer_id")
@@ -149,7 +158,9 @@ def _chunk_decisions(
     )
     frame["reason"] = suppression_reasons(
         frame,
-        history=selectors.contact_history_frame(id_range=id_range, since=inputs.history_since),
+        history=selectors.contact_history_frame(
+            id_range=id_range, since=inputs.history_since, ids=inputs.only_ids
+        ),
         campaign_id=campaign.pk,
         campaign_rank=(campaign.priority, campaign.pk),
         cooldown_days=campaign.cooldown_days,
@@ -222,18 +233,29 @@ def _with_status(decisions: pd.DataFrame, *, now: datetime, config: PolicyConfig
 
 
 def campaign_plan(
-    *, campaign: Campaign, now: datetime, cycle_start: datetime, rules: list[Rule] | None = None
+    *,
+    campaign: Campaign,
+    now: datetime,
+    cycle_start: datetime,
+    rules: list[Rule] | None = None,
+    customer_ids: Sequence[int] | None = None,
 ) -> CampaignPlan:
     """Decide every matching customer's rule, arm, status and reason for the cycle starting
     at `cycle_start`; write nothing (the dispatch records it, the preview only counts it).
-    `rules`: unsaved rules to plan with instead of the campaign's (the rule builder's counts)."""
+    `rules`: unsaved rules to plan with instead of the campaign's (the rule builder's counts).
+    `customer_ids`: only these customers, as one chunk (a triggered campaign plans a batch of
+    customers right after their rescore: campaigns.services.triggered)."""
     if rules is None:
         rules = list(campaign.rules.select_related("offer", "template").order_by("position", "pk"))
-    if not rules:
+    if not rules or (customer_ids is not None and not len(customer_ids)):
         return CampaignPlan(pd.DataFrame(), rules)
-    inputs = _plan_inputs(campaign=campaign, rules=rules, now=now, cycle_start=cycle_start)
+    only = tuple(sorted(int(i) for i in customer_ids)) if customer_ids is not None else None
+    inputs = _plan_inputs(
+        campaign=campaign, rules=rules, now=now, cycle_start=cycle_start, only_ids=only
+    )
     chunks: list[pd.DataFrame] = []
-    for id_range in selectors.candidate_id_ranges(specs=inputs.specs):
+    ranges = [(only[0], only[-1])] if only else selectors.candidate_id_ranges(specs=inputs.specs)
+    for id_range in ranges:
         decided = _chunk_decisions(inputs, id_range)
         if not decided.empty:
             chunks.append(decided)

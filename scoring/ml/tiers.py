@@ -160,3 +160,28 @@ def assign_tiers(
     if np.isnan(p).any():
         raise ValueError("probabilities contain NaN")
     return np.asarray(names, dtype=object)[np.searchsorted(edges_arr, p, side="right")]
+
+
+def assign_tiers_against(
+    *,
+    probabilities: np.ndarray | Sequence[float],
+    reference: np.ndarray,
+    rules: Sequence[TierRule] = DEFAULT_TIER_RULES,
+) -> np.ndarray:
+    """Tier name per probability as if it were ranked among `reference` (a completed run's
+    scorable probabilities, sorted ascending): the same rule as `assign_ranked_tiers`, for a
+    customer rescored alone between runs (docs/realtime.md). An empty reference ranks nobody
+    into a rank tier (bands still apply)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    if np.isnan(p).any():
+        raise ValueError("probabilities contain NaN")
+    conditions, rest = tier_conditions(rules)
+    ascending = np.asarray(reference, dtype=np.float64)
+    n = len(ascending)
+    position = (n - np.searchsorted(ascending, p, side="right")).astype(np.int64)
+    tests = [
+        (position * PPM < c.cumulative_ppm * n) if c.mode == RANK else p >= c.min_probability
+        for c in conditions
+    ]
+    names = [c.name for c in conditions]
+    return np.asarray(np.select(tests, names, default=rest) if len(p) else [], dtype=object)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,7 +46,7 @@ def training_data_from_database(
     `as_of - horizon` and validated at `as_of` when both cutoffs have enough customers.
     `first_id`/`last_id` restrict the data to a sample of customer ids (the benchmark's).
     """
-    ids = {"first_id": first_id, "last_id": last_id}
+    ids: dict[str, Any] = {"first_id": first_id, "last_id": last_id}
     orders = orders_frame_for_ids(**ids)
     events = events_frame_for_ids(**ids)
     customers = customers_frame_for_ids(**ids)

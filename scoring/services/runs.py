@@ -4,7 +4,7 @@ are scored as of."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Any
@@ -86,22 +86,17 @@ def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
     if mine.exists():
         return 0
     model = run.model
-    estimator = churn_model_load(model=model)
-    customers = customers_frame_for_ids(first_id=first_id, last_id=last_id)
-    if customers.empty:
-        return 0
-    orders = orders_frame_for_ids(first_id=first_id, last_id=last_id)
-    features = build_features(
-        orders=orders,
-        events=events_frame_for_ids(first_id=first_id, last_id=last_id),
-        customers=customers,
-        as_of=pd.Timestamp(run.as_of),
-        event_kinds=model.reference.get("event_kinds") or None,
-        btyd_params=model.reference.get("btyd_params"),
+    ranged = range_score(
+        model=model,
+        estimator=churn_model_load(model=model),
+        first_id=first_id,
+        last_id=last_id,
+        as_of=run.as_of,
     )
-    scorable = scorable_mask(model=model, orders=orders, index=features.index, as_of=run.as_of)
-    scored = score_features(model=model, estimator=estimator, features=features[scorable])
-    scores = _scores_frame(run=run, index=features.index, scorable=scorable, scored=scored)
+    if ranged is None:
+        return 0
+    index, scorable, scored = ranged
+    scores = _scores_frame(run=run, index=index, scorable=scorable, scored=scored)
     try:
         with transaction.atomic():
             written = bulk_insert(CustomerScore, scores, json_text=("reasons", "attributions"))
@@ -118,6 +113,38 @@ def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
             return 0
         raise
     return written
+
+
+def range_score(
+    *,
+    model: ChurnModel,
+    estimator: Any,
+    as_of: datetime,
+    first_id: int | None = None,
+    last_id: int | None = None,
+    ids: Sequence[int] | None = None,
+) -> tuple[pd.Index, np.ndarray, ScoredFrame] | None:
+    """The one feature path: the customers first_id ≤ id ≤ last_id (or those of `ids`) read
+    from the database, their features as of `as_of`, which of them the model can score, and
+    the scores (with the tier ranked within these customers and the reasons). None when there
+    is no such customer. A scoring chunk and an event-triggered rescore
+    (scoring.services.realtime) both call it."""
+    where: dict[str, Any] = {"first_id": first_id, "last_id": last_id, "ids": ids}
+    customers = customers_frame_for_ids(**where)
+    if customers.empty:
+        return None
+    orders = orders_frame_for_ids(**where)
+    features = build_features(
+        orders=orders,
+        events=events_frame_for_ids(**where),
+        customers=customers,
+        as_of=pd.Timestamp(as_of),
+        event_kinds=model.reference.get("event_kinds") or None,
+        btyd_params=model.reference.get("btyd_params"),
+    )
+    scorable = scorable_mask(model=model, orders=orders, index=features.index, as_of=as_of)
+    scored = score_features(model=model, estimator=estimator, features=features[scorable])
+    return features.index, scorable, scored
 
 
 def scorable_mask(

@@ -83,6 +83,8 @@ def form_data(**overrides: str) -> dict[str, Any]:
         "name": "Builder",
         "status": "draft",
         "cadence_minutes": "1440",
+        "mode": "scheduled",
+        "reentry_days": "30",
         "control_percentage": "10",
         "salt": "builder-salt",
         "attribution_window_days": "30",

@@ -1,0 +1,409 @@
+"""Benchmark: event → new score stored, and event → triggered message accepted (issue 14).
+
+Generates bench/scoring.py's deterministic customers and orders on PostgreSQL (default
+100,000 customers and 1,000,000 orders; `--customers 1000000 --orders 10000000` for the
+issue's size), trains the same behaviour-label model on a sample and runs one scheduled
+scoring run (the reference ranks of the tiers; its seconds are printed, not judged). Then:
+
+1. reference (in this process, no HTTP, no broker): `customer_rescore` of --reference
+   customers one after the other, warm — the floor of one rescore;
+2. a triggered campaign (every tier, email, 10% control) is active; gunicorn (2 sync
+   workers, production settings) serves the API and a real Celery worker (--workers pool
+   processes) consumes Redis; --events complaints, each for a different customer, are posted
+   one per request to `POST /api/v1/events/bulk` at a steady --rate per second. A poller
+   sees each new score row (every 50 ms) and a local SMTP server stamps each message it
+   accepts; latencies are counted from just before each request was sent.
+
+Goals (the issue): score stored median < 1 s and p95 < 2 s; message accepted p95 < 5 s. The
+relay's email rate limit is lifted for the run (CAMPAIGN_RATE_EMAIL); REALTIME_DEBOUNCE_MS
+(the debounce wait, default 500 ms) is part of every latency and printed.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/retention_bench_realtime \\
+    REDIS_URL=redis://127.0.0.1:6379/4 \\
+        .venv/bin/python bench/realtime.py [--customers 100000 --orders 1000000 --reuse]
+
+The database is created when missing and migrated; customers, orders, scores and campaigns'
+interventions are truncated when data is generated: point DATABASE_URL at a database made for
+benchmarks. Exit status 0 when measured (goals met or not), 2 without PostgreSQL or Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from _machine import cpu_model  # noqa: E402
+from _postgres import database_settings, ensure_database  # noqa: E402
+from _scoring_data import AS_OF, SEED, prepare_data, train  # noqa: E402
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
+
+HOST = "127.0.0.1"
+GOAL_SCORE_MEDIAN = 1.0
+GOAL_SCORE_P95 = 2.0
+GOAL_MESSAGE_P95 = 5.0
+CAMPAIGN = "Bench realtime complaint"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--train-customers", type=int, default=20_000)
+    parser.add_argument("--candidate", default="lr_balanced")
+    parser.add_argument("--events", type=int, default=1_000, help="events to post (≥ 1,000)")
+    parser.add_argument("--rate", type=float, default=20.0, help="events per second")
+    parser.add_argument("--workers", type=int, default=2, help="Celery pool processes")
+    parser.add_argument("--reference", type=int, default=100, help="in-process rescores")
+    parser.add_argument("--port", type=int, default=0, help="the API's port (default: a free one)")
+    parser.add_argument("--reuse", action="store_true", help="keep generated data")
+    return parser.parse_args()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+@dataclass
+class Stamped:
+    """An SMTP recorder that stamps each accepted message with its arrival (wall clock)."""
+
+    accepted: dict[str, float] = field(default_factory=dict)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        now = time.time()
+        for rcpt in envelope.rcpt_tos:
+            self.accepted.setdefault(rcpt, now)
+        return "250 Message accepted for delivery"
+
+
+@contextmanager
+def smtp(recorder: Stamped) -> Iterator[int]:
+    from aiosmtpd.controller import Controller
+
+    from tests.campaigns.servers import free_port
+
+    port = free_port()
+    controller = Controller(recorder, hostname=HOST, port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+@contextmanager
+def gunicorn(port: int, queue: str) -> Iterator[None]:
+    from api_load import server_env
+
+    env = {**server_env(port), "CELERY_TASK_DEFAULT_QUEUE": queue}
+    command = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "retention.wsgi",
+        f"--bind={HOST}:{port}",
+        "--workers=2",
+        "--worker-class=sync",
+        "--log-level=warning",
+    ]
+    server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    try:
+        import requests
+
+        for _ in range(600):
+            if server.poll() is not None:
+                sys.exit(f"gunicorn exited with status {server.returncode}")
+            try:
+                requests.get(f"http://{HOST}:{port}/api/v1/ready-check", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.1)
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+class ScorePoller(threading.Thread):
+    """Every 50 ms, the new event-triggered score rows: first time each customer's is seen."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.seen: dict[int, float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+        from django.db import connection
+
+        s = connection.settings_dict
+        last = 0
+        with psycopg.connect(
+            dbname=s["NAME"], user=s["USER"], host=s["HOST"] or HOST, port=s["PORT"] or 5432
+        ) as conn:
+            conn.autocommit = True
+            while not self.stop.is_set():
+                rows = conn.execute(
+                    "SELECT s.id, s.customer_id FROM scoring_customerscore s "
+                    "JOIN scoring_scoringrun r ON r.id = s.run_id "
+                    "WHERE r.kind = 'events' AND s.id > %s ORDER BY s.id",
+                    [last],
+                ).fetchall()
+                now = time.time()
+                for score_id, customer_id in rows:
+                    self.seen.setdefault(customer_id, now)
+                    last = max(last, score_id)
+                time.sleep(0.05)
+
+
+def setup_campaign() -> None:
+    """A fresh triggered campaign; earlier bench runs' interventions are removed (a reused
+    customer would otherwise be suppressed by the frequency cap)."""
+    from django.db import connection
+
+    from campaigns.models import Campaign, CampaignMode, MessageTemplate, Rule
+    from scoring.selectors import risk_tier_rules
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE campaigns_intervention, campaigns_campaigncycle CASCADE")
+    Campaign.objects.filter(name__startswith=CAMPAIGN).update(status="finished")
+    template, _ = MessageTemplate.objects.get_or_create(
+        name="Bench realtime email",
+        defaults={"channel": "email", "subject": "We are sorry", "body": "Hi {{ first_name }}."},
+    )
+    campaign = Campaign.objects.create(
+        name=f"{CAMPAIGN} {uuid.uuid4().hex[:6]}",
+        status="active",
+        mode=CampaignMode.TRIGGERED,
+        reentry_days=30,
+        control_percentage=10,
+        cooldown_days=0,
+    )
+    Rule.objects.create(
+        campaign=campaign,
+        position=1,
+        name="everyone rescored",
+        tiers=[t.name for t in risk_tier_rules()],
+        channel="email",
+        template=template,
+    )
+
+
+def reference(ids: list[int]) -> list[float]:
+    from scoring.services.realtime import customer_rescore
+
+    customer_rescore(customer_id=ids[0], trigger="bench-warmup")
+    seconds = []
+    for customer_id in ids[1:]:
+        started = time.perf_counter()
+        customer_rescore(customer_id=customer_id, trigger="bench-reference")
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def post_events(port: int, key: str, ids: list[int], rate: float) -> dict[int, float]:
+    """One complaint per request for each customer, at a steady rate; customer → send time."""
+    import requests
+
+    from customers.models import Customer
+
+    external = dict(Customer.objects.filter(pk__in=ids).values_list("pk", "external_id"))
+    sent: dict[int, float] = {}
+    session_local = threading.local()
+
+    def post(customer_id: int) -> int:
+        session = getattr(session_local, "s", None) or requests.Session()
+        session_local.s = session
+        body = [
+            {
+                "external_id": f"bench-{uuid.uuid4().hex}",
+                "customer": external[customer_id],
+                "kind": "complaint",
+                "occurred_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat(),
+            }
+        ]
+        sent[customer_id] = time.time()
+        response = session.post(
+            f"http://{HOST}:{port}/api/v1/events/bulk",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        return response.status_code
+
+    start = time.perf_counter()
+    futures = []
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for i, customer_id in enumerate(ids):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(post, customer_id))
+    statuses = [f.result() for f in futures]
+    bad = [s for s in statuses if s != 200]
+    if bad:
+        sys.exit(f"{len(bad)} requests failed, e.g. HTTP {bad[0]}")
+    return sent
+
+
+def main() -> int:
+    args = parse_args()
+    config = database_settings("realtime.py", "retention_bench_realtime")
+    redis_url = os.environ.get("REDIS_URL", "")
+    if not redis_url:
+        print("bench/realtime.py needs REDIS_URL (a real broker and worker)", file=sys.stderr)
+        return 2
+    ensure_database(config)
+    artifacts = Path(tempfile.mkdtemp(prefix="bench-realtime-models-"))
+    os.environ["MODEL_ARTIFACT_DIR"] = str(artifacts)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from customers.models import ApiClient, Customer
+    from customers.services import api_client_create
+    from scoring.services.runs import parse_as_of, scoring_run_execute
+    from tests.worker import celery_worker
+
+    call_command("migrate", verbosity=0, interactive=False)
+    prepare_data(args, config)
+    train(args)
+    started = time.perf_counter()
+    run = scoring_run_execute(as_of=parse_as_of(AS_OF), run_key=f"bench-{uuid.uuid4().hex[:8]}")
+    nightly_seconds = time.perf_counter() - started
+    assert run is not None
+    print(f"scheduled run: {run.customers_scored:,} customers in {nightly_seconds:.1f} s")
+    setup_campaign()
+    ApiClient.objects.filter(name="bench-realtime").delete()
+    _client, key = api_client_create(name="bench-realtime")
+
+    import numpy as np
+
+    ids = np.array(Customer.objects.order_by("pk").values_list("pk", flat=True))
+    rng = np.random.default_rng(args.seed)
+    chosen = rng.choice(ids, size=args.events + args.reference + 10, replace=False).tolist()
+    reference_ids, warmup_ids, event_ids = (
+        chosen[: args.reference],
+        chosen[args.reference : args.reference + 10],
+        chosen[args.reference + 10 :],
+    )
+    reference_seconds = reference(reference_ids)
+    if not args.port:
+        from tests.campaigns.servers import free_port
+
+        args.port = free_port()
+    recorder = Stamped()
+    with smtp(recorder) as smtp_port:
+        env = {
+            "EMAIL_BACKEND": "smtp",
+            "EMAIL_HOST": HOST,
+            "EMAIL_PORT": str(smtp_port),
+            "CAMPAIGN_QUIET_HOURS": "0-0",
+            "GLOBAL_CONTROL_PERCENT": "0",
+            "CAMPAIGN_RATE_EMAIL": "1000000",
+            "MODEL_ARTIFACT_DIR": str(artifacts),
+        }
+        with (
+            celery_worker(redis_url, extra_env=env, concurrency=args.workers) as queue,
+            gunicorn(args.port, queue),
+        ):
+            poller = ScorePoller()
+            poller.start()
+            post_events(args.port, key, warmup_ids, rate=5)  # workers load the model
+            deadline = time.time() + 120
+            while time.time() < deadline and not set(warmup_ids) <= set(poller.seen):
+                time.sleep(0.2)
+            print(f"posting {len(event_ids):,} events at {args.rate:g}/s …", flush=True)
+            sent = post_events(args.port, key, event_ids, rate=args.rate)
+            deadline = time.time() + 120
+            while time.time() < deadline and not set(event_ids) <= set(poller.seen):
+                time.sleep(0.2)
+            time.sleep(5)  # the last messages
+            poller.stop.set()
+    emails = dict(Customer.objects.filter(pk__in=event_ids).values_list("pk", "email"))
+    score_latency = [poller.seen[c] - sent[c] for c in event_ids if c in poller.seen]
+    message_latency = [
+        recorder.accepted[emails[c]] - sent[c] for c in event_ids if emails[c] in recorder.accepted
+    ]
+    report(
+        args,
+        run.customers_scored,
+        nightly_seconds,
+        reference_seconds,
+        score_latency,
+        message_latency,
+        missing=len(event_ids) - len(score_latency),
+    )
+    return 0
+
+
+def report(
+    args: argparse.Namespace,
+    customers: int,
+    nightly_seconds: float,
+    reference_seconds: list[float],
+    score: list[float],
+    message: list[float],
+    *,
+    missing: int,
+) -> None:
+    from django.conf import settings
+
+    ref = statistics.median(reference_seconds)
+    print()
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"load average at the end (1, 5, 15 min): {load} — other work shares the cores")
+    print(
+        f"data: {args.customers:,} customers, {args.orders:,} orders (PostgreSQL); scheduled "
+        f"run of {customers:,} customers took {nightly_seconds:.1f} s in one process"
+    )
+    print(
+        f"load: {args.events:,} complaints at {args.rate:g}/s, one per request, each for a "
+        f"different customer; gunicorn 2 workers; Celery {args.workers} processes; debounce "
+        f"{settings.REALTIME_DEBOUNCE_MS} ms"
+    )
+    print(f"scores seen: {len(score):,} ({missing} missing); messages accepted: {len(message):,}")
+    print()
+    rows = [
+        ("event → score stored, median", statistics.median(score), GOAL_SCORE_MEDIAN),
+        ("event → score stored, p95", percentile(score, 95), GOAL_SCORE_P95),
+        ("event → message accepted, median", statistics.median(message), None),
+        ("event → message accepted, p95", percentile(message, 95), GOAL_MESSAGE_P95),
+    ]
+    print(f"{'figure':36} {'seconds':>8} {'goal':>6} {'ratio to ref':>12}  result")
+    for name, value, goal in rows:
+        verdict = "" if goal is None else ("PASS" if value < goal else "FAIL")
+        goal_text = "" if goal is None else f"< {goal:g}"
+        print(f"{name:36} {value:8.3f} {goal_text:>6} {value / ref:12.1f}  {verdict}")
+    print(
+        f"{'reference: in-process rescore, median':36} {ref:8.3f} {'':>6} {1.0:12.1f}  "
+        f"(p95 {percentile(reference_seconds, 95):.3f} s over {len(reference_seconds)})"
+    )
+    print("\nTimings are noisy: this machine's 2 cores are shared with other work while it runs.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

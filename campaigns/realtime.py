@@ -1,0 +1,27 @@
+"""Triggered campaigns, the glue: after each event-triggered rescore (scoring.realtime's
+`customers_rescored`, sent by scoring.tasks.customer_rescore_task) every active triggered
+campaign decides for that customer (campaigns.services.triggered), and a new treatment entry
+is delivered at once by the outbox relay (a task of its own with a broker; in-process without
+one). Connected in CampaignsConfig.ready()."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from campaigns.models import InterventionStatus
+
+
+def _on_customers_rescored(sender: Any, rescores: list[Any], now: datetime, **kwargs: Any) -> None:
+    from campaigns.services.triggered import campaigns_trigger
+    from campaigns.tasks import interventions_relay_task
+
+    entries = campaigns_trigger(customer_ids=[r.customer_id for r in rescores], now=now)
+    if any(e.outcome == "entered" and e.status == InterventionStatus.PENDING for e in entries):
+        interventions_relay_task.delay()
+
+
+def connect() -> None:
+    from scoring.realtime import customers_rescored
+
+    customers_rescored.connect(_on_customers_rescored, dispatch_uid="campaigns.realtime")

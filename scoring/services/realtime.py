@@ -1,0 +1,186 @@
+"""Event-triggered rescoring (issue 14, docs/realtime.md): score ONE customer now, through the
+scoring run's own feature path (`runs.range_score` over the range [id, id]), with the active
+model and the same reasons, and store the score with its trigger.
+
+The rescores of a day and model gather under one `events` run (ScoringRun.kind), each score
+with its own `sequence`, so a customer can be rescored many times a day. A rescored customer's
+tier is where the new probability would rank in the latest completed scheduled run (the run
+whose tiers every other customer carries), not a rank among one customer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from customers.models import Customer
+from scoring.errors import ScoringError
+from scoring.ml.tiers import NOT_SCORABLE, assign_tiers_against
+from scoring.models import ChurnModel, CustomerScore, RunKind, RunStatus, ScoringRun
+from scoring.selectors import churn_model_active, risk_tier_rules, scoring_run_latest
+from scoring.services.runs import not_scorable_reason, range_score
+from scoring.services.training import churn_model_load
+
+# Per worker process: the fitted estimator of the active model and the sorted probabilities
+# of the latest scheduled run (a million floats, 8 MB), read once, not once per event.
+_lock = threading.Lock()
+_estimators: dict[tuple[int, str], Any] = {}
+_references: dict[int, np.ndarray] = {}
+
+
+@dataclass(frozen=True)
+class Rescore:
+    """What one event-triggered rescore stored (None fields: the customer was not scored)."""
+
+    customer_id: int
+    trigger: str
+    score_id: int | None
+    probability: float | None
+    tier: str
+    previous_tier: str
+    seconds: float
+
+
+def _estimator(model: ChurnModel) -> Any:
+    key = (model.pk, model.artifact_sha256)
+    with _lock:
+        if key not in _estimators:
+            _estimators.clear()  # only the active model is kept
+            _estimators[key] = churn_model_load(model=model)
+        return _estimators[key]
+
+
+def _reference(run: ScoringRun | None) -> np.ndarray:
+    """The latest scheduled run's scorable probabilities, ascending (empty without a run)."""
+    if run is None:
+        return np.empty(0)
+    with _lock:
+        if run.pk not in _references:
+            values = CustomerScore.objects.filter(
+                run=run, scorable=True, probability__isnull=False, sequence=0
+            ).values_list("probability", flat=True)
+            _references.clear()
+            _references[run.pk] = np.sort(np.fromiter(values, dtype=np.float64))
+        return _references[run.pk]
+
+
+def events_run_for(*, model: ChurnModel, now: datetime) -> ScoringRun:
+    """The day's `events` run of `model` (created on the first rescore of the day)."""
+    key = f"events-{now:%Y-%m-%d}-{model.version}"[:100]
+    run = ScoringRun.objects.filter(run_key=key).select_related("model").first()
+    if run is not None:
+        return run
+    try:
+        with transaction.atomic():
+            return ScoringRun.objects.create(
+                run_key=key,
+                model=model,
+                as_of=now,
+                kind=RunKind.EVENTS,
+                status=RunStatus.COMPLETED,
+                finished_at=now,
+            )
+    except IntegrityError:  # another worker created it first
+        return ScoringRun.objects.select_related("model").get(run_key=key)
+
+
+def customers_rescore(*, triggers: dict[int, str], now: datetime | None = None) -> list[Rescore]:
+    """Score the customers of `triggers` (customer id → what triggered it) as of now with the
+    active model, together (one read, one feature pass, one predict, one explanation); store
+    one score row each (with its trigger) and copy it onto the customers, in one transaction.
+    Raises ScoringError without an active model. Customers no longer there are left out."""
+    started = time.perf_counter()
+    model = churn_model_active()
+    if model is None:
+        raise ScoringError("there is no active churn model: train one with manage.py churn_train")
+    now = now or timezone.now()
+    ids = sorted(int(i) for i in triggers)
+    if not ids:
+        return []
+    previous = dict(Customer.objects.filter(pk__in=ids).values_list("pk", "risk_tier"))
+    ranged = range_score(model=model, estimator=_estimator(model), ids=ids, as_of=now)
+    if ranged is None:  # erased or deleted meanwhile
+        return []
+    index, scorable, scored = ranged
+    probability = np.full(len(index), np.nan)
+    probability[scorable] = scored.probability.astype(float)
+    tier = np.full(len(index), NOT_SCORABLE, dtype=object)
+    if scorable.any():
+        tier[scorable] = assign_tiers_against(
+            probabilities=probability[scorable],
+            reference=_reference(scoring_run_latest()),
+            rules=risk_tier_rules(),
+        )
+    reasons: list[list[str]] = [[] for _ in range(len(index))]
+    for position, row_reasons in zip(np.flatnonzero(scorable), scored.reasons, strict=True):
+        reasons[position] = list(row_reasons)
+    sequence = int(now.timestamp() * 1_000_000)
+    unscorable = not_scorable_reason(model=model, as_of=now)
+    with transaction.atomic():
+        run = events_run_for(model=model, now=now)
+        rows = CustomerScore.objects.bulk_create(
+            [
+                CustomerScore(
+                    run=run,
+                    customer_id=int(customer_id),
+                    probability=None if np.isnan(probability[i]) else float(probability[i]),
+                    tier=str(tier[i]),
+                    scorable=bool(scorable[i]),
+                    not_scorable_reason="" if scorable[i] else unscorable,
+                    reasons=reasons[i],
+                    scored_at=now,
+                    trigger=triggers.get(int(customer_id), "")[:64],
+                    sequence=sequence,
+                )
+                for i, customer_id in enumerate(index)
+            ]
+        )
+        _customers_take(score_ids=[r.pk for r in rows], version=model.version)
+        ScoringRun.objects.filter(pk=run.pk).update(
+            customers_scored=F("customers_scored") + len(rows),
+            customers_not_scorable=F("customers_not_scorable") + int((~scorable).sum()),
+            finished_at=now,
+        )
+    seconds = round(time.perf_counter() - started, 4)
+    return [
+        Rescore(
+            customer_id=row.customer_id,
+            trigger=row.trigger,
+            score_id=row.pk,
+            probability=row.probability,
+            tier=row.tier,
+            previous_tier=previous.get(row.customer_id, ""),
+            seconds=seconds,
+        )
+        for row in rows
+    ]
+
+
+def _customers_take(*, score_ids: list[int], version: str) -> None:
+    """Copy the new scores onto their customers' latest-score columns in one UPDATE."""
+    if not score_ids:
+        return
+    quote = connection.ops.quote_name
+    customers, scores = quote(Customer._meta.db_table), quote(CustomerScore._meta.db_table)
+    marks = ", ".join(["%s"] * len(score_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {customers} SET churn_probability = s.probability, risk_tier = s.tier, "
+            "scored_at = s.scored_at, score_model_version = %s "
+            f"FROM {scores} s WHERE s.id IN ({marks}) AND {customers}.id = s.customer_id",
+            [version, *score_ids],
+        )
+
+
+def customer_rescore(*, customer_id: int, trigger: str, now: datetime | None = None) -> Rescore:
+    """`customers_rescore` of one customer (an empty Rescore when they are gone)."""
+    done = customers_rescore(triggers={customer_id: trigger}, now=now)
+    return done[0] if done else Rescore(customer_id, trigger, None, None, "", "", 0.0)
