@@ -14,7 +14,7 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import Intervention, InterventionStatus
+from campaigns.models import CampaignMode, Intervention, InterventionStatus
 from campaigns.money import currency
 from campaigns.money import money as money_text
 from campaigns.selectors import campaigns_active
@@ -39,7 +39,9 @@ def dispatch_start(*, campaigns_spec: dict[str, Any] | None) -> tuple[list[int],
     what a higher one took this cycle). The context carries the cycle's moment."""
     seeded = [c.name for c in campaigns_seed(spec=campaigns_spec)] if campaigns_spec else []
     now = timezone.now()
-    chunks = [c.pk for c in campaigns_active(now=now)]
+    # Triggered campaigns have no nightly cycle: they decide per customer after each rescore.
+    active = campaigns_active(now=now).exclude(mode=CampaignMode.TRIGGERED)
+    chunks = [c.pk for c in active]
     return chunks, {"seeded": seeded, "now": now.isoformat(), "started": time.time()}
 
 
