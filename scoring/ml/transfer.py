@@ -71,6 +71,7 @@ MAX_WEIGHT = 10.0
 POOL_SHARE = 1.0
 PRIOR_STRENGTH = 1.0  # precision of the Gaussian prior, per coefficient, in standardised units
 C_TARGET = 1.0
+CLIP_SD = 5.0
 _EPS = 1e-6
 
 
