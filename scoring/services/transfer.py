@@ -177,8 +177,8 @@ def churn_model_transfer_record(
         )
     result = transfer_select(X=X, y=y, source=source, columns=columns)
     model.transfer = {
-        "source": described,
         **result.to_dict(),
+        "source": described,
         "shipped": "target_only",
         "note": "the registered pipeline is the target's own; a transfer method that wins is "
         "recorded here (shipping it to scoring runs is not built yet)"
