@@ -8,24 +8,45 @@ Call inside the write's transaction.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
+from django.db import connection
 
 from common.db.bulk import bulk_insert
-from common.db.frames import frame_from_queryset
+from common.db.frames import frame_from_queryset, frame_from_sql
 from customers.models import Customer, CustomerAttributeVersion, Order, OrderVersion
 
 ORDER_VERSIONED = ("amount", "status", "item_count", "discount_amount")
 
 
-def customer_attributes_read(*, external_ids: Sequence[str]) -> pd.DataFrame:
-    """id and attributes (dicts) of the existing customers among `external_ids`."""
-    rows = Customer.objects.filter(external_id__in=list(external_ids)).values_list(
-        "id", "attributes"
+def _postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _attribute_texts(column: str, keys: list[Any]) -> pd.DataFrame:
+    """id and attributes as canonical JSON text (jsonb), read by COPY with one array
+    parameter (PostgreSQL); elsewhere through the ORM, as sorted-key JSON text."""
+    if _postgres():
+        table = Customer._meta.db_table
+        return frame_from_sql(
+            f"SELECT id, attributes::text FROM {table} WHERE {column} = ANY(%s)",
+            [keys],
+            columns=["id", "attributes"],
+            dtypes={"attributes": str},
+        )
+    rows = Customer.objects.filter(**{f"{column}__in": keys}).values_list("id", "attributes")
+    return pd.DataFrame(
+        [(pk, json.dumps(a or {}, sort_keys=True)) for pk, a in rows], columns=["id", "attributes"]
     )
-    return pd.DataFrame(list(rows), columns=["id", "attributes"])
+
+
+def customer_attributes_read(*, external_ids: Sequence[str]) -> pd.DataFrame:
+    """id and attributes (JSON text) of the existing customers among `external_ids`."""
+    return _attribute_texts("external_id", list(external_ids))
 
 
 def customer_attribute_versions_record(*, before: pd.DataFrame, valid_until: datetime) -> int:
@@ -33,30 +54,37 @@ def customer_attribute_versions_record(*, before: pd.DataFrame, valid_until: dat
     attributes have changed since, valid until `valid_until`. Returns the versions written."""
     if before.empty:
         return 0
-    after = dict(
-        Customer.objects.filter(pk__in=before["id"].tolist()).values_list("id", "attributes")
-    )
-    changed = [
-        (cid, attrs)
-        for cid, attrs in zip(before["id"].tolist(), before["attributes"].tolist(), strict=True)
-        if (attrs or {}) != (after.get(cid) or {})
-    ]
-    if not changed:
+    after = _attribute_texts("id", [int(i) for i in before["id"]]).set_index("id")["attributes"]
+    old = before.set_index("id")["attributes"]
+    changed = old[old != after.reindex(old.index)]
+    if changed.empty:
         return 0
-    frame = pd.DataFrame(changed, columns=["customer_id", "attributes"]).assign(
-        valid_until=valid_until
+    frame = pd.DataFrame(
+        {"customer_id": changed.index, "attributes": changed.to_numpy(), "valid_until": valid_until}
     )
-    return bulk_insert(CustomerAttributeVersion, frame)
+    return bulk_insert(CustomerAttributeVersion, frame, json_text=("attributes",))
 
 
 def order_state_read(
     *, ids: Sequence[int] | None = None, external_ids: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """id and the versioned columns of existing orders, by primary key or external id."""
+    columns = ["id", *ORDER_VERSIONED]
+    if _postgres():
+        column, keys = (
+            ("id", [int(i) for i in ids])
+            if ids is not None
+            else ("external_id", list(external_ids or []))
+        )
+        return frame_from_sql(
+            f"SELECT id, amount::float8, status, item_count, discount_amount::float8 "
+            f"FROM {Order._meta.db_table} WHERE {column} = ANY(%s)",
+            [keys],
+            columns=columns,
+        )
     qs = Order.objects.order_by()
     qs = qs.filter(pk__in=list(ids)) if ids is not None else qs
     qs = qs.filter(external_id__in=list(external_ids)) if external_ids is not None else qs
-    columns = ["id", *ORDER_VERSIONED]
     return frame_from_queryset(qs.values_list(*columns), columns)
 
 
