@@ -57,6 +57,30 @@ class Customer(models.Model):
         return f"{self.name or self.external_id}"
 
 
+class CustomerAttributeVersion(models.Model):
+    """A customer's attributes as they were before a change: valid until `valid_until`.
+
+    Written only when an import or the API changes an existing customer's attributes, so a
+    first import costs nothing. The attributes as of a time t are those of the earliest
+    version with valid_until > t, else the current ones (scoring.ml.features reads them so,
+    and a change after a training cutoff never reaches a training feature)."""
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="attribute_versions", db_index=False
+    )
+    attributes = models.JSONField(default=dict)
+    valid_until = models.DateTimeField(help_text="When these attributes were replaced.")
+
+    class Meta:
+        ordering = ["customer_id", "valid_until"]
+        indexes = [
+            models.Index(fields=["customer", "valid_until"], name="customer_attr_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} until {self.valid_until:%Y-%m-%d %H:%M}"
+
+
 class OrderStatus(models.TextChoices):
     COMPLETED = "completed", "Completed"
     REFUNDED = "refunded", "Refunded"
@@ -105,6 +129,30 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return self.external_id
+
+
+class OrderVersion(models.Model):
+    """An order's amount, items and status as they were before a later change (a refund, a
+    cancellation, a corrected file): valid until `valid_until`. Written when an order-level
+    import changes an existing order (valid until the import) and when line refunds change an
+    order (valid until the latest of those refunds). Features as of a cutoff read the earliest
+    version with valid_until > cutoff instead of the order's current values."""
+
+    order = models.ForeignKey(
+        Order, on_delete=models.CASCADE, related_name="versions", db_index=False
+    )
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    item_count = models.PositiveIntegerField()
+    discount_amount = models.DecimalField(max_digits=12, decimal_places=2)
+    valid_until = models.DateTimeField(help_text="When these values were replaced.")
+
+    class Meta:
+        ordering = ["order_id", "valid_until"]
+        indexes = [models.Index(fields=["order", "valid_until"], name="order_version")]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} until {self.valid_until:%Y-%m-%d %H:%M}"
 
 
 class Product(models.Model):

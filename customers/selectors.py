@@ -10,8 +10,17 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 
-from common.db.frames import frame_from_columns, frame_from_sql
-from customers.models import Channel, Consent, Customer, Event, Order, OrderStatus
+from common.db.frames import frame_from_columns, frame_from_queryset, frame_from_sql
+from customers.models import (
+    Channel,
+    Consent,
+    Customer,
+    CustomerAttributeVersion,
+    Event,
+    Order,
+    OrderStatus,
+    OrderVersion,
+)
 
 
 def customer_by_external_id(*, external_id: str) -> Customer | None:
@@ -84,13 +93,14 @@ def orders_frame_for_ids(
 ) -> pd.DataFrame:
     """Orders of the customers with first_id ≤ id ≤ last_id (every order without bounds).
 
-    Columns: customer_id, placed_at (UTC), amount, status (categorical), discount_amount,
-    item_count; in table order, not sorted.
+    Columns: order_id, customer_id, placed_at (UTC), amount, status (categorical),
+    discount_amount, item_count; in table order, not sorted.
     """
     condition, params = _id_range("customer_id", first_id, last_id, ids)
     frame = frame_from_columns(
         Order._meta.db_table,
         {
+            "order_id": ("id", "int8"),
             "customer_id": ("customer_id", "int8"),
             "placed_at": ("placed_at", "timestamptz"),
             "amount": ("amount", "float8"),
@@ -102,6 +112,54 @@ def orders_frame_for_ids(
         params=params,
     )
     frame["status"] = pd.Categorical.from_codes(frame["status"], categories=_ORDER_STATUSES)
+    return frame
+
+
+def order_versions_frame_for_ids(
+    *, first_id: int | None = None, last_id: int | None = None
+) -> pd.DataFrame:
+    """Earlier states of the orders of customers first_id ≤ id ≤ last_id (customers.versions).
+
+    Columns: order_id, valid_until (UTC), amount, status (categorical like
+    `orders_frame_for_ids`), discount_amount, item_count.
+    """
+    condition, params = _id_range("o.customer_id", first_id, last_id)
+    table, orders = OrderVersion._meta.db_table, Order._meta.db_table
+    frame = frame_from_columns(
+        f"{table} v JOIN {orders} o ON o.id = v.order_id",
+        {
+            "order_id": ("v.order_id", "int8"),
+            "valid_until": ("v.valid_until", "timestamptz"),
+            "amount": ("v.amount", "float8"),
+            "status": (_ORDER_STATUS_CODE.replace("lower(status)", "lower(v.status)"), "int4"),
+            "discount_amount": ("v.discount_amount", "float8"),
+            "item_count": ("v.item_count", "int4"),
+        },
+        where=condition,
+        params=params,
+    )
+    frame["status"] = pd.Categorical.from_codes(frame["status"], categories=_ORDER_STATUSES)
+    return frame
+
+
+def attribute_versions_frame_for_ids(
+    *, first_id: int | None = None, last_id: int | None = None
+) -> pd.DataFrame:
+    """Earlier attributes of customers first_id ≤ id ≤ last_id (customers.versions).
+
+    Columns: customer_id, valid_until (UTC), attributes (dicts)."""
+    condition, params = _id_range("customer_id", first_id, last_id)
+    qs = CustomerAttributeVersion.objects.order_by()
+    if condition:
+        qs = qs.filter(customer_id__gte=params[0], customer_id__lte=params[1])
+    frame = frame_from_queryset(
+        qs.values_list("customer_id", "valid_until", "attributes"),
+        ["customer_id", "valid_until", "attributes"],
+    )
+    frame["valid_until"] = pd.to_datetime(frame["valid_until"], utc=True)
+    frame["attributes"] = frame["attributes"].map(
+        lambda v: v if isinstance(v, dict) else (json.loads(v) if isinstance(v, str) else {})
+    )
     return frame
 
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from common.db.bulk import UpsertCounts, bulk_upsert, ids_for_keys
+from customers import versions
 from customers.models import (
     PERSONAL_DATA_SCOPES,
     ApiClient,
@@ -40,8 +41,19 @@ from customers.realtime import events_rescore_request, orders_rescore_request
 
 
 def customers_upsert(*, records: pd.DataFrame) -> UpsertCounts:
-    """Create or update customers by external id; attributes are merged key by key."""
-    return bulk_upsert(Customer, records, json_merge=("attributes",))
+    """Create or update customers by external id; attributes are merged key by key.
+
+    The attributes an update replaces are kept with the time they were replaced
+    (customers.versions), so features as of an earlier cutoff read them as they were."""
+    before = (
+        versions.customer_attributes_read(external_ids=records["external_id"].tolist())
+        if "attributes" in records and not records.empty
+        else None
+    )
+    counts = bulk_upsert(Customer, records, json_merge=("attributes",))
+    if before is not None:
+        versions.customer_attribute_versions_record(before=before, valid_until=timezone.now())
+    return counts
 
 
 @dataclass(frozen=True)
@@ -69,9 +81,20 @@ def records_link_customers(*, records: pd.DataFrame, create_missing: bool) -> Li
 
 
 def orders_upsert(*, records: pd.DataFrame) -> UpsertCounts:
-    """Create or update orders by external id (`records` carry customer_id); a recent refund
-    asks for its customer's rescore once the batch commits (customers.realtime)."""
+    """Create or update orders by external id (`records` carry customer_id).
+
+    An order whose amount, items or status the file changes (e.g. now refunded) keeps its
+    earlier values, valid until now (customers.versions): a refund we learn of today never
+    reaches features as of an earlier cutoff. A recent refund asks for its customer's rescore
+    once the batch commits (customers.realtime)."""
+    before = (
+        versions.order_state_read(external_ids=records["external_id"].tolist())
+        if not records.empty
+        else None
+    )
     counts = bulk_upsert(Order, records)
+    if before is not None:
+        versions.order_versions_record(before=before, valid_until=timezone.now())
     orders_rescore_request(records=records)
     return counts
 
@@ -175,6 +198,7 @@ def customer_erase(
             customer.external_id = _free_pseudonym(customer)
         customer.name = customer.email = customer.phone = ""
         customer.attributes = {}
+        customer.attribute_versions.all().delete()  # earlier attributes are personal data too
         customer.erased = True
         customer.save(update_fields=["external_id", *ERASED_FIELDS, "erased", "updated_at"])
         # Event properties are the client's free-form data; scoring reads kind and time only.

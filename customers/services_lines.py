@@ -16,6 +16,7 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     IntegerField,
+    Max,
     Min,
     OuterRef,
     Subquery,
@@ -26,6 +27,7 @@ from django.db.models.functions import Coalesce, Least
 from common.db.bulk import UpsertCounts, bulk_upsert, ids_for_keys
 from common.db.frames import frame_from_queryset
 from customers.models import LineRefund, Order, OrderLine, OrderStatus, Product
+from customers.versions import order_state_read, order_versions_record
 
 _MONEY = DecimalField(max_digits=18, decimal_places=3)
 _CENTS = Decimal("0.01")
@@ -251,7 +253,20 @@ def line_refunds_apply(*, invoices: list[str], currency: str) -> RefundsApplied:
         refunded_quantity=new_refunded
     )
     identity = _orders_identity(order_ids)
+    before = order_state_read(ids=order_ids)
     changed = orders_totals_refresh(identity=identity).updated
+    # The state before these refunds held until the latest of them (never earlier: a refund
+    # after a cutoff must not reach features as of that cutoff).
+    latest = (
+        mine.filter(line__isnull=False)
+        .order_by()
+        .values("line__order_id")
+        .annotate(at=Max("refunded_at"))
+        .values_list("line__order_id", "at")
+    )
+    order_versions_record(
+        before=before, valid_until=pd.Series(dict(latest), dtype="datetime64[ns, UTC]")
+    )
     refunded_orders = _unmatched_refunds_as_orders(invoices=invoices, currency=currency)
     matched = mine.filter(line__isnull=False).count()
     return RefundsApplied(matched, mine.count() - matched, refunded_orders, changed)

@@ -98,6 +98,13 @@ class ChurnModel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
     notes = models.TextField(blank=True)
+    transfer = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Transfer from another model (churn_train --transfer-from): the source, "
+        "every method's out-of-fold figures and the one kept; or where an imported model "
+        "came from (churn_import).",
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -85,8 +85,16 @@ def build_features(
     as_of: pd.Timestamp | date | datetime,
     event_kinds: Iterable[str] | None = None,
     btyd_params: btyd.BgNbdParams | Mapping[str, Any] | None = None,
+    order_versions: pd.DataFrame | None = None,
+    attribute_versions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Features for every customer in `customers` from orders/events strictly before `as_of`.
+
+    Strictly as of the cutoff: `order_versions` (order_id, valid_until, amount, status,
+    discount_amount, item_count) and `attribute_versions` (customer_id, valid_until,
+    attributes) hold earlier states; an order or a customer changed at or after `as_of` is
+    read as it was before the change (`orders_as_of`, `attributes_as_of`), so a refund or an
+    attribute update after the cutoff changes no feature.
 
     Orders: customer_id, placed_at, amount, status, discount_amount, item_count.
     Events: customer_id, kind, occurred_at. Customers: customer_id, signup_date, attributes.
@@ -115,6 +123,8 @@ def build_features(
       model and pass them back when scoring in chunks, so every chunk shares one model.
     """
     now = as_utc(as_of).value
+    orders = orders_as_of(orders=orders, versions=order_versions, as_of=as_of)
+    customers = attributes_as_of(customers=customers, versions=attribute_versions, as_of=as_of)
     index = pd.Index(customers["customer_id"], name="customer_id")
     if index.has_duplicates:
         raise ValueError("customers contains duplicate customer_id values")
@@ -130,6 +140,67 @@ def build_features(
         frame = pd.concat([frame, _attribute_frame(customers["attributes"], index)], axis=1)
     frame.attrs["btyd_params"] = asdict(params)
     return frame
+
+
+def _earliest_valid(
+    versions: pd.DataFrame | None, key: str, as_of: pd.Timestamp | date | datetime
+) -> pd.DataFrame | None:
+    """Per `key`, the earliest version still valid at `as_of` (valid_until >= as_of: a
+    change at the cutoff itself is not before it); None when there is none."""
+    if versions is None or versions.empty:
+        return None
+    until = utc_ns(versions["valid_until"])
+    valid = versions[until >= as_utc(as_of).value]
+    if valid.empty:
+        return None
+    order = np.lexsort((utc_ns(valid["valid_until"]), valid[key].to_numpy()))
+    return valid.iloc[order].drop_duplicates(subset=key, keep="first")
+
+
+def orders_as_of(
+    *,
+    orders: pd.DataFrame,
+    versions: pd.DataFrame | None,
+    as_of: pd.Timestamp | date | datetime,
+) -> pd.DataFrame:
+    """`orders` with amount, status, discount_amount and item_count as they were just before
+    `as_of`: each order changed at or after it takes its earliest version valid then."""
+    earliest = _earliest_valid(versions, "order_id", as_of)
+    if earliest is None or "order_id" not in orders:
+        return orders
+    pos = pd.Index(orders["order_id"]).get_indexer(earliest["order_id"])
+    found = pos >= 0
+    pos, earliest = pos[found], earliest[found]
+    out = orders.copy()
+    for column in ("amount", "discount_amount", "item_count"):
+        values = out[column].to_numpy(dtype=np.float64, copy=True)
+        values[pos] = earliest[column].to_numpy(dtype=np.float64)
+        out[column] = values
+    status = out["status"].astype(str).to_numpy(dtype=object, copy=True)
+    status[pos] = earliest["status"].astype(str).to_numpy(dtype=object)
+    out["status"] = status
+    return out
+
+
+def attributes_as_of(
+    *,
+    customers: pd.DataFrame,
+    versions: pd.DataFrame | None,
+    as_of: pd.Timestamp | date | datetime,
+) -> pd.DataFrame:
+    """`customers` with the attributes they had just before `as_of` (the earliest version
+    valid then; the current attributes when none is)."""
+    earliest = _earliest_valid(versions, "customer_id", as_of)
+    if earliest is None or "attributes" not in customers:
+        return customers
+    earlier = dict(zip(earliest["customer_id"].tolist(), earliest["attributes"].tolist()))
+    attributes = [
+        earlier.get(cid, attrs)
+        for cid, attrs in zip(
+            customers["customer_id"].tolist(), customers["attributes"].tolist(), strict=True
+        )
+    ]
+    return customers.assign(attributes=pd.Series(attributes, index=customers.index, dtype=object))
 
 
 @dataclass(frozen=True)

@@ -75,17 +75,24 @@ def behaviour_labels(
     orders: pd.DataFrame,
     cutoff: pd.Timestamp | date | datetime,
     horizon_days: int,
+    orders_at_cutoff: pd.DataFrame | None = None,
 ) -> BehaviourLabels:
     """churned = 1 for customers with a completed order before `cutoff` and none in
     [cutoff, cutoff + horizon); customers without a completed order before cutoff are not
-    eligible and are left out. Only completed orders count as activity."""
+    eligible and are left out. Only completed orders count as activity.
+
+    `orders_at_cutoff` (the orders as they were at the cutoff, `features.orders_as_of`)
+    decides eligibility when given, so a refund after the cutoff does not remove a customer
+    from the training rows; activity in the window reads `orders` as they are now."""
     start = as_utc(cutoff)
     end = start + pd.Timedelta(days=horizon_days)
     placed = utc_ns(orders["placed_at"])
     completed = _completed(orders)
     ids = orders["customer_id"].to_numpy()
     during = completed & (placed >= start.value) & (placed < end.value)
-    eligible = eligible_customer_ids(orders=orders, cutoff=start)
+    eligible = eligible_customer_ids(
+        orders=orders if orders_at_cutoff is None else orders_at_cutoff, cutoff=start
+    )
     active = pd.Index(pd.unique(ids[during]))
     churned = (~pd.Index(eligible).isin(active)).astype(np.int8)
     return BehaviourLabels(

@@ -65,8 +65,13 @@ def expected_value_threshold(
     return float(ps[best]), float(cum[best])
 
 
-def evaluate_predictions(*, y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Ranking, probability and decision metrics of predictions `p` for labels `y`."""
+def evaluate_predictions(
+    *, y: np.ndarray, p: np.ndarray, threshold: float | np.ndarray
+) -> dict[str, Any]:
+    """Ranking, probability and decision metrics of predictions `p` for labels `y`.
+
+    `threshold` is one cut for every row, or one per row (nested selection: each row cut at
+    the threshold chosen without it); "threshold" in the result is then their median."""
     y = np.asarray(y, dtype=np.int64)
     p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
     n, positives = len(y), int(y.sum())
@@ -107,7 +112,7 @@ def evaluate_predictions(*, y: np.ndarray, p: np.ndarray, threshold: float) -> d
         "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
         "brier": float(np.mean((p - y) ** 2)),
         "log_loss": log_loss,
-        "threshold": float(threshold),
+        "threshold": float(np.median(threshold)),
         "precision": precision,
         "recall": recall,
         "f1": f1,

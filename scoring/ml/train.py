@@ -7,7 +7,12 @@ Honesty rules this module keeps:
 - the selected model's reported metrics are those of the *whole* final procedure, i.e.
   calibration nested inside each outer fold (CalibratedClassifierCV fits the pipeline on
   part of the outer-training data, resampling only that part, and calibrates on the
-  untouched rest), so Brier score and log loss describe the probabilities we ship.
+  untouched rest), so Brier score and log loss describe the probabilities we ship;
+- candidate and threshold selection are nested: the evaluated rows are cut into assessment
+  folds, and each fold's rows are scored by the candidate and cut at the threshold chosen on
+  the *other* folds' out-of-fold predictions, so the reported F1, precision and recall (and
+  ROC/PR-AUC) never come from a choice made on the rows they are measured on. The model we
+  ship is still chosen, and its threshold set, on every evaluated row.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.inspection import permutation_importance
-from sklearn.model_selection import StratifiedKFold
+from sklearn.metrics import average_precision_score
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from scoring.ml.drift import DriftReference, build_drift_reference
 from scoring.ml.features import FeatureSpec
@@ -53,6 +59,8 @@ class CandidateReport:
     permutation_importance: Mapping[str, float]
     fit_seconds: float
     error: str | None = None
+    # Out-of-fold probabilities of the evaluated rows (not stored: the nested selection's).
+    oof: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -303,6 +311,13 @@ def train_and_select(
         pipe = build_pipeline(spec=spec, candidate=chosen, random_state=random_state)
         return calibrated(pipeline=pipe, method=calibration, random_state=random_state)
 
+    def make_for(candidate: Candidate) -> Callable[[], CalibratedClassifierCV]:
+        def make() -> CalibratedClassifierCV:
+            pipe = build_pipeline(spec=spec, candidate=candidate, random_state=random_state)
+            return calibrated(pipeline=pipe, method=calibration, random_state=random_state)
+
+        return make
+
     p_eval, threshold, threshold_method, metrics = _calibrated_evaluation(
         make=make_calibrated,
         X=X,
@@ -312,6 +327,23 @@ def train_and_select(
         offer_cost=offer_cost,
         customer_value=customer_value,
         save_rate=save_rate,
+    )
+    metrics = _nested_metrics(
+        reports=reports,
+        chosen=chosen,
+        chosen_p=p_eval,
+        make_for=make_for,
+        candidates=candidates,
+        X=X,
+        y=y,
+        splits=splits,
+        evaluated=evaluated,
+        assessment=assessment_folds(
+            splits=splits, evaluated=evaluated, y=y, n_splits=n_splits, random_state=random_state
+        ),
+        threshold=threshold,
+        in_sample=metrics,
+        costs=(offer_cost, customer_value, save_rate),
     )
     final = _fit_quietly(make_calibrated(), X, y)
     return TrainingResult(
@@ -442,7 +474,11 @@ def _evaluate_candidate(
             **base, metrics={}, permutation_importance={}, fit_seconds=0.0, error=repr(exc)
         )
     return CandidateReport(
-        **base, metrics=metrics, permutation_importance=importance, fit_seconds=seconds
+        **base,
+        metrics=metrics,
+        permutation_importance=importance,
+        fit_seconds=seconds,
+        oof=p_eval,
     )
 
 
@@ -482,6 +518,117 @@ def _calibrated_evaluation(
         metrics["expected_saving"] = saving
         metrics["save_rate"] = save_rate
     return p_eval, threshold, threshold_method, metrics
+
+
+def assessment_folds(
+    *,
+    splits: list[Split],
+    evaluated: np.ndarray,
+    y: np.ndarray,
+    n_splits: int,
+    random_state: int,
+) -> list[np.ndarray]:
+    """The evaluated rows cut into folds, as positions into `evaluated`: the validation fold
+    of each split (K-fold, time), or, with one holdout split, stratified folds of it."""
+    where = pd.Index(evaluated)
+    if len(splits) > 1:
+        return [where.get_indexer(va) for _, va in splits]
+    y_eval = y[evaluated]
+    k = int(min(n_splits, np.bincount(y_eval, minlength=2).min()))
+    if k < 2:
+        return [np.arange(len(evaluated))]
+    # By position, not stratified: a fold's membership must not depend on any label.
+    folds = KFold(n_splits=k, shuffle=True, random_state=random_state)
+    return [va for _, va in folds.split(np.zeros(len(y_eval)))]
+
+
+def _nested_metrics(
+    *,
+    reports: list[CandidateReport],
+    chosen: Candidate,
+    chosen_p: np.ndarray,
+    make_for: Callable[[Candidate], Callable[[], CalibratedClassifierCV]],
+    candidates: Sequence[Candidate],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    splits: list[Split],
+    evaluated: np.ndarray,
+    assessment: list[np.ndarray],
+    threshold: float,
+    in_sample: Mapping[str, Any],
+    costs: tuple[float | np.ndarray | None, float | np.ndarray | None, float],
+) -> dict[str, Any]:
+    """Metrics of the whole procedure with candidate and threshold chosen per assessment
+    fold on the other folds' rows only (see the module docstring).
+
+    Each fold's rows get the calibrated out-of-fold probabilities of the candidate with the
+    best PR-AUC on the other folds, and are cut at the threshold that candidate's calibrated
+    probabilities of the other folds give (max F1, or max expected saving with costs). The
+    result keeps the shipped threshold under "threshold", the per-fold choices under
+    "nested", and the metrics chosen on every row under "in_sample" for comparison."""
+    offer_cost, customer_value, save_rate = costs
+    y_eval = y[evaluated]
+    by_name = {c.name: c for c in candidates}
+    calibrated_p: dict[str, np.ndarray] = {chosen.name: chosen_p}
+    p_nested = np.full(len(evaluated), np.nan)
+    cut = np.full(len(evaluated), np.nan)
+    folds: list[dict[str, Any]] = []
+    usable = [r for r in reports if r.error is None and r.oof is not None]
+    for rows in assessment:
+        others = np.setdiff1d(np.arange(len(evaluated)), rows)
+        if len(assessment) == 1:  # too few rows of a class to hold any out: say so below
+            others = rows
+        scores = [
+            (_pr_auc(y_eval[others], r.oof[others]), i)  # type: ignore[index]
+            for i, r in enumerate(usable)
+        ]
+        best = usable[max(scores, key=lambda t: (t[0], -t[1]))[1]].name
+        if best not in calibrated_p:
+            p_cal, _, _ = _oof(make=make_for(by_name[best]), X=X, y=y, splits=splits)
+            calibrated_p[best] = p_cal[evaluated]
+        p = calibrated_p[best]
+        if offer_cost is not None and customer_value is not None:
+            cost = np.broadcast_to(np.asarray(offer_cost, dtype=np.float64), y_eval.shape)
+            value = np.broadcast_to(np.asarray(customer_value, dtype=np.float64), y_eval.shape)
+            t, _ = expected_value_threshold(
+                y=y_eval[others],
+                p=p[others],
+                offer_cost=cost[others],
+                customer_value=value[others],
+                save_rate=save_rate,
+            )
+        else:
+            t = best_f1_threshold(y=y_eval[others], p=p[others])
+        p_nested[rows], cut[rows] = p[rows], t
+        folds.append({"candidate": best, "threshold": float(t), "n": len(rows)})
+    metrics = evaluate_predictions(y=y_eval, p=p_nested, threshold=cut)  # type: ignore[arg-type]
+    metrics["threshold"] = float(threshold)
+    metrics["fit_seconds"] = in_sample.get("fit_seconds")
+    if "expected_saving" in in_sample:
+        flagged = p_nested >= cut
+        cost = np.broadcast_to(np.asarray(offer_cost, dtype=np.float64), y_eval.shape)
+        value = np.broadcast_to(np.asarray(customer_value, dtype=np.float64), y_eval.shape)
+        gain = y_eval * value * save_rate - cost
+        metrics["expected_saving"] = float(gain[flagged].sum())
+        metrics["save_rate"] = save_rate
+    metrics["nested"] = {
+        "folds": folds,
+        "out_of_sample": len(assessment) > 1,
+        "note": "each fold scored by the candidate and cut at the threshold chosen on the "
+        "other folds' out-of-fold predictions",
+    }
+    metrics["in_sample"] = {
+        k: in_sample[k]
+        for k in ("f1", "precision", "recall", "roc_auc", "pr_auc")
+        if k in in_sample
+    }
+    return metrics
+
+
+def _pr_auc(y: np.ndarray, p: np.ndarray) -> float:
+    if len(np.unique(y)) < 2 or not np.isfinite(p).all():
+        return float("-inf")
+    return float(average_precision_score(y, p))
 
 
 def _stack_validation(

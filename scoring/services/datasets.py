@@ -4,6 +4,7 @@ featurised as of a cutoff (or a labelled file), returned as a `TrainingData`; no
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,10 @@ from django.utils import timezone
 
 from common.tables import TableError, read_table
 from customers.selectors import (
+    attribute_versions_frame_for_ids,
     customers_frame_for_ids,
     events_frame_for_ids,
+    order_versions_frame_for_ids,
     orders_frame_for_ids,
 )
 from scoring.errors import TrainingError
@@ -25,7 +28,7 @@ from scoring.ml.datasets import (
     out_of_time_data,
     split_label_attribute,
 )
-from scoring.ml.features import build_features, build_snapshot_features
+from scoring.ml.features import build_features, build_snapshot_features, orders_as_of
 from scoring.ml.labels import behaviour_labels, parse_explicit_label
 
 
@@ -50,11 +53,16 @@ def training_data_from_database(
     orders = orders_frame_for_ids(**ids)
     events = events_frame_for_ids(**ids)
     customers = customers_frame_for_ids(**ids)
+    history = _History(
+        orders=order_versions_frame_for_ids(**ids),
+        attributes=attribute_versions_frame_for_ids(**ids),
+    )
     if label_attribute:
         return _attribute_label_data(
             orders=orders,
             events=events,
             customers=customers,
+            history=history,
             label_attribute=label_attribute,
             as_of=pd.Timestamp(as_of or timezone.now()),
             drop=drop,
@@ -65,10 +73,29 @@ def training_data_from_database(
         orders=orders,
         events=events,
         customers=customers,
+        history=history,
         as_of=as_of,
         horizon_days=horizon_days,
         drop=drop,
     )
+
+
+@dataclass(frozen=True)
+class _History:
+    """Earlier states of orders and attributes (customers.versions): features read the data
+    as it was at the cutoff, not as it is now."""
+
+    orders: pd.DataFrame
+    attributes: pd.DataFrame
+
+    def without_attribute(self, label: str) -> _History:
+        """The same history without the label attribute (it must never be a feature)."""
+        stripped = self.attributes.assign(
+            attributes=self.attributes["attributes"].map(
+                lambda a: {k: v for k, v in a.items() if k != label}
+            )
+        )
+        return _History(orders=self.orders, attributes=stripped)
 
 
 def _attribute_label_data(
@@ -76,6 +103,7 @@ def _attribute_label_data(
     orders: pd.DataFrame,
     events: pd.DataFrame,
     customers: pd.DataFrame,
+    history: _History,
     label_attribute: str,
     as_of: pd.Timestamp,
     drop: Sequence[str],
@@ -93,7 +121,15 @@ def _attribute_label_data(
     except ValueError as exc:
         raise TrainingError(f"label attribute '{label_attribute}': {exc}") from exc
     subset = customers[present.to_numpy()]
-    features = build_features(orders=orders, events=events, customers=subset, as_of=as_of)
+    history = history.without_attribute(label_attribute)
+    features = build_features(
+        orders=orders,
+        events=events,
+        customers=subset,
+        as_of=as_of,
+        order_versions=history.orders,
+        attribute_versions=history.attributes,
+    )
     return one_cutoff_data(
         features=features,
         y=y,
@@ -108,6 +144,7 @@ def _behaviour_label_data(
     orders: pd.DataFrame,
     events: pd.DataFrame,
     customers: pd.DataFrame,
+    history: _History,
     as_of: datetime,
     horizon_days: int,
     drop: Sequence[str],
@@ -125,9 +162,21 @@ def _behaviour_label_data(
         )
 
     def at(when: pd.Timestamp) -> tuple[pd.DataFrame, np.ndarray]:
-        labels = behaviour_labels(orders=orders, cutoff=when, horizon_days=horizon_days).as_series()
+        labels = behaviour_labels(
+            orders=orders,
+            cutoff=when,
+            horizon_days=horizon_days,
+            orders_at_cutoff=orders_as_of(orders=orders, versions=history.orders, as_of=when),
+        ).as_series()
         subset = customers[customers["customer_id"].isin(labels.index)]
-        X = build_features(orders=orders, events=events, customers=subset, as_of=when)
+        X = build_features(
+            orders=orders,
+            events=events,
+            customers=subset,
+            as_of=when,
+            order_versions=history.orders,
+            attribute_versions=history.attributes,
+        )
         return X, labels.reindex(X.index).to_numpy()
 
     valid = at(cutoff)

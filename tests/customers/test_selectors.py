@@ -58,6 +58,7 @@ def test_orders_of_an_id_range_with_statuses_as_categories(three_customers: list
     a, b, _c = three_customers
     orders = orders_frame_for_ids(first_id=a, last_id=b).sort_values("placed_at")
     assert list(orders.columns) == [
+        "order_id",
         "customer_id",
         "placed_at",
         "amount",

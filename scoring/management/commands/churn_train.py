@@ -9,6 +9,11 @@ from scoring.reports import format_training_report
 from scoring.services.datasets import training_data_from_database, training_data_from_file
 from scoring.services.runs import parse_as_of
 from scoring.services.training import churn_model_train
+from scoring.services.transfer import (
+    churn_model_transfer_record,
+    transfer_source_load,
+    transfer_summary,
+)
 
 
 class Command(BaseCommand):
@@ -39,6 +44,13 @@ class Command(BaseCommand):
         parser.add_argument("--offer-cost", type=float, help="Cost of one offer (cost threshold)")
         parser.add_argument("--customer-value", type=float, help="Value of a retained customer")
         parser.add_argument("--json", action="store_true", help="Print the metrics as JSON")
+        parser.add_argument(
+            "--transfer-from",
+            metavar="MODEL_VERSION",
+            help="A source model (a registered version, or an exported model's .json from "
+            "churn_export): compare the target alone with each transfer method and record the "
+            "source and the outcome on the new model (docs/transfer.md)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         drop = [d.strip() for d in options["drop"].split(",") if d.strip()]
@@ -63,6 +75,9 @@ class Command(BaseCommand):
                     horizon_days=options["horizon"],
                     drop=drop,
                 )
+            source = None
+            if options["transfer_from"]:
+                source = transfer_source_load(ref=options["transfer_from"])
             progress = None if options["json"] else (lambda m: self.stderr.write(m))
             outcome = churn_model_train(
                 data=data,
@@ -74,9 +89,19 @@ class Command(BaseCommand):
                 register_only=bool(options["csv"]),
                 progress=progress,
             )
+            if source is not None:
+                result = churn_model_transfer_record(
+                    model=outcome.model, data=data, source=source[0], described=source[1]
+                )
+                if not options["json"]:
+                    self.stderr.write(transfer_summary(result.to_dict()))
         except (TrainingError, ScoringError) as exc:
             raise CommandError(str(exc)) from exc
         if options["json"]:
-            self.stdout.write(json.dumps(outcome.to_dict(), indent=2, default=str))
+            payload = outcome.to_dict()
+            if source is not None:
+                outcome.model.refresh_from_db(fields=["transfer"])
+                payload["transfer"] = outcome.model.transfer
+            self.stdout.write(json.dumps(payload, indent=2, default=str))
         else:
             self.stdout.write(format_training_report(outcome.to_dict()))
