@@ -50,6 +50,7 @@ class RuleInline(admin.StackedInline):
     ordering = ["position", "pk"]
     fields = [
         ("position", "name"),
+        "segment",
         "tiers",
         ("min_probability", "max_probability"),
         ("min_value", "max_value"),
