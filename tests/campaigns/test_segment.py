@@ -19,7 +19,15 @@ from django.utils import timezone
 
 from campaigns.admin_rules import active_model_segments
 from campaigns.models import Intervention, Offer, Rule
-from campaigns.rules import ModelSegment
+from campaigns.rules import (
+    SEGMENT,
+    Condition,
+    ModelSegment,
+    condition_label,
+    rule_mask,
+    rule_spec,
+    segment_keys,
+)
 from campaigns.services.dispatch import campaign_dispatch, campaign_rules_audience
 from campaigns.services.plan import campaign_plan
 from customers.models import Customer
@@ -248,3 +256,32 @@ def unescape_html(text: str) -> str:
     from html import unescape
 
     return unescape(text)
+
+
+def test_a_segment_condition_reads_the_model_and_leaf_together_and_is_said_in_words() -> None:
+    segment = ModelSegment(
+        model_version="m2",
+        leaf=5,
+        text="tenure < 6 and Contract is Month-to-month",
+        risk=0.62,
+        customers=840,
+    )
+    rule = Rule(segment=segment.to_dict(), tiers=["critical"])
+    spec = rule_spec(rule)
+    assert spec.conditions[0] == Condition(SEGMENT, "segment_is", segment)
+    frame = pd.DataFrame(
+        {
+            "model_version": ["m2", "m2", "m1", "m2", ""],
+            "leaf": pd.array([5, 6, 5, None, None], dtype="Int16"),
+            "tier": ["critical"] * 5,
+        }
+    )
+    frame[SEGMENT] = segment_keys(frame["model_version"], frame["leaf"])
+    assert frame[SEGMENT].tolist() == ["m2#5", "m2#6", "m1#5", "", ""]
+    assert rule_mask(frame, spec).tolist() == [True, False, False, False, False]
+    assert condition_label(spec.conditions[0]) == (
+        "tenure < 6 and Contract is Month-to-month (risk 62%, 840 customers) — a rule of model m2"
+    )
+    assert ModelSegment.from_dict({}) is None
+    with pytest.raises(ValueError, match="a segment needs model_version and leaf"):
+        ModelSegment.from_dict({"leaf": 3})
