@@ -95,13 +95,26 @@ def active_model_segments() -> tuple[str, list[ModelSegment]]:
     ]
 
 
-def segment_staleness(segment: ModelSegment | None, active_version: str) -> str:
-    """Why a rule's segment no longer selects by the active model ("" when it does)."""
-    if segment is None or segment.model_version == active_version:
+def segment_staleness(
+    segment: ModelSegment | None, active_version: str, active: list[ModelSegment] | None = None
+) -> str:
+    """Why a rule's segment no longer selects by the active model ("" when it does); with the
+    active model's segments, also when that model was distilled again (churn_distill) and the
+    leaf now says something else."""
+    if segment is None:
         return ""
-    now = f"model {active_version} is active" if active_version else "no model is active"
+    if segment.model_version == active_version:
+        current = next((s for s in active or [] if s.leaf == segment.leaf), None)
+        if active is None or (current is not None and current.text == segment.text):
+            return ""
+        became = f"leaf {segment.leaf} is now “{current.text}”" if current else "that leaf is gone"
+        return (
+            f"Model {active_version} was distilled again since this segment was chosen: "
+            f"{became}. Choose the rule again."
+        )
+    state = f"model {active_version} is active" if active_version else "no model is active"
     return (
-        f"This segment is a rule of model {segment.model_version}, but {now}: it matches only "
+        f"This segment is a rule of model {segment.model_version}, but {state}: it matches only "
         "customers still scored by the old model (nobody once the next scoring run is done). "
         "Choose a rule of the active model."
     )
@@ -319,7 +332,7 @@ class RuleForm(forms.ModelForm):
             choices.append((stored.key, f"{stored.label()} — model {stored.model_version}"))
         field.choices = choices
         self.initial["segment"] = stored.key if stored is not None else ""
-        self.segment_warning = segment_staleness(stored, version)
+        self.segment_warning = segment_staleness(stored, version, segments)
         if self.segment_warning:
             field.help_text = self.segment_warning
 
@@ -415,8 +428,7 @@ def audience_view(request: HttpRequest) -> JsonResponse:
     audiences = campaign_rules_audience(
         campaign=campaign, rules=[rule for _, rule in indexed], now=timezone.now()
     )
-    active = churn_model_active()
-    active_version = active.version if active is not None else ""
+    active_version, active_segments = active_model_segments()
     result = {
         str(index): {
             "name": a.name,
@@ -428,7 +440,7 @@ def audience_view(request: HttpRequest) -> JsonResponse:
             "suppressed": a.suppressed,
             "nobody_because": a.nobody_because,
             "segment_warning": segment_staleness(
-                ModelSegment.from_dict(rule.segment or {}), active_version
+                ModelSegment.from_dict(rule.segment or {}), active_version, active_segments
             ),
         }
         for (index, rule), a in zip(indexed, audiences, strict=True)

@@ -225,6 +225,16 @@ def test_the_rule_builder_saves_the_segment_and_shows_it_in_words(
     assert answer["errors"] == {}, answer
     assert answer["rules"]["0"]["matching"] == 0
     assert answer["rules"]["0"]["segment_warning"].startswith(warning)
+    # The active model distilled again, the chosen leaf reading differently: said too.
+    moved = ModelSegment(
+        model_version=scored.model.version, leaf=segment.leaf, text="tenure < 1", risk=0.5
+    )
+    Rule.objects.filter(pk=rule.pk).update(segment=moved.to_dict())
+    page = unescape_html(boss.get(change_url).content.decode())
+    assert (
+        f"Model {scored.model.version} was distilled again since this segment was chosen: "
+        f"leaf {segment.leaf} is now “{segment.text}”. Choose the rule again."
+    ) in page
 
 
 def test_churn_distill_redistils_a_model_without_a_student(scored: ScoringRun) -> None:
