@@ -70,6 +70,17 @@ class RuleInline(admin.StackedInline):
 
 @admin.register(Campaign)
 class CampaignAdmin(UpliftReportPages):
+    def get_formset_kwargs(
+        self, request: HttpRequest, obj: Any, inline: Any, prefix: str
+    ) -> dict[str, Any]:
+        """A new campaign opened from a model's student rule ("use as a campaign segment":
+        ?segment=version#leaf) starts with a rule on that segment."""
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        segment = request.GET.get("segment", "")
+        if request.method == "GET" and not obj.pk and isinstance(inline, RuleInline) and segment:
+            kwargs["initial"] = [{"segment": segment, "name": "Model segment", "position": 1}]
+        return kwargs
+
     list_display = [
         "name",
         "status",

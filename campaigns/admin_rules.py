@@ -331,7 +331,8 @@ class RuleForm(forms.ModelForm):
             self.segments[stored.key] = stored
             choices.append((stored.key, f"{stored.label()} — model {stored.model_version}"))
         field.choices = choices
-        self.initial["segment"] = stored.key if stored is not None else ""
+        if stored is not None or "segment" not in self.initial:  # else: ?segment= of a link
+            self.initial["segment"] = stored.key if stored is not None else ""
         self.segment_warning = segment_staleness(stored, version, segments)
         if self.segment_warning:
             field.help_text = self.segment_warning
