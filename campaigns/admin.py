@@ -20,7 +20,12 @@ from django.utils.safestring import SafeString
 
 from campaigns import admin_callbacks, admin_templates, selectors
 from campaigns.admin_links import PermittedLinksAdmin, admin_link
-from campaigns.admin_rules import RuleForm, attribute_datalists, audience_view
+from campaigns.admin_rules import (
+    RuleForm,
+    active_model_segments,
+    attribute_datalists,
+    audience_view,
+)
 from campaigns.admin_uplift import UpliftReportPages
 from campaigns.models import (
     Campaign,
@@ -78,7 +83,9 @@ class CampaignAdmin(UpliftReportPages):
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
         segment = request.GET.get("segment", "")
         if request.method == "GET" and not obj.pk and isinstance(inline, RuleInline) and segment:
-            kwargs["initial"] = [{"segment": segment, "name": "Model segment", "position": 1}]
+            words = next((s.text for s in active_model_segments()[1] if s.key == segment), "")
+            name = f"Segment: {words}"[:200] if words else "Model segment"
+            kwargs["initial"] = [{"segment": segment, "name": name, "position": 1}]
         return kwargs
 
     list_display = [

@@ -56,10 +56,12 @@ def test_staff_choose_a_student_rule_as_a_campaign_segment(
     page.goto(f"{live_server.url}/admin/scoring/churnmodel/{run.model_id}/change/")
     row = page.locator(f'tr.student-rule[data-leaf="{chosen.leaf}"]')
     assert chosen.text in row.inner_text()
+    page.locator("table.student").screenshot(path=str(SHOTS / "model_student_segments.png"))
     row.locator("a.use-segment").click()
     page.wait_for_selector("#id_rules-0-segment")
     select = page.locator("#id_rules-0-segment")
     assert select.input_value() == chosen.key
+    assert page.locator("#id_rules-0-name").input_value() == f"Segment: {chosen.text}"
     # The select lists the active model's rules in words, riskiest first.
     options = select.locator("option").all_inner_texts()
     assert options[0].startswith("No segment")
