@@ -30,6 +30,7 @@ from campaigns.rules import (
 )
 from campaigns.services.dispatch import campaign_dispatch, campaign_rules_audience
 from campaigns.services.plan import campaign_plan
+from customers.importers import import_file
 from customers.models import Customer
 from customers.selectors import customers_frame_for_ids, events_frame_for_ids, orders_frame_for_ids
 from scoring.ml.distill import Student
@@ -39,9 +40,17 @@ from scoring.services.datasets import training_data_from_database
 from scoring.services.runs import parse_as_of, scoring_run_execute
 from scoring.services.training import churn_model_train
 from tests.campaigns.conftest import make_campaign, make_offer
-from tests.scoring.conftest import artifact_dir, labelled_customers  # noqa: F401 (fixtures)
+from tests.scoring.conftest import artifact_dir, write_labelled_customers  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def labelled_customers(tmp_path: Path) -> Path:
+    """300 labelled customers (tests.scoring.conftest's data, fewer of them: a faster test)."""
+    path = write_labelled_customers(tmp_path / "customers.csv", n=300)
+    import_file(kind="customers", path=path)
+    return path
 
 
 @pytest.fixture
