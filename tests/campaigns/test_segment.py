@@ -83,7 +83,7 @@ def segment_of(leaf: int) -> ModelSegment:
     return next(s for s in active_model_segments()[1] if s.leaf == leaf)
 
 
-def test_the_segment_selects_exactly_the_customers_the_student_puts_in_the_leaf(
+def test_the_segment_selects_exactly_the_students_leaf_and_the_dispatch_targets_it(
     scored: ScoringRun,
 ) -> None:
     student, expected = distill_leaves(scored)
@@ -114,12 +114,10 @@ def test_the_segment_selects_exactly_the_customers_the_student_puts_in_the_leaf(
     assert set(plan.decisions["customer_id"]) == set(expected.index[expected.eq(first)])
     assert {leaf.id for leaf in student.leaves} >= set(populated.index)
 
-
-def test_a_dispatch_with_the_segment_targets_only_its_customers(scored: ScoringRun) -> None:
-    _student, expected = distill_leaves(scored)
-    riskiest = active_model_segments()[1]
-    segment = next(s for s in riskiest if (expected == s.leaf).any())  # the riskiest populated
-    campaign = make_campaign(
+    # A dispatch with the riskiest populated segment targets only its customers.
+    segment = next(s for s in active_model_segments()[1] if (expected == s.leaf).any())
+    dispatched = make_campaign(
+        name="Dispatched",
         control_percentage=20,
         rules=[
             {
@@ -130,8 +128,8 @@ def test_a_dispatch_with_the_segment_targets_only_its_customers(scored: ScoringR
             }
         ],
     )
-    summary = campaign_dispatch(campaign=campaign, now=timezone.now())
-    rows = Intervention.objects.filter(campaign=campaign).values_list("customer_id", flat=True)
+    summary = campaign_dispatch(campaign=dispatched, now=timezone.now())
+    rows = Intervention.objects.filter(campaign=dispatched).values_list("customer_id", flat=True)
     targeted = set(rows)
     assert targeted == set(expected.index[expected.eq(segment.leaf)])
     assert 0 < len(targeted) < len(expected)
