@@ -20,7 +20,12 @@ from django.utils.safestring import SafeString
 
 from campaigns import admin_callbacks, admin_templates, selectors
 from campaigns.admin_links import PermittedLinksAdmin, admin_link
-from campaigns.admin_rules import RuleForm, attribute_datalists, audience_view
+from campaigns.admin_rules import (
+    RuleForm,
+    active_model_segments,
+    attribute_datalists,
+    audience_view,
+)
 from campaigns.admin_uplift import UpliftReportPages
 from campaigns.models import (
     Campaign,
@@ -50,6 +55,7 @@ class RuleInline(admin.StackedInline):
     ordering = ["position", "pk"]
     fields = [
         ("position", "name"),
+        "segment",
         "tiers",
         ("min_probability", "max_probability"),
         ("min_value", "max_value"),
@@ -69,6 +75,19 @@ class RuleInline(admin.StackedInline):
 
 @admin.register(Campaign)
 class CampaignAdmin(UpliftReportPages):
+    def get_formset_kwargs(
+        self, request: HttpRequest, obj: Any, inline: Any, prefix: str
+    ) -> dict[str, Any]:
+        """A new campaign opened from a model's student rule ("use as a campaign segment":
+        ?segment=version#leaf) starts with a rule on that segment."""
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        segment = request.GET.get("segment", "")
+        if request.method == "GET" and not obj.pk and isinstance(inline, RuleInline) and segment:
+            words = next((s.text for s in active_model_segments()[1] if s.key == segment), "")
+            name = f"Segment: {words}"[:200] if words else "Model segment"
+            kwargs["initial"] = [{"segment": segment, "name": name, "position": 1}]
+        return kwargs
+
     list_display = [
         "name",
         "status",

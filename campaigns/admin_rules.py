@@ -27,10 +27,12 @@ from campaigns.models import (
     ContactChannel,
     Rule,
 )
+from campaigns.rules import ModelSegment
 from campaigns.services.dispatch import campaign_rules_audience
 from customers.selectors import customer_attribute_fields
+from scoring.ml.distill import Student
 from scoring.ml.tiers import RANK
-from scoring.selectors import risk_tier_rules
+from scoring.selectors import churn_model_active, risk_tier_rules
 
 # The attribute keys of the data are read once per this many seconds, not once per rule form:
 # a campaign page builds a form per rule (and the live count rebuilds them on every edit).
@@ -69,6 +71,53 @@ def tier_choices() -> list[tuple[str, str]]:
         )
         for rule in risk_tier_rules()
     ]
+
+
+def active_model_segments() -> tuple[str, list[ModelSegment]]:
+    """The active model's version and its readable student's rules as segments, riskiest
+    first ("", [] without an active model; the version and [] when it has no student)."""
+    model = churn_model_active()
+    if model is None:
+        return "", []
+    data = (model.reference or {}).get("student")
+    if not data:
+        return model.version, []
+    student = Student.from_dict(data)
+    return model.version, [
+        ModelSegment(
+            model_version=model.version,
+            leaf=leaf.id,
+            text=student.rule_text(leaf),
+            risk=leaf.risk,
+            customers=leaf.customers,
+        )
+        for leaf in sorted(student.leaves, key=lambda leaf: (-leaf.risk, leaf.id))
+    ]
+
+
+def segment_staleness(
+    segment: ModelSegment | None, active_version: str, active: list[ModelSegment] | None = None
+) -> str:
+    """Why a rule's segment no longer selects by the active model ("" when it does); with the
+    active model's segments, also when that model was distilled again (churn_distill) and the
+    leaf now says something else."""
+    if segment is None:
+        return ""
+    if segment.model_version == active_version:
+        current = next((s for s in active or [] if s.leaf == segment.leaf), None)
+        if active is None or (current is not None and current.text == segment.text):
+            return ""
+        became = f"leaf {segment.leaf} is now “{current.text}”" if current else "that leaf is gone"
+        return (
+            f"Model {active_version} was distilled again since this segment was chosen: "
+            f"{became}. Choose the rule again."
+        )
+    state = f"model {active_version} is active" if active_version else "no model is active"
+    return (
+        f"This segment is a rule of model {segment.model_version}, but {state}: it matches only "
+        "customers still scored by the old model (nobody once the next scoring run is done). "
+        "Choose a rule of the active model."
+    )
 
 
 class ConditionRows(forms.Widget):
@@ -221,12 +270,19 @@ class RuleForm(forms.ModelForm):
         widget=forms.CheckboxSelectMultiple,
         help_text="None ticked: every tier.",
     )
+    segment = forms.ChoiceField(
+        required=False,
+        label="Model segment",
+        help_text="A rule of the active churn model's readable student (riskiest first): only "
+        "customers whose latest score falls in it. Risk and customers as at training.",
+    )
 
     class Meta:
         model = Rule
         fields = [
             "position",
             "name",
+            "segment",
             "tiers",
             "min_probability",
             "max_probability",
@@ -259,6 +315,36 @@ class RuleForm(forms.ModelForm):
         self.fields["attribute_conditions"] = ConditionRowsField(
             fields=attribute_fields(), label="Attribute conditions"
         )
+        self._segment_choices()
+
+    def _segment_choices(self) -> None:
+        """The active model's student rules; a stored segment of another model stays listed,
+        marked as such, with the reason in the field's help text."""
+        version, segments = active_model_segments()
+        self.segments = {s.key: s for s in segments}
+        stored = ModelSegment.from_dict(self.instance.segment or {})
+        field = self.fields["segment"]
+        assert isinstance(field, forms.ChoiceField)
+        empty = "No segment" if segments else "No segment (the active model has no student rules)"
+        choices = [("", empty)] + [(key, s.label()) for key, s in self.segments.items()]
+        if stored is not None and stored.key not in self.segments:
+            self.segments[stored.key] = stored
+            choices.append((stored.key, f"{stored.label()} — model {stored.model_version}"))
+        field.choices = choices
+        if stored is not None or "segment" not in self.initial:  # else: ?segment= of a link
+            self.initial["segment"] = stored.key if stored is not None else ""
+        self.segment_warning = segment_staleness(stored, version, segments)
+        if self.segment_warning:
+            field.help_text = self.segment_warning
+
+    def clean_segment(self) -> dict[str, Any]:
+        key = self.cleaned_data.get("segment") or ""
+        if not key:
+            return {}
+        segment = self.segments.get(key)
+        if segment is None:
+            raise ValidationError(f"Unknown segment {key!r}: choose one of the list.")
+        return segment.to_dict()
 
     def clean_tiers(self) -> list[str]:
         known = dict(tier_choices())
@@ -343,6 +429,7 @@ def audience_view(request: HttpRequest) -> JsonResponse:
     audiences = campaign_rules_audience(
         campaign=campaign, rules=[rule for _, rule in indexed], now=timezone.now()
     )
+    active_version, active_segments = active_model_segments()
     result = {
         str(index): {
             "name": a.name,
@@ -353,8 +440,11 @@ def audience_view(request: HttpRequest) -> JsonResponse:
             "sendable": a.sendable,
             "suppressed": a.suppressed,
             "nobody_because": a.nobody_because,
+            "segment_warning": segment_staleness(
+                ModelSegment.from_dict(rule.segment or {}), active_version, active_segments
+            ),
         }
-        for (index, _rule), a in zip(indexed, audiences, strict=True)
+        for (index, rule), a in zip(indexed, audiences, strict=True)
     }
     return JsonResponse(
         {

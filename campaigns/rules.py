@@ -24,6 +24,73 @@ TIER = "tier"
 PROBABILITY = "probability"
 VALUE = "value"  # completed-order revenue over selectors.VALUE_WINDOW_DAYS
 ATTRIBUTE_PREFIX = "attr__"
+# "<model version>#<leaf id>": the leaf of the scoring model's readable student the customer's
+# latest score fell in (campaigns.selectors.candidates_frame); "" when none.
+SEGMENT = "segment"
+
+
+@dataclass(frozen=True)
+class ModelSegment:
+    """A rule of a churn model's readable student (scoring.ml.distill) used as a segment: the
+    customers whose latest score, by model `model_version`, fell in leaf `leaf`. `text`, `risk`
+    and `customers` are the rule's words and figures when it was chosen (for people only)."""
+
+    model_version: str
+    leaf: int
+    text: str = ""
+    risk: float | None = None
+    customers: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The value of the candidates frame's SEGMENT column for this segment's customers."""
+        return segment_key(self.model_version, self.leaf)
+
+    def label(self) -> str:
+        """'tenure < 6 and … (risk 62%, 840 customers)'."""
+        figures = [
+            *([f"risk {self.risk:.0%}"] if self.risk is not None else []),
+            *([f"{self.customers:,} customers"] if self.customers is not None else []),
+        ]
+        words = self.text or f"leaf {self.leaf}"
+        return f"{words} ({', '.join(figures)})" if figures else words
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_version": self.model_version,
+            "leaf": self.leaf,
+            "text": self.text,
+            "risk": self.risk,
+            "customers": self.customers,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelSegment | None:
+        """The segment a rule stores; None for none ({}). A malformed one is a ValueError."""
+        if not data:
+            return None
+        if not isinstance(data, dict) or not data.get("model_version") or "leaf" not in data:
+            raise ValueError(f"a segment needs model_version and leaf, not {data!r}")
+        risk, customers = data.get("risk"), data.get("customers")
+        return cls(
+            model_version=str(data["model_version"]),
+            leaf=int(data["leaf"]),
+            text=str(data.get("text") or ""),
+            risk=None if risk is None else float(risk),
+            customers=None if customers is None else int(customers),
+        )
+
+
+def segment_key(model_version: str, leaf: int) -> str:
+    return f"{model_version}#{int(leaf)}"
+
+
+def segment_keys(model_versions: pd.Series, leaves: pd.Series) -> pd.Series:
+    """The SEGMENT column from the customers' score model version and student leaf."""
+    known = leaves.notna() & model_versions.fillna("").astype(str).ne("")
+    whole = pd.to_numeric(leaves, errors="coerce").fillna(-1).astype(np.int64).astype(str)
+    text = model_versions.fillna("").astype(str) + "#" + whole
+    return text.where(known, "")
 
 
 def attribute_column(field: str) -> str:
@@ -81,6 +148,8 @@ OPERATORS: dict[str, Operator] = {
     ),
     "one_of": Operator(lambda values, options: values.isin(list(options)), "in"),  # exact
     "is_true": Operator(lambda values, _unused: values.astype(bool)),
+    # A ModelSegment: the customer's latest score fell in its model's leaf.
+    "segment_is": Operator(lambda values, segment: values.eq(segment.key)),
 }
 
 
@@ -117,12 +186,18 @@ class RuleFields(Protocol):
     def attribute_conditions(self) -> Any: ...
     @property
     def consent_channel(self) -> str: ...
+    @property
+    def segment(self) -> Any: ...
 
 
 def rule_spec(rule: RuleFields) -> RuleSpec:
-    """The conditions a rule's fields state: tiers (empty: any), probability and value bounds
-    (inclusive), attribute conditions and the consent the rule routes on."""
+    """The conditions a rule's fields state: the student segment, tiers (empty: any),
+    probability and value bounds (inclusive), attribute conditions and the consent the rule
+    routes on."""
     conditions: list[Condition] = []
+    segment = ModelSegment.from_dict(rule.segment)
+    if segment is not None:
+        conditions.append(Condition(SEGMENT, "segment_is", segment))
     if rule.tiers:
         conditions.append(Condition(TIER, "one_of", tuple(rule.tiers)))
     if rule.min_probability is not None:
@@ -202,6 +277,8 @@ def condition_label(condition: Condition) -> str:
     if column.startswith(ATTRIBUTE_PREFIX):
         shown = ", ".join(map(str, value)) if isinstance(value, list) else value
         return f"{column.removeprefix(ATTRIBUTE_PREFIX)} {_OPERATOR_WORDS[operator]} {shown!r}"
+    if column == SEGMENT:
+        return f"{value.label()} — a rule of model {value.model_version}"
     if column.startswith("consent_"):
         return f"consents to {column.removeprefix('consent_')}"
     return f"{column} {operator} {value!r}"

@@ -28,10 +28,12 @@ from campaigns.models import (
 from campaigns.rules import (
     OPERATORS,
     PROBABILITY,
+    SEGMENT,
     TIER,
     RuleSpec,
     attribute_column,
     attribute_fields,
+    segment_keys,
 )
 from campaigns.uplift.costs import COST_BASIS
 from common.db.frames import frame_from_queryset
@@ -52,8 +54,10 @@ def rules_prefilter(specs: Sequence[RuleSpec]) -> Q:
     """Scored customers that may match a rule, to read less: per rule, its conditions on
     SCORE_FIELDS (tier, probability) through their operators' SQL lookups (campaigns.rules).
 
-    A superset of what the rules match: value, attribute and consent conditions are left to
-    campaigns.rules.rule_mask on the frame; customers without a score are never candidates.
+    A student segment (campaigns.rules.ModelSegment) is checked here too, on the customer's
+    score model version and student leaf. A superset of what the rules match: value,
+    attribute and consent conditions are left to campaigns.rules.rule_mask on the frame;
+    customers without a score are never candidates.
     """
     scored = Q(churn_probability__isnull=False)
     any_rule = Q(pk__in=[])
@@ -64,6 +68,9 @@ def rules_prefilter(specs: Sequence[RuleSpec]) -> Q:
             lookup = OPERATORS[condition.operator].lookup
             if field is not None and lookup is not None:
                 q &= Q(**{f"{field}__{lookup}": condition.value})
+            elif condition.column == SEGMENT:
+                segment = condition.value
+                q &= Q(score_model_version=segment.model_version, score_student_leaf=segment.leaf)
         if not q:  # a rule without score conditions may match any scored customer
             return scored
         any_rule |= q
@@ -104,6 +111,7 @@ def candidates_frame(
         "probability",
         "tier",
         "model_version",
+        "student_leaf",
         "time_zone",
         "country",
         "erased",
@@ -122,6 +130,7 @@ def candidates_frame(
             "churn_probability",
             "risk_tier",
             "score_model_version",
+            "score_student_leaf",
             "time_zone",
             "country",
             "erased",
@@ -138,6 +147,8 @@ def candidates_frame(
     frame["has_phone"] = frame.pop("phone").fillna("").astype(str).str.len() > 0
     frame["has_device"] = frame["has_device"].fillna(False).astype(bool)
     frame["probability"] = frame["probability"].astype(float)
+    # The student leaf the latest score fell in, keyed by its model (campaigns.rules.SEGMENT).
+    frame[SEGMENT] = segment_keys(frame["model_version"], frame.pop("student_leaf"))
     return frame
 
 

@@ -39,6 +39,8 @@ class Customer(models.Model):
     risk_tier = models.CharField(max_length=32, blank=True)
     scored_at = models.DateTimeField(null=True, blank=True)
     score_model_version = models.CharField(max_length=64, blank=True)
+    # The leaf of that model's readable student the customer fell in (a campaign segment).
+    score_student_leaf = models.SmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -5,10 +5,12 @@ drift tables, and the score history."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
@@ -25,7 +27,14 @@ from scoring.display import (
 from scoring.errors import ScoringError, TrainingError
 from scoring.ml.distill import Student
 from scoring.ml.drift import STATUS_WORDS
-from scoring.models import ChurnModel, CustomerScore, RecommendationRun, RiskTier, ScoringRun
+from scoring.models import (
+    ChurnModel,
+    CustomerScore,
+    ModelStatus,
+    RecommendationRun,
+    RiskTier,
+    ScoringRun,
+)
 from scoring.selectors import churn_model_active, scoring_run_latest
 from scoring.services.tiers import tiers_reassign
 from scoring.services.training import churn_model_activate, churn_model_rollback
@@ -214,11 +223,33 @@ class ChurnModelAdmin(admin.ModelAdmin):
         if not data:
             return "— (no student: models trained before rules were distilled have none)"
         student = Student.from_dict(data)
+        # The active model's rules are campaign segments (campaigns.admin_rules): a link opens
+        # a new campaign with a rule on that segment (by URL name: scoring imports no campaigns).
+        active = model.status == ModelStatus.ACTIVE
+        add_campaign = reverse("admin:campaigns_campaign_add") if active else ""
+
+        def use(leaf_id: int) -> SafeString | str:
+            if not active:
+                return "—"
+            query = urlencode({"segment": f"{model.version}#{leaf_id}"})
+            return format_html(
+                '<a class="use-segment" href="{}?{}">use as a campaign segment</a>',
+                add_campaign,
+                query,
+            )
+
         rows = format_html_join(
             "",
-            '<tr class="student-rule" data-leaf="{}"><td>{}</td><td>{}</td><td>{}</td></tr>',
+            '<tr class="student-rule" data-leaf="{}"><td>{}</td><td>{}</td><td>{}</td>'
+            "<td>{}</td></tr>",
             (
-                (leaf.id, student.rule_text(leaf), f"{leaf.risk:.0%}", f"{leaf.customers:,}")
+                (
+                    leaf.id,
+                    student.rule_text(leaf),
+                    f"{leaf.risk:.0%}",
+                    f"{leaf.customers:,}",
+                    use(leaf.id),
+                )
                 for leaf in sorted(student.leaves, key=lambda leaf: -leaf.risk)
             ),
         )
@@ -251,7 +282,8 @@ class ChurnModelAdmin(admin.ModelAdmin):
         )
         return format_html(
             '{}<table class="student"><thead><tr><th>Customers who…</th><th>churn risk</th>'
-            "<th>customers (training data)</th></tr></thead><tbody>{}</tbody></table>",
+            "<th>customers (training data)</th><th>campaign</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
             summary,
             rows,
         )

@@ -193,6 +193,9 @@ class CustomerScore(models.Model):
     scorable = models.BooleanField(default=True, db_default=True)
     not_scorable_reason = models.CharField(max_length=200, blank=True, default="", db_default="")
     reasons = models.JSONField(default=list)
+    # The leaf of the model's readable student (scoring.ml.distill) the customer falls in: a
+    # campaign rule can target one ("model_segment"). NULL: not scorable, or no student.
+    student_leaf = models.SmallIntegerField(null=True, blank=True)
     # The waterfall of the customer's probability (scoring.ml.explain.attributions_json):
     # {"baseline", "method", "items": [[phrase, points], ...], "rest"}; {} when not explained.
     attributions = models.JSONField(default=dict, db_default={})

@@ -343,6 +343,12 @@ class Rule(models.Model):
         help_text='All must hold, e.g. [{"field": "Contract", "operator": "eq", '
         '"value": "Month-to-month"}]; operators: eq ne gt gte lt lte in contains.',
     )
+    segment = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="A rule of a churn model's readable student: {model_version, leaf, text, "
+        "risk, customers} as they were when chosen; empty: no segment.",
+    )
     consent_channel = models.CharField(
         max_length=8,
         blank=True,

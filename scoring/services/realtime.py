@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -26,7 +27,12 @@ from scoring.errors import ScoringError
 from scoring.ml.tiers import NOT_SCORABLE, assign_tiers_against
 from scoring.models import ChurnModel, CustomerScore, RunKind, RunStatus, ScoringRun
 from scoring.selectors import churn_model_active, risk_tier_rules, scoring_run_latest
-from scoring.services.runs import not_scorable_reason, range_score
+from scoring.services.runs import (
+    model_student,
+    not_scorable_reason,
+    range_score,
+    student_leaves,
+)
 from scoring.services.training import churn_model_load
 
 # Per worker process: the fitted estimator of the active model and the sorted probabilities
@@ -109,7 +115,11 @@ def customers_rescore(*, triggers: dict[int, str], now: datetime | None = None) 
     ranged = range_score(model=model, estimator=_estimator(model), ids=ids, as_of=now)
     if ranged is None:  # erased or deleted meanwhile
         return []
-    index, scorable, scored = ranged
+    features, scorable, scored = ranged
+    index = features.index
+    leaves = student_leaves(
+        student=model_student(model=model), features=features, scorable=scorable
+    )
     probability = np.full(len(index), np.nan)
     probability[scorable] = scored.probability.astype(float)
     tier = np.full(len(index), NOT_SCORABLE, dtype=object)
@@ -139,6 +149,7 @@ def customers_rescore(*, triggers: dict[int, str], now: datetime | None = None) 
                     scored_at=now,
                     trigger=triggers.get(int(customer_id), "")[:64],
                     sequence=sequence,
+                    student_leaf=None if pd.isna(leaves.iloc[i]) else int(leaves.iloc[i]),
                 )
                 for i, customer_id in enumerate(index)
             ]
@@ -174,7 +185,8 @@ def _customers_take(*, score_ids: list[int], version: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {customers} SET churn_probability = s.probability, risk_tier = s.tier, "
-            "scored_at = s.scored_at, score_model_version = %s "
+            "scored_at = s.scored_at, score_model_version = %s, "
+            "score_student_leaf = s.student_leaf "
             f"FROM {scores} s WHERE s.id IN ({marks}) AND {customers}.id = s.customer_id",
             [version, *score_ids],
         )

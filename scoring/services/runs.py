@@ -25,6 +25,7 @@ from customers.selectors import (
     orders_frame_for_ids,
 )
 from scoring.errors import ScoringError
+from scoring.ml.distill import Student
 from scoring.ml.drift import DriftReference, counts_from_cumulative, population_stability
 from scoring.ml.features import build_features
 from scoring.ml.labels import eligible_customer_ids
@@ -95,8 +96,11 @@ def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
     )
     if ranged is None:
         return 0
-    index, scorable, scored = ranged
-    scores = _scores_frame(run=run, index=index, scorable=scorable, scored=scored)
+    features, scorable, scored = ranged
+    scores = _scores_frame(run=run, index=features.index, scorable=scorable, scored=scored)
+    scores["student_leaf"] = student_leaves(
+        student=model_student(model=model), features=features, scorable=scorable
+    ).array
     try:
         with transaction.atomic():
             written = bulk_insert(CustomerScore, scores, json_text=("reasons", "attributions"))
@@ -123,10 +127,10 @@ def range_score(
     first_id: int | None = None,
     last_id: int | None = None,
     ids: Sequence[int] | None = None,
-) -> tuple[pd.Index, np.ndarray, ScoredFrame] | None:
+) -> tuple[pd.DataFrame, np.ndarray, ScoredFrame] | None:
     """The one feature path: the customers first_id ≤ id ≤ last_id (or those of `ids`) read
-    from the database, their features as of `as_of`, which of them the model can score, and
-    the scores (with the tier ranked within these customers and the reasons). None when there
+    from the database, their features as of `as_of` (the frame), which of them the model can
+    score, and the scores (with the tier ranked within these customers and the reasons). None when there
     is no such customer. A scoring chunk and an event-triggered rescore
     (scoring.services.realtime) both call it."""
     where: dict[str, Any] = {"first_id": first_id, "last_id": last_id, "ids": ids}
@@ -144,7 +148,46 @@ def range_score(
     )
     scorable = scorable_mask(model=model, orders=orders, index=features.index, as_of=as_of)
     scored = score_features(model=model, estimator=estimator, features=features[scorable])
-    return features.index, scorable, scored
+    return features, scorable, scored
+
+
+def model_student(*, model: ChurnModel) -> Student | None:
+    """The model's readable student (scoring.ml.distill), None when it has none."""
+    data = (model.reference or {}).get("student")
+    return Student.from_dict(data) if data else None
+
+
+def student_leaves(
+    *, student: Student | None, features: pd.DataFrame, scorable: np.ndarray | None = None
+) -> pd.Series:
+    """The student's leaf of every row of `features` (build_features' columns), vectorised:
+    the inputs its rules read, typed as at distillation (numbers as float64, categories as
+    text), then `Student.leaf_of`. <NA> where not scorable, or the model has no student."""
+    out = pd.Series(pd.NA, index=features.index, dtype="Int16")
+    if student is None or len(features) == 0:
+        return out
+    columns: dict[str, pd.Series] = {}
+    for leaf in student.leaves:
+        for condition in leaf.conditions:
+            name = condition.column
+            if name in columns:
+                continue
+            values = (
+                features[name]
+                if name in features
+                else pd.Series(np.nan, index=features.index, dtype=object)
+            )
+            if condition.kind in ("lt", "ge"):
+                columns[name] = pd.to_numeric(values, errors="coerce").astype(np.float64)
+            else:
+                columns[name] = values.astype(str).where(values.notna(), None)
+    leaves = student.leaf_of(pd.DataFrame(columns, index=features.index))
+    known = leaves >= 0
+    if scorable is not None:
+        known &= np.asarray(scorable, dtype=bool)
+    values = pd.array(np.where(known, leaves, 0), dtype="Int16")
+    values[~known] = pd.NA
+    return pd.Series(values, index=features.index)
 
 
 def scorable_mask(
@@ -207,7 +250,8 @@ def _customers_take_scores(*, run: ScoringRun, first_id: int, last_id: int) -> i
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {customers} SET churn_probability = s.probability, risk_tier = s.tier, "
-            "scored_at = s.scored_at, score_model_version = %s "
+            "scored_at = s.scored_at, score_model_version = %s, "
+            "score_student_leaf = s.student_leaf "
             f"FROM {scores} s WHERE s.run_id = %s AND s.customer_id BETWEEN %s AND %s "
             f"AND {customers}.id = s.customer_id",
             [run.model.version, run.pk, first_id, last_id],

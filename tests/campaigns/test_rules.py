@@ -33,6 +33,7 @@ class FakeRule:
     max_value: Decimal | None = None
     attribute_conditions: list[dict[str, Any]] = field(default_factory=list)
     consent_channel: str = ""
+    segment: dict[str, Any] = field(default_factory=dict)
 
 
 def customers() -> pd.DataFrame:
@@ -179,6 +180,7 @@ def test_only_operators_with_the_same_meaning_in_sql_name_a_lookup() -> None:
         "contains": None,
         "one_of": "in",
         "is_true": None,
+        "segment_is": None,  # campaigns.selectors.rules_prefilter reads a segment's two columns
     }
 
 

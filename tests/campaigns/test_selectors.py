@@ -180,8 +180,10 @@ def test_the_candidates_frame_holds_what_rules_and_policy_read() -> None:
         "time_zone",
         "erased",
         "attr__Contract",
+        "has_device",
         "has_email",
         "has_phone",
+        "segment",
     ]
     assert frame["customer_id"].tolist() == [first.pk, second.pk]
     assert frame["attr__Contract"].iloc[0] == "One year" and pd.isna(
@@ -192,6 +194,10 @@ def test_the_candidates_frame_holds_what_rules_and_policy_read() -> None:
         False,
     ]
     assert frame["erased"].tolist() == [False, True] and frame["probability"].dtype == float
+    assert frame["segment"].tolist() == ["", ""]  # scored by m1, which has no student leaf
+    Customer.objects.filter(pk=first.pk).update(score_student_leaf=7)
+    again = selectors.candidates_frame(specs=specs, id_range=(first.pk, second.pk))
+    assert again["segment"].tolist() == ["m1#7", ""]
     assert selectors.candidates_frame(specs=specs, id_range=(second.pk + 1, second.pk + 9)).empty
 
 

@@ -26,6 +26,7 @@
       return;
     }
     if (!rule) { line(target, "—"); return; }
+    if (rule.segment_warning) { line(target, rule.segment_warning, "audience-nobody segment-warning"); }
     line(target, number(rule.matching) + " match · " + number(rule.taken) + " taken by this rule (" +
       number(rule.control) + " control) · " + number(rule.sendable) + " to send now",
       rule.sendable > 0 ? "audience-total" : "audience-total audience-zero");
