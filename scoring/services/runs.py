@@ -130,8 +130,8 @@ def range_score(
 ) -> tuple[pd.DataFrame, np.ndarray, ScoredFrame] | None:
     """The one feature path: the customers first_id ≤ id ≤ last_id (or those of `ids`) read
     from the database, their features as of `as_of` (the frame), which of them the model can
-    score, and the scores (with the tier ranked within these customers and the reasons). None when there
-    is no such customer. A scoring chunk and an event-triggered rescore
+    score, and the scores (with the tier ranked within these customers and the reasons). None
+    when there is no such customer. A scoring chunk and an event-triggered rescore
     (scoring.services.realtime) both call it."""
     where: dict[str, Any] = {"first_id": first_id, "last_id": last_id, "ids": ids}
     customers = customers_frame_for_ids(**where)
