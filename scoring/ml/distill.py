@@ -64,7 +64,10 @@ class Condition:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"column": self.column, "kind": self.kind, "missing": self.missing}
         if self.kind in ("lt", "ge"):
-            out["threshold"] = self.threshold
+            # A split on missingness alone has an infinite threshold: JSON (and PostgreSQL's
+            # jsonb) has no Infinity, so it is kept as the text "inf" (float() reads it back).
+            finite = math.isfinite(self.threshold)
+            out["threshold"] = self.threshold if finite else str(self.threshold)
         else:
             out["category"] = self.category
         return out
@@ -107,9 +110,15 @@ class Leaf:
             passes = all(c.missing for c in mine)
             unknown = " (or unknown)" if passes and (numeric or name in shows_missing) else ""
             if mine[0].kind in ("lt", "ge"):
-                low = max((c.threshold for c in mine if c.kind == "ge"), default=None)
-                high = min((c.threshold for c in mine if c.kind == "lt"), default=None)
-                if low is not None and high is not None:
+                # An infinite bound is a split on missingness alone ("≥ inf": only unknown).
+                finite = [c for c in mine if math.isfinite(c.threshold)]
+                low = max((c.threshold for c in finite if c.kind == "ge"), default=None)
+                high = min((c.threshold for c in finite if c.kind == "lt"), default=None)
+                if any(c.kind == "ge" and c.threshold == math.inf for c in mine):
+                    words, unknown = f"{column} is unknown", ""
+                elif low is None and high is None:
+                    words = f"{column} is known"
+                elif low is not None and high is not None:
                     words = f"{_number_text(low)} ≤ {column} < {_number_text(high)}"
                 elif low is not None:
                     words = f"{column} ≥ {_number_text(low)}"
