@@ -150,6 +150,8 @@ def form_data(segment: str, **overrides: str) -> dict[str, Any]:
         "attribution_window_days": "30",
         "cooldown_days": "14",
         "priority": "100",
+        "mode": "scheduled",
+        "reentry_days": "30",
         "rules-TOTAL_FORMS": "1",
         "rules-INITIAL_FORMS": "0",
         "rules-MIN_NUM_FORMS": "0",
