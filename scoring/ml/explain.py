@@ -24,7 +24,7 @@ import pandas as pd
 
 from scoring.ml.features import FeatureSpec
 from scoring.ml.linear_reasons import CHECK_TOLERANCE, LinearScores, linear_scores, linear_shapley
-from scoring.ml.phrases import as_number, describer, group_phrase, numeric_phrase_for
+from scoring.ml.phrases import as_number, describer, group_phrases, numeric_phrases_for
 from scoring.ml.shapley import Attributions, FeatureGroups, sampled_shapley
 
 # Contributions below this (in probability) are noise, not a reason.
@@ -301,25 +301,24 @@ def _member_texts(
     categorical: set[str],
     reference: Mapping[str, Any],
     templates: Mapping[str, str] | None,
-) -> tuple[list[str], list[Any], np.ndarray]:
-    """The phrase of each distinct value of one input, the distinct values, and each row's
-    distinct number: one phrase call per distinct value."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The phrase of each distinct value of one input (an object array), the distinct values
+    (as numbers where numeric) and each row's distinct number: plain floats are phrased all
+    at once (`numeric_phrases_for`), other values with one phrase call per distinct value."""
     first, inverse = _distinct(values)
-    if values.dtype.kind == "f":
-        distinct = values[first].astype(np.float64).tolist()
-    else:
-        distinct = values[first].tolist()
     if values.dtype.kind == "f" and col not in categorical and not (templates and col in templates):
-        # Plain floats straight to the numeric phrase (no per-value conversion).
-        phrase = numeric_phrase_for(col, reference.get(col))
-    else:
-        phrase = describer(
-            name=col,
-            reference=reference.get(col),
-            categorical=col in categorical,
-            templates=templates,
-        )
-    return [phrase(v) for v in distinct], distinct, inverse
+        distinct = values[first].astype(np.float64)
+        return numeric_phrases_for(col, reference.get(col))(distinct), distinct, inverse
+    listed = values[first].astype(np.float64).tolist() if values.dtype.kind == "f" else None
+    listed = listed if listed is not None else values[first].tolist()
+    phrase = describer(
+        name=col,
+        reference=reference.get(col),
+        categorical=col in categorical,
+        templates=templates,
+    )
+    numbers = np.asarray([as_number(v) for v in listed] + [np.nan], dtype=np.float64)[:-1]
+    return np.asarray([phrase(v) for v in listed] + [None], dtype=object)[:-1], numbers, inverse
 
 
 def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -372,16 +371,14 @@ def _phrase_codes(
             _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
             inverse = np.asarray(inverse).reshape(-1)
             _, lead_values, lead_inverse = parts[0]
-            texts = []
-            for row in first.tolist():
-                texts.append(
-                    group_phrase(
-                        lead=members[0],
-                        lead_value=lead_values[lead_inverse[row]],
-                        lead_reference=reference.get(members[0]),
-                        parts=[t[inv[row]] for t, _, inv in parts],
-                    )
-                )
-        number = np.asarray([numbers.setdefault(t, len(numbers)) for t in texts], dtype=np.int64)
+            texts = group_phrases(
+                lead=members[0],
+                lead_values=lead_values[lead_inverse[first]],
+                lead_reference=reference.get(members[0]),
+                parts=[t[inv[first]] for t, _, inv in parts],
+            )
+        number = np.asarray(
+            [numbers.setdefault(t, len(numbers)) for t in texts.tolist()], dtype=np.int64
+        )
         codes[hit_rows, hit_cols] = number[np.asarray(inverse).reshape(-1)[row_of_hit]]
     return codes, list(numbers)
