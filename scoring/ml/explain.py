@@ -171,7 +171,9 @@ def group_attributions(
             exact = None
         if exact is not None:
             phi, baseline = exact
-            expected = float(estimator.predict_proba(typical)[:, 1][0])
+            expected = scores.typical_probability
+            if expected is None:
+                expected = float(estimator.predict_proba(typical)[:, 1][0])
             if abs(baseline - expected) <= CHECK_TOLERANCE:
                 return Attributions(phi @ groups.membership(columns), baseline, "exact-linear")
             logger.warning("reasons: linear baseline disagrees with predict_proba; sampling")
@@ -207,8 +209,14 @@ def explain_customers(
     n = len(X)
     columns = list(spec.columns)
     groups = FeatureGroups.from_dict(groups.to_dict() if groups else None, columns)
-    # A linear model is transformed once, for both its probabilities and its reasons.
-    scores = linear_scores(estimator, X)
+    categorical = set(spec.categorical)
+    fills = [
+        reference.get(c) if c in categorical else np.float32(as_number(reference.get(c)))
+        for c in columns
+    ]
+    # A linear model is transformed once, for both its probabilities and its reasons (and
+    # the typical customer is predicted with the rows its closed form is checked on).
+    scores = linear_scores(estimator, X, typical=_typical_frame(X, fills))
     if probabilities is not None:
         p = np.asarray(probabilities, dtype=np.float64)
     elif scores is not None and scores.exact:
@@ -216,12 +224,7 @@ def explain_customers(
     else:
         p = estimator.predict_proba(X)[:, 1] if n else np.zeros(0)
     rows = np.flatnonzero(p >= threshold)
-    categorical = set(spec.categorical)
     sub = X.iloc[rows] if len(rows) else X.iloc[:0]
-    fills = [
-        reference.get(c) if c in categorical else np.float32(as_number(reference.get(c)))
-        for c in columns
-    ]
     found = group_attributions(
         estimator=estimator,
         sub=sub,
@@ -347,8 +350,10 @@ def _phrase_codes(
     kept) and the distinct phrases. Phrases are built per group for the distinct values (of
     all its members together) of the rows that cite it, and numbered globally: the same text
     from two groups gets one number."""
-    numbers: dict[str, int] = {}
     codes = np.full(order.shape, -1, dtype=np.int64)
+    found: list[np.ndarray] = []
+    placed: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    offset = 0
     for g in np.unique(order[keep]):
         members = groups.members[g]
         hit_rows, hit_cols = np.nonzero((order == g) & keep)
@@ -377,8 +382,13 @@ def _phrase_codes(
                 lead_reference=reference.get(members[0]),
                 parts=[t[inv[first]] for t, _, inv in parts],
             )
-        number = np.asarray(
-            [numbers.setdefault(t, len(numbers)) for t in texts.tolist()], dtype=np.int64
-        )
-        codes[hit_rows, hit_cols] = number[np.asarray(inverse).reshape(-1)[row_of_hit]]
-    return codes, list(numbers)
+        placed.append((hit_rows, hit_cols, offset + np.asarray(inverse).reshape(-1)[row_of_hit]))
+        found.append(texts)
+        offset += len(texts)
+    if not found:
+        return codes, []
+    # Numbered in order of first appearance (one number per distinct text, across groups).
+    number, distinct = pd.factorize(np.concatenate(found), sort=False)
+    for hit_rows, hit_cols, position in placed:
+        codes[hit_rows, hit_cols] = number[position]
+    return codes, list(distinct)
