@@ -2,7 +2,9 @@
 
 Pure Python. A phrase function is prepared once per feature (`describer`, `numeric_phrase_for`)
 and applied to many values, so the per-customer reasons of a chunk cost one call per distinct
-value; `describe` is the one-value form.
+value; `describe` is the one-value form. `numeric_phrases_for` and `group_phrases` build the
+same texts for an array of values at once (numpy object-array string building; what the
+reasons use for plain float inputs), tested text for text against the one-value forms.
 """
 
 from __future__ import annotations

@@ -25,7 +25,10 @@ Three methods, chosen per model (`Attributions.method`):
   p(x) - baseline exactly, so their mean does too; `Attributions.errors` is each value's
   standard error, from the spread between the antithetic pairs (estimated from few pairs, so
   it is reliable over many customers, not for one). Cost: PERMUTATIONS × (groups - 1)
-  predictions per explained customer.
+  predicted rows per explained customer (fewer where a switched group is already typical);
+  every coalition of every order is known before any prediction, so all of them go to the
+  model together, in calls of at most BATCH_ROWS rows (the per-call cost of a pipeline and a
+  tree ensemble is paid a few times per chunk, not once per step).
 
 Groups (`FeatureGroups`, from `feature_groups`): numeric inputs whose Spearman correlation on
 the training rows is at least GROUP_CORRELATION in absolute value (complete linkage, so every
