@@ -17,6 +17,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 import numpy as np
@@ -83,16 +84,25 @@ class Explanations:
     def _rows(names: list[Any], codes: np.ndarray) -> tuple[tuple[Any, ...], ...]:
         return tuple(tuple(names[c] for c in row if c >= 0) for row in codes.tolist())
 
+    @cached_property
+    def _quoted_phrases(self) -> list[str]:
+        # json.dumps of a text is this C function's result; called directly per distinct text.
+        return list(map(encode_basestring_ascii, self.phrases.tolist()))
+
+    def _quoted(self, missing: str) -> np.ndarray:
+        """The phrases as JSON strings, then `missing` (what code -1 picks)."""
+        return _texts([*self._quoted_phrases, missing], len(self.phrases) + 1)
+
     def reasons_json(self) -> np.ndarray:
         """Each row's reasons as a JSON array text ('[]' for none), built per distinct text."""
-        quoted = np.asarray([json.dumps(p) for p in self.phrases.tolist()] + [""], dtype=object)
+        quoted = self._quoted("")
         codes = self.top_phrases
-        out = np.full(len(codes), "[", dtype=object)
-        for k in range(codes.shape[1]):
-            present = codes[:, k] >= 0
-            separator = ", " if k else ""
-            out = out + np.where(present, separator, "") + quoted[codes[:, k]]
-        return out + "]"
+        parts = [
+            np.where(codes[:, k] >= 0, ", " if k else "", "").astype(object) + quoted[codes[:, k]]
+            for k in range(codes.shape[1])
+        ]
+        # One join per row (adding to a growing text per step would copy it each time).
+        return _texts(["[" + "".join(row) + "]" for row in zip(*parts)], len(codes))
 
     def attributions_json(self) -> np.ndarray:
         """Each row's waterfall as a JSON object text ('{}' for rows not explained):
@@ -102,20 +112,21 @@ class Explanations:
         n = len(self.index)
         if self.attributions is None or self.chart_groups is None or self.chart_phrases is None:
             return np.full(n, "{}", dtype=object)
-        quoted = np.asarray([json.dumps(p) for p in self.phrases.tolist()] + ['""'], dtype=object)
+        quoted = self._quoted('""')
         groups, codes = self.chart_groups, self.chart_phrases
         shown = np.where(
             groups >= 0, np.take_along_axis(self.attributions, np.maximum(groups, 0), axis=1), 0.0
         )
         rest = self.attributions.sum(axis=1) - shown.sum(axis=1)
         head = f'{{"baseline": {self.baseline:.8f}, "method": {json.dumps(self.method)}, "items": ['
-        out = np.full(n, head, dtype=object)
+        parts = []
         for k in range(groups.shape[1]):
             present = groups[:, k] >= 0
-            text = "[" + quoted[codes[:, k]] + ", " + _numbers(shown[:, k]) + "]"
-            separator = np.where(present & (k > 0), ", ", "")
-            out = out + np.where(present, separator + text, "")
-        out = out + '], "rest": ' + _numbers(rest) + "}"
+            text = ("[" if k == 0 else ", [") + quoted[codes[:, k]] + ", " + _numbers(shown[:, k])
+            parts.append(np.where(present, text + "]", "").astype(object))
+        parts.append('], "rest": ' + _numbers(rest) + "}")
+        # One join per row (adding to a growing text per step would copy it each time).
+        out = _texts([head + "".join(row) for row in zip(*parts)], n)
         explained = self.explained if self.explained is not None else np.ones(n, dtype=bool)
         return np.where(explained, out, "{}")
 
@@ -139,9 +150,17 @@ class Explanations:
         ]
 
 
+def _texts(texts: list[str], n: int) -> np.ndarray:
+    """A 1-d object array of the texts (np.asarray alone would not keep it 1-d when empty)."""
+    out = np.empty(n, dtype=object)
+    out[:] = texts
+    return out
+
+
 def _numbers(values: np.ndarray) -> np.ndarray:
     """JSON numbers (8 decimals: far below a thousandth of a percentage point)."""
-    return np.char.mod("%.8f", np.nan_to_num(values.astype(np.float64))).astype(object)
+    numbers = np.nan_to_num(values.astype(np.float64)).tolist()
+    return _texts(list(map("{:.8f}".format, numbers)), len(numbers))
 
 
 def _typical_frame(X: pd.DataFrame, fills: list[Any]) -> pd.DataFrame:

@@ -236,7 +236,11 @@ def numeric_phrases_for(name: str, reference: Any) -> Callable[[np.ndarray], np.
     def each(values: np.ndarray) -> np.ndarray:
         return _texts([one(x) for x in values.tolist()])
 
-    def where(missing: np.ndarray, text: str, build: Callable[[np.ndarray], np.ndarray]) -> Any:
+    def where(
+        missing: Callable[[np.ndarray], np.ndarray],
+        text: str,
+        build: Callable[[np.ndarray], np.ndarray],
+    ) -> Callable[[np.ndarray], np.ndarray]:
         def phrases(values: np.ndarray) -> np.ndarray:
             v = np.asarray(values, dtype=np.float64)
             out = np.full(len(v), text, dtype=object)
