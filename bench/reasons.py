@@ -10,14 +10,21 @@ train on 5,000 of them (not timed).
     .venv/bin/python bench/reasons.py [--rows 50000]
 
 Run it with REASONS_CHECKOUT=/path/to/another/checkout to time that checkout's reasons on the
-same data (the groups are passed only where `explain_customers` takes them).
+same data (the groups are passed only where `explain_customers` takes them). With
+`--against /path/to/another/checkout` it times both, alternately, `--repeat` times each (each
+run a fresh process), and prints the best of each and their ratio: on a shared machine the
+two are measured under the same load.
+
+    .venv/bin/python bench/reasons.py --rows 10000 --against /work/wt/reasons_old --repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -72,7 +79,13 @@ def customers(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--against", help="another checkout to time on the same data")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each (with --against)")
+    parser.add_argument("--models", default="lr_balanced,hgb", help="comma-separated candidates")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.against:
+        return compare(rows=args.rows, against=args.against, repeat=args.repeat, models=args.models)
     X_train, y_train = customers(5_000, seed=0)
     X, _ = customers(args.rows, seed=1)
     spec = infer_feature_spec(features=X_train)
@@ -83,9 +96,11 @@ def main() -> int:
 
         extra["groups"] = feature_groups(X=X_train, numeric=spec.numeric, columns=spec.columns)
         print("groups:", [g for g in extra["groups"].members if len(g) > 1])
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores (shared with other jobs: noisy)")
-    print(f"data: {args.rows:,} customers explained, {len(spec.columns)} inputs; CPU shared")
-    for name in ("lr_balanced", "hgb"):
+    if not args.json:
+        print(f"machine: {cpu_model()}, {os.cpu_count()} cores (shared with other jobs: noisy)")
+        print(f"data: {args.rows:,} customers explained, {len(spec.columns)} inputs; CPU shared")
+    results = {}
+    for name in args.models.split(","):
         model = calibrated(
             pipeline=build_pipeline(spec=spec, candidate=select_candidates(names=name)[0]),
             method="sigmoid",
@@ -99,11 +114,45 @@ def main() -> int:
             estimator=model, X=X, spec=spec, reference=reference, threshold=0.0, **extra
         )
         seconds = time.perf_counter() - start
-        method = getattr(out, "method", "one-at-a-time")
+        method = getattr(out, "method", "") or "one-at-a-time"
+        results[name] = {"seconds": seconds, "predict": predict, "method": method}
+        if args.json:
+            continue
         print(
             f"{name:12s} {method:14s} reasons {seconds:7.2f} s "
             f"({seconds / args.rows * 1e6:6.1f} µs/customer); predict_proba {predict:5.2f} s; "
             f"ratio {seconds / predict:5.1f}× one prediction"
+        )
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+def compare(*, rows: int, against: str, repeat: int, models: str) -> int:
+    """Both checkouts' reasons, alternately in fresh processes; the best run of each."""
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores (shared with other jobs: noisy)")
+    print(f"data: {rows:,} customers explained, 12 inputs; best of {repeat} alternating runs")
+    best: dict[str, dict[str, dict[str, float]]] = {"this": {}, "other": {}}
+    for _ in range(repeat):
+        for who, checkout in (("this", str(ROOT)), ("other", against)):
+            done = subprocess.run(
+                [sys.executable, __file__, "--rows", str(rows), "--models", models, "--json"],
+                env={**os.environ, "REASONS_CHECKOUT": checkout},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            for name, result in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                kept = best[who].get(name)
+                if kept is None or result["seconds"] < kept["seconds"]:
+                    best[who][name] = result
+    for name, this in best["this"].items():
+        other = best["other"][name]
+        print(
+            f"{name:12s} this ({this['method']}) {this['seconds']:7.2f} s, "
+            f"{against} ({other['method']}) {other['seconds']:7.2f} s: "
+            f"ratio {this['seconds'] / other['seconds']:4.2f}×; predict_proba "
+            f"{this['predict']:5.2f} / {other['predict']:5.2f} s"
         )
     return 0
 

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ import pandas as pd
 
 from scoring.ml.features import FeatureSpec
 from scoring.ml.linear_reasons import CHECK_TOLERANCE, LinearScores, linear_scores, linear_shapley
-from scoring.ml.phrases import as_number, describer, group_phrase, numeric_phrase_for
+from scoring.ml.phrases import as_number, describer, group_phrases, numeric_phrases_for
 from scoring.ml.shapley import Attributions, FeatureGroups, sampled_shapley
 
 # Contributions below this (in probability) are noise, not a reason.
@@ -83,16 +84,25 @@ class Explanations:
     def _rows(names: list[Any], codes: np.ndarray) -> tuple[tuple[Any, ...], ...]:
         return tuple(tuple(names[c] for c in row if c >= 0) for row in codes.tolist())
 
+    @cached_property
+    def _quoted_phrases(self) -> list[str]:
+        # json.dumps of a text is this C function's result; called directly per distinct text.
+        return list(map(encode_basestring_ascii, self.phrases.tolist()))
+
+    def _quoted(self, missing: str) -> np.ndarray:
+        """The phrases as JSON strings, then `missing` (what code -1 picks)."""
+        return _texts([*self._quoted_phrases, missing], len(self.phrases) + 1)
+
     def reasons_json(self) -> np.ndarray:
         """Each row's reasons as a JSON array text ('[]' for none), built per distinct text."""
-        quoted = np.asarray([json.dumps(p) for p in self.phrases.tolist()] + [""], dtype=object)
+        quoted = self._quoted("")
         codes = self.top_phrases
-        out = np.full(len(codes), "[", dtype=object)
-        for k in range(codes.shape[1]):
-            present = codes[:, k] >= 0
-            separator = ", " if k else ""
-            out = out + np.where(present, separator, "") + quoted[codes[:, k]]
-        return out + "]"
+        parts = [
+            np.where(codes[:, k] >= 0, ", " if k else "", "").astype(object) + quoted[codes[:, k]]
+            for k in range(codes.shape[1])
+        ]
+        # One join per row (adding to a growing text per step would copy it each time).
+        return _texts(["[" + "".join(row) + "]" for row in zip(*parts)], len(codes))
 
     def attributions_json(self) -> np.ndarray:
         """Each row's waterfall as a JSON object text ('{}' for rows not explained):
@@ -102,20 +112,21 @@ class Explanations:
         n = len(self.index)
         if self.attributions is None or self.chart_groups is None or self.chart_phrases is None:
             return np.full(n, "{}", dtype=object)
-        quoted = np.asarray([json.dumps(p) for p in self.phrases.tolist()] + ['""'], dtype=object)
+        quoted = self._quoted('""')
         groups, codes = self.chart_groups, self.chart_phrases
         shown = np.where(
             groups >= 0, np.take_along_axis(self.attributions, np.maximum(groups, 0), axis=1), 0.0
         )
         rest = self.attributions.sum(axis=1) - shown.sum(axis=1)
         head = f'{{"baseline": {self.baseline:.8f}, "method": {json.dumps(self.method)}, "items": ['
-        out = np.full(n, head, dtype=object)
+        parts = []
         for k in range(groups.shape[1]):
             present = groups[:, k] >= 0
-            text = "[" + quoted[codes[:, k]] + ", " + _numbers(shown[:, k]) + "]"
-            separator = np.where(present & (k > 0), ", ", "")
-            out = out + np.where(present, separator + text, "")
-        out = out + '], "rest": ' + _numbers(rest) + "}"
+            text = ("[" if k == 0 else ", [") + quoted[codes[:, k]] + ", " + _numbers(shown[:, k])
+            parts.append(np.where(present, text + "]", "").astype(object))
+        parts.append('], "rest": ' + _numbers(rest) + "}")
+        # One join per row (adding to a growing text per step would copy it each time).
+        out = _texts([head + "".join(row) for row in zip(*parts)], n)
         explained = self.explained if self.explained is not None else np.ones(n, dtype=bool)
         return np.where(explained, out, "{}")
 
@@ -139,9 +150,17 @@ class Explanations:
         ]
 
 
+def _texts(texts: list[str], n: int) -> np.ndarray:
+    """A 1-d object array of the texts (np.asarray alone would not keep it 1-d when empty)."""
+    out = np.empty(n, dtype=object)
+    out[:] = texts
+    return out
+
+
 def _numbers(values: np.ndarray) -> np.ndarray:
     """JSON numbers (8 decimals: far below a thousandth of a percentage point)."""
-    return np.char.mod("%.8f", np.nan_to_num(values.astype(np.float64))).astype(object)
+    numbers = np.nan_to_num(values.astype(np.float64)).tolist()
+    return _texts(list(map("{:.8f}".format, numbers)), len(numbers))
 
 
 def _typical_frame(X: pd.DataFrame, fills: list[Any]) -> pd.DataFrame:
@@ -171,7 +190,9 @@ def group_attributions(
             exact = None
         if exact is not None:
             phi, baseline = exact
-            expected = float(estimator.predict_proba(typical)[:, 1][0])
+            expected = scores.typical_probability
+            if expected is None:
+                expected = float(estimator.predict_proba(typical)[:, 1][0])
             if abs(baseline - expected) <= CHECK_TOLERANCE:
                 return Attributions(phi @ groups.membership(columns), baseline, "exact-linear")
             logger.warning("reasons: linear baseline disagrees with predict_proba; sampling")
@@ -207,8 +228,14 @@ def explain_customers(
     n = len(X)
     columns = list(spec.columns)
     groups = FeatureGroups.from_dict(groups.to_dict() if groups else None, columns)
-    # A linear model is transformed once, for both its probabilities and its reasons.
-    scores = linear_scores(estimator, X)
+    categorical = set(spec.categorical)
+    fills = [
+        reference.get(c) if c in categorical else np.float32(as_number(reference.get(c)))
+        for c in columns
+    ]
+    # A linear model is transformed once, for both its probabilities and its reasons (and
+    # the typical customer is predicted with the rows its closed form is checked on).
+    scores = linear_scores(estimator, X, typical=_typical_frame(X, fills))
     if probabilities is not None:
         p = np.asarray(probabilities, dtype=np.float64)
     elif scores is not None and scores.exact:
@@ -216,12 +243,7 @@ def explain_customers(
     else:
         p = estimator.predict_proba(X)[:, 1] if n else np.zeros(0)
     rows = np.flatnonzero(p >= threshold)
-    categorical = set(spec.categorical)
     sub = X.iloc[rows] if len(rows) else X.iloc[:0]
-    fills = [
-        reference.get(c) if c in categorical else np.float32(as_number(reference.get(c)))
-        for c in columns
-    ]
     found = group_attributions(
         estimator=estimator,
         sub=sub,
@@ -301,25 +323,24 @@ def _member_texts(
     categorical: set[str],
     reference: Mapping[str, Any],
     templates: Mapping[str, str] | None,
-) -> tuple[list[str], list[Any], np.ndarray]:
-    """The phrase of each distinct value of one input, the distinct values, and each row's
-    distinct number: one phrase call per distinct value."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The phrase of each distinct value of one input (an object array), the distinct values
+    (as numbers where numeric) and each row's distinct number: plain floats are phrased all
+    at once (`numeric_phrases_for`), other values with one phrase call per distinct value."""
     first, inverse = _distinct(values)
-    if values.dtype.kind == "f":
-        distinct = values[first].astype(np.float64).tolist()
-    else:
-        distinct = values[first].tolist()
     if values.dtype.kind == "f" and col not in categorical and not (templates and col in templates):
-        # Plain floats straight to the numeric phrase (no per-value conversion).
-        phrase = numeric_phrase_for(col, reference.get(col))
-    else:
-        phrase = describer(
-            name=col,
-            reference=reference.get(col),
-            categorical=col in categorical,
-            templates=templates,
-        )
-    return [phrase(v) for v in distinct], distinct, inverse
+        distinct = values[first].astype(np.float64)
+        return numeric_phrases_for(col, reference.get(col))(distinct), distinct, inverse
+    listed = values[first].astype(np.float64).tolist() if values.dtype.kind == "f" else None
+    listed = listed if listed is not None else values[first].tolist()
+    phrase = describer(
+        name=col,
+        reference=reference.get(col),
+        categorical=col in categorical,
+        templates=templates,
+    )
+    numbers = np.asarray([as_number(v) for v in listed] + [np.nan], dtype=np.float64)[:-1]
+    return np.asarray([phrase(v) for v in listed] + [None], dtype=object)[:-1], numbers, inverse
 
 
 def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -348,8 +369,10 @@ def _phrase_codes(
     kept) and the distinct phrases. Phrases are built per group for the distinct values (of
     all its members together) of the rows that cite it, and numbered globally: the same text
     from two groups gets one number."""
-    numbers: dict[str, int] = {}
     codes = np.full(order.shape, -1, dtype=np.int64)
+    found: list[np.ndarray] = []
+    placed: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    offset = 0
     for g in np.unique(order[keep]):
         members = groups.members[g]
         hit_rows, hit_cols = np.nonzero((order == g) & keep)
@@ -372,16 +395,19 @@ def _phrase_codes(
             _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
             inverse = np.asarray(inverse).reshape(-1)
             _, lead_values, lead_inverse = parts[0]
-            texts = []
-            for row in first.tolist():
-                texts.append(
-                    group_phrase(
-                        lead=members[0],
-                        lead_value=lead_values[lead_inverse[row]],
-                        lead_reference=reference.get(members[0]),
-                        parts=[t[inv[row]] for t, _, inv in parts],
-                    )
-                )
-        number = np.asarray([numbers.setdefault(t, len(numbers)) for t in texts], dtype=np.int64)
-        codes[hit_rows, hit_cols] = number[np.asarray(inverse).reshape(-1)[row_of_hit]]
-    return codes, list(numbers)
+            texts = group_phrases(
+                lead=members[0],
+                lead_values=lead_values[lead_inverse[first]],
+                lead_reference=reference.get(members[0]),
+                parts=[t[inv[first]] for t, _, inv in parts],
+            )
+        placed.append((hit_rows, hit_cols, offset + np.asarray(inverse).reshape(-1)[row_of_hit]))
+        found.append(texts)
+        offset += len(texts)
+    if not found:
+        return codes, []
+    # Numbered in order of first appearance (one number per distinct text, across groups).
+    number, distinct = pd.factorize(np.concatenate(found), sort=False)
+    for hit_rows, hit_cols, position in placed:
+        codes[hit_rows, hit_cols] = number[position]
+    return codes, list(distinct)

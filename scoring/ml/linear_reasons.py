@@ -111,6 +111,8 @@ class LinearScores:
     # The closed form gives predict_proba's probabilities to the last bits (not just within
     # the check's tolerance, as when a transformer computes in float32).
     exact: bool = False
+    # predict_proba of the typical row, when it was checked along with the sample.
+    typical_probability: float | None = None
 
     @classmethod
     def of(cls, members: list[LinearMember], X: pd.DataFrame) -> LinearScores:
@@ -134,6 +136,7 @@ class LinearScores:
             [Z[rows] for Z in self.transformed],
             [d[rows] for d in self.decisions],
             self.exact,
+            self.typical_probability,
         )
 
 
@@ -148,9 +151,12 @@ def sample_rows(frame: pd.DataFrame) -> np.ndarray:
     return np.unique(np.concatenate([spread, lowest, highest]).astype(np.int64))
 
 
-def linear_scores(estimator: Any, X: pd.DataFrame) -> LinearScores | None:
+def linear_scores(
+    estimator: Any, X: pd.DataFrame, typical: pd.DataFrame | None = None
+) -> LinearScores | None:
     """The closed form of a linear estimator over X, if it reproduces `predict_proba` on a
-    sample of rows (and the transformed rows fit in memory); else None."""
+    sample of rows (and the transformed rows fit in memory); else None. The one-row frame
+    `typical`, if given, is predicted in the same call (`typical_probability`)."""
     members = linear_members(estimator) if len(X) else None
     if members is None:
         return None
@@ -163,12 +169,19 @@ def linear_scores(estimator: Any, X: pd.DataFrame) -> LinearScores | None:
         logger.info("reasons: linear shortcut not usable (%s); perturbing instead", exc)
         return None
     sample = sample_rows(X)
-    expected = estimator.predict_proba(X.iloc[sample])[:, 1]
+    checked = X.iloc[sample]
+    if typical is not None:
+        checked = pd.concat([checked, typical.astype(X.dtypes.to_dict())], ignore_index=True)
+    expected = estimator.predict_proba(checked)[:, 1]
+    typical_probability = float(expected[-1]) if typical is not None else None
+    expected = expected[: len(sample)]
     difference = np.max(np.abs(scores.rows(sample).probability() - expected))
     if difference > CHECK_TOLERANCE:
         logger.warning("reasons: linear shortcut disagrees with predict_proba; perturbing")
         return None
-    return dataclasses.replace(scores, exact=bool(difference <= 1e-12))
+    return dataclasses.replace(
+        scores, exact=bool(difference <= 1e-12), typical_probability=typical_probability
+    )
 
 
 def _probe_frame(sub: pd.DataFrame, fills: list[Any]) -> tuple[pd.DataFrame, np.ndarray]:

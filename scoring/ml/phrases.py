@@ -2,7 +2,9 @@
 
 Pure Python. A phrase function is prepared once per feature (`describer`, `numeric_phrase_for`)
 and applied to many values, so the per-customer reasons of a chunk cost one call per distinct
-value; `describe` is the one-value form.
+value; `describe` is the one-value form. `numeric_phrases_for` and `group_phrases` build the
+same texts for an array of values at once (numpy object-array string building; what the
+reasons use for plain float inputs), tested text for text against the one-value forms.
 """
 
 from __future__ import annotations
@@ -191,4 +193,123 @@ def group_phrase(*, lead: str, lead_value: Any, lead_reference: Any, parts: list
         value, reference = as_number(lead_value), as_number(lead_reference)
         if np.isfinite(value) and np.isfinite(reference) and value != reference:
             return f"{'new' if value < reference else 'long-standing'} customer: {text}"
+    return text
+
+
+# Vectorised forms: the same texts as the one-value functions above, for an array of values at
+# once (string building in numpy object arrays and list comprehensions, no call per value).
+
+
+def _fmt_many(values: np.ndarray) -> np.ndarray:
+    """`_fmt` of each value (float64 array) as an object array of texts."""
+    v = np.asarray(values, dtype=np.float64)
+    out = np.full(len(v), "unknown", dtype=object)
+    finite = np.isfinite(v)
+    rounded = np.where(finite, np.round(v), 0.0)
+    whole = finite & (np.abs(v - rounded) < 1e-9)
+    exact_int = whole & (np.abs(rounded) < 2.0**53)
+    out[exact_int] = rounded[exact_int].astype(np.int64).astype(str).astype(object)
+    for mask, text in (
+        (whole & ~exact_int, lambda x: str(round(x))),
+        (finite & ~whole & (np.abs(v) < 1000), "{:.2f}".format),
+        (finite & ~whole & (np.abs(v) >= 1000), "{:,.0f}".format),
+    ):
+        if mask.any():
+            out[mask] = np.asarray([text(x) for x in v[mask].tolist()] + [None], dtype=object)[:-1]
+    return out
+
+
+def _texts(values: list[Any]) -> np.ndarray:
+    return np.asarray([*values, None], dtype=object)[:-1]
+
+
+def _plurals(word: str, counts: np.ndarray) -> np.ndarray:
+    if word.endswith("s"):
+        return np.full(len(counts), word, dtype=object)
+    return np.where(counts == 1, word, word + "s").astype(object)
+
+
+def numeric_phrases_for(name: str, reference: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """`numeric_phrase_for` over an array of values: the same texts, as an object array."""
+    one = numeric_phrase_for(name, reference)
+
+    def each(values: np.ndarray) -> np.ndarray:
+        return _texts([one(x) for x in values.tolist()])
+
+    def where(
+        missing: Callable[[np.ndarray], np.ndarray],
+        text: str,
+        build: Callable[[np.ndarray], np.ndarray],
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        def phrases(values: np.ndarray) -> np.ndarray:
+            v = np.asarray(values, dtype=np.float64)
+            out = np.full(len(v), text, dtype=object)
+            other = ~missing(v)
+            if other.any():
+                out[other] = build(v[other])
+            return out
+
+        return phrases
+
+    def fixed(fmt: str) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda v: _texts([fmt.format(x) for x in v.tolist()])
+
+    if name == "recency_days":
+        return where(np.isnan, "no completed order yet", fixed("no order for {:.0f} days"))
+    if m := re.fullmatch(r"orders_(\d+)d", name):
+        w = m.group(1)
+        return where(
+            lambda v: v == 0,
+            f"no orders in the last {w} days",
+            lambda v: (
+                "only " + _fmt_many(v) + " " + _plurals("order", v) + f" in the last {w} days"
+            ),
+        )
+    if m := re.fullmatch(r"revenue_(\d+)d", name):
+        w = m.group(1)
+        return where(
+            lambda v: v == 0,
+            f"no spending in the last {w} days",
+            lambda v: "spent " + _fmt_many(v) + f" in {w} days",
+        )
+    if m := re.fullmatch(r"event_(.+)_(\d+)d", name):
+        kind, w = _human(m.group(1)), m.group(2)
+        return where(
+            lambda v: v == 0,
+            f"no {kind} in the last {w} days",
+            lambda v: _fmt_many(v) + " " + _plurals(kind, v) + f" in the last {w} days",
+        )
+    if m := re.fullmatch(r"days_since_event_(.+)", name):
+        kind = _human(m.group(1))
+        return where(np.isnan, f"never a {kind}", fixed(f"last {kind} {{:.0f}} days ago"))
+    if name.startswith(("expected_orders_", "p_no_order_")) or name in _FIXED:
+        return each
+    label = _human(name[5:]) if name.startswith("attr_") else name
+    ref = as_number(reference)
+    typical = f" (typical {_fmt(ref)})" if np.isfinite(ref) else ""
+
+    def generic(v: np.ndarray) -> np.ndarray:
+        texts = label + " " + _fmt_many(v)
+        if typical:
+            texts = np.where(v != ref, texts + typical, texts).astype(object)
+        return texts
+
+    return where(np.isnan, f"{label} unknown", generic)
+
+
+def group_phrases(
+    *, lead: str, lead_values: np.ndarray, lead_reference: Any, parts: list[np.ndarray]
+) -> np.ndarray:
+    """`group_phrase` for many rows at once: `lead_values` the lead input's value (as numbers)
+    and `parts[m]` member m's phrase, per row; an object array of texts."""
+    text = parts[0]
+    for part in parts[1:]:
+        text = text + ", " + part
+    text = np.asarray(text, dtype=object)
+    if _tenure_like(lead):
+        value, reference = np.asarray(lead_values, dtype=np.float64), as_number(lead_reference)
+        if np.isfinite(reference):
+            moved = np.isfinite(value) & (value != reference)
+            prefix = np.where(value < reference, "new customer: ", "long-standing customer: ")
+            text = np.where(moved, prefix.astype(object) + text, text).astype(object)
     return text

@@ -25,7 +25,10 @@ Three methods, chosen per model (`Attributions.method`):
   p(x) - baseline exactly, so their mean does too; `Attributions.errors` is each value's
   standard error, from the spread between the antithetic pairs (estimated from few pairs, so
   it is reliable over many customers, not for one). Cost: PERMUTATIONS × (groups - 1)
-  predictions per explained customer.
+  predicted rows per explained customer (fewer where a switched group is already typical);
+  every coalition of every order is known before any prediction, so all of them go to the
+  model together, in calls of at most BATCH_ROWS rows (the per-call cost of a pipeline and a
+  tree ensemble is paid a few times per chunk, not once per step).
 
 Groups (`FeatureGroups`, from `feature_groups`): numeric inputs whose Spearman correlation on
 the training rows is at least GROUP_CORRELATION in absolute value (complete linkage, so every
@@ -52,6 +55,9 @@ GROUP_ROWS = 50_000
 # Permutations of the sampled method (an even number: each order and its reverse).
 PERMUTATIONS = 4
 SAMPLE_SEED = 20260115
+# Most rows of one prediction call of the sampled method (bounds its memory: a frame of this
+# many rows of the model's inputs); the coalitions of all permutations share the calls.
+BATCH_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,7 @@ def sampled_shapley(
     groups: Sequence[Sequence[int]],
     permutations: int = PERMUTATIONS,
     seed: int = SAMPLE_SEED,
+    batch_rows: int = BATCH_ROWS,
 ) -> Attributions:
     """Antithetic permutation-sampled Shapley values of each group (positions in sub's columns)
     for the rows of `sub`, whose probabilities are `base`; `typical` is the one-row frame of
@@ -178,38 +185,59 @@ def sampled_shapley(
     typical_at = np.ones((n, n_groups), dtype=bool)
     for j in range(len(columns)):
         typical_at[:, group_of[j]] &= _is_typical(actual[j], fill[j])
-    per_pair = np.zeros((pairs, n, n_groups))
-    for pair in range(pairs):
-        # Each row its own random order of the groups, and then its reverse.
+    # Each row its own random orders of the groups: per pair one order and then its reverse.
+    orders: list[np.ndarray] = []
+    for _ in range(pairs):
         forward = np.argsort(rng.random((n, n_groups)), axis=1)
-        for order in (forward, forward[:, ::-1]):
-            switched = np.zeros((n, n_groups), dtype=bool)
-            previous = np.full(n, baseline)
-            for step in range(n_groups):
-                chosen = order[:, step]
-                switched[every, chosen] = True
-                if step == n_groups - 1:
-                    current = base64
-                else:
-                    # A row whose chosen group already holds its typical values is unchanged
-                    # by the switch: its prediction is the previous one, not asked again.
-                    moved = np.flatnonzero(~typical_at[every, chosen])
-                    current = previous.copy()
-                    if len(moved):
-                        frame = pd.DataFrame(
-                            {
-                                c: pd.Series(
-                                    np.where(
-                                        switched[moved, group_of[j]], actual[j][moved], fill[j]
-                                    ),
-                                    dtype=dtypes[j],
-                                )
-                                for j, c in enumerate(columns)
-                            }
-                        )
-                        current[moved] = estimator.predict_proba(frame)[:, 1]
-                per_pair[pair, every, chosen] += (current - previous) / 2
-                previous = current
+        orders += [forward, forward[:, ::-1]]
+    # Every coalition the orders visit is known before any prediction (the step-th coalition
+    # of an order is its first step+1 groups), so all of them are predicted together, in
+    # calls of at most BATCH_ROWS rows, not one call per step. A row whose chosen group
+    # already holds its typical values is unchanged by the switch: not asked again.
+    moved_at = [
+        [np.flatnonzero(~typical_at[every, order[:, step]]) for step in range(n_groups - 1)]
+        for order in orders
+    ]
+    ask_row = np.concatenate([m for per_order in moved_at for m in per_order] + [every[:0]])
+    ask_order = np.concatenate(
+        [np.full(len(m), o) for o, per_order in enumerate(moved_at) for m in per_order]
+        + [every[:0]]
+    )
+    ask_step = np.concatenate(
+        [np.full(len(m), s) for per_order in moved_at for s, m in enumerate(per_order)]
+        + [every[:0]]
+    )
+    # rank[o, i, g]: the step at which order o switches group g of row i.
+    rank = np.stack([np.argsort(order, axis=1) for order in orders]).astype(np.int32)
+    predicted = np.empty(len(ask_row))
+    for first in range(0, len(ask_row), batch_rows):
+        batch = slice(first, first + batch_rows)
+        r = ask_row[batch]
+        switched = rank[ask_order[batch], r] <= ask_step[batch][:, None]
+        frame = pd.DataFrame(
+            {
+                c: pd.Series(
+                    np.where(switched[:, group_of[j]], actual[j][r], fill[j]), dtype=dtypes[j]
+                )
+                for j, c in enumerate(columns)
+            }
+        )
+        predicted[batch] = estimator.predict_proba(frame)[:, 1]
+    per_pair = np.zeros((pairs, n, n_groups))
+    offset = 0
+    for o, order in enumerate(orders):
+        previous = np.full(n, baseline)
+        for step in range(n_groups):
+            chosen = order[:, step]
+            if step == n_groups - 1:
+                current = base64
+            else:
+                moved = moved_at[o][step]
+                current = previous.copy()
+                current[moved] = predicted[offset : offset + len(moved)]
+                offset += len(moved)
+            per_pair[o // 2, every, chosen] += (current - previous) / 2
+            previous = current
     values = per_pair.mean(axis=0)
     if pairs > 1:
         errors = per_pair.std(axis=0, ddof=1) / np.sqrt(pairs)
