@@ -52,7 +52,7 @@ class Bench:
 # then reported "n/a (size)"); full sizes are each benchmark's defaults (the issues' sizes).
 BENCHES = [
     Bench("logmask", quick_env={"BENCH_LINES": "20000"}),
-    Bench("reasons", quick=["--rows", "10000"]),
+    Bench("reasons", quick=["--rows", "2000"]),
     Bench("import_orders", quick=["--orders", "100000", "--customers", "10000"]),
     Bench("import_order_lines"),
     Bench("dispatch", quick_env={"BENCH_CUSTOMERS": "10000"}),
@@ -61,7 +61,7 @@ BENCHES = [
     Bench("scoring", quick=["--customers", "20000", "--orders", "200000"]),
     Bench("recommendations", quick=["--size", "small"]),
     Bench("model_quality", quick=["--quick"]),
-    Bench("cycle", quick=["--customers", "20000", "--orders", "200000"]),
+    Bench("cycle", quick=["--customers", "5000", "--orders", "50000"]),
     Bench("api_load", quick=["--seconds", "10"], full=["--seconds", "60"]),
 ]
 
