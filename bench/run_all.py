@@ -160,8 +160,8 @@ def main() -> int:
         f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
         f"{total / 60:,.1f} min in all. A shared machine makes timings noisy."
     )
-    for row in [headers, ["-" * w for w in widths], *table]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    for line in [headers, ["-" * w for w in widths], *table]:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
     return 1 if failed else 0
 
 
