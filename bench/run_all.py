@@ -58,7 +58,9 @@ BENCHES = [
     Bench("dispatch", quick_env={"BENCH_CUSTOMERS": "10000"}),
     Bench("push", quick_env={"BENCH_MESSAGES": "500"}),
     Bench("uplift", quick_env={"BENCH_INTERVENTIONS": "50000", "BENCH_ORDERS": "250000"}),
-    Bench("scoring", quick=["--customers", "20000", "--orders", "200000"]),
+    Bench(
+        "scoring", quick=["--customers", "20000", "--orders", "200000", "--train-customers", "5000"]
+    ),
     Bench("recommendations", quick=["--size", "small"]),
     Bench("model_quality", quick=["--quick"]),
     Bench("cycle", quick=["--customers", "5000", "--orders", "50000"]),
