@@ -270,7 +270,9 @@ def machine() -> str:
     )
 
 
-def run(ds: Dataset, candidates: str, seeds: list[int]) -> list[dict[str, Any]]:
+def run(
+    ds: Dataset, candidates: str, seeds: list[int], *, judged: bool = True
+) -> list[dict[str, Any]]:
     print(
         f"\n=== {ds.name}: {len(ds.y)} rows × {len(ds.spec.columns)} features "
         f"({len(ds.spec.numeric)} numeric, {len(ds.spec.categorical)} categorical), "
@@ -343,7 +345,7 @@ def run(ds: Dataset, candidates: str, seeds: list[int]) -> list[dict[str, Any]]:
                 goal=f"≥ {target}",
                 reference=round(best_ref[metric], 4) if metric in best_ref else None,
                 ratio=sel[metric] / best_ref[metric] if best_ref.get(metric) else None,
-                passed=passed,
+                passed=passed if judged else None,
             )
         )
     return figures
@@ -385,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {skipped[0]}: randomized e-mail uplift data, no churn label")
     all_ok = True
     figures: list[dict[str, Any]] = []
+    # The targets are set for the full protocol (3 seeds, the default candidates): a quicker
+    # run prints PASS/FAIL per target but is not judged (exit status 0, "n/a" in make bench).
+    judged = candidates == "default" and n_seeds >= 3
     for name in names:
         start = time.perf_counter()
         try:
@@ -394,11 +399,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            figures += run(ds, candidates, seeds)
-            all_ok &= all(f["pass"] for f in figures)
+            found = run(ds, candidates, seeds, judged=judged)
+            figures += found
+            all_ok &= all(f["pass"] is not False for f in found)
         print(f"    wall time {time.perf_counter() - start:.0f} s")
     print(f"\nmachine at the end: {machine()}")
-    print(f"OVERALL: {'PASS' if all_ok else 'FAIL'}")
+    print(f"OVERALL: {'PASS' if all_ok else 'FAIL'}" if judged else "OVERALL: not judged")
     summary_print(figures, size=f"{', '.join(names)}; {n_seeds} seed(s), candidates {candidates}")
     limiter.unregister()
     return 0 if all_ok else 1

@@ -68,7 +68,8 @@ BENCHES = [
         full=["--repeat", "3"],
     ),
     Bench("recommendations", quick=["--size", "small"]),
-    Bench("model_quality", quick=["--quick"]),
+    # Two cheap candidates, one seed: the targets are judged only at the full protocol.
+    Bench("model_quality", quick=["--quick", "--candidates", "lr_balanced,lr_spline"]),
     Bench("cycle", quick=["--customers", "5000", "--orders", "50000"]),
     Bench("api_load", quick=["--seconds", "10"], full=["--seconds", "60"]),
 ]
