@@ -151,7 +151,8 @@ def worker_peaks_mb(queue: str) -> list[float]:
         p.name
         for p in proc.iterdir()
         if p.name.isdigit()
-        and f"--hostname={queue}@".encode() in _read_bytes(p / "cmdline").replace(b"\0", b" ")
+        # tests/worker.py names the node "<queue>-<4 hex>@host".
+        and f"--hostname={queue}".encode() in _read_bytes(p / "cmdline").replace(b"\0", b" ")
     ]
     peaks: list[float] = []
     for p in proc.iterdir():
