@@ -512,7 +512,7 @@ def print_summary(args: argparse.Namespace, runs: list[dict[str, dict[str, Any]]
                 round(seconds, 1),
                 "s",
                 goal=f"≤ {goal:g}× reference at 1M customers" if goal else None,
-                reference=None if reference is None else round(reference, 1),
+                reference=None if reference is None else round(reference, 2),
                 ratio=ratio,
                 passed=ratio <= goal if goal and ratio is not None and at_goal_size else None,
             )
