@@ -13,7 +13,7 @@ help:
 	@echo "make serve   - run the development server (admin at http://127.0.0.1:8000/admin/)"
 	@echo "make worker  - run a Celery worker (needs REDIS_URL)"
 	@echo "make beat    - run Celery beat (needs REDIS_URL)"
-	@echo "make bench   - every benchmark in bench/ at a quick size, then one summary table (SIZE=full: full sizes; needs DATABASE_URL=postgres://… and REDIS_URL)"
+	@echo "make bench   - every benchmark in bench/ at a quick size (minutes), then one summary table (SIZE=full: full sizes, hours; PostgreSQL server of DATABASE_URL, one database <BENCH_DB_PREFIX>_<bench> each; REDIS_URL)"
 	@echo "make screenshots - after make demo: regenerate docs/screenshots/ in headless Chromium"
 	@echo "make bench-api - load-test the responses API under gunicorn (DATABASE_URL=postgres://…; BENCH_SECONDS=60)"
 
@@ -65,7 +65,9 @@ worker: $(STAMP)
 beat: $(STAMP)
 	$(VENV)/bin/celery -A retention beat --loglevel=INFO
 
-# Every benchmark, then one summary table (bench/run_all.py). SIZE=full: the full sizes (hours).
+# Every benchmark, then one summary table (bench/run_all.py; docs/scaling.md "Benchmarks").
+# SIZE=full: the full sizes (hours). Each benchmark empties its own database
+# <BENCH_DB_PREFIX>_<bench> (prefix retention_bench) on the server of DATABASE_URL.
 SIZE ?= quick
 bench: $(STAMP)
 	$(PY) bench/run_all.py --size $(SIZE)

@@ -151,7 +151,8 @@ def worker_peaks_mb(queue: str) -> list[float]:
         p.name
         for p in proc.iterdir()
         if p.name.isdigit()
-        and f"--hostname={queue}@".encode() in _read_bytes(p / "cmdline").replace(b"\0", b" ")
+        # tests/worker.py names the node "<queue>-<4 hex>@host".
+        and f"--hostname={queue}".encode() in _read_bytes(p / "cmdline").replace(b"\0", b" ")
     ]
     peaks: list[float] = []
     for p in proc.iterdir():
@@ -264,19 +265,21 @@ def step_reference(config: dict[str, Any]) -> dict[str, Any]:
 def _reference_scorer() -> tuple[Any, list[float]]:
     """score(orders, events, customers) → (ids, probability, tiers, features s, predict s)
     with the active model, as the run scores (no reasons); and the tier edges."""
+    import numpy as np
     import pandas as pd
 
     from scoring.ml.features import FeatureSpec, align_features, build_features
-    from scoring.ml.tiers import assign_tiers
-    from scoring.selectors import churn_model_active, risk_tier_edges
-    from scoring.services.runs import parse_as_of
+    from scoring.ml.tiers import NOT_SCORABLE, assign_ranked_tiers
+    from scoring.selectors import churn_model_active, risk_tier_edges, risk_tier_rules
+    from scoring.services.runs import parse_as_of, scorable_mask
     from scoring.services.training import churn_model_load
 
     model = churn_model_active()
     assert model is not None
     estimator = churn_model_load(model=model)
     spec = FeatureSpec.from_dict(model.feature_spec)
-    edges, names = risk_tier_edges()
+    edges, _names = risk_tier_edges()
+    rules = risk_tier_rules()  # as the run tiers: by rank within the run, or by band
     as_of = pd.Timestamp(parse_as_of(AS_OF))
     kinds = model.reference.get("event_kinds") or None
 
@@ -293,7 +296,10 @@ def _reference_scorer() -> tuple[Any, list[float]]:
         X = align_features(features=features, spec=spec)
         t1 = time.perf_counter()
         probability = estimator.predict_proba(X)[:, 1]
-        tiers = assign_tiers(probabilities=probability, edges=edges, names=names)
+        # As the run tiers: ranked among the customers the model can score; the rest apart.
+        scorable = scorable_mask(model=model, orders=orders, index=X.index, as_of=as_of)
+        tiers = np.full(len(probability), NOT_SCORABLE, dtype=object)
+        tiers[scorable] = assign_ranked_tiers(probabilities=probability[scorable], rules=rules)
         return X.index, probability, tiers, t1 - t0, time.perf_counter() - t1
 
     return score, edges

@@ -31,6 +31,7 @@ import os
 import platform
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -46,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from _machine import cpu_model  # noqa: E402
 from _postgres import conninfo, database_settings, ensure_database  # noqa: E402
+from _summary import figure, summary_print  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
 
@@ -98,7 +100,9 @@ def parse_args() -> argparse.Namespace:
         help="responses per bulk request, one scenario per size (default 100 1000)",
     )
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--port", type=int, default=0, help="loopback port for gunicorn (default: a free one)"
+    )
     return parser.parse_args()
 
 
@@ -431,10 +435,40 @@ def report(args: argparse.Namespace, results: list[Result]) -> None:
         f"goal        zero errors and ≥ {GOAL_SINGLE:,} single responses/s or ≥ {GOAL_BULK:,} "
         f"responses/s in bulk → {'MET' if met else 'NOT MET'}"
     )
+    best = max(bulks, key=lambda bulk: bulk.items_per_second, default=None)
+    rows = [
+        figure(
+            "single responses, 50 clients",
+            round(single.items_per_second),
+            "responses/s",
+            goal=f"≥ {GOAL_SINGLE:,}/s, or bulk ≥ {GOAL_BULK:,}/s",
+            reference=round(reference.items_per_second),
+            ratio=single.items_per_second / reference.items_per_second,
+            passed=met,
+        ),
+        figure("errors, all scenarios", errors, "", goal="0", passed=errors == 0),
+    ]
+    if best is not None:
+        rows.insert(
+            1,
+            figure(
+                f"bulk responses, {best.items_per_request:,} per request",
+                round(best.items_per_second),
+                "responses/s",
+                reference=round(reference.items_per_second),
+                ratio=best.items_per_second / reference.items_per_second,
+            ),
+        )
+    summary_print(rows, size=f"{INTERVENTIONS:,} interventions, {args.seconds:g} s per scenario")
 
 
 def main() -> None:
     args = parse_args()
+    if not args.port:
+        # A free port, so runs by several people on one machine do not collide.
+        with socket.socket() as probe:
+            probe.bind((HOST, 0))
+            args.port = probe.getsockname()[1]
     config = database_settings("api_load.py", "retention_bench_api")
     ensure_database(config)
     print("Preparing the database ...", flush=True)

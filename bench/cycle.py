@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _machine import cpu_model  # noqa: E402
 from _postgres import database_settings, ensure_database  # noqa: E402
 from _scoring_data import AS_OF, SEED, prepare_data, train  # noqa: E402
+from _summary import figure, summary_print  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
 GOAL_SECONDS_AT_1M = 180.0
@@ -248,26 +249,22 @@ def main() -> int:
     # (fixed costs do not shrink with the size: a scaled goal would be unfair both ways).
     at_goal_size = args.customers >= 1_000_000
     rows = [
-        {
-            "figure": f"nightly cycle, {args.customers:,} customers, {args.processes} processes",
-            "value": round(total, 1),
-            "unit": "s",
-            "goal": f"< {GOAL_SECONDS_AT_1M:.0f} s at 1M customers",
-            "reference": None,
-            "ratio": None,
-            "pass": total < GOAL_SECONDS_AT_1M if at_goal_size else None,
-        },
-        {
-            "figure": "peak memory of any process",
-            "value": round(worst),
-            "unit": "MB",
-            "goal": "< 4096 MB",
-            "reference": None,
-            "ratio": None,
-            "pass": worst < 4096,
-        },
+        figure(
+            f"nightly cycle, {args.processes} worker processes",
+            round(total, 1),
+            "s",
+            goal=f"< {GOAL_SECONDS_AT_1M:.0f} s at 1M customers",
+            passed=total < GOAL_SECONDS_AT_1M if at_goal_size else None,
+        ),
+        *[
+            figure(f"  stage {stage['name']}", round(stage["seconds"] or 0, 1), "s")
+            for stage in run.stages
+        ],
+        figure(
+            "peak memory of any process", round(worst), "MB", goal="< 4096 MB", passed=worst < 4096
+        ),
     ]
-    print("BENCH_SUMMARY " + json.dumps(rows))
+    summary_print(rows, size=f"{args.customers:,} customers, {args.orders:,} orders")
     scratch.cleanup()
     return 0
 

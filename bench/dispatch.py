@@ -26,6 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from _postgres import ensure_database_url  # noqa: E402
+from _summary import figure, summary_print  # noqa: E402
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/retention_bench_dispatch"
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "100000"))
@@ -216,6 +217,27 @@ def report(summary: Any, rows: int, timings: Timings, sizes: tuple[str, ...]) ->
     print(
         f"ratio {ratio:.1f}x (goal ≤ {GOAL_RATIO:g}x) · time goal < {GOAL_SECONDS:g} s → "
         f"{'PASS' if passed else 'FAIL'}"
+    )
+    summary_print(
+        [
+            figure(
+                "campaign_dispatch, one cycle",
+                round(timings.dispatch, 2),
+                "s",
+                goal=f"< {GOAL_SECONDS:g} s at 100,000 eligible",
+                passed=timings.dispatch < GOAL_SECONDS if CUSTOMERS >= 100_000 else None,
+            ),
+            figure(
+                "  vs COPY into the interventions table",
+                round(timings.dispatch, 2),
+                "s",
+                goal=f"≤ {GOAL_RATIO:g}× the reference at 100,000",
+                reference=round(timings.reference, 2),
+                ratio=ratio,
+                passed=ratio <= GOAL_RATIO if CUSTOMERS >= 100_000 else None,
+            ),
+        ],
+        size=f"{CUSTOMERS:,} customers, {rows:,} interventions",
     )
 
 

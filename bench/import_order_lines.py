@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from _machine import cpu_model  # noqa: E402
 from _postgres import conninfo, database_settings, ensure_database  # noqa: E402
+from _summary import figure, summary_print  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
 
@@ -108,6 +109,25 @@ def main() -> int:
         cpu_text = f", {cpu:.1f} s CPU in this process" if cpu is not None else ""
         print(f"{name:26} {seconds:7.1f} s  {rows / seconds:10,.0f} lines/s{cpu_text}")
     print(f"ratio import / reference COPY: {reference_s / first_s:.3f} of the COPY rate")
+    summary_print(
+        [
+            figure(
+                "order lines import, empty tables",
+                round(rows / first_s),
+                "lines/s",
+                reference=round(rows / reference_s),
+                ratio=reference_s / first_s,
+            ),
+            figure(
+                "order lines re-import, unchanged",
+                round(rows / again_s),
+                "lines/s",
+                reference=round(rows / reference_s),
+                ratio=reference_s / again_s,
+            ),
+        ],
+        size=f"{args.path.name}, {first.rows:,} lines",
+    )
     ok = first.created == EXPECTED_SALE_LINES and again.unchanged == EXPECTED_SALE_LINES
     if args.path == DEFAULT_PATH and not ok:
         print(f"wrong counts: created {first.created:,}, unchanged again {again.unchanged:,}")

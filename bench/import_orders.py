@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from _machine import cpu_model  # noqa: E402
 from _postgres import conninfo, database_settings, ensure_database  # noqa: E402
+from _summary import figure, summary_print  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
 
@@ -362,6 +363,35 @@ def report(args: argparse.Namespace, figures: Figures) -> None:
     print(
         f"goal: import ≥ 1/3 of the COPY rate: {verdict} "
         f"({first.rate:,.0f} vs {reference.rate:,.0f} rows/s = {ratio:.2f})"
+    )
+    again = figures.steps[2]
+    summary_print(
+        [
+            figure(
+                "orders import, empty table",
+                round(first.rate),
+                "rows/s",
+                goal="≥ 1/3 of the COPY rate at 1M orders",
+                reference=round(reference.rate),
+                ratio=ratio,
+                passed=ratio >= GOAL_RATIO if args.orders >= 1_000_000 else None,
+            ),
+            figure(
+                "orders re-import, unchanged",
+                round(again.rate),
+                "rows/s",
+                reference=round(reference.rate),
+                ratio=again.rate / reference.rate if reference.rate else None,
+            ),
+            figure(
+                "peak memory (this process)",
+                round(peak_rss_mb()),
+                "MB",
+                goal="< 4096 MB",
+                passed=peak_rss_mb() < 4096,
+            ),
+        ],
+        size=f"{args.orders:,} orders, {args.customers:,} customers",
     )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from _machine import cpu_model  # noqa: E402
+from _summary import figure, summary_print  # noqa: E402
 
 from common.logmask import PersonalDataMaskFilter  # noqa: E402
 
@@ -67,6 +68,7 @@ def main() -> None:
     print(f"logmask benchmark: {LINES:,} lines per case")
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"{'line':<28}{'plain µs':>10}{'masked µs':>11}{'ratio':>8}")
+    rows = []
     for name, record in _records().items():
         plain = _seconds(record, masked=False)
         masked = _seconds(record, masked=True)
@@ -74,6 +76,16 @@ def main() -> None:
         print(
             f"{name:<28}{plain * per_line:>10.1f}{masked * per_line:>11.1f}{masked / plain:>8.2f}"
         )
+        rows.append(
+            figure(
+                f"masked log line: {name}",
+                round(masked * per_line, 1),
+                "µs",
+                reference=round(plain * per_line, 1),
+                ratio=masked / plain,
+            )
+        )
+    summary_print(rows, size=f"{LINES:,} lines per case")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from _machine import cpu_model  # noqa: E402
 from _postgres import ensure_database_url  # noqa: E402
+from _summary import figure, summary_print  # noqa: E402
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/retention_bench_push"
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "100000"))
@@ -175,6 +176,26 @@ def main() -> None:
           f"{mailed / email_seconds:>12,.0f}")  # fmt: skip
     ratio = (pushed / push_seconds) / (mailed / email_seconds)
     print(f"ratio       push throughput = {ratio:.2f}x email throughput")
+    delivered = min(pushed, received[0], mailed, received[1])
+    summary_print(
+        [
+            figure(
+                "relay throughput, push",
+                round(pushed / push_seconds),
+                "messages/s",
+                reference=round(mailed / email_seconds),
+                ratio=ratio,
+            ),
+            figure(
+                "messages sent and received, each channel",
+                delivered,
+                "messages",
+                goal=f"all {MESSAGES:,}",
+                passed=delivered == MESSAGES,
+            ),
+        ],
+        size=f"{MESSAGES:,} push + {MESSAGES:,} email",
+    )
 
 
 if __name__ == "__main__":

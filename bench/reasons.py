@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 # Another checkout's reasons on the same data (e.g. the code before a change).
 sys.path.insert(0, os.environ.get("REASONS_CHECKOUT", str(ROOT)))
 from _machine import cpu_model  # noqa: E402
+from _summary import figure, summary_print  # noqa: E402
 
 from scoring.ml.explain import explain_customers  # noqa: E402
 from scoring.ml.features import infer_feature_spec  # noqa: E402
@@ -100,6 +101,7 @@ def main() -> int:
         print(f"machine: {cpu_model()}, {os.cpu_count()} cores (shared with other jobs: noisy)")
         print(f"data: {args.rows:,} customers explained, {len(spec.columns)} inputs; CPU shared")
     results = {}
+    summary = []
     for name in args.models.split(","):
         model = calibrated(
             pipeline=build_pipeline(spec=spec, candidate=select_candidates(names=name)[0]),
@@ -123,8 +125,19 @@ def main() -> int:
             f"({seconds / args.rows * 1e6:6.1f} µs/customer); predict_proba {predict:5.2f} s; "
             f"ratio {seconds / predict:5.1f}× one prediction"
         )
+        summary.append(
+            figure(
+                f"reasons, {name} ({method})",
+                round(seconds, 2),
+                "s",
+                reference=round(predict, 2),
+                ratio=seconds / predict,
+            )
+        )
     if args.json:
         print(json.dumps(results))
+    else:
+        summary_print(summary, size=f"{args.rows:,} customers explained")
     return 0
 
 

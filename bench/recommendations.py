@@ -35,6 +35,7 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,7 @@ from scipy import sparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from _machine import cpu_model  # noqa: E402
+from _summary import figure, summary_print  # noqa: E402
 
 from scoring.ml.recommend import (  # noqa: E402
     Recommendations,
@@ -219,7 +221,7 @@ def _counts(frame: pd.DataFrame, shape: tuple[int, int]) -> sparse.csr_matrix:
     return sparse.csr_matrix((ones, (frame["customer"], frame["product"])), shape=shape)
 
 
-def quality(args: argparse.Namespace) -> None:
+def quality(args: argparse.Namespace) -> list[dict[str, Any]]:
     lines = load_online_retail()
     split = temporal_split(lines)
     print(
@@ -264,6 +266,16 @@ def quality(args: argparse.Namespace) -> None:
     print("* = the service's default. Default minus buy again, over the same customers (all):")
     print(f"  recall@10 {paired_difference(default.per_user[0], rival.per_user[0])}")
     print(f"  NDCG@10   {paired_difference(default.per_user[1], rival.per_user[1])}")
+    best = max(q.recall for name, q in results.items() if "baseline" in name)
+    return [
+        figure(
+            "recall@10 of the default, UCI hold-out",
+            round(default.recall, 3),
+            "",
+            reference=round(best, 3),
+            ratio=default.recall / best if best else None,
+        )
+    ]
 
 
 def generate(n_customers: int, n_products: int = N_PRODUCTS, seed: int = 0) -> pd.DataFrame:
@@ -291,7 +303,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def scale(args: argparse.Namespace) -> None:
+def scale(args: argparse.Namespace) -> list[dict[str, Any]]:
     n_customers = SIZES[args.size]
     start = time.perf_counter()
     lines = generate(n_customers)
@@ -302,6 +314,7 @@ def scale(args: argparse.Namespace) -> None:
         f"peak RSS so far {peak_rss_mb():,.0f} MB)"
     )
     print(f"{'method':<22} {'fit':>8} {'recommend all':>14} {'total':>8} {'traced peak':>12}")
+    totals = {}
     for method in ("popular", "buy_again", "item_cooccurrence", "buy_again_then_similar"):
         tracemalloc.start()
         start = time.perf_counter()
@@ -318,6 +331,7 @@ def scale(args: argparse.Namespace) -> None:
         _, traced = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         _check(model, recs)
+        totals[method] = done - start
         print(
             f"{method:<22} {fitted - start:>7.1f}s {done - fitted:>13.1f}s "
             f"{done - start:>7.1f}s {traced / 2**20:>9,.0f} MB"
@@ -330,6 +344,24 @@ def scale(args: argparse.Namespace) -> None:
         f"goal: each total under 300 s and under 4,096 MB; load average now "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (the machine is shared)"
     )
+    full = n_customers >= SIZES["full"]
+    slowest = max(totals, key=totals.__getitem__)
+    return [
+        figure(
+            f"fit + recommend 10 to all, slowest ({slowest})",
+            round(totals[slowest], 1),
+            "s",
+            goal="< 300 s at 1M customers",
+            passed=totals[slowest] < 300 if full else None,
+        ),
+        figure(
+            "process peak memory",
+            round(peak_rss_mb()),
+            "MB",
+            goal="< 4096 MB",
+            passed=peak_rss_mb() < 4096,
+        ),
+    ]
 
 
 def _als_scale(lines: pd.DataFrame, active: np.ndarray, n_customers: int) -> None:
@@ -380,10 +412,14 @@ def main() -> int:
         f"Python {platform.python_version()}, one process, one thread; load average "
         f"{os.getloadavg()[0]:.1f} at the start (the machine is shared)"
     )
+    rows, sizes = [], []
     if not args.skip_quality:
-        quality(args)
+        rows += quality(args)
+        sizes.append("UCI Online Retail")
     if not args.skip_scale:
-        scale(args)
+        rows += scale(args)
+        sizes.append(f"{SIZES[args.size]:,} customers × {N_PRODUCTS:,} products")
+    summary_print(rows, size="; ".join(sizes))
     return 0
 
 

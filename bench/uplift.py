@@ -32,6 +32,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from _postgres import ensure_database_url  # noqa: E402
+from _summary import figure, summary_print  # noqa: E402
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/retention_bench_uplift"
 INTERVENTIONS = int(os.environ.get("BENCH_INTERVENTIONS", "1000000"))
@@ -404,6 +405,21 @@ def measure(*, campaign: Any, generation: float) -> None:
     print(f"{'ratio report / reference':<58}{best / ref:>10.2f}x")
     verdict = "PASS" if max(report_runs) < GOAL_SECONDS else "FAIL"
     print(f"goal: report < {GOAL_SECONDS:.0f} s → {verdict} (slowest run {max(report_runs):.2f} s)")
+    summary_print(
+        [
+            figure(
+                "uplift report (campaign_uplift), slowest of 2",
+                round(max(report_runs), 2),
+                "s",
+                goal=f"< {GOAL_SECONDS:.0f} s at 1M interventions",
+                reference=round(ref, 2),
+                ratio=max(report_runs) / ref,
+                passed=max(report_runs) < GOAL_SECONDS if n >= 1_000_000 else None,
+            ),
+            figure("uplift_report_compute (+ snapshot row)", round(snapshot_seconds, 2), "s"),
+        ],
+        size=f"{n:,} interventions, {orders_total:,} orders",
+    )
 
 
 if __name__ == "__main__":
