@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _machine import cpu_model  # noqa: E402
 from _postgres import database_settings, ensure_database  # noqa: E402
 from _scoring_data import AS_OF, SEED, prepare_data, train  # noqa: E402
+from _summary import figure, summary_print  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
 
@@ -403,6 +404,24 @@ def report(
         f"(p95 {percentile(reference_seconds, 95):.3f} s over {len(reference_seconds)})"
     )
     print("\nTimings are noisy: this machine's 2 cores are shared with other work while it runs.")
+    # Goals are set at 1,000,000 customers: judged only at that size (run_all shows n/a).
+    at_size = args.customers >= 1_000_000
+    summary_print(
+        [
+            figure(
+                name,
+                round(value, 3),
+                "s",
+                goal=None if goal is None else f"< {goal:g} s",
+                reference=round(ref, 3),
+                ratio=value / ref,
+                passed=None if goal is None or not at_size else value < goal,
+            )
+            for name, value, goal in rows
+        ]
+        + [figure("events without a score", missing, "events", goal="0", passed=missing == 0)],
+        size=f"{args.customers:,} customers, {args.orders:,} orders, {args.events:,} events",
+    )
 
 
 if __name__ == "__main__":

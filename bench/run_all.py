@@ -72,6 +72,11 @@ BENCHES = [
     Bench("model_quality", quick=["--quick", "--candidates", "lr_balanced"]),
     Bench("cycle", quick=["--customers", "5000", "--orders", "50000"]),
     Bench("api_load", quick=["--seconds", "10"], full=["--seconds", "60"]),
+    Bench(
+        "realtime",
+        quick=[*["--customers", "5000", "--orders", "50000", "--train-customers", "3000"]],
+        full=["--customers", "1000000", "--orders", "10000000"],
+    ),
 ]
 
 
