@@ -36,11 +36,13 @@ from customers.selectors import customers_frame_for_ids, events_frame_for_ids, o
 from scoring.ml.distill import Student
 from scoring.ml.features import FeatureSpec, build_features
 from scoring.models import CustomerScore, ScoringRun
-from scoring.services.datasets import training_data_from_database
 from scoring.services.runs import parse_as_of, scoring_run_execute
-from scoring.services.training import churn_model_train
 from tests.campaigns.conftest import make_campaign, make_offer
-from tests.scoring.conftest import artifact_dir, write_labelled_customers  # noqa: F401 (fixtures)
+from tests.scoring.conftest import (  # noqa: F401 (fixtures)
+    artifact_dir,
+    train_and_score,
+    write_labelled_customers,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -55,10 +57,7 @@ def labelled_customers(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def scored(labelled_customers: Path, artifact_dir: Path) -> ScoringRun:  # noqa: F811
-    data = training_data_from_database(label_attribute="Churn")
-    churn_model_train(data=data, candidates=["lr_balanced"], n_splits=3)
-    run = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="nightly-2024-06-01")
-    assert run is not None
+    run = train_and_score(run_key="nightly-2024-06-01")
     return run
 
 

@@ -11,12 +11,9 @@ from django.contrib.auth.models import User
 
 from scoring.ml.distill import Student
 from scoring.models import CustomerScore
-from scoring.services.datasets import training_data_from_database
-from scoring.services.runs import parse_as_of, scoring_run_execute
-from scoring.services.training import churn_model_train
 from tests.e2e.test_admin_browser import login, page  # noqa: F401 (the browser fixture)
 from tests.e2e.test_scoring_browser import fits
-from tests.scoring.conftest import artifact_dir, labelled_customers  # noqa: F401 (fixtures)
+from tests.scoring.conftest import artifact_dir, labelled_customers, train_and_score  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
@@ -28,10 +25,7 @@ def test_staff_read_the_waterfall_and_the_student_rules(
     labelled_customers: Path,  # noqa: F811
     artifact_dir: Path,  # noqa: F811
 ) -> None:
-    data = training_data_from_database(label_attribute="Churn")
-    churn_model_train(data=data, candidates=["lr_balanced"], n_splits=3)
-    run = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="nightly")
-    assert run is not None
+    run = train_and_score()
     top = CustomerScore.objects.exclude(attributions={}).order_by("-probability").first()
     assert top is not None
     User.objects.create_superuser("staff", "s@example.com", "browser-pw-1")

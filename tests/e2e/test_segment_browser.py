@@ -14,13 +14,10 @@ from campaigns.admin_rules import active_model_segments
 from campaigns.models import Campaign
 from campaigns.services.setup import campaign_groups_ensure
 from customers.models import Customer
-from scoring.services.datasets import training_data_from_database
-from scoring.services.runs import parse_as_of, scoring_run_execute
-from scoring.services.training import churn_model_train
 from tests.campaigns.conftest import make_offer
 from tests.e2e.test_admin_browser import login, page  # noqa: F401 (the browser fixture)
 from tests.e2e.test_scoring_browser import fits
-from tests.scoring.conftest import artifact_dir, labelled_customers  # noqa: F401 (fixtures)
+from tests.scoring.conftest import artifact_dir, labelled_customers, train_and_score  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
@@ -34,10 +31,7 @@ def test_staff_choose_a_student_rule_as_a_campaign_segment(
 ) -> None:
     from playwright.sync_api import expect
 
-    data = training_data_from_database(label_attribute="Churn")
-    churn_model_train(data=data, candidates=["lr_balanced"], n_splits=3)
-    run = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="nightly")
-    assert run is not None
+    run = train_and_score()
     make_offer(name="Fifteen off")
     version, segments = active_model_segments()
     # The riskiest rule that holds customers now, and how many.

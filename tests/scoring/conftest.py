@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,3 +42,17 @@ def labelled_customers(tmp_path: Path, db: None) -> Path:
     path = write_labelled_customers(tmp_path / "customers.csv")
     import_file(kind="customers", path=path)
     return path
+
+
+def train_and_score(*, run_key: str = "nightly") -> Any:
+    """Train the quick LR model on the labelled customers (the `labelled_customers` and
+    `artifact_dir` fixtures) and score everyone as of 2024-06-01: the finished ScoringRun."""
+    from scoring.services.datasets import training_data_from_database
+    from scoring.services.runs import parse_as_of, scoring_run_execute
+    from scoring.services.training import churn_model_train
+
+    data = training_data_from_database(label_attribute="Churn")
+    churn_model_train(data=data, candidates=["lr_balanced"], n_splits=3)
+    run = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key=run_key)
+    assert run is not None
+    return run

@@ -12,19 +12,14 @@ from django.test import Client
 
 from scoring.ml.distill import Student
 from scoring.models import ChurnModel, CustomerScore
-from scoring.services.datasets import training_data_from_database
-from scoring.services.runs import parse_as_of, scoring_run_execute
-from scoring.services.training import churn_model_train
+from tests.scoring.conftest import train_and_score
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def scored(labelled_customers: Path, artifact_dir: Path) -> ChurnModel:
-    data = training_data_from_database(label_attribute="Churn")
-    churn_model_train(data=data, candidates=["lr_balanced"], n_splits=3)
-    run = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="nightly-2024-06-01")
-    assert run is not None
+    run = train_and_score(run_key="nightly-2024-06-01")
     return run.model
 
 
