@@ -10,6 +10,7 @@ whose tiers every other customer carries), not a rank among one customer.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -132,6 +133,11 @@ def customers_rescore(*, triggers: dict[int, str], now: datetime | None = None) 
     reasons: list[list[str]] = [[] for _ in range(len(index))]
     for position, row_reasons in zip(np.flatnonzero(scorable), scored.reasons, strict=True):
         reasons[position] = list(row_reasons)
+    # The waterfall, as a nightly chunk stores it (the customer page reads the latest score).
+    attributions: list[dict[str, Any]] = [{} for _ in range(len(index))]
+    waterfalls = scored.explanations.attributions_json()
+    for position, text in zip(np.flatnonzero(scorable), waterfalls, strict=True):
+        attributions[position] = json.loads(text)
     sequence = int(now.timestamp() * 1_000_000)
     unscorable = not_scorable_reason(model=model, as_of=now)
     with transaction.atomic():
@@ -146,6 +152,7 @@ def customers_rescore(*, triggers: dict[int, str], now: datetime | None = None) 
                     scorable=bool(scorable[i]),
                     not_scorable_reason="" if scorable[i] else unscorable,
                     reasons=reasons[i],
+                    attributions=attributions[i],
                     scored_at=now,
                     trigger=triggers.get(int(customer_id), "")[:64],
                     sequence=sequence,

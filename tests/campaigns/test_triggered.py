@@ -87,6 +87,10 @@ def test_a_complaint_just_below_the_tier_rescores_and_enters_once_per_window(
     assert first.trigger == "complaint" and first.probability == customer.churn_probability
     assert customer.churn_probability > before and customer.risk_tier == "critical"
     assert first.reasons  # the same reasons as a scheduled run
+    # ... and the same waterfall: baseline + steps + rest = the new probability.
+    waterfall = first.attributions
+    total = waterfall["baseline"] + sum(p for _, p in waterfall["items"]) + waterfall["rest"]
+    assert total == pytest.approx(first.probability, abs=1e-6)
     [entry] = Intervention.objects.filter(campaign=campaign)
     assert (entry.customer_id, entry.arm, entry.status) == (customer.pk, "treatment", "sent")
     assert entry.risk_tier == "critical" and entry.churn_probability == first.probability
