@@ -97,8 +97,11 @@ def celery_worker_process(
     """`celery_worker`, yielding the running worker (queue, node name, process) so fault tests
     can kill it, check it is still alive, and address it on a broker of their own. Workers
     given the same `queue` share its tasks (as N machines would); each has its own node name."""
+    # A private queue's worker is named after it ("<queue>@host", which tests address); workers
+    # sharing a given queue each get a node name of their own.
+    node = f"{queue}-{uuid.uuid4().hex[:4]}" if queue else None
     queue = queue or f"test-{uuid.uuid4().hex[:8]}"
-    node = f"{queue}-{uuid.uuid4().hex[:4]}"
+    node = node or queue
     pool = ["--pool=solo", "--concurrency=1"]
     if concurrency > 1:
         pool = ["--pool=prefork", f"--concurrency={concurrency}", "--prefetch-multiplier=1"]
