@@ -22,6 +22,7 @@ from campaigns.models.delivery import (
     RelayRateWindow,
     Response,
     ResponseKind,
+    Selection,
     SuppressionReason,
 )
 from campaigns.models.reports import (
@@ -43,9 +44,11 @@ from campaigns.models.setup import (
     Offer,
     OfferKind,
     Rule,
+    Targeting,
     new_salt,
     validate_attribute_conditions,
 )
+from campaigns.models.uplift import UpliftModel, UpliftModelStatus
 
 __all__ = [
     "COUNTED_STATUSES",
@@ -78,7 +81,11 @@ __all__ = [
     "Response",
     "ResponseKind",
     "Rule",
+    "Selection",
     "SuppressionReason",
+    "Targeting",
+    "UpliftModel",
+    "UpliftModelStatus",
     "UpliftReport",
     "new_salt",
     "validate_attribute_conditions",

@@ -9,7 +9,15 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from campaigns.models.setup import Campaign, ContactChannel, MessageTemplate, Offer, OfferKind, Rule
+from campaigns.models.setup import (
+    Campaign,
+    ContactChannel,
+    MessageTemplate,
+    Offer,
+    OfferKind,
+    Rule,
+    Targeting,
+)
 from customers.models import Customer, Order
 
 
@@ -23,6 +31,16 @@ class CampaignCycle(models.Model):
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     summary = models.JSONField(default=dict, blank=True)
+    targeting = models.CharField(
+        max_length=16,
+        choices=Targeting.choices,
+        default=Targeting.RULES,
+        db_default="rules",
+        help_text="How this cycle chose its customers (the report compares the two).",
+    )
+    uplift_model = models.ForeignKey(
+        "UpliftModel", on_delete=models.PROTECT, null=True, blank=True, related_name="cycles"
+    )
 
     class Meta:
         ordering = ["-started_at"]
@@ -37,6 +55,15 @@ class CampaignCycle(models.Model):
 class Arm(models.TextChoices):
     TREATMENT = "treatment", "Treatment"
     CONTROL = "control", "Control"
+
+
+class Selection(models.TextChoices):
+    """Why the customer is in the cycle: a matching rule, the uplift policy's choice, or the
+    policy's random exploration share (docs/uplift.md)."""
+
+    RULE = "rule", "Matched a rule"
+    POLICY = "policy", "Chosen by the uplift policy"
+    EXPLORATION = "exploration", "Random exploration (uplift policy)"
 
 
 class InterventionStatus(models.TextChoices):
@@ -123,6 +150,19 @@ class Intervention(models.Model):
     provider_message_id = models.CharField(max_length=200, blank=True)
     # The rule said "X, else Y" and this customer could not receive X: `channel` is Y, the
     # channel actually used (the uplift report breaks down by it).
+    # Uplift policy cycles: how this customer was chosen and what the model expected.
+    selection = models.CharField(
+        max_length=16,
+        choices=Selection.choices,
+        default=Selection.RULE,
+        db_default="rule",
+    )
+    predicted_uplift = models.FloatField(
+        null=True, blank=True, help_text="Predicted change in P(retained) for the chosen action."
+    )
+    expected_increment = models.FloatField(
+        null=True, blank=True, help_text="Expected incremental value net of cost (currency)."
+    )
     fell_back = models.BooleanField(
         default=False,
         db_default=False,  # writers that predate the column (bulk inserts) leave it out

@@ -43,6 +43,16 @@ class CampaignMode(models.TextChoices):
     TRIGGERED = "triggered", "Triggered (runs for a customer right after an event rescores them)"
 
 
+class Targeting(models.TextChoices):
+    """Rules: the first matching rule decides (risk tier, attributes, segment). Uplift policy:
+    the campaign's rules are the available actions (offer × channel); the champion uplift model
+    picks, per customer, the action with the largest expected incremental value net of cost,
+    within the budget (docs/uplift.md)."""
+
+    RULES = "rules", "Rules (first matching rule)"
+    UPLIFT_POLICY = "uplift_policy", "Uplift policy (the action that changes most, net of cost)"
+
+
 class ContactChannel(models.TextChoices):
     """How an intervention reaches a treated customer."""
 
@@ -116,6 +126,32 @@ class Campaign(models.Model):
         validators=[MinValueValidator(1)],
         help_text="Triggered campaigns: a customer enters at most once per this many days "
         "(both arms; suppressed entries count too).",
+    )
+    targeting = models.CharField(
+        max_length=16,
+        choices=Targeting.choices,
+        default=Targeting.RULES,
+        db_default="rules",
+        help_text="Rules: the first matching rule decides. Uplift policy: the champion uplift "
+        "model chooses among the rules' actions by expected incremental value net of cost.",
+    )
+    policy_budget = models.DecimalField(
+        "policy budget per cycle",
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Uplift policy: the most its chosen actions may cost per cycle (expected "
+        "offer + message cost). Empty: no limit (only customers worth contacting are).",
+    )
+    exploration_percentage = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("5"),
+        db_default=Decimal("5"),
+        validators=[MinValueValidator(0), MaxValueValidator(50)],
+        help_text="Uplift policy: share of contacts given to a random eligible action, so the "
+        "model keeps learning where it is unsure (0-50).",
     )
     # 10% holdout: the Braze-style default; campaigns.uplift.power sizes it for a target effect.
     control_percentage = models.DecimalField(

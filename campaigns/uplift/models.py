@@ -225,3 +225,73 @@ def qini_coefficient(*, y: npt.ArrayLike, treatment: npt.ArrayLike, score: npt.A
     if perfect_area == 0:
         raise ValueError("the perfect Qini area equals the random one; coefficient undefined")
     return float(model_area / perfect_area)
+
+
+# --- Several actions against one shared control arm ------------------------------------------
+# The contract the product uses (campaigns/services/uplift_models.py): `fit_multi_action` and
+# `MultiActionUplift.predict_uplift`. Each action (one rule of a campaign: offer × channel) is
+# fitted against the shared control rows.
+
+CONTROL_ARM = "control"
+UpliftMethod = Literal["t_learner", "class_transformation"]
+OutcomeKind = Literal["binary", "revenue"]
+
+
+@dataclass(frozen=True)
+class MultiActionUplift:
+    """Per action, a fitted learner with `predict_uplift(features) -> array`: the change in
+    P(outcome) (binary) or in expected revenue (revenue) if the customer gets the action
+    rather than nothing."""
+
+    method: str
+    kind: str
+    actions: tuple[str, ...]
+    learners: dict[str, Any]
+
+    def predict_uplift(self, features: pd.DataFrame) -> pd.DataFrame:
+        """One column per action, one row per customer (the features' index)."""
+        return pd.DataFrame(
+            {action: self.learners[action].predict_uplift(features) for action in self.actions},
+            index=features.index,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "kind": self.kind,
+            "actions": {a: self.learners[a].to_dict() for a in self.actions},
+        }
+
+
+def fit_multi_action(
+    *,
+    method: UpliftMethod,
+    features: pd.DataFrame,
+    arm: npt.ArrayLike,
+    outcome: npt.ArrayLike,
+    kind: OutcomeKind = "binary",
+    estimator: BaseEstimator | None = None,
+) -> MultiActionUplift:
+    """`arm` holds CONTROL_ARM or an action key per row; one learner per action, each fitted on
+    that action's rows plus every control row."""
+    if kind != "binary":
+        raise ValueError(f"outcome kind {kind!r} is not supported yet")
+    arms = np.asarray(arm, dtype=object)
+    y = np.asarray(outcome)
+    if not len(arms) == len(y) == len(features):
+        raise ValueError("features, arm and outcome must have the same length")
+    control = arms == CONTROL_ARM
+    if not control.any():
+        raise ValueError("there are no control rows")
+    fit = {"t_learner": fit_t_learner, "class_transformation": fit_class_transformation}[method]
+    actions = tuple(sorted({str(a) for a in arms[~control]}))
+    learners: dict[str, Any] = {}
+    for action in actions:
+        rows = control | (arms == action)
+        learners[action] = fit(
+            features=features.loc[rows],
+            outcome=y[rows],
+            treatment=(arms[rows] == action).astype(np.int64),
+            estimator=estimator,
+        )
+    return MultiActionUplift(method=method, kind=kind, actions=actions, learners=learners)
