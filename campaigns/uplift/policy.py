@@ -1,40 +1,475 @@
 """The uplift policy: which action, if any, each customer gets, by expected incremental value
-net of cost, within a budget. Pure pandas/numpy: no Django.
+net of cost, within a budget. Pure pandas/numpy: no Django. Decisions: docs/uplift.md "Policy".
 
     expected increment(customer, action) = uplift(customer, action) × value(customer)
                                            − expected cost(action)
 
-Greedy by increment per unit of cost until the budget is spent; customers whose best increment
-is not positive are not contacted. Customers in the control arm are chosen exactly like the
-others and recorded, never contacted (their cost does not count), so the policy's own effect
-stays measurable. A small random exploration share of the contacts goes to a random eligible
-action for customers the policy did not choose, so the next model learns where this one is
-unsure.
+(or `revenue_uplift(customer, action)` − cost when a revenue uplift is given). At most one
+action per customer, total expected cost within the budget: a multiple-choice knapsack.
+
+* **Greedy** (any size, vectorised): each customer's actions are reduced to the upper convex
+  hull of (cost, increment) — the LP relaxation's only useful choices — and split into
+  "upgrade" steps of decreasing increment per unit of cost; all steps of all customers are
+  taken in order of increment per cost while they fit (Sinha & Zoltners 1979). It is at most
+  the increment of the LP's split step below the optimum (`PolicyResult.gap_bound`), and it
+  is replaced by the best single customer-action when that is worth more, so it is never
+  below half the optimum (greedy + best single item ≥ OPT).
+* **Exact** (small problems, `EXACT_MAX_CELLS`): dynamic programming over integer cost
+  units (cents divided by their greatest common divisor).
+
+Customers whose best increment is not positive are never chosen by the policy. Customers in
+the control arm are decided by the same rule and recorded, never contacted; their cost does
+not count. A share of the rows (`exploration_share`, epsilon-greedy with a fixed epsilon)
+goes to customers the policy did not pick, each with a random eligible action, so the next
+model learns where this one may be wrong.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 # Selection values, as Intervention.selection stores them.
-POLICY, EXPLORATION = "policy", "exploration"
+POLICY, EXPLORATION, RULE = "policy", "exploration", "rule"
+
+# How the policy rows were chosen (PolicyResult.method).
+BEST_ACTION = "best_action"  # no budget, or the budget pays for every customer's best action
+GREEDY = "greedy"
+EXACT = "exact"
+Method = Literal["auto", "greedy", "exact"]
+
+# The exact solver fills (treated candidates) × (budget units + 1) cells with one Python step
+# per customer: 2 million cells take well under a second here; beyond that the greedy is used
+# (and at that size its gap bound is a tiny share of the total).
+EXACT_MAX_CELLS = 2_000_000
+# Costs are compared with this slack so that float sums such as 0.1 + 0.2 do not miss a budget.
+_EPS = 1e-9
+# Exploration reserves its cost and reruns the policy with the rest until the explored count
+# matches the share of the policy's rows; two or three passes settle it.
+EXPLORATION_PASSES = 6
+
+COLUMNS = [
+    "action",
+    "selection",
+    "control",
+    "predicted_uplift",
+    "expected_increment",
+    "cost",
+    "expected_value",
+]
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
 class PolicyResult:
     """`decisions`: one row per chosen customer (index: customer id) with `action`,
-    `selection` (POLICY / EXPLORATION), `control` (bool), `predicted_uplift`,
-    `expected_increment` and `cost` (0 for control rows). `spent` counts treated rows only."""
+    `selection` (POLICY / EXPLORATION, or RULE for `risk_targeting`), `control` (bool),
+    `predicted_uplift`, `expected_increment` (as if treated, net of the action's cost),
+    `cost` (0 for control rows) and `expected_value` (incremental value before cost).
+    `spent` counts treated rows only.
+
+    Totals (`expected_*`) are over treated rows — the ones that will be contacted — of both
+    selections. `gap_bound`: the optimum's expected increment is at most this much above the
+    policy rows' (0 when exact or when the budget does not bind)."""
 
     decisions: pd.DataFrame
     spent: float
     budget: float | None
     candidates: int
     negative: int
+    method: str = BEST_ACTION
+    exploration_target: float = 0.0
+    expected_increment: float = 0.0
+    expected_retained: float = 0.0
+    expected_value: float = 0.0
+    gap_bound: float = 0.0
+
+    @property
+    def treated(self) -> int:
+        return int((~self.decisions["control"].astype(bool)).sum())
+
+    @property
+    def held_out(self) -> int:
+        return int(self.decisions["control"].astype(bool).sum())
+
+    @property
+    def explored(self) -> int:
+        return int((self.decisions["selection"] == EXPLORATION).sum())
+
+    @property
+    def exploration_realised(self) -> float:
+        """Exploration rows / all rows (control rows included), 0 when nothing is chosen."""
+        return self.explored / len(self.decisions) if len(self.decisions) else 0.0
+
+
+# --- Inputs -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Problem:
+    customers: pd.Index
+    actions: list[str]
+    increment: FloatArray  # n × m, -inf where the action is not eligible
+    gain: FloatArray  # n × m incremental value before cost
+    uplift: FloatArray  # n × m
+    cost: FloatArray  # m
+    control: BoolArray  # n
+
+
+def _problem(
+    *,
+    uplift: pd.DataFrame,
+    value: pd.Series | None,
+    costs: Mapping[str, float],
+    control: pd.Series,
+    eligible: pd.DataFrame | None,
+    revenue_uplift: pd.DataFrame | None,
+) -> _Problem:
+    actions = [str(a) for a in uplift.columns]
+    missing_costs = [a for a in actions if a not in costs]
+    if missing_costs:
+        raise ValueError(f"costs: no expected cost for action(s) {missing_costs}")
+    cost = np.array([float(costs[a]) for a in actions], dtype=np.float64)
+    if not np.isfinite(cost).all() or (cost < 0).any():
+        raise ValueError(f"costs: expected a non-negative amount per action, got {dict(costs)}")
+    lift = uplift.to_numpy(dtype=np.float64)
+    if np.isnan(lift).any():
+        rows = uplift.index[np.isnan(lift).any(axis=1)]
+        raise ValueError(
+            f"uplift: {len(rows)} customer(s) have no prediction, e.g. {list(rows[:3])}"
+        )
+    if revenue_uplift is not None:
+        revenue = revenue_uplift.reindex(index=uplift.index, columns=uplift.columns)
+        gain = revenue.to_numpy(dtype=np.float64)
+        if np.isnan(gain).any():
+            rows = uplift.index[np.isnan(gain).any(axis=1)]
+            raise ValueError(
+                f"revenue_uplift: expected an amount per customer and action; missing for "
+                f"{len(rows)} customer(s), e.g. {list(rows[:3])}"
+            )
+    else:
+        if value is None:
+            raise ValueError("value: expected what a retained customer is worth (or revenue_uplift)")
+        worth = value.reindex(uplift.index).to_numpy(dtype=np.float64)
+        if np.isnan(worth).any():
+            rows = uplift.index[np.isnan(worth)]
+            raise ValueError(
+                f"value: expected a currency amount per customer; missing for {len(rows)} "
+                f"customer(s), e.g. {list(rows[:3])}"
+            )
+        gain = lift * worth[:, None]
+    increment = gain - cost[None, :]
+    if eligible is not None:
+        allowed = (
+            eligible.reindex(index=uplift.index, columns=uplift.columns)
+            .fillna(False)
+            .to_numpy(dtype=bool)
+        )
+        increment = np.where(allowed, increment, -np.inf)
+    held_out = control.reindex(uplift.index).fillna(False).to_numpy(dtype=bool)
+    return _Problem(
+        customers=uplift.index,
+        actions=actions,
+        increment=increment,
+        gain=gain,
+        uplift=lift,
+        cost=cost,
+        control=held_out,
+    )
+
+
+# --- Greedy: convex-hull steps taken by increment per unit of cost ------------------------------
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """Upgrade steps: customer `row` moves from its previous hull action to `action`."""
+
+    row: IntArray
+    step: IntArray
+    action: IntArray
+    cost: FloatArray  # extra cost of the step
+    gain: FloatArray  # extra increment of the step
+
+    def __len__(self) -> int:
+        return int(self.row.size)
+
+
+def _hull_steps(increment: FloatArray, cost: FloatArray, rows: IntArray) -> _Steps:
+    """Each customer's upper convex hull of (cost, increment) from (0, 0) as steps of
+    decreasing increment per cost; dominated and LP-dominated actions drop out. Vectorised:
+    at most one step per action, each a pass over customers × actions."""
+    inc = increment[rows]
+    n, m = inc.shape
+    cur_cost = np.zeros(n)
+    cur_val = np.zeros(n)
+    parts: list[tuple[IntArray, int, IntArray, FloatArray, FloatArray]] = []
+    step = 0
+    free = cost <= 0
+    if free.any():  # a free action with a positive increment is a first step of infinite slope
+        free_inc = np.where(free[None, :], inc, -np.inf)
+        best = free_inc.argmax(axis=1)
+        best_val = free_inc[np.arange(n), best]
+        has = best_val > 0
+        idx = np.flatnonzero(has)
+        parts.append((idx, step, best[idx], np.zeros(idx.size), best_val[idx]))
+        cur_val[idx] = best_val[idx]
+        step += 1
+    for _ in range(m):
+        d_cost = cost[None, :] - cur_cost[:, None]
+        d_val = inc - cur_val[:, None]
+        ok = (d_cost > 0) & (d_val > 0)
+        slope = np.where(ok, d_val / np.where(d_cost > 0, d_cost, 1.0), -np.inf)
+        best = slope.argmax(axis=1)  # ties: the first column, i.e. the cheaper action
+        idx = np.flatnonzero(np.isfinite(slope[np.arange(n), best]))
+        if idx.size == 0:
+            break
+        to = best[idx]
+        parts.append((idx, step, to, cost[to] - cur_cost[idx], inc[idx, to] - cur_val[idx]))
+        cur_cost[idx] = cost[to]
+        cur_val[idx] = inc[idx, to]
+        step += 1
+    if not parts:
+        empty_i = np.zeros(0, dtype=np.int64)
+        return _Steps(empty_i, empty_i, empty_i, np.zeros(0), np.zeros(0))
+    return _Steps(
+        row=np.concatenate([rows[p[0]] for p in parts]).astype(np.int64),
+        step=np.concatenate([np.full(p[0].size, p[1]) for p in parts]).astype(np.int64),
+        action=np.concatenate([p[2] for p in parts]).astype(np.int64),
+        cost=np.concatenate([p[3] for p in parts]),
+        gain=np.concatenate([p[4] for p in parts]),
+    )
+
+
+def _walk(
+    *,
+    order: IntArray,
+    row: IntArray,
+    step: IntArray,
+    cost: FloatArray,
+    control: BoolArray,
+    budget: float,
+    n_rows: int,
+) -> BoolArray:
+    """Take items in `order` while each fits in what remains of the budget at its turn; an
+    item that does not fit is skipped (and so are its customer's later steps), smaller ones
+    after it may still fit. Control rows are tested alike (arm-blind) but spend nothing.
+
+    Vectorised in rounds: a round takes the longest prefix that fits; the first misfit leaves
+    less than its cost, so every item at least that costly drops out of the next round —
+    there are at most as many rounds as distinct step costs."""
+    taken = np.zeros(order.size, dtype=bool)
+    blocked = np.full(n_rows, np.iinfo(np.int64).max)  # first step a customer may not take
+    remaining = budget
+    pos = np.arange(order.size)
+    while pos.size:
+        items = order[pos]
+        c = row[items]
+        too_big = cost[items] > remaining + _EPS
+        bad = too_big & (step[items] < blocked[c])
+        np.minimum.at(blocked, c[bad], step[items][bad])
+        live = step[items] < blocked[c]
+        pos, items = pos[live], items[live]
+        if pos.size == 0:
+            break
+        spend = np.where(control[row[items]], 0.0, cost[items])
+        need = np.cumsum(spend) - spend + cost[items]
+        over = need > remaining + _EPS
+        if not over.any():
+            taken[pos] = True
+            break
+        k = int(over.argmax())
+        taken[pos[:k]] = True
+        remaining -= float(spend[:k].sum())
+        misfit = items[k]
+        blocked[row[misfit]] = min(blocked[row[misfit]], step[misfit])
+        pos = pos[k + 1 :]
+    return taken
+
+
+# A plan: the chosen rows (positions in the problem) and the action (column) of each.
+Plan = tuple[IntArray, IntArray]
+_NO_PLAN: Plan = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+
+def _final_actions(row: IntArray, step: IntArray, action: IntArray) -> Plan:
+    """The last (highest) step each customer took is its action."""
+    if row.size == 0:
+        return _NO_PLAN
+    order = np.lexsort((step, row))
+    r, a = row[order], action[order]
+    last = np.r_[r[1:] != r[:-1], True]
+    return r[last], a[last]
+
+
+def _greedy(problem: _Problem, rows: IntArray, budget: float) -> tuple[Plan, float, float]:
+    """(row → action, the LP gap bound, the greedy's treated increment)."""
+    steps = _hull_steps(problem.increment, problem.cost, rows)
+    if len(steps) == 0:
+        return _NO_PLAN, 0.0, 0.0
+    ratio = np.where(
+        steps.cost > 0, steps.gain / np.where(steps.cost > 0, steps.cost, 1.0), np.inf
+    )
+    order = np.lexsort((steps.step, steps.row, -ratio)).astype(np.int64)
+    taken = _walk(
+        order=order,
+        row=steps.row,
+        step=steps.step,
+        cost=steps.cost,
+        control=problem.control,
+        budget=budget,
+        n_rows=len(problem.customers),
+    )
+    chosen_steps = order[taken]
+    chosen = _final_actions(
+        steps.row[chosen_steps], steps.step[chosen_steps], steps.action[chosen_steps]
+    )
+    # The LP relaxation over treated rows takes steps in the same order until the first one
+    # that does not fit, and a fraction of it: OPT <= LP <= greedy + that step's increment.
+    treated_order = order[~problem.control[steps.row[order]]]
+    cumulative = np.cumsum(steps.cost[treated_order])
+    split = np.flatnonzero(cumulative > budget + _EPS)
+    gap = float(steps.gain[treated_order[split[0]]]) if split.size else 0.0
+    chosen_rows, chosen_actions = chosen
+    treated_chosen = ~problem.control[chosen_rows]
+    value = float(
+        problem.increment[chosen_rows[treated_chosen], chosen_actions[treated_chosen]].sum()
+    )
+    # Greedy + best single item >= OPT, so the better of the two is at least OPT / 2.
+    treated_rows = rows[~problem.control[rows]]
+    if treated_rows.size:
+        inc = problem.increment[treated_rows]
+        single = np.where(problem.cost[None, :] <= budget + _EPS, inc, -np.inf)
+        flat = int(single.argmax())
+        best_row, best_action = divmod(flat, single.shape[1])
+        best_single = float(single.flat[flat])
+        if best_single > value + _EPS:
+            single_plan = (treated_rows[[best_row]], np.array([best_action], dtype=np.int64))
+            return single_plan, gap, best_single
+    return chosen, gap, value
+
+
+# --- Exact: dynamic programming over integer cost units -----------------------------------------
+
+
+def _units(problem: _Problem, budget: float) -> tuple[IntArray, int]:
+    """Costs rounded up and the budget rounded down to cents (so the exact plan never goes
+    over), both divided by their greatest common divisor to keep the table small."""
+    cents = np.ceil(problem.cost * 100 - 1e-6).astype(np.int64)
+    capacity = int(math.floor(budget * 100 + 1e-6))
+    divisor = math.gcd(capacity, *[int(c) for c in cents if c > 0]) or 1
+    return cents // divisor, capacity // divisor
+
+
+def _exact_fits(problem: _Problem, rows: IntArray, budget: float) -> bool:
+    if budget < 0:
+        return False
+    _, capacity = _units(problem, budget)
+    treated = int((~problem.control[rows]).sum())
+    return treated * (capacity + 1) <= EXACT_MAX_CELLS
+
+
+def _exact(problem: _Problem, rows: IntArray, budget: float) -> tuple[Plan, float]:
+    """Optimal over treated rows. A control row is chosen when it would be in the optimum if
+    it were treated: max over its actions of (increment + best value of the rest with the
+    budget left) beats the optimum without it — its action is that maximiser."""
+    weight, capacity = _units(problem, budget)
+    treated = rows[~problem.control[rows]]
+    best = np.zeros(capacity + 1)  # best[b]: best increment with at most b units
+    choice = np.zeros((treated.size, capacity + 1), dtype=np.int16)  # action + 1, 0 = none
+    for i, r in enumerate(treated):
+        new = best.copy()
+        for a in np.flatnonzero(problem.increment[r] > 0):
+            w = int(weight[a])
+            if w > capacity:
+                continue
+            candidate = best[: capacity + 1 - w] + problem.increment[r, a]
+            better = candidate > new[w:] + 1e-12
+            new[w:] = np.where(better, candidate, new[w:])
+            choice[i, w:] = np.where(better, a + 1, choice[i, w:])
+        best = new
+    chosen: dict[int, int] = {}
+    b = capacity
+    for i in range(treated.size - 1, -1, -1):
+        a = int(choice[i, b]) - 1
+        if a >= 0:
+            chosen[int(treated[i])] = a
+            b -= int(weight[a])
+    for r in rows[problem.control[rows]]:
+        values = [
+            (problem.increment[r, a] + best[capacity - int(weight[a])], a)
+            for a in np.flatnonzero(problem.increment[r] > 0)
+            if weight[a] <= capacity
+        ]
+        if values:
+            top, a = max(values, key=lambda pair: (pair[0], -pair[1]))
+            if top > best[capacity] + 1e-12:
+                chosen[int(r)] = int(a)
+    plan_rows = np.fromiter(chosen.keys(), dtype=np.int64, count=len(chosen))
+    plan_actions = np.fromiter(chosen.values(), dtype=np.int64, count=len(chosen))
+    return (plan_rows, plan_actions), float(best[capacity])
+
+
+# --- The policy ----------------------------------------------------------------------------------
+
+
+def _choose(
+    problem: _Problem, rows: IntArray, budget: float | None, method: Method
+) -> tuple[Plan, str, float]:
+    """Policy rows among `rows` (customers with a positive best increment): row → action,
+    the method used and the gap bound."""
+    inc = problem.increment[rows]
+    best_action = inc.argmax(axis=1) if rows.size else np.zeros(0, dtype=np.int64)
+    treated = ~problem.control[rows]
+    full_cost = float(problem.cost[best_action][treated].sum())
+    if budget is None or (method == "auto" and full_cost <= budget + _EPS):
+        return (rows, best_action.astype(np.int64)), BEST_ACTION, 0.0
+    use_exact = method == EXACT or (method == "auto" and _exact_fits(problem, rows, budget))
+    if use_exact:
+        chosen, _ = _exact(problem, rows, budget)
+        return chosen, EXACT, 0.0
+    chosen, gap, _ = _greedy(problem, rows, budget)
+    return chosen, GREEDY, gap
+
+
+def _frame(problem: _Problem, plan: Plan, selection: str) -> pd.DataFrame:
+    rows, acts = plan
+    held_out = problem.control[rows]
+    return pd.DataFrame(
+        {
+            "action": np.asarray(problem.actions, dtype=object)[acts],
+            "selection": selection,
+            "control": held_out,
+            "predicted_uplift": problem.uplift[rows, acts],
+            "expected_increment": problem.increment[rows, acts],
+            "cost": np.where(held_out, 0.0, problem.cost[acts]),
+            "expected_value": problem.gain[rows, acts],
+        },
+        index=problem.customers[rows],
+    )
+
+
+def _result(
+    decisions: pd.DataFrame, **fields: Any
+) -> PolicyResult:
+    treated = decisions[~decisions["control"].astype(bool)]
+    return PolicyResult(
+        decisions=decisions[COLUMNS],
+        spent=float(treated["cost"].sum()),
+        expected_increment=float(treated["expected_increment"].sum()),
+        expected_retained=float(treated["predicted_uplift"].sum()),
+        expected_value=float(treated["expected_value"].sum()),
+        **fields,
+    )
 
 
 def allocate(
@@ -47,93 +482,156 @@ def allocate(
     exploration_share: float = 0.0,
     eligible: pd.DataFrame | None = None,
     seed: int = 0,
+    revenue_uplift: pd.DataFrame | None = None,
+    method: Method = "auto",
 ) -> PolicyResult:
     """`uplift`: customers × actions, the predicted change in P(retained); `value`: what a
     retained customer is worth (currency); `costs`: expected cost per action; `control`: the
     customers held out; `eligible` (same shape as `uplift`, bool): which actions each customer
-    may get (default: all)."""
-    if uplift.empty:
-        empty = pd.DataFrame(
-            columns=[
-                "action",
-                "selection",
-                "control",
-                "predicted_uplift",
-                "expected_increment",
-                "cost",
-            ]
-        )
-        return PolicyResult(decisions=empty, spent=0.0, budget=budget, candidates=0, negative=0)
-    cost = pd.Series({a: float(costs.get(a, 0.0)) for a in uplift.columns})
-    increment = uplift.mul(value.reindex(uplift.index).fillna(0.0), axis=0) - cost
-    if eligible is not None:
-        increment = increment.where(eligible.reindex_like(increment).fillna(False).astype(bool))
-    best_action = increment.idxmax(axis=1, skipna=True)
-    best = increment.max(axis=1, skipna=True)
-    worth = best > 0
-    chosen = pd.DataFrame({"action": best_action[worth], "expected_increment": best[worth]})
-    chosen["cost"] = chosen["action"].map(cost).astype(float)
-    chosen["predicted_uplift"] = [
-        float(uplift.at[c, a]) for c, a in zip(chosen.index, chosen["action"], strict=True)
-    ]
-    chosen["control"] = control.reindex(chosen.index).fillna(False).astype(bool)
-    ratio = chosen["expected_increment"] / chosen["cost"].where(chosen["cost"] > 0, 1e-9)
-    chosen = chosen.loc[ratio.sort_values(ascending=False, kind="mergesort").index]
-    treated_cost = chosen["cost"].where(~chosen["control"], 0.0)
-    if budget is not None:
-        keep = treated_cost.cumsum() <= budget
-        chosen = chosen[keep]
-    chosen["cost"] = chosen["cost"].where(~chosen["control"], 0.0)
-    chosen["selection"] = POLICY
-    spent = float(chosen["cost"].sum())
-    decisions = chosen
-    if exploration_share > 0:
+    may get (default: all); `revenue_uplift` (customers × actions, currency): when given, the
+    incremental value instead of uplift × value. `method`: "auto" (exact when the table fits
+    in EXACT_MAX_CELLS, else greedy), "greedy" or "exact".
+
+    Exploration (`exploration_share` ε in [0, 0.5]): ε of all rows go to customers the policy
+    did not pick, uniformly at random, each with a uniformly random eligible action; their
+    cost is reserved out of the budget first, then the policy spends the rest. The realised
+    share is within 1 / (number of rows) of ε unless too few customers are left to explore."""
+    if not 0.0 <= exploration_share <= 0.5:
+        raise ValueError(f"exploration_share: expected a share from 0 to 0.5, got {exploration_share}")
+    if budget is not None and budget < 0:
+        raise ValueError(f"budget: expected a non-negative amount or None, got {budget}")
+    if method not in ("auto", GREEDY, EXACT):
+        raise ValueError(f"method: expected 'auto', 'greedy' or 'exact', got {method!r}")
+    problem = _problem(
+        uplift=uplift,
+        value=value,
+        costs=costs,
+        control=control,
+        eligible=eligible,
+        revenue_uplift=revenue_uplift,
+    )
+    n = len(problem.customers)
+    best = problem.increment.max(axis=1) if problem.actions else np.full(n, -np.inf)
+    positive = np.flatnonzero(best > 0)
+    common = {
+        "budget": budget,
+        "candidates": n,
+        "negative": int(n - positive.size),
+        "exploration_target": float(exploration_share),
+    }
+    chosen, used, gap = _choose(problem, positive, budget, method)
+    explore = _NO_PLAN
+    if exploration_share > 0 and chosen[0].size:
         rng = np.random.default_rng(seed)
-        pool = increment.index.difference(chosen.index)
-        n_explore = round(exploration_share * len(chosen) / max(1e-9, 1 - exploration_share))
-        picks = rng.permutation(pool.to_numpy())[:n_explore]
-        rows = []
-        for customer in picks:
-            options = increment.loc[customer].dropna()
-            if options.empty:
-                continue
-            action = str(rng.choice(options.index.to_numpy()))
-            is_control = bool(control.get(customer, False))
-            action_cost = 0.0 if is_control else float(cost[action])
-            if budget is not None and spent + action_cost > budget:
-                break
-            spent += action_cost
-            rows.append(
-                (
-                    customer,
-                    action,
-                    float(increment.at[customer, action]),
-                    action_cost,
-                    float(uplift.at[customer, action]),
-                    is_control,
+        # The pool: customers with an eligible action the policy did not pick, in random order,
+        # each with a uniformly random eligible action, drawn once (deterministic for a seed).
+        in_pool = np.isfinite(best)
+        in_pool[chosen[0]] = False
+        pool = rng.permutation(np.flatnonzero(in_pool))
+        allowed = np.isfinite(problem.increment[pool])
+        random_action = (rng.random(allowed.shape) * allowed).argmax(axis=1).astype(np.int64)
+        ratio = exploration_share / (1 - exploration_share)
+        k = min(pool.size, round(ratio * chosen[0].size))
+        if budget is not None:
+            # Reserve the explored rows' cost, let the policy spend the rest, and repeat until
+            # the count matches the policy's rows (it shrinks by a few rows each pass).
+            draw_cost = np.where(problem.control[pool], 0.0, problem.cost[random_action])
+            affordable = int(np.searchsorted(np.cumsum(draw_cost), budget + _EPS, side="right"))
+            k = min(k, affordable)
+            for _ in range(EXPLORATION_PASSES):
+                reserved = k
+                rest = np.ones(len(problem.customers), dtype=bool)
+                rest[pool[:reserved]] = False
+                chosen, used, gap = _choose(
+                    problem,
+                    positive[rest[positive]],
+                    budget - float(draw_cost[:reserved].sum()),
+                    method,
                 )
-            )
-        if rows:
-            explore = pd.DataFrame(
-                rows,
-                columns=[
-                    "customer",
-                    "action",
-                    "expected_increment",
-                    "cost",
-                    "predicted_uplift",
-                    "control",
-                ],
-            ).set_index("customer")
-            explore["selection"] = EXPLORATION
-            decisions = pd.concat([chosen, explore])
-    decisions = decisions[
-        ["action", "selection", "control", "predicted_uplift", "expected_increment", "cost"]
-    ]
-    return PolicyResult(
-        decisions=decisions,
-        spent=spent,
+                k = min(pool.size, affordable, round(ratio * chosen[0].size))
+                if k == reserved:
+                    break
+            k = min(k, reserved)  # never more explored rows than the last pass paid for
+        explore = (pool[:k], random_action[:k])
+    decisions = pd.concat([_frame(problem, chosen, POLICY), _frame(problem, explore, EXPLORATION)])
+    return _result(decisions, method=used, gap_bound=gap, **common)
+
+
+def risk_targeting(
+    *,
+    risk: pd.Series,
+    action: str | pd.Series,
+    costs: Mapping[str, float],
+    control: pd.Series,
+    budget: float | None = None,
+    count: int | None = None,
+    uplift: pd.DataFrame | None = None,
+    value: pd.Series | None = None,
+) -> PolicyResult:
+    """The comparison the product shows beside the policy: customers by churn risk (highest
+    first), each with the rule's `action` (one key, or one per customer), until `count` rows
+    (control rows included, as `len(allocate(...).decisions)`) or the `budget` is reached
+    (same arm-blind rule as the policy: a row is taken when its cost fits in what is left;
+    only treated rows spend). `uplift`/`value` (optional) fill the predicted columns."""
+    if count is not None and count < 0:
+        raise ValueError(f"count: expected a non-negative number of customers, got {count}")
+    customers = risk.index
+    acts = (
+        pd.Series(action, index=customers)
+        if isinstance(action, str)
+        else action.reindex(customers)
+    )
+    known = acts.notna()
+    customers, acts = customers[known.to_numpy()], acts[known]
+    names = sorted({str(a) for a in acts})
+    frame = (
+        uplift.reindex(index=customers, columns=names).fillna(0.0)
+        if uplift is not None
+        else pd.DataFrame(0.0, index=customers, columns=names)
+    )
+    problem = _problem(
+        uplift=frame,
+        value=value if value is not None else pd.Series(0.0, index=customers),
+        costs=costs,
+        control=control,
+        eligible=None,
+        revenue_uplift=None,
+    )
+    column = {name: i for i, name in enumerate(names)}
+    act_index = np.array([column[str(a)] for a in acts], dtype=np.int64)
+    rows = np.arange(len(customers), dtype=np.int64)
+    order = np.argsort(-risk.reindex(customers).to_numpy(dtype=np.float64), kind="mergesort")
+    step_cost = problem.cost[act_index]
+    if budget is not None:
+        taken = _walk(
+            order=order.astype(np.int64),
+            row=rows,
+            step=np.zeros_like(rows),
+            cost=step_cost,
+            control=problem.control,
+            budget=budget,
+            n_rows=len(rows),
+        )
+        picked = order[taken]
+    else:
+        picked = order
+    if count is not None:
+        picked = picked[:count]
+    chosen = (picked.astype(np.int64), act_index[picked])
+    if uplift is None or value is None:
+        problem = _Problem(
+            customers=problem.customers,
+            actions=problem.actions,
+            increment=np.full_like(problem.increment, np.nan),
+            gain=np.full_like(problem.gain, np.nan),
+            uplift=np.full_like(problem.uplift, np.nan),
+            cost=problem.cost,
+            control=problem.control,
+        )
+    return _result(
+        _frame(problem, chosen, RULE),
         budget=budget,
-        candidates=len(increment),
-        negative=int((~worth).sum()),
+        candidates=len(risk),
+        negative=0,
+        method="risk",
     )
