@@ -50,9 +50,20 @@ Method = Literal["auto", "greedy", "exact"]
 EXACT_MAX_CELLS = 2_000_000
 # Costs are compared with this slack so that float sums such as 0.1 + 0.2 do not miss a budget.
 _EPS = 1e-9
-# Exploration reserves its cost and reruns the policy with the rest until the explored count
-# matches the share of the policy's rows; two or three passes settle it.
-EXPLORATION_PASSES = 6
+# With a budget, exploration reserves its cost and reruns the policy with the rest until the
+# explored count matches the share of the policy's rows: at most this many extra passes.
+EXPLORATION_PASSES = 10
+# The realised exploration count is within max(2 rows, 1% of all rows) of share × all rows,
+# unless too few customers or too little budget are left (PolicyResult.exploration_limited_by).
+# Not exact because one more explored row may cost what several policy rows cost, so the
+# count that matches the share exactly may not exist.
+EXPLORATION_TOLERANCE_ROWS = 2
+EXPLORATION_TOLERANCE_SHARE = 0.01
+
+
+def exploration_tolerance(rows: int) -> float:
+    """How many explored rows the realised count may be off share × `rows` (all rows)."""
+    return max(EXPLORATION_TOLERANCE_ROWS, EXPLORATION_TOLERANCE_SHARE * rows)
 
 COLUMNS = [
     "action",
@@ -79,7 +90,9 @@ class PolicyResult:
 
     Totals (`expected_*`) are over treated rows — the ones that will be contacted — of both
     selections. `gap_bound`: the optimum's expected increment is at most this much above the
-    policy rows' (0 when exact or when the budget does not bind)."""
+    policy rows' (0 when exact or when the budget does not bind). `exploration_limited_by`:
+    "" when the exploration share was met (within `exploration_tolerance`), else why not:
+    "customers" (too few left that the policy did not pick) or "budget"."""
 
     decisions: pd.DataFrame
     spent: float
@@ -92,6 +105,7 @@ class PolicyResult:
     expected_retained: float = 0.0
     expected_value: float = 0.0
     gap_bound: float = 0.0
+    exploration_limited_by: str = ""
 
     @property
     def treated(self) -> int:
@@ -521,6 +535,7 @@ def allocate(
     }
     chosen, used, gap = _choose(problem, positive, budget, method)
     explore = _NO_PLAN
+    limited = ""
     if exploration_share > 0 and chosen[0].size:
         rng = np.random.default_rng(seed)
         # The pool: customers with an eligible action the policy did not pick, in random order,
@@ -532,29 +547,61 @@ def allocate(
         random_action = (rng.random(allowed.shape) * allowed).argmax(axis=1).astype(np.int64)
         ratio = exploration_share / (1 - exploration_share)
         k = min(pool.size, round(ratio * chosen[0].size))
-        if budget is not None:
-            # Reserve the explored rows' cost, let the policy spend the rest, and repeat until
-            # the count matches the policy's rows (it shrinks by a few rows each pass).
+        if budget is not None and k > 0:
+            # The explored rows' cost is reserved and the policy spends the rest, so the more
+            # rows are explored the fewer the policy picks: find the largest k with
+            # k <= ratio × policy rows(k) by regula falsi on that monotone gap.
             draw_cost = np.where(problem.control[pool], 0.0, problem.cost[random_action])
             affordable = int(np.searchsorted(np.cumsum(draw_cost), budget + _EPS, side="right"))
-            k = min(k, affordable)
-            for _ in range(EXPLORATION_PASSES):
-                reserved = k
+
+            def policy_for(explored: int) -> tuple[tuple[Plan, str, float], float]:
                 rest = np.ones(len(problem.customers), dtype=bool)
-                rest[pool[:reserved]] = False
-                chosen, used, gap = _choose(
+                rest[pool[:explored]] = False
+                run = _choose(
                     problem,
                     positive[rest[positive]],
-                    budget - float(draw_cost[:reserved].sum()),
+                    budget - float(draw_cost[:explored].sum()),
                     method,
                 )
-                k = min(pool.size, affordable, round(ratio * chosen[0].size))
-                if k == reserved:
-                    break
-            k = min(k, reserved)  # never more explored rows than the last pass paid for
+                return run, ratio * run[0][0].size - explored + 0.5
+
+            low, low_run, low_gap = 0, (chosen, used, gap), ratio * chosen[0].size + 0.5
+            high = min(k, affordable)
+            high_run, high_gap = policy_for(high)
+            if high_gap >= 0:
+                low, low_run = high, high_run
+            else:
+                # Illinois variant: when one end stays put twice its gap is halved, so the
+                # bracket shrinks from both sides.
+                kept = ""
+                for _ in range(EXPLORATION_PASSES):
+                    if high - low <= 1:
+                        break
+                    step = int((high - low) * low_gap / (low_gap - high_gap))
+                    middle = min(high - 1, max(low + 1, low + step))
+                    middle_run, middle_gap = policy_for(middle)
+                    if middle_gap >= 0:
+                        low, low_run, low_gap = middle, middle_run, middle_gap
+                        high_gap = high_gap / 2 if kept == "high" else high_gap
+                        kept = "high"
+                    else:
+                        high, high_gap = middle, middle_gap
+                        low_gap = low_gap / 2 if kept == "low" else low_gap
+                        kept = "low"
+            k = low
+            chosen, used, gap = low_run
+        short = exploration_share * (k + chosen[0].size) - k > exploration_tolerance(
+            k + chosen[0].size
+        )
+        if short and k == pool.size:
+            limited = "customers"
+        elif short and budget is not None:
+            limited = "budget"
         explore = (pool[:k], random_action[:k])
     decisions = pd.concat([_frame(problem, chosen, POLICY), _frame(problem, explore, EXPLORATION)])
-    return _result(decisions, method=used, gap_bound=gap, **common)
+    return _result(
+        decisions, method=used, gap_bound=gap, exploration_limited_by=limited, **common
+    )
 
 
 def risk_targeting(
