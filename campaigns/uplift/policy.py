@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -64,6 +64,7 @@ EXPLORATION_TOLERANCE_SHARE = 0.01
 def exploration_tolerance(rows: int) -> float:
     """How many explored rows the realised count may be off share × `rows` (all rows)."""
     return max(EXPLORATION_TOLERANCE_ROWS, EXPLORATION_TOLERANCE_SHARE * rows)
+
 
 COLUMNS = [
     "action",
@@ -137,6 +138,7 @@ class _Problem:
     uplift: FloatArray  # n × m
     cost: FloatArray  # m
     control: BoolArray  # n
+    cache: dict[str, Any] = field(default_factory=dict)
 
 
 def _problem(
@@ -172,7 +174,9 @@ def _problem(
             )
     else:
         if value is None:
-            raise ValueError("value: expected what a retained customer is worth (or revenue_uplift)")
+            raise ValueError(
+                "value: expected what a retained customer is worth (or revenue_uplift)"
+            )
         worth = value.reindex(uplift.index).to_numpy(dtype=np.float64)
         if np.isnan(worth).any():
             rows = uplift.index[np.isnan(worth)]
@@ -327,13 +331,24 @@ def _final_actions(row: IntArray, step: IntArray, action: IntArray) -> Plan:
 
 def _greedy(problem: _Problem, rows: IntArray, budget: float) -> tuple[Plan, float, float]:
     """(row → action, the LP gap bound, the greedy's treated increment)."""
-    steps = _hull_steps(problem.increment, problem.cost, rows)
-    if len(steps) == 0:
+    if "greedy" not in problem.cache:  # the same for every exploration pass
+        everyone = np.arange(len(problem.customers), dtype=np.int64)
+        all_steps = _hull_steps(problem.increment, problem.cost, everyone)
+        ratio = np.where(
+            all_steps.cost > 0,
+            all_steps.gain / np.where(all_steps.cost > 0, all_steps.cost, 1.0),
+            np.inf,
+        )
+        problem.cache["greedy"] = (
+            all_steps,
+            np.lexsort((all_steps.step, all_steps.row, -ratio)).astype(np.int64),
+        )
+    steps, full_order = problem.cache["greedy"]
+    wanted = np.zeros(len(problem.customers), dtype=bool)
+    wanted[rows] = True
+    order = full_order[wanted[steps.row[full_order]]]
+    if order.size == 0:
         return _NO_PLAN, 0.0, 0.0
-    ratio = np.where(
-        steps.cost > 0, steps.gain / np.where(steps.cost > 0, steps.cost, 1.0), np.inf
-    )
-    order = np.lexsort((steps.step, steps.row, -ratio)).astype(np.int64)
     taken = _walk(
         order=order,
         row=steps.row,
@@ -379,7 +394,7 @@ def _units(problem: _Problem, budget: float) -> tuple[IntArray, int]:
     """Costs rounded up and the budget rounded down to cents (so the exact plan never goes
     over), both divided by their greatest common divisor to keep the table small."""
     cents = np.ceil(problem.cost * 100 - 1e-6).astype(np.int64)
-    capacity = int(math.floor(budget * 100 + 1e-6))
+    capacity = math.floor(budget * 100 + 1e-6)
     divisor = math.gcd(capacity, *[int(c) for c in cents if c > 0]) or 1
     return cents // divisor, capacity // divisor
 
@@ -414,10 +429,10 @@ def _exact(problem: _Problem, rows: IntArray, budget: float) -> tuple[Plan, floa
     chosen: dict[int, int] = {}
     b = capacity
     for i in range(treated.size - 1, -1, -1):
-        a = int(choice[i, b]) - 1
-        if a >= 0:
-            chosen[int(treated[i])] = a
-            b -= int(weight[a])
+        pick = int(choice[i, b]) - 1
+        if pick >= 0:
+            chosen[int(treated[i])] = pick
+            b -= int(weight[pick])
     for r in rows[problem.control[rows]]:
         values = [
             (problem.increment[r, a] + best[capacity - int(weight[a])], a)
@@ -472,9 +487,7 @@ def _frame(problem: _Problem, plan: Plan, selection: str) -> pd.DataFrame:
     )
 
 
-def _result(
-    decisions: pd.DataFrame, **fields: Any
-) -> PolicyResult:
+def _result(decisions: pd.DataFrame, **fields: Any) -> PolicyResult:
     treated = decisions[~decisions["control"].astype(bool)]
     return PolicyResult(
         decisions=decisions[COLUMNS],
@@ -511,7 +524,9 @@ def allocate(
     cost is reserved out of the budget first, then the policy spends the rest. The realised
     share is within 1 / (number of rows) of ε unless too few customers are left to explore."""
     if not 0.0 <= exploration_share <= 0.5:
-        raise ValueError(f"exploration_share: expected a share from 0 to 0.5, got {exploration_share}")
+        raise ValueError(
+            f"exploration_share: expected a share from 0 to 0.5, got {exploration_share}"
+        )
     if budget is not None and budget < 0:
         raise ValueError(f"budget: expected a non-negative amount or None, got {budget}")
     if method not in ("auto", GREEDY, EXACT):
@@ -599,9 +614,7 @@ def allocate(
             limited = "budget"
         explore = (pool[:k], random_action[:k])
     decisions = pd.concat([_frame(problem, chosen, POLICY), _frame(problem, explore, EXPLORATION)])
-    return _result(
-        decisions, method=used, gap_bound=gap, exploration_limited_by=limited, **common
-    )
+    return _result(decisions, method=used, gap_bound=gap, exploration_limited_by=limited, **common)
 
 
 def risk_targeting(
@@ -624,9 +637,7 @@ def risk_targeting(
         raise ValueError(f"count: expected a non-negative number of customers, got {count}")
     customers = risk.index
     acts = (
-        pd.Series(action, index=customers)
-        if isinstance(action, str)
-        else action.reindex(customers)
+        pd.Series(action, index=customers) if isinstance(action, str) else action.reindex(customers)
     )
     known = acts.notna()
     customers, acts = customers[known.to_numpy()], acts[known]

@@ -74,7 +74,9 @@ def simulate_population(
         raise ValueError(f"n: expected a positive number of customers, got {n}")
     action_costs = dict(DEFAULT_COSTS if costs is None else costs)
     if list(action_costs) != list(DEFAULT_COSTS):
-        raise ValueError(f"costs: expected the actions {list(DEFAULT_COSTS)}, got {list(action_costs)}")
+        raise ValueError(
+            f"costs: expected the actions {list(DEFAULT_COSTS)}, got {list(action_costs)}"
+        )
     rng = np.random.default_rng(seed)
     engagement = rng.normal(size=n)  # latent: drives orders and recency, not observed itself
     tenure = rng.gamma(2.0, 12.0, n).round(1)
@@ -146,7 +148,9 @@ def randomised_history(
     else a uniformly random action; `retained` (0/1) drawn from the true probability.
     Columns `arm`, `retained` (index: customer id)."""
     if not 0.0 < control_share < 1.0:
-        raise ValueError(f"control_share: expected a share strictly between 0 and 1, got {control_share}")
+        raise ValueError(
+            f"control_share: expected a share strictly between 0 and 1, got {control_share}"
+        )
     rng = np.random.default_rng(seed)
     n = len(population.features)
     actions = np.asarray(population.actions, dtype=object)
