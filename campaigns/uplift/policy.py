@@ -522,7 +522,8 @@ def allocate(
     Exploration (`exploration_share` ε in [0, 0.5]): ε of all rows go to customers the policy
     did not pick, uniformly at random, each with a uniformly random eligible action; their
     cost is reserved out of the budget first, then the policy spends the rest. The realised
-    share is within 1 / (number of rows) of ε unless too few customers are left to explore."""
+    count is within `exploration_tolerance(rows)` of ε × rows unless too few customers or too
+    little budget are left (`PolicyResult.exploration_limited_by` says which)."""
     if not 0.0 <= exploration_share <= 0.5:
         raise ValueError(
             f"exploration_share: expected a share from 0 to 0.5, got {exploration_share}"
