@@ -73,8 +73,9 @@ def main() -> None:
         control=control,
         budget=budget,
     )
-    ours, theirs = true_outcome(population, explored.decisions), true_outcome(
-        population, risk.decisions
+    ours, theirs = (
+        true_outcome(population, explored.decisions),
+        true_outcome(population, risk.decisions),
     )
 
     # The exact solver at its limit: treated customers × (budget in cents + 1) = EXACT_MAX_CELLS.

@@ -225,36 +225,40 @@ class _Steps:
 def _hull_steps(increment: FloatArray, cost: FloatArray, rows: IntArray) -> _Steps:
     """Each customer's upper convex hull of (cost, increment) from (0, 0) as steps of
     decreasing increment per cost; dominated and LP-dominated actions drop out. Vectorised:
-    at most one step per action, each a pass over customers × actions."""
-    inc = increment[rows]
-    n, m = inc.shape
+    at most one step per action, each a pass over the customers still climbing × actions."""
+    by_cost = np.argsort(cost, kind="stable")  # slope ties go to the cheaper action
+    sorted_cost = cost[by_cost]
+    inc = increment[rows][:, by_cost]
+    n = inc.shape[0]
     cur_cost = np.zeros(n)
     cur_val = np.zeros(n)
     parts: list[tuple[IntArray, int, IntArray, FloatArray, FloatArray]] = []
     step = 0
-    free = cost <= 0
+    free = sorted_cost <= 0
     if free.any():  # a free action with a positive increment is a first step of infinite slope
         free_inc = np.where(free[None, :], inc, -np.inf)
         best = free_inc.argmax(axis=1)
         best_val = free_inc[np.arange(n), best]
-        has = best_val > 0
-        idx = np.flatnonzero(has)
+        idx = np.flatnonzero(best_val > 0)
         parts.append((idx, step, best[idx], np.zeros(idx.size), best_val[idx]))
         cur_val[idx] = best_val[idx]
         step += 1
-    for _ in range(m):
-        d_cost = cost[None, :] - cur_cost[:, None]
-        d_val = inc - cur_val[:, None]
-        ok = (d_cost > 0) & (d_val > 0)
-        slope = np.where(ok, d_val / np.where(d_cost > 0, d_cost, 1.0), -np.inf)
-        best = slope.argmax(axis=1)  # ties: the first column, i.e. the cheaper action
-        idx = np.flatnonzero(np.isfinite(slope[np.arange(n), best]))
+    active = np.arange(n)
+    for _ in range(len(cost)):
+        d_cost = sorted_cost[None, :] - cur_cost[active, None]
+        d_val = inc[active] - cur_val[active, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = d_val / d_cost
+        slope[(d_cost <= 0) | ~(d_val > 0)] = -np.inf
+        best = slope.argmax(axis=1)
+        climbing = slope[np.arange(active.size), best] > -np.inf
+        idx, to = active[climbing], best[climbing]
         if idx.size == 0:
             break
-        to = best[idx]
-        parts.append((idx, step, to, cost[to] - cur_cost[idx], inc[idx, to] - cur_val[idx]))
-        cur_cost[idx] = cost[to]
+        parts.append((idx, step, to, sorted_cost[to] - cur_cost[idx], inc[idx, to] - cur_val[idx]))
+        cur_cost[idx] = sorted_cost[to]
         cur_val[idx] = inc[idx, to]
+        active = idx
         step += 1
     if not parts:
         empty_i = np.zeros(0, dtype=np.int64)
@@ -262,7 +266,7 @@ def _hull_steps(increment: FloatArray, cost: FloatArray, rows: IntArray) -> _Ste
     return _Steps(
         row=np.concatenate([rows[p[0]] for p in parts]).astype(np.int64),
         step=np.concatenate([np.full(p[0].size, p[1]) for p in parts]).astype(np.int64),
-        action=np.concatenate([p[2] for p in parts]).astype(np.int64),
+        action=by_cost[np.concatenate([p[2] for p in parts])].astype(np.int64),
         cost=np.concatenate([p[3] for p in parts]),
         gain=np.concatenate([p[4] for p in parts]),
     )
@@ -332,8 +336,9 @@ def _final_actions(row: IntArray, step: IntArray, action: IntArray) -> Plan:
 def _greedy(problem: _Problem, rows: IntArray, budget: float) -> tuple[Plan, float, float]:
     """(row → action, the LP gap bound, the greedy's treated increment)."""
     if "greedy" not in problem.cache:  # the same for every exploration pass
-        everyone = np.arange(len(problem.customers), dtype=np.int64)
-        all_steps = _hull_steps(problem.increment, problem.cost, everyone)
+        # Every call's rows are among the customers with a positive best increment.
+        positive = np.flatnonzero(problem.increment.max(axis=1) > 0)
+        all_steps = _hull_steps(problem.increment, problem.cost, positive)
         ratio = np.where(
             all_steps.cost > 0,
             all_steps.gain / np.where(all_steps.cost > 0, all_steps.cost, 1.0),
@@ -341,7 +346,9 @@ def _greedy(problem: _Problem, rows: IntArray, budget: float) -> tuple[Plan, flo
         )
         problem.cache["greedy"] = (
             all_steps,
-            np.lexsort((all_steps.step, all_steps.row, -ratio)).astype(np.int64),
+            # Steps are built step by step, customers in order within a step, so a stable
+            # sort keeps each customer's steps in order when their ratios tie.
+            np.argsort(-ratio, kind="stable").astype(np.int64),
         )
     steps, full_order = problem.cache["greedy"]
     wanted = np.zeros(len(problem.customers), dtype=bool)
