@@ -14,8 +14,8 @@ action per customer, total expected cost within the budget: a multiple-choice kn
   the increment of the LP's split step below the optimum (`PolicyResult.gap_bound`), and it
   is replaced by the best single customer-action when that is worth more, so it is never
   below half the optimum (greedy + best single item ≥ OPT).
-* **Exact** (small problems, `EXACT_MAX_CELLS`): dynamic programming over integer cost
-  units (cents divided by their greatest common divisor).
+* **Exact** (small problems, `EXACT_MAX_CELLS`, `EXACT_MAX_CUSTOMERS`): dynamic programming
+  over integer cost units (cents divided by their greatest common divisor).
 
 Customers whose best increment is not positive are never chosen by the policy. Customers in
 the control arm are decided by the same rule and recorded, never contacted; their cost does
@@ -48,6 +48,9 @@ Method = Literal["auto", "greedy", "exact"]
 # per customer: 2 million cells take well under a second here; beyond that the greedy is used
 # (and at that size its gap bound is a tiny share of the total).
 EXACT_MAX_CELLS = 2_000_000
+# ... and at most this many treated customers, whatever the budget (the Python step per
+# customer costs ~20 µs even on a tiny table).
+EXACT_MAX_CUSTOMERS = 5_000
 # Costs are compared with this slack so that float sums such as 0.1 + 0.2 do not miss a budget.
 _EPS = 1e-9
 # With a budget, exploration reserves its cost and reruns the policy with the rest until the
@@ -438,7 +441,7 @@ def _exact_fits(problem: _Problem, rows: IntArray, budget: float) -> bool:
         return False
     _, capacity = _units(problem, budget)
     treated = int((~problem.control[rows]).sum())
-    return treated * (capacity + 1) <= EXACT_MAX_CELLS
+    return treated <= EXACT_MAX_CUSTOMERS and treated * (capacity + 1) <= EXACT_MAX_CELLS
 
 
 def _exact(problem: _Problem, rows: IntArray, budget: float) -> tuple[Plan, float]:

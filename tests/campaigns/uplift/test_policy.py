@@ -272,6 +272,8 @@ def test_auto_uses_the_exact_solver_for_small_problems_and_the_greedy_for_large_
     assert run(small, budget=20.0).method == EXACT
     assert run(large, budget=2_000.0).method == GREEDY
     assert run(large, budget=None).method == "best_action"
+    # A tiny budget keeps the table small, but 20,000 customers are still too many steps.
+    assert run(large, budget=0.5).method != EXACT
 
 
 # --- Inputs --------------------------------------------------------------------------------
