@@ -147,6 +147,31 @@ def test_holding_customers_out_does_not_change_whom_the_policy_treats() -> None:
         assert control_rate == pytest.approx(treated_rate, abs=0.06)
 
 
+@pytest.mark.parametrize(("method", "n", "budget"), [(GREEDY, 2_000, 800.0), (EXACT, 200, 40.0)])
+def test_a_held_out_twin_gets_the_decision_of_its_treated_twin(
+    method: str, n: int, budget: float
+) -> None:
+    """Every customer twice, once treated and once held out, same predictions: the control
+    arm is decided exactly like the treated one, but for a few customers at the budget's edge
+    (the greedy: at most one per round of its walk, one round per distinct step cost)."""
+    base = random_instance(6, n=n, m=3)
+    treated_ids = [f"t{i}" for i in range(n)]
+    control_ids = [f"h{i}" for i in range(n)]
+    index = pd.Index(treated_ids + control_ids)
+    twins = Instance(
+        uplift=pd.DataFrame(np.vstack([base.uplift] * 2), index=index, columns=base.uplift.columns),
+        value=pd.Series(np.r_[base.value, base.value], index=index),
+        costs={"rule-1": 0.5, "rule-2": 4.0, "rule-3": 12.0},
+        control=pd.Series([False] * n + [True] * n, index=index),
+    )
+    d = run(twins, budget=budget, method=method).decisions
+    treated = {(c[1:], a) for c, a in d.loc[~d["control"], "action"].items()}
+    held_out = {(c[1:], a) for c, a in d.loc[d["control"], "action"].items()}
+    assert len(treated) > 50
+    differing = {customer for customer, _ in treated ^ held_out}
+    assert len(differing) <= 3
+
+
 def _head(instance: Instance, n: int) -> Instance:
     return Instance(
         uplift=instance.uplift.iloc[:n],
