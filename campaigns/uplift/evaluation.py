@@ -129,54 +129,71 @@ def _arrays(
     return outcome, arm
 
 
+@dataclass(frozen=True)
+class _Curves:
+    """One ranking under a block of resamples (rows of every array): x = customers targeted,
+    the Qini and uplift curves at the tie-group ends (with a leading 0), uplift at top k."""
+
+    x: FloatArray
+    qini: FloatArray
+    uplift: FloatArray
+    at_k: FloatArray | None
+
+
+def _top_sum(
+    count: FloatArray, total: FloatArray, arm_outcome: FloatArray, ys: FloatArray, k: float
+) -> FloatArray:
+    """Mean outcome among the top ceil(k × arm size) of one arm, from its cumulative weights
+    `count` and outcomes `total` (ranked order). The row where the count first reaches the cut
+    may be a resampled row counted several times: only the part inside the cut is taken."""
+    top = np.ceil(k * count[:, -1] - 1e-9)
+    first = np.minimum((count < top[:, None]).sum(axis=1), count.shape[1] - 1)
+    rows = np.arange(count.shape[0])
+    inside = arm_outcome[rows, first] - (count[rows, first] - top) * ys[first]
+    return np.asarray(inside / np.maximum(top, 1.0))
+
+
 def _curves(
-    weights: FloatArray, y: FloatArray, t: FloatArray, order: npt.NDArray[np.intp], cut: Any
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-    """For count weights (resamples × rows, in the original row order) and one ranking: x
-    (customers targeted), the Qini and uplift curves at the tie-group ends (with a leading 0),
-    and the cumulative treated and control weights (every row, in ranked order)."""
-    w = weights[:, order]
-    ys, ts = y[order], t[order]
-    wt = w * ts
-    wc = w - wt
-    n_t = np.cumsum(wt, axis=1)
-    n_c = np.cumsum(wc, axis=1)
-    y_t = np.cumsum(wt * ys, axis=1)[:, cut]
-    y_c = np.cumsum(wc * ys, axis=1)[:, cut]
-    nt, nc = n_t[:, cut], n_c[:, cut]
-    rate_t = np.divide(y_t, nt, out=np.zeros_like(y_t), where=nt > 0)
-    rate_c = np.divide(y_c, nc, out=np.zeros_like(y_c), where=nc > 0)
-    scale = np.divide(nt, nc, out=np.zeros_like(nt), where=nc > 0)
-    zero = np.zeros((w.shape[0], 1))
-    x = np.hstack([zero, nt + nc])
-    qini = np.hstack([zero, y_t - y_c * scale])
-    uplift = np.hstack([zero, (rate_t - rate_c) * (nt + nc)])
-    return x, qini, uplift, n_t, n_c
-
-
-def _tie_ends(sorted_scores: FloatArray) -> npt.NDArray[np.intp]:
-    return np.r_[np.flatnonzero(np.diff(sorted_scores)), sorted_scores.size - 1]
-
-
-def _uplift_at_k(
     weights: FloatArray,
     y: FloatArray,
     t: FloatArray,
     order: npt.NDArray[np.intp],
-    n_t: FloatArray,
-    n_c: FloatArray,
-    k: float,
-) -> FloatArray:
-    """By group: the top ceil(k × arm size) of each arm; a resampled row counted c times may
-    straddle the cut, so only the part inside is taken."""
+    cut: Any,
+    k: float | None,
+) -> _Curves:
+    """Count weights (resamples × rows, in the original row order) seen through one ranking:
+    five cumulative sums along the ranked rows give every metric of every resample."""
     w = weights[:, order]
     ys, ts = y[order], t[order]
-    rates = []
-    for arm_weight, cumulative in ((w * ts, n_t), (w * (1 - ts), n_c)):
-        top = np.ceil(k * cumulative[:, -1] - 1e-9)
-        taken = np.clip(top[:, None] - (cumulative - arm_weight), 0.0, arm_weight)
-        rates.append((taken * ys).sum(axis=1) / np.maximum(top, 1.0))
-    return np.asarray(rates[0] - rates[1])
+    wt = w * ts
+    n_t = np.cumsum(wt, axis=1)
+    n_all = np.cumsum(w, axis=1)
+    s_t = np.cumsum(wt * ys, axis=1)
+    s_all = np.cumsum(w * ys, axis=1)
+    del wt
+    at_k = None
+    if k is not None:
+        n_c = n_all - n_t
+        s_c = s_all - s_t
+        at_k = _top_sum(n_t, s_t, s_t, ys, k) - _top_sum(n_c, s_c, s_c, ys, k)
+    nt, n_x, y_t = n_t[:, cut], n_all[:, cut], s_t[:, cut]
+    nc, y_c = n_x - nt, s_all[:, cut] - y_t
+    rate_t = np.divide(y_t, nt, out=np.zeros_like(y_t), where=nt > 0)
+    rate_c = np.divide(y_c, nc, out=np.zeros_like(y_c), where=nc > 0)
+    scale = np.divide(nt, nc, out=np.zeros_like(nt), where=nc > 0)
+    zero = np.zeros((w.shape[0], 1))
+    return _Curves(
+        x=np.hstack([zero, n_x]),
+        qini=np.hstack([zero, y_t - y_c * scale]),
+        uplift=np.hstack([zero, (rate_t - rate_c) * n_x]),
+        at_k=at_k,
+    )
+
+
+def _tie_ends(sorted_scores: FloatArray) -> npt.NDArray[np.intp] | slice:
+    """The last row of every group of tied scores; every row (a view, no copy) if none tie."""
+    ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), sorted_scores.size - 1]
+    return slice(None) if ends.size == sorted_scores.size else ends
 
 
 def _area(curve: FloatArray, x: FloatArray) -> FloatArray:
@@ -188,30 +205,21 @@ def _normalised(area: FloatArray, perfect: FloatArray, random: FloatArray) -> Fl
     return np.divide(area - random, span, out=np.zeros_like(area), where=span != 0)
 
 
-def _metrics(
-    weights: FloatArray,
-    y: FloatArray,
-    t: FloatArray,
-    ranking: tuple[npt.NDArray[np.intp], Any],
-    perfect: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray],
-    k: float,
-) -> dict[str, FloatArray]:
-    order, cut = ranking
-    x, qini, uplift, n_t, n_c = _curves(weights, y, t, order, cut)
-    px, pqini, puplift = perfect[0], perfect[1], perfect[2]
-    end_x = x[:, -1]
+def _metrics(curves: _Curves, perfect: _Curves) -> dict[str, FloatArray]:
+    end = curves.x[:, -1]
+    assert curves.at_k is not None
     return {
         "qini": _normalised(
-            _area(qini, x),
-            _area(pqini, px),
-            0.5 * end_x * qini[:, -1],
+            _area(curves.qini, curves.x),
+            _area(perfect.qini, perfect.x),
+            0.5 * end * curves.qini[:, -1],
         ),
         "auuc": _normalised(
-            _area(uplift, x),
-            _area(puplift, px),
-            0.5 * end_x * uplift[:, -1],
+            _area(curves.uplift, curves.x),
+            _area(perfect.uplift, perfect.x),
+            0.5 * end * curves.uplift[:, -1],
         ),
-        "uplift_at_k": _uplift_at_k(weights, y, t, order, n_t, n_c, k),
+        "uplift_at_k": curves.at_k,
     }
 
 
@@ -268,9 +276,9 @@ def evaluate_scores(
     perfect_ranking = (perfect_order, _tie_ends(perfect_score[perfect_order]))
 
     def block(weights: FloatArray) -> dict[str, dict[str, FloatArray]]:
-        perfect = _curves(weights, outcome, arm, *perfect_ranking)
+        perfect = _curves(weights, outcome, arm, *perfect_ranking, k=None)
         out = {
-            name: _metrics(weights, outcome, arm, ranking, perfect, k)
+            name: _metrics(_curves(weights, outcome, arm, *ranking, k=k), perfect)
             for name, ranking in rankings.items()
         }
         if include_random:
@@ -303,8 +311,8 @@ def evaluate_scores(
         done += b
     curves = {}
     for name, (order, cut) in rankings.items():
-        x, qini, uplift, _n_t, _n_c = _curves(np.ones((1, n)), outcome, arm, order, cut)
-        curves[name] = _chart(x[0], qini[0], uplift[0], n)
+        drawn = _curves(np.ones((1, n)), outcome, arm, order, cut, k=None)
+        curves[name] = _chart(drawn.x[0], drawn.qini[0], drawn.uplift[0], n)
     treated = int(arm.sum())
     if include_random:
         # Straight lines to the curves' common end: Q = treated × overall uplift, U = n × it.
@@ -424,11 +432,14 @@ def validation_split(
         raise ValueError(f"validation_share must be between 0 and 1, got {validation_share}")
     strata = np.char.add(np.char.add(arms, "|"), y.astype(str))
     cells, counts = np.unique(strata, return_counts=True)
-    small = [f"{c} ({n} rows)" for c, n in zip(cells, counts, strict=True) if n < 2]
+    small = [
+        "arm {!r} with outcome {} has {}".format(*str(cell).split("|", 1), count)
+        for cell, count in zip(cells, counts, strict=True)
+        if count < 2
+    ]
     if small:
         raise ValueError(
-            "every arm × outcome cell needs at least 2 rows to split; too few in "
-            + ", ".join(small)
+            "every arm × outcome cell needs at least 2 rows to split; " + ", ".join(small)
         )
     positions = np.arange(len(y))
     _train, valid = train_test_split(
