@@ -44,6 +44,7 @@ from campaigns.uplift.models import (
 )
 
 FloatArray = npt.NDArray[np.float64]
+Weights = npt.NDArray[np.floating[Any]]  # bootstrap count weights: float32 (float64: points)
 METRICS = ("qini", "auuc", "uplift_at_k")
 RANDOM, RISK = "random", "risk"
 CURVE_POINTS = 21  # 0 %, 5 %, … 100 % targeted: enough for a chart, small in a JSON column
@@ -134,27 +135,26 @@ class _Curves:
     """One ranking under a block of resamples (rows of every array): x = customers targeted,
     the Qini and uplift curves at the tie-group ends (with a leading 0), uplift at top k."""
 
-    x: FloatArray
-    qini: FloatArray
-    uplift: FloatArray
-    at_k: FloatArray | None
+    x: Weights
+    qini: Weights
+    uplift: Weights
+    at_k: Weights | None
 
 
-def _top_sum(
-    count: FloatArray, total: FloatArray, arm_outcome: FloatArray, ys: FloatArray, k: float
-) -> FloatArray:
+def _top_sum(count: Weights, total: Weights, ys: Weights, k: float) -> Weights:
     """Mean outcome among the top ceil(k × arm size) of one arm, from its cumulative weights
     `count` and outcomes `total` (ranked order). The row where the count first reaches the cut
     may be a resampled row counted several times: only the part inside the cut is taken."""
-    top = np.ceil(k * count[:, -1] - 1e-9)
+    # In float64 (0.3 × 1000 must not round up to 301), then back: whole numbers are exact.
+    top = np.ceil(k * count[:, -1].astype(np.float64) - 1e-9).astype(count.dtype)
     first = np.minimum((count < top[:, None]).sum(axis=1), count.shape[1] - 1)
     rows = np.arange(count.shape[0])
-    inside = arm_outcome[rows, first] - (count[rows, first] - top) * ys[first]
+    inside = total[rows, first] - (count[rows, first] - top) * ys[first]
     return np.asarray(inside / np.maximum(top, 1.0))
 
 
 def _curves(
-    weights: FloatArray,
+    weights: Weights,
     y: FloatArray,
     t: FloatArray,
     order: npt.NDArray[np.intp],
@@ -164,7 +164,7 @@ def _curves(
     """Count weights (resamples × rows, in the original row order) seen through one ranking:
     five cumulative sums along the ranked rows give every metric of every resample."""
     w = weights[:, order]
-    ys, ts = y[order], t[order]
+    ys, ts = y[order].astype(w.dtype), t[order].astype(w.dtype)
     wt = w * ts
     n_t = np.cumsum(wt, axis=1)
     n_all = np.cumsum(w, axis=1)
@@ -175,19 +175,13 @@ def _curves(
     if k is not None:
         n_c = n_all - n_t
         s_c = s_all - s_t
-        at_k = _top_sum(n_t, s_t, s_t, ys, k) - _top_sum(n_c, s_c, s_c, ys, k)
+        at_k = _top_sum(n_t, s_t, ys, k) - _top_sum(n_c, s_c, ys, k)
     nt, n_x, y_t = n_t[:, cut], n_all[:, cut], s_t[:, cut]
     nc, y_c = n_x - nt, s_all[:, cut] - y_t
     rate_t = np.divide(y_t, nt, out=np.zeros_like(y_t), where=nt > 0)
     rate_c = np.divide(y_c, nc, out=np.zeros_like(y_c), where=nc > 0)
     scale = np.divide(nt, nc, out=np.zeros_like(nt), where=nc > 0)
-    zero = np.zeros((w.shape[0], 1))
-    return _Curves(
-        x=np.hstack([zero, n_x]),
-        qini=np.hstack([zero, y_t - y_c * scale]),
-        uplift=np.hstack([zero, (rate_t - rate_c) * n_x]),
-        at_k=at_k,
-    )
+    return _Curves(x=n_x, qini=y_t - y_c * scale, uplift=(rate_t - rate_c) * n_x, at_k=at_k)
 
 
 def _tie_ends(sorted_scores: FloatArray) -> npt.NDArray[np.intp] | slice:
@@ -196,8 +190,10 @@ def _tie_ends(sorted_scores: FloatArray) -> npt.NDArray[np.intp] | slice:
     return slice(None) if ends.size == sorted_scores.size else ends
 
 
-def _area(curve: FloatArray, x: FloatArray) -> FloatArray:
-    return np.asarray(np.trapezoid(curve, x, axis=1), dtype=np.float64)
+def _area(curve: Weights, x: Weights) -> FloatArray:
+    """Trapezoid area from the origin (0, 0), which the curves do not store."""
+    first = 0.5 * x[:, 0] * curve[:, 0]
+    return np.asarray(np.trapezoid(curve, x, axis=1) + first, dtype=np.float64)
 
 
 def _normalised(area: FloatArray, perfect: FloatArray, random: FloatArray) -> FloatArray:
@@ -205,7 +201,7 @@ def _normalised(area: FloatArray, perfect: FloatArray, random: FloatArray) -> Fl
     return np.divide(area - random, span, out=np.zeros_like(area), where=span != 0)
 
 
-def _metrics(curves: _Curves, perfect: _Curves) -> dict[str, FloatArray]:
+def _metrics(curves: _Curves, perfect: _Curves) -> dict[str, Weights]:
     end = curves.x[:, -1]
     assert curves.at_k is not None
     return {
@@ -223,10 +219,11 @@ def _metrics(curves: _Curves, perfect: _Curves) -> dict[str, FloatArray]:
     }
 
 
-def _overall_uplift(weights: FloatArray, y: FloatArray, t: FloatArray) -> FloatArray:
-    wt = weights * t
+def _overall_uplift(weights: Weights, y: FloatArray, t: FloatArray) -> FloatArray:
+    wt = weights * t.astype(weights.dtype)
     wc = weights - wt
-    return np.asarray((wt @ y) / wt.sum(axis=1) - (wc @ y) / wc.sum(axis=1))
+    ys = y.astype(weights.dtype)
+    return np.asarray((wt @ ys) / wt.sum(axis=1) - (wc @ ys) / wc.sum(axis=1), dtype=np.float64)
 
 
 def _chart(
@@ -235,6 +232,7 @@ def _chart(
     """The point curves at 0, 5, … 100 % targeted, per customer of these rows (so a value of
     0.02 means 2 more outcomes per 100 customers of the whole population)."""
     share = np.linspace(0.0, 1.0, CURVE_POINTS)
+    x, qini, uplift = np.r_[0.0, x], np.r_[0.0, qini], np.r_[0.0, uplift]
     return {
         "share": [round(float(s), 4) for s in share],
         "qini": [round(float(v), 6) for v in np.interp(share * rows, x, qini) / rows],
@@ -275,7 +273,7 @@ def evaluate_scores(
     perfect_order = np.argsort(-perfect_score, kind="mergesort")
     perfect_ranking = (perfect_order, _tie_ends(perfect_score[perfect_order]))
 
-    def block(weights: FloatArray) -> dict[str, dict[str, FloatArray]]:
+    def block(weights: Weights) -> dict[str, dict[str, Weights]]:
         perfect = _curves(weights, outcome, arm, *perfect_ranking, k=None)
         out = {
             name: _metrics(_curves(weights, outcome, arm, *ranking, k=k), perfect)
@@ -294,16 +292,16 @@ def evaluate_scores(
         name: {m: float(v[0]) for m, v in got.items()}
         for name, got in block(np.ones((1, n))).items()
     }
-    draws: dict[str, dict[str, list[FloatArray]]] = {
-        name: {m: [] for m in METRICS} for name in point
-    }
+    draws: dict[str, dict[str, list[Weights]]] = {name: {m: [] for m in METRICS} for name in point}
     rng = np.random.default_rng(seed)
     per_block = max(1, _CELLS_PER_BLOCK // n)
     done = 0
     while done < n_boot:
         b = min(per_block, n_boot - done)
         picks = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-        weights = np.bincount(picks.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+        # float32 halves the memory traffic; counts and binary outcome sums stay exact (< 2^24)
+        # and the point estimates above are computed in float64.
+        weights = np.bincount(picks.ravel(), minlength=b * n).reshape(b, n).astype(np.float32)
         del picks
         for name, got in block(weights).items():
             for metric, values in got.items():
@@ -331,7 +329,7 @@ def evaluate_scores(
             treated=treated,
             control=n - treated,
             point=point[name],
-            draws={m: np.concatenate(v) for m, v in draws[name].items()},
+            draws={m: np.concatenate(v).astype(np.float64) for m, v in draws[name].items()},
             curve=curves[name],
             level=level,
         )
@@ -518,6 +516,8 @@ def compare_methods(
     if revenue_values is not None and len(revenue_values) != len(y):
         raise ValueError(f"revenue has {len(revenue_values)} values for {len(y)} rows")
     risk_values = None if risk is None else np.asarray(risk, dtype=np.float64)
+    if risk_values is not None and len(risk_values) != len(y):
+        raise ValueError(f"risk has {len(risk_values)} values for {len(y)} rows")
     valid = validation_split(arm=arms, outcome=y, validation_share=validation_share, seed=seed)
     train = ~valid
     x_train, x_valid = features.iloc[np.flatnonzero(train)], features.iloc[np.flatnonzero(valid)]
