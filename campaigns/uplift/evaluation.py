@@ -362,7 +362,8 @@ def evaluate_actions(
 ) -> ActionsEvaluation:
     """Each model's predicted uplift (name → rows × actions, rows aligned with `arm`) per
     action, on that action's rows plus every control row, beside random targeting and
-    targeting by `risk` (churn probability: the riskiest first). All scores of one action share
+    targeting by `risk` (churn probability: the riskiest first, customers without one last).
+    All scores of one action share
     the resamples, so `paired_difference` between any two of them is paired."""
     arms = np.asarray(arm, dtype=object)
     y = np.asarray(outcome, dtype=np.float64)
@@ -389,7 +390,7 @@ def evaluate_actions(
             for name, frame in predictions.items()
         }
         if risk_values is not None:
-            scores[RISK] = risk_values[rows]
+            scores[RISK] = _ranked_last_if_missing(risk_values[rows])
         got = evaluate_scores(
             y=y[rows],
             treatment=(arms[rows] == action).astype(np.int64),
@@ -417,6 +418,15 @@ def evaluate_actions(
                     }
             reports.append(row)
     return ActionsEvaluation(reports=reports, evaluations=evaluations)
+
+
+def _ranked_last_if_missing(risk: FloatArray) -> FloatArray:
+    """Customers without a churn score come last when targeting by risk."""
+    missing = ~np.isfinite(risk)
+    if not missing.any():
+        return risk
+    floor = float(np.min(risk[~missing])) - 1.0 if (~missing).any() else 0.0
+    return np.where(missing, floor, risk)
 
 
 def validation_split(

@@ -159,6 +159,10 @@ def test_each_action_is_evaluated_on_its_rows_and_the_control_rows() -> None:
         > rows[("rule-3", "risk")]["uplift_at_30"]["value"]
     )
     json.dumps(got.reports)
+    # A customer without a churn score is targeted last by risk, not an error.
+    risk[:10] = np.nan
+    again = evaluate_actions(predictions=predictions, arm=arm, outcome=outcome, risk=risk)
+    assert len(again.reports) == len(got.reports)
 
 
 def test_validation_split_is_stratified_and_reproducible_and_its_key_ignores_order() -> None:

@@ -200,3 +200,33 @@ def test_multi_action_names_the_bad_input() -> None:
             outcome=[0, 1] * 4,
             base="xgb",  # type: ignore[arg-type]
         )
+
+
+@pytest.mark.parametrize("kind", ["binary", "revenue"])
+def test_every_learner_survives_a_skops_round_trip(kind: str) -> None:
+    # The product stores the fitted MultiActionUplift as a skops artifact, trusting only
+    # campaigns.uplift.* beside the churn models' allow-list.
+    import skops.io as sio
+
+    rng = np.random.default_rng(12)
+    n = 2_000
+    features = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    arm = rng.choice([CONTROL_ARM, "rule-1", "rule-2"], n)
+    outcome = (rng.random(n) < 0.4 + 0.1 * (features["a"] > 0)).astype(int)
+    if kind == "revenue":
+        outcome = outcome * rng.gamma(2.0, 20.0, n)
+    for method in ("t_learner", "dr_learner", "class_transformation"):
+        model = fit_multi_action(
+            method=method,  # type: ignore[arg-type]
+            features=features,
+            arm=arm,
+            outcome=outcome,
+            kind=kind,  # type: ignore[arg-type]
+        )
+        data = sio.dumps(model)
+        untrusted = sio.get_untrusted_types(data=data)
+        assert all(t.startswith("campaigns.uplift.") for t in untrusted), untrusted
+        loaded = sio.loads(data, trusted=untrusted)
+        pd.testing.assert_frame_equal(
+            loaded.predict_uplift(features), model.predict_uplift(features)
+        )
