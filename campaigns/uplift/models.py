@@ -384,6 +384,13 @@ def fit_dr_learner(
     mu1 = np.empty(len(y))
     mu0 = np.empty(len(y))
     strata = t * 2 + y.astype(np.int64) if kind == "binary" else t
+    cells = np.bincount(strata, minlength=4 if kind == "binary" else 2)
+    if cells.min() < folds:
+        raise ValueError(
+            f"the DR-learner's {folds}-fold cross-fitting needs at least {folds} rows of every "
+            "arm" + (" × outcome" if kind == "binary" else "") + f" cell; the smallest has "
+            f"{int(cells.min())}"
+        )
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train, held in splitter.split(np.zeros(len(y)), strata):
         for arm, target in ((1, mu1), (0, mu0)):

@@ -188,6 +188,10 @@ def test_multi_action_names_the_bad_input() -> None:
         )
     with pytest.raises(ValueError, match="action 'rule-1': treated rows need both outcome"):
         fit_multi_action(method="t_learner", features=features, arm=arm, outcome=[0, 1, 1, 1] * 2)
+    with pytest.raises(ValueError, match="action 'rule-1': the DR-learner's 2-fold"):
+        fit_multi_action(
+            method="dr_learner", features=features, arm=arm, outcome=[0, 0, 0, 1, 1, 1, 0, 1]
+        )
     with pytest.raises(ValueError, match="no control rows"):
         fit_multi_action(
             method="t_learner", features=features, arm=["rule-1"] * 8, outcome=[0, 1] * 4
