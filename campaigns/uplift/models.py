@@ -1,16 +1,26 @@
 """Uplift models: rank customers by how much an offer changes their outcome.
 
 Trained on past *randomised* campaigns (treatment/control rows with the outcome), they score
-new customers by predicted uplift = P(outcome | treated, x) - P(outcome | control, x).
+new customers by predicted uplift = E(outcome | treated, x) - E(outcome | control, x): a change
+in P(retained) for a binary outcome, in currency for revenue.
 
-- T-learner: one classifier on treated rows, one on control rows; uplift = difference.
+- T-learner: one model on treated rows, one on control rows; uplift = difference.
+- DR-learner (Kennedy 2020): cross-fitted outcome models give each row a doubly robust
+  pseudo-outcome whose mean given x is the uplift; one regression of it on x. The propensity
+  is the arm's known share (the assignment was randomised), so the correction is unbiased
+  even where the outcome models are wrong.
 - Class transformation (Jaskowski & Jaroszewicz 2012): Z = 1 when (treated and Y=1) or
   (control and Y=0); with a 50/50 split uplift = 2 P(Z=1 | x) - 1. For an unbalanced split
   the rows are weighted so each arm carries half the total weight, which restores the identity.
+  For revenue its continuous form, the transformed outcome Y (T - e) / (e (1 - e)), is
+  regressed on x (Athey & Imbens 2016).
 
-Evaluation: `uplift_at_k` and `qini_coefficient`, defined as in scikit-uplift so published
-figures (Hillstrom: uplift@30% ~ 0.066) are comparable. The default base classifier is a
-standardised logistic regression: fast, stable, and on Hillstrom as good as boosted trees.
+Several actions (`fit_multi_action`): one learner per action on that action's rows plus the
+shared control rows. Evaluation with intervals: `campaigns/uplift/evaluation.py`; the plain
+metrics here (`uplift_at_k`, `qini_coefficient`) are defined as in scikit-uplift so published
+figures (Hillstrom: uplift@30% ~ 0.066) are comparable. The default base learners are a
+standardised logistic regression (binary) and ridge regression (revenue): fast, stable, and on
+Hillstrom as good as boosted trees; `base="hgb"` uses histogram gradient boosting instead.
 """
 
 from __future__ import annotations
@@ -22,8 +32,10 @@ from typing import Any, Literal, TypeAlias
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sklearn.base import BaseEstimator, clone
-from sklearn.linear_model import LogisticRegression
+from sklearn.base import BaseEstimator, clone, is_classifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -33,6 +45,23 @@ FloatArray = npt.NDArray[np.float64]
 
 def default_classifier() -> Pipeline:
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+
+
+def default_regressor() -> Pipeline:
+    return make_pipeline(StandardScaler(), Ridge(alpha=1.0))
+
+
+def hgb_classifier() -> HistGradientBoostingClassifier:
+    # Shallow, strongly regularised trees: uplift is a small difference of two noisy fits.
+    return HistGradientBoostingClassifier(
+        max_iter=200, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=200, random_state=0
+    )
+
+
+def hgb_regressor() -> HistGradientBoostingRegressor:
+    return HistGradientBoostingRegressor(
+        max_iter=200, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=200, random_state=0
+    )
 
 
 def _binary_array(values: npt.ArrayLike, name: str) -> npt.NDArray[np.int64]:
@@ -52,6 +81,13 @@ def _positive_probability(model: Any, features: Features) -> FloatArray:
     return np.asarray(model.predict_proba(features)[:, 1], dtype=np.float64)
 
 
+def _expected_outcome(model: Any, features: Features) -> FloatArray:
+    """P(outcome = 1) from a classifier, the predicted value from a regressor."""
+    if is_classifier(model):
+        return _positive_probability(model, features)
+    return np.asarray(model.predict(features), dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class TLearner:
     treated_model: Any
@@ -60,7 +96,7 @@ class TLearner:
     control_n: int
 
     def predict_uplift(self, features: Features) -> FloatArray:
-        return _positive_probability(self.treated_model, features) - _positive_probability(
+        return _expected_outcome(self.treated_model, features) - _expected_outcome(
             self.control_model, features
         )
 
@@ -227,14 +263,203 @@ def qini_coefficient(*, y: npt.ArrayLike, treatment: npt.ArrayLike, score: npt.A
     return float(model_area / perfect_area)
 
 
+# --- Revenue (continuous outcome) and the DR-learner ------------------------------------------
+
+OutcomeKind = Literal["binary", "revenue"]
+BaseLearner = Literal["linear", "hgb"]
+
+
+def _outcome_array(values: npt.ArrayLike, kind: OutcomeKind) -> FloatArray:
+    if kind == "binary":
+        return _binary_array(values, "outcome").astype(np.float64)
+    if kind != "revenue":
+        raise ValueError(f"outcome kind must be 'binary' or 'revenue', got {kind!r}")
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"outcome (revenue) must be numbers: {error}") from error
+    if array.ndim != 1:
+        raise ValueError("outcome must be one-dimensional")
+    bad = np.flatnonzero(~np.isfinite(array))
+    if bad.size:
+        raise ValueError(f"outcome (revenue) must be finite numbers; row {int(bad[0])} is not")
+    return array
+
+
+def _check_arms(
+    features: Features, outcome: npt.ArrayLike, treatment: npt.ArrayLike, kind: OutcomeKind
+) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    y = _outcome_array(outcome, kind)
+    t = _binary_array(treatment, "treatment")
+    if not len(y) == len(t) == len(features):
+        raise ValueError("features, outcome and treatment must have the same length")
+    for arm, label in ((1, "treated"), (0, "control")):
+        arm_outcomes = y[t == arm]
+        if arm_outcomes.size < 2:
+            raise ValueError(f"at least 2 {label} rows are needed, got {arm_outcomes.size}")
+        if kind == "binary" and np.unique(arm_outcomes).size < 2:
+            raise ValueError(f"{label} rows need both outcome classes to fit a classifier")
+    return y, t
+
+
+def _base_estimators(base: BaseLearner) -> tuple[BaseEstimator, BaseEstimator]:
+    """(classifier, regressor) for `base`."""
+    if base == "linear":
+        return default_classifier(), default_regressor()
+    if base == "hgb":
+        return hgb_classifier(), hgb_regressor()
+    raise ValueError(f"base must be 'linear' or 'hgb', got {base!r}")
+
+
+def fit_t_learner_revenue(
+    *,
+    features: Features,
+    outcome: npt.ArrayLike,
+    treatment: npt.ArrayLike,
+    estimator: BaseEstimator | None = None,
+) -> TLearner:
+    """T-learner for a continuous outcome: two regressors (default: scaled ridge)."""
+    y, t = _check_arms(features, outcome, treatment, "revenue")
+    base = estimator if estimator is not None else default_regressor()
+    treated_mask, control_mask = t == 1, t == 0
+    return TLearner(
+        treated_model=clone(base).fit(_rows(features, treated_mask), y[treated_mask]),
+        control_model=clone(base).fit(_rows(features, control_mask), y[control_mask]),
+        treated_n=int(treated_mask.sum()),
+        control_n=int(control_mask.sum()),
+    )
+
+
+@dataclass(frozen=True)
+class DRLearner:
+    """The final regression of the doubly robust pseudo-outcome on x."""
+
+    model: Any
+    treated_n: int
+    control_n: int
+    folds: int
+    kind: str
+
+    def predict_uplift(self, features: Features) -> FloatArray:
+        uplift = np.asarray(self.model.predict(features), dtype=np.float64)
+        # A change in a probability lies in [-1, 1]; the linear final stage can overshoot.
+        return np.clip(uplift, -1.0, 1.0) if self.kind == "binary" else uplift
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": "dr_learner",
+            "treated_n": self.treated_n,
+            "control_n": self.control_n,
+            "folds": self.folds,
+        }
+
+
+def fit_dr_learner(
+    *,
+    features: Features,
+    outcome: npt.ArrayLike,
+    treatment: npt.ArrayLike,
+    kind: OutcomeKind = "binary",
+    estimator: BaseEstimator | None = None,
+    final_estimator: BaseEstimator | None = None,
+    folds: int = 2,
+    seed: int = 0,
+) -> DRLearner:
+    """DR-learner, cross-fitted: outcome models per arm (`estimator`, default scaled logistic
+    regression for binary, ridge for revenue) are fitted on the other folds and predict each
+    row's mu1, mu0; the pseudo-outcome
+
+        phi = mu1 - mu0 + T (Y - mu1) / e - (1 - T) (Y - mu0) / (1 - e)
+
+    (e = the treated share, known because the assignment was randomised) is regressed on x by
+    `final_estimator` (default scaled ridge). Cost: 2 * folds + 1 linear fits."""
+    y, t = _check_arms(features, outcome, treatment, kind)
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    classifier, regressor = _base_estimators("linear")
+    outcome_model = (
+        estimator if estimator is not None else (classifier if kind == "binary" else regressor)
+    )
+    e = float(t.mean())
+    mu1 = np.empty(len(y))
+    mu0 = np.empty(len(y))
+    strata = t * 2 + y.astype(np.int64) if kind == "binary" else t
+    cells = np.bincount(strata, minlength=4 if kind == "binary" else 2)
+    if cells.min() < folds:
+        raise ValueError(
+            f"the DR-learner's {folds}-fold cross-fitting needs at least {folds} rows of every "
+            "arm" + (" × outcome" if kind == "binary" else "") + f" cell; the smallest has "
+            f"{int(cells.min())}"
+        )
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, held in splitter.split(np.zeros(len(y)), strata):
+        for arm, target in ((1, mu1), (0, mu0)):
+            rows = train[t[train] == arm]
+            model = clone(outcome_model).fit(_rows_at(features, rows), y[rows])
+            target[held] = _expected_outcome(model, _rows_at(features, held))
+    pseudo = mu1 - mu0 + t * (y - mu1) / e - (1 - t) * (y - mu0) / (1.0 - e)
+    final = clone(final_estimator if final_estimator is not None else regressor)
+    final.fit(features, pseudo)
+    return DRLearner(
+        model=final,
+        treated_n=int(t.sum()),
+        control_n=int((t == 0).sum()),
+        folds=folds,
+        kind=kind,
+    )
+
+
+def _rows_at(features: Features, positions: npt.NDArray[np.intp]) -> Features:
+    return features.iloc[positions] if isinstance(features, pd.DataFrame) else features[positions]
+
+
+@dataclass(frozen=True)
+class TransformedOutcomeLearner:
+    """Class transformation for a continuous outcome: E[Y (T - e) / (e (1 - e)) | x] is the
+    uplift, so one regression of that transformed outcome on x predicts it."""
+
+    model: Any
+    treated_n: int
+    control_n: int
+
+    def predict_uplift(self, features: Features) -> FloatArray:
+        return np.asarray(self.model.predict(features), dtype=np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": "class_transformation",
+            "form": "transformed_outcome",
+            "treated_n": self.treated_n,
+            "control_n": self.control_n,
+        }
+
+
+def fit_transformed_outcome(
+    *,
+    features: Features,
+    outcome: npt.ArrayLike,
+    treatment: npt.ArrayLike,
+    estimator: BaseEstimator | None = None,
+) -> TransformedOutcomeLearner:
+    """Regress Y (T - e) / (e (1 - e)) on x (default scaled ridge); e = the treated share."""
+    y, t = _check_arms(features, outcome, treatment, "revenue")
+    e = float(t.mean())
+    transformed = y * (t - e) / (e * (1.0 - e))
+    model = clone(estimator if estimator is not None else default_regressor())
+    model.fit(features, transformed)
+    return TransformedOutcomeLearner(
+        model=model, treated_n=int(t.sum()), control_n=int((t == 0).sum())
+    )
+
+
 # --- Several actions against one shared control arm ------------------------------------------
 # The contract the product uses (campaigns/services/uplift_models.py): `fit_multi_action` and
 # `MultiActionUplift.predict_uplift`. Each action (one rule of a campaign: offer × channel) is
 # fitted against the shared control rows.
 
 CONTROL_ARM = "control"
-UpliftMethod = Literal["t_learner", "class_transformation"]
-OutcomeKind = Literal["binary", "revenue"]
+UpliftMethod = Literal["t_learner", "dr_learner", "class_transformation"]
+UPLIFT_METHODS: tuple[str, ...] = ("t_learner", "dr_learner", "class_transformation")
 
 
 @dataclass(frozen=True)
@@ -247,6 +472,7 @@ class MultiActionUplift:
     kind: str
     actions: tuple[str, ...]
     learners: dict[str, Any]
+    base: str = "linear"
 
     def predict_uplift(self, features: pd.DataFrame) -> pd.DataFrame:
         """One column per action, one row per customer (the features' index)."""
@@ -259,8 +485,60 @@ class MultiActionUplift:
         return {
             "method": self.method,
             "kind": self.kind,
+            "base": self.base,
             "actions": {a: self.learners[a].to_dict() for a in self.actions},
         }
+
+
+def _fit_one(
+    *,
+    method: str,
+    kind: OutcomeKind,
+    features: pd.DataFrame,
+    outcome: FloatArray,
+    treatment: npt.NDArray[np.int64],
+    estimator: BaseEstimator | None,
+    base: BaseLearner,
+    seed: int,
+) -> Any:
+    classifier, regressor = _base_estimators(base)
+    final_regressor = regressor  # the DR-learner's last stage is always a regression
+    if estimator is not None:
+        classifier = regressor = estimator
+    if method == "t_learner":
+        if kind == "binary":
+            return fit_t_learner(
+                features=features,
+                outcome=outcome,
+                treatment=treatment,
+                estimator=classifier,
+            )
+        return fit_t_learner_revenue(
+            features=features,
+            outcome=outcome,
+            treatment=treatment,
+            estimator=regressor,
+        )
+    if method == "dr_learner":
+        return fit_dr_learner(
+            features=features,
+            outcome=outcome,
+            treatment=treatment,
+            kind=kind,
+            estimator=classifier if kind == "binary" else regressor,
+            final_estimator=final_regressor,
+            seed=seed,
+        )
+    if kind == "binary":
+        return fit_class_transformation(
+            features=features,
+            outcome=outcome,
+            treatment=treatment,
+            estimator=classifier,
+        )
+    return fit_transformed_outcome(
+        features=features, outcome=outcome, treatment=treatment, estimator=regressor
+    )
 
 
 def fit_multi_action(
@@ -271,27 +549,51 @@ def fit_multi_action(
     outcome: npt.ArrayLike,
     kind: OutcomeKind = "binary",
     estimator: BaseEstimator | None = None,
+    base: BaseLearner = "linear",
+    seed: int = 0,
 ) -> MultiActionUplift:
     """`arm` holds CONTROL_ARM or an action key per row; one learner per action, each fitted on
-    that action's rows plus every control row."""
-    if kind != "binary":
-        raise ValueError(f"outcome kind {kind!r} is not supported yet")
+    that action's rows plus every control row.
+
+    `method`: "t_learner", "dr_learner" or "class_transformation" (for revenue: the
+    transformed-outcome regression). `kind`: "binary" (0/1, e.g. retained) or "revenue" (any
+    finite number). `base`: "linear" (scaled logistic / ridge regression) or "hgb" (histogram
+    gradient boosting). `estimator` replaces the per-arm outcome model (T- and DR-learner) or
+    the one classifier (class transformation, binary)."""
+    if method not in UPLIFT_METHODS:
+        raise ValueError(f"method must be one of {', '.join(UPLIFT_METHODS)}; got {method!r}")
+    if kind not in ("binary", "revenue"):
+        raise ValueError(f"outcome kind must be 'binary' or 'revenue', got {kind!r}")
+    _base_estimators(base)  # validates `base` before any fitting
     arms = np.asarray(arm, dtype=object)
-    y = np.asarray(outcome)
+    y = _outcome_array(outcome, kind)
     if not len(arms) == len(y) == len(features):
-        raise ValueError("features, arm and outcome must have the same length")
+        raise ValueError(
+            f"features, arm and outcome must have the same length; got {len(features)}, "
+            f"{len(arms)} and {len(y)}"
+        )
     control = arms == CONTROL_ARM
     if not control.any():
-        raise ValueError("there are no control rows")
-    fit = {"t_learner": fit_t_learner, "class_transformation": fit_class_transformation}[method]
+        raise ValueError(f"there are no control rows (arm == {CONTROL_ARM!r})")
     actions = tuple(sorted({str(a) for a in arms[~control]}))
+    if not actions:
+        raise ValueError("there are no treated rows: every arm is control")
     learners: dict[str, Any] = {}
     for action in actions:
         rows = control | (arms == action)
-        learners[action] = fit(
-            features=features.loc[rows],
-            outcome=y[rows],
-            treatment=(arms[rows] == action).astype(np.int64),
-            estimator=estimator,
-        )
-    return MultiActionUplift(method=method, kind=kind, actions=actions, learners=learners)
+        try:
+            learners[action] = _fit_one(
+                method=method,
+                kind=kind,
+                features=features.loc[rows],
+                outcome=y[rows],
+                treatment=(arms[rows] == action).astype(np.int64),
+                estimator=estimator,
+                base=base,
+                seed=seed,
+            )
+        except ValueError as error:
+            raise ValueError(f"action {action!r}: {error}") from error
+    return MultiActionUplift(
+        method=method, kind=kind, actions=actions, learners=learners, base=base
+    )

@@ -31,3 +31,13 @@ def hillstrom() -> pd.DataFrame:
             "see shared/data/SOURCES.md section 4"
         )
     return pd.read_csv(path)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_openmp_thread():
+    # As in tests/scoring/ml: HistGradientBoosting's OpenMP threads spin-wait, so on a shared
+    # 2-core runner a fit (the uplift learners' base="hgb") is 50-100× slower than on one thread.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
