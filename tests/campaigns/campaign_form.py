@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 
-def campaign_form(name: str, rule: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+def campaign_form(name: str, rule: dict[str, Any], /, **overrides: Any) -> dict[str, Any]:
     """A draft scheduled campaign `name` with one new rule; `rule` holds the rule's fields
-    without the formset's "rules-0-" prefix; `overrides` replaces posted keys as they are."""
+    without the formset's "rules-0-" prefix; `overrides` replaces posted keys as they are (a
+    `name` among them too)."""
     data: dict[str, Any] = {
         "name": name,
         "status": "draft",
