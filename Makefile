@@ -53,11 +53,14 @@ pytest: $(STAMP)
 
 test: lint typecheck importlint pytest
 
+# Amounts in pounds by default, as `make demo` loads them (the demo shop sells in GBP); set
+# RETENTION_CURRENCY for data in another currency (e.g. USD for `make demo-telco`'s CDNOW orders).
 serve: $(STAMP)
 	$(PY) manage.py migrate --noinput -v 0
 	@echo "Admin: http://127.0.0.1:8000/admin/  (create a login with: $(PY) manage.py createsuperuser)"
 	@echo "API docs: http://127.0.0.1:8000/api/docs/"
-	$(PY) manage.py runserver 127.0.0.1:8000
+	@echo "Amounts in $${RETENTION_CURRENCY:-GBP} (RETENTION_CURRENCY)"
+	RETENTION_CURRENCY=$${RETENTION_CURRENCY:-GBP} $(PY) manage.py runserver 127.0.0.1:8000
 
 worker: $(STAMP)
 	$(VENV)/bin/celery -A retention worker --loglevel=INFO

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -153,6 +154,22 @@ class CustomerAdmin(admin.ModelAdmin):
         fields = list(super().get_readonly_fields(request, obj))
         return fields + [p.field for p in customer_panels()] if obj is not None else fields
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """Deleting a customer would cascade to their interventions (with responses and
+        coupons): the evidence of what campaigns did and the uplift they measured. A customer
+        the campaigns decided about is protected here, on the delete page and in the bulk
+        "Delete selected" alike, and staff are pointed to erasure, which blanks the personal
+        data and keeps that evidence (customers.services.customer_erase).
+
+        Without this the intervention admin's refusal to delete its rows surfaced as "your
+        account doesn't have permission to delete: intervention", as if another account could;
+        a protected customer makes the whole deletion impossible, so that line is left out."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        kept = customers_with_campaign_evidence(objs)
+        if kept:
+            return deleted, counts, set(), [*protected, *kept]
+        return deleted, counts, perms_needed, protected
+
     def __getattr__(self, name: str) -> Any:
         panel = customer_panel(name)
         if panel is None:
@@ -250,6 +267,30 @@ class CustomerAdmin(admin.ModelAdmin):
 
 
 RECENT_ROWS = 20
+
+
+def customers_with_campaign_evidence(customers: Any) -> list[str]:
+    """One sentence per customer among `customers` that has interventions, saying why it is
+    kept and how to remove its personal data instead. The interventions are the campaigns
+    app's (a floor above): read through the relation's name, not imported."""
+    # The bulk action passes a queryset (a subquery, whatever its size), the delete page a list.
+    ids: Any = customers.values("pk") if isinstance(customers, QuerySet) else None
+    ids = [c.pk for c in customers] if ids is None else ids
+    kept = (
+        Customer.objects.filter(pk__in=ids)
+        .annotate(interventions_count=Count("interventions"))
+        .filter(interventions_count__gt=0)
+        .order_by("external_id")
+    )
+    return [
+        f"Customer {c.external_id}: kept, with {c.interventions_count} campaign "
+        f"{'intervention' if c.interventions_count == 1 else 'interventions'} (who was "
+        f"contacted or held out, and what they did after): the evidence the campaigns' results "
+        f"are measured on. To remove this customer's personal data, erase it instead: "
+        f"python manage.py erase_customer {c.external_id}, or the API's "
+        f"POST /api/v1/customers/{c.external_id}/erase (docs/privacy.md)."
+        for c in kept
+    ]
 
 
 def _when(stamp: datetime) -> str:

@@ -1,4 +1,5 @@
-"""Start a real Celery worker for integration tests, on its own queue and the test database."""
+"""Start a real Celery worker for integration tests, on its own queue and the test database;
+`email_worker` (or `smtp_worker_env`) for the tests whose worker delivers email."""
 
 from __future__ import annotations
 
@@ -18,7 +19,24 @@ from celery import Celery
 from django.db import connection
 from kombu.exceptions import OperationalError
 
+from retention.celery import app
+from tests.campaigns.servers import SmtpRecorder, smtp_server
+
 REPO = Path(__file__).resolve().parent.parent
+
+
+def smtp_worker_env(smtp_port: int, **extra: str) -> dict[str, str]:
+    """The environment of a worker that delivers email to the local SMTP server on
+    `smtp_port` (tests/campaigns/servers.py) at any hour and to everyone the campaign treats
+    (no program-wide holdout); `extra` adds or overrides variables."""
+    return {
+        "EMAIL_BACKEND": "smtp",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(smtp_port),
+        "CAMPAIGN_QUIET_HOURS": "0-0",
+        "GLOBAL_CONTROL_PERCENT": "0",
+        **extra,
+    }
 
 
 def test_database_url() -> str:
@@ -158,3 +176,20 @@ def celery_worker_process(
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@contextmanager
+def email_worker(redis_url: str) -> Iterator[SmtpRecorder]:
+    """A local SMTP server and a worker delivering to it (`smtp_worker_env`); tasks this test
+    process enqueues meanwhile (a view's or the API's `delay`) go to the worker's queue instead
+    of the project's default one. Yields the server's recorder of the messages it took."""
+    with (
+        smtp_server() as (recorder, port),
+        celery_worker(redis_url, extra_env=smtp_worker_env(port)) as queue,
+    ):
+        previous = app.conf.task_default_queue
+        app.conf.task_default_queue = queue
+        try:
+            yield recorder
+        finally:
+            app.conf.task_default_queue = previous

@@ -16,8 +16,8 @@ from campaigns.models import CallbackTask, Campaign, Intervention
 from customers.models import Consent
 from retention.celery import app as celery_app
 from tests.campaigns.conftest import make_campaign, make_customers, make_offer, make_template
-from tests.campaigns.servers import SmtpRecorder, smtp_server
-from tests.worker import celery_worker
+from tests.campaigns.servers import SmtpRecorder
+from tests.worker import email_worker
 
 
 def crm_client() -> Client:
@@ -86,27 +86,14 @@ def test_dispatch_now_with_a_broker_queues_the_work_for_a_real_worker(
 ) -> None:
     campaign = two_channel_campaign()
     client = crm_client()
-    with smtp_server() as (recorder, port):
-        env = {
-            "EMAIL_BACKEND": "smtp",
-            "EMAIL_HOST": "127.0.0.1",
-            "EMAIL_PORT": str(port),
-            "CAMPAIGN_QUIET_HOURS": "0-0",
-            "GLOBAL_CONTROL_PERCENT": "0",
-        }
-        with celery_worker(require_redis, extra_env=env) as queue:
-            previous = celery_app.conf.task_default_queue
-            celery_app.conf.task_default_queue = queue  # where the worker listens
-            try:
-                html = dispatch_now(client, campaign)
-            finally:
-                celery_app.conf.task_default_queue = previous
-            assert "queued; a worker dispatches the cycle, then delivers it." in html
-            summary_url = reverse("admin:campaigns_campaign_summary", args=[campaign.pk])
-            assert f'href="{summary_url}"' in html
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and len(recorder.messages) < 18:
-                time.sleep(0.5)
+    with email_worker(require_redis) as recorder:
+        html = dispatch_now(client, campaign)
+        assert "queued; a worker dispatches the cycle, then delivers it." in html
+        summary_url = reverse("admin:campaigns_campaign_summary", args=[campaign.pk])
+        assert f'href="{summary_url}"' in html
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(recorder.messages) < 18:
+            time.sleep(0.5)
     assert len(recorder.messages) == 18
     assert CallbackTask.objects.count() == 5
     summary = client.get(summary_url).content.decode()

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -16,6 +15,7 @@ from campaigns.admin_rules import attribute_fields_forget
 from campaigns.models import Campaign, Offer, Rule
 from campaigns.services.dispatch import campaign_preview, campaign_rules_audience
 from customers.models import Customer
+from tests.campaigns.campaign_form import campaign_form
 from tests.campaigns.conftest import make_campaign, make_customers, make_offer, make_template
 
 pytestmark = pytest.mark.django_db
@@ -79,53 +79,29 @@ def builder_offer() -> Offer:
 
 
 def form_data(**overrides: str) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": "Builder",
-        "status": "draft",
-        "cadence_minutes": "1440",
-        "mode": "scheduled",
-        "reentry_days": "30",
-        "control_percentage": "10",
-        "salt": "builder-salt",
-        "attribution_window_days": "30",
-        "cooldown_days": "14",
-        "priority": "100",
-        "rules-TOTAL_FORMS": "1",
-        "rules-INITIAL_FORMS": "0",
-        "rules-MIN_NUM_FORMS": "0",
-        "rules-MAX_NUM_FORMS": "1000",
-        "rules-0-position": "1",
-        "rules-0-name": "Short tenure, critical",
-        "rules-0-tiers": ["critical"],
-        "rules-0-attribute_conditions_rows": "2",
-        "rules-0-attribute_conditions_0_field": "tenure",
-        "rules-0-attribute_conditions_0_operator": "lt",
-        "rules-0-attribute_conditions_0_value": "12",
-        "rules-0-attribute_conditions_1_field": "Contract",
-        "rules-0-attribute_conditions_1_operator": "in",
-        "rules-0-attribute_conditions_1_value": "Month-to-month, One year",
-        "rules-0-channel": "coupon",
-        "rules-0-offer": str(builder_offer().pk),
+    rule = {
+        "name": "Short tenure, critical",
+        "tiers": ["critical"],
+        "attribute_conditions_rows": "2",
+        "attribute_conditions_0_field": "tenure",
+        "attribute_conditions_0_operator": "lt",
+        "attribute_conditions_0_value": "12",
+        "attribute_conditions_1_field": "Contract",
+        "attribute_conditions_1_operator": "in",
+        "attribute_conditions_1_value": "Month-to-month, One year",
+        "channel": "coupon",
+        "offer": str(builder_offer().pk),
     }
-    data.update(overrides)
-    return data
+    return campaign_form("Builder", rule, **overrides)
 
 
-@pytest.fixture
-def boss() -> Client:
-    User.objects.create_superuser("boss", password="pw-builder-1")
-    client = Client()
-    client.force_login(User.objects.get(username="boss"))
-    return client
-
-
-def test_a_rule_is_built_from_checkboxes_and_rows_and_stored_typed(boss: Client) -> None:
+def test_a_rule_is_built_from_checkboxes_and_rows_and_stored_typed(admin_client: Client) -> None:
     population()
-    form = boss.get(reverse("admin:campaigns_campaign_add")).content.decode()
+    form = admin_client.get(reverse("admin:campaigns_campaign_add")).content.decode()
     assert 'type="checkbox" name="rules-0-tiers" value="critical"' in form
     assert "tenure (number)" in form and "Contract (text)" in form  # fields from the data
     assert 'id="attribute-values-Contract"' in form and "Two year" in form
-    response = boss.post(reverse("admin:campaigns_campaign_add"), form_data())
+    response = admin_client.post(reverse("admin:campaigns_campaign_add"), form_data())
     assert response.status_code == 302, response.content.decode()[:2000]
     rule = Rule.objects.get(campaign__name="Builder")
     assert rule.tiers == ["critical"]
@@ -134,7 +110,7 @@ def test_a_rule_is_built_from_checkboxes_and_rows_and_stored_typed(boss: Client)
         {"field": "Contract", "operator": "in", "value": ["Month-to-month", "One year"]},
     ]
     # Edited again, the rows show the stored conditions back.
-    change = boss.get(reverse("admin:campaigns_campaign_change", args=[rule.campaign_id]))
+    change = admin_client.get(reverse("admin:campaigns_campaign_change", args=[rule.campaign_id]))
     assert 'value="Month-to-month, One year"' in change.content.decode()
 
 
@@ -159,25 +135,25 @@ def test_a_rule_is_built_from_checkboxes_and_rows_and_stored_typed(boss: Client)
     ],
 )
 def test_a_mistake_is_a_form_error_naming_it(
-    boss: Client, overrides: dict[str, Any], message: str
+    admin_client: Client, overrides: dict[str, Any], message: str
 ) -> None:
     population()
-    response = boss.post(reverse("admin:campaigns_campaign_add"), form_data(**overrides))
+    response = admin_client.post(reverse("admin:campaigns_campaign_add"), form_data(**overrides))
     assert response.status_code == 200
     assert message in response.content.decode()
     assert not Campaign.objects.filter(name="Builder").exists()
 
 
-def test_the_audience_view_counts_the_unsaved_form(boss: Client) -> None:
+def test_the_audience_view_counts_the_unsaved_form(admin_client: Client) -> None:
     population()
     data = form_data(**{"rules-0-attribute_conditions_rows": "1"})
-    answer = boss.post(reverse("admin:campaigns_campaign_audience"), data).json()
+    answer = admin_client.post(reverse("admin:campaigns_campaign_audience"), data).json()
     assert answer["errors"] == {}
     rule = answer["rules"]["0"]
     assert rule["matching"] == 30  # critical, tenure 3 < 12 (the Two-year customers have 40)
     assert rule["taken"] == answer["eligible"] == 30
     assert rule["control"] + rule["sendable"] == 30 and rule["control"] > 0
-    broken = boss.post(
+    broken = admin_client.post(
         reverse("admin:campaigns_campaign_audience"),
         form_data(**{"rules-0-attribute_conditions_0_value": "x"}),
     ).json()
@@ -185,9 +161,9 @@ def test_the_audience_view_counts_the_unsaved_form(boss: Client) -> None:
     assert not Campaign.objects.exists() and Customer.objects.count() == 60  # nothing written
 
 
-def test_a_campaign_without_a_control_group_saves_with_a_warning(boss: Client) -> None:
+def test_a_campaign_without_a_control_group_saves_with_a_warning(admin_client: Client) -> None:
     population()
-    response = boss.post(
+    response = admin_client.post(
         reverse("admin:campaigns_campaign_add"), form_data(control_percentage="0"), follow=True
     )
     assert Campaign.objects.filter(name="Builder").exists()

@@ -11,7 +11,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
@@ -37,6 +36,7 @@ from scoring.ml.distill import Student
 from scoring.ml.features import FeatureSpec, build_features
 from scoring.models import CustomerScore, ScoringRun
 from scoring.services.runs import parse_as_of, scoring_run_execute
+from tests.campaigns.campaign_form import campaign_form
 from tests.campaigns.conftest import make_campaign, make_offer
 from tests.scoring.conftest import (  # noqa: F401 (fixtures)
     artifact_dir,
@@ -140,66 +140,46 @@ def segment_offer() -> Offer:
 
 
 def form_data(segment: str, **overrides: str) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": "Segment campaign",
-        "status": "draft",
-        "cadence_minutes": "1440",
-        "control_percentage": "10",
-        "salt": "segment-salt",
-        "attribution_window_days": "30",
-        "cooldown_days": "14",
-        "priority": "100",
-        "mode": "scheduled",
-        "reentry_days": "30",
-        "rules-TOTAL_FORMS": "1",
-        "rules-INITIAL_FORMS": "0",
-        "rules-MIN_NUM_FORMS": "0",
-        "rules-MAX_NUM_FORMS": "1000",
-        "rules-0-position": "1",
-        "rules-0-name": "Riskiest student rule",
-        "rules-0-segment": segment,
-        "rules-0-attribute_conditions_rows": "0",
-        "rules-0-channel": "coupon",
-        "rules-0-offer": str(segment_offer().pk),
+    rule = {
+        "name": "Riskiest student rule",
+        "segment": segment,
+        "attribute_conditions_rows": "0",
+        "channel": "coupon",
+        "offer": str(segment_offer().pk),
     }
-    data.update(overrides)
-    return data
-
-
-@pytest.fixture
-def boss() -> Client:
-    User.objects.create_superuser("boss", password="pw-segment-1")
-    client = Client()
-    client.force_login(User.objects.get(username="boss"))
-    return client
+    return campaign_form("Segment campaign", rule, **overrides)
 
 
 def test_the_rule_builder_saves_the_segment_and_shows_it_in_words(
-    scored: ScoringRun, boss: Client
+    scored: ScoringRun, admin_client: Client
 ) -> None:
     version, segments = active_model_segments()
     assert version == scored.model.version and segments
     assert [s.risk for s in segments] == sorted((s.risk for s in segments), reverse=True)
-    add = boss.get(reverse("admin:campaigns_campaign_add")).content.decode()
+    add = admin_client.get(reverse("admin:campaigns_campaign_add")).content.decode()
     assert 'name="rules-0-segment"' in add
     positions = [add.index(f'value="{s.key}">') for s in segments]
     assert positions == sorted(positions)  # riskiest first
     first = segments[0]
     assert first.label() in unescape_html(add)
-    response = boss.post(reverse("admin:campaigns_campaign_add"), form_data(first.key))
+    response = admin_client.post(reverse("admin:campaigns_campaign_add"), form_data(first.key))
     assert response.status_code == 302, response.content.decode()[:3000]
     rule = Rule.objects.get(campaign__name="Segment campaign")
     assert rule.segment == first.to_dict()
     change_url = reverse("admin:campaigns_campaign_change", args=[rule.campaign_id])
-    change = unescape_html(boss.get(change_url).content.decode())
+    change = unescape_html(admin_client.get(change_url).content.decode())
     assert f'<option value="{first.key}" selected>{first.label()}</option>' in change
     # The live count of the saved form.
-    answer = boss.post(reverse("admin:campaigns_campaign_audience"), form_data(first.key)).json()
+    answer = admin_client.post(
+        reverse("admin:campaigns_campaign_audience"), form_data(first.key)
+    ).json()
     _student, expected = distill_leaves(scored)
     assert answer["rules"]["0"]["matching"] == int((expected == first.leaf).sum())
     assert answer["rules"]["0"]["segment_warning"] == ""
     # A typo'd segment is a form error naming it.
-    bad = boss.post(reverse("admin:campaigns_campaign_add"), form_data("m-nope#3", name="Other"))
+    bad = admin_client.post(
+        reverse("admin:campaigns_campaign_add"), form_data("m-nope#3", name="Other")
+    )
     assert bad.status_code == 200 and "m-nope#3 is not one of the available choices" in (
         unescape_html(bad.content.decode())
     )
@@ -213,12 +193,12 @@ def test_the_rule_builder_saves_the_segment_and_shows_it_in_words(
         name="Older", rules=[{"name": "old rule", "channel": "coupon", "segment": old.to_dict()}]
     )
     change_url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
-    page = unescape_html(boss.get(change_url).content.decode())
+    page = unescape_html(admin_client.get(change_url).content.decode())
     warning = f"This segment is a rule of model m-older, but model {scored.model.version} is active"
     assert warning in page
     assert f'<option value="{old.key}" selected>{old.label()} — model m-older</option>' in page
     rule = campaign.rules.get()
-    answer = boss.post(
+    answer = admin_client.post(
         reverse("admin:campaigns_campaign_audience"),
         form_data(
             old.key,
@@ -238,7 +218,7 @@ def test_the_rule_builder_saves_the_segment_and_shows_it_in_words(
         model_version=scored.model.version, leaf=segment.leaf, text="tenure < 1", risk=0.5
     )
     Rule.objects.filter(pk=rule.pk).update(segment=moved.to_dict())
-    page = unescape_html(boss.get(change_url).content.decode())
+    page = unescape_html(admin_client.get(change_url).content.decode())
     assert (
         f"Model {scored.model.version} was distilled again since this segment was chosen: "
         f"leaf {segment.leaf} is now “{segment.text}”. Choose the rule again."

@@ -12,12 +12,10 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Intervention
-from retention.celery import app as celery_app
 from scoring.models import CustomerScore, RunKind
-from tests.campaigns.servers import smtp_server
 from tests.campaigns.test_triggered import triggered_campaign
 from tests.realtime_data import complaint_model_and_run, complaint_population, just_below
-from tests.worker import celery_worker
+from tests.worker import email_worker
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -31,34 +29,21 @@ def test_complaints_posted_through_the_api_give_one_rescore_and_one_email_via_a_
     complaint_model_and_run()
     campaign = triggered_campaign()
     customer = just_below(tier="critical")
-    with smtp_server() as (recorder, port):
-        env = {
-            "EMAIL_BACKEND": "smtp",
-            "EMAIL_HOST": "127.0.0.1",
-            "EMAIL_PORT": str(port),
-            "CAMPAIGN_QUIET_HOURS": "0-0",
-            "GLOBAL_CONTROL_PERCENT": "0",
-        }
-        with celery_worker(require_redis, extra_env=env) as queue:
-            previous = celery_app.conf.task_default_queue
-            celery_app.conf.task_default_queue = queue  # where the worker listens
-            try:
-                for i in range(5):  # five requests, one complaint each
-                    event = {
-                        "external_id": f"w-complaint-{i}",
-                        "customer": customer.external_id,
-                        "kind": "complaint",
-                        "occurred_at": (timezone.now() - timedelta(seconds=1)).isoformat(),
-                    }
-                    response = api.post("/api/v1/events/bulk", [event], format="json")
-                    assert response.status_code == 200, response.content
-            finally:
-                celery_app.conf.task_default_queue = previous
-            rescored = CustomerScore.objects.filter(customer=customer, run__kind=RunKind.EVENTS)
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and not recorder.messages:
-                time.sleep(0.2)
-            time.sleep(3)  # room for a second rescore or message, were there one
+    with email_worker(require_redis) as recorder:
+        for i in range(5):  # five requests, one complaint each
+            event = {
+                "external_id": f"w-complaint-{i}",
+                "customer": customer.external_id,
+                "kind": "complaint",
+                "occurred_at": (timezone.now() - timedelta(seconds=1)).isoformat(),
+            }
+            response = api.post("/api/v1/events/bulk", [event], format="json")
+            assert response.status_code == 200, response.content
+        rescored = CustomerScore.objects.filter(customer=customer, run__kind=RunKind.EVENTS)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not recorder.messages:
+            time.sleep(0.2)
+        time.sleep(3)  # room for a second rescore or message, were there one
     [score] = rescored
     assert score.trigger == "complaint" and score.tier == "critical"
     assert recorder.recipients() == [customer.email]

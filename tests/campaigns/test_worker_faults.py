@@ -25,7 +25,7 @@ from campaigns.tasks import campaign_dispatch_task, interventions_relay_task
 from tests.campaigns.conftest import make_campaign, make_customers, make_offer, make_template
 from tests.campaigns.servers import SmtpRecorder, smtp_server
 from tests.redis_server import RedisServer, redis_server
-from tests.worker import REPO, RunningWorker, celery_worker_process
+from tests.worker import REPO, RunningWorker, celery_worker_process, smtp_worker_env
 from tests.worker import test_database_url as worker_database_url  # not a test: renamed
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -38,15 +38,8 @@ KILL_AT = 700  # the 700th message: inside the relay's fourth chunk of 200
 
 
 def _worker_env(smtp_port: int, **extra: str) -> dict[str, str]:
-    return {
-        "EMAIL_BACKEND": "smtp",
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(smtp_port),
-        "CAMPAIGN_QUIET_HOURS": "0-0",
-        "CAMPAIGN_RATE_EMAIL": "1000000",  # the per-minute rate is tested elsewhere
-        **SHORT_LEASE,
-        **extra,
-    }
+    # The per-minute rate is tested elsewhere.
+    return smtp_worker_env(smtp_port, CAMPAIGN_RATE_EMAIL="1000000", **SHORT_LEASE, **extra)
 
 
 def _email_rule() -> dict[str, Any]:
@@ -79,6 +72,24 @@ def _relay_until_done(worker: RunningWorker, *, timeout: float) -> float:
             worker.send(interventions_relay_task.name)
         time.sleep(0.5)
     return time.monotonic() - started
+
+
+def _assert_each_treated_customer_mailed_once(recorder: SmtpRecorder, *, customers: int) -> None:
+    """Every customer has one row; every treatment row reached an end state (sent, or stopped
+    by the policy before sending); each sent row's customer got exactly one message, and no
+    control customer got any."""
+    rows = Intervention.objects.values_list("arm", "status", "customer__email")
+    statuses = Counter((arm, status) for arm, status, _ in rows)
+    assert sum(statuses.values()) == customers
+    assert {status for arm, status in statuses if arm == "treatment"} <= {"sent", "suppressed"}, (
+        statuses
+    )
+    sent = {email for arm, status, email in rows if status == "sent"}
+    control = {email for arm, _, email in rows if arm == "control"}
+    assert control and len(sent) == statuses[("treatment", "sent")] > 0
+    counts = Counter(recorder.recipients())
+    assert set(counts) == sent and max(counts.values()) == 1
+    assert not set(counts) & control
 
 
 @pytest.fixture
@@ -114,19 +125,7 @@ def test_redis_stopped_mid_relay_the_stage_completes_once_and_the_worker_survive
             private_redis.start()
             _relay_until_done(worker, timeout=240)
             assert worker.process.poll() is None and worker.answers_ping(timeout=5)
-    rows = Intervention.objects.values_list("arm", "status", "customer__email")
-    statuses = Counter((arm, status) for arm, status, _ in rows)
-    assert sum(statuses.values()) == len(customers)
-    # Every treatment row reached an end state: sent, or stopped by the policy before sending.
-    assert {status for arm, status in statuses if arm == "treatment"} <= {"sent", "suppressed"}, (
-        statuses
-    )
-    sent = {email for arm, status, email in rows if status == "sent"}
-    control = {email for arm, _, email in rows if arm == "control"}
-    assert control and len(sent) == statuses[("treatment", "sent")] > 0
-    counts = Counter(recorder.recipients())
-    assert set(counts) == sent and max(counts.values()) == 1
-    assert not set(counts) & control
+    _assert_each_treated_customer_mailed_once(recorder, customers=len(customers))
 
 
 @contextmanager
@@ -192,18 +191,7 @@ def test_redis_stopped_mid_dispatch_the_stage_completes_once_and_the_worker_surv
             _relay_until_done(worker, timeout=240)
             assert worker.process.poll() is None and worker.answers_ping(timeout=5)
     assert CampaignCycle.objects.filter(campaign=campaign).count() == 1
-    rows = Intervention.objects.values_list("arm", "status", "customer__email")
-    statuses = Counter((arm, status) for arm, status, _ in rows)
-    assert sum(statuses.values()) == len(customers)
-    assert {status for arm, status in statuses if arm == "treatment"} <= {"sent", "suppressed"}, (
-        statuses
-    )
-    sent = {email for arm, status, email in rows if status == "sent"}
-    control = {email for arm, _, email in rows if arm == "control"}
-    assert control and len(sent) == statuses[("treatment", "sent")] > 0
-    counts = Counter(recorder.recipients())
-    assert set(counts) == sent and max(counts.values()) == 1
-    assert not set(counts) & control
+    _assert_each_treated_customer_mailed_once(recorder, customers=len(customers))
 
 
 @dataclass
