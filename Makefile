@@ -36,7 +36,7 @@ demo: $(STAMP)
 TELCO_DB := sqlite:///$(CURDIR)/var/telco.sqlite3
 demo-telco: $(STAMP)
 	DATABASE_URL=$(TELCO_DB) $(PY) manage.py migrate --noinput -v 0
-	DATABASE_URL=$(TELCO_DB) CAMPAIGN_QUIET_HOURS_CHANNELS= SMS_BACKEND=file $(PY) manage.py retention_cycle --sources demo/telco.json
+	DATABASE_URL=$(TELCO_DB) RETENTION_CURRENCY=USD CAMPAIGN_QUIET_HOURS_CHANNELS= SMS_BACKEND=file $(PY) manage.py retention_cycle --sources demo/telco.json
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
