@@ -311,7 +311,7 @@ def uplift_model_train(
     try:
         comparison = compare_methods(
             features=data.X, arm=data.arm, outcome=data.retained, revenue=data.revenue,
-            risk=data.risk,
+            risk=data.risk, n_boot=int(getattr(settings, "UPLIFT_BOOTSTRAP_RESAMPLES", 200)),
         )  # fmt: skip
     except ValueError as exc:
         return UpliftTraining(
@@ -330,21 +330,28 @@ def uplift_model_train(
     )
 
 
-def _qini_of(report: dict[str, Any]) -> dict[str, float]:
-    """Per action, the validation Qini of a method's report (a number, or {value, …})."""
-    out: dict[str, float] = {}
-    for action, value in (report.get("qini") or {}).items():
-        out[action] = float(value["value"] if isinstance(value, dict) else value)
-    return out
-
-
 def _mean_qini(metrics: dict[str, Any]) -> float | None:
-    values = list((metrics.get("qini") or {}).values())
-    return float(np.mean([_qini_value(v) for v in values])) if values else None
+    value = metrics.get("mean_qini")
+    return None if value is None else float(value)
 
 
-def _qini_value(value: Any) -> float:
-    return float(value["value"] if isinstance(value, dict) else value)
+def _validation_metrics(comparison: Any) -> dict[str, Any]:
+    """The chosen method's validation figures per action (retained outcome), beside random
+    and risk targeting: {action: {"model"|"random"|"risk": report row without its curve}}."""
+    roles = {comparison.best: "model", "random": "random", "risk": "risk"}
+    per_action: dict[str, dict[str, Any]] = {}
+    for row in comparison.reports:
+        if row.get("outcome", "binary") != "binary" or row["method"] not in roles:
+            continue
+        plain = {k: v for k, v in row.items() if k != "curve"}
+        per_action.setdefault(row["action"], {})[roles[row["method"]]] = plain
+    qinis = [a["model"]["qini"]["value"] for a in per_action.values() if "model" in a]
+    mean = (getattr(comparison, "mean_qini", None) or {}).get(comparison.best)
+    return {
+        "method": comparison.best,
+        "mean_qini": float(mean if mean is not None else np.mean(qinis)),
+        "actions": per_action,
+    }
 
 
 def _register(
@@ -357,7 +364,6 @@ def _register(
     path = Path(settings.MODEL_ARTIFACT_DIR) / "uplift" / f"{version}.skops"
     bundle = {"model": comparison.model, "recipe": data.recipe}
     sha = artifacts.save_artifact(estimator=bundle, path=path)
-    best = next(r for r in comparison.reports if r["method"] == comparison.best)
     rules = {r.pk: r for r in campaign.rules.select_related("offer")}
     actions = []
     for key in comparison.model.actions:
@@ -389,10 +395,10 @@ def _register(
             "retained_share": round(float(np.mean(data.retained)), 4),
         },
         validation_key=comparison.validation_key,
-        metrics=_json_safe(
-            {**{k: v for k, v in best.items() if k != "method"}, "method": comparison.best}
+        metrics=_json_safe(_validation_metrics(comparison)),
+        candidates=_json_safe(
+            [{k: v for k, v in r.items() if k != "curve"} for r in comparison.reports]
         ),
-        candidates=_json_safe(comparison.reports),
         artifact_path=str(path),
         artifact_sha256=sha,
         library_versions={

@@ -1,11 +1,12 @@
 """Compare uplift methods on a validation half. Minimal version: replaced at merge by
-upliftml's version (same signature; that one adds AUUC, uplift@k and bootstrap intervals)."""
+upliftml's version (same signature and report rows; that one adds AUUC, uplift at k, paired
+differences, revenue models and the curves)."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,24 @@ from campaigns.uplift.models import (
 class MethodComparison:
     best: str
     model: MultiActionUplift  # the best method refitted on all rows
-    reports: list[dict[str, Any]]  # per method: {"method", "qini": {action: float}, "mean_qini"}
-    validation_key: str
+    reports: list[
+        dict[str, Any]
+    ]  # per (method | "random" | "risk", action): qini {value, low, high}
+    validation_key: str  # sha256 of the sorted validation row ids
+    mean_qini: dict[str, float] = field(default_factory=dict)
+
+
+def _qini(y: Any, t: Any, score: Any, rng: np.random.Generator, n_boot: int) -> dict[str, float]:
+    draws = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(y), len(y))
+        try:
+            draws.append(qini_coefficient(y=y[pick], treatment=t[pick], score=score[pick]))
+        except ValueError:
+            continue
+    low, high = np.percentile(draws, [2.5, 97.5]) if draws else (np.nan, np.nan)
+    value = qini_coefficient(y=y, treatment=t, score=score)
+    return {"value": float(value), "low": float(low), "high": float(high)}
 
 
 def compare_methods(
@@ -46,30 +63,32 @@ def compare_methods(
     for stratum in {(a, o) for a, o in zip(arms, y, strict=True)}:  # stratified by arm × outcome
         rows = np.flatnonzero((arms == stratum[0]) & (y == stratum[1]))
         valid[rng.permutation(rows)[: round(len(rows) * validation_share)]] = True
-    digest = hashlib.sha256(np.asarray(features.index.astype(str)).astype("U").tobytes())
-    digest.update(valid.tobytes() + y.astype(np.int8).tobytes() + arms.astype("U").tobytes())
-    reports: list[dict[str, Any]] = []
-    for method in methods:
-        fitted = fit_multi_action(
+    key = hashlib.sha256("\n".join(sorted(str(i) for i in features.index[valid])).encode())
+    scores = {
+        method: fit_multi_action(
             method=method,  # type: ignore[arg-type]
             features=features[~valid],
             arm=arms[~valid],
             outcome=y[~valid],
-        )
-        scores = fitted.predict_uplift(features[valid])
-        qini = {}
-        for action in fitted.actions:
-            rows = (arms[valid] == action) | (arms[valid] == CONTROL_ARM)
-            qini[action] = qini_coefficient(
-                y=y[valid][rows],
-                treatment=(arms[valid][rows] == action).astype(np.int64),
-                score=scores[action].to_numpy()[rows],
-            )
-        reports.append(
-            {"method": method, "qini": qini, "mean_qini": float(np.mean(list(qini.values())))}
-        )
-    best = max(reports, key=lambda r: r["mean_qini"])["method"]
+        ).predict_uplift(features[valid])
+        for method in methods
+    }
+    if risk is not None:
+        scores["risk"] = pd.DataFrame({a: np.asarray(risk)[valid] for a in scores[methods[0]]})
+    reports: list[dict[str, Any]] = []
+    for action in scores[methods[0]].columns:
+        rows = (arms[valid] == action) | (arms[valid] == CONTROL_ARM)
+        t = (arms[valid][rows] == action).astype(np.int64)
+        zero = {"value": 0.0, "low": 0.0, "high": 0.0}
+        reports.append({"method": "random", "action": action, "outcome": "binary", "qini": zero})
+        for name, frame in scores.items():
+            qini = _qini(y[valid][rows], t, frame[action].to_numpy()[rows], rng, n_boot)
+            row = {"method": name, "action": action, "outcome": "binary", "rows": int(rows.sum())}
+            reports.append({**row, "qini": qini})
+    mean = {
+        m: float(np.mean([r["qini"]["value"] for r in reports if r["method"] == m]))
+        for m in methods
+    }
+    best = max(methods, key=lambda m: mean[m])
     model = fit_multi_action(method=best, features=features, arm=arms, outcome=y)  # type: ignore[arg-type]
-    return MethodComparison(
-        best=best, model=model, reports=reports, validation_key=digest.hexdigest()[:32]
-    )
+    return MethodComparison(best, model, reports, key.hexdigest(), mean)

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.django_db
 def _artifacts(settings: Any, tmp_path: Path) -> None:
     settings.MODEL_ARTIFACT_DIR = tmp_path / "models"
     settings.CAMPAIGN_QUIET_HOURS = (0, 0)
+    settings.UPLIFT_BOOTSTRAP_RESAMPLES = 20  # intervals are not what these tests check
     settings.CONSENT_DEFAULTS = {**settings.CONSENT_DEFAULTS, "sms": True}
 
 
