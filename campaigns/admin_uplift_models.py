@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from campaigns import selectors
-from campaigns.models import Campaign, Targeting, UpliftModel, UpliftModelStatus
+from campaigns.models import Campaign, SuppressionReason, Targeting, UpliftModel, UpliftModelStatus
 from campaigns.money import money
 from campaigns.services.uplift_models import (
     UpliftTrainingError,
@@ -226,6 +226,11 @@ class UpliftModelAdmin(admin.ModelAdmin):
 # --- the preview's policy section ------------------------------------------------------------
 
 
+def _reason_words(reason: str) -> str:
+    labels = dict(SuppressionReason.choices)
+    return str(labels.get(reason, reason.replace("_", " "))).lower()
+
+
 def policy_preview(policy: dict[str, Any], *, model_url: str = "") -> dict[str, Any] | None:
     """The preview's uplift-policy section: rows (what, policy, risk) in words, or the
     fallback sentence; None for a rules campaign."""
@@ -251,7 +256,9 @@ def policy_preview(policy: dict[str, Any], *, model_url: str = "") -> dict[str, 
         "exploration": f"{float(policy.get('exploration_share') or 0) * 100:.0f}%",
         "candidates": f"{int(policy.get('candidates') or 0):,}",
         "negative": f"{int(policy.get('negative') or 0):,}",
-        "unreachable": policy.get("unreachable") or {},
+        "unreachable": {
+            _reason_words(reason): n for reason, n in (policy.get("unreachable") or {}).items()
+        },
         "without_model": policy.get("actions_without_model") or [],
         "rows": [
             row("Customers contacted", "customers", lambda v: "—" if v is None else f"{v:,}"),
