@@ -167,10 +167,12 @@ class UpliftModelAdmin(admin.ModelAdmin):
             for k, n in sorted(arms.items())
         )
         share = window.get("retained_share")
+        cycles = window.get("cycles", "—")
         return (
             f"interventions assigned {str(window.get('first_assigned', '—'))[:10]} to "
-            f"{str(window.get('last_assigned', '—'))[:10]} in {window.get('cycles', '—')} "
-            f"cycles, attribution windows finished; rows per arm: {per_arm or '—'}"
+            f"{str(window.get('last_assigned', '—'))[:10]} in {cycles} cycle"
+            f"{'' if cycles == 1 else 's'}, attribution windows finished; rows per arm: "
+            f"{per_arm or '—'}"
             + (f"; {float(share) * 100:.1f}% retained" if share is not None else "")
         )
 
@@ -314,7 +316,8 @@ def uplift_panel(customer: Customer) -> SafeString:
         '</thead><tbody>{}</tbody></table><p class="help">{} <a href="{}">Uplift models…</a></p>',
         body,
         "From each campaign's champion uplift model, with this customer's features as of now. "
-        f"The policy gives an action only when it is worth more than it costs; this "
+        f"The policy gives an action only to customers its rule matches and only when it is "
+        f"worth more than it costs; this "
         f"customer's value (revenue over the last 365 days) is {money(value)}.",
         reverse("admin:campaigns_upliftmodel_changelist"),
     )
