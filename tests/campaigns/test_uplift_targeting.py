@@ -11,9 +11,15 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from campaigns.models import UpliftModel
+from campaigns.models import Intervention, UpliftModel
 from campaigns.selectors import uplift_model_champion
-from campaigns.services.uplift_models import uplift_model_train, uplift_predict
+from campaigns.services.uplift_models import (
+    uplift_model_train,
+    uplift_predict,
+    uplift_training_data,
+)
+from campaigns.tasks import uplift_model_train_task
+from customers.models import Order
 from tests.campaigns.conftest import NOON
 from tests.campaigns.uplift_fixtures import (
     customers_with_history,
@@ -105,3 +111,22 @@ def test_command_prints_its_stages_and_refuses_an_unknown_campaign() -> None:
         call_command("uplift_train", "--campaign", "nope")
     with pytest.raises(CommandError, match="--now: expected an ISO date-time"):
         call_command("uplift_train", "--campaign", campaign.key, "--now", "yesterday")
+
+
+def test_features_are_as_of_each_assignment_and_the_task_trains() -> None:
+    customers_with_history(200)
+    campaign = two_action_campaign()
+    later = finished_cycles(campaign)
+    data = uplift_training_data(campaign=campaign, now=later)
+    rows = Intervention.objects.filter(pk__in=data.X.index.tolist())
+    orders_before = {
+        r.pk: Order.objects.filter(
+            customer_id=r.customer_id, status="completed", placed_at__lt=r.created_at
+        ).count()
+        for r in rows
+    }
+    # The outcome orders (after assignment) never reach the features.
+    assert data.X["orders_lifetime"].astype(int).to_dict() == orders_before
+    assert set(data.arm) == {"control", *(f"rule-{r.pk}" for r in campaign.rules.all())}
+    result = uplift_model_train_task.delay(campaign.pk, later.isoformat()).get()
+    assert result["model"] and result["rows"] == len(data.X)
