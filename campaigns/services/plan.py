@@ -366,9 +366,8 @@ def _policy_chunk(
         {a: frame[f"reason_{keys[a]}"].eq("").to_numpy() for a in actions}, index=frame.index
     )
     reachable = eligible.any(axis=1) if actions else pd.Series(False, index=frame.index)
-    first = np.argmax(masks, axis=1)
     first_reason = pd.Series(
-        [frame[f"reason_{i}"].iat[n] for n, i in enumerate(first)], index=frame.index
+        _per_row(frame, "reason", np.argmax(masks, axis=1), len(rules)), index=frame.index
     )
     suppressed = first_reason.loc[~reachable & first_reason.ne("")].value_counts()
     frame, eligible = frame.loc[reachable], eligible.loc[reachable]
@@ -381,6 +380,12 @@ def _policy_chunk(
         model=model, customer_ids=frame.index.tolist(), as_of=inputs.now, known=known
     )[actions]
     return _PolicyChunk(frame, uplift, eligible, {str(k): int(v) for k, v in suppressed.items()})
+
+
+def _per_row(frame: pd.DataFrame, name: str, index: np.ndarray, rules: int) -> np.ndarray:
+    """Per row n, the value of column f"{name}_{index[n]}" (vectorised)."""
+    stacked = np.column_stack([frame[f"{name}_{i}"].to_numpy(dtype=object) for i in range(rules)])
+    return stacked[np.arange(len(frame)), np.asarray(index, dtype=np.int64)]
 
 
 def _policy_seed(campaign: Campaign, cycle_start: datetime) -> int:
@@ -457,11 +462,8 @@ def _policy_decisions(
     rows = frame.loc[chosen.index].reset_index(drop=True)
     index = chosen["action"].map(keys).to_numpy(dtype=np.int64)
     rows["rule_index"] = index
-    positions = np.arange(len(rows))
-    rows["channel"] = [rows[f"channel_{i}"].iat[n] for n, i in zip(positions, index, strict=True)]
-    rows["fell_back"] = [
-        bool(rows[f"fell_back_{i}"].iat[n]) for n, i in zip(positions, index, strict=True)
-    ]
+    rows["channel"] = _per_row(rows, "channel", index, len(inputs.specs))
+    rows["fell_back"] = _per_row(rows, "fell_back", index, len(inputs.specs)).astype(bool)
     rows["offer_cost"] = inputs.cost_of[index]
     rows["selection"] = (
         chosen["selection"]
@@ -507,9 +509,8 @@ def _expected_against_risk(
         len(treated)
     )
     first_action = eligible.loc[top.index].idxmax(axis=1)
-    lift = np.array(
-        [uplift.at[c, a] for c, a in zip(top.index, first_action, strict=True)], dtype=float
-    )
+    columns = uplift.columns.get_indexer(first_action.to_numpy())
+    lift = uplift.loc[top.index].to_numpy(dtype=float)[np.arange(len(top)), columns]
     risk = {
         "customers": len(top),
         "retained": float(lift.sum()),

@@ -102,11 +102,18 @@ def _sources(customer_ids: Sequence[int]) -> _Sources:
     order_versions = order_versions_frame_for_ids(first_id=first, last_id=last)
     attribute_versions = attribute_versions_frame_for_ids(first_id=first, last_id=last)
     wanted = set(ids)
-    orders = orders_frame_for_ids(ids=ids)
+    # Dense ids (a dispatch chunk) read by range and filter here; sparse ones by their list.
+    where: dict[str, Any] = (
+        {"first_id": first, "last_id": last} if len(ids) * 2 >= last - first + 1 else {"ids": ids}
+    )
+    orders = orders_frame_for_ids(**where)
+    orders = orders.loc[orders["customer_id"].isin(wanted)]
+    customers = customers_frame_for_ids(**where)
+    events = events_frame_for_ids(**where)
     return _Sources(
-        customers=customers_frame_for_ids(ids=ids),
+        customers=customers.loc[customers["customer_id"].isin(wanted)],
         orders=orders,
-        events=events_frame_for_ids(ids=ids),
+        events=events.loc[events["customer_id"].isin(wanted)],
         order_versions=order_versions.loc[order_versions["order_id"].isin(orders["order_id"])],
         attribute_versions=attribute_versions.loc[attribute_versions["customer_id"].isin(wanted)],
     )
