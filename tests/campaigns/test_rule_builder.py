@@ -85,6 +85,8 @@ def form_data(**overrides: str) -> dict[str, Any]:
         "cadence_minutes": "1440",
         "mode": "scheduled",
         "reentry_days": "30",
+        "targeting": "rules",
+        "exploration_percentage": "5",
         "control_percentage": "10",
         "salt": "builder-salt",
         "attribution_window_days": "30",

@@ -151,6 +151,8 @@ def form_data(segment: str, **overrides: str) -> dict[str, Any]:
         "priority": "100",
         "mode": "scheduled",
         "reentry_days": "30",
+        "targeting": "rules",
+        "exploration_percentage": "5",
         "rules-TOTAL_FORMS": "1",
         "rules-INITIAL_FORMS": "0",
         "rules-MIN_NUM_FORMS": "0",
