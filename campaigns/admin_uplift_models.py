@@ -109,12 +109,10 @@ class UpliftModelAdmin(admin.ModelAdmin):
     list_display = [
         "version",
         "campaign",
-        "status",
-        "method_text",
+        "status_short",
+        "method_short",
         "training_rows",
         "mean_qini",
-        "created_at",
-        "activated_at",
     ]
     list_filter = ["status", "campaign"]
     search_fields = ["version", "campaign__name"]
@@ -148,13 +146,23 @@ class UpliftModelAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         extra = {"show_save": False, "show_save_and_continue": False, **(extra_context or {})}
         extra["show_save_and_add_another"] = False
+        model = UpliftModel.objects.filter(pk=object_id).only("version").first()
+        extra.setdefault("title", f"Uplift model {model.version}" if model else "Uplift model")
         return super().change_view(request, object_id, form_url, extra)
 
     @admin.display(description="method", ordering="method")
     def method_text(self, model: UpliftModel) -> str:
         return method_words(model.method)
 
-    @admin.display(description="validation Qini (mean over actions)")
+    @admin.display(description="status", ordering="status")
+    def status_short(self, model: UpliftModel) -> str:
+        return "champion" if model.status == UpliftModelStatus.CHAMPION else model.status
+
+    @admin.display(description="method", ordering="method")
+    def method_short(self, model: UpliftModel) -> str:
+        return method_words(model.method).split(" (")[0]
+
+    @admin.display(description="Qini (mean)")
     def mean_qini(self, model: UpliftModel) -> str:
         return _figure((model.metrics or {}).get("mean_qini"))
 

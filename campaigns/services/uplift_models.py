@@ -463,10 +463,16 @@ def _champion_qini_on_new_rows(*, champion: UpliftModel, data: UpliftData) -> fl
     last = champion.training_window.get("last_assigned")
     if not last:
         return None
-    created = dict(
-        Intervention.objects.filter(pk__in=data.X.index.tolist()).values_list("id", "created_at")
+    created = pd.Series(
+        dict(
+            Intervention.objects.filter(pk__in=data.X.index.tolist()).values_list(
+                "id", "created_at"
+            )
+        )
     )
-    newer = np.array([created[i] > datetime.fromisoformat(last) for i in data.X.index])
+    newer = (
+        pd.to_datetime(created.reindex(data.X.index), utc=True) > pd.Timestamp(last)
+    ).to_numpy()
     if newer.sum() < 2 * MIN_ROWS_PER_ARM:
         return None
     try:

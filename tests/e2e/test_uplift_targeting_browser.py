@@ -68,6 +68,10 @@ def test_staff_walk_uplift_targeting(
     assert "95% interval" in rows.first.inner_text()
     page.screenshot(path=str(SCREENSHOTS / "uplift-model.png"), full_page=True)
 
+    page.goto(f"{base}/admin/campaigns/upliftmodel/")
+    assert "champion" in page.inner_text("#result_list")
+    page.screenshot(path=str(SCREENSHOTS / "uplift-models.png"), full_page=True)
+
     customer = campaign.interventions.first().customer  # type: ignore[union-attr]
     page.goto(f"{base}/admin/customers/customer/{customer.pk}/change/")
     panel = page.locator("table.uplift-panel")
