@@ -38,7 +38,7 @@ from campaigns.rules import (
     rule_steps,
     steps_mask,
 )
-from campaigns.services.uplift_models import action_cost, uplift_predict
+from campaigns.services.uplift_models import UpliftTrainingError, action_cost, uplift_predict
 from campaigns.suppression import (
     PolicyConfig,
     budget_exhausted,
@@ -276,9 +276,13 @@ def campaign_plan(
     fallback: dict[str, Any] = {}
     if campaign.targeting == Targeting.UPLIFT_POLICY and not builder:
         champion = selectors.uplift_model_champion(campaign=campaign)
-        if champion is not None:
-            return policy_plan(inputs=inputs, rules=rules, model=champion)
-        fallback = {"fallback": NO_CHAMPION}
+        try:
+            if champion is not None:
+                return policy_plan(inputs=inputs, rules=rules, model=champion)
+            fallback = {"fallback": NO_CHAMPION}
+        except UpliftTrainingError as exc:  # a missing or altered artifact: never no cycle
+            fallback = {"fallback": f"the champion uplift model cannot be used ({exc}): "
+                        "targeted by rules this cycle"}  # fmt: skip
     chunks: list[pd.DataFrame] = []
     ranges = [(only[0], only[-1])] if only else selectors.candidate_id_ranges(specs=inputs.specs)
     for id_range in ranges:

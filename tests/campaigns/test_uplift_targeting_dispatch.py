@@ -4,13 +4,14 @@ rules mode. Without a champion the cycle falls back to the rules and says so."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from campaigns.models import CampaignCycle, Intervention, Targeting
+from campaigns.models import CampaignCycle, Intervention, Targeting, UpliftModel
 from campaigns.services.dispatch import campaign_dispatch, campaign_preview
 from campaigns.services.uplift_models import uplift_model_train
 from customers.models import Customer
@@ -78,6 +79,11 @@ def test_policy_mode_dispatches_within_budget_and_keeps_the_holdout() -> None:
     # A second run of the cycle records nothing twice.
     again = campaign_dispatch(campaign=campaign, now=later)
     assert again.already_ran and Intervention.objects.filter(cycle=cycle).count() == len(rows)
+    # An altered artifact is refused (checksum): the next cycle uses the rules and says why.
+    UpliftModel.objects.filter(pk=model.pk).update(artifact_sha256="0" * 64)
+    fallback = campaign_preview(campaign=campaign, now=later + timedelta(days=7))
+    assert fallback.targeting == "rules" and fallback.eligible > 0
+    assert "SHA-256 does not match" in fallback.policy["fallback"]
 
 
 def test_without_a_champion_policy_mode_uses_the_rules_and_says_so() -> None:
