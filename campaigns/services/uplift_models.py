@@ -541,7 +541,10 @@ def uplift_model_load(*, model: UpliftModel) -> dict[str, Any]:
             f"uplift model {model.version}: the artifact's SHA-256 does not match; refusing it"
         )
     ours = {t for t in sio.get_untrusted_types(data=data) if t.startswith("campaigns.uplift.")}
-    bundle = artifacts.loads_verified(data=data, allowed_types=artifacts.ALLOWED_TYPES | ours)
+    try:
+        bundle = artifacts.loads_verified(data=data, allowed_types=artifacts.ALLOWED_TYPES | ours)
+    except artifacts.UntrustedArtifactError as exc:
+        raise UpliftTrainingError(f"uplift model {model.version}: {exc}") from exc
     with _LOCK:
         _LOADED[key] = bundle
     return bundle
