@@ -59,6 +59,7 @@ BENCHES = [
     Bench("push", quick_env={"BENCH_MESSAGES": "500"}),
     Bench("uplift", quick_env={"BENCH_INTERVENTIONS": "50000", "BENCH_ORDERS": "250000"}),
     Bench("uplift_policy", quick_env={"BENCH_CUSTOMERS": "100000"}),
+    Bench("uplift_targeting", quick_env={"BENCH_CUSTOMERS": "5000"}),
     Bench("uplift_models", quick=["--train", "20000", "--score", "100000"]),
     Bench(
         "scoring",

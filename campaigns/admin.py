@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from campaigns import admin_callbacks, admin_templates, selectors
+from campaigns import admin_callbacks, admin_templates, admin_uplift_models, selectors
 from campaigns.admin_links import PermittedLinksAdmin, admin_link
 from campaigns.admin_rules import (
     RuleForm,
@@ -27,6 +27,7 @@ from campaigns.admin_rules import (
     audience_view,
 )
 from campaigns.admin_uplift import UpliftReportPages
+from campaigns.admin_uplift_models import policy_preview
 from campaigns.models import (
     Campaign,
     CampaignCycle,
@@ -37,15 +38,20 @@ from campaigns.models import (
     Response,
     Rule,
     SuppressionReason,
+    UpliftModel,
     UpliftReport,
 )
-from campaigns.money import money
+from campaigns.money import currency, money
 from campaigns.services.dispatch import DispatchSummary, campaign_dispatch, campaign_preview
 from campaigns.services.relay import RelaySummary, interventions_relay
 from campaigns.tasks import campaign_dispatch_task, tasks_run_in_process
 from campaigns.uplift.costs import EXPECTED_COST_BASIS, expected_message_cost
 
-__all__ = ["admin_callbacks", "admin_templates"]  # imported to register their admin pages
+__all__ = [
+    "admin_callbacks",
+    "admin_templates",
+    "admin_uplift_models",
+]  # imported to register their admin pages
 
 
 class RuleInline(admin.StackedInline):
@@ -123,6 +129,15 @@ class CampaignAdmin(UpliftReportPages):
                 ]
             },
         ),
+        (
+            "Targeting",
+            {
+                "fields": ["targeting", ("policy_budget", "exploration_percentage")],
+                "description": "Uplift policy needs a champion uplift model (Campaigns › "
+                "Uplift models; manage.py uplift_train). Until one exists the cycles use "
+                "the rules, and the preview and the cycle summary say so.",
+            },
+        ),
         ("Contact policy", {"fields": ["cooldown_days", "priority"]}),
         (
             "Budget",
@@ -134,6 +149,18 @@ class CampaignAdmin(UpliftReportPages):
             },
         ),
     ]
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        budget = form.base_fields.get("policy_budget")
+        if budget is not None:  # amounts carry their currency (campaigns.money)
+            budget.label = f"Policy budget per cycle ({currency()})"
+        share = form.base_fields.get("exploration_percentage")
+        if share is not None:
+            share.label = "Exploration (% of contacts)"
+        return form
 
     def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
         # The salt decides the arms; once a cycle has run, changing it would re-randomise.
@@ -255,6 +282,7 @@ class CampaignAdmin(UpliftReportPages):
                 preview.per_channel, settings.CAMPAIGN_MESSAGE_COST
             ),
             "cost_basis": EXPECTED_COST_BASIS,
+            "policy": policy_preview(preview.policy, model_url=_uplift_model_url(preview.policy)),
         }
         return TemplateResponse(request, "admin/campaigns/campaign/preview.html", context)
 
@@ -317,6 +345,12 @@ class CampaignAdmin(UpliftReportPages):
                 self.message_user(request, f"{campaign}: {outcome}")
             # The admin History of the campaign records who dispatched it and what it did.
             self.log_change(request, campaign, f"Dispatched now, {outcome}")
+
+
+def _uplift_model_url(policy: dict[str, Any]) -> str:
+    version = policy.get("model")
+    model = UpliftModel.objects.filter(version=version).only("pk").first() if version else None
+    return reverse("admin:campaigns_upliftmodel_change", args=[model.pk]) if model else ""
 
 
 def _counted(counts: dict[str, int], labels: dict[str, str]) -> str:

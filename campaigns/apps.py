@@ -14,6 +14,9 @@ class CampaignsConfig(AppConfig):
         from campaigns import privacy
 
         privacy.register()  # this app's part of a customer's export and erasure
+        from campaigns import admin_uplift_models
+
+        admin_uplift_models.register()  # predicted uplift per action on the customer page
         from campaigns import realtime
 
         realtime.connect()  # triggered campaigns (docs/realtime.md)

@@ -104,6 +104,8 @@ def dispatch_finish(
                 "coupons": s.coupons,
                 "offer_cost": s.offer_cost,
                 "per_rule": s.per_rule,
+                "targeting": s.targeting,
+                "policy": s.policy,
             }
         )
         note = " (this cycle had already run)" if s.already_ran else ""
@@ -111,6 +113,13 @@ def dispatch_finish(
             f"{s.campaign} · cycle {s.cycle_key}{note}: {s.eligible:,} eligible · "
             f"{s.treatment:,} treatment · {s.control:,} control · {s.scheduled:,} scheduled"
         )
+        if s.targeting == "uplift_policy":
+            lines.append(
+                f"  uplift policy, model {s.policy.get('model')}: expected cost "
+                f"{s.policy.get('spent', 0):,.2f} of budget {s.policy.get('budget') or 'no limit'}"
+            )
+        elif s.policy.get("fallback"):
+            lines.append(f"  {s.policy['fallback']}")
         for rule in s.per_rule:
             t, c = rule["treatment"], rule["control"]
             lines.append(

@@ -24,6 +24,8 @@ from campaigns.models import (
     Coupon,
     Intervention,
     InterventionStatus,
+    UpliftModel,
+    UpliftModelStatus,
 )
 from campaigns.rules import (
     OPERATORS,
@@ -317,3 +319,8 @@ def outbox_waiting_count() -> int:
             InterventionStatus.SENDING,
         ]
     ).count()
+
+
+def uplift_model_champion(*, campaign: Campaign) -> UpliftModel | None:
+    """The uplift model the campaign's policy uses, None when it has none."""
+    return UpliftModel.objects.filter(campaign=campaign, status=UpliftModelStatus.CHAMPION).first()

@@ -69,3 +69,18 @@ def uplift_report_task(campaign_id: int) -> str:
     from campaigns.measurement.snapshots import uplift_report_compute
 
     return str(uplift_report_compute(campaign=Campaign.objects.get(pk=campaign_id)))
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def uplift_model_train_task(campaign_id: int, now: str | None = None) -> dict[str, Any]:
+    """On demand: train an uplift model on a campaign's finished interventions (safe twice: a
+    second run registers another challenger, which the champion/challenger rule judges)."""
+    from campaigns.services.uplift_models import uplift_model_train
+
+    moment = datetime.fromisoformat(now) if now else timezone.now()
+    result = uplift_model_train(campaign=Campaign.objects.get(pk=campaign_id), now=moment)
+    return {
+        "model": result.model.version if result.model else None,
+        "message": result.message,
+        "rows": result.rows,
+    }

@@ -11,7 +11,7 @@ import base64
 import secrets
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,7 @@ from campaigns.models import (
     Intervention,
     InterventionStatus,
     Rule,
+    Selection,
 )
 from campaigns.services.plan import CampaignPlan, RuleAudience, campaign_plan, rules_audience
 from common.db.bulk import bulk_insert_ignore
@@ -67,6 +68,10 @@ class DispatchSummary:
     offer_cost: float  # unit cost of the offers made to treated customers
     interventions_created: int = 0
     seconds: float = 0.0
+    targeting: str = "rules"
+    # Uplift policy: the model, budget, spend, candidates and what it expects against risk
+    # targeting; or, in policy mode without a champion, why the cycle used the rules.
+    policy: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **changes: Any) -> DispatchSummary:
@@ -151,6 +156,8 @@ def _summarise(
         written=written,
         already_ran=False,
         **{**counts, "per_rule": _rule_entries(plan), "coupons": coupons},
+        targeting=plan.targeting,
+        policy=plan.policy,
     )
 
 
@@ -252,6 +259,13 @@ def _intervention_rows(
             "attempts": 0,
             "provider_message_id": "",
             "fell_back": fell_back,
+            "selection": d["selection"].to_numpy() if "selection" in d else Selection.RULE.value,
+            "predicted_uplift": d["predicted_uplift"].to_numpy(dtype=float)
+            if "predicted_uplift" in d
+            else np.nan,
+            "expected_increment": d["expected_increment"].to_numpy(dtype=float)
+            if "expected_increment" in d
+            else np.nan,
             "created_at": now,
             "updated_at": now,
         }
@@ -343,6 +357,7 @@ def campaign_dispatch(*, campaign: Campaign, now: datetime) -> DispatchSummary:
             # cycle, after scoring, can still dispatch.
             cycle.delete()
             return _summarise(campaign=campaign, plan=plan, cycle_key=key, written=False, coupons=0)
+        cycle.targeting, cycle.uplift_model = plan.targeting, plan.uplift_model
         created, coupons = interventions_write(campaign=campaign, cycle=cycle, plan=plan, now=now)
         summary = replace(
             _summarise(campaign=campaign, plan=plan, cycle_key=key, written=True, coupons=coupons),
@@ -351,7 +366,7 @@ def campaign_dispatch(*, campaign: Campaign, now: datetime) -> DispatchSummary:
         )
         cycle.summary = asdict(summary)
         cycle.finished_at = timezone.now()
-        cycle.save(update_fields=["summary", "finished_at"])
+        cycle.save(update_fields=["summary", "finished_at", "targeting", "uplift_model"])
     return summary
 
 

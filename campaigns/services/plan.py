@@ -8,25 +8,37 @@ pandas (campaigns.selectors), matched with campaigns.rules and decided with camp
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from django.conf import settings
 
 from campaigns import selectors
-from campaigns.models import Campaign, InterventionStatus, Rule, SuppressionReason
+from campaigns.models import (
+    Campaign,
+    InterventionStatus,
+    Rule,
+    Selection,
+    SuppressionReason,
+    Targeting,
+    UpliftModel,
+)
 from campaigns.rules import (
     RuleSpec,
     RuleStep,
     first_matching_rule,
     needs_value,
+    rule_mask,
     rule_spec,
     rule_steps,
     steps_mask,
 )
+from campaigns.services.uplift_models import UpliftTrainingError, action_cost, uplift_predict
 from campaigns.suppression import (
     PolicyConfig,
     budget_exhausted,
@@ -37,6 +49,7 @@ from campaigns.suppression import (
     quiet_hours_send_after,
     suppression_reasons,
 )
+from campaigns.uplift.policy import EXPLORATION, POLICY, allocate
 
 
 def policy_config() -> PolicyConfig:
@@ -52,10 +65,16 @@ def policy_config() -> PolicyConfig:
 
 @dataclass(frozen=True)
 class CampaignPlan:
-    """Per matched customer: rule, channel, arm, reason, send_after and status."""
+    """Per matched customer: rule, channel, arm, reason, send_after and status. An uplift
+    policy plan (`targeting` "uplift_policy") has one row per customer the policy chose, with
+    `selection`, `predicted_uplift` and `expected_increment`, and says in `policy` what it
+    expects against targeting as many customers by risk."""
 
     decisions: pd.DataFrame  # one row per matched customer
     rules: list[Rule]
+    targeting: str = Targeting.RULES.value
+    uplift_model: UpliftModel | None = None
+    policy: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -245,6 +264,7 @@ def campaign_plan(
     `rules`: unsaved rules to plan with instead of the campaign's (the rule builder's counts).
     `customer_ids`: only these customers, as one chunk (a triggered campaign plans a batch of
     customers right after their rescore: campaigns.services.triggered)."""
+    builder = rules is not None  # the rule builder counts what its rules would take
     if rules is None:
         rules = list(campaign.rules.select_related("offer", "template").order_by("position", "pk"))
     if not rules or (customer_ids is not None and not len(customer_ids)):
@@ -253,6 +273,16 @@ def campaign_plan(
     inputs = _plan_inputs(
         campaign=campaign, rules=rules, now=now, cycle_start=cycle_start, only_ids=only
     )
+    fallback: dict[str, Any] = {}
+    if campaign.targeting == Targeting.UPLIFT_POLICY and not builder:
+        champion = selectors.uplift_model_champion(campaign=campaign)
+        try:
+            if champion is not None:
+                return policy_plan(inputs=inputs, rules=rules, model=champion)
+            fallback = {"fallback": NO_CHAMPION}
+        except UpliftTrainingError as exc:  # a missing or altered artifact: never no cycle
+            fallback = {"fallback": f"the champion uplift model cannot be used ({exc}): "
+                        "targeted by rules this cycle"}  # fmt: skip
     chunks: list[pd.DataFrame] = []
     ranges = [(only[0], only[-1])] if only else selectors.candidate_id_ranges(specs=inputs.specs)
     for id_range in ranges:
@@ -260,9 +290,241 @@ def campaign_plan(
         if not decided.empty:
             chunks.append(decided)
     if not chunks:
-        return CampaignPlan(pd.DataFrame(), rules)
+        return CampaignPlan(pd.DataFrame(), rules, policy=fallback)
     decisions = _budget_applied(campaign, pd.concat(chunks, ignore_index=True))
-    return CampaignPlan(_with_status(decisions, now=now, config=inputs.config), rules)
+    return CampaignPlan(
+        _with_status(decisions, now=now, config=inputs.config), rules, policy=fallback
+    )
+
+
+# --- uplift policy: the campaign's rules are the actions, one global allocation ---------------
+
+NO_CHAMPION = (
+    "uplift policy without a champion uplift model: targeted by rules this cycle "
+    "(train one with manage.py uplift_train)"
+)
+
+
+@dataclass(frozen=True)
+class _PolicyChunk:
+    """One chunk's customers that may get at least one action, with per rule i the channel
+    (`channel_i`, `fell_back_i`) and the reason not to send (`reason_i`, "" when it may), and
+    the model's predicted uplift for them (customers × action keys)."""
+
+    frame: pd.DataFrame  # index: customer id
+    uplift: pd.DataFrame
+    eligible: pd.DataFrame
+    suppressed: dict[str, int]  # customers some rule matched but no action may reach, by reason
+
+
+def _policy_chunk(
+    inputs: _PlanInputs, id_range: tuple[int, int], rules: list[Rule], model: UpliftModel
+) -> _PolicyChunk | None:
+    frame = _chunk_candidates(inputs, id_range)
+    if frame.empty:
+        return None
+    masks = np.column_stack([rule_mask(frame, spec).to_numpy() for spec in inputs.specs])
+    frame = frame.loc[masks.any(axis=1)].copy()
+    masks = masks[masks.any(axis=1)]
+    if frame.empty:
+        return None
+    campaign = inputs.campaign
+    ids = frame["customer_id"].to_numpy()
+    frame["is_control"] = holdout_is_control(
+        salt=campaign.salt, customer_ids=ids, control_percentage=float(campaign.control_percentage)
+    )
+    frame["global_control"] = global_control_mask(
+        customer_ids=ids,
+        salt=settings.GLOBAL_CONTROL_SALT,
+        percentage=float(settings.GLOBAL_CONTROL_PERCENT),
+    )
+    history = selectors.contact_history_frame(
+        id_range=id_range, since=inputs.history_since, ids=inputs.only_ids
+    )
+    # The global control takes part like everyone (and is recorded, never contacted).
+    blind = frame.assign(global_control=False)
+    for i in range(len(rules)):
+        per_rule = blind.assign(channel=inputs.channel_of[i], fell_back=False)
+        if inputs.fallback_of[i]:
+            fallback = pd.Series(inputs.fallback_of[i], index=per_rule.index)
+            per_rule["channel"], per_rule["fell_back"] = first_receivable_channel(
+                per_rule, fallback=fallback
+            )
+        reason = suppression_reasons(
+            per_rule,
+            history=history,
+            campaign_id=campaign.pk,
+            campaign_rank=(campaign.priority, campaign.pk),
+            cooldown_days=campaign.cooldown_days,
+            cycle_start=inputs.cycle_start,
+            now=inputs.now,
+            config=inputs.config,
+        )
+        frame[f"channel_{i}"] = per_rule["channel"]
+        frame[f"fell_back_{i}"] = per_rule["fell_back"].astype(bool)
+        frame[f"reason_{i}"] = reason.where(masks[:, i], "no_match")
+    frame.index = pd.Index(frame["customer_id"].to_numpy())
+    keys = {f"rule-{r.pk}": i for i, r in enumerate(rules)}
+    actions = [a["key"] for a in model.actions if a["key"] in keys]
+    eligible = pd.DataFrame(
+        {a: frame[f"reason_{keys[a]}"].eq("").to_numpy() for a in actions}, index=frame.index
+    )
+    reachable = eligible.any(axis=1) if actions else pd.Series(False, index=frame.index)
+    first_reason = pd.Series(
+        _per_row(frame, "reason", np.argmax(masks, axis=1), len(rules)), index=frame.index
+    )
+    suppressed = first_reason.loc[~reachable & first_reason.ne("")].value_counts()
+    frame, eligible = frame.loc[reachable], eligible.loc[reachable]
+    if frame.empty:
+        return _PolicyChunk(frame, pd.DataFrame(), eligible, dict(suppressed))
+    known = pd.DataFrame(
+        {"churn_probability": frame["probability"], "customer_value": frame["value"]}
+    )
+    uplift = uplift_predict(
+        model=model, customer_ids=frame.index.tolist(), as_of=inputs.now, known=known
+    )[actions]
+    return _PolicyChunk(frame, uplift, eligible, {str(k): int(v) for k, v in suppressed.items()})
+
+
+def _per_row(frame: pd.DataFrame, name: str, index: np.ndarray, rules: int) -> np.ndarray:
+    """Per row n, the value of column f"{name}_{index[n]}" (vectorised)."""
+    stacked = np.column_stack([frame[f"{name}_{i}"].to_numpy(dtype=object) for i in range(rules)])
+    return stacked[np.arange(len(frame)), np.asarray(index, dtype=np.int64)]
+
+
+def _policy_seed(campaign: Campaign, cycle_start: datetime) -> int:
+    key = f"{campaign.salt}:{cycle_start:%Y%m%dT%H%M}".encode()
+    return int(hashlib.sha256(key).hexdigest()[:8], 16)
+
+
+def policy_plan(*, inputs: _PlanInputs, rules: list[Rule], model: UpliftModel) -> CampaignPlan:
+    """The uplift policy's plan: every chunk's eligible customers and predictions, then ONE
+    allocation over all of them (budget, exploration), then the campaign's count and offer
+    limits in the policy's order, quiet hours and statuses as in rules mode."""
+    inputs = replace(inputs, need_value=True)  # what a retained customer is worth
+    campaign = inputs.campaign
+    chunks: list[_PolicyChunk] = []
+    ranges = (
+        [(inputs.only_ids[0], inputs.only_ids[-1])]
+        if inputs.only_ids
+        else selectors.candidate_id_ranges(specs=inputs.specs)
+    )
+    for id_range in ranges:
+        chunk = _policy_chunk(inputs, id_range, rules, model)
+        if chunk is not None:
+            chunks.append(chunk)
+    suppressed: dict[str, int] = {}
+    for chunk in chunks:
+        for reason, n in chunk.suppressed.items():
+            suppressed[reason] = suppressed.get(reason, 0) + n
+    kept = [c for c in chunks if not c.frame.empty]
+    keys = {f"rule-{r.pk}": i for i, r in enumerate(rules)}
+    costs = {k: action_cost(rules[i]) for k, i in keys.items()}
+    info: dict[str, Any] = {
+        "model": model.version,
+        "budget": None if campaign.policy_budget is None else float(campaign.policy_budget),
+        "exploration_share": float(campaign.exploration_percentage) / 100,
+        "unreachable": suppressed,
+        "actions_without_model": [
+            rules[i].name for k, i in keys.items() if k not in {a["key"] for a in model.actions}
+        ],
+    }
+    if not kept:
+        return CampaignPlan(pd.DataFrame(), rules, Targeting.UPLIFT_POLICY.value, model, info)
+    frame = pd.concat([c.frame for c in kept])
+    uplift = pd.concat([c.uplift for c in kept])
+    eligible = pd.concat([c.eligible for c in kept])
+    result = allocate(
+        uplift=uplift,
+        value=frame["value"].astype(float),
+        costs=costs,
+        control=frame["is_control"] | frame["global_control"],
+        budget=info["budget"],
+        exploration_share=info["exploration_share"],
+        eligible=eligible,
+        seed=_policy_seed(campaign, inputs.cycle_start),
+    )
+    info.update(
+        candidates=result.candidates,
+        negative=result.negative,
+        spent=round(result.spent, 2),
+        expected=_expected_against_risk(
+            frame=frame, uplift=uplift, eligible=eligible, costs=costs, chosen=result.decisions
+        ),
+    )
+    decisions = _policy_decisions(frame, result.decisions, keys, inputs)
+    return CampaignPlan(decisions, rules, Targeting.UPLIFT_POLICY.value, model, info)
+
+
+def _policy_decisions(
+    frame: pd.DataFrame, chosen: pd.DataFrame, keys: dict[str, int], inputs: _PlanInputs
+) -> pd.DataFrame:
+    """The chosen customers as plan rows (the columns `_chunk_decisions` gives), with the
+    campaign's count and offer limits applied in the policy's order, then statuses."""
+    if chosen.empty:
+        return pd.DataFrame()
+    rows = frame.loc[chosen.index].reset_index(drop=True)
+    index = chosen["action"].map(keys).to_numpy(dtype=np.int64)
+    rows["rule_index"] = index
+    rows["channel"] = _per_row(rows, "channel", index, len(inputs.specs))
+    rows["fell_back"] = _per_row(rows, "fell_back", index, len(inputs.specs)).astype(bool)
+    rows["offer_cost"] = inputs.cost_of[index]
+    rows["selection"] = (
+        chosen["selection"]
+        .map({POLICY: Selection.POLICY.value, EXPLORATION: Selection.EXPLORATION.value})
+        .to_numpy()
+    )
+    rows["predicted_uplift"] = chosen["predicted_uplift"].to_numpy(dtype=float)
+    rows["expected_increment"] = chosen["expected_increment"].to_numpy(dtype=float)
+    rows["reason"] = np.where(rows["global_control"], SuppressionReason.GLOBAL_CONTROL, "")
+    per_rule = [f"{name}_{i}" for i in keys.values() for name in ("channel", "fell_back", "reason")]
+    rows = rows.drop(columns=per_rule)
+    open_rows = rows["reason"].eq("")
+    max_count, max_cost = _budget_left(inputs.campaign)
+    over = budget_exhausted(rows.loc[open_rows], max_count=max_count, max_cost=max_cost)
+    rows.loc[over.index[over.to_numpy()], "reason"] = SuppressionReason.BUDGET
+    return _with_status(rows, now=inputs.now, config=inputs.config)
+
+
+def _expected_against_risk(
+    *,
+    frame: pd.DataFrame,
+    uplift: pd.DataFrame,
+    eligible: pd.DataFrame,
+    costs: dict[str, float],
+    chosen: pd.DataFrame,
+) -> dict[str, Any]:
+    """What the policy's treated customers are expected to bring — incremental retained
+    customers (sum of predicted uplift), incremental value (uplift × customer value) and
+    expected cost — beside targeting as many customers by risk instead, each with the first
+    rule it may get (what rules targeting would send)."""
+    treated = chosen.loc[~chosen["control"]] if not chosen.empty else chosen
+    value = frame["value"].astype(float)
+    policy = {
+        "customers": len(treated),
+        "retained": float(treated["predicted_uplift"].sum()) if len(treated) else 0.0,
+        "value": float((treated["predicted_uplift"] * value.reindex(treated.index)).sum())
+        if len(treated)
+        else 0.0,
+        "cost": float(treated["cost"].sum()) if len(treated) else 0.0,
+    }
+    pool = frame.loc[~(frame["is_control"] | frame["global_control"])]
+    top = pool.sort_values(["probability", "customer_id"], ascending=[False, True]).head(
+        len(treated)
+    )
+    first_action = eligible.loc[top.index].idxmax(axis=1)
+    columns = uplift.columns.get_indexer(first_action.to_numpy())
+    lift = uplift.loc[top.index].to_numpy(dtype=float)[np.arange(len(top)), columns]
+    risk = {
+        "customers": len(top),
+        "retained": float(lift.sum()),
+        "value": float((lift * value.reindex(top.index).to_numpy()).sum()),
+        "cost": float(first_action.map(costs).sum()) if len(top) else 0.0,
+    }
+    rounded = {
+        k: {n: round(v, 2) for n, v in d.items()} for k, d in (("policy", policy), ("risk", risk))
+    }
+    return rounded
 
 
 # --- what each rule would take now (the rule builder's live counts) ---------------------------

@@ -16,6 +16,8 @@ def campaign_form(name: str, rule: dict[str, Any], /, **overrides: Any) -> dict[
         "cadence_minutes": "1440",
         "mode": "scheduled",
         "reentry_days": "30",
+        "targeting": "rules",
+        "exploration_percentage": "5",
         "control_percentage": "10",
         "salt": f"{name.lower().replace(' ', '-')}-salt",
         "attribution_window_days": "30",
