@@ -32,14 +32,20 @@ def uplift_model_train(*, campaign: Campaign, now: datetime) -> UpliftTraining:
     done = rows["in_analysis"].eq(1) & (rows["created_at"].map(_aware) + window <= now)
     values = dict(campaign.interventions.values_list("pk", "customer_value"))
     rows = rows.loc[done].assign(customer_value=lambda f: f["intervention_id"].map(values))
-    arm = rows["arm"].where(rows["arm"].eq("control"), "rule-" + rows["rule_id"].astype(str))
+    rows = rows.assign(
+        arm=rows["arm"].where(rows["arm"].eq("control"), "rule-" + rows["rule_id"].astype(str)),
+        y=rows["orders"].gt(0).astype(int),
+    )
+    # An arm needs both outcomes to fit a classifier: actions without are left out.
+    rows = rows.loc[rows.groupby("arm")["y"].transform("nunique").eq(2)]
+    arm = rows["arm"]
     if rows.empty or not arm.eq(CONTROL_ARM).any() or arm.eq(CONTROL_ARM).all():
         return UpliftTraining(None, "no finished window with both arms: nothing to train", 0)
     fitted = fit_multi_action(
         method="t_learner",
         features=rows[FEATURES].astype(float),
         arm=arm.to_numpy(),
-        outcome=rows["orders"].gt(0).astype(int).to_numpy(),
+        outcome=rows["y"].to_numpy(),
     )
     with transaction.atomic():
         campaign.uplift_models.filter(status=UpliftModelStatus.CHAMPION).update(status="retired")

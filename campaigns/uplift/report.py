@@ -345,7 +345,8 @@ def campaign_report(
 
     by_targeting: tuple[GroupUplift, ...] = ()
     if cycle is None:
-        cells["targeting"] = cells["cycle_id"].map(dict(cycle_targeting or {})).fillna(RULES)
+        modes = cells["cycle_id"].map(dict(cycle_targeting or {})).astype(object)
+        cells["targeting"] = modes.where(modes.notna(), RULES)
         by_targeting = breakdown("targeting")
 
     return replace(
