@@ -25,27 +25,27 @@ class UpliftTraining:
 
 
 def uplift_model_train(*, campaign: Campaign, now: datetime) -> UpliftTraining:
-    """A T-learner per action (rule) on the analysed interventions whose window has finished."""
+    """A T-learner per action (rule) on the analysed interventions whose window has finished;
+    an arm without both outcomes is left out. Registered as the campaign's champion."""
     top = campaign.interventions.aggregate(m=Max("pk"))["m"] or 0
     rows = intervention_outcomes(campaign=campaign, after_id=0, up_to_id=top)
-    window = timedelta(days=int(campaign.attribution_window_days))
-    done = rows["in_analysis"].eq(1) & (rows["created_at"].map(_aware) + window <= now)
-    values = dict(campaign.interventions.values_list("pk", "customer_value"))
-    rows = rows.loc[done].assign(customer_value=lambda f: f["intervention_id"].map(values))
-    rows = rows.assign(
-        arm=rows["arm"].where(rows["arm"].eq("control"), "rule-" + rows["rule_id"].astype(str)),
-        y=rows["orders"].gt(0).astype(int),
+    closes = pd.to_datetime(rows["created_at"], utc=True) + timedelta(
+        days=int(campaign.attribution_window_days)
     )
-    # An arm needs both outcomes to fit a classifier: actions without are left out.
+    values = dict(campaign.interventions.values_list("pk", "customer_value"))
+    rows = rows.loc[rows["in_analysis"].eq(1) & closes.le(pd.Timestamp(now))].assign(
+        customer_value=lambda f: f["intervention_id"].map(values),
+        arm=lambda f: f["arm"].where(f["arm"].eq("control"), "rule-" + f["rule_id"].astype(str)),
+        y=lambda f: f["orders"].gt(0).astype(int),
+    )
     rows = rows.loc[rows.groupby("arm")["y"].transform("nunique").eq(2)]
-    arm = rows["arm"]
-    if rows.empty or not arm.eq(CONTROL_ARM).any() or arm.eq(CONTROL_ARM).all():
+    if not rows["arm"].eq(CONTROL_ARM).any() or rows["arm"].eq(CONTROL_ARM).all():
         return UpliftTraining(None, "no finished window with both arms: nothing to train", 0)
     fitted = fit_multi_action(
         method="t_learner",
         features=rows[FEATURES].astype(float),
-        arm=arm.to_numpy(),
-        outcome=rows["y"].to_numpy(),
+        arm=rows["arm"],
+        outcome=rows["y"],
     )
     with transaction.atomic():
         campaign.uplift_models.filter(status=UpliftModelStatus.CHAMPION).update(status="retired")
@@ -57,12 +57,7 @@ def uplift_model_train(*, campaign: Campaign, now: datetime) -> UpliftTraining:
             actions=[{"key": key} for key in fitted.actions],
             feature_names=FEATURES,
             training_rows=len(rows),
-            training_window={"first": str(rows["created_at"].min()), "last": str(now)},
+            training_window={"first": str(rows["created_at"].min()), "last": now.isoformat()},
             activated_at=now,
         )
     return UpliftTraining(model, f"trained {model.version} on {len(rows):,} rows", len(rows))
-
-
-def _aware(value: object) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)  # type: ignore[arg-type]
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp

@@ -22,6 +22,7 @@ from demo.cycle import DemoError, demo_dispatch_moment
 from retention.cycle import STAGES, CycleOptions, run_cycle
 from retention.sources import sources_load
 from scoring.models import ScoringRun
+from tests.campaigns.conftest import email_rule  # noqa: F401  (the fixture)
 from tests.demo.test_shop import REPO, SHOP_FILE, shop_sample
 
 pytestmark = pytest.mark.django_db
@@ -106,3 +107,57 @@ def test_two_cycles_rules_then_uplift_policy(settings: Any, tmp_path: Path) -> N
         UpliftModel.objects.count(),
     ) == counts
     assert CampaignCycle.objects.count() == 2
+
+
+def test_the_comparison_prints_what_the_policy_expected_beside_the_truth(
+    settings: Any,
+    email_rule: dict[str, Any],  # noqa: F811
+) -> None:
+    """A policy-targeted second cycle, as the policy dispatch writes it (targeting, selection,
+    predicted uplift, expected increment): each cycle's line, the policy's expectation, and
+    policy − rules."""
+    from campaigns.measurement.snapshots import campaign_cycle_reference_attach
+    from campaigns.services.dispatch import campaign_dispatch
+    from campaigns.services.relay import interventions_relay
+    from campaigns.uplift.report import ReferenceEffect
+    from demo.cycle import two_cycles_compare
+    from tests.campaigns.conftest import NOON, make_campaign, make_customers
+
+    settings.CAMPAIGN_QUIET_HOURS = (0, 0)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.GLOBAL_CONTROL_PERCENT = 0
+    customers = make_customers(200)
+    campaign = make_campaign(rules=[email_rule], control_percentage=Decimal("30"))
+    later = NOON + timedelta(days=31)
+    for now, truth in ((NOON, 0.01), (later, 0.09)):
+        campaign_dispatch(campaign=campaign, now=now)
+        interventions_relay(now=now)
+        cycle = CampaignCycle.objects.get(campaign=campaign, started_at=now)
+        campaign_cycle_reference_attach(
+            cycle=cycle,
+            effect=ReferenceEffect(
+                label="true", short_label="true", retention_effect=truth, by_tier={}, treated_n=1
+            ),
+        )
+    second = CampaignCycle.objects.get(campaign=campaign, started_at=later)
+    CampaignCycle.objects.filter(pk=second.pk).update(targeting="uplift_policy")
+    treated = second.interventions.filter(arm="treatment")
+    treated.update(selection="policy", predicted_uplift=0.1, expected_increment=2.5)
+    for row in treated.select_related("customer")[::2]:
+        Order.objects.create(
+            external_id=f"p{row.pk}",
+            customer=row.customer,
+            placed_at=later + timedelta(days=3),
+            amount=Decimal("30"),
+        )
+    n = treated.count()
+    assert 0 < n < len(customers)
+    figures, lines = two_cycles_compare(campaign=campaign)
+    assert [f["targeting"] for f in figures] == ["rules", "uplift_policy"]
+    assert figures[1]["expected_customers"] == pytest.approx(0.1 * n)
+    assert lines[0].startswith("Cycle 1 (rules, ") and lines[0].endswith(" · true +1.00 pp")
+    policy = next(i for i, line in enumerate(lines) if line.startswith("Cycle 2 (uplift policy"))
+    assert lines[policy].endswith(" · true +9.00 pp")
+    expected = f"  the policy expected {0.1 * n:+.1f} customers retained (net value "
+    assert any(line.startswith(expected) for line in lines[policy:])
+    assert any(line.startswith("  uplift policy − rules: ") for line in lines)
