@@ -12,7 +12,7 @@ generative model:
   - "tiers" (the default): EFFECT_BY_TIER[tier] — largest for the riskiest tiers;
   - "actions" (the shop demo): `action_effect` — per action (the rule's offer × channel) and
     on the churn probability the intervention carries (observable, so an uplift model can
-    learn it). Strength: PERCENT_STRENGTH per percent off (20% off → 12 pp), OFFER_STRENGTH
+    learn it). Strength: PERCENT_STRENGTH per percent off (20% off → 20 pp), OFFER_STRENGTH
     for other offers, times CHANNEL_FACTOR (SMS stronger, an in-app code weaker), reached in
     full from FULL_EFFECT_FROM and rising linearly from SLEEPING_DOG_BELOW. Below
     SLEEPING_DOG_BELOW are the "sleeping dogs": the least at risk of those the rules reach,
@@ -66,12 +66,13 @@ DEFAULT_BASELINE, DEFAULT_EFFECT = 0.25, 0.0
 TRUTHS = ("tiers", "actions")
 SLEEPING_DOG_BELOW = 0.70  # churn probability below which contact harms
 FULL_EFFECT_FROM = 0.85  # churn probability from which an action has its full effect
-PERCENT_STRENGTH = 0.006  # per percent off: 20% off → +12 pp, 10% off → +6 pp
-OFFER_STRENGTH = {"free_shipping": 0.08, "amount_coupon": 0.06, "loyalty_points": 0.04}
-DEFAULT_OFFER_STRENGTH = 0.03  # a message without an offer
+# Strong enough to stand out of the noise of a few hundred customers per action.
+PERCENT_STRENGTH = 0.01  # per percent off: 20% off → +20 pp, 10% off → +10 pp
+OFFER_STRENGTH = {"free_shipping": 0.12, "amount_coupon": 0.10, "loyalty_points": 0.06}
+DEFAULT_OFFER_STRENGTH = 0.04  # a message without an offer
 CHANNEL_FACTOR = {"email": 1.0, "sms": 1.25, "coupon": 0.75, "push": 0.75}
-HARM_BY_CHANNEL = {"email": 0.06, "sms": 0.09, "coupon": 0.03, "push": 0.04}
-DEFAULT_HARM = 0.06
+HARM_BY_CHANNEL = {"email": 0.08, "sms": 0.12, "coupon": 0.04, "push": 0.05}
+DEFAULT_HARM = 0.08
 REDEEM_PROBABILITY = 0.6
 OPEN_PROBABILITY, CLICK_PROBABILITY, DELIVERY_PROBABILITY = 0.35, 0.25, 0.97
 # Responses per API request: the API's bulk limit.

@@ -5,7 +5,7 @@ compared with files written before the typed report replaced the nested dicts
 (UPDATE_GOLDEN=1 rewrites them). One key changed on purpose since: the demo-only "simulation"
 became the generic "reference_effect" (null here, as in every report outside the demo). Keys
 added since are left out of the comparison (ADDED) and tested where they were added: the
-comparison by targeting (tests/campaigns/uplift/test_targeting_report.py)."""
+comparison by targeting (tests/campaigns/uplift/test_report_by_targeting.py)."""
 
 from __future__ import annotations
 

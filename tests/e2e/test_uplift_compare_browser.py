@@ -85,5 +85,5 @@ def test_staff_compare_rules_with_the_uplift_policy(
     assert width <= 1280, f"the uplift report is {width}px wide at 1,280"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.locator("#targeting-heading").scroll_into_view_if_needed()
-    page.screenshot(path=str(SCREENSHOTS / "uplift-targeting.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "uplift-rules-vs-policy.png"), full_page=True)
     assert violations == []
