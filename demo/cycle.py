@@ -230,7 +230,11 @@ def _cycle_line(number: int, figures: dict[str, Any]) -> list[str]:
         f"{high * 100:+.2f})"
     )
     if figures["true_effect"] is not None:
-        line += f" · true {figures['true_effect'] * 100:+.2f} pp"
+        inside = low <= figures["true_effect"] <= high
+        line += (
+            f" · true {figures['true_effect'] * 100:+.2f} pp "
+            f"({'inside' if inside else 'OUTSIDE'} the interval)"
+        )
     lines = [line]
     if figures["incremental_revenue"] is not None:
         low, high = figures["incremental_revenue_ci"]

@@ -155,9 +155,9 @@ def test_the_comparison_prints_what_the_policy_expected_beside_the_truth(
     figures, lines = two_cycles_compare(campaign=campaign)
     assert [f["targeting"] for f in figures] == ["rules", "uplift_policy"]
     assert figures[1]["expected_customers"] == pytest.approx(0.1 * n)
-    assert lines[0].startswith("Cycle 1 (rules, ") and lines[0].endswith(" · true +1.00 pp")
+    assert lines[0].startswith("Cycle 1 (rules, ") and " · true +1.00 pp (" in lines[0]
     policy = next(i for i, line in enumerate(lines) if line.startswith("Cycle 2 (uplift policy"))
-    assert lines[policy].endswith(" · true +9.00 pp")
+    assert " · true +9.00 pp (" in lines[policy]
     expected = f"  the policy expected {0.1 * n:+.1f} customers retained (net value "
     assert any(line.startswith(expected) for line in lines[policy:])
     assert any(line.startswith("  uplift policy − rules: ") for line in lines)
