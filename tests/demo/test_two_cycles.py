@@ -161,3 +161,15 @@ def test_the_comparison_prints_what_the_policy_expected_beside_the_truth(
     expected = f"  the policy expected {0.1 * n:+.1f} customers retained (net value "
     assert any(line.startswith(expected) for line in lines[policy:])
     assert any(line.startswith("  uplift policy − rules: ") for line in lines)
+
+
+def test_a_bad_second_cycle_entry_names_the_field() -> None:
+    from demo.cycle import second_cycle_stage
+
+    with pytest.raises(DemoError, match=r"second_cycle\.budget is 'lots'; expected a number"):
+        second_cycle_stage(config={"budget": "lots"}, scoring={}, simulate={})
+    with pytest.raises(DemoError, match=r"second_cycle\.exploration_percentage is '-5'"):
+        second_cycle_stage(config={"exploration_percentage": "-5"}, scoring={}, simulate={})
+    # Without a rule-targeted cycle there is nothing to follow up.
+    data, lines = second_cycle_stage(config={"budget": "100"}, scoring={}, simulate={})
+    assert data == {"ran": False} and "no campaign has a rule-targeted cycle" in lines[0]
