@@ -25,7 +25,7 @@ from campaigns.money import currency
 from campaigns.services.dispatch import campaign_eligible_now
 from campaigns.uplift.breakdown import ArmFigures, GroupUplift
 from campaigns.uplift.power import control_percent_for_effect, minimum_detectable_effect
-from campaigns.uplift.report import CampaignUpliftReport, ProgramUpliftReport
+from campaigns.uplift.report import TARGETING_LABELS, CampaignUpliftReport, ProgramUpliftReport
 from common.svg import Bar, Interval, bar_chart, interval_chart, line_chart
 
 # Planner defaults when a campaign has no measured control rate yet: a 20% baseline retention
@@ -109,6 +109,7 @@ class UpliftReportPages(admin.ModelAdmin):
             "report": report,
             "figures": figures,
             "charts": _uplift_charts(figures),
+            "targeting_rows": [(_targeting_label(g.group), g) for g in figures.by_targeting],
             "groups": [
                 ("Per rule", figures.by_rule),
                 ("Per risk tier", figures.by_tier),
@@ -211,8 +212,32 @@ def _lift_rows(groups: Sequence[GroupUplift], prefix: str) -> list[Interval]:
     ]
 
 
+def _targeting_label(value: object) -> str:
+    """ "uplift_policy" → "Uplift policy"."""
+    return TARGETING_LABELS.get(str(value), str(value)).capitalize()
+
+
+def _targeting_chart(figures: CampaignUpliftReport) -> SafeString:
+    """Each targeting mode's retention uplift and, when both ran, policy − rules, 95% CI."""
+    rows = [
+        Interval(_targeting_label(g.group), r.difference, r.ci_low, r.ci_high)
+        for g in figures.by_targeting
+        if (r := g.retention) is not None
+    ]
+    if figures.targeting is not None:
+        d = figures.targeting.uplift_difference
+        rows.append(Interval("Uplift policy − rules", d.estimate, d.ci_low, d.ci_high))
+    return mark_safe(  # common.svg escapes every text it draws
+        interval_chart(
+            rows,
+            title="Retention uplift by targeting (percentage points), 95% CI",
+            chart_id="targeting",
+        )
+    )
+
+
 def _uplift_charts(figures: CampaignUpliftReport) -> dict[str, SafeString]:
-    """The report's three charts as inline SVG (common.svg, which escapes every text)."""
+    """The report's charts as inline SVG (common.svg, which escapes every text)."""
     overall = [figures.overall] if figures.overall is not None else []
     rows = _lift_rows(overall, "") + _lift_rows(figures.by_rule, "rule ")
     rows += _lift_rows(figures.by_tier, "tier ")
@@ -221,6 +246,7 @@ def _uplift_charts(figures: CampaignUpliftReport) -> dict[str, SafeString]:
         bars += _revenue_bars(group, f"{str(group.group)[:2]} ")
     curve = figures.curve
     return {
+        "targeting": _targeting_chart(figures) if len(figures.by_targeting) > 1 else mark_safe(""),
         "lift": mark_safe(
             interval_chart(rows, title="Retention difference (treatment − control), 95% CI")
         ),

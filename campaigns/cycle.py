@@ -21,7 +21,12 @@ from campaigns.selectors import campaigns_active
 from campaigns.services.dispatch import DispatchSummary, campaign_dispatch
 from campaigns.services.relay import interventions_relay
 from campaigns.services.setup import campaigns_seed
-from campaigns.uplift.report import CampaignUpliftReport, ProgramUpliftReport
+from campaigns.uplift.breakdown import GroupUplift
+from campaigns.uplift.report import (
+    TARGETING_LABELS,
+    CampaignUpliftReport,
+    ProgramUpliftReport,
+)
 
 
 def dispatch_stage(*, campaigns_spec: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
@@ -33,12 +38,15 @@ def dispatch_stage(*, campaigns_spec: dict[str, Any] | None) -> tuple[dict[str, 
     return dispatch_finish(context=context, summaries=summaries)
 
 
-def dispatch_start(*, campaigns_spec: dict[str, Any] | None) -> tuple[list[int], dict[str, Any]]:
+def dispatch_start(
+    *, campaigns_spec: dict[str, Any] | None, now: datetime | None = None
+) -> tuple[list[int], dict[str, Any]]:
     """Seed (when none exist) and list the active campaigns, highest priority first: the
     stage's chunks, one campaign each, run one after the other (a lower-priority campaign sees
-    what a higher one took this cycle). The context carries the cycle's moment."""
+    what a higher one took this cycle). The context carries the cycle's moment: `now`, else
+    the current time (the demo dispatches on its data's date: demo/cycle.py)."""
     seeded = [c.name for c in campaigns_seed(spec=campaigns_spec)] if campaigns_spec else []
-    now = timezone.now()
+    now = now or timezone.now()
     # Triggered campaigns have no nightly cycle: they decide per customer after each rescore.
     active = campaigns_active(now=now).exclude(mode=CampaignMode.TRIGGERED)
     chunks = [c.pk for c in active]
@@ -200,6 +208,51 @@ def _campaign_line(report: CampaignUpliftReport) -> list[str]:
             f"  tier {group.group}: {_points(g.difference)} pp "
             f"({_points(g.ci_low)} to {_points(g.ci_high)}){true}"
         )
+    return lines + targeting_lines(report)
+
+
+def _targeting_group_line(group: GroupUplift) -> str:
+    mode = TARGETING_LABELS.get(str(group.group), str(group.group))
+    r = group.retention
+    if r is None:
+        return f"  {mode}: {group.note or 'nothing to measure'}"
+    line = (
+        f"  {mode}: {group.treatment.n:,} treated vs {group.control.n:,} control → "
+        f"{_points(r.difference)} pp (95% CI {_points(r.ci_low)} to {_points(r.ci_high)})"
+    )
+    money = group.incremental_revenue
+    if money is not None:
+        roi = f"{group.roi:+.0%}" if group.roi is not None else "n/a (no cost)"
+        line += (
+            f" · incremental revenue {money_text(money.estimate)} ({money_text(money.ci_low)} "
+            f"to {money_text(money.ci_high)}) · cost {money_text(group.cost.total)} · ROI {roi}"
+        )
+    return line
+
+
+def targeting_lines(report: CampaignUpliftReport) -> list[str]:
+    """Rule-targeted against uplift-policy-targeted cycles (CampaignCycle.targeting): each
+    mode's uplift, incremental revenue and ROI, then policy − rules with its interval. Nothing
+    while every cycle was targeted the same way."""
+    if len(report.by_targeting) < 2:
+        return []
+    lines = ["  by targeting:"] + [_targeting_group_line(g) for g in report.by_targeting]
+    compared = report.targeting
+    if compared is not None:
+        d = compared.uplift_difference
+        line = (
+            f"  uplift policy − rules: {_points(d.estimate)} pp "
+            f"(95% CI {_points(d.ci_low)} to {_points(d.ci_high)})"
+        )
+        revenue = compared.revenue_per_treated_difference
+        if revenue is not None:
+            line += (
+                f" · revenue per treated customer {money_text(revenue.estimate)} "
+                f"({money_text(revenue.ci_low)} to {money_text(revenue.ci_high)})"
+            )
+        if compared.roi_difference is not None:
+            line += f" · ROI {compared.roi_difference * 100:+.0f} points"
+        lines.append(line)
     return lines
 
 
@@ -236,6 +289,20 @@ def _campaign_json(report: CampaignUpliftReport) -> dict[str, Any]:
         "by_tier": {
             str(g.group): g.retention.difference if g.retention else None for g in report.by_tier
         },
+        "by_targeting": {
+            str(g.group): {
+                "difference": g.retention.difference if g.retention else None,
+                "ci": [g.retention.ci_low, g.retention.ci_high] if g.retention else None,
+                "incremental_revenue": g.incremental_revenue.estimate
+                if g.incremental_revenue
+                else None,
+                "roi": g.roi,
+            }
+            for g in report.by_targeting
+        },
+        "targeting_difference": asdict(report.targeting.uplift_difference)
+        if report.targeting
+        else None,
         "report_url": _report_url(report.campaign.id),
     }
 

@@ -7,8 +7,17 @@ generative model:
 
 - every customer the cycle matched (suppressed and global-control ones too) orders inside the
   attribution window with
-  probability BASELINE_BY_TIER[tier], plus EFFECT_BY_TIER[tier] if treated and actually
-  contacted (sent/delivered) — a heterogeneous true effect, largest for the riskiest tiers;
+  probability BASELINE_BY_TIER[tier], plus a true effect if treated and actually contacted
+  (sent/delivered). The "simulate" entry's `truth` picks the effect:
+  - "tiers" (the default): EFFECT_BY_TIER[tier] — largest for the riskiest tiers;
+  - "actions" (the shop demo): `action_effect` — per action (the rule's offer × channel) and
+    on the churn probability the intervention carries (observable, so an uplift model can
+    learn it). Strength: PERCENT_STRENGTH per percent off (20% off → 20 pp), OFFER_STRENGTH
+    for other offers, times CHANNEL_FACTOR (SMS stronger, an in-app code weaker), reached in
+    full from FULL_EFFECT_FROM and rising linearly from SLEEPING_DOG_BELOW. Below
+    SLEEPING_DOG_BELOW are the "sleeping dogs": the least at risk of those the rules reach,
+    recent and frequent buyers, whom a win-back contact *puts off* — their order probability
+    drops by HARM_BY_CHANNEL[channel];
 - a customer who orders places 1 + Poisson(0.4) orders, dated uniformly inside the window after
   their assignment time, of log-normal amounts (median 35);
 - contacted treated customers produce delivered / opened / clicked responses; every customer
@@ -27,7 +36,7 @@ the true effect as a generic ReferenceEffect, which the uplift report shows besi
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -53,6 +62,17 @@ from customers.validation import SPECS, validate_records
 BASELINE_BY_TIER = {"critical": 0.10, "high": 0.18, "medium": 0.30, "low": 0.45}
 EFFECT_BY_TIER = {"critical": 0.12, "high": 0.07, "medium": 0.03, "low": 0.0}
 DEFAULT_BASELINE, DEFAULT_EFFECT = 0.25, 0.0
+# The "actions" truth (see the module docstring): what one action does to P(order in window).
+TRUTHS = ("tiers", "actions")
+SLEEPING_DOG_BELOW = 0.70  # churn probability below which contact harms
+FULL_EFFECT_FROM = 0.85  # churn probability from which an action has its full effect
+# Strong enough to stand out of the noise of a few hundred customers per action.
+PERCENT_STRENGTH = 0.01  # per percent off: 20% off → +20 pp, 10% off → +10 pp
+OFFER_STRENGTH = {"free_shipping": 0.12, "amount_coupon": 0.10, "loyalty_points": 0.06}
+DEFAULT_OFFER_STRENGTH = 0.04  # a message without an offer
+CHANNEL_FACTOR = {"email": 1.0, "sms": 1.25, "coupon": 0.75, "push": 0.75}
+HARM_BY_CHANNEL = {"email": 0.08, "sms": 0.12, "coupon": 0.04, "push": 0.05}
+DEFAULT_HARM = 0.08
 REDEEM_PROBABILITY = 0.6
 OPEN_PROBABILITY, CLICK_PROBABILITY, DELIVERY_PROBABILITY = 0.35, 0.25, 0.97
 # Responses per API request: the API's bulk limit.
@@ -80,6 +100,32 @@ class SimulationSummary:
     responses_replayed: int
     coupons_redeemed: int
     seed: int
+    truth: str = "tiers"
+    # Per rule ("1. Critical: …"), the average applied effect over its analysed treated.
+    true_effect_by_rule: dict[str, float] = field(default_factory=dict)
+    # Analysed treated customers the contact harmed ("actions" truth: the sleeping dogs).
+    harmed: int = 0
+
+
+def action_effect(
+    *,
+    probability: np.ndarray,
+    offer_kind: np.ndarray,
+    offer_value: np.ndarray,
+    channel: np.ndarray,
+) -> np.ndarray:
+    """The "actions" truth: the change in P(order in the window) one contact causes, per row
+    (its churn probability, the action's offer kind and value, its channel)."""
+    kinds = pd.Series(offer_kind, dtype=object)
+    strength = kinds.map(OFFER_STRENGTH).fillna(DEFAULT_OFFER_STRENGTH).to_numpy(dtype=float)
+    percent = kinds.eq("percent_coupon").to_numpy()
+    strength = np.where(percent, PERCENT_STRENGTH * np.asarray(offer_value, dtype=float), strength)
+    channels = pd.Series(channel, dtype=object)
+    strength = strength * channels.map(CHANNEL_FACTOR).fillna(1.0).to_numpy(dtype=float)
+    harm = channels.map(HARM_BY_CHANNEL).fillna(DEFAULT_HARM).to_numpy(dtype=float)
+    p = np.asarray(probability, dtype=float)
+    ramp = np.clip((p - SLEEPING_DOG_BELOW) / (FULL_EFFECT_FROM - SLEEPING_DOG_BELOW), 0, 1)
+    return np.where(p < SLEEPING_DOG_BELOW, -harm, strength * ramp)
 
 
 def _api_client() -> APIClient:
@@ -110,11 +156,30 @@ def _population(cycle: CampaignCycle) -> pd.DataFrame:
             "created_at",
             "customer__external_id",
             "campaign__attribution_window_days",
+            "churn_probability",
+            "rule__position",
+            "rule__name",
+            "rule__offer__kind",
+            "rule__offer__value",
         )
     )
     frame = pd.DataFrame.from_records(
         list(rows),
-        columns=["id", "arm", "tier", "channel", "status", "assigned_at", "customer", "window"],
+        columns=[
+            "id",
+            "arm",
+            "tier",
+            "channel",
+            "status",
+            "assigned_at",
+            "customer",
+            "window",
+            "probability",
+            "rule_position",
+            "rule_name",
+            "offer_kind",
+            "offer_value",
+        ],
     )
     codes = dict(
         Coupon.objects.filter(intervention__cycle=cycle, redeemed_at__isnull=True).values_list(
@@ -144,14 +209,22 @@ def _post(client: APIClient, path: str, body: Any) -> dict[str, Any]:
 
 
 def _outcomes(
-    people: pd.DataFrame, rng: np.random.Generator
+    people: pd.DataFrame, rng: np.random.Generator, truth: str = "tiers"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Who was treated, contacted, the true effect each got, and who orders in the window."""
     n = len(people)
     treated = people["arm"].eq("treatment").to_numpy()
     contacted = treated & people["status"].isin(["sent", "delivered"]).to_numpy()
     base = people["tier"].map(BASELINE_BY_TIER).fillna(DEFAULT_BASELINE).to_numpy()
-    effect = people["tier"].map(EFFECT_BY_TIER).fillna(DEFAULT_EFFECT).to_numpy() * contacted
+    if truth == "actions":
+        effect = contacted * action_effect(
+            probability=people["probability"].to_numpy(dtype=float),
+            offer_kind=people["offer_kind"].fillna("none").to_numpy(),
+            offer_value=people["offer_value"].fillna(0).astype(float).to_numpy(),
+            channel=people["channel"].to_numpy(),
+        )
+    else:
+        effect = people["tier"].map(EFFECT_BY_TIER).fillna(DEFAULT_EFFECT).to_numpy() * contacted
     retained = rng.random(n) < np.clip(base + effect, 0, 1)
     return treated, contacted, effect, retained
 
@@ -304,6 +377,16 @@ def _coupons_redeem(
     return redeemed
 
 
+def _true_effect_by_rule(
+    people: pd.DataFrame, treated: np.ndarray, effect: np.ndarray
+) -> dict[str, float]:
+    """Per rule ("position. name"), the average applied effect over its analysed treated."""
+    analysed = treated & people["in_analysis"].to_numpy()
+    labels = people["rule_position"].astype(str) + ". " + people["rule_name"].astype(str)
+    frame = pd.DataFrame({"rule": labels.to_numpy()[analysed], "effect": effect[analysed]})
+    return {str(k): float(v) for k, v in frame.groupby("rule")["effect"].mean().items()}
+
+
 def _true_effects(
     people: pd.DataFrame, treated: np.ndarray, effect: np.ndarray
 ) -> tuple[float, dict[str, float], int, int]:
@@ -321,17 +404,21 @@ def _true_effects(
     return overall, by_tier, int(analysed_treated.sum()), control_n
 
 
-def campaign_cycle_simulate(*, cycle: CampaignCycle, seed: int = 7) -> SimulationSummary | None:
-    """Simulate one cycle's outcomes (see the module docstring); None if already simulated or
-    the cycle took nobody. Stores the summary and the true effect, as a ReferenceEffect the
-    uplift report shows, on the cycle."""
+def campaign_cycle_simulate(
+    *, cycle: CampaignCycle, seed: int = 7, truth: str = "tiers"
+) -> SimulationSummary | None:
+    """Simulate one cycle's outcomes (see the module docstring; `truth` is "tiers" or
+    "actions"); None if already simulated or the cycle took nobody. Stores the summary and the
+    true effect, as a ReferenceEffect the uplift report shows, on the cycle."""
+    if truth not in TRUTHS:
+        raise ValueError(f"simulate: truth is {truth!r}; expected one of {', '.join(TRUTHS)}")
     if (cycle.summary or {}).get("simulation"):
         return None
     people = _population(cycle)
     if people.empty:
         return None
     rng = np.random.default_rng([seed, cycle.pk])
-    treated, contacted, effect, retained = _outcomes(people, rng)
+    treated, contacted, effect, retained = _outcomes(people, rng, truth)
     orders = _orders(people, retained, rng)
     created_orders = _orders_import(orders)
     first = orders.drop_duplicates("owner")
@@ -353,6 +440,9 @@ def campaign_cycle_simulate(*, cycle: CampaignCycle, seed: int = 7) -> Simulatio
         responses_replayed=replayed,
         coupons_redeemed=redeemed,
         seed=seed,
+        truth=truth,
+        true_effect_by_rule=_true_effect_by_rule(people, treated, effect),
+        harmed=int((effect < 0)[treated & people["in_analysis"].to_numpy()].sum()),
     )
     CampaignCycle.objects.filter(pk=cycle.pk).update(
         summary={**(cycle.summary or {}), "simulation": asdict(summary)}

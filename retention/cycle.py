@@ -6,7 +6,8 @@ a human summary) or None when it has nothing to do; or a ChunkedStage — start 
 chunks' JSON-safe arguments and a context), chunk (one piece of the work, idempotent), finish —
 whose chunks workers share. STAGES lists them in order: import, contacts (the demo's synthetic
 contacts, only when the sources file asks for them), scoring, recommendations, dispatch, relay,
-simulate (the demo's, only when the sources file asks for it), uplift. Each app owns its
+simulate (the demo's, only when the sources file asks for it), uplift, second_cycle (the demo's
+uplift-policy cycle, only when the sources file asks for it). Each app owns its
 stage's body (scoring/cycle.py, campaigns/cycle.py, demo/cycle.py); this module only wires
 them. Another stage is wired by adding it to STAGES (a plain function is enough).
 
@@ -204,11 +205,23 @@ def stage_recommendations(options: CycleOptions) -> StageResult:
 # --- dispatch and relay --------------------------------------------------------------------------
 
 
+def _demo_now(options: CycleOptions) -> Any:
+    """The demo's clock: its as-of date at the demo entry's dispatch_time, or None (now)."""
+    from demo.cycle import DemoError, demo_dispatch_moment
+
+    try:
+        return demo_dispatch_moment(config=options.sources.demo, as_of=options.sources.as_of)
+    except DemoError as exc:
+        raise CycleError(str(exc)) from exc
+
+
 def _dispatch_start(options: CycleOptions) -> tuple[list[Any], dict[str, Any]]:
     """Seed the sources file's campaigns (when none exist); one chunk per active campaign."""
     from campaigns.cycle import dispatch_start
 
-    chunks, context = dispatch_start(campaigns_spec=options.sources.campaigns)
+    chunks, context = dispatch_start(
+        campaigns_spec=options.sources.campaigns, now=_demo_now(options)
+    )
     return list(chunks), context
 
 
@@ -242,7 +255,11 @@ def _relay_start(options: CycleOptions) -> tuple[list[Any], dict[str, Any]]:
     if _embedded():
         return [], {"skip": True}
     count = max(1, settings.CYCLE_RELAY_TASKS) if options.workers else 1
-    return list(range(count)), {"started": time.time()}
+    context: dict[str, Any] = {"started": time.time()}
+    moment = _demo_now(options)
+    if moment is not None:  # the demo's clock: relay as of its dispatch moment
+        context["now"] = moment.isoformat()
+    return list(range(count)), context
 
 
 def _relay_chunk(context: dict[str, Any], _chunk: Any) -> tuple[int, None]:
@@ -301,6 +318,26 @@ def stage_uplift(options: CycleOptions) -> StageResult:
     return StageResult(data, lines)
 
 
+def stage_second_cycle(options: CycleOptions) -> StageResult | None:
+    """Demo only, when the sources file has a "demo": {"second_cycle": …} entry: once the first
+    cycle's windows have closed, train the uplift model, target by uplift policy, rescore,
+    dispatch, simulate and compare the two cycles (demo/cycle.py). Otherwise skipped."""
+    from demo.cycle import DemoError, second_cycle_stage
+
+    config = options.sources.demo.get("second_cycle")
+    if not config:
+        return None
+    try:
+        data, lines = second_cycle_stage(
+            config=config,
+            scoring=options.sources.scoring,
+            simulate=options.sources.demo.get("simulate") or {},
+        )
+    except DemoError as exc:
+        raise CycleError(str(exc)) from exc
+    return StageResult(data, lines)
+
+
 STAGES: list[tuple[str, Stage]] = [
     ("import", stage_import),
     ("contacts", stage_contacts),
@@ -310,6 +347,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("relay", stage_relay),
     ("simulate", stage_simulate),
     ("uplift", stage_uplift),
+    ("second_cycle", stage_second_cycle),
 ]
 
 

@@ -10,7 +10,9 @@ A sources file is JSON; every entry is optional:
      "scoring": {"as_of": "1998-07-01", "train": {...}, "retrain": "if_none"},
      "uplift": {...},                          # options of the uplift stage
      "demo": {"contacts": {"seed": 11, "sms_share": 0.5},  # synthetic contacts (demo/contacts.py)
-              "simulate": {"seed": 7}}}        # the demo's simulator (demo/cycle.py)
+              "simulate": {"seed": 7, "truth": "tiers"},  # the simulator (demo/simulate.py)
+              "dispatch_time": "09:00",  # the demo dispatches on its as-of date (demo/cycle.py)
+              "second_cycle": {"budget": "1200"}}}  # the uplift-policy cycle (demo/cycle.py)
 
 Relative paths are relative to the sources file. `sources_load` resolves the file (the
 `--sources` option, else the RETENTION_SOURCES setting, else none) and checks it, so every

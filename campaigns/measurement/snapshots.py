@@ -110,6 +110,7 @@ def campaign_uplift(
         },
         cycle_labels={c.pk: c.cycle_key for c in cycles},
         message_costs=dict(settings.CAMPAIGN_MESSAGE_COST),
+        cycle_targeting={c.pk: c.targeting for c in cycles},
     )
     return replace(report, seconds=round(time.perf_counter() - started, 3))
 

@@ -10,6 +10,7 @@ UpliftReport.figures and served by the API. Pure pandas/numpy: no Django.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
@@ -18,10 +19,21 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from campaigns.uplift.breakdown import SUMMED, ArmSums, GroupUplift, group_uplift, uplift_breakdown
+from campaigns.uplift.breakdown import (
+    SUMMED,
+    ArmSums,
+    Estimate,
+    GroupUplift,
+    group_uplift,
+    uplift_breakdown,
+)
 from campaigns.uplift.costs import with_costs
 
 EMPTY_NOTE = "No intervention to measure yet (no cycle took anyone)."
+# CampaignCycle.targeting values (campaigns.models.Targeting) and how the report names them.
+RULES, UPLIFT_POLICY = "rules", "uplift_policy"
+TARGETING_LABELS = {RULES: "rules", UPLIFT_POLICY: "uplift policy"}
+Z_95 = 1.959964
 PROGRAM_GROUPS = {"treatment": "everyone else (matched by a campaign)", "control": "global control"}
 
 Status = Literal["interim", "final", "empty"]
@@ -108,6 +120,83 @@ class ReferenceEffect:
         )
 
 
+# --- rules against the uplift policy ------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetingComparison:
+    """The uplift-policy-targeted cycles of a campaign against its rule-targeted cycles: the
+    difference of their retention uplifts (policy − rules, as a rate) and of their revenue
+    uplifts per treated customer, each with a 95% normal interval — the cycles are independent
+    samples, so the variances add (a retention uplift's standard error is read off its 95%
+    interval as half its width / 1.96). `roi_difference` is the point difference only."""
+
+    policy: GroupUplift
+    rules: GroupUplift
+    uplift_difference: Estimate
+    revenue_per_treated_difference: Estimate | None = None
+    roi_difference: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy.to_json(),
+            "rules": self.rules.to_json(),
+            "uplift_difference": asdict(self.uplift_difference),
+            "revenue_per_treated_difference": None
+            if self.revenue_per_treated_difference is None
+            else asdict(self.revenue_per_treated_difference),
+            "roi_difference": self.roi_difference,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TargetingComparison:
+        revenue = data.get("revenue_per_treated_difference")
+        return cls(
+            policy=GroupUplift.from_json(data["policy"]),
+            rules=GroupUplift.from_json(data["rules"]),
+            uplift_difference=Estimate(**data["uplift_difference"]),
+            revenue_per_treated_difference=None if revenue is None else Estimate(**revenue),
+            roi_difference=data.get("roi_difference"),
+        )
+
+
+def _difference(a: float, a_se: float, b: float, b_se: float) -> Estimate:
+    half = Z_95 * math.sqrt(a_se**2 + b_se**2)
+    return Estimate(estimate=a - b, ci_low=a - b - half, ci_high=a - b + half)
+
+
+def targeting_comparison(groups: Sequence[GroupUplift]) -> TargetingComparison | None:
+    """Policy against rules from the per-targeting groups (group = the targeting value); None
+    unless both modes have a retention uplift."""
+    by_mode = {g.group: g for g in groups if g.retention is not None}
+    policy, rules = by_mode.get(UPLIFT_POLICY), by_mode.get(RULES)
+    if policy is None or rules is None or policy.retention is None or rules.retention is None:
+        return None
+    p, r = policy.retention, rules.retention
+    uplift = _difference(
+        p.difference,
+        (p.ci_high - p.ci_low) / (2 * Z_95),
+        r.difference,
+        (r.ci_high - r.ci_low) / (2 * Z_95),
+    )
+    revenue = None
+    if policy.revenue is not None and rules.revenue is not None:
+        revenue = _difference(
+            policy.revenue.difference,
+            policy.revenue.standard_error,
+            rules.revenue.difference,
+            rules.revenue.standard_error,
+        )
+    roi = None if policy.roi is None or rules.roi is None else policy.roi - rules.roi
+    return TargetingComparison(
+        policy=policy,
+        rules=rules,
+        uplift_difference=uplift,
+        revenue_per_treated_difference=revenue,
+        roi_difference=roi,
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class CampaignInfo:
     id: int
@@ -135,7 +224,9 @@ class CampaignUpliftReport:
     """What a campaign (or one of its cycles) changed: status (interim until every attribution
     window has closed), overall and per rule, tier, channel and cycle (campaign reports only),
     the retention curves, the rows left out of the comparison per arm and reason, and any
-    reference effect attached to its cycles. `note` says why an empty report is empty."""
+    reference effect attached to its cycles. `by_targeting` splits a campaign's cycles by how
+    they chose their customers (rules, uplift policy) and `targeting` compares the two when both
+    ran. `note` says why an empty report is empty."""
 
     campaign: CampaignInfo
     cycle: CycleInfo | None
@@ -150,6 +241,8 @@ class CampaignUpliftReport:
     by_tier: tuple[GroupUplift, ...] = ()
     by_channel: tuple[GroupUplift, ...] = ()
     by_cycle: tuple[GroupUplift, ...] = ()
+    by_targeting: tuple[GroupUplift, ...] = ()
+    targeting: TargetingComparison | None = None
     curve: RetentionCurve = RetentionCurve()
     seconds: float = 0.0
     note: str | None = None
@@ -168,8 +261,9 @@ class CampaignUpliftReport:
             "conversion_source": self.conversion_source,
             "overall": None if self.overall is None else self.overall.to_json(),
         }
-        for name in ("by_rule", "by_tier", "by_channel", "by_cycle"):
+        for name in ("by_rule", "by_tier", "by_channel", "by_cycle", "by_targeting"):
             data[name] = [group.to_json() for group in getattr(self, name)]
+        data["targeting"] = None if self.targeting is None else self.targeting.to_json()
         data["curve"] = self.curve.to_json()
         data["seconds"] = self.seconds
         if self.note is not None:
@@ -195,6 +289,11 @@ class CampaignUpliftReport:
             by_tier=tuple(GroupUplift.from_json(g) for g in data["by_tier"]),
             by_channel=tuple(GroupUplift.from_json(g) for g in data["by_channel"]),
             by_cycle=tuple(GroupUplift.from_json(g) for g in data["by_cycle"]),
+            # Snapshots stored before targeting modes existed have neither key.
+            by_targeting=tuple(GroupUplift.from_json(g) for g in data.get("by_targeting", [])),
+            targeting=None
+            if data.get("targeting") is None
+            else TargetingComparison.from_json(data["targeting"]),
             curve=RetentionCurve.from_json(data["curve"]),
             seconds=data.get("seconds", 0.0),
             note=data.get("note"),
@@ -212,11 +311,14 @@ def campaign_report(
     rule_labels: Mapping[int, str],
     cycle_labels: Mapping[int, str],
     message_costs: Mapping[str, float],
+    cycle_targeting: Mapping[int, str] | None = None,
 ) -> CampaignUpliftReport:
     """The report from the outcome frame (part "cell": the cells; part "curve": arm, day of the
     first order, n). Conversion counts `converted` responses only when both arms have some (a
     client logging them for treated customers only would bias it); a message costs
-    `message_costs[channel]` per contacted customer; by_cycle only for a whole campaign."""
+    `message_costs[channel]` per contacted customer; by_cycle only for a whole campaign, and
+    by_targeting too, from `cycle_targeting` (cycle id → "rules" | "uplift_policy"; a cycle
+    not named counts as rules)."""
     report = CampaignUpliftReport(
         campaign=campaign,
         cycle=cycle,
@@ -241,6 +343,12 @@ def campaign_report(
     def breakdown(by: str, labels: Mapping[int, str] | None = None) -> tuple[GroupUplift, ...]:
         return uplift_breakdown(cells=cells, by=by, labels=labels, converted_column=converted)
 
+    by_targeting: tuple[GroupUplift, ...] = ()
+    if cycle is None:
+        modes = cells["cycle_id"].map(dict(cycle_targeting or {})).astype(object)
+        cells["targeting"] = modes.where(modes.notna(), RULES)
+        by_targeting = breakdown("targeting")
+
     return replace(
         report,
         status="final" if measured_at >= closes else "interim",
@@ -254,6 +362,8 @@ def campaign_report(
         by_tier=breakdown("risk_tier"),
         by_channel=breakdown("channel"),
         by_cycle=breakdown("cycle_id", cycle_labels) if cycle is None else (),
+        by_targeting=by_targeting,
+        targeting=targeting_comparison(by_targeting),
         curve=retention_curve(
             curve=frame.loc[frame["part"].eq("curve")],
             sizes={str(arm): int(by_arm.loc[arm, "n"]) for arm in by_arm.index},

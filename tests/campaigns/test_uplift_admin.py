@@ -163,3 +163,43 @@ def test_the_program_report_and_the_planner(
     form = staff.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
     assert "holdout-planner" in form and "smallest difference" in form
     assert 'class="mde"' in form
+
+
+def test_the_report_page_compares_rules_with_the_uplift_policy(
+    staff: Client, campaign: Campaign
+) -> None:
+    """A second cycle the policy chose (as the policy dispatch records it): the page shows each
+    targeting mode in words with its interval, money and ROI, and policy − rules."""
+    url = f"/admin/campaigns/campaign/{campaign.pk}/uplift/"
+    page = staff.get(url).content.decode()
+    assert 'id="by-targeting"' not in page  # one targeting mode: nothing to compare
+    later = NOON + timedelta(days=40)
+    make_customers(60, start=1000)
+    campaign_dispatch(campaign=campaign, now=later)
+    interventions_relay(now=later)
+    second = CampaignCycle.objects.get(campaign=campaign, started_at=later)
+    second.targeting = "uplift_policy"
+    second.save(update_fields=["targeting"])
+    treated = list(second.interventions.filter(arm="treatment").select_related("customer"))
+    for index, row in enumerate(treated[: len(treated) // 2]):
+        Order.objects.create(
+            external_id=f"p{index}",
+            customer=row.customer,
+            placed_at=later + timedelta(days=2),
+            amount=Decimal("30"),
+        )
+    staff.post(url)  # recompute today's snapshot
+    page = staff.get(url).content.decode()
+    table = page.split('id="by-targeting"')[1].split("</table>")[0]
+    assert "<td>Rules</td>" in table and "<td>Uplift policy</td>" in table
+    assert "uplift_policy" not in table  # words, not codes
+    report = CampaignUpliftReport.from_json(UpliftReport.objects.latest("pk").figures)
+    assert report.targeting is not None
+    d = report.targeting.uplift_difference
+    assert f"{d.estimate * 100:+.2f} pp" in table
+    assert f"{d.ci_low * 100:+.2f} pp to {d.ci_high * 100:+.2f} pp" in table
+    policy = report.targeting.policy
+    assert policy.incremental_revenue is not None
+    assert money(policy.incremental_revenue.estimate) in table
+    assert " of ROI" in table and " per treated customer" in table
+    assert 'data-chart="targeting"' in page  # the forest plot of the two modes and their difference

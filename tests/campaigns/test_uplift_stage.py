@@ -91,3 +91,52 @@ def test_the_stage_prints_the_estimate_beside_a_reference_effect(
     )
     assert lines[-1].startswith("Program: global control (")
     assert data["program"]["global_control_n"] > 0
+
+
+def test_the_stage_prints_rules_against_the_uplift_policy(settings: Any, sources: Path) -> None:
+    """A campaign with a rule-targeted and a policy-targeted cycle (as the policy dispatch
+    records it): each mode's uplift with its interval, money and ROI, then policy − rules."""
+    from datetime import UTC, datetime, timedelta
+
+    from campaigns.services.dispatch import campaign_dispatch
+    from campaigns.services.relay import interventions_relay
+
+    settings.CAMPAIGN_QUIET_HOURS = (0, 0)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.GLOBAL_CONTROL_PERCENT = 0
+    make_customers(300, risk_tier="critical")
+    dispatch_stage(campaigns_spec=sources_load(sources).campaigns)
+    campaign = Campaign.objects.get()
+    first = CampaignCycle.objects.get()
+    later = first.started_at + timedelta(days=45)
+    campaign_dispatch(campaign=campaign, now=later)
+    interventions_relay(now=later)
+    second = CampaignCycle.objects.exclude(pk=first.pk).get()
+    CampaignCycle.objects.filter(pk=second.pk).update(targeting="uplift_policy")
+    treated = second.interventions.filter(arm="treatment").select_related("customer")
+    Order.objects.bulk_create(
+        Order(
+            external_id=f"p{row.pk}",
+            customer=row.customer,
+            placed_at=later + timedelta(days=1),
+            amount=40,
+        )
+        for row in list(treated)[::2]
+    )
+    data, lines = uplift_stage(as_of=datetime(2026, 1, 1, tzinfo=UTC))
+    [report] = data["campaigns"]
+    assert set(report["by_targeting"]) == {"rules", "uplift_policy"}
+    policy = report["by_targeting"]["uplift_policy"]
+    assert policy["difference"] > report["by_targeting"]["rules"]["difference"]
+    difference = report["targeting_difference"]
+    assert difference["estimate"] == pytest.approx(
+        policy["difference"] - report["by_targeting"]["rules"]["difference"]
+    )
+    start = lines.index("  by targeting:")
+    assert lines[start + 1].startswith("  rules: ") and " control → " in lines[start + 1]
+    assert lines[start + 2].startswith("  uplift policy: ")
+    assert " · incremental revenue " in lines[start + 2] and " · ROI " in lines[start + 2]
+    assert lines[start + 3].startswith(
+        f"  uplift policy − rules: {difference['estimate'] * 100:+.2f} pp (95% CI "
+    )

@@ -74,7 +74,9 @@ def test_the_demo_sources_file_runs_the_shop_end_to_end() -> None:
     assert datetime(2010, 12, 1, tzinfo=UTC) < cutoff
     assert (datetime(2011, 12, 10, tzinfo=UTC) - cutoff).days >= train["horizon_days"]
     assert sources.as_of == datetime(2011, 12, 10, tzinfo=UTC)
-    assert set(sources.demo) == {"contacts", "simulate"}
+    assert set(sources.demo) == {"contacts", "simulate", "dispatch_time", "second_cycle"}
+    # The shop's simulated truth is per action, with sleeping dogs (demo/simulate.py).
+    assert sources.demo["simulate"]["truth"] == "actions"
     # The demo campaign's rules read what this shop has.
     assert sources.campaigns is not None
     fields = {
