@@ -27,6 +27,7 @@ from scoring.ml.features import FeatureSpec
 from scoring.ml.linear_reasons import CHECK_TOLERANCE, LinearScores, linear_scores, linear_shapley
 from scoring.ml.phrases import as_number, describer, group_phrases, numeric_phrases_for
 from scoring.ml.shapley import Attributions, FeatureGroups, sampled_shapley
+from scoring.ml.tree_reasons import tree_shapley
 
 # Contributions below this (in probability) are noise, not a reason.
 MIN_CONTRIBUTION = 1e-3
@@ -179,7 +180,8 @@ def group_attributions(
     scores: LinearScores | None,
 ) -> Attributions:
     """Each row's attribution per group (`scoring.ml.shapley`): exact for a linear model whose
-    decision is a sum over inputs, sampled otherwise."""
+    decision is a sum over inputs, exact (TreeSHAP, `scoring.ml.tree_reasons`) for a tree
+    model, sampled otherwise."""
     columns = list(sub.columns)
     typical = _typical_frame(sub, fills)
     if scores is not None and len(sub):
@@ -198,6 +200,14 @@ def group_attributions(
             logger.warning("reasons: linear baseline disagrees with predict_proba; sampling")
         else:
             logger.warning("reasons: the linear decision is not a sum over inputs; sampling")
+    if len(sub):
+        trees = tree_shapley(estimator=estimator, sub=sub, fills=fills)
+        if trees is not None:
+            phi, baseline = trees
+            expected = float(estimator.predict_proba(typical)[:, 1][0])
+            if abs(baseline - expected) <= CHECK_TOLERANCE:
+                return Attributions(phi @ groups.membership(columns), baseline, "exact-tree")
+            logger.warning("reasons: TreeSHAP baseline disagrees with predict_proba; sampling")
     position = {c: j for j, c in enumerate(columns)}
     members = [[position[c] for c in m] for m in groups.members]
     return sampled_shapley(estimator=estimator, sub=sub, typical=typical, base=base, groups=members)
