@@ -127,7 +127,7 @@ def tree_members(estimator: Any) -> list[TreeMember] | None:
 
 def _treeshap(model: Any, Z: np.ndarray, background: np.ndarray) -> np.ndarray:
     """Interventional TreeSHAP values (rows x columns) of the model's raw response."""
-    import shap  # noqa: PLC0415 (loads numba: only when a tree model is explained)
+    import shap  # loads numba: imported only when a tree model is explained
 
     explainer = shap.TreeExplainer(
         model, data=background, feature_perturbation="interventional", model_output="raw"
