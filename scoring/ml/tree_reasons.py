@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 ADDITIVE_TOLERANCE = 1e-5
 # Largest transformed matrix (rows x transformed columns, float64) explained in one pass.
 MAX_BYTES = 1 << 29
+# Rows per call of shap (a call takes well under the 10 s after which shap prints progress).
+SHAP_ROWS = 2_000
 _DECISION = (HistGradientBoostingClassifier,)
 _PROBABILITY = (RandomForestClassifier, ExtraTreesClassifier)
 
@@ -78,8 +80,9 @@ class TreeMember:
             return np.asarray(self.model.decision_function(Z), dtype=np.float64).ravel()
         return np.asarray(self.model.predict_proba(Z)[:, 1], dtype=np.float64)
 
-    def probability(self, Z: np.ndarray) -> np.ndarray:
-        p = np.asarray(self.link(self.response(Z)), dtype=np.float64).ravel()
+    def probability(self, response: np.ndarray) -> np.ndarray:
+        """The calibrated probability of responses (`response`'s values)."""
+        p = np.asarray(self.link(response), dtype=np.float64).ravel()
         p[(p > 1.0) & (p <= 1.0 + 1e-5)] = 1.0  # as CalibratedClassifierCV does
         return p
 
@@ -126,19 +129,24 @@ def tree_members(estimator: Any) -> list[TreeMember] | None:
 
 
 def _treeshap(model: Any, Z: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Interventional TreeSHAP values (rows x columns) of the model's raw response."""
+    """Interventional TreeSHAP values (rows x columns) of the model's raw response, in calls
+    of at most SHAP_ROWS rows (shap's C code prints a progress bar to stdout from within a
+    call that runs past 10 s: short calls keep workers' output clean)."""
     import shap  # loads numba: imported only when a tree model is explained
 
     explainer = shap.TreeExplainer(
         model, data=background, feature_perturbation="interventional", model_output="raw"
     )
-    values = explainer.shap_values(Z, check_additivity=False)
-    if isinstance(values, list):  # one array per class (older layouts)
-        values = values[-1]
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim == 3:  # rows x columns x classes
-        values = values[..., -1]
-    return values
+    parts = []
+    for first in range(0, len(Z), SHAP_ROWS):
+        values = explainer.shap_values(Z[first : first + SHAP_ROWS], check_additivity=False)
+        if isinstance(values, list):  # one array per class (older layouts)
+            values = values[-1]
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim == 3:  # rows x columns x classes
+            values = values[..., -1]
+        parts.append(values)
+    return np.concatenate(parts, axis=0) if parts else np.zeros((0, Z.shape[1]))
 
 
 def tree_shapley(
@@ -162,7 +170,7 @@ def tree_shapley(
             return None  # one transformed column fed by two inputs
         background = typical[None, :]
         d_typical = float(member.response(background)[0])
-        p_typical = float(member.probability(background)[0])
+        p_typical = float(member.probability(np.asarray([d_typical]))[0])
         step = max(1, MAX_BYTES // max(8 * len(typical), 1))
         for first in range(0, n, step):
             rows = slice(first, first + step)
@@ -172,14 +180,15 @@ def tree_shapley(
             except Exception as exc:  # a model shap cannot read
                 logger.info("reasons: TreeSHAP not usable (%s); sampling", exc)
                 return None
-            delta = member.response(Z) - d_typical
+            response = member.response(Z)
+            delta = response - d_typical
             summed = phi_z.sum(axis=1)
             tolerance = ADDITIVE_TOLERANCE * np.maximum(1.0, np.abs(delta))
             if (np.abs(summed - delta) > tolerance).any():
                 logger.warning("reasons: TreeSHAP disagrees with the model; sampling")
                 return None
             phi = phi_z @ feeds.astype(np.float64)
-            change = member.probability(Z) - p_typical
+            change = member.probability(response) - p_typical
             # The proportional rule over TreeSHAP's own sum (exact addition); a row whose
             # response equals the typical one's has no change to share out.
             small = np.abs(summed) < 1e-12
