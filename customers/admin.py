@@ -201,7 +201,7 @@ class CustomerAdmin(admin.ModelAdmin):
         customer's probability to this customer's, then the same in words."""
         latest = customer.scores.order_by("-scored_at", "-pk").first()  # type: ignore[attr-defined]
         data = latest.attributions if latest and latest.probability is not None else None
-        if not data or not (data.get("i") or data.get("items")):
+        if latest is None or not data or not (data.get("i") or data.get("items")):
             return "— (reasons are worked out for the customers in the higher risk tiers)"
         baseline, steps, rest, method = _waterfall_read(data, list(latest.reasons or []))
         if abs(rest) >= 0.0005:
