@@ -22,6 +22,10 @@ The method with the best out-of-fold log loss on the target's labelled rows is k
 transfer method must beat the target alone by more than one standard error of the paired
 per-row difference (the one-standard-error rule, in favour of the simpler model): the target
 alone is one of the methods and wins ties and noise, so transfer is never forced.
+
+The kept method is shipped as a `TransferEstimator` (`TransferModel.to_estimator`): one
+skops-serialisable estimator of the target's aligned features, which for ``source_score``
+carries the source estimator and computes its score at scoring time (docs/transfer.md).
 """
 
 from __future__ import annotations
