@@ -6,7 +6,7 @@ category, `TrainingResult.reference_values`). For each customer
 
     baseline + sum(attributions) = the customer's probability      (exactly, up to rounding)
 
-Four methods, chosen per model (`Attributions.method`):
+Three methods, chosen per model (`Attributions.method`):
 
 - "exact-linear": a logistic regression after column-wise preprocessing (optionally several,
   averaged by `CalibratedClassifierCV`). Its decision (log-odds) is a sum over inputs, so each
