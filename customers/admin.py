@@ -99,9 +99,10 @@ def _waterfall_read(
     (a step given as an int is the score's reason at that position), the rest and the method
     code. Reads the earlier long-keyed shape too (scores stored before it was made compact)."""
     if "b" in data:
+        flat = data["i"]  # step, points, step, points, …
         items = [
             Step(reasons[label] if isinstance(label, int) else str(label), float(value))
-            for label, value in data["i"]
+            for label, value in zip(flat[0::2], flat[1::2], strict=True)
         ]
         return float(data["b"]), items, float(data.get("r") or 0.0), str(data.get("m", ""))
     items = [Step(str(label), float(value)) for label, value in data["items"]]

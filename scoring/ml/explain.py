@@ -113,14 +113,15 @@ class Explanations:
     def attributions_json(self) -> np.ndarray:
         """Each row's waterfall as a compact JSON object text ('{}' for rows not explained):
 
-            {"b": baseline, "m": method code, "i": [[step, points], ...], "r": points}
+            {"b": baseline, "m": method code, "i": [step, points, ...], "r": points}
 
-        `i` holds the largest attributions by size (at most WATERFALL_ITEMS), each step the
-        position of the row's reason with the same phrase (an int: the reasons are stored
-        beside it) or the phrase itself; `r` is the rest, so that b + items + r equals the
-        row's probability to 1e-6. Numbers have 6 decimals (a ten-thousandth of a percentage
-        point); `m` is a code of `WATERFALL_METHODS`. About a third of the earlier format
-        (long keys, 8 decimals, every phrase spelled out): docs/scoring.md."""
+        `i` holds the largest attributions by size (at most WATERFALL_ITEMS), flat (a nested
+        pair costs jsonb a header each): each step is the position of the row's reason with
+        the same phrase (an int: the reasons are stored beside it) or the phrase itself,
+        then its points; `r` is the rest, so that b + steps + r equals the row's probability
+        to 1e-6. Numbers have 6 decimals (a ten-thousandth of a percentage point); `m` is a
+        code of `WATERFALL_METHODS`. Two thirds of the earlier format's jsonb size (long
+        keys, 8 decimals, six steps, every phrase spelled out): docs/scoring.md."""
         n = len(self.index)
         if self.attributions is None or self.chart_groups is None or self.chart_phrases is None:
             return np.full(n, "{}", dtype=object)
@@ -148,8 +149,8 @@ class Explanations:
         for k in range(groups.shape[1]):
             present = groups[:, k] >= 0
             label = np.where(is_reason[:, k], positions[position[:, k]], quoted[codes[:, k]])
-            text = ("[" if k == 0 else ",[") + label + "," + _numbers(shown[:, k])
-            parts.append(np.where(present, text + "]", "").astype(object))
+            text = ("" if k == 0 else ",") + label + "," + _numbers(shown[:, k])
+            parts.append(np.where(present, text, "").astype(object))
         parts.append('],"r":' + _numbers(rest) + "}")
         # One join per row (adding to a growing text per step would copy it each time).
         out = _texts([head + "".join(row) for row in zip(*parts)], n)
@@ -184,9 +185,10 @@ def waterfall_read(
     code. The admin's customer page reads it the same way (customers.admin)."""
     if not data:
         return float("nan"), [], 0.0, ""
+    flat = data["i"]
     steps = [
         (reasons[label] if isinstance(label, int) else str(label), float(value))
-        for label, value in data["i"]
+        for label, value in zip(flat[0::2], flat[1::2], strict=True)
     ]
     return float(data["b"]), steps, float(data.get("r") or 0.0), str(data.get("m", ""))
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scoring.ml.explain import waterfall_read
 from scoring.ml.features import FeatureSpec, align_features
 from scoring.ml.transfer import TransferEstimator, _logit, prepare
 from scoring.models import CustomerScore
@@ -71,7 +72,7 @@ def test_a_source_score_winner_is_shipped_and_scores_with_the_source(
     explained = CustomerScore.objects.filter(run=run).exclude(attributions={})
     assert explained.exists()
     for score in explained[:50]:
-        data_ = score.attributions
-        total = data_["b"] + sum(v for _, v in data_["i"]) + data_["r"]
+        baseline, steps, rest, _method = waterfall_read(score.attributions, score.reasons)
+        total = baseline + sum(v for _, v in steps) + rest
         assert total == pytest.approx(score.probability, abs=1e-6)
     assert pd.Series(scored).nunique() > 100
