@@ -15,7 +15,10 @@ For each size (100, 200, 500, 1,000, 2,000 labelled target customers) and seed, 
 is fitted on the same sample, and `transfer_select` (the procedure `churn_train
 --transfer-from` runs) keeps one by cross-validation on that sample alone. Figures: mean
 over seeds with a 95 % t-interval, and the paired difference to target-only (the reference
-measured in the same run, on the same samples) with its 95 % interval.
+measured in the same run, on the same samples) with its 95 % interval. One table holds both
+pairs: target-only once per size (both pairs use the same samples), then each transfer method
+and the kept one per pair; the summary line (`make bench`) gives the kept model's log-loss
+gain per pair at the smallest and the largest size.
 
     .venv/bin/python bench/transfer.py [--seeds 10] [--sizes 100,200,500,1000,2000]
         [--source-rows 3000] [--data DIR] [--pairs cross-shop,cross-period]
