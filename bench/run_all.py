@@ -53,6 +53,8 @@ class Bench:
 BENCHES = [
     Bench("logmask", quick_env={"BENCH_LINES": "20000"}),
     Bench("reasons", quick=["--rows", "500"]),
+    # Learning curves of transfer (docs/transfer.md): two sizes, three seeds when quick.
+    Bench("transfer", quick=["--seeds", "3", "--sizes", "100,500"]),
     Bench("import_orders", quick=["--orders", "100000", "--customers", "10000"]),
     Bench("import_order_lines"),
     Bench("dispatch", quick_env={"BENCH_CUSTOMERS": "10000"}),

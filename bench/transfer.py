@@ -15,7 +15,10 @@ For each size (100, 200, 500, 1,000, 2,000 labelled target customers) and seed, 
 is fitted on the same sample, and `transfer_select` (the procedure `churn_train
 --transfer-from` runs) keeps one by cross-validation on that sample alone. Figures: mean
 over seeds with a 95 % t-interval, and the paired difference to target-only (the reference
-measured in the same run, on the same samples) with its 95 % interval.
+measured in the same run, on the same samples) with its 95 % interval. One table holds both
+pairs: target-only once per size (both pairs use the same samples), then each transfer method
+and the kept one per pair; the summary line (`make bench`) gives the kept model's log-loss
+gain per pair at the smallest and the largest size.
 
     .venv/bin/python bench/transfer.py [--seeds 10] [--sizes 100,200,500,1000,2000]
         [--source-rows 3000] [--data DIR] [--pairs cross-shop,cross-period]
@@ -31,6 +34,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +43,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _machine import cpu_model
+from _summary import figure, summary_print
 
 from scoring.ml.features import build_features
 from scoring.ml.labels import behaviour_labels
@@ -148,32 +153,38 @@ def interval(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(half)
 
 
-def run_pair(
+def run_pairs(
     *,
-    label: str,
-    source: SourceModel,
+    sources: dict[str, SourceModel],
     train: tuple[pd.DataFrame, np.ndarray],
     test: tuple[pd.DataFrame, np.ndarray],
     columns: tuple[str, ...],
     sizes: list[int],
     seeds: int,
-) -> None:
+) -> list[dict[str, Any]]:
+    """One table for every source: per size, target-only once (the same samples serve every
+    pair), then each transfer method and the kept one per pair, with the paired differences
+    to target-only. Returns the summary figures (the kept model's Δ log loss per pair at the
+    smallest and largest size)."""
     X_pool, y_pool = train
     X_test, y_test = test
-    print(f"\n## {label}: source {source.name}")
     print(
-        f"target labelled pool {len(X_pool):,} customers (churn {y_pool.mean():.1%}), "
+        f"\ntarget labelled pool {len(X_pool):,} customers (churn {y_pool.mean():.1%}), "
         f"test {len(X_test):,} (churn {y_test.mean():.1%}); shared columns {len(columns)}"
     )
-    names = [*METHODS, "selected"]
-    header = f"{'n':>5} {'method':<17} {'ROC-AUC':>15} {'PR-AUC':>15} {'log loss':>15}"
-    print(header + f" {'Δ ROC vs target-only':>22} {'Δ log loss':>18}  kept")
+    for pair, source in sources.items():
+        print(f"  {pair}: source {source.name}")
+    transfer = [m for m in METHODS if m != "target_only"]
+    header = f"{'n':>5} {'pair':<13} {'method':<17} {'ROC-AUC':>15} {'PR-AUC':>15} "
+    print("\n" + header + f"{'log loss':>15} {'Δ ROC vs target-only':>22} {'Δ log loss':>18}  kept")
+    figures: list[dict[str, Any]] = []
     for n in sizes:
         if n >= len(X_pool):
             print(f"{n:>5} (the pool has only {len(X_pool):,} customers: skipped)")
             continue
-        results: dict[str, list[dict[str, float]]] = {m: [] for m in names}
-        kept: list[str] = []
+        base: list[dict[str, float]] = []
+        results = {(pair, m): [] for pair in sources for m in [*transfer, "selected"]}
+        kept: dict[str, list[str]] = {pair: [] for pair in sources}
         for seed in range(seeds):
             rng = np.random.default_rng(1000 + seed)
             pick = rng.choice(len(X_pool), size=n, replace=False)
@@ -182,32 +193,63 @@ def run_pair(
                 continue
             rest = np.setdiff1d(np.arange(len(X_pool)), pick)
             unlabelled = X_pool.iloc[rest[: 2 * n]]
-            for method in METHODS:
-                model = fit_method(
-                    method, X=X, y=y, source=source, columns=columns, X_unlabelled=unlabelled
+            alone = fit_method("target_only", X=X, y=y, source=None, columns=columns)
+            base.append(evaluate(y=y_test, p=alone.predict_proba_1(X_test)))
+            for pair, source in sources.items():
+                for method in transfer:
+                    model = fit_method(
+                        method, X=X, y=y, source=source, columns=columns, X_unlabelled=unlabelled
+                    )
+                    p = model.predict_proba_1(X_test)
+                    results[(pair, method)].append(evaluate(y=y_test, p=p))
+                chosen = transfer_select(
+                    X=X,
+                    y=y,
+                    source=source,
+                    columns=columns,
+                    random_state=seed,
+                    X_unlabelled=unlabelled,
                 )
-                results[method].append(evaluate(y=y_test, p=model.predict_proba_1(X_test)))
-            chosen = transfer_select(
-                X=X, y=y, source=source, columns=columns, random_state=seed, X_unlabelled=unlabelled
-            )
-            kept.append(chosen.selected)
-            results["selected"].append(evaluate(y=y_test, p=chosen.model.predict_proba_1(X_test)))
-        base = results["target_only"]
-        for method in names:
-            rows = results[method]
+                kept[pair].append(chosen.selected)
+                p = chosen.model.predict_proba_1(X_test)
+                results[(pair, "selected")].append(evaluate(y=y_test, p=p))
+        rows = [("—", "target_only", base, "")]
+        for pair in sources:
+            for method in [*transfer, "selected"]:
+                counts = ""
+                if method == "selected":
+                    counts = ", ".join(
+                        f"{m} {kept[pair].count(m)}" for m in METHODS if kept[pair].count(m)
+                    )
+                rows.append((pair, method, results[(pair, method)], counts))
+        for pair, method, found, counts in rows:
             cells = []
             for metric in ("roc_auc", "pr_auc", "log_loss"):
-                mean, half = interval(np.array([r[metric] for r in rows]))
+                mean, half = interval(np.array([r[metric] for r in found]))
                 cells.append(f"{mean:.3f} ± {half:.3f}")
-            d_roc = interval(np.array([r["roc_auc"] - b["roc_auc"] for r, b in zip(rows, base)]))
-            d_ll = interval(np.array([b["log_loss"] - r["log_loss"] for r, b in zip(rows, base)]))
-            counts = ""
-            if method == "selected":
-                counts = ", ".join(f"{m} {kept.count(m)}" for m in METHODS if kept.count(m))
+            line = f"{n:>5} {pair:<13} {method:<17} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}"
+            if method == "target_only":
+                print(line + f" {'(reference)':>22}")
+                continue
+            d_roc = interval(np.array([r["roc_auc"] - b["roc_auc"] for r, b in zip(found, base)]))
+            d_ll = interval(np.array([b["log_loss"] - r["log_loss"] for r, b in zip(found, base)]))
             print(
-                f"{n:>5} {method:<17} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} "
-                f"{d_roc[0]:>+9.4f} ± {d_roc[1]:.4f} {d_ll[0]:>+9.4f} ± {d_ll[1]:.4f}  {counts}"
+                f"{line} {d_roc[0]:>+12.4f} ± {d_roc[1]:.4f} {d_ll[0]:>+9.4f} ± {d_ll[1]:.4f}"
+                f"  {counts}"
             )
+            if method == "selected" and n in (sizes[0], sizes[-1]):
+                figures.append(
+                    figure(
+                        f"transfer {pair}, {n} labels: kept model's log-loss gain "
+                        f"over target-only (95 % ± {d_ll[1]:.4f})",
+                        round(d_ll[0], 4),
+                        "log loss",
+                        goal="≥ 0 within noise",
+                        reference=round(float(np.mean([b["log_loss"] for b in base])), 4),
+                        passed=bool(d_ll[0] + d_ll[1] >= 0) if np.isfinite(d_ll[1]) else None,
+                    )
+                )
+    return figures
 
 
 def main() -> None:
@@ -243,27 +285,20 @@ def main() -> None:
     columns = tuple(c for c in columns if X_cd[c].nunique() > 1 and train[0][c].nunique() > 1)
     print(f"shared columns: {', '.join(columns)}")
     pairs = {p.strip() for p in args.pairs.split(",")}
-    if "cross-shop" in pairs:
-        run_pair(
-            label="cross-shop (CDNOW 1997 → UCI gift shop 2011)",
-            source=source_from("cdnow@1997-09-01", X_cd, y_cd, columns, args.source_rows, 0),
-            train=train,
-            test=test,
-            columns=columns,
-            sizes=sizes,
-            seeds=args.seeds,
+    sources: dict[str, SourceModel] = {}
+    if "cross-shop" in pairs:  # CDNOW 1997 → the UCI gift shop 2011
+        sources["cross-shop"] = source_from(
+            "cdnow@1997-09-01", X_cd, y_cd, columns, args.source_rows, 0
         )
-    if "cross-period" in pairs:
-        run_pair(
-            label="cross-period (UCI gift shop as of 2011-03-01 → as of 2011-06-01)",
-            source=source_from("uci@2011-03-01", X_old, y_old, columns, args.source_rows, 0),
-            train=train,
-            test=test,
-            columns=columns,
-            sizes=sizes,
-            seeds=args.seeds,
+    if "cross-period" in pairs:  # the gift shop as of 2011-03-01 → as of 2011-06-01
+        sources["cross-period"] = source_from(
+            "uci@2011-03-01", X_old, y_old, columns, args.source_rows, 0
         )
+    figures = run_pairs(
+        sources=sources, train=train, test=test, columns=columns, sizes=sizes, seeds=args.seeds
+    )
     print(f"\ntotal {time.perf_counter() - started:.0f} s (shared machine: timings are noisy)")
+    summary_print(figures, size=f"sizes {args.sizes}, {args.seeds} seeds")
 
 
 if __name__ == "__main__":

@@ -93,6 +93,23 @@ class RiskTierFilter(admin.SimpleListFilter):
         return queryset.filter(risk_tier=self.value()) if self.value() else queryset
 
 
+def _waterfall_read(
+    data: dict[str, Any], reasons: list[str]
+) -> tuple[float, list[Step], float, str]:
+    """A stored waterfall (scoring.ml.explain `attributions_json`): the baseline, the steps
+    (a step given as an int is the score's reason at that position), the rest and the method
+    code. Reads the earlier long-keyed shape too (scores stored before it was made compact)."""
+    if "b" in data:
+        flat = data["i"]  # step, points, step, points, …
+        items = [
+            Step(reasons[label] if isinstance(label, int) else str(label), float(value))
+            for label, value in zip(flat[0::2], flat[1::2], strict=True)
+        ]
+        return float(data["b"]), items, float(data.get("r") or 0.0), str(data.get("m", ""))
+    items = [Step(str(label), float(value)) for label, value in data["items"]]
+    return float(data["baseline"]), items, float(data.get("rest") or 0.0), str(data["method"])
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     list_display = [
@@ -202,11 +219,9 @@ class CustomerAdmin(admin.ModelAdmin):
         customer's probability to this customer's, then the same in words."""
         latest = customer.scores.order_by("-scored_at", "-pk").first()  # type: ignore[attr-defined]
         data = latest.attributions if latest and latest.probability is not None else None
-        if not data or not data.get("items"):
+        if latest is None or not data or not (data.get("i") or data.get("items")):
             return "— (reasons are worked out for the customers in the higher risk tiers)"
-        baseline = float(data["baseline"])
-        steps = [Step(str(label), float(value)) for label, value in data["items"]]
-        rest = float(data.get("rest") or 0.0)
+        baseline, steps, rest, method = _waterfall_read(data, list(latest.reasons or []))
         if abs(rest) >= 0.0005:
             steps.append(Step("everything else", rest))
         chart = waterfall_chart(
@@ -225,9 +240,9 @@ class CustomerAdmin(admin.ModelAdmin):
             ),
         )
         method = (
-            "exact"
-            if data.get("method") == "exact-linear"
-            else "each step estimated by sampling, the total exact"
+            "each step estimated by sampling, the total exact"
+            if method in ("s", "sampled")
+            else "exact"
         )
         summary = format_html(
             "<p>A typical customer's churn risk is {}; this customer's is {}. The steps add up "

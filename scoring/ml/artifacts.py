@@ -46,6 +46,8 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
         "scipy._lib.array_api_compat.numpy._aliases.asarray",
         "scipy.interpolate._bsplines.BSpline",
         "scipy.sparse._csr.csr_matrix",
+        # A transfer model as shipped (scoring.ml.transfer, docs/transfer.md): our own class.
+        "scoring.ml.transfer.TransferEstimator",
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",

@@ -27,11 +27,17 @@ from scoring.ml.features import FeatureSpec
 from scoring.ml.linear_reasons import CHECK_TOLERANCE, LinearScores, linear_scores, linear_shapley
 from scoring.ml.phrases import as_number, describer, group_phrases, numeric_phrases_for
 from scoring.ml.shapley import Attributions, FeatureGroups, sampled_shapley
+from scoring.ml.tree_reasons import tree_shapley
 
 # Contributions below this (in probability) are noise, not a reason.
 MIN_CONTRIBUTION = 1e-3
 # Steps of a customer's waterfall chart (the largest attributions; the rest are summed).
-WATERFALL_ITEMS = 6
+WATERFALL_ITEMS = 5
+# Decimals of the stored waterfall's numbers (probability points): the page shows one
+# decimal of a percentage point; 6 keeps the stored steps adding up to 1e-6.
+WATERFALL_DECIMALS = 6
+# The stored waterfall's method codes (`attributions_json`).
+WATERFALL_METHODS = {"exact-linear": "l", "exact-tree": "t", "sampled": "s"}
 
 logger = logging.getLogger(__name__)
 
@@ -105,10 +111,17 @@ class Explanations:
         return _texts(["[" + "".join(row) + "]" for row in zip(*parts)], len(codes))
 
     def attributions_json(self) -> np.ndarray:
-        """Each row's waterfall as a JSON object text ('{}' for rows not explained):
-        {"baseline": p0, "method": ..., "items": [[phrase, points], ...], "rest": points},
-        the items the largest attributions by size, `rest` the others summed; baseline +
-        items + rest = the row's probability."""
+        """Each row's waterfall as a compact JSON object text ('{}' for rows not explained):
+
+            {"b": baseline, "m": method code, "i": [step, points, ...], "r": points}
+
+        `i` holds the largest attributions by size (at most WATERFALL_ITEMS), flat (a nested
+        pair costs jsonb a header each): each step is the position of the row's reason with
+        the same phrase (an int: the reasons are stored beside it) or the phrase itself,
+        then its points; `r` is the rest, so that b + steps + r equals the row's probability
+        to 1e-6. Numbers have 6 decimals (a ten-thousandth of a percentage point); `m` is a
+        code of `WATERFALL_METHODS`. Two thirds of the earlier format's jsonb size (long
+        keys, 8 decimals, six steps, every phrase spelled out): docs/scoring.md."""
         n = len(self.index)
         if self.attributions is None or self.chart_groups is None or self.chart_phrases is None:
             return np.full(n, "{}", dtype=object)
@@ -117,14 +130,28 @@ class Explanations:
         shown = np.where(
             groups >= 0, np.take_along_axis(self.attributions, np.maximum(groups, 0), axis=1), 0.0
         )
-        rest = self.attributions.sum(axis=1) - shown.sum(axis=1)
-        head = f'{{"baseline": {self.baseline:.8f}, "method": {json.dumps(self.method)}, "items": ['
+        shown = np.round(np.nan_to_num(shown), WATERFALL_DECIMALS)
+        baseline = round(float(np.nan_to_num(self.baseline)), WATERFALL_DECIMALS)
+        total = np.nan_to_num(self.probabilities.astype(np.float64))
+        rest = np.round(total - baseline - shown.sum(axis=1), WATERFALL_DECIMALS)
+        # A step that is one of the row's reasons names it by position.
+        reasons = self.top_phrases
+        same = (codes[:, :, None] == reasons[:, None, :]) & (reasons[:, None, :] >= 0)
+        same &= (codes >= 0)[:, :, None]
+        is_reason = same.any(axis=2)
+        position = np.argmax(same, axis=2)
+        positions = _texts(
+            [str(i) for i in range(max(reasons.shape[1], 1))], max(reasons.shape[1], 1)
+        )
+        code = WATERFALL_METHODS.get(self.method, self.method)
+        head = f'{{"b":{baseline:.{WATERFALL_DECIMALS}f},"m":{json.dumps(code)},"i":['
         parts = []
         for k in range(groups.shape[1]):
             present = groups[:, k] >= 0
-            text = ("[" if k == 0 else ", [") + quoted[codes[:, k]] + ", " + _numbers(shown[:, k])
-            parts.append(np.where(present, text + "]", "").astype(object))
-        parts.append('], "rest": ' + _numbers(rest) + "}")
+            label = np.where(is_reason[:, k], positions[position[:, k]], quoted[codes[:, k]])
+            text = ("" if k == 0 else ",") + label + "," + _numbers(shown[:, k])
+            parts.append(np.where(present, text, "").astype(object))
+        parts.append('],"r":' + _numbers(rest) + "}")
         # One join per row (adding to a growing text per step would copy it each time).
         out = _texts([head + "".join(row) for row in zip(*parts)], n)
         explained = self.explained if self.explained is not None else np.ones(n, dtype=bool)
@@ -150,6 +177,22 @@ class Explanations:
         ]
 
 
+def waterfall_read(
+    data: Mapping[str, Any], reasons: list[str]
+) -> tuple[float, list[tuple[str, float]], float, str]:
+    """A stored waterfall (`Explanations.attributions_json`) read back: the baseline, the steps
+    as (phrase, points) (a step stored as an int is `reasons[int]`), the rest and the method
+    code. The admin's customer page reads it the same way (customers.admin)."""
+    if not data:
+        return float("nan"), [], 0.0, ""
+    flat = data["i"]
+    steps = [
+        (reasons[label] if isinstance(label, int) else str(label), float(value))
+        for label, value in zip(flat[0::2], flat[1::2], strict=True)
+    ]
+    return float(data["b"]), steps, float(data.get("r") or 0.0), str(data.get("m", ""))
+
+
 def _texts(texts: list[str], n: int) -> np.ndarray:
     """A 1-d object array of the texts (np.asarray alone would not keep it 1-d when empty)."""
     out = np.empty(n, dtype=object)
@@ -158,9 +201,13 @@ def _texts(texts: list[str], n: int) -> np.ndarray:
 
 
 def _numbers(values: np.ndarray) -> np.ndarray:
-    """JSON numbers (8 decimals: far below a thousandth of a percentage point)."""
+    """JSON numbers of WATERFALL_DECIMALS decimals, trailing zeros dropped ("-0" as "0")."""
     numbers = np.nan_to_num(values.astype(np.float64)).tolist()
-    return _texts(list(map("{:.8f}".format, numbers)), len(numbers))
+    texts = [
+        t.rstrip("0").rstrip(".") if "." in t else t
+        for t in map(f"{{:.{WATERFALL_DECIMALS}f}}".format, numbers)
+    ]
+    return _texts([t if t not in ("-0", "") else "0" for t in texts], len(numbers))
 
 
 def _typical_frame(X: pd.DataFrame, fills: list[Any]) -> pd.DataFrame:
@@ -179,7 +226,8 @@ def group_attributions(
     scores: LinearScores | None,
 ) -> Attributions:
     """Each row's attribution per group (`scoring.ml.shapley`): exact for a linear model whose
-    decision is a sum over inputs, sampled otherwise."""
+    decision is a sum over inputs, exact (TreeSHAP, `scoring.ml.tree_reasons`) for a tree
+    model, sampled otherwise."""
     columns = list(sub.columns)
     typical = _typical_frame(sub, fills)
     if scores is not None and len(sub):
@@ -198,6 +246,14 @@ def group_attributions(
             logger.warning("reasons: linear baseline disagrees with predict_proba; sampling")
         else:
             logger.warning("reasons: the linear decision is not a sum over inputs; sampling")
+    if len(sub):
+        trees = tree_shapley(estimator=estimator, sub=sub, fills=fills)
+        if trees is not None:
+            phi, baseline = trees
+            expected = float(estimator.predict_proba(typical)[:, 1][0])
+            if abs(baseline - expected) <= CHECK_TOLERANCE:
+                return Attributions(phi @ groups.membership(columns), baseline, "exact-tree")
+            logger.warning("reasons: TreeSHAP baseline disagrees with predict_proba; sampling")
     position = {c: j for j, c in enumerate(columns)}
     members = [[position[c] for c in m] for m in groups.members]
     return sampled_shapley(estimator=estimator, sub=sub, typical=typical, base=base, groups=members)

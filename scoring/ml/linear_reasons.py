@@ -212,9 +212,10 @@ def _probe_frame(sub: pd.DataFrame, fills: list[Any]) -> tuple[pd.DataFrame, np.
 
 
 def _feeds(
-    member: LinearMember, probes: pd.DataFrame, owners: np.ndarray, m: int
+    member: Any, probes: pd.DataFrame, owners: np.ndarray, m: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(the typical row transformed, feeds[t, j]: transformed column t moves with input j)."""
+    """(the typical row transformed, feeds[t, j]: transformed column t moves with input j);
+    `member` is anything with a `transform` of frames (a linear or a tree member)."""
     Zp = member.transform(probes)
     typical = Zp[0]
     changed = ~np.isclose(Zp[1:], typical, rtol=0.0, atol=0.0, equal_nan=True)

@@ -17,6 +17,8 @@ Three methods, chosen per model (`Attributions.method`):
   (p(x) - p(typical)) / (d(x) - d(typical)) of its calibrated member (the slope of the link at
   d when the two decisions are equal), then averaged over members. The mapped values keep the
   log-odds values' signs and proportions and add up exactly to p(x) - baseline.
+- "exact-tree": a tree model (gradient boosting, forests), also calibrated: TreeSHAP of each
+  member's response, mapped by the same proportional rule (`scoring.ml.tree_reasons`).
 - "sampled": any other model. Antithetic permutation sampling of the Shapley values of the
   game v(S) = p(x with the groups outside S at their typical values): for each of
   `PERMUTATIONS` orders of the groups (half of them the reverse of the other half) the groups
@@ -146,7 +148,7 @@ class Attributions:
 
     values: np.ndarray
     baseline: float
-    method: str  # "exact-linear" or "sampled"
+    method: str  # "exact-linear", "exact-tree" or "sampled"
     errors: np.ndarray | None = None  # standard errors of a sampled method
 
 

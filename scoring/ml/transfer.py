@@ -22,11 +22,15 @@ The method with the best out-of-fold log loss on the target's labelled rows is k
 transfer method must beat the target alone by more than one standard error of the paired
 per-row difference (the one-standard-error rule, in favour of the simpler model): the target
 alone is one of the methods and wins ties and noise, so transfer is never forced.
+
+The kept method is shipped as a `TransferEstimator` (`TransferModel.to_estimator`): one
+skops-serialisable estimator of the target's aligned features, which for ``source_score``
+carries the source estimator and computes its score at scoring time (docs/transfer.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +43,8 @@ from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+
+from scoring.ml.features import FeatureSpec, align_features
 
 # Behavioural columns of features.build_features that mean the same thing in every shop.
 SHARED_FEATURES = (
@@ -107,6 +113,10 @@ class SourceModel:
     predict: Callable[[pd.DataFrame], np.ndarray]
     X: pd.DataFrame | None = None
     y: np.ndarray | None = None
+    # The fitted source estimator and its feature spec (`FeatureSpec.to_dict`): what a
+    # shipped `source_score` model carries to compute the source's score at scoring time.
+    estimator: Any = None
+    spec: Mapping[str, Any] | None = None
 
 
 def _imputer() -> SimpleImputer:
@@ -144,10 +154,70 @@ class TransferModel:
         return Z
 
     def predict_proba_1(self, X: pd.DataFrame) -> np.ndarray:
-        Z = self._inputs(X)
-        if self.method == "prior":
-            return np.asarray(self.estimator(Z), dtype=np.float64)
-        return np.asarray(self.estimator.predict_proba(Z)[:, 1], dtype=np.float64)
+        return np.asarray(self.estimator.predict_proba(self._inputs(X))[:, 1], dtype=np.float64)
+
+    def to_estimator(self) -> TransferEstimator:
+        """The model as one scikit-learn-style estimator of the frames it was fitted on: what
+        the registry stores and scoring runs load (skops-serialisable; a `source_score` model
+        carries the source estimator and its feature spec). Needs `SourceModel.estimator` and
+        `.spec` for `source_score`."""
+        source = spec = None
+        if self.method == "source_score":
+            assert self.source is not None
+            if self.source.estimator is None or self.source.spec is None:
+                raise ValueError(
+                    f"source {self.source.name}: shipping source_score needs its estimator "
+                    "and feature spec"
+                )
+            source, spec = self.source.estimator, dict(self.source.spec)
+        return TransferEstimator(
+            method=self.method,
+            columns=list(self.columns),
+            model=self.estimator,
+            source=source,
+            source_spec=spec,
+        )
+
+
+class TransferEstimator:
+    """A fitted transfer model as stored in the registry: `predict_proba(X)` of the frame the
+    target's features come in (the model's aligned features). `model` is a scikit-learn
+    pipeline over `prepare(X, columns)` (plus, for `source_score`, the source's calibrated
+    probability as a logit, computed here by `source` from X aligned to `source_spec`).
+    Instance weighting and the prior are plain logistic regressions once fitted (the weights
+    act only in the fit; the prior's coefficients are the fitted ones): they need no source."""
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        columns: list[str],
+        model: Any,
+        source: Any = None,
+        source_spec: dict[str, Any] | None = None,
+    ) -> None:
+        self.method = method
+        self.columns = columns
+        self.model = model
+        self.source = source
+        self.source_spec = source_spec
+        self.classes_ = np.array([0, 1])
+
+    def source_logit(self, X: pd.DataFrame) -> np.ndarray:
+        """The source model's calibrated churn probability of each row, as a logit."""
+        assert self.source is not None and self.source_spec is not None
+        aligned = align_features(features=X, spec=FeatureSpec.from_dict(self.source_spec))
+        return _logit(self.source.predict_proba(aligned)[:, 1])
+
+    def inputs(self, X: pd.DataFrame) -> pd.DataFrame:
+        Z = prepare(X, self.columns)
+        if self.method == "source_score":
+            Z = Z.assign(source_logit=self.source_logit(X))
+        return Z
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = np.asarray(self.model.predict_proba(self.inputs(X))[:, 1], dtype=np.float64)
+        return np.c_[1 - p, p]
 
 
 def domain_weights(
@@ -239,13 +309,16 @@ def _fit_prior(
         return float(nll + 0.5 * np.sum(lam * d * d)), Z.T @ (p - yf) + lam * d
 
     w = minimize(loss, w0, jac=True, method="L-BFGS-B").x
-
-    def predict(Zframe: pd.DataFrame) -> np.ndarray:
-        eta = np.c_[np.ones(len(Zframe)), prep.transform(Zframe)] @ w
-        return 1 / (1 + np.exp(-eta))
-
+    # The fit as a plain logistic regression after the same preprocessing (what is stored).
+    lr = LogisticRegression()
+    lr.classes_ = np.array([0, 1])
+    lr.coef_ = w[None, 1:].copy()
+    lr.intercept_ = w[:1].copy()
+    lr.n_features_in_ = Z.shape[1] - 1
+    lr.n_iter_ = np.array([0], dtype=np.int32)
+    estimator = Pipeline([*prep.steps, ("lr", lr)])
     return TransferModel(
-        "prior", columns, predict, source, {"prior": w0.tolist(), "fit": w.tolist()}
+        "prior", columns, estimator, source, {"prior": w0.tolist(), "fit": w.tolist()}
     )
 
 

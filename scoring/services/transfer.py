@@ -23,6 +23,7 @@ from django.utils import timezone
 from scoring.errors import TrainingError
 from scoring.ml import artifacts
 from scoring.ml.datasets import TrainingData
+from scoring.ml.distill import distill
 from scoring.ml.features import FeatureSpec, align_features
 from scoring.ml.transfer import SourceModel, TransferResult, shared_columns, transfer_select
 from scoring.models import ChurnModel
@@ -159,16 +160,27 @@ def transfer_source_load(*, ref: str) -> tuple[SourceModel, dict[str, Any]]:
     def predict(X: pd.DataFrame) -> np.ndarray:
         return np.asarray(estimator.predict_proba(align_features(features=X, spec=spec))[:, 1])
 
-    return SourceModel(name=str(described["version"]), predict=predict), described
+    source = SourceModel(
+        name=str(described["version"]), predict=predict, estimator=estimator, spec=spec.to_dict()
+    )
+    return source, described
 
 
 def churn_model_transfer_record(
     *, model: ChurnModel, data: TrainingData, source: SourceModel, described: dict[str, Any]
 ) -> TransferResult:
     """Compare the target alone with each transfer method on every labelled row of `data`
-    (cross-validated, `transfer_select`) and record the source and the outcome on `model`."""
+    (cross-validated, `transfer_select`) and record the source and the outcome on `model`.
+
+    The rows are the model's aligned features (what scoring runs pass its estimator), so the
+    kept method sees the same inputs at training and at scoring. When a transfer method wins,
+    it is what the registry ships: its `TransferEstimator` becomes the model's artifact (a
+    `source_score` model carries the source estimator and computes its score for every scored
+    customer), and the model's student is distilled again from it."""
     X = data.X if data.X_valid is None else pd.concat([data.X, data.X_valid], axis=0)
     y = np.asarray(data.y if data.y_valid is None else np.r_[data.y, data.y_valid], dtype=np.int64)
+    spec = FeatureSpec.from_dict(model.feature_spec)
+    X = align_features(features=X, spec=spec)
     columns = shared_columns(X)
     if not columns:
         raise TrainingError(
@@ -176,17 +188,48 @@ def churn_model_transfer_record(
             "train on the database's orders (--as-of/--horizon or --label-attribute), not a file"
         )
     result = transfer_select(X=X, y=y, source=source, columns=columns)
-    model.transfer = {
-        **result.to_dict(),
-        "source": described,
-        "shipped": "target_only",
-        "note": "the registered pipeline is the target's own; a transfer method that wins is "
-        "recorded here (shipping it to scoring runs is not built yet)"
-        if result.selected != "target_only"
-        else "the target alone was kept: no transfer method beat it beyond noise",
-    }
+    record: dict[str, Any] = {**result.to_dict(), "source": described}
+    if result.selected == "target_only":
+        record["shipped"] = "target_only"
+        record["note"] = "the target alone was kept: no transfer method beat it beyond noise"
+    else:
+        record.update(_ship(model=model, data=data, result=result, spec=spec))
+    model.transfer = record
     model.save(update_fields=["transfer"])
     return result
+
+
+def _ship(
+    *, model: ChurnModel, data: TrainingData, result: TransferResult, spec: FeatureSpec
+) -> dict[str, Any]:
+    """Make the winning transfer method the model's artifact (and its student); returns what
+    the registry records about it. The own candidate's artifact stays on disk beside it."""
+    estimator = result.model.to_estimator()
+    path = Path(model.artifact_path).with_name(f"{model.version}-{result.selected}.skops")
+    sha = artifacts.save_artifact(estimator=estimator, path=path)
+    replaced = {"artifact": model.artifact_path, "sha256": model.artifact_sha256}
+    model.artifact_path, model.artifact_sha256 = str(path), sha
+    reference = dict(model.reference)
+    holdout = align_features(features=data.holdout_X, spec=spec)
+    try:
+        student, _tree, _encoded = distill(
+            X=holdout,
+            teacher=estimator.predict_proba(holdout)[:, 1],
+            y=data.holdout_y,
+            numeric=spec.numeric,
+            categorical=spec.categorical,
+        )
+        reference["student"] = student.to_dict()
+    except ValueError:
+        reference["student"] = None
+    model.reference = reference
+    model.save(update_fields=["artifact_path", "artifact_sha256", "reference"])
+    return {
+        "shipped": result.selected,
+        "replaced": replaced,
+        "note": f"scoring runs use the {result.selected.replace('_', ' ')} model; the "
+        "threshold, metrics and drift reference are still the target's own candidate's",
+    }
 
 
 def transfer_summary(outcome: dict[str, Any]) -> str:

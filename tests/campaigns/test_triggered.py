@@ -13,6 +13,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, CampaignMode, Intervention
 from campaigns.services.dispatch import campaign_dispatch
 from customers.models import Customer, EventKind
+from scoring.ml.explain import waterfall_read
 from scoring.models import CustomerScore, RunKind
 from tests.campaigns.conftest import make_campaign, make_template
 from tests.campaigns.servers import SmtpRecorder
@@ -88,8 +89,8 @@ def test_a_complaint_just_below_the_tier_rescores_and_enters_once_per_window(
     assert customer.churn_probability > before and customer.risk_tier == "critical"
     assert first.reasons  # the same reasons as a scheduled run
     # ... and the same waterfall: baseline + steps + rest = the new probability.
-    waterfall = first.attributions
-    total = waterfall["baseline"] + sum(p for _, p in waterfall["items"]) + waterfall["rest"]
+    baseline, steps, rest, _method = waterfall_read(first.attributions, first.reasons)
+    total = baseline + sum(p for _, p in steps) + rest
     assert total == pytest.approx(first.probability, abs=1e-6)
     [entry] = Intervention.objects.filter(campaign=campaign)
     assert (entry.customer_id, entry.arm, entry.status) == (customer.pk, "treatment", "sent")

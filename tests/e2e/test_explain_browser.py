@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from scoring.ml.distill import Student
+from scoring.ml.explain import waterfall_read
 from scoring.models import CustomerScore
 from tests.e2e.test_admin_browser import login, page  # noqa: F401 (the browser fixture)
 from tests.e2e.test_scoring_browser import fits
@@ -37,9 +38,8 @@ def test_staff_read_the_waterfall_and_the_student_rules(
     chart = page.locator('svg[data-chart="score-waterfall"]')
     assert chart.is_visible()
     steps = chart.locator("rect.step")
-    assert steps.count() == len(top.attributions["items"]) + (
-        1 if abs(top.attributions["rest"]) >= 0.0005 else 0
-    )
+    _baseline, items, rest, _method = waterfall_read(top.attributions, top.reasons)
+    assert steps.count() == len(items) + (1 if abs(rest) >= 0.0005 else 0)
     body = page.inner_text("#content")
     assert "A typical customer's churn risk is" in body and f"{top.probability:.1%}" in body
     assert "raises the risk by" in body

@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 
 from scoring.ml.distill import Student
+from scoring.ml.explain import waterfall_read
 from scoring.models import ChurnModel, CustomerScore
 from tests.scoring.conftest import train_and_score
 
@@ -33,9 +34,9 @@ def test_a_run_stores_waterfalls_that_add_up_and_the_pages_show_them(
     explained = CustomerScore.objects.exclude(attributions={})
     assert explained.count() > 20
     for score in explained:
-        data = score.attributions
-        assert data["method"] == "exact-linear"
-        total = data["baseline"] + sum(v for _, v in data["items"]) + data["rest"]
+        baseline, steps, rest, method = waterfall_read(score.attributions, score.reasons)
+        assert method == "l"
+        total = baseline + sum(v for _, v in steps) + rest
         assert total == pytest.approx(score.probability, abs=1e-6)
     # Customers below the reasons' floor have no waterfall, and say why.
     quiet = CustomerScore.objects.filter(attributions={}).first()
@@ -52,7 +53,7 @@ def test_a_run_stores_waterfalls_that_add_up_and_the_pages_show_them(
     )
     assert 'data-chart="score-waterfall"' in page
     assert f"this customer's is {top.probability:.1%}" in page
-    for phrase, value in top.attributions["items"]:
+    for phrase, value in waterfall_read(top.attributions, top.reasons)[1]:
         assert phrase in page
         assert f"{abs(value) * 100:.1f} points: {phrase}" in page
 

@@ -124,3 +124,40 @@ def test_no_source_means_target_only_and_weights_follow_the_target() -> None:
     # Source rows that look like the target (low shift score) weigh more.
     look = prepare(Xs, COLUMNS)["recency_days"].to_numpy()
     assert np.corrcoef(look, w)[0, 1] > 0.2
+
+
+@pytest.mark.parametrize("method", ["source_score", "prior", "weighted_pooling"])
+def test_the_kept_method_ships_as_one_artifact_that_scores_the_same(method, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What the registry stores (`to_estimator`, through skops and its allow-list) scores the
+    target's rows exactly as the fitted method; the prior's stored logistic regression is the
+    fitted coefficients; source_score needs no source beside it."""
+    from scipy.special import expit
+
+    from scoring.ml import artifacts
+    from scoring.ml.features import align_features, infer_feature_spec
+
+    X_source, y_source = shop(800, seed=3, beta=RELATED, shift=1.0)
+    spec = infer_feature_spec(features=X_source)
+    estimator = _linear().fit(align_features(features=X_source, spec=spec), y_source)
+    source = SourceModel(
+        name="related",
+        predict=lambda F: estimator.predict_proba(align_features(features=F, spec=spec))[:, 1],
+        X=X_source,
+        y=y_source,
+        estimator=estimator,
+        spec=spec.to_dict(),
+    )
+    X, y = _target(300, seed=4)
+    X_test, _ = _target(500, seed=5)
+    model = fit_method(method, X=X, y=y, source=source, columns=COLUMNS, X_unlabelled=X_test)
+    path = tmp_path / "shipped.skops"
+    sha = artifacts.save_artifact(estimator=model.to_estimator(), path=path)
+    loaded = artifacts.load_artifact(path=path, sha256=sha)
+    assert loaded.method == method
+    assert (loaded.source is not None) == (method == "source_score")
+    expected = model.predict_proba_1(X_test)
+    np.testing.assert_allclose(loaded.predict_proba(X_test)[:, 1], expected, rtol=0, atol=1e-12)
+    if method == "prior":
+        w = np.asarray(model.extras["fit"])
+        Z = model.estimator[:-1].transform(prepare(X_test, COLUMNS))
+        np.testing.assert_allclose(expit(w[0] + Z @ w[1:]), expected, rtol=0, atol=1e-12)
