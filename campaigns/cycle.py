@@ -122,9 +122,11 @@ def dispatch_finish(
             f"{s.treatment:,} treatment · {s.control:,} control · {s.scheduled:,} scheduled"
         )
         if s.targeting == "uplift_policy":
+            budget = s.policy.get("budget")
             lines.append(
                 f"  uplift policy, model {s.policy.get('model')}: expected cost "
-                f"{s.policy.get('spent', 0):,.2f} of budget {s.policy.get('budget') or 'no limit'}"
+                f"{money_text(s.policy.get('spent', 0))} of a budget of "
+                f"{money_text(budget) if budget is not None else 'no limit'}"
             )
         elif s.policy.get("fallback"):
             lines.append(f"  {s.policy['fallback']}")

@@ -557,6 +557,11 @@ CALLBACK_RETRY_SPACING_HOURS = env_int("CALLBACK_RETRY_SPACING_HOURS", 4)
 # Never change the salt once campaigns have run (it would reshuffle the group).
 GLOBAL_CONTROL_PERCENT = float(os.environ.get("GLOBAL_CONTROL_PERCENT", "5"))
 GLOBAL_CONTROL_SALT = os.environ.get("GLOBAL_CONTROL_SALT", "retention-global-control")
+
+# Uplift models (docs/uplift.md): bootstrap resamples behind each validation interval, and the
+# fewest finished rows the control arm (and the actions together) need before a model is fitted.
+UPLIFT_BOOTSTRAP_RESAMPLES = int(os.environ.get("UPLIFT_BOOTSTRAP_RESAMPLES", "200"))
+UPLIFT_MIN_ROWS_PER_ARM = int(os.environ.get("UPLIFT_MIN_ROWS_PER_ARM", "20"))
 # The currency of every amount (order amounts, offer values and costs, message costs): an ISO
 # 4217 code, shown beside each amount in the admin, the API (`currency`) and the CSV export.
 # Amounts are never converted: set it to the currency the shop's orders are in.

@@ -51,8 +51,15 @@ from scoring.selectors import churn_model_active
 
 logger = logging.getLogger(__name__)
 
-# Fewer rows than this in an arm (control, or every action together) and there is no model.
-MIN_ROWS_PER_ARM = 20
+# The validation half is split stratified on arm × outcome: each cell needs a row on each side.
+MIN_ROWS_PER_OUTCOME = 2
+
+
+def _min_rows_per_arm() -> int:
+    """Fewer rows than this in an arm (control, or every action together): no model."""
+    return int(settings.UPLIFT_MIN_ROWS_PER_ARM)
+
+
 # Added to every model's features: the score and the value the dispatch decided with.
 EXTRA_FEATURES = ("churn_probability", "customer_value")
 
@@ -174,6 +181,8 @@ class UpliftData:
     last_assigned: datetime
     cycles: int
     recipe: dict[str, Any]  # feature_names, fill, event_kinds, btyd_params
+    # Actions left out of this model, each with the reason (a sentence).
+    left_out: tuple[str, ...] = ()
 
 
 def _finished_rows(campaign: Campaign, now: datetime) -> pd.DataFrame:
@@ -215,7 +224,9 @@ def uplift_training_data(
         rows["arm"].eq("control"), CONTROL_ARM, "rule-" + rows["rule_id"].astype(str)
     )
     rows["retained"] = (rows["orders"].astype(int) > 0).astype(np.int64)
-    _check_arms(rows)
+    rows, left_out = _check_arms(rows)
+    for sentence in left_out:
+        say(sentence)
     say(f"rows: {len(rows):,} interventions in {rows['cycle_id'].nunique()} cycles")
     recipe = _recipe_from_churn_model()
     sources = _sources(rows["customer_id"].tolist())
@@ -260,6 +271,7 @@ def uplift_training_data(
         last_assigned=rows["created_at"].max().to_pydatetime(),
         cycles=len(parts),
         recipe=recipe,
+        left_out=tuple(left_out),
     )
 
 
@@ -275,25 +287,37 @@ def _recipe_from_churn_model() -> dict[str, Any]:
     }
 
 
-def _check_arms(rows: pd.DataFrame) -> None:
-    """Enough rows per arm, and both outcomes in the control arm and in each action."""
+def _check_arms(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Enough rows per arm and of both outcomes in the control arm: else UpliftTrainingError.
+    An action with too few rows of one outcome cannot be learnt yet: its rows are left out (with
+    the reason returned) and the model covers the other actions; the policy never chooses an
+    action its model does not cover."""
+    left_out: list[str] = []
+    for arm, part in rows.groupby("arm_key"):
+        retained = int(part["retained"].sum())
+        if arm != CONTROL_ARM and min(retained, len(part) - retained) < MIN_ROWS_PER_OUTCOME:
+            left_out.append(
+                f"action {arm} left out: {retained:,} of its {len(part):,} finished rows were "
+                f"retained (a model needs at least {MIN_ROWS_PER_OUTCOME} of each outcome)"
+            )
+            rows = rows.loc[~rows["arm_key"].eq(arm)]
     control = rows.loc[rows["arm_key"].eq(CONTROL_ARM)]
     treated = rows.loc[~rows["arm_key"].eq(CONTROL_ARM)]
     for label, part in (("control", control), ("treatment", treated)):
-        if len(part) < MIN_ROWS_PER_ARM:
+        if len(part) < _min_rows_per_arm():
+            reasons = f" ({'; '.join(left_out)})" if left_out and label == "treatment" else ""
             raise UpliftTrainingError(
                 f"too few finished rows in the {label} arm: {len(part):,} (need at least "
-                f"{MIN_ROWS_PER_ARM}); run more cycles or raise the control percentage"
+                f"{_min_rows_per_arm()}){reasons}; run more cycles or raise the control percentage"
             )
-    for arm, part in rows.groupby("arm_key"):
-        retained = int(part["retained"].sum())
-        if retained in (0, len(part)):
-            outcome = "retained" if retained else "not retained"
-            name = "the control arm" if arm == CONTROL_ARM else f"action {arm}"
-            raise UpliftTrainingError(
-                f"{name}: all {len(part):,} finished rows were {outcome}; a model needs both "
-                "outcomes in every arm (wait for more cycles, or check the orders are imported)"
-            )
+    retained = int(control["retained"].sum())
+    if min(retained, len(control) - retained) < MIN_ROWS_PER_OUTCOME:
+        raise UpliftTrainingError(
+            f"the control arm: {retained:,} of its {len(control):,} finished rows were retained; "
+            f"a model needs at least {MIN_ROWS_PER_OUTCOME} of each outcome in every arm (wait "
+            "for more cycles, or check the orders are imported)"
+        )
+    return rows, left_out
 
 
 # --- training and the registry ---------------------------------------------------------------
@@ -318,7 +342,7 @@ def uplift_model_train(
     try:
         comparison = compare_methods(
             features=data.X, arm=data.arm, outcome=data.retained, revenue=data.revenue,
-            risk=data.risk, n_boot=int(getattr(settings, "UPLIFT_BOOTSTRAP_RESAMPLES", 200)),
+            risk=data.risk, n_boot=int(settings.UPLIFT_BOOTSTRAP_RESAMPLES),
         )  # fmt: skip
     except ValueError as exc:
         return UpliftTraining(
@@ -332,7 +356,7 @@ def uplift_model_train(
     return UpliftTraining(
         model=model,
         message=f"trained {model.version} ({comparison.best}) on {len(data.X):,} rows in "
-        f"{seconds:.1f} s; {decision}",
+        f"{seconds:.1f} s; {decision}" + "".join(f"; {s}" for s in data.left_out),
         rows=len(data.X),
     )
 
@@ -473,7 +497,7 @@ def _champion_qini_on_new_rows(*, champion: UpliftModel, data: UpliftData) -> fl
     newer = (
         pd.to_datetime(created.reindex(data.X.index), utc=True) > pd.Timestamp(last)
     ).to_numpy()
-    if newer.sum() < 2 * MIN_ROWS_PER_ARM:
+    if newer.sum() < 2 * _min_rows_per_arm():
         return None
     try:
         bundle = uplift_model_load(model=champion)

@@ -1,4 +1,4 @@
-"""The demo's two cycles on a slice of the shop (every 16th customer): cycle 1 by rules on the
+"""The demo's two cycles on a slice of the shop (every 4th customer): cycle 1 by rules on the
 demo's clock (the as-of date, 09:00 UTC), its simulated orders dated after the shop's history;
 then, the day after its attribution windows closed, cycle 2 — an uplift model trained on
 cycle 1, the campaign switched to uplift-policy targeting with its budget, a rescore as of the
@@ -29,9 +29,10 @@ pytestmark = pytest.mark.django_db
 
 
 def shop_slice(tmp_path: Path) -> Path:
-    """demo/sources.json on every 16th customer of the shop, one churn candidate."""
+    """demo/sources.json on every 4th customer of the shop (cycle 1 then holds out enough
+    customers for an uplift model), one churn candidate."""
     spec = json.loads((REPO / "demo" / "sources.json").read_text())
-    spec["imports"][0]["path"] = str(shop_sample(tmp_path, every=16))
+    spec["imports"][0]["path"] = str(shop_sample(tmp_path, every=4))
     spec["campaigns"] = str(REPO / "demo" / "campaigns.json")
     spec["scoring"]["train"]["candidates"] = "lr_balanced"
     path = tmp_path / "sources.json"
@@ -60,6 +61,9 @@ def test_two_cycles_rules_then_uplift_policy(settings: Any, tmp_path: Path) -> N
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.SMS_BACKEND = "file"
     settings.SMS_FILE_PATH = str(tmp_path / "sms.jsonl")
+    # A quarter of the shop: cycle 1 holds out a few dozen customers.
+    settings.UPLIFT_MIN_ROWS_PER_ARM = 5
+    settings.UPLIFT_BOOTSTRAP_RESAMPLES = 20
     options = CycleOptions(sources=sources_load(shop_slice(tmp_path)))
     printed: list[str] = []
     results = run_cycle(options, on_stage=lambda _name, result: printed.extend(result.lines))
