@@ -540,6 +540,10 @@ if CAMPAIGN_RELAY_LEASE_SECONDS < 2 or CAMPAIGN_RELAY_SENDING_STALE_SECONDS < 2:
     raise ImproperlyConfigured(
         "CAMPAIGN_RELAY_LEASE_SECONDS and CAMPAIGN_RELAY_SENDING_STALE_SECONDS must be at least 2."
     )
+# HTTP channels (push, webhook SMS) keep this many sends in flight per relay process (threads
+# over one pooled keep-alive session): a provider's latency, not our CPU, bounds one-at-a-time
+# sending. A worker lost mid-round may leave this many rows "delivery unknown" (never resent).
+CAMPAIGN_RELAY_HTTP_THREADS = env_int("CAMPAIGN_RELAY_HTTP_THREADS", 8)
 # Staff in this group receive callback tasks round-robin.
 CAMPAIGN_AGENTS_GROUP = os.environ.get("CAMPAIGN_AGENTS_GROUP", "agents")
 # A callback the agent marks "no answer" is tried again CALLBACK_RETRY_SPACING_HOURS later, up

@@ -13,11 +13,12 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from campaigns.channels.base import (
     OutboundMessage,
     PermanentDeliveryError,
+    SerialChannel,
     TransientDeliveryError,
 )
 
 
-class EmailChannel:
+class EmailChannel(SerialChannel):
     name = "email"
 
     def __init__(self) -> None:
