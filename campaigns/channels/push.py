@@ -249,7 +249,7 @@ class PushChannel:
             .values("pk", "customer_id", "platform", "token", "p256dh", "auth")
         )
         for row in rows:
-            self.devices[row["customer_id"]].append(row)
+            self.devices[row["customer_id"]].append(dict(row))
 
     def _web(self) -> WebPushSender:
         with self.lock:
