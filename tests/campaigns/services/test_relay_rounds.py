@@ -44,7 +44,8 @@ class OverlapRecorder(SmtpRecorder):
 
 @pytest.fixture
 def slow_smtp(settings: Any) -> Iterator[OverlapRecorder]:
-    with smtp_server(OverlapRecorder(delay=0.1)) as (recorder, port):
+    recorder = OverlapRecorder(delay=0.1)
+    with smtp_server(recorder) as (_, port):
         settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
         settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
         settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
@@ -54,7 +55,7 @@ def slow_smtp(settings: Any) -> Iterator[OverlapRecorder]:
 
 def email_campaign(customers: int) -> None:
     make_customers(customers)
-    rule = {"name": "critical by email", "tiers": ["critical"], "channel": "email"}
+    rule: dict[str, Any] = {"name": "critical by email", "tiers": ["critical"], "channel": "email"}
     rule |= {"offer": make_offer(), "template": make_template("email")}
     campaign_dispatch(campaign=make_campaign(rules=[rule], control_percentage=0), now=NOON)
 
@@ -161,7 +162,7 @@ def test_two_relays_at_once_take_disjoint_rows_and_send_each_message_once(
         def relay() -> None:
             try:
                 sent.append(interventions_relay(now=NOON).sent.get("email", 0))
-            except BaseException as exc:  # noqa: BLE001 — reported by the assertion below
+            except BaseException as exc:  # reported by the assertion below
                 errors.append(exc)
             finally:
                 connection.close()
