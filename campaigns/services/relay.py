@@ -2,7 +2,9 @@
 channels, at most once per intervention, and build the message each intervention sends.
 
 Claims are leases (SKIP LOCKED on PostgreSQL) and every send passes a compare-and-set from
-`pending` to `sending`, so duplicated or retried relays never send a message twice.
+`pending` to `sending`, so duplicated or retried relays never send a message twice. Messages go
+out in rounds of the channel's concurrency (one for SMTP by default, 8 for HTTP channels), and a
+round costs one commit: the compare-and-set of its rows with the previous round's answers.
 """
 
 from __future__ import annotations
@@ -198,10 +200,13 @@ def _outbox(now: datetime) -> QuerySet[Intervention]:
     )
 
 
-def _update_returning(where: str, params: list[Any], sets: dict[str, Any]) -> list[int]:
-    """UPDATE the interventions matching `where` (SQL over the table's columns) and return the
-    ids it changed: one statement, so the row locks decide which of two relays gets a row.
-    PostgreSQL and SQLite (3.35+) both have UPDATE … RETURNING."""
+def _update_returning(
+    where: str, params: list[Any], sets: dict[str, tuple[str, list[Any]]]
+) -> list[int]:
+    """UPDATE the interventions matching `where` (SQL over the table's columns), setting each
+    column of `sets` to its (SQL, parameters), and return the ids it changed: one statement, so
+    the row locks decide which of two relays gets a row. PostgreSQL and SQLite (3.35+) both have
+    UPDATE … RETURNING."""
     table = connection.ops.quote_name(Intervention._meta.db_table)
     assignments = ", ".join(f"{connection.ops.quote_name(c)} = {v[0]}" for c, v in sets.items())
     values = [arg for v in sets.values() for arg in v[1]]
