@@ -5,7 +5,9 @@ customer (no control group). The relay then delivers the N push notifications to
 service (real RFC 8291 encryption and a VAPID signature per push service, through pywebpush and
 one keep-alive HTTP session per chunk), and the N emails to a local SMTP server (aiosmtpd): the
 reference, measured on the same machine in the same run. Both servers run in this process (a
-thread each), so they share its interpreter with the relay alike.
+thread each), so they share its interpreter with the relay alike. The relay's concurrency comes
+from settings (CAMPAIGN_RELAY_HTTP_THREADS for push, CAMPAIGN_RELAY_SMTP_CONNECTIONS for email;
+set them in the environment) and is printed with the figures.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/retention_bench_push \
         BENCH_MESSAGES=100000 .venv/bin/python bench/push.py
@@ -113,12 +115,13 @@ def campaigns() -> tuple[Any, Any]:
     return one("bench push", "push", 2), one("bench email", "email", 1)
 
 
-def relay(channel: str) -> tuple[float, Any]:
+def relay(channel: str) -> tuple[float, float, Any]:
+    """(wall seconds, CPU seconds of this process — relay and both servers — , summary)."""
     from campaigns.services.relay import interventions_relay
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     summary = interventions_relay(channels=[channel])
-    return time.perf_counter() - started, summary
+    return time.perf_counter() - started, time.process_time() - cpu, summary
 
 
 def main() -> None:
@@ -147,9 +150,12 @@ def main() -> None:
             summary = campaign_dispatch(campaign=campaign, now=now)
             print(f"dispatched  {campaign.name}: {summary.per_channel}", flush=True)
         print("Relaying push ...", flush=True)
-        push_seconds, push_summary = relay("push")
-        print("Relaying email ...", flush=True)
-        email_seconds, email_summary = relay("email")
+        load = [os.getloadavg()[0]]
+        push_seconds, push_cpu, push_summary = relay("push")
+        load.append(os.getloadavg()[0])
+        print(f"Relaying email ... (push took {push_seconds:.0f} s)", flush=True)
+        email_seconds, email_cpu, email_summary = relay("email")
+        load.append(os.getloadavg()[0])
         pushed = push_summary.sent.get("push", 0)
         mailed = email_summary.sent.get("email", 0)
         # One payload decrypted with the subscription's key: the bench sent real messages.
@@ -169,11 +175,18 @@ def main() -> None:
         f"failed push {push_summary.failed}, email {email_summary.failed}"
     )
     print(f"sample      decrypted push payload title: {sample['title']!r}")
-    print(f"{'measure':<48}{'seconds':>10}{'messages/s':>12}")
+    print(
+        f"settings    CAMPAIGN_RELAY_HTTP_THREADS={settings.CAMPAIGN_RELAY_HTTP_THREADS}, "
+        f"CAMPAIGN_RELAY_SMTP_CONNECTIONS={settings.CAMPAIGN_RELAY_SMTP_CONNECTIONS}; load "
+        f"average {load[0]:.1f} at the start, {load[1]:.1f} after push, {load[2]:.1f} at the end"
+    )
+    push_ms, email_ms = 1000 * push_cpu / max(pushed, 1), 1000 * email_cpu / max(mailed, 1)
+    print(f"{'measure':<48}{'seconds':>10}{'messages/s':>12}{'CPU ms/msg':>12}")
     print(f"{'relay: push (Web Push, local push service)':<48}{push_seconds:>10.2f}"
-          f"{pushed / push_seconds:>12,.0f}")  # fmt: skip
+          f"{pushed / push_seconds:>12,.0f}{push_ms:>12.2f}")  # fmt: skip
     print(f"{'reference: relay email (local SMTP server)':<48}{email_seconds:>10.2f}"
-          f"{mailed / email_seconds:>12,.0f}")  # fmt: skip
+          f"{mailed / email_seconds:>12,.0f}{email_ms:>12.2f}")  # fmt: skip
+    print("            (CPU: this process, i.e. the relay and the local server it sends to)")
     ratio = (pushed / push_seconds) / (mailed / email_seconds)
     print(f"ratio       push throughput = {ratio:.2f}x email throughput")
     delivered = min(pushed, received[0], mailed, received[1])

@@ -540,6 +540,13 @@ if CAMPAIGN_RELAY_LEASE_SECONDS < 2 or CAMPAIGN_RELAY_SENDING_STALE_SECONDS < 2:
     raise ImproperlyConfigured(
         "CAMPAIGN_RELAY_LEASE_SECONDS and CAMPAIGN_RELAY_SENDING_STALE_SECONDS must be at least 2."
     )
+# HTTP channels (push, webhook SMS) keep this many sends in flight per relay process (threads
+# over one pooled keep-alive session): a provider's latency, not our CPU, bounds one-at-a-time
+# sending. A worker lost mid-round may leave this many rows "delivery unknown" (never resent).
+CAMPAIGN_RELAY_HTTP_THREADS = env_int("CAMPAIGN_RELAY_HTTP_THREADS", 8)
+# Email: SMTP connections per relay process, one message in flight on each. One by default, so a
+# worker lost mid-send leaves one row "delivery unknown"; more overlap a remote server's latency.
+CAMPAIGN_RELAY_SMTP_CONNECTIONS = env_int("CAMPAIGN_RELAY_SMTP_CONNECTIONS", 1)
 # Staff in this group receive callback tasks round-robin.
 CAMPAIGN_AGENTS_GROUP = os.environ.get("CAMPAIGN_AGENTS_GROUP", "agents")
 # A callback the agent marks "no answer" is tried again CALLBACK_RETRY_SPACING_HOURS later, up

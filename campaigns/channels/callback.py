@@ -7,11 +7,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from campaigns.channels.base import OutboundMessage
+from campaigns.channels.base import OutboundMessage, SerialChannel
 from campaigns.models import CallbackTask
 
 
-class CallbackChannel:
+class CallbackChannel(SerialChannel):
     name = "callback"
 
     def __init__(self) -> None:

@@ -3,10 +3,10 @@ through the API (GET /api/v1/customers/{external_id}/coupons), so sending only c
 
 from __future__ import annotations
 
-from campaigns.channels.base import OutboundMessage, PermanentDeliveryError
+from campaigns.channels.base import OutboundMessage, PermanentDeliveryError, SerialChannel
 
 
-class CouponChannel:
+class CouponChannel(SerialChannel):
     name = "coupon"
 
     def open(self) -> None:

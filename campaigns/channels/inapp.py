@@ -10,11 +10,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from campaigns.channels.base import OutboundMessage
+from campaigns.channels.base import OutboundMessage, SerialChannel
 from campaigns.models import InboxMessage
 
 
-class InAppChannel:
+class InAppChannel(SerialChannel):
     name = "in_app"
 
     def open(self) -> None:

@@ -16,13 +16,15 @@ What each provider answer does (docs/channels.md):
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
 import requests
+import requests.adapters
 from django.conf import settings
 from django.utils import timezone
 
@@ -30,6 +32,7 @@ from campaigns.channels.base import (
     OutboundMessage,
     PermanentDeliveryError,
     TransientDeliveryError,
+    http_session,
 )
 from campaigns.push_text import push_payload
 from customers.models import Device, DevicePlatform, DeviceStatus
@@ -85,16 +88,18 @@ class WebPushSender:
             raise PermanentDeliveryError(f"WEBPUSH_VAPID_PRIVATE_KEY is not a key: {exc}") from exc
         self.session = session
         self.signed: dict[str, tuple[dict[str, str], float]] = {}
+        self.lock = threading.Lock()  # sends run in several threads; one signature per service
 
     def _vapid_headers(self, endpoint: str) -> dict[str, str]:
         url = urlparse(endpoint)
         audience = f"{url.scheme}://{url.netloc}"
-        cached = self.signed.get(audience)
-        if cached is None or cached[1] - time.time() < VAPID_RENEW_BEFORE:
-            expires = int(time.time()) + VAPID_TOKEN_SECONDS
-            claims = {"aud": audience, "exp": expires, "sub": settings.WEBPUSH_VAPID_SUBJECT}
-            cached = (dict(self.vapid.sign(claims)), expires)
-            self.signed[audience] = cached
+        with self.lock:
+            cached = self.signed.get(audience)
+            if cached is None or cached[1] - time.time() < VAPID_RENEW_BEFORE:
+                expires = int(time.time()) + VAPID_TOKEN_SECONDS
+                claims = {"aud": audience, "exp": expires, "sub": settings.WEBPUSH_VAPID_SUBJECT}
+                cached = (dict(self.vapid.sign(claims)), expires)
+                self.signed[audience] = cached
         return cached[0]
 
     def send(self, *, endpoint: str, p256dh: str, auth: str, data: bytes, topic: str) -> str:
@@ -129,13 +134,18 @@ _CREDENTIALS: dict[tuple[str, str, str], tuple[Any, str]] = {}
 class FcmSender:
     """FCM HTTP v1: POST {"message": ...} with a bearer token from the service account."""
 
-    def __init__(self) -> None:
+    def __init__(self, connections: int) -> None:
         from google.auth.transport.requests import AuthorizedSession
 
         path = settings.FCM_SERVICE_ACCOUNT_FILE
         credentials, project = self._credentials(path)
         self.url = settings.FCM_SEND_URL.format(project_id=project)
+        # Its own pool (AuthorizedSession is a requests.Session): one connection per send in
+        # flight, kept alive across the chunk.
         self.session = AuthorizedSession(credentials)
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=connections)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
 
     @staticmethod
     def _credentials(path: str) -> tuple[Any, str]:
@@ -211,26 +221,48 @@ def _fcm_error(response: requests.Response) -> tuple[str, str]:
 
 
 class PushChannel:
+    """Up to CAMPAIGN_RELAY_HTTP_THREADS sends in flight over one pooled keep-alive session. The
+    chunk's devices are read once (`prepare`), and the devices a provider called gone are
+    written once per round (`settle`), both in the relay's thread: `send` touches no database."""
+
     name = "push"
 
     def __init__(self) -> None:
+        self.concurrency = max(1, settings.CAMPAIGN_RELAY_HTTP_THREADS)
         self.session: requests.Session | None = None
         self.webpush: WebPushSender | None = None
         self.fcm: FcmSender | None = None
+        self.devices: dict[int, list[dict[str, Any]]] | None = None
+        self.gone: dict[str, list[int]] = defaultdict(list)
+        self.lock = threading.Lock()
 
     def open(self) -> None:
-        self.session = requests.Session()
+        self.session = http_session(self.concurrency)
+
+    def prepare(self, messages: Sequence[OutboundMessage]) -> None:
+        self.devices = defaultdict(list)
+        rows = (
+            Device.objects.filter(
+                customer_id__in={m.customer_id for m in messages}, status=DeviceStatus.ACTIVE
+            )
+            .order_by("pk")
+            .values("pk", "customer_id", "platform", "token", "p256dh", "auth")
+        )
+        for row in rows:
+            self.devices[row["customer_id"]].append(dict(row))
 
     def _web(self) -> WebPushSender:
-        if self.webpush is None:
-            assert self.session is not None
-            self.webpush = WebPushSender(self.session)
-        return self.webpush
+        with self.lock:
+            if self.webpush is None:
+                assert self.session is not None, "open() first"
+                self.webpush = WebPushSender(self.session)
+            return self.webpush
 
     def _fcm(self) -> FcmSender:
-        if self.fcm is None:
-            self.fcm = FcmSender()
-        return self.fcm
+        with self.lock:
+            if self.fcm is None:
+                self.fcm = FcmSender(self.concurrency)
+            return self.fcm
 
     def _send_one(self, device: Mapping[str, Any], payload: dict[str, Any], topic: str) -> str:
         if device["platform"] == DevicePlatform.WEB:
@@ -244,12 +276,18 @@ class PushChannel:
             )
         return self._fcm().send(token=device["token"], payload=payload, platform=device["platform"])
 
+    def _devices_of(self, customer_id: int) -> list[dict[str, Any]]:
+        if self.devices is None:  # not prepared: a single send from the caller's thread
+            self.prepare(
+                [OutboundMessage(intervention_id=0, idempotency_key="", customer_id=customer_id)]
+            )
+            assert self.devices is not None
+        with self.lock:
+            gone = {pk for ids in self.gone.values() for pk in ids}
+        return [d for d in self.devices.get(customer_id, []) if d["pk"] not in gone]
+
     def send(self, message: OutboundMessage) -> str:
-        devices = list(
-            Device.objects.filter(customer_id=message.customer_id, status=DeviceStatus.ACTIVE)
-            .order_by("pk")
-            .values("pk", "platform", "token", "p256dh", "auth")
-        )
+        devices = self._devices_of(message.customer_id)
         if not devices:
             raise PermanentDeliveryError("the customer has no active push device")
         payload = push_payload(
@@ -274,9 +312,9 @@ class PushChannel:
                 transient.append(f"device {device['pk']}: {exc}")
             except PermanentDeliveryError as exc:
                 permanent.append(f"device {device['pk']}: {exc}")
-        now = timezone.now()
-        for reason, ids in gone.items():
-            devices_unregister(device_ids=ids, reason=reason, now=now)
+        with self.lock:
+            for reason, ids in gone.items():
+                self.gone[reason].extend(ids)
         if accepted:
             return " ".join(accepted)[:200]
         if transient:
@@ -286,7 +324,20 @@ class PushChannel:
         reasons = "; ".join(gone)
         raise PermanentDeliveryError(f"every device is unregistered now: {reasons}")
 
+    def settle(self) -> None:
+        """Mark the devices the provider called gone (the relay calls this after each round)."""
+        with self.lock:
+            gone, self.gone = self.gone, defaultdict(list)
+        now = timezone.now()
+        for reason, ids in gone.items():
+            devices_unregister(device_ids=ids, reason=reason, now=now)
+        if self.devices is not None and gone:
+            dropped = {pk for ids in gone.values() for pk in ids}
+            for customer_id, rows in self.devices.items():
+                self.devices[customer_id] = [d for d in rows if d["pk"] not in dropped]
+
     def close(self) -> None:
+        self.settle()
         if self.fcm is not None:
             self.fcm.session.close()
             self.fcm = None
@@ -294,3 +345,4 @@ class PushChannel:
             self.session.close()
             self.session = None
         self.webpush = None
+        self.devices = None

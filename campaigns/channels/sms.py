@@ -8,18 +8,20 @@ import hmac
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import requests
 from django.conf import settings
 
 from campaigns.channels.base import (
     ChannelBackend,
     OutboundMessage,
     PermanentDeliveryError,
+    SerialChannel,
     TransientDeliveryError,
+    http_session,
 )
 
 
@@ -42,7 +44,7 @@ def _require_phone(message: OutboundMessage) -> None:
         raise PermanentDeliveryError("customer has no phone number")
 
 
-class ConsoleSms:
+class ConsoleSms(SerialChannel):
     """Prints each SMS to standard output (development)."""
 
     name = "sms"
@@ -59,7 +61,7 @@ class ConsoleSms:
         pass
 
 
-class FileSms:
+class FileSms(SerialChannel):
     """Appends one JSON line per SMS to settings.SMS_FILE_PATH (development outbox)."""
 
     name = "sms"
@@ -88,16 +90,27 @@ def webhook_signature(*, secret: str, timestamp: str, body: bytes) -> str:
 
 class WebhookSms:
     """POSTs JSON to settings.SMS_WEBHOOK_URL with `X-Retention-Signature` (HMAC-SHA256 over
-    timestamp and body), `X-Retention-Timestamp` and `Idempotency-Key` (the intervention)."""
+    timestamp and body), `X-Retention-Timestamp` and `Idempotency-Key` (the intervention).
+    One keep-alive HTTP session per relay chunk, up to CAMPAIGN_RELAY_HTTP_THREADS requests in
+    flight (each send reads only its message, so it is thread-safe)."""
 
     name = "sms"
+
+    def __init__(self) -> None:
+        self.concurrency = max(1, settings.CAMPAIGN_RELAY_HTTP_THREADS)
+        self.session: requests.Session | None = None
 
     def open(self) -> None:
         if not settings.SMS_WEBHOOK_URL or not settings.SMS_WEBHOOK_SECRET:
             raise PermanentDeliveryError("SMS_WEBHOOK_URL and SMS_WEBHOOK_SECRET must be set")
+        self.session = http_session(self.concurrency)
+
+    def prepare(self, messages: Sequence[OutboundMessage]) -> None:
+        pass
 
     def send(self, message: OutboundMessage) -> str:
         _require_phone(message)
+        assert self.session is not None, "open() first"
         body = json.dumps(
             {
                 "to": message.to_phone,
@@ -107,38 +120,40 @@ class WebhookSms:
             }
         ).encode()
         timestamp = str(int(time.time()))
-        request = urllib.request.Request(
-            settings.SMS_WEBHOOK_URL,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "Idempotency-Key": message.idempotency_key,
-                "X-Retention-Timestamp": timestamp,
-                "X-Retention-Signature": webhook_signature(
-                    secret=settings.SMS_WEBHOOK_SECRET, timestamp=timestamp, body=body
-                ),
-            },
-        )
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": message.idempotency_key,
+            "X-Retention-Timestamp": timestamp,
+            "X-Retention-Signature": webhook_signature(
+                secret=settings.SMS_WEBHOOK_SECRET, timestamp=timestamp, body=body
+            ),
+        }
         try:
-            with urllib.request.urlopen(request, timeout=settings.SMS_TIMEOUT) as response:
-                payload = response.read()
-        except urllib.error.HTTPError as exc:
-            if exc.code == 429 or exc.code >= 500:
-                raise TransientDeliveryError(f"webhook HTTP {exc.code}") from exc
-            raise PermanentDeliveryError(f"webhook HTTP {exc.code}: {exc.read()[:200]!r}") from exc
-        except (urllib.error.URLError, OSError) as exc:
+            response = self.session.post(
+                settings.SMS_WEBHOOK_URL, data=body, headers=headers, timeout=settings.SMS_TIMEOUT
+            )
+        except requests.RequestException as exc:
             raise TransientDeliveryError(f"webhook unreachable: {exc}") from exc
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise TransientDeliveryError(f"webhook HTTP {status}")
+        if status >= 300:
+            raise PermanentDeliveryError(f"webhook HTTP {status}: {response.content[:200]!r}")
         try:
-            return str(json.loads(payload or b"{}").get("id", message.idempotency_key))
+            return str(json.loads(response.content or b"{}").get("id", message.idempotency_key))
         except (ValueError, AttributeError):
             return message.idempotency_key
 
-    def close(self) -> None:
+    def settle(self) -> None:
         pass
 
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
 
-class TwilioSms:
+
+class TwilioSms(SerialChannel):
     """Twilio Programmable Messaging through the official SDK. Twilio's Messages API has no
     idempotency key, so at-most-once rests on the relay's check-and-set before sending."""
 

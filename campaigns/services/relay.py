@@ -2,14 +2,16 @@
 channels, at most once per intervention, and build the message each intervention sends.
 
 Claims are leases (SKIP LOCKED on PostgreSQL) and every send passes a compare-and-set from
-`pending` to `sending`, so duplicated or retried relays never send a message twice.
+`pending` to `sending`, so duplicated or retried relays never send a message twice. Messages go
+out in rounds of the channel's concurrency (one for SMTP by default, 8 for HTTP channels), and a
+round costs one commit: the compare-and-set of its rows with the previous round's answers.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,11 +19,12 @@ from typing import Any
 import pandas as pd
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Case, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from campaigns.channels.base import (
     ChannelBackend,
+    DeliveryError,
     OutboundMessage,
     PermanentDeliveryError,
     TransientDeliveryError,
@@ -197,17 +200,41 @@ def _outbox(now: datetime) -> QuerySet[Intervention]:
     )
 
 
+def _update_returning(
+    where: str, params: list[Any], sets: dict[str, tuple[str, list[Any]]]
+) -> list[int]:
+    """UPDATE the interventions matching `where` (SQL over the table's columns), setting each
+    column of `sets` to its (SQL, parameters), and return the ids it changed: one statement, so
+    the row locks decide which of two relays gets a row. PostgreSQL and SQLite (3.35+) both have
+    UPDATE … RETURNING."""
+    table = connection.ops.quote_name(Intervention._meta.db_table)
+    assignments = ", ".join(f"{connection.ops.quote_name(c)} = {v[0]}" for c, v in sets.items())
+    values = [arg for v in sets.values() for arg in v[1]]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {assignments} WHERE {where} RETURNING id", [*values, *params]
+        )
+        return [int(row[0]) for row in cursor.fetchall()]
+
+
+def _db_time(moment: datetime) -> Any:
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
 def _claim(*, channel: str, limit: int, now: datetime) -> list[int]:
-    """Lease up to `limit` due outbox rows of a channel to this relay run (SKIP LOCKED on
-    PostgreSQL, so concurrent relays take disjoint rows)."""
+    """Lease up to `limit` due outbox rows of a channel to this relay run in one statement.
+    PostgreSQL: UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n) RETURNING id, so
+    concurrent relays take disjoint rows without waiting on each other; SQLite (one writer at
+    a time) takes the same rows with the same statement, without the row lock."""
+    rows = _outbox(now).filter(channel=channel).order_by("pk")
     with transaction.atomic():
-        rows = _outbox(now).filter(channel=channel).order_by("pk")
         if connection.features.has_select_for_update_skip_locked:
             rows = rows.select_for_update(skip_locked=True)
-        ids = list(rows.values_list("pk", flat=True)[:limit])
-        if ids:
-            Intervention.objects.filter(pk__in=ids).update(claimed_at=now)
-    return ids
+        select, params = rows.values("pk")[:limit].query.sql_with_params()
+        ids = _update_returning(
+            f"id IN ({select})", list(params), {"claimed_at": ("%s", [_db_time(now)])}
+        )
+    return sorted(ids)
 
 
 def _still_allowed(interventions: Sequence[Intervention]) -> dict[int, str]:
@@ -256,101 +283,136 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=settings.CAMPAIGN_RELAY_BACKOFF_SECONDS * 2 ** max(attempts - 1, 0))
 
 
-class Outcome(enum.Enum):
-    SKIPPED = "skipped"  # never reached the provider (cannot render, or another relay has it)
-    SENT = "sent"
-    TRANSIENT = "transient"
-    PERMANENT = "permanent"
+_WAITING = [InterventionStatus.PENDING, InterventionStatus.SCHEDULED]
 
 
-def _deliver_one(
-    backend: ChannelBackend,
-    intervention: Intervention,
-    extras: MessageExtras,
-    summary: RelaySummary,
-    now: datetime,
-) -> Outcome:
-    """Check-and-set to `sending`, send, record. The compare-and-set is the at-most-once gate:
-    a duplicated or retried relay finds the row no longer pending and skips it."""
-    try:
-        message = intervention_message(
-            intervention=intervention, reasons=extras.reasons, products=extras.products
+def _per_row(values: dict[int, str]) -> Case:
+    """One text value per intervention id, for an UPDATE of many rows that differ in it."""
+    return Case(*(When(pk=pk, then=Value(v)) for pk, v in values.items()), default=Value(""))
+
+
+@dataclass
+class Handed:
+    """One message handed to the provider in a round, with the provider's answer."""
+
+    intervention: Intervention
+    provider_id: str = ""
+    error: DeliveryError | None = None
+    answered_at: datetime = field(default_factory=timezone.now)
+
+    @property
+    def attempts(self) -> int:  # the attempt this send was (the gate counted it)
+        return self.intervention.attempts + 1
+
+
+def _begin_sending(ids: list[int], now: datetime) -> set[int]:
+    """The at-most-once gate, for a round's rows at once: compare-and-set `pending`/`scheduled`
+    → `sending` in one statement; only the ids it returns may be sent. A duplicated or retried
+    relay finds the row no longer waiting and skips it. claimed_at now marks when the send began
+    (the stale sweep measures from it)."""
+    if not ids:
+        return set()
+    marks = ", ".join(["%s"] * len(ids))
+    return set(
+        _update_returning(
+            f"id IN ({marks}) AND arm = %s AND status IN (%s, %s)",
+            [*ids, Arm.TREATMENT, *_WAITING],
+            {
+                "status": ("%s", [InterventionStatus.SENDING]),
+                "attempts": (f"{connection.ops.quote_name('attempts')} + 1", []),
+                "claimed_at": ("%s", [_db_time(now)]),
+                "updated_at": ("%s", [_db_time(timezone.now())]),
+            },
         )
-    except Exception as exc:  # a template that cannot render is this message's permanent fault
+    )
+
+
+def _record(handed: Sequence[Handed], summary: RelaySummary, now: datetime) -> None:
+    """Write a round's answers: one UPDATE per outcome (sent; retried per attempt count, as their
+    backoff differs; retries exhausted; rejected). Only from `sending` — except a success also
+    replaces a delivery_unknown the stale sweep wrote while this slow but live send was still
+    under way: the provider's answer is the better record."""
+    if not handed:
+        return
+    sent = [h for h in handed if h.error is None]
+    if sent:
+        answered_at = max(h.answered_at for h in sent)
         Intervention.objects.filter(
-            pk=intervention.pk,
-            status__in=[InterventionStatus.PENDING, InterventionStatus.SCHEDULED],
+            Q(status=InterventionStatus.SENDING)
+            | Q(status=InterventionStatus.FAILED, reason=FailureReason.DELIVERY_UNKNOWN),
+            pk__in=[h.intervention.pk for h in sent],
+        ).update(
+            status=InterventionStatus.SENT,
+            reason="",
+            sent_at=answered_at,
+            provider_message_id=_per_row({h.intervention.pk: h.provider_id[:200] for h in sent}),
+            detail="",
+            updated_at=answered_at,
+        )
+        for h in sent:
+            summary.add(summary.sent, h.intervention.channel)
+    retry: dict[int, list[Handed]] = {}
+    failed: dict[str, list[Handed]] = {}
+    for h in handed:
+        if isinstance(h.error, TransientDeliveryError):
+            if h.attempts >= settings.CAMPAIGN_RELAY_MAX_ATTEMPTS:
+                failed.setdefault(FailureReason.RETRIES_EXHAUSTED, []).append(h)
+            else:
+                retry.setdefault(h.attempts, []).append(h)
+        elif h.error is not None:
+            failed.setdefault(FailureReason.REJECTED, []).append(h)
+    for attempts, rows in retry.items():
+        Intervention.objects.filter(
+            pk__in=[h.intervention.pk for h in rows], status=InterventionStatus.SENDING
+        ).update(
+            status=InterventionStatus.PENDING,
+            send_after=now + _backoff(attempts),
+            claimed_at=None,
+            detail=_per_row({h.intervention.pk: str(h.error)[:2000] for h in rows}),
+            updated_at=now,
+        )
+        summary.retried += len(rows)
+    for reason, rows in failed.items():
+        Intervention.objects.filter(
+            pk__in=[h.intervention.pk for h in rows], status=InterventionStatus.SENDING
         ).update(
             status=InterventionStatus.FAILED,
-            reason=FailureReason.REJECTED,
-            detail=f"cannot render the message: {exc}"[:2000],
+            reason=reason,
+            detail=_per_row({h.intervention.pk: str(h.error)[:2000] for h in rows}),
             updated_at=timezone.now(),
         )
-        summary.add(summary.failed, FailureReason.REJECTED)
-        return Outcome.SKIPPED
-    # claimed_at now marks when the send began: the stale sweep measures from it.
-    claimed = Intervention.objects.filter(
-        pk=intervention.pk,
-        arm=Arm.TREATMENT,
-        status__in=[InterventionStatus.PENDING, InterventionStatus.SCHEDULED],
-    ).update(
-        status=InterventionStatus.SENDING,
-        attempts=F("attempts") + 1,
-        claimed_at=now,
-        updated_at=timezone.now(),
-    )
-    if claimed != 1:
-        return Outcome.SKIPPED
-    attempts = intervention.attempts + 1
+        summary.add(summary.failed, reason, len(rows))
+
+
+def _send_one(
+    backend: ChannelBackend, intervention: Intervention, message: OutboundMessage
+) -> Handed:
     try:
-        provider_id = backend.send(message)
-    except TransientDeliveryError as exc:
-        if attempts >= settings.CAMPAIGN_RELAY_MAX_ATTEMPTS:
-            _finish(intervention, InterventionStatus.FAILED, FailureReason.RETRIES_EXHAUSTED, exc)
-            summary.add(summary.failed, FailureReason.RETRIES_EXHAUSTED)
-        else:
-            Intervention.objects.filter(
-                pk=intervention.pk, status=InterventionStatus.SENDING
-            ).update(
-                status=InterventionStatus.PENDING,
-                send_after=now + _backoff(attempts),
-                claimed_at=None,
-                detail=str(exc)[:2000],
-                updated_at=now,
-            )
-            summary.retried += 1
-        return Outcome.TRANSIENT
-    except PermanentDeliveryError as exc:
-        _finish(intervention, InterventionStatus.FAILED, FailureReason.REJECTED, exc)
-        summary.add(summary.failed, FailureReason.REJECTED)
-        return Outcome.PERMANENT
-    _record_sent(intervention, provider_id)
-    summary.add(summary.sent, intervention.channel)
-    return Outcome.SENT
+        return Handed(intervention, provider_id=backend.send(message))
+    except DeliveryError as exc:
+        return Handed(intervention, error=exc)
 
 
-def _record_sent(intervention: Intervention, provider_id: str) -> None:
-    """`sending` → `sent`; also over a delivery_unknown the stale sweep wrote while this (slow
-    but live) send was still under way: the provider's answer is the better record."""
-    sent_at = timezone.now()
-    Intervention.objects.filter(
-        Q(status=InterventionStatus.SENDING)
-        | Q(status=InterventionStatus.FAILED, reason=FailureReason.DELIVERY_UNKNOWN),
-        pk=intervention.pk,
-    ).update(
-        status=InterventionStatus.SENT,
-        reason="",
-        sent_at=sent_at,
-        provider_message_id=provider_id[:200],
-        detail="",
-        updated_at=sent_at,
-    )
-
-
-def _finish(intervention: Intervention, status: str, reason: str, exc: Exception) -> None:
-    Intervention.objects.filter(pk=intervention.pk, status=InterventionStatus.SENDING).update(
-        status=status, reason=reason, detail=str(exc)[:2000], updated_at=timezone.now()
-    )
+def _round(
+    backend: ChannelBackend,
+    previous: Sequence[Handed],
+    batch: Sequence[Intervention],
+    messages: dict[int, OutboundMessage],
+    summary: RelaySummary,
+    now: datetime,
+    pool: ThreadPoolExecutor | None,
+) -> list[Handed]:
+    """One round: in one transaction (one commit), record the previous round's answers and pass
+    this round's rows through the gate; then send those, at once when the backend allows.
+    A worker lost mid-round leaves only this round's rows `sending` (one for serial channels):
+    they are recorded delivery_unknown, never resent; the rest of the chunk is still waiting."""
+    with transaction.atomic():
+        _record(previous, summary, now)
+        began = _begin_sending([i.pk for i in batch], now)
+    go = [i for i in batch if i.pk in began]
+    if pool is not None and len(go) > 1:
+        return list(pool.map(lambda i: _send_one(backend, i, messages[i.pk]), go))
+    return [_send_one(backend, i, messages[i.pk]) for i in go]
 
 
 def interventions_mark_stale(*, now: datetime) -> int:
@@ -368,20 +430,56 @@ def interventions_mark_stale(*, now: datetime) -> int:
 
 
 def _claimed_chunk(ids: list[int], summary: RelaySummary, now: datetime) -> list[Intervention]:
-    """The claimed interventions, less those the last check stops (recorded suppressed)."""
+    """The claimed interventions, less those the last check stops (recorded suppressed: one
+    UPDATE per reason)."""
     chunk = list(
         Intervention.objects.filter(pk__in=ids)
         .select_related("customer", "offer", "template", "campaign", "coupon")
         .order_by("pk")
     )
     blocked = _still_allowed(chunk)
+    by_reason: dict[str, list[int]] = {}
     for intervention_id, reason in blocked.items():
-        Intervention.objects.filter(
-            pk=intervention_id,
-            status__in=[InterventionStatus.PENDING, InterventionStatus.SCHEDULED],
-        ).update(status=InterventionStatus.SUPPRESSED, reason=reason, updated_at=now)
-        summary.add(summary.suppressed_at_send, reason)
+        by_reason.setdefault(reason, []).append(intervention_id)
+    for reason, blocked_ids in by_reason.items():
+        stopped = Intervention.objects.filter(pk__in=blocked_ids, status__in=_WAITING).update(
+            status=InterventionStatus.SUPPRESSED, reason=reason, updated_at=now
+        )
+        summary.add(summary.suppressed_at_send, reason, stopped)
     return [i for i in chunk if i.pk not in blocked]
+
+
+def _render_chunk(
+    chunk: Sequence[Intervention], summary: RelaySummary
+) -> dict[int, OutboundMessage]:
+    """Every message of the chunk, rendered before any is sent (reasons and products read in
+    one query each). A template that cannot render is that message's permanent fault: those
+    rows are recorded failed in one UPDATE and left out."""
+    customer_ids = [i.customer_id for i in chunk]
+    reasons = customer_latest_reasons(customer_ids=customer_ids)
+    products = customer_recommended_products(
+        customer_ids=customer_ids, limit=settings.RECOMMENDATIONS_PER_MESSAGE
+    )
+    messages: dict[int, OutboundMessage] = {}
+    broken: dict[int, str] = {}
+    for intervention in chunk:
+        try:
+            messages[intervention.pk] = intervention_message(
+                intervention=intervention,
+                reasons=reasons.get(intervention.customer_id, []),
+                products=products.get(intervention.customer_id, []),
+            )
+        except Exception as exc:  # a template that cannot render: this message's fault only
+            broken[intervention.pk] = f"cannot render the message: {exc}"[:2000]
+    if broken:
+        Intervention.objects.filter(pk__in=list(broken), status__in=_WAITING).update(
+            status=InterventionStatus.FAILED,
+            reason=FailureReason.REJECTED,
+            detail=_per_row(broken),
+            updated_at=timezone.now(),
+        )
+        summary.add(summary.failed, FailureReason.REJECTED, len(broken))
+    return messages
 
 
 def _open(channel: str) -> ChannelBackend | None:
@@ -396,54 +494,56 @@ def _open(channel: str) -> ChannelBackend | None:
 
 def _hold(rest: Sequence[Intervention], claimed_at: datetime | None) -> None:
     """Renew (a time) or release (None) the lease on the chunk's rows not yet reached."""
-    Intervention.objects.filter(
-        pk__in=[i.pk for i in rest],
-        status__in=[InterventionStatus.PENDING, InterventionStatus.SCHEDULED],
-    ).update(claimed_at=claimed_at)
+    Intervention.objects.filter(pk__in=[i.pk for i in rest], status__in=_WAITING).update(
+        claimed_at=claimed_at
+    )
 
 
 def _send_chunk(
     channel: str, chunk: list[Intervention], summary: RelaySummary, clock: Callable[[], datetime]
 ) -> tuple[int, bool]:
-    """Send one claimed chunk on its own connection, renewing the lease as it goes. After a
-    transient error (an SMTP 4xx — a 421 closes the session — or a dropped connection) the
-    connection is reopened, so the next message goes out on a fresh one instead of failing
+    """Send one claimed chunk in rounds of `backend.concurrency` messages (one for SMTP: one
+    connection, one message at a time; several for HTTP channels: a thread each over one pooled
+    session), renewing the lease as it goes. Each round costs one database commit (`_round`).
+    After a transient error (an SMTP 4xx — a 421 closes the session — or a dropped connection)
+    the connection is reopened, so the next message goes out on a fresh one instead of failing
     unsent. Returns (messages handed to the provider, whether the channel could be opened)."""
-    customer_ids = [i.customer_id for i in chunk]
-    reasons = customer_latest_reasons(customer_ids=customer_ids)
-    products = customer_recommended_products(
-        customer_ids=customer_ids, limit=settings.RECOMMENDATIONS_PER_MESSAGE
-    )
+    messages = _render_chunk(chunk, summary)
+    todo = [i for i in chunk if i.pk in messages]
     backend: ChannelBackend | None = None
+    pool: ThreadPoolExecutor | None = None
     handed = 0
+    answered: list[Handed] = []
     renewed = clock()
+    index = 0
     try:
-        for index, intervention in enumerate(chunk):
+        while index < len(todo):
             if clock() - renewed >= RELAY_LEASE_RENEW:
                 renewed = clock()
-                _hold(chunk[index:], renewed)
+                _hold(todo[index:], renewed)
             if backend is None:
                 backend = _open(channel)
                 if backend is None:  # nothing more is sent: the rest waits for the next run
-                    _hold(chunk[index:], None)
+                    _hold(todo[index:], None)
                     return handed, False
-            outcome = _deliver_one(
-                backend,
-                intervention,
-                MessageExtras(
-                    reasons.get(intervention.customer_id, []),
-                    products.get(intervention.customer_id, []),
-                ),
-                summary,
-                clock(),
-            )
-            handed += outcome is not Outcome.SKIPPED
-            if outcome is Outcome.TRANSIENT:
+                backend.prepare([messages[i.pk] for i in todo[index:]])
+                if backend.concurrency > 1 and pool is None:
+                    pool = ThreadPoolExecutor(backend.concurrency, thread_name_prefix="relay")
+            batch = todo[index : index + backend.concurrency]
+            index += len(batch)
+            answered = _round(backend, answered, batch, messages, summary, clock(), pool)
+            handed += len(answered)
+            backend.settle()
+            if any(isinstance(h.error, TransientDeliveryError) for h in answered):
                 backend.close()
                 backend = None
     finally:
+        # The last round's answers (also when the run stops with an error: they were sent).
+        _record(answered, summary, clock())
         if backend is not None:
             backend.close()
+        if pool is not None:
+            pool.shutdown()
     return handed, True
 
 

@@ -2,7 +2,7 @@
 gate, so the kill test can prove it would catch a duplicate (tests/campaigns/test_worker_faults.py).
 
 Python imports `sitecustomize` at start-up; this one waits until the Celery worker is ready (Django
-is set up by then) and swaps the relay's per-message step for a naive one: send, then mark sent —
+is set up by then) and swaps the relay's gate and its record for naive ones: send, then mark sent —
 no `sending` state, no compare-and-set. A worker killed between the provider's acceptance and the
 database write leaves the row `pending`, and the next relay sends it again. Nothing in production
 imports this module; it lives under tests/ and only a test's worker environment names it.
@@ -22,17 +22,17 @@ def _disable_the_at_most_once_gate(**_: Any) -> None:
     from campaigns.models import Intervention, InterventionStatus
     from campaigns.services import relay
 
-    def naive_deliver_one(
-        backend: Any, intervention: Any, extras: Any, summary: Any, now: Any
-    ) -> relay.Outcome:
-        message = relay.intervention_message(
-            intervention=intervention, reasons=extras.reasons, products=extras.products
-        )
-        provider_id = backend.send(message)
-        Intervention.objects.filter(pk=intervention.pk).update(
-            status=InterventionStatus.SENT, sent_at=timezone.now(), provider_message_id=provider_id
-        )
-        summary.add(summary.sent, intervention.channel)
-        return relay.Outcome.SENT
+    def naive_begin_sending(ids: list[int], now: Any) -> set[int]:
+        return set(ids)  # no `sending` state, no compare-and-set: every row goes out
 
-    relay._deliver_one = naive_deliver_one  # type: ignore[assignment]
+    def naive_record(handed: Any, summary: Any, now: Any) -> None:
+        for h in handed:  # mark sent after the send, whatever the row's state
+            Intervention.objects.filter(pk=h.intervention.pk).update(
+                status=InterventionStatus.SENT,
+                sent_at=timezone.now(),
+                provider_message_id=h.provider_id[:200],
+            )
+            summary.add(summary.sent, h.intervention.channel)
+
+    relay._begin_sending = naive_begin_sending  # type: ignore[assignment]
+    relay._record = naive_record  # type: ignore[assignment]

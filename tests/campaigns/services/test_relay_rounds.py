@@ -1,0 +1,178 @@
+"""The relay's rounds: several sends in flight (SMTP connections, HTTP threads), each round's
+answers written together, and concurrent relays taking disjoint rows — with every guarantee of
+the one-at-a-time relay (each message once, retries, rejections, unregistered devices)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from campaigns.channels.push import vapid_key_pair
+from campaigns.models import Intervention
+from campaigns.services.dispatch import campaign_dispatch
+from campaigns.services.relay import interventions_relay
+from customers.models import Device, DeviceStatus
+from tests.campaigns.conftest import NOON, make_campaign, make_customers, make_offer, make_template
+from tests.campaigns.push_servers import PushService, Subscription, push_service
+from tests.campaigns.servers import SmtpRecorder, smtp_server
+
+
+@dataclass
+class OverlapRecorder(SmtpRecorder):
+    """Counts the messages the server is answering at the same moment (a slow provider)."""
+
+    in_flight: int = 0
+    most_in_flight: int = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+            return await super().handle_DATA(server, session, envelope)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.fixture
+def slow_smtp(settings: Any) -> Iterator[OverlapRecorder]:
+    recorder = OverlapRecorder(delay=0.1)
+    with smtp_server(recorder) as (_, port):
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        yield recorder
+
+
+def email_campaign(customers: int) -> None:
+    make_customers(customers)
+    rule: dict[str, Any] = {"name": "critical by email", "tiers": ["critical"], "channel": "email"}
+    rule |= {"offer": make_offer(), "template": make_template("email")}
+    campaign_dispatch(campaign=make_campaign(rules=[rule], control_percentage=0), now=NOON)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("connections", [1, 4])
+def test_smtp_connections_overlap_a_slow_server_and_send_each_message_once(
+    slow_smtp: OverlapRecorder, settings: Any, connections: int
+) -> None:
+    settings.CAMPAIGN_RELAY_SMTP_CONNECTIONS = connections
+    email_campaign(24)
+    slow_smtp.replies = {
+        "c3@example.com": ["451 4.3.0 try again later"],
+        "c7@example.com": ["550 5.1.1 no such user"],
+    }
+    relayed = interventions_relay(now=NOON)
+    assert relayed.sent == {"email": 22} and relayed.retried == 1
+    assert relayed.failed == {"provider_rejected": 1}
+    # One message in flight per connection: the default never overlaps, several do.
+    assert (slow_smtp.most_in_flight > 1) is (connections > 1)
+    statuses = dict(Intervention.objects.values_list("customer__email", "status"))
+    assert statuses.pop("c3@example.com") == "pending"
+    assert statuses.pop("c7@example.com") == "failed"
+    assert set(statuses.values()) == {"sent"}
+    ids = Intervention.objects.filter(status="sent").values_list("provider_message_id", flat=True)
+    assert all(i.startswith("<intervention-") for i in ids) and len(set(ids)) == 22
+    assert Counter(slow_smtp.recipients()) == dict.fromkeys(statuses, 1)
+
+
+@pytest.fixture
+def push(settings: Any) -> Iterator[PushService]:
+    with push_service() as running:
+        settings.WEBPUSH_VAPID_PRIVATE_KEY, settings.WEBPUSH_VAPID_PUBLIC_KEY = vapid_key_pair()
+        settings.WEBPUSH_VAPID_SUBJECT = "mailto:push@shop.example"
+        settings.PUSH_ALLOW_HTTP = True
+        settings.CAMPAIGN_QUIET_HOURS = (0, 0)
+        settings.CAMPAIGN_RELAY_HTTP_THREADS = 4
+        yield running
+
+
+@pytest.mark.django_db
+def test_push_in_threads_sends_each_once_records_each_answer_and_writes_per_round(
+    push: PushService,
+) -> None:
+    customers = make_customers(24)
+    subscription = Subscription.new(f"{push.base_url}/wp/any")  # one key pair serves all
+    keys = subscription.as_json()["keys"]
+    Device.objects.bulk_create(
+        [
+            Device(
+                customer=c,
+                platform="web",
+                token=f"{push.base_url}/wp/{c.external_id}",
+                p256dh=keys["p256dh"],
+                auth=keys["auth"],
+                status=DeviceStatus.ACTIVE,
+                last_seen_at=NOON,
+            )
+            for c in customers
+        ]
+    )
+    gone = [c.external_id for c in customers[:3]]
+    push.web_answers = {f"/wp/{g}": [410] for g in gone}
+    push.web_answers[f"/wp/{customers[5].external_id}"] = [503]
+    push.web_answers[f"/wp/{customers[6].external_id}"] = [400]
+    template = make_template("push", subject="{{ first_name }}, hello", body="Come back.")
+    rule = {"name": "push", "tiers": ["critical"], "channel": "push", "template": template}
+    campaign = make_campaign(rules=[rule | {"offer": make_offer()}], control_percentage=0)
+    campaign_dispatch(campaign=campaign, now=NOON)
+
+    with CaptureQueriesContext(connection) as queries:
+        relayed = interventions_relay(now=NOON, channels=["push"])
+
+    assert relayed.sent == {"push": 19} and relayed.retried == 1
+    assert relayed.failed == {"provider_rejected": 4}
+    paths = Counter(r["path"] for r in push.of_kind("webpush"))
+    assert set(paths.values()) == {1} and len(paths) == 24
+    assert subscription.decrypt(push.of_kind("webpush")[-1]["body"])["body"] == "Come back."
+    by_customer = {i.customer.external_id: i for i in Intervention.objects.all()}
+    assert by_customer[customers[5].external_id].status == "pending"
+    assert "503" in by_customer[customers[5].external_id].detail
+    assert "400" in by_customer[customers[6].external_id].detail
+    for external_id in gone:
+        assert by_customer[external_id].status == "failed"
+        assert "unregistered" in by_customer[external_id].detail
+    unregistered = Device.objects.filter(status=DeviceStatus.UNREGISTERED)
+    assert set(unregistered.values_list("customer__external_id", flat=True)) == set(gone)
+    # Rounds of four: the gate and the answers are one statement each per round, not per message.
+    writes = [q for q in queries if q["sql"].startswith('UPDATE "campaigns_intervention"')]
+    assert len(writes) <= 3 * (24 // 4) + 3
+
+
+def test_two_relays_at_once_take_disjoint_rows_and_send_each_message_once(
+    require_postgres: None, transactional_db: None, settings: Any
+) -> None:
+    with smtp_server() as (smtp, port):
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        email_campaign(300)  # two chunks of 200 at most each: both relays find work
+        sent: list[int] = []
+        errors: list[BaseException] = []
+
+        def relay() -> None:
+            try:
+                sent.append(interventions_relay(now=NOON).sent.get("email", 0))
+            except BaseException as exc:  # reported by the assertion below
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=relay) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not errors
+        assert sum(sent) == 300
+        assert Counter(smtp.recipients()) == {f"c{i}@example.com": 1 for i in range(300)}
+        assert set(Intervention.objects.values_list("status", flat=True)) == {"sent"}
