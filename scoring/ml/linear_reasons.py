@@ -17,7 +17,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,9 @@ MAX_BYTES = 1 << 30
 PROBE_VALUES = 256
 
 logger = logging.getLogger(__name__)
+
+
+M = TypeVar("M")
 
 
 @dataclass(frozen=True)
@@ -70,20 +73,32 @@ def _linear_pipeline(pipeline: Any) -> tuple[tuple[Any, ...], np.ndarray, float]
     return transformers, final.coef_[0].astype(np.float64), float(final.intercept_[0])
 
 
+def calibrated_members(
+    estimator: CalibratedClassifierCV, member: Callable[[Any, Callable[..., Any]], M | None]
+) -> list[M] | None:
+    """The members of a calibrated average, each `member(fitted estimator, calibrator's link)`
+    (None when the member is not of the kind asked); None unless every member is one, with a
+    sigmoid or isotonic calibrator of its own."""
+    members = []
+    for calibrated in getattr(estimator, "calibrated_classifiers_", ()):
+        if calibrated.method not in ("sigmoid", "isotonic") or len(calibrated.calibrators) != 1:
+            return None
+        one = member(calibrated.estimator, calibrated.calibrators[0].predict)
+        if one is None:
+            return None
+        members.append(one)
+    return members or None
+
+
 def linear_members(estimator: Any) -> list[LinearMember] | None:
     """The linear models whose calibrated average is `estimator`, or None if it is not one."""
     if isinstance(estimator, CalibratedClassifierCV):
-        members = []
-        for member in getattr(estimator, "calibrated_classifiers_", ()):
-            linear = _linear_pipeline(member.estimator)
-            if (
-                linear is None
-                or member.method not in ("sigmoid", "isotonic")
-                or len(member.calibrators) != 1
-            ):
-                return None
-            members.append(LinearMember(*linear, link=member.calibrators[0].predict))
-        return members or None
+
+        def member(fitted: Any, link: Callable[..., Any]) -> LinearMember | None:
+            linear = _linear_pipeline(fitted)
+            return LinearMember(*linear, link=link) if linear else None
+
+        return calibrated_members(estimator, member)
     linear = _linear_pipeline(estimator)
     return [LinearMember(*linear, link=expit)] if linear else None
 

@@ -46,7 +46,7 @@ from sklearn.ensemble import (
     RandomForestClassifier,
 )
 
-from scoring.ml.linear_reasons import _feeds, _probe_frame
+from scoring.ml.linear_reasons import _feeds, _probe_frame, calibrated_members
 
 logger = logging.getLogger(__name__)
 
@@ -111,17 +111,12 @@ def _tree_pipeline(pipeline: Any) -> tuple[tuple[Any, ...], Any] | None:
 def tree_members(estimator: Any) -> list[TreeMember] | None:
     """The tree models whose calibrated average is `estimator`, or None if it is not one."""
     if isinstance(estimator, CalibratedClassifierCV):
-        members = []
-        for member in getattr(estimator, "calibrated_classifiers_", ()):
-            tree = _tree_pipeline(member.estimator)
-            if (
-                tree is None
-                or member.method not in ("sigmoid", "isotonic")
-                or len(member.calibrators) != 1
-            ):
-                return None
-            members.append(TreeMember(*tree, link=member.calibrators[0].predict))
-        return members or None
+
+        def member(fitted: Any, link: Callable[..., Any]) -> TreeMember | None:
+            tree = _tree_pipeline(fitted)
+            return TreeMember(*tree, link=link) if tree else None
+
+        return calibrated_members(estimator, member)
     tree = _tree_pipeline(estimator)
     if tree is None:
         return None

@@ -25,17 +25,15 @@ from tests.campaigns.uplift_fixtures import (
     customers_with_history,
     finished_cycles,
     two_action_campaign,
+    uplift_settings,
 )
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _artifacts(settings: Any, tmp_path: Path) -> None:
-    settings.MODEL_ARTIFACT_DIR = tmp_path / "models"
-    settings.CAMPAIGN_QUIET_HOURS = (0, 0)
-    settings.UPLIFT_BOOTSTRAP_RESAMPLES = 20  # intervals are not what these tests check
-    settings.CONSENT_DEFAULTS = {**settings.CONSENT_DEFAULTS, "sms": True}
+def _settings(settings: Any, tmp_path: Path) -> None:
+    uplift_settings(settings, tmp_path)
 
 
 def test_trains_a_champion_that_finds_the_customers_the_offer_changes() -> None:

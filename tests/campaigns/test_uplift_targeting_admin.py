@@ -20,6 +20,7 @@ from tests.campaigns.uplift_fixtures import (
     customers_with_history,
     finished_cycles,
     two_action_campaign,
+    uplift_settings,
 )
 
 pytestmark = pytest.mark.django_db
@@ -37,10 +38,7 @@ def staff(db: None) -> Client:
 def policy_campaign(settings: Any, tmp_path: Path) -> tuple[Campaign, UpliftModel]:
     """A campaign with a trained champion, switched to the uplift policy, at a time its
     customers can be contacted again."""
-    settings.MODEL_ARTIFACT_DIR = tmp_path / "models"
-    settings.CAMPAIGN_QUIET_HOURS = (0, 0)
-    settings.CONSENT_DEFAULTS = {**settings.CONSENT_DEFAULTS, "sms": True}
-    settings.UPLIFT_BOOTSTRAP_RESAMPLES = 20
+    uplift_settings(settings, tmp_path)
     customers_with_history(300)
     campaign = two_action_campaign()
     later = finished_cycles(campaign)

@@ -20,6 +20,7 @@ from tests.campaigns.uplift_fixtures import (
     customers_with_history,
     finished_cycles,
     two_action_campaign,
+    uplift_settings,
 )
 
 pytestmark = pytest.mark.django_db
@@ -27,10 +28,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _settings(settings: Any, tmp_path: Path) -> None:
-    settings.MODEL_ARTIFACT_DIR = tmp_path / "models"
-    settings.CAMPAIGN_QUIET_HOURS = (0, 0)
-    settings.UPLIFT_BOOTSTRAP_RESAMPLES = 20  # intervals are not what these tests check
-    settings.CONSENT_DEFAULTS = {**settings.CONSENT_DEFAULTS, "sms": True}
+    uplift_settings(settings, tmp_path)
 
 
 def test_policy_mode_dispatches_within_budget_and_keeps_the_holdout() -> None:

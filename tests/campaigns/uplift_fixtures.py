@@ -17,6 +17,16 @@ from tests.campaigns.conftest import NOON, make_campaign, make_customers, make_o
 HISTORY_DAYS = 200
 
 
+def uplift_settings(settings: Any, tmp_path: Any) -> None:
+    """Settings every uplift-targeting test runs with: model files in `tmp_path`, no quiet
+    hours, SMS consent by default, and few bootstrap resamples (intervals are not what these
+    tests check)."""
+    settings.MODEL_ARTIFACT_DIR = tmp_path / "models"
+    settings.CAMPAIGN_QUIET_HOURS = (0, 0)
+    settings.UPLIFT_BOOTSTRAP_RESAMPLES = 20
+    settings.CONSENT_DEFAULTS = {**settings.CONSENT_DEFAULTS, "sms": True}
+
+
 def customers_with_history(count: int, *, start: int = 0, seed: int = 7) -> list[Customer]:
     """`count` customers (half critical, half high risk) with 1-6 completed orders over the
     200 days before NOON; `attributes["heavy"]` marks the ones with larger baskets."""
