@@ -21,6 +21,7 @@ from campaigns.money import money
 from campaigns.services.uplift_models import (
     UpliftTrainingError,
     action_cost,
+    action_evidence,
     uplift_model_activate,
     uplift_predict,
 )
@@ -70,12 +71,23 @@ def validation_table(model: UpliftModel) -> SafeString:
     """Per action: the model's Qini and uplift in the top 30% on the validation rows, beside
     random targeting (Qini 0 by definition) and targeting the riskiest customers first."""
     per_action = (model.metrics or {}).get("actions") or {}
+    evidence = action_evidence(model)
     if not per_action:
         return format_html("<em>{}</em>", "No validation figures were recorded.")
     rows = []
     for key, roles in sorted(per_action.items()):
         mine, risk = roles.get("model", {}), roles.get("risk")
         at = next((k for k in mine if k.startswith("uplift_at_")), None)
+        average = roles.get("average")
+        if average is None:
+            uses = "its predictions (no average recorded)"
+        elif evidence.get(key) is not None and evidence[key].ranking_validated:
+            uses = "each customer's prediction (the ranking beats random)"
+        else:
+            uses = format_html(
+                "the average effect for everyone: {} (the ranking does not beat random)",
+                _figure(average, points=True),
+            )
         rows.append(
             (
                 _action_label(model, key),
@@ -84,22 +96,26 @@ def validation_table(model: UpliftModel) -> SafeString:
                 "0 (by definition)",
                 _figure(risk.get("qini")) if risk else "not measured",
                 _figure(mine.get(at), points=True) if at else "—",
+                uses,
             )
         )
     body = format_html_join(
         "",
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         rows,
     )
     return format_html(
         '<table class="uplift-validation"><thead><tr><th>action</th><th>validation rows</th>'
         "<th>Qini of this model</th><th>Qini of random targeting</th>"
-        "<th>Qini of targeting by churn risk</th><th>uplift in its top 30%</th></tr></thead>"
+        "<th>Qini of targeting by churn risk</th><th>uplift in its top 30%</th>"
+        "<th>what the policy uses</th></tr></thead>"
         '<tbody>{}</tbody></table><p class="help">{}</p>',
         body,
         "Qini: how much better than random the model ranks customers by the change an offer "
         "makes in their retention (0 = random, 1 = perfect), on validation rows it was not "
-        "fitted on. The interval is a 95% bootstrap interval. Mean over actions: "
+        "fitted on. The interval is a 95% bootstrap interval. Where the interval's lower end "
+        "is not above 0, the policy does not trust the ranking and gives every customer the "
+        "action's average effect measured on the randomised rows. Mean over actions: "
         + _figure((model.metrics or {}).get("mean_qini")),
     )
 
@@ -305,13 +321,15 @@ def uplift_panel(customer: Customer) -> SafeString:
             rows.append((campaign.name, f"model {model.version} cannot predict: {exc}", "", ""))
             continue
         rules = {f"rule-{r.pk}": r for r in campaign.rules.select_related("offer")}
+        evidence = action_evidence(model)
         for key in uplift.columns:
             change = float(uplift.iloc[0][key])
             rule = rules.get(key)
             worth = money(change * value - action_cost(rule)) if rule is not None else "—"
-            rows.append(
-                (campaign.name, _action_label(model, key), f"{change * 100:+.1f} pp", worth)
-            )
+            shown = f"{change * 100:+.1f} pp"
+            if key in evidence and not evidence[key].ranking_validated:
+                shown += " (the action's average effect: the model's ranking is not validated)"
+            rows.append((campaign.name, _action_label(model, key), shown, worth))
     if not rows:
         return format_html(
             "<em>{}</em>",

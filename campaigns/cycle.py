@@ -151,7 +151,16 @@ def dispatch_finish(
     if not summaries_:
         lines.append("No active campaign: nothing dispatched.")
     if summaries_ and not any(s.eligible for s in summaries_):
-        lines.append("No customer has a churn score yet: run the scoring stage first.")
+        if any(s.targeting == "uplift_policy" for s in summaries_):
+            lines.append(
+                "The uplift policy found no customer worth contacting: no action's expected "
+                "increment (uplift × customer value) exceeds its cost."
+            )
+        else:
+            lines.append(
+                "No customer matched a rule (has the scoring stage run? customers without a "
+                "churn score are never chosen)."
+            )
     data = {
         "campaigns": campaigns,
         "relay": relay,

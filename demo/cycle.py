@@ -137,7 +137,13 @@ def second_cycle_stage(
         f"attribution windows ({window.days} days) have closed."
     ]
     data: dict[str, Any] = {"ran": True, "campaign": campaign.name, "now": now.isoformat()}
-    if not campaign.cycles.filter(cycle_key=key).exists():
+    # Done before when the cycle exists, or when its model was trained and the policy then
+    # found nobody worth contacting (no cycle row is written for an empty cycle).
+    done = (
+        campaign.cycles.filter(cycle_key=key).exists()
+        or campaign.uplift_models.filter(training_window__trained_at=now.isoformat()).exists()
+    )
+    if not done:
         training = uplift_model_train(campaign=campaign, now=now)
         lines.append(f"Uplift model: {training.message}.")
         data["model"] = training.model.version if training.model else None
@@ -214,6 +220,7 @@ def _cycle_figures(campaign: Campaign, cycle: CampaignCycle) -> dict[str, Any]:
         "roi": overall.roi if overall else None,
         "true_effect": truth["retention_effect"] if truth else None,
         "expected_customers": policy["customers"] if policy["chosen"] else None,
+        "expected_chosen": policy["chosen"],
         "expected_value": policy["value"] if policy["chosen"] else None,
     }
 
@@ -244,16 +251,31 @@ def _cycle_line(number: int, figures: dict[str, Any]) -> list[str]:
             f"{money_text(low)} to {money_text(high)}) · ROI {roi}"
         )
     if figures["expected_customers"] is not None:
+        per_customer = figures["expected_customers"] / max(1, figures["expected_chosen"])
         lines.append(
             f"  the policy expected {figures['expected_customers']:+.1f} customers retained "
-            f"(net value {money_text(figures['expected_value'] or 0.0)})"
+            f"over the {figures['expected_chosen']:,} it contacted ({per_customer * 100:+.2f} pp "
+            f"each; net value {money_text(figures['expected_value'] or 0.0)})"
         )
     elif figures["targeting"] == Targeting.RULES and number > 1:
         lines.append(
-            "  dispatch chose this cycle's customers by rules (this build's dispatch has no "
-            "uplift-policy mode): the comparison needs a policy-targeted cycle"
+            "  this cycle was targeted by rules: the uplift policy had no champion model (the "
+            "training line above says why), so the comparison needs another cycle"
         )
     return lines
+
+
+def _true_difference_line(figures: list[dict[str, Any]]) -> list[str]:
+    """policy − rules in the simulator's truth, when one cycle of each has a true effect."""
+    truths = {f["targeting"]: f["true_effect"] for f in figures if f["true_effect"] is not None}
+    by_mode = [f["targeting"] for f in figures]
+    if sorted(by_mode) != sorted({*by_mode}) or set(truths) != {
+        Targeting.RULES.value,
+        Targeting.UPLIFT_POLICY.value,
+    }:
+        return []
+    true = truths[Targeting.UPLIFT_POLICY.value] - truths[Targeting.RULES.value]
+    return [f"  true uplift policy − rules (synthetic truth): {true * 100:+.2f} pp"]
 
 
 def two_cycles_compare(*, campaign: Campaign) -> tuple[list[dict[str, Any]], list[str]]:
@@ -266,4 +288,5 @@ def two_cycles_compare(*, campaign: Campaign) -> tuple[list[dict[str, Any]], lis
         lines += _cycle_line(number, item)
     report = campaign_uplift(campaign=campaign)
     lines += targeting_lines(report)
+    lines += _true_difference_line(figures)
     return figures, lines

@@ -37,6 +37,8 @@ from campaigns.models import Campaign, Intervention, Rule, UpliftModel, UpliftMo
 from campaigns.selectors import uplift_model_champion
 from campaigns.uplift.evaluation import compare_methods
 from campaigns.uplift.models import CONTROL_ARM, MultiActionUplift, qini_coefficient
+from campaigns.uplift.policy import ActionEvidence, evidence_adjusted
+from campaigns.uplift.proportions import proportion_difference
 from customers.models import Customer
 from customers.selectors import (
     attribute_versions_frame_for_ids,
@@ -366,6 +368,46 @@ def _mean_qini(metrics: dict[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
+def _action_averages(data: UpliftData) -> dict[str, dict[str, Any]]:
+    """Per action, its average effect on every finished row (treated rate − the shared control
+    rate, Newcombe interval): what the policy uses where the model's ranking is not validated."""
+    arm = pd.Series(data.arm)
+    retained = pd.Series(data.retained)
+    control = arm.eq(CONTROL_ARM)
+    out: dict[str, dict[str, Any]] = {}
+    for action in sorted(set(arm[~control])):
+        treated = arm.eq(action)
+        result = proportion_difference(
+            treated_successes=int(retained[treated].sum()),
+            treated_n=int(treated.sum()),
+            control_successes=int(retained[control].sum()),
+            control_n=int(control.sum()),
+        )
+        out[str(action)] = {
+            "value": result.difference,
+            "low": result.ci_low,
+            "high": result.ci_high,
+            "treated": result.treated_n,
+            "control": result.control_n,
+        }
+    return out
+
+
+def action_evidence(model: UpliftModel) -> dict[str, ActionEvidence]:
+    """Per action of a registered model, what its validation showed (models trained before the
+    averages were stored have none: their predictions are used as they are)."""
+    evidence: dict[str, ActionEvidence] = {}
+    for key, figures in (model.metrics or {}).get("actions", {}).items():
+        average = figures.get("average")
+        qini = (figures.get("model") or {}).get("qini") or {}
+        if average is None or qini.get("low") is None:
+            continue
+        evidence[key] = ActionEvidence(
+            ranking_validated=float(qini["low"]) > 0, average_effect=float(average["value"])
+        )
+    return evidence
+
+
 def _validation_metrics(comparison: Any) -> dict[str, Any]:
     """The chosen method's validation figures per action (retained outcome), beside random
     and risk targeting: {action: {"model"|"random"|"risk": report row without its curve}}."""
@@ -383,6 +425,12 @@ def _validation_metrics(comparison: Any) -> dict[str, Any]:
         "mean_qini": float(mean if mean is not None else np.mean(qinis)),
         "actions": per_action,
     }
+
+
+def _metrics_with_averages(metrics: dict[str, Any], data: UpliftData) -> dict[str, Any]:
+    for key, average in _action_averages(data).items():
+        metrics["actions"].setdefault(key, {})["average"] = average
+    return metrics
 
 
 def _register(
@@ -426,7 +474,7 @@ def _register(
             "retained_share": round(float(np.mean(data.retained)), 4),
         },
         validation_key=comparison.validation_key,
-        metrics=_json_safe(_validation_metrics(comparison)),
+        metrics=_json_safe(_metrics_with_averages(_validation_metrics(comparison), data)),
         candidates=_json_safe(
             [{k: v for k, v in r.items() if k != "curve"} for r in comparison.reports]
         ),
@@ -582,7 +630,9 @@ def uplift_predict(
     known: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Predicted change in P(retained) per customer (rows, customer id) and action (columns,
-    the model's action keys), from features as of `as_of`. `known` (index customer id, columns
+    the model's action keys), from features as of `as_of`; for an action whose ranking did not
+    beat random on the validation rows, every customer gets the action's measured average
+    effect instead (campaigns.uplift.policy.evidence_adjusted). `known` (index customer id, columns
     churn_probability and customer_value) saves reading what the caller has; by default the
     customers' latest score and their revenue over the value window are read."""
     bundle = uplift_model_load(model=model)
@@ -599,7 +649,7 @@ def uplift_predict(
         known = _known_now(ids, as_of)
     extra = known.reindex(features.index)[list(EXTRA_FEATURES)]
     X = _model_matrix(features, extra, recipe["feature_names"], recipe["fill"])
-    return fitted.predict_uplift(X)
+    return evidence_adjusted(fitted.predict_uplift(X), action_evidence(model))
 
 
 def _known_now(ids: list[int], as_of: datetime) -> pd.DataFrame:

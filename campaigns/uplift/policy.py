@@ -731,3 +731,31 @@ def risk_targeting(
         negative=0,
         method="risk",
     )
+
+
+# --- How much of a model's ranking the policy trusts -----------------------------------------
+
+
+@dataclass(frozen=True)
+class ActionEvidence:
+    """What an uplift model has shown for one action on rows it did not train on: whether its
+    ranking beats random targeting beyond noise (the 95% lower bound of the validation Qini is
+    above 0), and the action's average effect measured on the randomised rows (treated rate −
+    control rate, every finished row of the action and of the control arm)."""
+
+    ranking_validated: bool
+    average_effect: float
+
+
+def evidence_adjusted(uplift: pd.DataFrame, evidence: Mapping[str, ActionEvidence]) -> pd.DataFrame:
+    """The predictions the policy may act on. An action whose model ranking is validated keeps
+    its per-customer predictions; for any other action every customer gets the action's average
+    effect instead: a randomised holdout measures that average without bias, while a ranking that
+    does not beat random on held-out rows is noise the policy would otherwise pick the top of
+    (the "winner's curse"). An action without evidence keeps its predictions."""
+    adjusted = uplift.copy()
+    for action in adjusted.columns:
+        known = evidence.get(str(action))
+        if known is not None and not known.ranking_validated:
+            adjusted[action] = float(known.average_effect)
+    return adjusted

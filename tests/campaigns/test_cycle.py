@@ -31,7 +31,7 @@ def test_the_dispatch_stage_reports_zero_eligible_before_scoring(tmp_path: Path)
     data = cycle_json(sources)["dispatch"]
     [campaign] = data["campaigns"]
     assert campaign["campaign"] == "Win-back (demo)" and campaign["eligible"] == 0
-    assert Campaign.objects.get().rules.count() == 3
+    assert Campaign.objects.get().rules.count() == 2
 
 
 def test_the_dispatch_stage_counts_rules_arms_channels_and_reasons(settings: Any) -> None:
@@ -45,7 +45,9 @@ def test_the_dispatch_stage_counts_rules_arms_channels_and_reasons(settings: Any
     assert campaign["eligible"] == 300
     assert campaign["treatment"] + campaign["control"] == 300
     assert campaign["sent"]["email"] == campaign["per_rule"][0]["treatment"]["taken"] > 150
-    assert campaign["suppressed"] == {"no_consent": 100}  # SMS consent defaults to no
+    # The high tier gets its app coupon (no consent needed for a code the app shows).
+    assert campaign["sent"]["coupon"] == campaign["per_rule"][1]["treatment"]["taken"] > 50
+    assert campaign["suppressed"] == {}
     again = cycle_json(sources)["dispatch"]["campaigns"][0]
     assert again["already_ran"] and again["eligible"] == 300
     assert Customer.objects.count() == 300

@@ -62,6 +62,33 @@ def test_trains_a_champion_that_finds_the_customers_the_offer_changes() -> None:
     assert uplift.loc[is_heavy, column].mean() > uplift.loc[~is_heavy, column].mean() + 0.15
 
 
+def test_an_action_whose_ranking_is_not_validated_gets_its_average_effect() -> None:
+    customers_with_history(300)
+    campaign = two_action_campaign()
+    later = finished_cycles(campaign)
+    model = uplift_model_train(campaign=campaign, now=later).model
+    assert model is not None
+    rows = Intervention.objects.filter(campaign=campaign).exclude(status="suppressed")
+    ids = list(rows.values_list("customer", flat=True).distinct())
+    data = uplift_training_data(campaign=campaign, now=later)
+    arm, retained = data.arm, data.retained
+    for action in (a["key"] for a in model.actions):
+        # The stored average is the treated rate minus the shared control rate, by hand.
+        by_hand = retained[arm == action].mean() - retained[arm == "control"].mean()
+        average = model.metrics["actions"][action]["average"]
+        assert average["value"] == pytest.approx(by_hand, abs=1e-12)
+        assert average["low"] < average["value"] < average["high"]
+    first, second = (a["key"] for a in model.actions)
+    # Say the first action's ranking beats random on the validation rows and the second's
+    # does not: the first keeps each customer's prediction, the second gets its average.
+    model.metrics["actions"][first]["model"]["qini"]["low"] = 0.01
+    model.metrics["actions"][second]["model"]["qini"]["low"] = -0.01
+    model.save(update_fields=["metrics"])
+    uplift = uplift_predict(model=model, customer_ids=ids, as_of=later)
+    assert uplift[first].nunique() > 1
+    assert (uplift[second] == model.metrics["actions"][second]["average"]["value"]).all()
+
+
 def test_a_second_model_on_the_same_rows_is_compared_with_the_champion() -> None:
     customers_with_history(300)
     campaign = two_action_campaign()

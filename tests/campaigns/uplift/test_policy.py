@@ -435,3 +435,18 @@ def test_the_policy_and_simulator_import_no_django() -> None:
     loaded = modules_loaded_by("campaigns.uplift.policy, campaigns.uplift.simulation")
     assert "pandas" in loaded
     assert not loaded & {"django", "rest_framework", "celery", "retention", "customers"}
+
+
+def test_evidence_adjusted_keeps_validated_rankings_and_averages_the_others() -> None:
+    from campaigns.uplift.policy import ActionEvidence, evidence_adjusted
+
+    uplift = pd.DataFrame({"a": [0.3, -0.1, 0.05], "b": [0.2, 0.0, -0.4], "c": [0.1, 0.1, 0.2]})
+    evidence = {
+        "a": ActionEvidence(ranking_validated=True, average_effect=0.02),
+        "b": ActionEvidence(ranking_validated=False, average_effect=-0.03),
+    }
+    adjusted = evidence_adjusted(uplift, evidence)
+    assert adjusted["a"].tolist() == uplift["a"].tolist()
+    assert adjusted["b"].tolist() == [-0.03, -0.03, -0.03]
+    assert adjusted["c"].tolist() == uplift["c"].tolist()  # no evidence: as predicted
+    assert uplift["b"].tolist() == [0.2, 0.0, -0.4]  # the input is left alone
