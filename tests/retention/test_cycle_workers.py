@@ -191,7 +191,8 @@ def test_a_cycle_on_two_workers_gives_exactly_what_the_inline_cycle_gives(
     assert scoring["chunks_total"] == CUSTOMERS // CHUNK == len(scoring["done"])
     assert scoring["rows"] == CUSTOMERS
     states = {s["name"]: s["state"] for s in run.stages}
-    # The demo's contacts and simulate stages have no entry in these sources: skipped.
+    # The demo's contacts, simulate and second-cycle stages have no entry in these sources:
+    # skipped.
     assert states == {
         "import": "done",
         "contacts": "skipped",
@@ -201,6 +202,7 @@ def test_a_cycle_on_two_workers_gives_exactly_what_the_inline_cycle_gives(
         "relay": "done",
         "simulate": "skipped",
         "uplift": "done",
+        "second_cycle": "skipped",
     }
     assert states["recommendations"] in {"done", "skipped"}
     assert _outcome() == inline
