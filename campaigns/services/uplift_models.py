@@ -53,8 +53,10 @@ from scoring.selectors import churn_model_active
 
 logger = logging.getLogger(__name__)
 
-# The validation half is split stratified on arm × outcome: each cell needs a row on each side.
-MIN_ROWS_PER_OUTCOME = 2
+# The rows are split in halves stratified on arm × outcome (training, validation) and the
+# DR-learner cross-fits on 2 folds of the training half: each arm × outcome cell needs 2 rows
+# on each side of both splits.
+MIN_ROWS_PER_OUTCOME = 4
 
 
 def _min_rows_per_arm() -> int:

@@ -87,27 +87,37 @@ def test_two_cycles_rules_then_uplift_policy(settings: Any, tmp_path: Path) -> N
     # trained on cycle 1's finished windows only.
     assert campaign.targeting == "uplift_policy"
     assert campaign.policy_budget == Decimal("1200")
-    model = UpliftModel.objects.get(campaign=campaign)
-    assert model.status == "champion" and 0 < model.training_rows <= first.interventions.count()
     text = "\n".join(printed)
+    print(text)  # shown by pytest when an assertion below fails
     assert "Cycle 1 (rules, 2011-12-10, " in text
     data = results["second_cycle"]
+    # On a quarter of the shop the outcome depends on the draw (the arms are hashes of the
+    # database's customer ids): a model, or a message saying why there is none; then a policy
+    # cycle, or nobody worth contacting, or — without a champion — a cycle by rules.
+    model = UpliftModel.objects.filter(campaign=campaign).first()
+    if model is None:
+        assert "Uplift model: " in text and data["model"] is None
+    else:
+        assert model.status == "champion"
+        assert 0 < model.training_rows <= first.interventions.count()
     if len(cycles) == 1:
-        # On this slice cycle 1 measured every action's average effect below its cost (and
-        # no ranking beats random): the policy contacts nobody, and says so.
+        assert model is not None
         assert "The uplift policy found no customer worth contacting" in text
         assert [c["cycle_key"] for c in data["cycles"]] == [first.cycle_key]
     else:
         second = cycles[1]
         assert second.started_at == second_start
-        assert second.targeting == "uplift_policy"
-        assert Intervention.objects.filter(cycle=second, selection="policy").exists()
+        assert second.targeting == ("rules" if model is None else "uplift_policy")
+        if model is None:
+            assert "uplift policy without a champion uplift model" in text
+        else:
+            assert Intervention.objects.filter(cycle=second, selection="policy").exists()
+            assert "uplift policy − rules: " in text and "the policy expected " in text
         # Both cycles simulated with the per-action truth, and printed beside it.
         for cycle in (first, second):
             assert cycle.summary["simulation"]["truth"] == "actions"
         assert [c["cycle_key"] for c in data["cycles"]] == [first.cycle_key, second.cycle_key]
         assert " · true " in text.split("Cycle 2 (")[1]
-        assert "uplift policy − rules: " in text and "the policy expected " in text
     assert all(c["true_effect"] is not None and c["ci"] is not None for c in data["cycles"])
 
     counts = (Order.objects.count(), Intervention.objects.count(), UpliftModel.objects.count())
