@@ -52,6 +52,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--candidate", default="lr_balanced")
     parser.add_argument("--processes", type=int, default=2, help="worker processes")
     parser.add_argument("--chunk", type=int, default=0, help="SCORING_CHUNK_CUSTOMERS")
+    parser.add_argument(
+        "--smtp-connections", type=int, default=4, help="CAMPAIGN_RELAY_SMTP_CONNECTIONS"
+    )
+    parser.add_argument(
+        "--round", type=int, default=50, help="CAMPAIGN_RELAY_ROUND_MESSAGES (messages a commit)"
+    )
     return parser.parse_args()
 
 
@@ -123,9 +129,9 @@ def main() -> int:
     ensure_database(config)
     scratch = tempfile.TemporaryDirectory(prefix="bench-cycle-")
     queue = f"bench-cycle-{uuid.uuid4().hex[:6]}"
-    from tests.campaigns.servers import smtp_server
+    from _smtp_sink import smtp_sink
 
-    with smtp_server() as (recorder, port):
+    with smtp_sink() as (accepted, port):
         # Read by the settings of this process and inherited by the worker's.
         os.environ.update(
             {
@@ -137,6 +143,9 @@ def main() -> int:
                 "EMAIL_HOST": "127.0.0.1",
                 "EMAIL_PORT": str(port),
                 "CYCLE_RELAY_TASKS": str(args.processes),
+                # The relay's volume settings (docs/scaling.md, "The relay at volume").
+                "CAMPAIGN_RELAY_SMTP_CONNECTIONS": str(args.smtp_connections),
+                "CAMPAIGN_RELAY_ROUND_MESSAGES": str(args.round),
             }
         )
         if args.chunk:
@@ -149,8 +158,12 @@ def main() -> int:
         call_command("migrate", verbosity=0, interactive=False)
         prepare_data(args, config)
         from campaigns.models import Campaign, CampaignCycle, Intervention, UpliftReport
+        from retention.models import CycleLock, CycleRun, CycleStatus
         from scoring.models import ScoringRun
 
+        # An interrupted earlier bench run (its processes are gone) must not hold the lock.
+        CycleLock.objects.all().delete()
+        CycleRun.objects.filter(status=CycleStatus.RUNNING).update(status=CycleStatus.FAILED)
         UpliftReport.objects.all().delete()
         Intervention.objects.all().delete()
         CampaignCycle.objects.all().delete()
@@ -186,7 +199,6 @@ def main() -> int:
         try:
             from retention.celery import app
             from retention.cycle import CycleOptions, cycle_start_on_workers
-            from retention.models import CycleRun, CycleStatus
             from retention.sources import sources_load
 
             # The worker's start (imports on a loaded machine: up to a minute) is not timed.
@@ -215,7 +227,7 @@ def main() -> int:
         finally:
             worker.terminate()
             worker.wait(timeout=60)
-        sent = len(recorder.messages)
+        sent = accepted.value
 
     import resource
 

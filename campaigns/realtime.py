@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
+
 from campaigns.models import InterventionStatus
 
 
@@ -17,8 +19,18 @@ def _on_customers_rescored(sender: Any, rescores: list[Any], now: datetime, **kw
     from campaigns.tasks import interventions_relay_task
 
     entries = campaigns_trigger(customer_ids=[r.customer_id for r in rescores], now=now)
-    if any(e.outcome == "entered" and e.status == InterventionStatus.PENDING for e in entries):
-        interventions_relay_task.delay()
+    entered = sorted(
+        {
+            e.customer_id
+            for e in entries
+            if e.outcome == "entered" and e.status == InterventionStatus.PENDING
+        }
+    )
+    if entered:  # only these customers' messages: a nightly backlog is not this task's to send
+        options: dict[str, Any] = (
+            {"queue": settings.REALTIME_QUEUE} if settings.REALTIME_QUEUE else {}
+        )
+        interventions_relay_task.apply_async(kwargs={"customer_ids": entered}, **options)
 
 
 def connect() -> None:

@@ -45,10 +45,15 @@ def campaign_dispatch_task(campaign_id: int, now: str | None = None) -> dict[str
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
-def interventions_relay_task(channels: list[str] | None = None) -> dict[str, Any]:
-    """Beat, every minute: deliver due outbox rows, at most the per-minute rate per channel."""
+def interventions_relay_task(
+    channels: list[str] | None = None, customer_ids: list[int] | None = None
+) -> dict[str, Any]:
+    """Beat, every minute: deliver due outbox rows, at most the per-minute rate per channel.
+    After a triggered entry: only the due rows of `customer_ids`."""
     summary = interventions_relay(
-        channels=channels, max_per_channel=dict(settings.CAMPAIGN_RATE_PER_MINUTE)
+        channels=channels,
+        max_per_channel=dict(settings.CAMPAIGN_RATE_PER_MINUTE),
+        customer_ids=customer_ids,
     )
     return asdict(summary)
 

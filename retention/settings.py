@@ -293,6 +293,10 @@ REALTIME_DEBOUNCE_MS = env_int("REALTIME_DEBOUNCE_MS", 500)
 # Most customers one rescore task scores together (one feature pass, one predict).
 REALTIME_BATCH = env_int("REALTIME_BATCH", 50)
 REALTIME_MAX_EVENT_AGE = env_int("REALTIME_MAX_EVENT_AGE", 24 * 3600)
+# Queue of the event-triggered tasks (the rescore drain and the triggered relay); empty: the
+# default queue. Give it a worker of its own (`-Q realtime`) so that a nightly cycle's chunks,
+# each tens of seconds long, never stand between an event and its rescore (docs/realtime.md).
+REALTIME_QUEUE = os.environ.get("REALTIME_QUEUE", "")
 
 # Directory where trained model artifacts are written.
 MODEL_ARTIFACT_DIR = Path(os.environ.get("MODEL_ARTIFACT_DIR", VAR_DIR / "models"))
@@ -547,6 +551,12 @@ CAMPAIGN_RELAY_HTTP_THREADS = env_int("CAMPAIGN_RELAY_HTTP_THREADS", 8)
 # Email: SMTP connections per relay process, one message in flight on each. One by default, so a
 # worker lost mid-send leaves one row "delivery unknown"; more overlap a remote server's latency.
 CAMPAIGN_RELAY_SMTP_CONNECTIONS = env_int("CAMPAIGN_RELAY_SMTP_CONNECTIONS", 1)
+# Messages per relay round: one commit records a round's answers and passes the next round
+# through the at-most-once gate. At least the channel's concurrency (the default: one email per
+# round on one connection). A larger round saves a commit per message — for nights of 100,000+
+# messages — at the price of up to this many rows left "delivery unknown" (never resent) when a
+# worker dies mid-round (docs/scaling.md, "The relay at volume").
+CAMPAIGN_RELAY_ROUND_MESSAGES = env_int("CAMPAIGN_RELAY_ROUND_MESSAGES", 1)
 # Staff in this group receive callback tasks round-robin.
 CAMPAIGN_AGENTS_GROUP = os.environ.get("CAMPAIGN_AGENTS_GROUP", "agents")
 # A callback the agent marks "no answer" is tried again CALLBACK_RETRY_SPACING_HOURS later, up

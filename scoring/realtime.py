@@ -81,7 +81,10 @@ def drain_schedule(client: Any, *, countdown: float) -> bool:
     from scoring.tasks import customers_rescore_task
 
     if client.set(DRAIN_KEY, "1", nx=True, ex=PENDING_TTL_SECONDS):
-        customers_rescore_task.apply_async(countdown=countdown)
+        options: dict[str, Any] = (
+            {"queue": settings.REALTIME_QUEUE} if settings.REALTIME_QUEUE else {}
+        )
+        customers_rescore_task.apply_async(countdown=countdown, **options)
         return True
     return False
 

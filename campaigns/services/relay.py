@@ -10,7 +10,7 @@ round costs one commit: the compare-and-set of its rows with the previous round'
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -221,12 +221,21 @@ def _db_time(moment: datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(moment)
 
 
-def _claim(*, channel: str, limit: int, now: datetime) -> list[int]:
+def _claim(
+    *,
+    channel: str,
+    limit: int,
+    now: datetime,
+    customer_ids: Collection[int] | None = None,
+    after: int = 0,
+) -> list[int]:
     """Lease up to `limit` due outbox rows of a channel to this relay run in one statement.
     PostgreSQL: UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n) RETURNING id, so
     concurrent relays take disjoint rows without waiting on each other; SQLite (one writer at
     a time) takes the same rows with the same statement, without the row lock."""
-    rows = _outbox(now).filter(channel=channel).order_by("pk")
+    rows = _outbox(now).filter(channel=channel, pk__gt=after).order_by("pk")
+    if customer_ids is not None:
+        rows = rows.filter(customer_id__in=list(customer_ids))
     with transaction.atomic():
         if connection.features.has_select_for_update_skip_locked:
             rows = rows.select_for_update(skip_locked=True)
@@ -404,7 +413,8 @@ def _round(
 ) -> list[Handed]:
     """One round: in one transaction (one commit), record the previous round's answers and pass
     this round's rows through the gate; then send those, at once when the backend allows.
-    A worker lost mid-round leaves only this round's rows `sending` (one for serial channels):
+    A worker lost mid-round leaves only this round's rows `sending` (by default one for serial
+    channels; CAMPAIGN_RELAY_ROUND_MESSAGES at most):
     they are recorded delivery_unknown, never resent; the rest of the chunk is still waiting."""
     with transaction.atomic():
         _record(previous, summary, now)
@@ -504,7 +514,8 @@ def _send_chunk(
 ) -> tuple[int, bool]:
     """Send one claimed chunk in rounds of `backend.concurrency` messages (one for SMTP: one
     connection, one message at a time; several for HTTP channels: a thread each over one pooled
-    session), renewing the lease as it goes. Each round costs one database commit (`_round`).
+    session), or of CAMPAIGN_RELAY_ROUND_MESSAGES if larger, renewing the lease as it goes.
+    Each round costs one database commit (`_round`).
     After a transient error (an SMTP 4xx — a 421 closes the session — or a dropped connection)
     the connection is reopened, so the next message goes out on a fresh one instead of failing
     unsent. Returns (messages handed to the provider, whether the channel could be opened)."""
@@ -516,6 +527,7 @@ def _send_chunk(
     answered: list[Handed] = []
     renewed = clock()
     index = 0
+    round_size = 1
     try:
         while index < len(todo):
             if clock() - renewed >= RELAY_LEASE_RENEW:
@@ -527,9 +539,10 @@ def _send_chunk(
                     _hold(todo[index:], None)
                     return handed, False
                 backend.prepare([messages[i.pk] for i in todo[index:]])
+                round_size = max(backend.concurrency, settings.CAMPAIGN_RELAY_ROUND_MESSAGES)
                 if backend.concurrency > 1 and pool is None:
                     pool = ThreadPoolExecutor(backend.concurrency, thread_name_prefix="relay")
-            batch = todo[index : index + backend.concurrency]
+            batch = todo[index : index + round_size]
             index += len(batch)
             answered = _round(backend, answered, batch, messages, summary, clock(), pool)
             handed += len(answered)
@@ -548,10 +561,20 @@ def _send_chunk(
 
 
 def _channel_relay(
-    channel: str, rate: int | None, summary: RelaySummary, clock: Callable[[], datetime]
+    channel: str,
+    rate: int | None,
+    summary: RelaySummary,
+    clock: Callable[[], datetime],
+    customer_ids: Collection[int] | None = None,
 ) -> None:
     """Claim and deliver one channel's due rows chunk by chunk until none is due, or until the
-    channel's per-minute `rate` (shared with every other relay, see rate.py) is spent."""
+    channel's per-minute `rate` (shared with every other relay, see rate.py) is spent.
+
+    Claims walk the outbox by id from where the last one ended (a keyset): the rows behind it
+    are sent, so starting from the first id each time would step over them again — at 100,000
+    messages, the database's biggest cost of the relay. When nothing is left ahead, one more
+    claim from the start takes what became due behind (an expired lease, a retry)."""
+    after = 0
     while True:
         taken_at = clock()
         wanted = RELAY_CHUNK
@@ -560,13 +583,16 @@ def _channel_relay(
             if not wanted:
                 summary.rate_limited.append(channel)
                 return
-        ids = _claim(channel=channel, limit=wanted, now=clock())
+        ids = _claim(
+            channel=channel, limit=wanted, now=clock(), customer_ids=customer_ids, after=after
+        )
         chunk = _claimed_chunk(ids, summary, clock()) if ids else []
         handed, usable = _send_chunk(channel, chunk, summary, clock) if chunk else (0, True)
         if rate is not None:
             relay_rate_return(channel=channel, count=wanted - handed, now=taken_at)
-        if not ids or not usable:
+        if not usable or (not ids and not after):
             return
+        after = ids[-1] if ids else 0
 
 
 def _wall_clock() -> datetime:
@@ -578,15 +604,17 @@ def interventions_relay(
     now: datetime | None = None,
     channels: Iterable[str] | None = None,
     max_per_channel: dict[str, int] | None = None,
+    customer_ids: Collection[int] | None = None,
 ) -> RelaySummary:
     """Deliver due treatment interventions from the outbox, chunk by chunk, per channel, at most
     `max_per_channel` messages per channel and minute across all relay processes (None: until
     the outbox is empty). `now` fixes the clock for the whole run (tests, replays); without it
-    the run reads the time as it goes (leases, backoff, rate windows)."""
+    the run reads the time as it goes (leases, backoff, rate windows). `customer_ids` limits
+    the run to those customers' rows (a triggered entry's message, sent at once)."""
     summary = RelaySummary()
     clock: Callable[[], datetime] = (lambda: now) if now is not None else _wall_clock
     summary.stale_failed = interventions_mark_stale(now=clock())
     rates = max_per_channel or {}
     for channel in channels or ContactChannel.values:
-        _channel_relay(channel, rates.get(channel), summary, clock)
+        _channel_relay(channel, rates.get(channel), summary, clock, customer_ids)
     return summary

@@ -61,17 +61,22 @@ def email_campaign(customers: int) -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("connections", [1, 4])
+@pytest.mark.parametrize(("connections", "round_messages"), [(1, 1), (4, 1), (1, 10), (2, 8)])
 def test_smtp_connections_overlap_a_slow_server_and_send_each_message_once(
-    slow_smtp: OverlapRecorder, settings: Any, connections: int
+    slow_smtp: OverlapRecorder, settings: Any, connections: int, round_messages: int
 ) -> None:
     settings.CAMPAIGN_RELAY_SMTP_CONNECTIONS = connections
+    settings.CAMPAIGN_RELAY_ROUND_MESSAGES = round_messages
     email_campaign(24)
     slow_smtp.replies = {
         "c3@example.com": ["451 4.3.0 try again later"],
         "c7@example.com": ["550 5.1.1 no such user"],
     }
-    relayed = interventions_relay(now=NOON)
+    with CaptureQueriesContext(connection) as queries:
+        relayed = interventions_relay(now=NOON)
+    # One at-most-once gate (and one commit) per round of max(connections, round) messages.
+    gates = [q for q in queries if "RETURNING" in q["sql"] and "attempts" in q["sql"]]
+    assert len(gates) == -(-24 // max(connections, round_messages))
     assert relayed.sent == {"email": 22} and relayed.retried == 1
     assert relayed.failed == {"provider_rejected": 1}
     # One message in flight per connection: the default never overlaps, several do.
@@ -83,6 +88,22 @@ def test_smtp_connections_overlap_a_slow_server_and_send_each_message_once(
     ids = Intervention.objects.filter(status="sent").values_list("provider_message_id", flat=True)
     assert all(i.startswith("<intervention-") for i in ids) and len(set(ids)) == 22
     assert Counter(slow_smtp.recipients()) == dict.fromkeys(statuses, 1)
+
+
+@pytest.mark.django_db
+def test_a_relay_for_some_customers_sends_only_their_messages(slow_smtp: OverlapRecorder) -> None:
+    """The triggered relay (after an event) sends the entered customers' messages at once and
+    leaves the rest of the outbox (a nightly backlog) to the relay beat and the cycle."""
+    email_campaign(6)
+    wanted = list(
+        Intervention.objects.filter(
+            customer__email__in=["c2@example.com", "c4@example.com"]
+        ).values_list("customer_id", flat=True)
+    )
+    relayed = interventions_relay(now=NOON, customer_ids=wanted)
+    assert relayed.sent == {"email": 2}
+    assert sorted(slow_smtp.recipients()) == ["c2@example.com", "c4@example.com"]
+    assert Intervention.objects.filter(status="pending").count() == 4
 
 
 @pytest.fixture
