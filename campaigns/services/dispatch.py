@@ -32,7 +32,7 @@ from campaigns.models import (
     Selection,
 )
 from campaigns.services.plan import CampaignPlan, RuleAudience, campaign_plan, rules_audience
-from common.db.bulk import bulk_insert_ignore
+from common.db.bulk import bulk_insert_ignore, tables_analyze
 
 # Weekly cycles start on Mondays 00:00 UTC: cycle boundaries count from this Monday.
 CYCLE_ANCHOR = datetime(2024, 1, 1, tzinfo=UTC)
@@ -367,6 +367,7 @@ def campaign_dispatch(*, campaign: Campaign, now: datetime) -> DispatchSummary:
         cycle.summary = asdict(summary)
         cycle.finished_at = timezone.now()
         cycle.save(update_fields=["summary", "finished_at", "targeting", "uplift_model"])
+    tables_analyze(Intervention, Coupon, grew_by=created)  # the relay's claims read them next
     return summary
 
 

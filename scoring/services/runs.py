@@ -16,7 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from common.db.bulk import bulk_insert
+from common.db.bulk import bulk_insert, tables_analyze
 from customers.models import Customer
 from customers.selectors import (
     customer_ids_sorted,
@@ -271,6 +271,7 @@ def scoring_run_finish(*, run: ScoringRun) -> ScoringRun:
     run.customers_not_scorable = written["not_scorable"]
     run.chunks_done = ScoringChunk.objects.filter(run=run).count()
     run.drift = scoring_run_drift(run=run)
+    tables_analyze(CustomerScore, Customer, grew_by=run.customers_scored)
     run.status = RunStatus.COMPLETED
     run.finished_at = timezone.now()
     run.timings = {**run.timings, "seconds": (run.finished_at - run.started_at).total_seconds()}

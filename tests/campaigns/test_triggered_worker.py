@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Intervention
+from retention.celery import app
 from scoring.models import CustomerScore, RunKind
 from tests.campaigns.test_triggered import triggered_campaign
 from tests.realtime_data import complaint_model_and_run, complaint_population, just_below
@@ -20,9 +21,17 @@ from tests.worker import email_worker
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.mark.parametrize("own_queue", [False, True], ids=["default-queue", "REALTIME_QUEUE"])
 def test_complaints_posted_through_the_api_give_one_rescore_and_one_email_via_a_worker(
-    require_postgres: None, require_redis: str, settings: Any, tmp_path: Path, api: Any
+    require_postgres: None,
+    require_redis: str,
+    settings: Any,
+    tmp_path: Path,
+    api: Any,
+    own_queue: bool,
 ) -> None:
+    """With REALTIME_QUEUE set, the rescore goes to that queue even when the default queue has
+    no worker (as when every default-queue worker is busy with a nightly cycle's chunks)."""
     settings.MODEL_ARTIFACT_DIR = tmp_path / "models"
     settings.REALTIME_DEBOUNCE_MS = 2000  # the five requests below arrive well within it
     complaint_population(n=300)
@@ -30,6 +39,9 @@ def test_complaints_posted_through_the_api_give_one_rescore_and_one_email_via_a_
     campaign = triggered_campaign()
     customer = just_below(tier="critical")
     with email_worker(require_redis) as recorder:
+        if own_queue:
+            settings.REALTIME_QUEUE = app.conf.task_default_queue  # the worker's
+            app.conf.task_default_queue = "nobody-listens-here"  # email_worker restores it
         for i in range(5):  # five requests, one complaint each
             event = {
                 "external_id": f"w-complaint-{i}",
