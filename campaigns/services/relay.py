@@ -336,6 +336,33 @@ def _begin_sending(ids: list[int], now: datetime) -> set[int]:
     )
 
 
+def _record_sent(sent: Sequence[Handed], answered_at: datetime) -> None:
+    """The round's successes in one statement: each row's provider id joined from a VALUES
+    list (an ORM CASE of one WHEN per row cost more to build than the round's database work:
+    15% of a relay process at 1,000 emails/s)."""
+    table = connection.ops.quote_name(Intervention._meta.db_table)
+    rows = ", ".join(["(%s, %s)"] * len(sent))
+    at = _db_time(answered_at)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, reason = '', sent_at = %s, "
+            "provider_message_id = v.provider_id, detail = '', updated_at = %s "
+            "FROM (SELECT CAST(column1 AS BIGINT) AS id, column2 AS provider_id "
+            f"FROM (VALUES {rows}) AS answered) AS v "
+            f"WHERE {table}.id = v.id AND ({table}.status = %s "
+            f"OR ({table}.status = %s AND {table}.reason = %s))",
+            [
+                InterventionStatus.SENT,
+                at,
+                at,
+                *[value for h in sent for value in (h.intervention.pk, h.provider_id[:200])],
+                InterventionStatus.SENDING,
+                InterventionStatus.FAILED,
+                FailureReason.DELIVERY_UNKNOWN,
+            ],
+        )
+
+
 def _record(handed: Sequence[Handed], summary: RelaySummary, now: datetime) -> None:
     """Write a round's answers: one UPDATE per outcome (sent; retried per attempt count, as their
     backoff differs; retries exhausted; rejected). Only from `sending` — except a success also
@@ -345,19 +372,7 @@ def _record(handed: Sequence[Handed], summary: RelaySummary, now: datetime) -> N
         return
     sent = [h for h in handed if h.error is None]
     if sent:
-        answered_at = max(h.answered_at for h in sent)
-        Intervention.objects.filter(
-            Q(status=InterventionStatus.SENDING)
-            | Q(status=InterventionStatus.FAILED, reason=FailureReason.DELIVERY_UNKNOWN),
-            pk__in=[h.intervention.pk for h in sent],
-        ).update(
-            status=InterventionStatus.SENT,
-            reason="",
-            sent_at=answered_at,
-            provider_message_id=_per_row({h.intervention.pk: h.provider_id[:200] for h in sent}),
-            detail="",
-            updated_at=answered_at,
-        )
+        _record_sent(sent, max(h.answered_at for h in sent))
         for h in sent:
             summary.add(summary.sent, h.intervention.channel)
     retry: dict[int, list[Handed]] = {}
@@ -445,6 +460,7 @@ def _claimed_chunk(ids: list[int], summary: RelaySummary, now: datetime) -> list
     chunk = list(
         Intervention.objects.filter(pk__in=ids)
         .select_related("customer", "offer", "template", "campaign", "coupon")
+        .defer("customer__attributes")  # a JSON document per row that no message reads
         .order_by("pk")
     )
     blocked = _still_allowed(chunk)

@@ -4,15 +4,16 @@ are scored as of."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -73,7 +74,9 @@ def _chunks(ids: np.ndarray, size: int) -> list[tuple[int, int]]:
     return [(int(ids[i]), int(ids[min(i + size, len(ids)) - 1])) for i in range(0, len(ids), size)]
 
 
-def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
+def scoring_chunk_score(
+    *, run: ScoringRun, first_id: int, last_id: int, frames: RangeFrames | None = None
+) -> int:
     """Score the customers with first_id ≤ id ≤ last_id for `run`; safe to run twice.
 
     A chunk's scores and the customers' latest-score columns are written in one transaction,
@@ -93,6 +96,7 @@ def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
         first_id=first_id,
         last_id=last_id,
         as_of=run.as_of,
+        frames=frames,
     )
     if ranged is None:
         return 0
@@ -119,6 +123,29 @@ def scoring_chunk_score(*, run: ScoringRun, first_id: int, last_id: int) -> int:
     return written
 
 
+@dataclass(frozen=True)
+class RangeFrames:
+    """What scoring reads of a range of customers: customers, orders and events."""
+
+    customers: pd.DataFrame
+    orders: pd.DataFrame
+    events: pd.DataFrame
+
+
+def range_frames(
+    *,
+    first_id: int | None = None,
+    last_id: int | None = None,
+    ids: Sequence[int] | None = None,
+) -> RangeFrames:
+    """The customers first_id ≤ id ≤ last_id (or those of `ids`) as scoring reads them."""
+    where: dict[str, Any] = {"first_id": first_id, "last_id": last_id, "ids": ids}
+    customers = customers_frame_for_ids(**where)
+    if customers.empty:
+        return RangeFrames(customers, pd.DataFrame(), pd.DataFrame())
+    return RangeFrames(customers, orders_frame_for_ids(**where), events_frame_for_ids(**where))
+
+
 def range_score(
     *,
     model: ChurnModel,
@@ -127,20 +154,20 @@ def range_score(
     first_id: int | None = None,
     last_id: int | None = None,
     ids: Sequence[int] | None = None,
+    frames: RangeFrames | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, ScoredFrame] | None:
     """The one feature path: the customers first_id ≤ id ≤ last_id (or those of `ids`) read
-    from the database, their features as of `as_of` (the frame), which of them the model can
-    score, and the scores (with the tier ranked within these customers and the reasons). None
-    when there is no such customer. A scoring chunk and an event-triggered rescore
-    (scoring.services.realtime) both call it."""
-    where: dict[str, Any] = {"first_id": first_id, "last_id": last_id, "ids": ids}
-    customers = customers_frame_for_ids(**where)
+    from the database (or given as `frames`, read ahead), their features as of `as_of` (the
+    frame), which of them the model can score, and the scores (with the tier ranked within
+    these customers and the reasons). None when there is no such customer. A scoring chunk and
+    an event-triggered rescore (scoring.services.realtime) both call it."""
+    frames = frames or range_frames(first_id=first_id, last_id=last_id, ids=ids)
+    customers, orders = frames.customers, frames.orders
     if customers.empty:
         return None
-    orders = orders_frame_for_ids(**where)
     features = build_features(
         orders=orders,
-        events=events_frame_for_ids(**where),
+        events=frames.events,
         customers=customers,
         as_of=pd.Timestamp(as_of),
         event_kinds=model.reference.get("event_kinds") or None,
@@ -332,21 +359,53 @@ def scoring_run_execute(
 ) -> ScoringRun | None:
     """Score every customer in-process, chunk by chunk (the embedded mode and the demo).
 
-    In production `scoring.tasks.scoring_run_task` fans the same chunk function out to workers.
+    On PostgreSQL, outside a transaction, the next chunk's customers, orders and events are
+    read by a second connection while this one computes and writes (the database's work and
+    ours overlap on two cores; `chunks_read_ahead`). In production
+    `scoring.tasks.scoring_run_task` fans the same chunk function out to workers.
     """
     created = scoring_run_create(as_of=as_of, run_key=run_key)
     if created is None:
         return None
     run, chunks = created
     try:
-        for first_id, last_id in chunks:
-            written = scoring_chunk_score(run=run, first_id=first_id, last_id=last_id)
+        for (first_id, last_id), frames in chunks_read_ahead(chunks):
+            written = scoring_chunk_score(
+                run=run, first_id=first_id, last_id=last_id, frames=frames
+            )
             if on_chunk:
                 on_chunk(first_id, written)
     except Exception as exc:
         scoring_run_fail(run=run, error=f"{type(exc).__name__}: {exc}")
         raise
     return scoring_run_finish(run=run)
+
+
+def chunks_read_ahead(
+    chunks: Sequence[tuple[int, int]],
+) -> Iterator[tuple[tuple[int, int], RangeFrames | None]]:
+    """Each chunk with its frames, read one chunk ahead by a thread of its own (its own
+    database connection, closed at the end) — on PostgreSQL outside a transaction only: another
+    connection sees only committed rows, and SQLite has one writer. Otherwise (None) the chunk
+    reads its frames itself, as before."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block or len(chunks) < 2:
+        yield from ((chunk, None) for chunk in chunks)
+        return
+
+    def read(chunk: tuple[int, int]) -> RangeFrames:
+        return range_frames(first_id=chunk[0], last_id=chunk[1])
+
+    with ThreadPoolExecutor(1, thread_name_prefix="scoring-read-ahead") as reader:
+        try:
+            ahead = reader.submit(read, chunks[0])
+            for index, chunk in enumerate(chunks):
+                frames = ahead.result()
+                if index + 1 < len(chunks):
+                    ahead = reader.submit(read, chunks[index + 1])
+                yield chunk, frames
+        finally:
+            ahead.cancel()
+            reader.submit(connections.close_all).result()  # the reader thread's connection
 
 
 def default_as_of() -> datetime:

@@ -63,3 +63,32 @@ def test_as_of_dates_are_midnight_utc() -> None:
     assert parse_as_of("2024-06-01").isoformat() == "2024-06-01T00:00:00+00:00"
     assert parse_as_of("2024-06-01T12:00:00+02:00").isoformat() == "2024-06-01T10:00:00+00:00"
     assert parse_as_of(None).hour == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_chunks_read_ahead_on_a_second_connection_score_like_chunks_reading_in_place(
+    require_postgres: None, labelled_customers: Path, artifact_dir: Path, settings
+) -> None:
+    """On PostgreSQL, outside a transaction, an in-process run reads the next chunk on a second
+    connection while it scores this one; the scores are those of a run reading in place."""
+    from django.db import transaction
+
+    from scoring.services.runs import chunks_read_ahead
+
+    trained_here = training_data_from_database(label_attribute="Churn")
+    churn_model_train(data=trained_here, candidates=["lr_balanced"], n_splits=3)
+    settings.SCORING_CHUNK_CUSTOMERS = 70
+    as_of = parse_as_of("2024-06-01")
+    with transaction.atomic():  # inside a transaction: each chunk reads for itself
+        assert all(frames is None for _, frames in chunks_read_ahead([(1, 2), (3, 4)]))
+        in_place = scoring_run_execute(as_of=as_of, run_key="in-place")
+    read = list(chunks_read_ahead([(0, 10**9), (10**9 + 1, 10**9 + 2)]))
+    assert [len(frames.customers) for _, frames in read if frames is not None] == [600, 0]
+    ahead = scoring_run_execute(as_of=as_of, run_key="ahead")
+    assert in_place is not None and ahead is not None and ahead.chunks_total == 9
+
+    def scores(run_key: str) -> list[tuple[int, float, str, list[str]]]:
+        rows = CustomerScore.objects.filter(run__run_key=run_key).order_by("customer_id")
+        return list(rows.values_list("customer_id", "probability", "tier", "reasons"))
+
+    assert scores("ahead") == scores("in-place") and len(scores("ahead")) == 600
