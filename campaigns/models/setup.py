@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -267,14 +268,16 @@ class Offer(models.Model):
         return text.rstrip("0").rstrip(".") if "." in text else text
 
     def describe(self) -> str:
-        value = self.value_text
-        texts: dict[str, str] = {
-            OfferKind.PERCENT_COUPON: f"{value}% off",
-            OfferKind.AMOUNT_COUPON: f"{money(self.value)} off",
-            OfferKind.FREE_SHIPPING: "free shipping",
-            OfferKind.LOYALTY_POINTS: f"{value} loyalty points",
+        # Only the kind's own text is formatted (currency formatting is the dear part, and the
+        # relay describes an offer once per message).
+        texts: dict[str, Callable[[], str]] = {
+            OfferKind.PERCENT_COUPON: lambda: f"{self.value_text}% off",
+            OfferKind.AMOUNT_COUPON: lambda: f"{money(self.value)} off",
+            OfferKind.FREE_SHIPPING: lambda: "free shipping",
+            OfferKind.LOYALTY_POINTS: lambda: f"{self.value_text} loyalty points",
         }
-        return texts.get(str(self.kind), "")
+        text = texts.get(str(self.kind))
+        return text() if text else ""
 
 
 class MessageTemplate(models.Model):

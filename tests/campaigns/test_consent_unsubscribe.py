@@ -126,3 +126,23 @@ def test_an_edited_consent_is_a_statement_received_now_and_a_future_edit_is_refu
     with pytest.raises(ValidationError) as refused:
         consent.full_clean()
     assert "recorded_at" in refused.value.message_dict
+
+
+def test_the_unsubscribe_link_is_the_reversed_url_of_its_signed_token(settings: Any) -> None:
+    """The link's path is reversed once and the token put in its place: the same URL as a
+    reverse per message, and it resolves to the unsubscribe view with that token."""
+    from django.core import signing
+    from django.urls import resolve, reverse
+
+    from campaigns.services.responses import UNSUBSCRIBE_SALT
+
+    settings.PUBLIC_BASE_URL = "https://shop.example"
+    for customer_id, intervention_id in [(1, None), (42, 7), (10**9, 10**12)]:
+        link = unsubscribe_url(customer_id=customer_id, intervention_id=intervention_id)
+        token = link.rsplit("/", 1)[1]
+        assert signing.loads(token, salt=UNSUBSCRIBE_SALT) == {
+            "c": customer_id,
+            "i": intervention_id,
+        }
+        assert link == "https://shop.example" + reverse("campaigns-unsubscribe", args=[token])
+        assert resolve(link.removeprefix("https://shop.example")).kwargs == {"token": token}
