@@ -88,17 +88,28 @@ def tiers_reassign(
     scores, customers = quote(CustomerScore._meta.db_table), quote(Customer._meta.db_table)
     ranked = _ranked_sql(scores)
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT tier, {case} AS new_tier, COUNT(*) FROM ({ranked}) r GROUP BY 1, 2",
-            [*case_params, run.pk],
-        )
-        pairs = {(old, new): int(n) for old, new, n in cursor.fetchall()}
-        cursor.execute(
-            f"UPDATE {scores} SET tier = x.new_tier FROM "
-            f"(SELECT id, {case} AS new_tier FROM ({ranked}) r) x "
-            f"WHERE {scores}.id = x.id AND {scores}.tier <> x.new_tier",
-            [*case_params, run.pk],
-        )
+        if connection.vendor == "postgresql":
+            # One ranking (a sort of the whole run) serves both the count and the update.
+            cursor.execute(
+                f"WITH x AS (SELECT id, tier, {case} AS new_tier FROM ({ranked}) r), "
+                f"changed AS (UPDATE {scores} SET tier = x.new_tier FROM x "
+                f"WHERE {scores}.id = x.id AND {scores}.tier <> x.new_tier RETURNING 1) "
+                "SELECT tier, new_tier, COUNT(*) FROM x GROUP BY 1, 2",
+                [*case_params, run.pk],
+            )
+            pairs = {(old, new): int(n) for old, new, n in cursor.fetchall()}
+        else:
+            cursor.execute(
+                f"SELECT tier, {case} AS new_tier, COUNT(*) FROM ({ranked}) r GROUP BY 1, 2",
+                [*case_params, run.pk],
+            )
+            pairs = {(old, new): int(n) for old, new, n in cursor.fetchall()}
+            cursor.execute(
+                f"UPDATE {scores} SET tier = x.new_tier FROM "
+                f"(SELECT id, {case} AS new_tier FROM ({ranked}) r) x "
+                f"WHERE {scores}.id = x.id AND {scores}.tier <> x.new_tier",
+                [*case_params, run.pk],
+            )
         cursor.execute(
             f"UPDATE {customers} SET risk_tier = s.tier FROM {scores} s "
             f"WHERE s.run_id = %s AND {customers}.id = s.customer_id "
