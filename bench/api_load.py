@@ -201,7 +201,7 @@ async def wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
             if server.poll() is not None:
                 sys.exit(f"gunicorn exited with status {server.returncode}")
             try:
-                async with session.get(f"{base}/api/v1/ready-check") as response:
+                async with session.get(f"{base}/api/docs/") as response:
                     if response.status == 404:
                         return
             except aiohttp.ClientError:

@@ -145,7 +145,7 @@ def gunicorn(port: int, queue: str) -> Iterator[None]:
             if server.poll() is not None:
                 sys.exit(f"gunicorn exited with status {server.returncode}")
             try:
-                requests.get(f"http://{HOST}:{port}/api/v1/ready-check", timeout=1)
+                requests.get(f"http://{HOST}:{port}/api/docs/", timeout=1)
                 break
             except requests.RequestException:
                 time.sleep(0.1)
