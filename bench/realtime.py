@@ -429,17 +429,15 @@ def main() -> int:
     recorder = Stamped()
     measured: list[Phase] = []
     with smtp(recorder) as smtp_port:
-        env = {
-            "EMAIL_BACKEND": "smtp",
-            "EMAIL_HOST": HOST,
-            "EMAIL_PORT": str(smtp_port),
-            "CAMPAIGN_QUIET_HOURS": "0-0",
-            "GLOBAL_CONTROL_PERCENT": "0",
-            "CAMPAIGN_RATE_EMAIL": "1000000",
-            "MODEL_ARTIFACT_DIR": str(artifacts),
-        }
+        from tests.worker import smtp_worker_env
+
         realtime_queue = f"bench-realtime-{uuid.uuid4().hex[:6]}"
-        env["REALTIME_QUEUE"] = realtime_queue
+        env = smtp_worker_env(
+            smtp_port,
+            CAMPAIGN_RATE_EMAIL="1000000",
+            MODEL_ARTIFACT_DIR=str(artifacts),
+            REALTIME_QUEUE=realtime_queue,
+        )
         with (
             celery_worker_process_on(redis_url, env, args.workers, realtime_queue) as queue,
             gunicorn(args.port, queue),

@@ -61,4 +61,5 @@ class UpliftModel(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.version} ({self.get_status_display()})"
+        # "m… · Champion (used by the policy)": the label carries its own parentheses.
+        return f"{self.version} · {self.get_status_display()}"

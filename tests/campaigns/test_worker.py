@@ -18,7 +18,7 @@ from campaigns.tasks import interventions_relay_task
 from retention.celery import app as celery_app
 from tests.campaigns.conftest import make_campaign, make_customers, make_offer, make_template
 from tests.campaigns.servers import smtp_server
-from tests.worker import celery_worker
+from tests.worker import celery_worker, smtp_worker_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -41,17 +41,13 @@ def test_a_real_worker_relays_the_outbox_once_even_when_the_task_is_duplicated(
     now = timezone.now().replace(hour=12, minute=0)
     summary = campaign_dispatch(campaign=campaign, now=now)
     Intervention.objects.filter(status="pending").update(send_after=None)
-    with smtp_server() as (recorder, port):
-        env = {
-            "EMAIL_BACKEND": "smtp",
-            "EMAIL_HOST": "127.0.0.1",
-            "EMAIL_PORT": str(port),
-            "CAMPAIGN_QUIET_HOURS": "0-0",
-        }
-        with celery_worker(require_redis, extra_env=env) as queue:
-            first = interventions_relay_task.apply_async(queue=queue)
-            duplicate = interventions_relay_task.apply_async(queue=queue)
-            results = [first.get(timeout=60), duplicate.get(timeout=60)]
+    with (
+        smtp_server() as (recorder, port),
+        celery_worker(require_redis, extra_env=smtp_worker_env(port)) as queue,
+    ):
+        first = interventions_relay_task.apply_async(queue=queue)
+        duplicate = interventions_relay_task.apply_async(queue=queue)
+        results = [first.get(timeout=60), duplicate.get(timeout=60)]
     assert sum(r["sent"].get("email", 0) for r in results) == summary.pending
     assert len(recorder.messages) == summary.pending
     assert max(Counter(recorder.recipients()).values()) == 1
@@ -81,13 +77,7 @@ def test_a_worker_killed_mid_delivery_loses_no_message_and_sends_none_twice(
     Intervention.objects.filter(status="pending").update(send_after=None)
     with smtp_server() as (recorder, port):
         recorder.delay = 0.02
-        env = {
-            "EMAIL_BACKEND": "smtp",
-            "EMAIL_HOST": "127.0.0.1",
-            "EMAIL_PORT": str(port),
-            "CAMPAIGN_QUIET_HOURS": "0-0",
-        }
-        with celery_worker(require_redis, extra_env=env) as queue:
+        with celery_worker(require_redis, extra_env=smtp_worker_env(port)) as queue:
             name = f"{queue}@{os.uname().nodename}"
             pid = celery_app.control.inspect(destination=[name], timeout=5).stats()[name]["pid"]
             interventions_relay_task.apply_async(queue=queue)
