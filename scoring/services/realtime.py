@@ -34,12 +34,11 @@ from scoring.services.runs import (
     range_score,
     student_leaves,
 )
-from scoring.services.training import churn_model_load
+from scoring.services.training import churn_model_estimator
 
 # Per worker process: the fitted estimator of the active model and the sorted probabilities
 # of the latest scheduled run (a million floats, 8 MB), read once, not once per event.
 _lock = threading.Lock()
-_estimators: dict[tuple[int, str], Any] = {}
 _references: dict[int, np.ndarray] = {}
 
 
@@ -54,15 +53,6 @@ class Rescore:
     tier: str
     previous_tier: str
     seconds: float
-
-
-def _estimator(model: ChurnModel) -> Any:
-    key = (model.pk, model.artifact_sha256)
-    with _lock:
-        if key not in _estimators:
-            _estimators.clear()  # only the active model is kept
-            _estimators[key] = churn_model_load(model=model)
-        return _estimators[key]
 
 
 def _reference(run: ScoringRun | None) -> np.ndarray:
@@ -113,7 +103,9 @@ def customers_rescore(*, triggers: dict[int, str], now: datetime | None = None) 
     if not ids:
         return []
     previous = dict(Customer.objects.filter(pk__in=ids).values_list("pk", "risk_tier"))
-    ranged = range_score(model=model, estimator=_estimator(model), ids=ids, as_of=now)
+    ranged = range_score(
+        model=model, estimator=churn_model_estimator(model=model), ids=ids, as_of=now
+    )
     if ranged is None:  # erased or deleted meanwhile
         return []
     features, scorable, scored = ranged

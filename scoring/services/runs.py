@@ -34,7 +34,7 @@ from scoring.ml.tiers import NOT_SCORABLE
 from scoring.models import ChurnModel, CustomerScore, RunStatus, ScoringChunk, ScoringRun
 from scoring.selectors import churn_model_active
 from scoring.services.tiers import tiers_reassign
-from scoring.services.training import ScoredFrame, churn_model_load, score_features
+from scoring.services.training import ScoredFrame, churn_model_estimator, score_features
 
 
 def scoring_run_create(
@@ -92,7 +92,7 @@ def scoring_chunk_score(
     model = run.model
     ranged = range_score(
         model=model,
-        estimator=churn_model_load(model=model),
+        estimator=churn_model_estimator(model=model),
         first_id=first_id,
         last_id=last_id,
         as_of=run.as_of,
