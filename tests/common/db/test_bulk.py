@@ -78,3 +78,23 @@ def test_ids_for_keys_maps_known_keys_and_leaves_the_rest_missing() -> None:
     expected = dict(Customer.objects.values_list("external_id", "pk"))
     assert ids.iloc[0] == expected["b"] and ids.iloc[3] == expected["a"]
     assert ids.iloc[1:3].isna().all()
+
+
+def test_tables_analyze_runs_on_postgres_after_a_big_write_and_not_after_a_small_one(
+    require_postgres: None,
+) -> None:
+    """A nightly run's 1M new scores left the planner estimating a lookup 3,000 times too
+    costly (docs/scaling.md, "The relay at volume"): a big write refreshes the statistics."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from common.db.bulk import ANALYZE_MIN_ROWS, tables_analyze
+
+    with CaptureQueriesContext(connection) as small:
+        tables_analyze(Customer, Consent, grew_by=ANALYZE_MIN_ROWS - 1)
+    with CaptureQueriesContext(connection) as big:
+        tables_analyze(Customer, Consent, grew_by=ANALYZE_MIN_ROWS)
+    assert not small.captured_queries
+    assert [q["sql"] for q in big.captured_queries] == [
+        'ANALYZE "customers_customer", "customers_consent"'
+    ]
