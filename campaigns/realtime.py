@@ -9,9 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
-
 from campaigns.models import InterventionStatus
+from scoring.realtime import realtime_task_options
 
 
 def _on_customers_rescored(sender: Any, rescores: list[Any], now: datetime, **kwargs: Any) -> None:
@@ -27,10 +26,9 @@ def _on_customers_rescored(sender: Any, rescores: list[Any], now: datetime, **kw
         }
     )
     if entered:  # only these customers' messages: a nightly backlog is not this task's to send
-        options: dict[str, Any] = (
-            {"queue": settings.REALTIME_QUEUE} if settings.REALTIME_QUEUE else {}
+        interventions_relay_task.apply_async(
+            kwargs={"customer_ids": entered}, **realtime_task_options()
         )
-        interventions_relay_task.apply_async(kwargs={"customer_ids": entered}, **options)
 
 
 def connect() -> None:

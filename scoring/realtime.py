@@ -76,15 +76,18 @@ def rescore_schedule(*, customer_ids: list[int], triggers: dict[int, str]) -> li
     return added
 
 
+def realtime_task_options() -> dict[str, Any]:
+    """`apply_async` options of an event-triggered task (the rescore here, the triggered relay
+    in campaigns): REALTIME_QUEUE when set, else the default queue."""
+    return {"queue": settings.REALTIME_QUEUE} if settings.REALTIME_QUEUE else {}
+
+
 def drain_schedule(client: Any, *, countdown: float) -> bool:
     """Schedule one drain task unless one is scheduled already."""
     from scoring.tasks import customers_rescore_task
 
     if client.set(DRAIN_KEY, "1", nx=True, ex=PENDING_TTL_SECONDS):
-        options: dict[str, Any] = (
-            {"queue": settings.REALTIME_QUEUE} if settings.REALTIME_QUEUE else {}
-        )
-        customers_rescore_task.apply_async(countdown=countdown, **options)
+        customers_rescore_task.apply_async(countdown=countdown, **realtime_task_options())
         return True
     return False
 

@@ -429,8 +429,8 @@ ANALYZE_MIN_ROWS = 10_000
 def tables_analyze(*tables: type[models.Model], grew_by: int | None = None) -> None:
     """ANALYZE the models' tables (PostgreSQL; nothing elsewhere): after a bulk load grew them
     many times over, the planner's row estimates are what autovacuum saw before, and a
-    correlated subquery can pick a scan where an index lookup was meant — or, estimated a
-    thousand times too costly, be JIT-compiled at every call (measured: 109 ms of JIT for a
+    correlated subquery can pick a scan where an index lookup was meant — or, with its rows
+    estimated 3,000 times too many, be JIT-compiled at every call (measured: 109 ms of JIT for a
     0.4 ms lookup of 200 customers' latest reasons, once per relay chunk, after a nightly run
     wrote 1M scores). `grew_by`: the rows just written; below ANALYZE_MIN_ROWS, nothing."""
     if not _is_postgres() or (grew_by is not None and grew_by < ANALYZE_MIN_ROWS):

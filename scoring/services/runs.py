@@ -396,8 +396,8 @@ def chunks_read_ahead(
         return range_frames(first_id=chunk[0], last_id=chunk[1])
 
     with ThreadPoolExecutor(1, thread_name_prefix="scoring-read-ahead") as reader:
+        ahead = reader.submit(read, chunks[0])
         try:
-            ahead = reader.submit(read, chunks[0])
             for index, chunk in enumerate(chunks):
                 frames = ahead.result()
                 if index + 1 < len(chunks):
