@@ -14,7 +14,7 @@ Python object per row beyond the driver's tuples.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -94,6 +94,15 @@ _BINARY_HEADER = 19
 _BINARY_TRAILER = 2
 
 
+def columns_sql(table: str, columns: Mapping[str, tuple[str, str]], *, where: str = "") -> str:
+    """The SELECT `frame_from_columns` runs (its parameters left as placeholders)."""
+    postgres = connection.vendor == "postgresql"
+    exprs = ", ".join(
+        f"({expr})::{_BINARY_TYPES[kind][1]}" if postgres else expr for expr, kind in columns.values()
+    )
+    return f"SELECT {exprs} FROM {table}{(' WHERE ' + where) if where else ''}"
+
+
 def frame_from_columns(
     table: str,
     columns: dict[str, tuple[str, str]],
@@ -111,11 +120,7 @@ def frame_from_columns(
     """
     names = list(columns)
     postgres = connection.vendor == "postgresql"
-    exprs = ", ".join(
-        f"({expr})::{_BINARY_TYPES[kind][1]}" if postgres else expr
-        for expr, kind in (columns[n] for n in names)
-    )
-    sql = f"SELECT {exprs} FROM {table}{(' WHERE ' + where) if where else ''}"
+    sql = columns_sql(table, columns, where=where)
     if not postgres:
         frame = frame_from_sql(
             sql,

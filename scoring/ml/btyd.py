@@ -224,13 +224,18 @@ def summary_from_orders(
     if positions.size:
         np.fmax.at(first, positions, age)
         np.fmin.at(last, positions, age)
-    day = placed_ns // _NS_PER_DAY
-    occasions = np.unique(np.column_stack([positions, day]), axis=0) if positions.size else None
-    n_occasions = (
-        np.bincount(occasions[:, 0], minlength=n_customers).astype(np.float64)
-        if occasions is not None
-        else np.zeros(n_customers)
-    )
+    n_occasions = np.zeros(n_customers)
+    if positions.size:
+        # Distinct (customer, day) pairs as one sorted int64 key: a sort and a comparison with
+        # the neighbour (np.unique of 2-column rows is ~60x slower at a chunk's 500k orders).
+        day = placed_ns // _NS_PER_DAY
+        first_day = int(day.min())
+        span = int(day.max()) - first_day + 1
+        keys = np.sort(positions * span + (day - first_day))
+        new = np.empty(keys.size, dtype=bool)
+        new[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=new[1:])
+        n_occasions = np.bincount(keys[new] // span, minlength=n_customers).astype(np.float64)
     has = n_occasions > 0
     x = np.where(has, n_occasions - 1, np.nan)
     return x, first - last, first

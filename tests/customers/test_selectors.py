@@ -132,3 +132,30 @@ def test_postgres_reads_the_same_frames_through_copy(
     customers = customers_frame_for_ids(first_id=a, last_id=c)
     assert customers["attributes"].tolist()[0] == {"plan": "gold", "age": 41}
     assert customers["attributes"].tolist()[2] == {}
+
+
+def test_a_chunk_of_orders_is_read_from_the_covering_index_alone(
+    require_postgres: None, three_customers: list[int]
+) -> None:
+    """Every column scoring reads of an order is in order_customer_time_cover, so PostgreSQL
+    answers a chunk's read with an index-only range scan. Leave one out (the order id was)
+    and each chunk scans the whole orders table."""
+    from django.db import connection
+
+    from common.db.frames import columns_sql
+    from customers.selectors import ORDER_READ_COLUMNS
+
+    sql = columns_sql(
+        Order._meta.db_table, ORDER_READ_COLUMNS, where="customer_id >= %s AND customer_id <= %s"
+    )
+    with connection.cursor() as cursor:
+        # A table this small is cheaper to scan whole: the question is which index scan the
+        # planner can use, so the other ways are switched off for this transaction.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", [min(three_customers), max(three_customers)])
+        plan = cursor.fetchone()[0][0]["Plan"]
+    assert (plan["Node Type"], plan.get("Index Name")) == (
+        "Index Only Scan",
+        "order_customer_time_cover",
+    )
