@@ -32,12 +32,14 @@ from campaigns.channels.base import (
 from campaigns.channels.registry import channel_backend
 from campaigns.models import (
     Arm,
+    Campaign,
     ContactChannel,
     Coupon,
     FailureReason,
     Intervention,
     InterventionStatus,
     MessageTemplate,
+    Offer,
     SuppressionReason,
 )
 from campaigns.rendering import (
@@ -459,10 +461,11 @@ def _claimed_chunk(ids: list[int], summary: RelaySummary, now: datetime) -> list
     UPDATE per reason)."""
     chunk = list(
         Intervention.objects.filter(pk__in=ids)
-        .select_related("customer", "offer", "template", "campaign", "coupon")
+        .select_related("customer", "coupon")
         .defer("customer__attributes")  # a JSON document per row that no message reads
         .order_by("pk")
     )
+    _attach_shared(chunk)
     blocked = _still_allowed(chunk)
     by_reason: dict[str, list[int]] = {}
     for intervention_id, reason in blocked.items():
@@ -473,6 +476,20 @@ def _claimed_chunk(ids: list[int], summary: RelaySummary, now: datetime) -> list
         )
         summary.add(summary.suppressed_at_send, reason, stopped)
     return [i for i in chunk if i.pk not in blocked]
+
+
+def _attach_shared(chunk: Sequence[Intervention]) -> None:
+    """Give each intervention its campaign, offer and template, each read once per chunk: a
+    chunk's rows share a few of them, and joined to every row they were three model objects
+    per message built from the same few rows (with the join, the chunk's query was a fifth of
+    the relay's Python time at 1,000 emails/s, py-spy)."""
+    for name, model in (("campaign", Campaign), ("offer", Offer), ("template", MessageTemplate)):
+        key = f"{name}_id"
+        wanted = {getattr(i, key) for i in chunk} - {None}
+        shared = model._default_manager.in_bulk(wanted) if wanted else {}
+        for intervention in chunk:
+            if getattr(intervention, key) is not None:
+                setattr(intervention, name, shared[getattr(intervention, key)])
 
 
 def _render_chunk(

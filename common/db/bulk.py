@@ -16,10 +16,8 @@ Every function takes the model class, so this module knows no app.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,20 +177,70 @@ def _write_rows(
     """Append the rows of `wire` to `table` (a name quoted by the caller where needed)."""
     cols = ", ".join(_quote(c) for c in columns)
     if _is_postgres():
-        buffer = io.StringIO()
-        # CSV with every string quoted, so "" is an empty string. pandas quotes a missing
-        # value too (""), so FORCE_NULL reads "" as NULL in the columns that are not text:
-        # a date, number or key has no empty-string value, and SQLite gets NULL there too.
-        wire.to_csv(buffer, header=False, index=False, quoting=csv.QUOTE_NONNUMERIC, na_rep="")
-        options = "FORMAT csv"
-        if force_null:
-            options += f", FORCE_NULL ({', '.join(_quote(c) for c in force_null)})"
-        with cursor.cursor.copy(f"COPY {table} ({cols}) FROM STDIN WITH ({options})") as copy:
-            copy.write(buffer.getvalue())
+        with cursor.cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+            copy.write(copy_text(wire, null_when_missing=force_null))
     else:
         placeholders = ", ".join(["%s"] * len(columns))
         rows = wire.astype(object).where(wire.notna(), None).itertuples(index=False, name=None)
         cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({placeholders})", list(rows))
+
+
+# COPY's text format escapes these four characters in a value (\N alone is NULL).
+_COPY_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
+
+
+def copy_text(frame: pd.DataFrame, *, null_when_missing: Collection[str] = ()) -> str:
+    """The rows of `frame` in PostgreSQL COPY's text format, built a column at a time.
+
+    A missing value (None, NaN, NaT) is NULL (\\N) in the columns of `null_when_missing` and
+    an empty text elsewhere (a text column's missing value is ''); booleans are t/f, numbers
+    keep every digit (the shortest text that reads back as the same float). pandas' CSV
+    writer took 5 s of a 1M-customer scoring run's 12 s of score writes (py-spy); this
+    formats each column with numpy or one Python pass, and escapes a column's texts only when
+    one of them needs it, in one replace over the column joined."""
+    if frame.empty:
+        return ""
+    texts = [
+        _copy_column(frame.iloc[:, i], null=name in null_when_missing)
+        for i, name in enumerate(frame.columns)
+    ]
+    return "\n".join(map("\t".join, zip(*texts, strict=True))) + "\n"
+
+
+def _copy_column(values: pd.Series, *, null: bool) -> list[str]:
+    missing_text = "\\N" if null else ""
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or values.dtype.kind == "M":
+        values = _datetime_text(pd.to_datetime(values, utc=True), postgres=True)
+    kind = values.dtype.kind
+    if kind == "b":
+        return np.where(values.to_numpy(), "t", "f").tolist()
+    if kind in "iu" and isinstance(values.dtype, np.dtype):
+        return values.to_numpy().astype(str).tolist()
+    if kind == "f" and isinstance(values.dtype, np.dtype):
+        numbers = values.to_numpy()
+        out = numbers.astype(str)
+        return np.where(np.isnan(numbers), missing_text, out).tolist()
+    missing = values.isna().to_numpy()
+    raw = values.to_numpy(dtype=object)
+    texts = [
+        missing_text if gone else (v if type(v) is str else _copy_scalar(v))
+        for v, gone in zip(raw.tolist(), missing.tolist(), strict=True)
+    ]
+    joined = "\x00".join(texts)  # a NUL cannot be in a PostgreSQL text
+    if not any(char in joined for char, _ in _COPY_ESCAPES):
+        return texts
+    for char, escaped in _COPY_ESCAPES:
+        joined = joined.replace(char, escaped)
+    texts = joined.split("\x00")
+    if null:  # the NULL marker itself must stay unescaped
+        texts = [missing_text if gone else t for t, gone in zip(texts, missing.tolist(), strict=True)]
+    return texts
+
+
+def _copy_scalar(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "t" if value else "f"
+    return str(value)  # a float's str is its shortest round-trip text (numpy's too)
 
 
 def bulk_upsert(
