@@ -233,7 +233,9 @@ def _copy_column(values: pd.Series, *, null: bool) -> list[str]:
         joined = joined.replace(char, escaped)
     texts = joined.split("\x00")
     if null:  # the NULL marker itself must stay unescaped
-        texts = [missing_text if gone else t for t, gone in zip(texts, missing.tolist(), strict=True)]
+        texts = [
+            missing_text if gone else t for t, gone in zip(texts, missing.tolist(), strict=True)
+        ]
     return texts
 
 

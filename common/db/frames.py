@@ -98,7 +98,8 @@ def columns_sql(table: str, columns: Mapping[str, tuple[str, str]], *, where: st
     """The SELECT `frame_from_columns` runs (its parameters left as placeholders)."""
     postgres = connection.vendor == "postgresql"
     exprs = ", ".join(
-        f"({expr})::{_BINARY_TYPES[kind][1]}" if postgres else expr for expr, kind in columns.values()
+        f"({expr})::{_BINARY_TYPES[kind][1]}" if postgres else expr
+        for expr, kind in columns.values()
     )
     return f"SELECT {exprs} FROM {table}{(' WHERE ' + where) if where else ''}"
 

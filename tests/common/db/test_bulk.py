@@ -98,3 +98,67 @@ def test_tables_analyze_runs_on_postgres_after_a_big_write_and_not_after_a_small
     assert [q["sql"] for q in big.captured_queries] == [
         'ANALYZE "customers_customer", "customers_consent"'
     ]
+
+
+def test_insert_keeps_awkward_values_exactly() -> None:
+    """What COPY's text format must escape or mark (tab, line breaks, backslashes, a literal
+    \\N, non-ASCII) comes back as written; a missing value is NULL in a nullable column and ''
+    in a text one; floats keep every digit; booleans, small integers, dates and times too."""
+    from common.db.bulk import bulk_insert
+
+    awkward = ["tab\there", "two\nlines\r\n", "back\\slash \\N", "\\N", "émile 😀", ""]
+    frame = pd.DataFrame(
+        {
+            "external_id": [f"k{i}" for i in range(len(awkward))],
+            "name": awkward,
+            "attributes": [{"note": text} for text in awkward],
+            "erased": [True, False, True, False, True, False],
+            "churn_probability": [0.1 + 0.2, float("nan"), 1e-300, 0.0, 1.0, 2 / 3],
+            "score_student_leaf": pd.array([3, None, 0, None, 7, 1], dtype="Int16"),
+            "signup_date": pd.to_datetime(
+                ["2024-02-29", None, "1999-12-31", None, "2024-01-01", None]
+            ),
+            "scored_at": pd.to_datetime(
+                ["2024-01-02 03:04:05.123456", None, "2024-01-01", None, None, None],
+                utc=True,
+                format="ISO8601",
+            ),
+        }
+    )
+    assert bulk_insert(Customer, frame) == len(awkward)
+    rows = {c.external_id: c for c in Customer.objects.all()}
+    for i, text in enumerate(awkward):
+        row = rows[f"k{i}"]
+        assert row.name == text
+        assert row.attributes == {"note": text}
+        assert row.erased is (i % 2 == 0)
+    assert [rows[f"k{i}"].churn_probability for i in range(6)] == [
+        0.1 + 0.2,
+        None,
+        1e-300,
+        0.0,
+        1.0,
+        2 / 3,
+    ]
+    assert [rows[f"k{i}"].score_student_leaf for i in range(6)] == [3, None, 0, None, 7, 1]
+    assert str(rows["k0"].signup_date) == "2024-02-29" and rows["k1"].signup_date is None
+    assert rows["k0"].scored_at.isoformat() == "2024-01-02T03:04:05.123456+00:00"
+    assert rows["k1"].scored_at is None
+
+
+def test_copy_text_marks_null_only_where_asked_and_escapes_once() -> None:
+    from common.db.bulk import copy_text
+
+    frame = pd.DataFrame(
+        {
+            "text": ["a\tb", None, "\\N"],
+            "number": [1.5, float("nan"), 0.1 + 0.2],
+            "flag": [True, False, True],
+            "count": pd.array([1, None, 3], dtype="Int64"),
+        }
+    )
+    assert copy_text(frame, null_when_missing={"number", "count"}) == (
+        "a\\tb\t1.5\tt\t1\n"
+        "\t\\N\tf\t\\N\n"
+        "\\\\N\t0.30000000000000004\tt\t3\n"
+    )
