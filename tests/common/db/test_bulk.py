@@ -158,7 +158,5 @@ def test_copy_text_marks_null_only_where_asked_and_escapes_once() -> None:
         }
     )
     assert copy_text(frame, null_when_missing={"number", "count"}) == (
-        "a\\tb\t1.5\tt\t1\n"
-        "\t\\N\tf\t\\N\n"
-        "\\\\N\t0.30000000000000004\tt\t3\n"
+        "a\\tb\t1.5\tt\t1\n\t\\N\tf\t\\N\n\\\\N\t0.30000000000000004\tt\t3\n"
     )
