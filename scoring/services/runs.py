@@ -5,7 +5,8 @@ are scored as of."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -75,14 +76,20 @@ def _chunks(ids: np.ndarray, size: int) -> list[tuple[int, int]]:
 
 
 def scoring_chunk_score(
-    *, run: ScoringRun, first_id: int, last_id: int, frames: RangeFrames | None = None
+    *,
+    run: ScoringRun,
+    first_id: int,
+    last_id: int,
+    frames: RangeFrames | None = None,
+    writer: Callable[[Callable[[], int]], None] | None = None,
 ) -> int:
     """Score the customers with first_id ≤ id ≤ last_id for `run`; safe to run twice.
 
     A chunk's scores and the customers' latest-score columns are written in one transaction,
     so a chunk with any score of this run is complete: a retried or redelivered chunk finds it
     and writes nothing (and two attempts at once meet the unique (run, customer) constraint).
-    Returns the scores written.
+    Returns the scores written — or, given a `writer` (`chunk_writes_behind`), hands it that
+    transaction and returns the scores it will write.
     """
     mine = CustomerScore.objects.filter(
         run=run, customer_id__gte=first_id, customer_id__lte=last_id
@@ -105,22 +112,29 @@ def scoring_chunk_score(
     scores["student_leaf"] = student_leaves(
         student=model_student(model=model), features=features, scorable=scorable
     ).array
-    try:
-        with transaction.atomic():
-            written = bulk_insert(CustomerScore, scores, json_text=("reasons", "attributions"))
-            _customers_take_scores(run=run, first_id=first_id, last_id=last_id)
-            ScoringChunk.objects.create(
-                run=run,
-                first_id=first_id,
-                last_id=last_id,
-                customers=int(scorable.sum()),  # the rows counted into feature_counts
-                feature_counts=scored.drift_counts,
-            )
-    except IntegrityError:
-        if mine.exists():  # another attempt at this chunk committed first
-            return 0
-        raise
-    return written
+
+    def write() -> int:
+        try:
+            with transaction.atomic():
+                written = bulk_insert(CustomerScore, scores, json_text=("reasons", "attributions"))
+                _customers_take_scores(run=run, first_id=first_id, last_id=last_id)
+                ScoringChunk.objects.create(
+                    run=run,
+                    first_id=first_id,
+                    last_id=last_id,
+                    customers=int(scorable.sum()),  # the rows counted into feature_counts
+                    feature_counts=scored.drift_counts,
+                )
+        except IntegrityError:
+            if mine.exists():  # another attempt at this chunk committed first
+                return 0
+            raise
+        return written
+
+    if writer is None:
+        return write()
+    writer(write)
+    return len(scores)
 
 
 @dataclass(frozen=True)
@@ -360,8 +374,9 @@ def scoring_run_execute(
     """Score every customer in-process, chunk by chunk (the embedded mode and the demo).
 
     On PostgreSQL, outside a transaction, the next chunk's customers, orders and events are
-    read by a second connection while this one computes and writes (the database's work and
-    ours overlap on two cores; `chunks_read_ahead`). In production
+    read by a second connection while this one computes (`chunks_read_ahead`), and each chunk's
+    scores are written by a third while the next is computed (`chunk_writes_behind`): the
+    database's work and ours overlap on two cores. In production
     `scoring.tasks.scoring_run_task` fans the same chunk function out to workers.
     """
     created = scoring_run_create(as_of=as_of, run_key=run_key)
@@ -369,12 +384,13 @@ def scoring_run_execute(
         return None
     run, chunks = created
     try:
-        for (first_id, last_id), frames in chunks_read_ahead(chunks):
-            written = scoring_chunk_score(
-                run=run, first_id=first_id, last_id=last_id, frames=frames
-            )
-            if on_chunk:
-                on_chunk(first_id, written)
+        with chunk_writes_behind(len(chunks)) as writer:
+            for (first_id, last_id), frames in chunks_read_ahead(chunks):
+                written = scoring_chunk_score(
+                    run=run, first_id=first_id, last_id=last_id, frames=frames, writer=writer
+                )
+                if on_chunk:
+                    on_chunk(first_id, written)
     except Exception as exc:
         scoring_run_fail(run=run, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -388,7 +404,7 @@ def chunks_read_ahead(
     database connection, closed at the end) — on PostgreSQL outside a transaction only: another
     connection sees only committed rows, and SQLite has one writer. Otherwise (None) the chunk
     reads its frames itself, as before."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block or len(chunks) < 2:
+    if not _threads_may_share_the_work(len(chunks)):
         yield from ((chunk, None) for chunk in chunks)
         return
 
@@ -406,6 +422,42 @@ def chunks_read_ahead(
         finally:
             ahead.cancel()
             reader.submit(connections.close_all).result()  # the reader thread's connection
+
+
+def _threads_may_share_the_work(chunks: int) -> bool:
+    """Reads ahead and writes behind on connections of their own: on PostgreSQL, outside a
+    transaction (another connection sees only committed rows; SQLite has one writer), and only
+    when there is a next chunk to overlap with."""
+    return connection.vendor == "postgresql" and not connection.in_atomic_block and chunks > 1
+
+
+@contextmanager
+def chunk_writes_behind(chunks: int) -> Iterator[Callable[[Callable[[], int]], None] | None]:
+    """A writer for `scoring_chunk_score`: a thread of its own (its own connection, closed at
+    the end) runs each chunk's write transaction while the caller computes the next chunk —
+    when `_threads_may_share_the_work`; else None (each chunk writes in place, as before).
+
+    At most one write waits: handing over the next first waits for the one before, and its
+    error is raised there (or on leaving), so a failed write stops the run at the next chunk."""
+    if not _threads_may_share_the_work(chunks):
+        yield None
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="scoring-write-behind") as thread:
+        pending: list[Future[int]] = []
+
+        def writer(write: Callable[[], int]) -> None:
+            while pending:
+                pending.pop().result()
+            pending.append(thread.submit(write))
+
+        try:
+            yield writer
+            while pending:
+                pending.pop().result()
+        finally:
+            for waiting in pending:  # leaving on an error: let the last write finish quietly
+                waiting.exception()
+            thread.submit(connections.close_all).result()  # the writer thread's connection
 
 
 def default_as_of() -> datetime:

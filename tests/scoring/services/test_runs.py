@@ -70,17 +70,20 @@ def test_chunks_read_ahead_on_a_second_connection_score_like_chunks_reading_in_p
     require_postgres: None, labelled_customers: Path, artifact_dir: Path, settings
 ) -> None:
     """On PostgreSQL, outside a transaction, an in-process run reads the next chunk on a second
-    connection while it scores this one; the scores are those of a run reading in place."""
+    connection and writes the last one on a third while it scores this one; the scores are
+    those of a run reading and writing in place."""
     from django.db import transaction
 
-    from scoring.services.runs import chunks_read_ahead
+    from scoring.services.runs import chunk_writes_behind, chunks_read_ahead
 
     trained_here = training_data_from_database(label_attribute="Churn")
     churn_model_train(data=trained_here, candidates=["lr_balanced"], n_splits=3)
     settings.SCORING_CHUNK_CUSTOMERS = 70
     as_of = parse_as_of("2024-06-01")
-    with transaction.atomic():  # inside a transaction: each chunk reads for itself
+    with transaction.atomic():  # inside a transaction: each chunk reads and writes for itself
         assert all(frames is None for _, frames in chunks_read_ahead([(1, 2), (3, 4)]))
+        with chunk_writes_behind(2) as writer:
+            assert writer is None
         in_place = scoring_run_execute(as_of=as_of, run_key="in-place")
     read = list(chunks_read_ahead([(0, 10**9), (10**9 + 1, 10**9 + 2)]))
     assert [len(frames.customers) for _, frames in read if frames is not None] == [600, 0]
@@ -92,3 +95,34 @@ def test_chunks_read_ahead_on_a_second_connection_score_like_chunks_reading_in_p
         return list(rows.values_list("customer_id", "probability", "tier", "reasons"))
 
     assert scores("ahead") == scores("in-place") and len(scores("ahead")) == 600
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_behind_that_fails_fails_the_run(
+    require_postgres: None, labelled_customers: Path, artifact_dir: Path, settings, monkeypatch
+) -> None:
+    """The writer thread's error is the run's: raised, and the run recorded failed."""
+    from scoring.models import RunStatus, ScoringRun
+    from scoring.services import runs
+
+    trained_here = training_data_from_database(label_attribute="Churn")
+    churn_model_train(data=trained_here, candidates=["lr_balanced"], n_splits=3)
+    settings.SCORING_CHUNK_CUSTOMERS = 100
+    calls: list[str] = []
+    real = runs.bulk_insert
+
+    def second_write_fails(*args, **kwargs):  # type: ignore[no-untyped-def]
+        import threading
+
+        calls.append(threading.current_thread().name)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "bulk_insert", second_write_fails)
+    with pytest.raises(RuntimeError, match="disk full"):
+        scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="fails")
+    assert all(name.startswith("scoring-write-behind") for name in calls)
+    run = ScoringRun.objects.get(run_key="fails")
+    assert run.status == RunStatus.FAILED and "disk full" in run.error
+    assert CustomerScore.objects.filter(run=run).count() == 100  # the first chunk's write
