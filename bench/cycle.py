@@ -60,6 +60,12 @@ def parse_args() -> argparse.Namespace:
         "--round", type=int, default=50, help="CAMPAIGN_RELAY_ROUND_MESSAGES (messages a commit)"
     )
     parser.add_argument(
+        "--relay-chunk",
+        type=int,
+        default=1000,
+        help="CAMPAIGN_RELAY_CHUNK (interventions a relay claims and renders at once)",
+    )
+    parser.add_argument(
         "--targeted",
         type=float,
         default=0.215,
@@ -155,6 +161,7 @@ def main() -> int:
                 # The relay's volume settings (docs/scaling.md, "The relay at volume").
                 "CAMPAIGN_RELAY_SMTP_CONNECTIONS": str(args.smtp_connections),
                 "CAMPAIGN_RELAY_ROUND_MESSAGES": str(args.round),
+                "CAMPAIGN_RELAY_CHUNK": str(args.relay_chunk),
             }
         )
         if args.chunk:

@@ -56,9 +56,6 @@ from scoring.selectors import customer_latest_reasons, customer_recommended_prod
 
 logger = logging.getLogger(__name__)
 
-# Interventions claimed by the relay per transaction: small enough that a worker lost mid-chunk
-# strands little (its rows wait out RELAY_LEASE), large enough to amortise the claim query.
-RELAY_CHUNK = 200
 # A claimed chunk is the claimant's for this long after its claim or its latest renewal; the
 # relay renews the lease on the rows it has not reached yet every RELAY_LEASE_RENEW. Trade-off:
 # a worker killed mid-chunk holds its rows back at most RELAY_LEASE (not the time a whole chunk
@@ -610,7 +607,7 @@ def _channel_relay(
     after = 0
     while True:
         taken_at = clock()
-        wanted = RELAY_CHUNK
+        wanted = settings.CAMPAIGN_RELAY_CHUNK  # read per claim: the tests change it
         if rate is not None:
             wanted = relay_rate_take(channel=channel, limit=rate, wanted=wanted, now=taken_at)
             if not wanted:

@@ -91,6 +91,25 @@ def test_smtp_connections_overlap_a_slow_server_and_send_each_message_once(
 
 
 @pytest.mark.django_db
+def test_the_relay_claims_chunks_of_the_configured_size_and_sends_each_message_once(
+    slow_smtp: OverlapRecorder, settings: Any
+) -> None:
+    settings.CAMPAIGN_RELAY_CHUNK = 5
+    settings.CAMPAIGN_RELAY_SMTP_CONNECTIONS = settings.CAMPAIGN_RELAY_ROUND_MESSAGES = 2
+    slow_smtp.delay = 0
+    email_campaign(24)
+    with CaptureQueriesContext(connection) as queries:
+        relayed = interventions_relay(now=NOON)
+    claims = [q["sql"] for q in queries if "SKIP LOCKED" in q["sql"] or "claimed_at" in q["sql"]]
+    claims = [
+        sql for sql in claims if sql.lstrip().upper().startswith("UPDATE") and "LIMIT 5" in sql
+    ]
+    assert len(claims) >= 24 // 5  # 24 rows in claims of at most 5
+    assert relayed.sent == {"email": 24}
+    assert Counter(slow_smtp.recipients()) == {f"c{i}@example.com": 1 for i in range(24)}
+
+
+@pytest.mark.django_db
 def test_a_relay_for_some_customers_sends_only_their_messages(slow_smtp: OverlapRecorder) -> None:
     """The triggered relay (after an event) sends the entered customers' messages at once and
     leaves the rest of the outbox (a nightly backlog) to the relay beat and the cycle."""
