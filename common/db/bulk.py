@@ -211,12 +211,12 @@ def _copy_column(values: pd.Series, *, null: bool) -> list[str]:
     missing_text = "\\N" if null else ""
     if isinstance(values.dtype, pd.DatetimeTZDtype) or values.dtype.kind == "M":
         values = _datetime_text(pd.to_datetime(values, utc=True), postgres=True)
-    kind = values.dtype.kind
+    kind = values.dtype.kind if isinstance(values.dtype, np.dtype) else "O"  # NA-able: below
     if kind == "b":
         return np.where(values.to_numpy(), "t", "f").tolist()
-    if kind in "iu" and isinstance(values.dtype, np.dtype):
+    if kind in "iu":
         return values.to_numpy().astype(str).tolist()
-    if kind == "f" and isinstance(values.dtype, np.dtype):
+    if kind == "f":
         numbers = values.to_numpy()
         out = numbers.astype(str)
         return np.where(np.isnan(numbers), missing_text, out).tolist()

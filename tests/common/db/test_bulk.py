@@ -155,8 +155,11 @@ def test_copy_text_marks_null_only_where_asked_and_escapes_once() -> None:
             "number": [1.5, float("nan"), 0.1 + 0.2],
             "flag": [True, False, True],
             "count": pd.array([1, None, 3], dtype="Int64"),
+            "maybe": pd.array([None, True, False], dtype="boolean"),
         }
     )
-    assert copy_text(frame, null_when_missing={"number", "count"}) == (
-        "a\\tb\t1.5\tt\t1\n\t\\N\tf\t\\N\n\\\\N\t0.30000000000000004\tt\t3\n"
+    assert copy_text(frame, null_when_missing={"number", "count", "maybe"}) == (
+        "a\\tb\t1.5\tt\t1\t\\N\n"
+        "\t\\N\tf\t\\N\tt\n"
+        "\\\\N\t0.30000000000000004\tt\t3\tf\n"
     )
