@@ -159,7 +159,5 @@ def test_copy_text_marks_null_only_where_asked_and_escapes_once() -> None:
         }
     )
     assert copy_text(frame, null_when_missing={"number", "count", "maybe"}) == (
-        "a\\tb\t1.5\tt\t1\t\\N\n"
-        "\t\\N\tf\t\\N\tt\n"
-        "\\\\N\t0.30000000000000004\tt\t3\tf\n"
+        "a\\tb\t1.5\tt\t1\t\\N\n\t\\N\tf\t\\N\tt\n\\\\N\t0.30000000000000004\tt\t3\tf\n"
     )
