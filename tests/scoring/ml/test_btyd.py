@@ -163,3 +163,23 @@ def test_btyd_features_are_nan_without_completed_orders_and_have_phrases():
     assert describe(name="expected_orders_180d", value=0.42) == (
         "only 0.4 orders expected in the next 180 days"
     )
+
+
+def test_purchase_occasions_are_the_distinct_customer_days() -> None:
+    """The sorted-key count equals counting distinct (customer, UTC day) pairs by hand."""
+    rng = np.random.default_rng(3)
+    day = 86_400 * 10**9
+    now = 20_000 * day
+    positions = rng.integers(-1, 60, 5_000)  # -1 and 50+ lie outside the 50 customers
+    placed = now - rng.integers(-5 * day, 400 * day, 5_000)
+    x, _, _ = btyd.summary_from_orders(
+        positions=positions, placed_ns=placed, now_ns=now, n_customers=50
+    )
+    pairs = {
+        (int(p), int(t // day))
+        for p, t in zip(positions, placed, strict=True)
+        if 0 <= p < 50 and t < now
+    }
+    occasions = np.bincount([p for p, _ in pairs], minlength=50)
+    expected = np.where(occasions > 0, occasions - 1.0, np.nan)
+    np.testing.assert_array_equal(x, expected)

@@ -84,3 +84,19 @@ def test_a_row_never_repeats_the_same_reason():
     out = explain_customers(estimator=_NoOrdersModel(), X=X, spec=spec, reference=reference)
     assert out.reasons[0] == ("no orders yet", "no order for 143 days")
     assert out.features[0] == ("avg_order_value", "recency_days")
+
+
+def test_row_keys_order_rows_as_the_rows_themselves() -> None:
+    """One int64 key per row, in the rows' lexicographic order; rows when the key would not fit."""
+    import numpy as np
+
+    from scoring.ml.explain import _row_keys
+
+    rng = np.random.default_rng(0)
+    codes = [rng.integers(0, 7, 500), rng.integers(0, 3, 500), rng.integers(0, 11, 500)]
+    keys = _row_keys(codes, [7, 3, 11])
+    rows = np.stack(codes, axis=1)
+    _, by_row = np.unique(rows, axis=0, return_inverse=True)
+    _, by_key = np.unique(keys, return_inverse=True)
+    assert keys.ndim == 1 and np.array_equal(by_row.reshape(-1), by_key.reshape(-1))
+    assert _row_keys(codes, [2**31, 2**31, 2**31]).shape == (500, 3)
