@@ -1,15 +1,37 @@
 """Email through Django's email framework (SMTP in production, a file outbox in development):
-text and HTML parts, List-Unsubscribe + List-Unsubscribe-Post (RFC 8058) one-click headers."""
+text and HTML parts, List-Unsubscribe + List-Unsubscribe-Post (RFC 8058) one-click headers.
+
+Over Django's SMTP backend the message's bytes are composed here (`compose_email`) exactly as
+Django's `EmailMultiAlternatives` writes them, apart from the random MIME boundary and the Date
+(tests/campaigns/test_email_bytes.py compares the two byte for byte on awkward and random
+messages), and handed to the backend's open smtplib session. Header checks, encoded words,
+folding and address parsing stay Django's and the standard library's functions; only the
+assembly of a multipart/alternative message is done here. Django's message objects and the
+standard library's generator cost ~0.9 ms of interpreter time a message (0.04 ms composed
+here): at 1,000+ emails a second, most of a relay process's time. A message without a text part
+and every other backend (file, console, locmem) take Django's objects."""
 
 from __future__ import annotations
 
 import contextlib
 import queue
+import random
+import re
 import smtplib
+import sys
+from email.policy import compat32
+from email.utils import formatdate
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.smtp import EmailBackend as SmtpEmailBackend
+from django.core.mail.message import (
+    RFC5322_EMAIL_LINE_LENGTH_LIMIT,
+    forbid_multi_line_headers,
+    sanitize_address,
+    utf8_charset_qp,
+)
 
 from campaigns.channels.base import (
     OutboundMessage,
@@ -17,6 +39,111 @@ from campaigns.channels.base import (
     SerialChannel,
     TransientDeliveryError,
 )
+
+# The standard library's generator, as Django's messages use it: compat32, CRLF line ends.
+_POLICY = compat32.clone(linesep="\r\n")
+# A header line compat32 writes unchanged: printable ASCII within its 78-character fold width.
+_FOLD_WIDTH = 78
+_LINE_BREAKS = re.compile(r"\r\n|\r|\n")  # what the generator turns into CRLF
+# An address sanitize_address returns unchanged (dot-atom local part, ASCII host name).
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\Z"
+)
+# The standard library's boundary form (email.generator): 15 '=', 19 digits, '=='.
+_BOUNDARY_DIGITS = len(repr(sys.maxsize - 1))
+_random = random.SystemRandom()
+
+
+def _header_line(name: str, value: str) -> bytes:
+    """`name: value` as Django's message writes it: newlines refused (BadHeaderError), a
+    non-ASCII value as encoded words, a long one folded (both by Django and the standard
+    library, on the rare path)."""
+    if value.isascii() and value.isprintable() and len(name) + 2 + len(value) <= _FOLD_WIDTH:
+        return f"{name}: {value}\r\n".encode("ascii")
+    name, encoded = forbid_multi_line_headers(name, value, "utf-8")
+    return _POLICY.fold_binary(name, encoded)
+
+
+def _envelope_address(address: str) -> str:
+    return address if _PLAIN_ADDRESS.match(address) else sanitize_address(address, "utf-8")
+
+
+def _text_part(text: str, subtype: str) -> bytes:
+    """A text part as Django writes it: utf-8, 7bit or 8bit, or quoted-printable (by Django's
+    charset) when a line is over 998 bytes."""
+    body = text.encode("utf-8")
+    if len(body) > RFC5322_EMAIL_LINE_LENGTH_LIMIT and any(
+        len(line.encode("utf-8")) > RFC5322_EMAIL_LINE_LENGTH_LIMIT for line in text.splitlines()
+    ):
+        encoding, text = "quoted-printable", utf8_charset_qp.body_encode(body)
+        body = text.encode("ascii")
+    else:
+        encoding = "7bit" if text.isascii() else "8bit"
+    if "\r" in text or "\n" in text:
+        body = _LINE_BREAKS.sub("\r\n", text).encode("utf-8")
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\nMIME-Version: 1.0\r\n'
+        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
+    ).encode("ascii") + body
+
+
+def compose_email(
+    *,
+    from_email: str,
+    to: str,
+    subject: str,
+    text: str,
+    html: str,
+    headers: dict[str, str],
+    boundary: str | None = None,
+    date: str | None = None,
+) -> bytes | None:
+    """The bytes Django's `EmailMultiAlternatives(subject, text, from_email, [to],
+    headers=headers)` with `html` attached as text/html would send (`message().as_bytes(
+    linesep="\\r\\n")`), or None when the message is not of the common shape (an empty
+    text, no Message-ID in `headers`). Raises
+    BadHeaderError (a ValueError) for a header with a line break, as Django does."""
+    if not text or not any(name.lower() == "message-id" for name in headers):
+        return None  # Django leaves an empty text part out, and makes up a Message-ID
+    parts = [_text_part(text, "plain"), _text_part(html, "html")]
+    if boundary is None:
+        while True:
+            boundary = f"{'=' * 15}{_random.randrange(sys.maxsize):0{_BOUNDARY_DIGITS}d}=="
+            if boundary not in text and boundary not in html:
+                break
+    lines = [
+        f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n'
+        "MIME-Version: 1.0\r\n".encode("ascii"),
+        _header_line("Subject", subject),
+        _header_line("From", headers.get("From", from_email)),
+        _header_line("To", to),
+    ]
+    if not any(name.lower() == "date" for name in headers):
+        lines.append(
+            _header_line("Date", date or formatdate(localtime=settings.EMAIL_USE_LOCALTIME))
+        )
+    lines += [
+        _header_line(name, value)
+        for name, value in headers.items()
+        if name.lower() not in {"from", "to", "cc", "reply-to"}
+    ]
+    delimiter = f"--{boundary}".encode("ascii")
+    return b"".join(
+        [
+            *lines,
+            b"\r\n",
+            delimiter,
+            b"\r\n",
+            parts[0],
+            b"\r\n",
+            delimiter,
+            b"\r\n",
+            parts[1],
+            b"\r\n",
+            delimiter,
+            b"--\r\n",
+        ]
+    )
 
 
 class EmailChannel(SerialChannel):
@@ -31,6 +158,7 @@ class EmailChannel(SerialChannel):
         self.concurrency = max(1, settings.CAMPAIGN_RELAY_SMTP_CONNECTIONS)
         self.connections: list[Any] = []
         self.idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._from: str | None = None
 
     def open(self) -> None:
         # The backend is read from settings at each open.
@@ -56,17 +184,40 @@ class EmailChannel(SerialChannel):
     def _send(self, message: OutboundMessage, connection: Any) -> str:
         domain = settings.EMAIL_MESSAGE_ID_DOMAIN
         message_id = f"<{message.idempotency_key}@{domain}>"
-        email = EmailMultiAlternatives(
-            subject=message.subject,
-            body=message.text,
-            from_email=settings.DEFAULT_FROM_EMAIL,
-            to=[message.to_email],
-            headers={**message.headers, "Message-ID": message_id},
-            connection=connection,
-        )
-        email.attach_alternative(message.html, "text/html")
+        headers = {**message.headers, "Message-ID": message_id}
         try:
-            email.send(fail_silently=False)
+            data = (
+                compose_email(
+                    from_email=settings.DEFAULT_FROM_EMAIL,
+                    to=message.to_email,
+                    subject=message.subject,
+                    text=message.text,
+                    html=message.html,
+                    headers=headers,
+                )
+                if isinstance(connection, SmtpEmailBackend)
+                and connection.connection is not None
+                and settings.DEFAULT_CHARSET.lower() == "utf-8"
+                else None
+            )
+            if data is not None:
+                # What Django's SMTP backend does with its message's bytes, minus the objects.
+                connection.connection.sendmail(
+                    self._envelope_from(), [_envelope_address(message.to_email)], data
+                )
+            else:
+                email = EmailMultiAlternatives(
+                    subject=message.subject,
+                    body=message.text,
+                    from_email=settings.DEFAULT_FROM_EMAIL,
+                    to=[message.to_email],
+                    headers=headers,
+                    connection=connection,
+                )
+                email.attach_alternative(message.html, "text/html")
+                email.send(fail_silently=False)
+        except ValueError as exc:  # an address that cannot be parsed, a header with a line break
+            raise PermanentDeliveryError(f"cannot compose the message: {exc}") from exc
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             if any(400 <= code < 500 for code in codes):
@@ -79,6 +230,12 @@ class EmailChannel(SerialChannel):
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             raise TransientDeliveryError(f"SMTP: {exc}") from exc
         return message_id
+
+    def _envelope_from(self) -> str:
+        # The same sender for every message: sanitized once per chunk.
+        if self._from is None:
+            self._from = sanitize_address(settings.DEFAULT_FROM_EMAIL, "utf-8")
+        return self._from
 
     def close(self) -> None:
         for connection in self.connections:
