@@ -195,7 +195,8 @@ class EmailChannel(SerialChannel):
                     html=message.html,
                     headers=headers,
                 )
-                if isinstance(connection, SmtpEmailBackend)
+                # Django's own SMTP backend only: a subclass (DKIM signing, say) keeps its send.
+                if type(connection) is SmtpEmailBackend
                 and connection.connection is not None
                 and settings.DEFAULT_CHARSET.lower() == "utf-8"
                 else None

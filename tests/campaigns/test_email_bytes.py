@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends.smtp import EmailBackend as SmtpEmailBackend
 from django.core.mail.message import BadHeaderError, sanitize_address
 
 from campaigns.channels.base import OutboundMessage, PermanentDeliveryError
@@ -201,3 +202,28 @@ def test_a_real_smtp_server_receives_the_composed_message(smtp: SmtpRecorder) ->
     assert content(parts["text/html"]) == "<p>" + "long line " * 150 + "</p>"
     assert second["To"].addresses[0].display_name == "Jané Dœ"
     assert second["To"].addresses[0].domain == "xn--exmple-cua.com"
+
+
+class SigningBackend(SmtpEmailBackend):
+    """A project's own SMTP backend (DKIM signing, say): its `_send` must still run."""
+
+    sent: list[str] = []
+
+    def _send(self, email_message: Any) -> bool:
+        SigningBackend.sent.append(email_message.to[0])
+        return bool(super()._send(email_message))
+
+
+def test_a_subclass_of_the_smtp_backend_keeps_its_own_send(
+    smtp: SmtpRecorder, settings: Any
+) -> None:
+    settings.EMAIL_BACKEND = f"{__name__}.SigningBackend"
+    SigningBackend.sent = []
+    channel = EmailChannel()
+    channel.open()
+    try:
+        channel.send(message())
+    finally:
+        channel.close()
+    assert SigningBackend.sent == ["jane@example.com"]
+    assert len(smtp.messages) == 1
