@@ -211,7 +211,7 @@ class SigningBackend(SmtpEmailBackend):
 
     def _send(self, email_message: Any) -> bool:
         SigningBackend.sent.append(email_message.to[0])
-        return bool(super()._send(email_message))
+        return bool(super()._send(email_message))  # type: ignore[misc]
 
 
 def test_a_subclass_of_the_smtp_backend_keeps_its_own_send(
