@@ -285,7 +285,11 @@ def _scores_frame(
 
 def _customers_take_scores(*, run: ScoringRun, first_id: int, last_id: int) -> int:
     """Copy this run's scores of a chunk into the customers' latest-score columns, in one
-    set-based UPDATE (no row passes through Python). Returns the customers updated."""
+    set-based UPDATE (no row passes through Python). Returns the customers updated.
+
+    The customers' id range is stated on both tables: with it on the scores alone PostgreSQL
+    hash-joined a sequential scan of every customer (1M rows) for each chunk (0.9–1.5 s a
+    chunk of 50,000; 0.5–0.6 s with the range, a scan of the primary key's range)."""
     quote = connection.ops.quote_name
     customers, scores = quote(Customer._meta.db_table), quote(CustomerScore._meta.db_table)
     with connection.cursor() as cursor:
@@ -294,8 +298,8 @@ def _customers_take_scores(*, run: ScoringRun, first_id: int, last_id: int) -> i
             "scored_at = s.scored_at, score_model_version = %s, "
             "score_student_leaf = s.student_leaf "
             f"FROM {scores} s WHERE s.run_id = %s AND s.customer_id BETWEEN %s AND %s "
-            f"AND {customers}.id = s.customer_id",
-            [run.model.version, run.pk, first_id, last_id],
+            f"AND {customers}.id BETWEEN %s AND %s AND {customers}.id = s.customer_id",
+            [run.model.version, run.pk, first_id, last_id, first_id, last_id],
         )
         return max(cursor.rowcount, 0)
 
