@@ -7,7 +7,7 @@ Django's `EmailMultiAlternatives` writes them, apart from the random MIME bounda
 messages), and handed to the backend's open smtplib session. Header checks, encoded words,
 folding and address parsing stay Django's and the standard library's functions; only the
 assembly of a multipart/alternative message is done here. Django's message objects and the
-standard library's generator cost ~0.9 ms of interpreter time a message (0.04 ms composed
+standard library's generator cost ~0.9 ms of interpreter time a message (~0.15 ms composed
 here): at 1,000+ emails a second, most of a relay process's time. A message without a text part
 and every other backend (file, console, locmem) take Django's objects."""
 
@@ -100,11 +100,11 @@ def compose_email(
 ) -> bytes | None:
     """The bytes Django's `EmailMultiAlternatives(subject, text, from_email, [to],
     headers=headers)` with `html` attached as text/html would send (`message().as_bytes(
-    linesep="\\r\\n")`), or None when the message is not of the common shape (an empty
-    text, no Message-ID in `headers`). Raises
-    BadHeaderError (a ValueError) for a header with a line break, as Django does."""
+    linesep="\\r\\n")`), or None for a message Django writes differently (an empty text:
+    no text part; no Message-ID in `headers`: Django makes one up). Raises BadHeaderError (a
+    ValueError) for a header with a line break, as Django does."""
     if not text or not any(name.lower() == "message-id" for name in headers):
-        return None  # Django leaves an empty text part out, and makes up a Message-ID
+        return None
     parts = [_text_part(text, "plain"), _text_part(html, "html")]
     if boundary is None:
         while True:
