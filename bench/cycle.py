@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from _machine import cpu_model  # noqa: E402
+from _machine import cpu_model, python_speed  # noqa: E402
 from _postgres import database_settings, ensure_database  # noqa: E402
 from _scoring_data import AS_OF, SEED, prepare_data, train  # noqa: E402
 from _summary import figure, summary_print  # noqa: E402
@@ -266,9 +266,9 @@ def main() -> int:
         f"{args.processes} worker processes, model {model.version}"
     )
     print(
-        f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"load average {load_before:.1f} before, {load_after:.1f} after (the machine is "
-        "shared: figures are noisy)"
+        f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()} "
+        f"(3M additions in a loop: {python_speed():.2f} s); load average {load_before:.1f} "
+        f"before, {load_after:.1f} after (the machine is shared: figures are noisy)"
     )
     if run.status != CycleStatus.COMPLETED:
         print(f"THE CYCLE FAILED: {run.error}", file=sys.stderr)
