@@ -186,21 +186,7 @@ class EmailChannel(SerialChannel):
         message_id = f"<{message.idempotency_key}@{domain}>"
         headers = {**message.headers, "Message-ID": message_id}
         try:
-            data = (
-                compose_email(
-                    from_email=settings.DEFAULT_FROM_EMAIL,
-                    to=message.to_email,
-                    subject=message.subject,
-                    text=message.text,
-                    html=message.html,
-                    headers=headers,
-                )
-                # Django's own SMTP backend only: a subclass (DKIM signing, say) keeps its send.
-                if type(connection) is SmtpEmailBackend
-                and connection.connection is not None
-                and settings.DEFAULT_CHARSET.lower() == "utf-8"
-                else None
-            )
+            data = self._composed(message, connection, headers)
             if data is not None:
                 # What Django's SMTP backend does with its message's bytes, minus the objects.
                 connection.connection.sendmail(
@@ -231,6 +217,27 @@ class EmailChannel(SerialChannel):
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             raise TransientDeliveryError(f"SMTP: {exc}") from exc
         return message_id
+
+    @staticmethod
+    def _composed(
+        message: OutboundMessage, connection: Any, headers: dict[str, str]
+    ) -> bytes | None:
+        """The message's bytes over Django's own SMTP backend (a subclass, DKIM signing say,
+        keeps its own send), else None: Django's objects then build and send it."""
+        if (
+            type(connection) is not SmtpEmailBackend
+            or connection.connection is None
+            or settings.DEFAULT_CHARSET.lower() != "utf-8"
+        ):
+            return None
+        return compose_email(
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=message.to_email,
+            subject=message.subject,
+            text=message.text,
+            html=message.html,
+            headers=headers,
+        )
 
     def _envelope_from(self) -> str:
         # The same sender for every message: sanitized once per chunk.
