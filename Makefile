@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: screenshots demo demo-telco test lint typecheck importlint pytest serve worker beat bench bench-api clean-demo help
+.PHONY: screenshots demo demo-telco test lint typecheck importlint pytest serve worker beat bench bench-api bench-smtp-sink clean-demo help
 
 help:
 	@echo "make demo    - load the demo shop (UCI Online Retail) and run the retention cycle on the embedded SQLite default"
@@ -15,6 +15,7 @@ help:
 	@echo "make beat    - run Celery beat (needs REDIS_URL)"
 	@echo "make bench   - every benchmark in bench/ at a quick size (minutes), then one summary table (SIZE=full: full sizes, hours; PostgreSQL server of DATABASE_URL, one database <BENCH_DB_PREFIX>_<bench> each; REDIS_URL)"
 	@echo "make screenshots - after make demo: regenerate docs/screenshots/ in headless Chromium"
+	@echo "make bench-smtp-sink - install Postfix's smtp-sink (Debian, root), the benches' SMTP server: its daemon is not configured or started"
 	@echo "make bench-api - load-test the responses API under gunicorn (DATABASE_URL=postgres://…; BENCH_SECONDS=60)"
 
 $(PY):
@@ -81,6 +82,12 @@ screenshots: $(STAMP)
 BENCH_SECONDS ?= 60
 bench-api: $(STAMP)
 	$(PY) bench/api_load.py --seconds $(BENCH_SECONDS)
+
+# Postfix's smtp-sink, the benches' SMTP server when installed (bench/_smtp_sink.py): Debian's
+# postfix package with "No configuration", so no mail system is configured or started.
+bench-smtp-sink:
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postfix
 
 clean-demo:
 	rm -f var/retention.sqlite3 var/retention.sqlite3-wal var/retention.sqlite3-shm

@@ -37,9 +37,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _machine import cpu_model, python_speed  # noqa: E402
 from _postgres import database_settings, ensure_database  # noqa: E402
 from _scoring_data import AS_OF, SEED, prepare_data, train  # noqa: E402
+from _smtp_sink import SERVERS, smtp_server_choice, smtp_sink  # noqa: E402
 from _summary import figure, summary_print  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
+# As in production: DEBUG off (with it, Django wraps every cursor to log each query).
+os.environ.setdefault("DEBUG", "false")
 GOAL_SECONDS_AT_1M = 180.0
 
 
@@ -72,6 +75,12 @@ def parse_args() -> argparse.Namespace:
         help="share of the scored customers in the campaign's tiers (critical 5%% + high); "
         "0.215 puts ~20%% of all customers in the cycle on this data (the issue's size), where "
         "6.4%% never ordered before the scoring date and are not scored",
+    )
+    parser.add_argument(
+        "--smtp-server",
+        choices=SERVERS,
+        default="auto",
+        help="the local SMTP server (bench/_smtp_sink.py): auto = smtp-sink when installed",
     )
     return parser.parse_args()
 
@@ -144,9 +153,8 @@ def main() -> int:
     ensure_database(config)
     scratch = tempfile.TemporaryDirectory(prefix="bench-cycle-")
     queue = f"bench-cycle-{uuid.uuid4().hex[:6]}"
-    from _smtp_sink import smtp_sink
-
-    with smtp_sink() as (accepted, port):
+    smtp_server = smtp_server_choice(args.smtp_server)
+    with smtp_sink(smtp_server) as (accepted, port):
         # Read by the settings of this process and inherited by the worker's.
         os.environ.update(
             {
@@ -280,7 +288,7 @@ def main() -> int:
             f"{len(stage['done']):>8} {stage['rows']:>12,}"
         )
     print(f"{'cycle':<10} {total:>9.1f}   (wall clock, start to completed)")
-    print(f"messages accepted by the SMTP server: {sent:,}")
+    print(f"messages accepted by the SMTP server ({smtp_server}): {sent:,}")
     worst = max([own_peak, *peaks.values()])
     print(
         f"peak memory: worker processes {max(peaks.values(), default=0):,.0f} MB, this "

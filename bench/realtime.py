@@ -56,6 +56,8 @@ from _scoring_data import AS_OF, SEED, prepare_data, train  # noqa: E402
 from _summary import figure, summary_print  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
+# As in production: DEBUG off (with it, Django wraps every cursor to log each query).
+os.environ.setdefault("DEBUG", "false")
 
 HOST = "127.0.0.1"
 GOAL_SCORE_MEDIAN = 1.0

@@ -2,10 +2,10 @@
 
 Puts the first N treatment emails of that cycle back to pending (status, attempts, sent_at,
 lease and provider id reset), then times P relay processes (`interventions_relay`, as the
-cycle's relay stage runs them) sending them to a local SMTP server (aiosmtpd, counting only),
-with the relay settings of the cycle bench. Prints emails/s, the relay processes' CPU per
-email and the emails the server accepted. Process start-up (Django's imports, ~2 s) is inside
-the timing: compare runs of the same N.
+cycle's relay stage runs them) sending them to a local SMTP server (smtp-sink or aiosmtpd,
+counting only: bench/_smtp_sink.py), with the relay settings of the cycle bench. Prints
+emails/s, the relay processes' CPU per email and the emails the server accepted. Process
+start-up (Django's imports, ~2 s) is inside the timing: compare runs of the same N.
 
 For A/B comparisons of relay code on one machine: run it on each version of the code, with
 nothing else running (`top` during a run shows the SMTP server and the relay processes).
@@ -30,6 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from _smtp_sink import SERVERS, smtp_server_choice, smtp_sink  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -39,6 +40,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--smtp-connections", type=int, default=4)
     parser.add_argument("--round", type=int, default=50, help="CAMPAIGN_RELAY_ROUND_MESSAGES")
     parser.add_argument("--relay-chunk", type=int, default=1000, help="CAMPAIGN_RELAY_CHUNK")
+    parser.add_argument(
+        "--smtp-server",
+        choices=SERVERS,
+        default="auto",
+        help="the local SMTP server (bench/_smtp_sink.py): auto = smtp-sink when installed",
+    )
     return parser.parse_args()
 
 
@@ -47,6 +54,7 @@ def _environment(args: argparse.Namespace, port: int) -> None:
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "retention.settings",
+            "DEBUG": os.environ.get("DEBUG", "false"),  # as in production
             "CAMPAIGN_QUIET_HOURS": "0-0",
             "CAMPAIGN_RATE_EMAIL": "1000000000",
             "EMAIL_BACKEND": "smtp",
@@ -96,9 +104,9 @@ def main() -> int:
         print("set DATABASE_URL to the database of a bench/cycle.py run", file=sys.stderr)
         return 2
     from _machine import cpu_model, python_speed
-    from _smtp_sink import smtp_sink
 
-    with smtp_sink() as (accepted, port):
+    smtp_server = smtp_server_choice(args.smtp_server)
+    with smtp_sink(smtp_server) as (accepted, port):
         _environment(args, port)
         import django
 
@@ -128,6 +136,7 @@ def main() -> int:
     print(
         f"sent {sent:,} in {seconds:.1f} s = {sent / seconds:,.0f} emails/s; relay processes' "
         f"CPU {cpu / max(sent, 1) * 1000:.3f} ms an email; accepted by the SMTP server "
+        f"({smtp_server}) "
         f"{accepted.value:,}"
     )
     return 0 if sent == accepted.value == pending else 1

@@ -74,6 +74,8 @@ from _scoring_steps import (  # noqa: E402
 from _summary import figure, summary_print  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
+# As in production: DEBUG off (with it, Django wraps every cursor to log each query).
+os.environ.setdefault("DEBUG", "false")
 
 # Issue 14: within 2x of the reference with 2 worker processes, 2.5x in one process.
 GOAL_RATIO = 2.0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
 
+from common.db.lookups import AnyOf
 from customers.models import Customer, Product
 from scoring.ml.tiers import DEFAULT_TIER_RULES, TierRule, by_severity
 from scoring.models import (
@@ -81,7 +82,7 @@ def customer_latest_reasons(*, customer_ids: Iterable[int]) -> dict[int, list[st
     # 5,000 ids per query: under SQLite's parameter limit and cheap for PostgreSQL to plan.
     for start in range(0, len(ids), 5000):
         rows = CustomerScore.objects.filter(
-            customer_id__in=ids[start : start + 5000], pk=Subquery(latest)
+            AnyOf(F("customer_id"), ids[start : start + 5000]), pk=Subquery(latest)
         ).values_list("customer_id", "reasons")
         found.update(rows)
     return found
@@ -122,7 +123,7 @@ def customer_recommended_products(
     for start in range(0, len(ids), 5000):
         stored.update(
             CustomerRecommendation.objects.filter(
-                customer_id__in=ids[start : start + 5000]
+                AnyOf(F("customer_id"), ids[start : start + 5000])
             ).values_list("customer_id", "product_ids")
         )
     fallback = [int(p) for p in run.fallback_product_ids]
