@@ -465,13 +465,25 @@ def interventions_mark_stale(*, now: datetime) -> int:
     )
 
 
+# What the relay reads of a claimed row, its customer and its coupon (and nothing else: the other
+# 40 columns, 9 timestamps and 4 decimals among them, were half of the CPU of loading a chunk;
+# 127 → 52 ms per 1,000 rows). A column missing here would be read row by row when touched:
+# tests/campaigns/services/test_relay_rounds.py checks the queries do not grow with the rows.
+_CHUNK_COLUMNS = (
+    *("id", "customer_id", "campaign_id", "offer_id", "template_id", "channel", "arm"),
+    *("status", "attempts", "send_after", "created_at"),
+    *("customer__name", "customer__email", "customer__phone", "customer__erased"),
+    *("coupon__code", "coupon__expires_at"),
+)
+
+
 def _claimed_chunk(ids: list[int], summary: RelaySummary, now: datetime) -> list[Intervention]:
     """The claimed interventions, less those the last check stops (recorded suppressed: one
     UPDATE per reason)."""
     chunk = list(
         Intervention.objects.filter(AnyOf(F("pk"), ids))
         .select_related("customer", "coupon")
-        .defer("customer__attributes")  # a JSON document per row that no message reads
+        .only(*_CHUNK_COLUMNS)
         .order_by("pk")
     )
     _attach_shared(chunk)

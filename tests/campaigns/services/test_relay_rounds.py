@@ -5,6 +5,7 @@ the one-at-a-time relay (each message once, retries, rejections, unregistered de
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -107,6 +108,32 @@ def test_the_relay_claims_chunks_of_the_configured_size_and_sends_each_message_o
     assert len(claims) >= 24 // 5  # 24 rows in claims of at most 5
     assert relayed.sent == {"email": 24}
     assert Counter(slow_smtp.recipients()) == {f"c{i}@example.com": 1 for i in range(24)}
+
+
+@pytest.mark.django_db
+def test_the_relay_queries_per_chunk_not_per_message(
+    slow_smtp: OverlapRecorder, settings: Any
+) -> None:
+    """A chunk reads only some columns of its rows (`_CHUNK_COLUMNS`): a column a message needs
+    but the chunk did not read would cost a query per message. Relaying 3 or 15 messages (one
+    chunk, one round each) must run the same queries."""
+    settings.CAMPAIGN_RELAY_SMTP_CONNECTIONS = 2
+    settings.CAMPAIGN_RELAY_ROUND_MESSAGES = 50
+    slow_smtp.delay = 0
+    email_campaign(18)
+    customers = list(Intervention.objects.order_by("pk").values_list("customer_id", flat=True))
+    counted = []
+    for some in (customers[:3], customers[3:]):
+        with CaptureQueriesContext(connection) as queries:
+            relayed = interventions_relay(now=NOON, customer_ids=some)
+        assert relayed.sent == {"email": len(some)}
+        counted.append([re.sub(r"\d+", "N", q["sql"].split(" WHERE ")[0][:80]) for q in queries])
+    assert counted[0] == counted[1]
+    assert Counter(slow_smtp.recipients()) == {f"c{i}@example.com": 1 for i in range(18)}
+    # What the message shows of the customer and the coupon came from the chunk's columns.
+    message = slow_smtp.messages[-1]
+    intervention = Intervention.objects.select_related("coupon").get(customer__email=message["To"])
+    assert intervention.coupon.code in message.get_body(("plain",)).get_content()
 
 
 @pytest.mark.django_db
