@@ -110,3 +110,67 @@ def test_the_program_groups_count_each_customer_once(
     assert groups.loc[1, "n"] == members and groups.loc[0, "n"] == 80 - members
     assert groups.loc[0, "retained"] == 0 and groups.loc[0, "last"] == NOON
     assert program_outcome_groups(since=NOON + timedelta(days=1)).empty
+
+
+def test_an_order_at_the_moment_of_assignment_counts_and_one_just_before_does_not(
+    campaign: Campaign,
+) -> None:
+    """The joins of orders read only orders since the earliest assignment measured (a bound the
+    window implies: `_not_before`): the window's edges are unchanged by it."""
+    [first, second, *_rest] = analysed(campaign, "treatment")
+    for n, (i, at) in enumerate([(first, NOON), (second, NOON - timedelta(seconds=1))]):
+        Order.objects.create(
+            external_id=f"edge{n}", customer_id=i.customer_id, placed_at=at, amount=Decimal("5")
+        )
+    cells = campaign_outcome_cells(campaign=campaign)
+    treated = cells.loc[cells["part"].eq("cell")].set_index("arm").loc["treatment"]
+    assert (treated["retained"], treated["orders"], treated["revenue"]) == (1, 1, 5.0)
+    groups = program_outcome_groups().set_index("global_control")
+    assert groups["retained"].sum() == 1 and groups["revenue"].sum() == 5.0
+
+
+def test_the_orders_joins_read_only_orders_since_the_first_assignment(
+    require_postgres: None, campaign: Campaign
+) -> None:
+    """With the earliest assignment as a bound, PostgreSQL reads the recent orders through the
+    BRIN index on placed_at (customers.0013) instead of the whole order history: at 10M orders
+    the program report's query went from 9.7 to 0.95 s. Without the bound, or the index, the
+    plan reads every order (a sequential scan, or every entry of the covering index)."""
+    from django.db import connection
+
+    from campaigns.measurement.outcomes import _order_cells_sql, _program_sql
+
+    customers = list(Intervention.objects.values_list("customer_id", flat=True))
+    start = NOON - timedelta(days=700)
+    Order.objects.bulk_create(  # two years of history before the campaign, in time order
+        Order(
+            external_id=f"h{n}",
+            customer_id=customers[n % len(customers)],
+            placed_at=start + timedelta(minutes=30 * n),
+            amount=Decimal("20"),
+        )
+        for n in range(30_000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE customers_order")
+        # A campaign of 30 customers is best served by 30 probes of the covering index; the
+        # question here is how the whole table is read when there are too many customers to
+        # probe one by one (188,000 in the cycle bench), so this transaction has no nested loop.
+        cursor.execute("SET LOCAL enable_nestloop = off")
+        for sql, params in [
+            (_program_sql("1 = 1"), [NOON]),
+            (_order_cells_sql("i.campaign_id = %s"), [campaign.pk, NOON]),
+        ]:
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+            reads = [
+                (node["Node Type"], node.get("Index Name"))
+                for node in _plan_nodes(cursor.fetchone()[0][0]["Plan"])
+                if node.get("Relation Name") == "customers_order"
+                or str(node.get("Index Name", "")).startswith("order_")
+            ]
+            assert ("Bitmap Index Scan", "order_placed_brin") in reads, reads
+            assert ("Seq Scan", None) not in reads, reads
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(n for child in node.get("Plans", []) for n in _plan_nodes(child))]
