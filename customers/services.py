@@ -10,14 +10,16 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from functools import reduce
+from operator import or_
 
 import pandas as pd
 from auditlog.models import LogEntry
 from django.conf import settings
 from django.contrib.admin.models import LogEntry as AdminLogEntry
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
-from django.db.models import F, Func, Value
+from django.db import connection, transaction
+from django.db.models import F, Func, Q, Value
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -242,6 +244,19 @@ def _admin_history_erase(*, values: list[str], pseudonym: str) -> int:
     values = [v for v in values if v and v != pseudonym]
     if not values:
         return 0
+    if connection.vendor != "postgresql":  # SQLite has no regexp_replace: Python's re
+        word = re.compile("|".join(rf"(?<!\w){re.escape(v)}(?!\w)" for v in values))
+        named = AdminLogEntry.objects.filter(
+            reduce(or_, (Q(object_repr__contains=v) for v in values))
+        )
+        changed = []
+        for entry in named:
+            renamed = word.sub(pseudonym, entry.object_repr)
+            if renamed != entry.object_repr:
+                entry.object_repr = renamed
+                changed.append(entry)
+        AdminLogEntry.objects.bulk_update(changed, ["object_repr"])
+        return len(changed)
     # PostgreSQL's regex: a value not inside a longer word ("Customer 3" ≠ "Customer 31").
     pattern = "|".join(rf"(?<![[:alnum:]_]){re.escape(v)}(?![[:alnum:]_])" for v in values)
     return AdminLogEntry.objects.filter(object_repr__regex=pattern).update(

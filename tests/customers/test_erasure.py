@@ -135,7 +135,9 @@ def _personal_text_in_campaign_rows(people: list[Customer]) -> None:
 
 
 def test_erasure_keeps_every_uplift_report_and_leaves_no_personal_data(
-    measured: list[Customer], caplog: pytest.LogCaptureFixture
+    require_postgres: None,  # it searches every text column through information_schema
+    measured: list[Customer],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Issue 12, point 9: the admin delete cascaded into interventions and responses and
     rewrote uplift history; erasure keeps them and removes only what identifies the person,

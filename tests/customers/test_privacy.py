@@ -244,3 +244,31 @@ def test_the_admin_offers_the_new_scopes_unticked(admin_client: Client) -> None:
     assert response.status_code == 302
     assert ApiClientModel.objects.get(name="privacy").scopes == ["customers:erase"]
     assert User.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_admin_history_names_the_pseudonym_instead_of_whole_words_only() -> None:
+    """On both databases (PostgreSQL's regexp_replace; Python's re on SQLite, which has none):
+    each whole-word occurrence of a personal value becomes the pseudonym, and a longer word
+    that merely contains it ("Jane Doe" in "Jane Doerty") stays."""
+    from django.contrib.admin.models import CHANGE
+    from django.contrib.admin.models import LogEntry as AdminLogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    from customers.services import _admin_history_erase
+
+    staff = User.objects.create(username="agent", is_staff=True)
+    kind = ContentType.objects.get_for_model(Customer)
+    for n, shown in enumerate(["Jane Doe", "Call Jane Doe (due today)", "Jane Doerty", "Bob"]):
+        AdminLogEntry.objects.create(
+            user=staff, content_type=kind, object_id=str(n), object_repr=shown, action_flag=CHANGE
+        )
+    assert _admin_history_erase(values=["Jane Doe", ""], pseudonym="erased-1") == 2
+    assert list(
+        AdminLogEntry.objects.order_by("object_id").values_list("object_repr", flat=True)
+    ) == [
+        "erased-1",
+        "Call erased-1 (due today)",
+        "Jane Doerty",
+        "Bob",
+    ]
