@@ -1,17 +1,20 @@
-"""Risk tier writes: re-tier a stored scoring run from its probabilities (no re-scoring), in
-set-based SQL that applies the same rule as `scoring.ml.tiers`, and report who moved."""
+"""Risk tier writes: re-tier a stored scoring run from its probabilities (no re-scoring) with
+the rule of `scoring.ml.tiers`, write only the tiers that change, and report who moved."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+import numpy as np
 from django.db import connection, transaction
 
+from common.db.frames import frame_from_columns
+from common.db.lookups import any_of_sql
 from customers.models import Customer
 from scoring.errors import ScoringError
-from scoring.ml.tiers import PPM, RANK, TierRule, tier_conditions
+from scoring.ml.tiers import TierRule, assign_ranked_tiers
 from scoring.models import CustomerScore, ScoringRun
 from scoring.selectors import risk_tier_rules, scoring_run_latest
 
@@ -48,78 +51,86 @@ class TierReassignment:
         )
 
 
-def _ranked_sql(table: str) -> str:
-    """Each scorable score of a run with its position (how many are strictly more at risk,
-    so ties share it) and the run's scorable count: the inputs of the tier rule."""
-    return (
-        "SELECT id, tier, probability, RANK() OVER (ORDER BY probability DESC) - 1 AS pos, "
-        f"COUNT(*) OVER () AS n FROM {table} "
-        "WHERE run_id = %s AND scorable AND probability IS NOT NULL"
-    )
-
-
-def _case_sql(rules: Sequence[TierRule]) -> tuple[str, list[Any]]:
-    """The tier rule of `scoring.ml.tiers.assign_ranked_tiers` as one SQL CASE."""
-    conditions, rest = tier_conditions(rules)
-    parts: list[str] = []
-    params: list[Any] = []
-    for c in conditions:
-        if c.mode == RANK:
-            parts.append(f"WHEN pos * {PPM} < %s * n THEN %s")
-            params += [c.cumulative_ppm, c.name]
-        else:
-            parts.append("WHEN probability >= %s THEN %s")
-            params += [c.min_probability, c.name]
-    return f"CASE {' '.join(parts)} ELSE %s END", [*params, rest]
+# Changed rows per statement when the customers' tiers follow their scores' (parameters).
+_CHANGED_PER_STATEMENT = 10_000
 
 
 def tiers_reassign(
     *, run: ScoringRun | None = None, rules: Sequence[TierRule] | None = None
 ) -> TierReassignment:
     """Re-tier `run` (default: the latest completed run) from its stored probabilities with
-    the configured tiers: one set-based UPDATE of the scores, one of the customers who still
-    carry this run's score. Not-scorable scores keep their tier. Returns who moved."""
+    the configured tiers, and return who moved. Not-scorable scores keep their tier.
+
+    The run's scorable probabilities are read (fixed-width, COPY BINARY on PostgreSQL: exact
+    floats) and ranked by `scoring.ml.tiers.assign_ranked_tiers` — the rule every chunk
+    applied, so ties never split; only the scores whose tier changes are written, and only
+    their customers (those who still carry this run's score) follow. Every writer of a
+    score's tier also writes its customer's, so an unchanged score's customer already has it.
+    In SQL, ranking the run with a window function and joining every score to its customer
+    took 8.8 s of the 1M-customer run's finish (a serial step) on the 2026-11-30 machine."""
     run = run or scoring_run_latest()
     if run is None:
         raise ScoringError("there is no completed scoring run to re-tier yet")
     rules = list(rules or risk_tier_rules())
-    case, case_params = _case_sql(rules)
     quote = connection.ops.quote_name
     scores, customers = quote(CustomerScore._meta.db_table), quote(Customer._meta.db_table)
-    ranked = _ranked_sql(scores)
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # One ranking (a sort of the whole run) serves both the count and the update.
-            cursor.execute(
-                f"WITH x AS (SELECT id, tier, {case} AS new_tier FROM ({ranked}) r), "
-                f"changed AS (UPDATE {scores} SET tier = x.new_tier FROM x "
-                f"WHERE {scores}.id = x.id AND {scores}.tier <> x.new_tier RETURNING 1) "
-                "SELECT tier, new_tier, COUNT(*) FROM x GROUP BY 1, 2",
-                [*case_params, run.pk],
-            )
-            pairs = {(old, new): int(n) for old, new, n in cursor.fetchall()}
-        else:
-            cursor.execute(
-                f"SELECT tier, {case} AS new_tier, COUNT(*) FROM ({ranked}) r GROUP BY 1, 2",
-                [*case_params, run.pk],
-            )
-            pairs = {(old, new): int(n) for old, new, n in cursor.fetchall()}
-            cursor.execute(
-                f"UPDATE {scores} SET tier = x.new_tier FROM "
-                f"(SELECT id, {case} AS new_tier FROM ({ranked}) r) x "
-                f"WHERE {scores}.id = x.id AND {scores}.tier <> x.new_tier",
-                [*case_params, run.pk],
-            )
-        cursor.execute(
-            f"UPDATE {customers} SET risk_tier = s.tier FROM {scores} s "
-            f"WHERE s.run_id = %s AND {customers}.id = s.customer_id "
-            f"AND {customers}.scored_at = s.scored_at AND {customers}.risk_tier <> s.tier",
-            [run.pk],
+    ranked = "run_id = %s AND scorable AND probability IS NOT NULL"
+    with transaction.atomic():
+        names = list(
+            CustomerScore.objects.filter(run=run, scorable=True, probability__isnull=False)
+            .values_list("tier", flat=True)
+            .distinct()
         )
+        case = " ".join("WHEN %s THEN " + str(i) for i in range(len(names)))
+        rows = frame_from_columns(
+            CustomerScore._meta.db_table,
+            {
+                "id": ("id", "int8"),
+                "probability": ("probability", "float8"),
+                "old": (f"CASE tier {case} ELSE -1 END" if names else "-1", "int4"),
+            },
+            where=ranked,
+            params=[*names, run.pk],
+        )
+        old = np.asarray([*names, ""], dtype=object)[rows["old"].to_numpy()]
+        new = assign_ranked_tiers(probabilities=rows["probability"].to_numpy(), rules=rules)
+        pairs = Counter(zip(old.tolist(), new.tolist(), strict=True))
+        changed = np.flatnonzero(old != new)
+        ids = rows["id"].to_numpy()[changed].tolist()
+        _scores_retier(scores, ids, new[changed].tolist())
+        with connection.cursor() as cursor:
+            for start in range(0, len(ids), _CHANGED_PER_STATEMENT):
+                among, params = any_of_sql(
+                    "s.id", ids[start : start + _CHANGED_PER_STATEMENT], connection.vendor
+                )
+                cursor.execute(
+                    f"UPDATE {customers} SET risk_tier = s.tier FROM {scores} s "
+                    f"WHERE {among} AND {customers}.id = s.customer_id "
+                    f"AND {customers}.scored_at = s.scored_at AND {customers}.risk_tier <> s.tier",
+                    params,
+                )
         counts = {r.name: 0 for r in rules}
-        for (_old, new), n in pairs.items():
-            counts[new] = counts.get(new, 0) + n
+        for (_old, tier), n in pairs.items():
+            counts[tier] = counts.get(tier, 0) + n
         ScoringRun.objects.filter(pk=run.pk).update(tier_counts=counts)
     run.tier_counts = counts
     moved = {pair: n for pair, n in pairs.items() if pair[0] != pair[1]}
     return TierReassignment(run_key=run.run_key, moved=moved, counts=counts)
+
+
+def _scores_retier(table: str, ids: list[int], tiers: list[str]) -> None:
+    """Set each score of `ids` to its tier of `tiers`: two array parameters on PostgreSQL
+    (common.db.lookups says why), a statement per row elsewhere."""
+    if not ids:
+        return
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"UPDATE {table} SET tier = v.tier FROM unnest(%s::bigint[], %s::text[]) "
+                f"AS v(id, tier) WHERE {table}.id = v.id",
+                [ids, tiers],
+            )
+        else:
+            cursor.executemany(
+                f"UPDATE {table} SET tier = %s WHERE id = %s", list(zip(tiers, ids, strict=True))
+            )

@@ -119,3 +119,24 @@ def test_the_database_ranks_like_numpy_with_ties() -> None:
 def test_retiering_without_a_completed_run_says_so() -> None:
     with pytest.raises(ScoringError, match="no completed scoring run"):
         tiers_reassign()
+
+
+def test_only_changed_tiers_are_written_and_a_customer_rescored_since_keeps_theirs() -> None:
+    """The customers follow only the scores whose tier changed (every writer of a score's tier
+    writes its customer's too), and a customer rescored after the run (an event) keeps the
+    newer score's tier."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    probabilities: list[float | None] = [(i + 1) / 100 for i in range(100)]
+    run = stored_run(probabilities)
+    later = Customer.objects.get(external_id="c0099")  # p = 1.0: critical after re-tiering
+    Customer.objects.filter(pk=later.pk).update(risk_tier="medium", scored_at=WHEN.replace(day=2))
+    first = tiers_reassign(run=run)
+    assert first.counts == {"critical": 5, "high": 10, "medium": 20, "low": 65}
+    assert Customer.objects.get(pk=later.pk).risk_tier == "medium"  # its newer score's
+    assert Customer.objects.filter(risk_tier="critical").count() == 4
+    with CaptureQueriesContext(connection) as queries:
+        assert tiers_reassign(run=run).moved == {}
+    writes = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("UPDATE")]
+    assert all("scoring_scoringrun" in sql for sql in writes)  # the counts, no tier
