@@ -37,7 +37,10 @@ def _settings(settings: Any, tmp_path: Path) -> None:
 
 
 def test_trains_a_champion_that_finds_the_customers_the_offer_changes() -> None:
-    customers_with_history(400)
+    # 800 customers: with 400, whether the first action's ranking passed its validation
+    # depended on the customer ids (PostgreSQL's sequences go on across tests, and the arms
+    # are a hash of the id): 3 of 5 id offsets failed. 800 passes at every offset tried.
+    customers_with_history(800)
     campaign = two_action_campaign()
     later = finished_cycles(campaign)
     result = uplift_model_train(campaign=campaign, now=later)
