@@ -92,8 +92,10 @@ def tiers_reassign(
             where=ranked,
             params=[*names, run.pk],
         )
-        old = np.asarray([*names, ""], dtype=object)[rows["old"].to_numpy()]
-        new = assign_ranked_tiers(probabilities=rows["probability"].to_numpy(), rules=rules)
+        old = np.asarray([*names, ""], dtype=object)[rows["old"].to_numpy(dtype=np.int64)]
+        new = assign_ranked_tiers(
+            probabilities=rows["probability"].to_numpy(dtype=np.float64), rules=rules
+        )
         pairs = Counter(zip(old.tolist(), new.tolist(), strict=True))
         changed = np.flatnonzero(old != new)
         ids = rows["id"].to_numpy()[changed].tolist()

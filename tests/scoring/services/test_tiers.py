@@ -140,3 +140,10 @@ def test_only_changed_tiers_are_written_and_a_customer_rescored_since_keeps_thei
         assert tiers_reassign(run=run).moved == {}
     writes = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("UPDATE")]
     assert all("scoring_scoringrun" in sql for sql in writes)  # the counts, no tier
+
+
+def test_a_run_with_no_scorable_customer_re_tiers_to_nobody() -> None:
+    run = stored_run([None, None])
+    result = tiers_reassign(run=run)
+    assert result.moved == {} and set(result.counts.values()) == {0}
+    assert tier_sizes(run) == {NOT_SCORABLE: 2}
