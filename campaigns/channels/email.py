@@ -146,6 +146,65 @@ def compose_email(
     )
 
 
+_LINE_START_DOT = re.compile(rb"(?m)^\.")
+
+
+def _reset(smtp: smtplib.SMTP) -> None:
+    """RSET after a refusal, as smtplib's sendmail does (a connection already gone stays gone)."""
+    with contextlib.suppress(smtplib.SMTPServerDisconnected):
+        smtp.rset()
+
+
+def sendmail_pipelined(smtp: smtplib.SMTP, from_addr: str, to_addr: str, msg: bytes) -> None:
+    """smtplib's `sendmail(from_addr, [to_addr], msg)` with the envelope pipelined (RFC 2920)
+    when the server offers PIPELINING: MAIL, RCPT and DATA go out in one write and their three
+    replies are read after, so a message costs two round trips instead of four (half the
+    waiting on a remote provider, half the wake-ups of both ends on a local one). smtplib has
+    no pipelining. The replies are judged as sendmail judges them, raising the same exceptions
+    (SMTPSenderRefused, SMTPRecipientsRefused, SMTPDataError; a 421 closes the connection,
+    any other refusal is followed by RSET). Without PIPELINING: smtplib's own sendmail."""
+    smtp.ehlo_or_helo_if_needed()
+    if not (smtp.does_esmtp and smtp.has_extn("pipelining")):
+        smtp.sendmail(from_addr, [to_addr], msg)
+        return
+    size = f" size={len(msg)}" if smtp.has_extn("size") else ""
+    envelope = (
+        f"mail FROM:{smtplib.quoteaddr(from_addr)}{size}\r\n"
+        f"rcpt TO:{smtplib.quoteaddr(to_addr)}\r\n"
+        "data\r\n"
+    )
+    smtp.send(envelope.encode(smtp.command_encoding))
+    mail, rcpt, data = smtp.getreply(), smtp.getreply(), smtp.getreply()
+    if data[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
+        # A server that took DATA although it refused the envelope gets an empty message, which
+        # it refuses (RFC 2920, 3.1): nothing is delivered.
+        smtp.send(b".\r\n")
+        data = smtp.getreply()
+    closed = 421 in (mail[0], rcpt[0], data[0])
+    if closed:
+        smtp.close()
+    refusal: smtplib.SMTPException | None = None
+    if mail[0] != 250:
+        refusal = smtplib.SMTPSenderRefused(mail[0], mail[1], from_addr)
+    elif rcpt[0] not in (250, 251):
+        refusal = smtplib.SMTPRecipientsRefused({to_addr: rcpt})
+    elif data[0] != 354:
+        refusal = smtplib.SMTPDataError(*data)
+    if refusal is not None:
+        if not closed:
+            _reset(smtp)
+        raise refusal
+    quoted = _LINE_START_DOT.sub(b"..", msg)
+    smtp.send(quoted + (b".\r\n" if quoted.endswith(b"\r\n") else b"\r\n.\r\n"))
+    code, reply = smtp.getreply()
+    if code != 250:
+        if code == 421:
+            smtp.close()
+        else:
+            _reset(smtp)
+        raise smtplib.SMTPDataError(code, reply)
+
+
 class EmailChannel(SerialChannel):
     """CAMPAIGN_RELAY_SMTP_CONNECTIONS connections per relay chunk (default one: messages go out
     one after another on it). With more, the relay sends that many at once, one per connection:
@@ -189,8 +248,11 @@ class EmailChannel(SerialChannel):
             data = self._composed(message, connection, headers)
             if data is not None:
                 # What Django's SMTP backend does with its message's bytes, minus the objects.
-                connection.connection.sendmail(
-                    self._envelope_from(), [_envelope_address(message.to_email)], data
+                sendmail_pipelined(
+                    connection.connection,
+                    self._envelope_from(),
+                    _envelope_address(message.to_email),
+                    data,
                 )
             else:
                 email = EmailMultiAlternatives(

@@ -34,6 +34,24 @@ class SmtpRecorder:
     replies: dict[str, list[str]] = field(default_factory=dict)  # recipient → queued replies
     drops: set[str] = field(default_factory=set)
     delay: float = 0.0  # seconds before each answer: a slow provider
+    pipelining: bool = True  # offer PIPELINING (RFC 2920) in the EHLO reply, as most do
+    rcpt_replies: dict[str, list[str]] = field(default_factory=dict)  # refusals of RCPT TO
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        offered = ["250-PIPELINING"] if self.pipelining else []
+        return [*responses[:-1], *offered, responses[-1]]  # the last line ends the reply
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        queued = self.rcpt_replies.get(address)
+        if queued:
+            return queued.pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.delay:
@@ -64,6 +82,76 @@ def smtp_server(recorder: SmtpRecorder | None = None) -> Iterator[tuple[SmtpReco
         yield recorder, port
     finally:
         controller.stop()
+
+
+@dataclass
+class StrictPipeliningServer:
+    """An SMTP server that offers PIPELINING and insists on it: it answers MAIL only once the
+    RCPT and DATA sent with it have arrived (a client waiting for MAIL's reply first is told
+    503 and disconnected after `patience` seconds). Keeps each message's bytes as received,
+    dot-stuffing undone, and how many times a client waited on it (`unpipelined`)."""
+
+    patience: float = 2.0
+    messages: list[bytes] = field(default_factory=list)
+    unpipelined: int = 0
+
+    def serve(self, sock: socket.socket) -> None:
+        with sock, sock.makefile("rwb") as stream:
+            sock.settimeout(self.patience)
+
+            def reply(*lines: bytes) -> None:
+                stream.write(b"".join(lines))
+                stream.flush()
+
+            reply(b"220 strict ESMTP\r\n")
+            while line := stream.readline():
+                verb = line[:4].upper()
+                if verb in (b"EHLO", b"HELO"):
+                    reply(b"250-strict\r\n250-PIPELINING\r\n250 SIZE 10000000\r\n")
+                elif verb == b"MAIL":
+                    try:
+                        rest = [stream.readline(), stream.readline()]
+                    except TimeoutError:
+                        self.unpipelined += 1
+                        reply(b"503 5.5.0 send RCPT and DATA with MAIL\r\n")
+                        return
+                    assert rest[0][:4].upper() == b"RCPT" and rest[1][:4].upper() == b"DATA"
+                    reply(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n")
+                    body = []
+                    while (data := stream.readline()) != b".\r\n":
+                        body.append(data[1:] if data.startswith(b"..") else data)
+                    self.messages.append(b"".join(body))
+                    reply(f"250 2.0.0 queued as {len(self.messages)}\r\n".encode())
+                elif verb == b"QUIT":
+                    reply(b"221 bye\r\n")
+                    return
+                else:  # RSET, NOOP
+                    reply(b"250 ok\r\n")
+
+
+@contextmanager
+def strict_pipelining_server() -> Iterator[tuple[StrictPipeliningServer, int]]:
+    server = StrictPipeliningServer()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                sock, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=server.serve, args=(sock,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server, int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
 
 
 @dataclass
