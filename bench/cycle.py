@@ -69,6 +69,12 @@ def parse_args() -> argparse.Namespace:
         help="CAMPAIGN_RELAY_CHUNK (interventions a relay claims and renders at once)",
     )
     parser.add_argument(
+        "--overlap",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="CAMPAIGN_RELAY_OVERLAP_ROUNDS (the next round gated while one is on the wire)",
+    )
+    parser.add_argument(
         "--targeted",
         type=float,
         default=0.215,
@@ -170,6 +176,7 @@ def main() -> int:
                 "CAMPAIGN_RELAY_SMTP_CONNECTIONS": str(args.smtp_connections),
                 "CAMPAIGN_RELAY_ROUND_MESSAGES": str(args.round),
                 "CAMPAIGN_RELAY_CHUNK": str(args.relay_chunk),
+                "CAMPAIGN_RELAY_OVERLAP_ROUNDS": "true" if args.overlap else "false",
             }
         )
         if args.chunk:

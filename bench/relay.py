@@ -41,6 +41,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--round", type=int, default=50, help="CAMPAIGN_RELAY_ROUND_MESSAGES")
     parser.add_argument("--relay-chunk", type=int, default=1000, help="CAMPAIGN_RELAY_CHUNK")
     parser.add_argument(
+        "--overlap",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="CAMPAIGN_RELAY_OVERLAP_ROUNDS",
+    )
+    parser.add_argument(
         "--smtp-server",
         choices=SERVERS,
         default="auto",
@@ -63,6 +69,7 @@ def _environment(args: argparse.Namespace, port: int) -> None:
             "CAMPAIGN_RELAY_SMTP_CONNECTIONS": str(args.smtp_connections),
             "CAMPAIGN_RELAY_ROUND_MESSAGES": str(args.round),
             "CAMPAIGN_RELAY_CHUNK": str(args.relay_chunk),
+            "CAMPAIGN_RELAY_OVERLAP_ROUNDS": "true" if args.overlap else "false",
         }
     )
 

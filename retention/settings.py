@@ -557,6 +557,10 @@ CAMPAIGN_RELAY_SMTP_CONNECTIONS = env_int("CAMPAIGN_RELAY_SMTP_CONNECTIONS", 1)
 # messages — at the price of up to this many rows left "delivery unknown" (never resent) when a
 # worker dies mid-round (docs/scaling.md, "The relay at volume").
 CAMPAIGN_RELAY_ROUND_MESSAGES = env_int("CAMPAIGN_RELAY_ROUND_MESSAGES", 1)
+# Gate and queue the next round while this one is on the wire, so the sending threads never wait
+# for the round's commit: for nights of 100,000+ messages, at the price of up to two rounds left
+# "delivery unknown" (never resent) when a worker dies mid-send (docs/scaling.md).
+CAMPAIGN_RELAY_OVERLAP_ROUNDS = env_bool("CAMPAIGN_RELAY_OVERLAP_ROUNDS", False)
 # Interventions a relay claims, loads and renders at once (a chunk). Every chunk pays fixed
 # costs — the claim, the queries for the rows' customers, consents, reasons and products, the
 # channel's connections opened and closed — so larger chunks relay faster (1,000 instead of 200:

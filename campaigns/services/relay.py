@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -428,27 +428,38 @@ def _send_one(
         return Handed(intervention, error=exc)
 
 
-def _round(
+def _gate_and_send(
     backend: ChannelBackend,
-    previous: Sequence[Handed],
+    answered: Sequence[Handed],
     batch: Sequence[Intervention],
     messages: dict[int, OutboundMessage],
     summary: RelaySummary,
     now: datetime,
     pool: ThreadPoolExecutor | None,
-) -> list[Handed]:
-    """One round: in one transaction (one commit), record the previous round's answers and pass
-    this round's rows through the gate; then send those, at once when the backend allows.
-    A worker lost mid-round leaves only this round's rows `sending` (by default one for serial
-    channels; CAMPAIGN_RELAY_ROUND_MESSAGES at most):
-    they are recorded delivery_unknown, never resent; the rest of the chunk is still waiting."""
+) -> list[Future[Handed]]:
+    """One round: in one transaction (one commit), record answers not yet recorded and pass
+    this round's rows through the gate; then hand those to the sending threads (or send them
+    here, one by one, without a pool) and return their answers to come.
+    A worker lost mid-round leaves only the rows gated and not yet recorded `sending` (one
+    round by default: one row for serial channels, CAMPAIGN_RELAY_ROUND_MESSAGES at most; two
+    rounds with CAMPAIGN_RELAY_OVERLAP_ROUNDS): they are recorded delivery_unknown, never
+    resent; the rest of the chunk is still waiting."""
     with transaction.atomic():
-        _record(previous, summary, now)
+        _record(answered, summary, now)
         began = _begin_sending([i.pk for i in batch], now)
     go = [i for i in batch if i.pk in began]
-    if pool is not None and len(go) > 1:
-        return list(pool.map(lambda i: _send_one(backend, i, messages[i.pk]), go))
-    return [_send_one(backend, i, messages[i.pk]) for i in go]
+    if pool is not None:
+        return [pool.submit(_send_one, backend, i, messages[i.pk]) for i in go]
+    done: list[Future[Handed]] = []
+    for intervention in go:
+        future: Future[Handed] = Future()
+        future.set_result(_send_one(backend, intervention, messages[intervention.pk]))
+        done.append(future)
+    return done
+
+
+def _answers(futures: Sequence[Future[Handed]]) -> list[Handed]:
+    return [future.result() for future in futures]
 
 
 def interventions_mark_stale(*, now: datetime) -> int:
@@ -569,16 +580,20 @@ def _send_chunk(
     """Send one claimed chunk in rounds of `backend.concurrency` messages (one for SMTP: one
     connection, one message at a time; several for HTTP channels: a thread each over one pooled
     session), or of CAMPAIGN_RELAY_ROUND_MESSAGES if larger, renewing the lease as it goes.
-    Each round costs one database commit (`_round`).
+    Each round costs one database commit (`_gate_and_send`). With CAMPAIGN_RELAY_OVERLAP_ROUNDS
+    the next round is gated and queued behind the one on the wire, so the sending threads never
+    wait for the commit: that commit records the round before last.
     After a transient error (an SMTP 4xx — a 421 closes the session — or a dropped connection)
     the connection is reopened, so the next message goes out on a fresh one instead of failing
     unsent. Returns (messages handed to the provider, whether the channel could be opened)."""
     messages = _render_chunk(chunk, summary)
     todo = [i for i in chunk if i.pk in messages]
+    overlap = settings.CAMPAIGN_RELAY_OVERLAP_ROUNDS
     backend: ChannelBackend | None = None
     pool: ThreadPoolExecutor | None = None
     handed = 0
-    answered: list[Handed] = []
+    answered: list[Handed] = []  # sent, not yet recorded
+    on_wire: list[Future[Handed]] = []  # with overlap: the round queued behind the last
     renewed = clock()
     index = 0
     round_size = 1
@@ -594,18 +609,29 @@ def _send_chunk(
                     return handed, False
                 backend.prepare([messages[i.pk] for i in todo[index:]])
                 round_size = max(backend.concurrency, settings.CAMPAIGN_RELAY_ROUND_MESSAGES)
-                if backend.concurrency > 1 and pool is None:
+                if (backend.concurrency > 1 or overlap) and pool is None:
                     pool = ThreadPoolExecutor(backend.concurrency, thread_name_prefix="relay")
             batch = todo[index : index + round_size]
             index += len(batch)
-            answered = _round(backend, answered, batch, messages, summary, clock(), pool)
+            sending = _gate_and_send(backend, answered, batch, messages, summary, clock(), pool)
+            answered = []  # recorded by that commit
+            if overlap:  # this round queues behind the one on the wire; wait for that one
+                sending, on_wire = on_wire, sending
+            answered = _answers(sending)
             handed += len(answered)
             backend.settle()
             if any(isinstance(h.error, TransientDeliveryError) for h in answered):
+                answered += _answers(on_wire)  # the round behind must end before the close
+                handed += len(on_wire)
+                on_wire = []
                 backend.close()
                 backend = None
+        answered += _answers(on_wire)
+        handed += len(on_wire)
+        on_wire = []
     finally:
-        # The last round's answers (also when the run stops with an error: they were sent).
+        # The last rounds' answers (also when the run stops with an error: they were sent).
+        answered += _answers(on_wire)
         _record(answered, summary, clock())
         if backend is not None:
             backend.close()

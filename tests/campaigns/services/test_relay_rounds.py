@@ -62,12 +62,16 @@ def email_campaign(customers: int) -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("connections", "round_messages"), [(1, 1), (4, 1), (1, 10), (2, 8)])
+@pytest.mark.parametrize(
+    ("connections", "round_messages", "overlap"),
+    [(1, 1, False), (4, 1, False), (1, 10, False), (2, 8, False), (1, 1, True), (2, 8, True)],
+)
 def test_smtp_connections_overlap_a_slow_server_and_send_each_message_once(
-    slow_smtp: OverlapRecorder, settings: Any, connections: int, round_messages: int
+    slow_smtp: OverlapRecorder, settings: Any, connections: int, round_messages: int, overlap: bool
 ) -> None:
     settings.CAMPAIGN_RELAY_SMTP_CONNECTIONS = connections
     settings.CAMPAIGN_RELAY_ROUND_MESSAGES = round_messages
+    settings.CAMPAIGN_RELAY_OVERLAP_ROUNDS = overlap
     email_campaign(24)
     slow_smtp.replies = {
         "c3@example.com": ["451 4.3.0 try again later"],
