@@ -221,11 +221,14 @@ def _copy_column(values: pd.Series, *, null: bool) -> list[str]:
         out = numbers.astype(str)
         return np.where(np.isnan(numbers), missing_text, out).tolist()
     missing = values.isna().to_numpy()
-    raw = values.to_numpy(dtype=object)
-    texts = [
-        missing_text if gone else (v if type(v) is str else _copy_scalar(v))
-        for v, gone in zip(raw.tolist(), missing.tolist(), strict=True)
-    ]
+    listed = values.to_numpy(dtype=object).tolist()
+    if set(map(type, listed)) == {str}:  # texts only (a JSON column): nothing to convert
+        texts = listed
+    else:
+        texts = [
+            missing_text if gone else (v if type(v) is str else _copy_scalar(v))
+            for v, gone in zip(listed, missing.tolist(), strict=True)
+        ]
     joined = "\x00".join(texts)  # a NUL cannot be in a PostgreSQL text
     if not any(char in joined for char, _ in _COPY_ESCAPES):
         return texts

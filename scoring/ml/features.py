@@ -224,12 +224,22 @@ class _PlacedOrders:
         return np.bincount(self.pos[mask], weights=w, minlength=self.n).astype(np.float64)
 
 
+def status_lower(status: pd.Series) -> np.ndarray:
+    """`status.astype(str).str.lower()` as an array; for a categorical (as scoring reads the
+    statuses) lowered once per category instead of once per order (~2 s a 1M-customer run)."""
+    categorical = isinstance(status.dtype, pd.CategoricalDtype)
+    if categorical and pd.api.types.is_string_dtype(status.cat.categories.dtype):
+        lowered = status.cat.categories.astype(str).str.lower().tolist()
+        return np.asarray([*lowered, np.nan], dtype=object)[status.cat.codes.to_numpy()]
+    return status.astype(str).str.lower().to_numpy()
+
+
 def _orders_before(*, orders: pd.DataFrame, index: pd.Index, now: int) -> _PlacedOrders:
     placed = utc_ns(orders["placed_at"])
     pos = _positions(index, orders["customer_id"])
     keep = (placed < now) & (pos >= 0) & (placed != np.iinfo(np.int64).min)
     pos, placed = pos[keep], placed[keep]
-    status = orders["status"].astype(str).str.lower().to_numpy()[keep]
+    status = status_lower(orders["status"])[keep]
     return _PlacedOrders(
         n=len(index),
         pos=pos,
@@ -380,11 +390,11 @@ def _attribute_frame(attributes: pd.Series, index: pd.Index) -> pd.DataFrame:
         if column in data:
             continue
         if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
-            values = col.dropna()
-            is_number = values.map(
-                lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+            # Numbers only (no bool), judged per type present rather than per value.
+            kinds = set(map(type, col.dropna().tolist()))
+            numeric = bool(kinds) and all(
+                issubclass(k, (int, float, np.number)) and not issubclass(k, bool) for k in kinds
             )
-            numeric = bool(len(values)) and bool(is_number.all())
         else:
             numeric = True
         if numeric:
@@ -404,6 +414,8 @@ def _as_category_strings(col: pd.Series) -> pd.Series:
             return "true" if v else "false"
         return str(v)
 
+    if set(map(type, col.tolist())) <= {str, type(None)}:  # the usual case, without a call a row
+        return col.astype(object).where(col.notna(), np.nan)
     return col.map(convert).astype(object)
 
 

@@ -8,7 +8,7 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from scoring.ml.features import as_utc, utc_ns
+from scoring.ml.features import as_utc, status_lower, utc_ns
 
 _TRUE = {"yes", "y", "1", "true", "t", "1.0", "churn", "churned"}
 _FALSE = {"no", "n", "0", "false", "f", "0.0"}
@@ -55,7 +55,7 @@ class BehaviourLabels:
 
 
 def _completed(orders: pd.DataFrame) -> np.ndarray:
-    return np.asarray(orders["status"].astype(str).str.lower().to_numpy() == "completed")
+    return np.asarray(status_lower(orders["status"]) == "completed")
 
 
 def eligible_customer_ids(

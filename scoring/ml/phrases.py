@@ -223,6 +223,80 @@ def _texts(values: list[Any]) -> np.ndarray:
     return np.asarray([*values, None], dtype=object)[:-1]
 
 
+def _fixed_many(
+    values: np.ndarray, decimals: int, scale: float = 1.0, *, before: str = "", after: str = ""
+) -> np.ndarray:
+    """`before + f"{v * scale:.{decimals}f}" + after` of each value (scale 100: the number
+    of `f"{v:.0%}"`, which multiplies so too), as an object array. A value that is finite,
+    below 1e9 in size and not within 1e-6 of a rounding tie rounds as its product with
+    10**decimals does, whatever the tie rule (the product's error is under 1e-7 there), so its
+    text is made once per distinct rounded number (a chunk's shares have at most 101); every
+    other value is formatted by Python. The sign shows when the sign bit is set, as Python
+    shows it ("-0.0")."""
+    v = np.asarray(values, dtype=np.float64) * scale
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.abs(v) * 10.0**decimals
+        fraction = scaled - np.floor(scaled)
+        plain = np.isfinite(scaled) & (scaled < 1e9) & (np.abs(fraction - 0.5) > 1e-6)
+    out = np.empty(len(v), dtype=object)
+    if not plain.all():
+        spec = f"{{:.{decimals}f}}"
+        out[~plain] = _texts([before + spec.format(x) + after for x in v[~plain].tolist()])
+    if plain.any():
+        # key: the rounded digits, doubled, plus one for a set sign bit
+        keys = np.rint(scaled[plain]).astype(np.int64) * 2 + np.signbit(v[plain])
+        distinct, inverse = np.unique(keys, return_inverse=True)
+        unit = 10**decimals
+        texts = []
+        for key in distinct.tolist():
+            whole, sign = divmod(key, 2)
+            number = f"{whole // unit}.{whole % unit:0{decimals}d}" if decimals else str(whole)
+            texts.append(before + ("-" if sign else "") + number + after)
+        out[plain] = _texts(texts)[np.asarray(inverse).reshape(-1)]
+    return out
+
+
+def _percent_many(values: np.ndarray, *, before: str = "", after: str = "") -> np.ndarray:
+    """`before + f"{v:.0%}" + after` of each value."""
+    return _fixed_many(values, 0, 100.0, before=before, after="%" + after)
+
+
+def _fixed_phrases_many() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """`_FIXED`'s phrases for an array of (non-missing) values at once."""
+
+    def one_of(below: str, other: str) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda v: np.where(v < 0, below, other).astype(object)
+
+    def p_alive(v: np.ndarray) -> np.ndarray:
+        low = _percent_many(v, before="low chance of still being active (", after=")")
+        high = _percent_many(v, after=" chance of still being active")
+        return np.where(v < 0.5, low, high)
+
+    return {
+        "orders_lifetime": lambda v: _fmt_many(v) + " " + _plurals("order", v) + " in total",
+        "revenue_lifetime": lambda v: "lifetime spend " + _fmt_many(v),
+        "avg_order_value": lambda v: "average order value " + _fmt_many(v),
+        "items_per_order": lambda v: _fixed_many(v, 1, after=" items per order"),
+        "tenure_days": lambda v: _fixed_many(v, 0, before="customer for ", after=" days"),
+        "interorder_mean_days": lambda v: _fixed_many(
+            v, 0, before="orders every ", after=" days on average"
+        ),
+        "interorder_std_days": lambda v: _fixed_many(
+            v, 0, before="irregular ordering (gaps vary by ", after=" days)"
+        ),
+        "revenue_trend_90d": one_of(
+            "spending down over the last 90 days", "spending pattern over the last 90 days"
+        ),
+        "refund_share": lambda v: _percent_many(v, after=" of orders refunded"),
+        "cancel_share": lambda v: _percent_many(v, after=" of orders cancelled"),
+        "discount_share": lambda v: _percent_many(v, after=" of spend was discount"),
+        "p_alive": p_alive,
+    }
+
+
+_FIXED_MANY = _fixed_phrases_many()
+
+
 def _plurals(word: str, counts: np.ndarray) -> np.ndarray:
     if word.endswith("s"):
         return np.full(len(counts), word, dtype=object)
@@ -231,10 +305,6 @@ def _plurals(word: str, counts: np.ndarray) -> np.ndarray:
 
 def numeric_phrases_for(name: str, reference: Any) -> Callable[[np.ndarray], np.ndarray]:
     """`numeric_phrase_for` over an array of values: the same texts, as an object array."""
-    one = numeric_phrase_for(name, reference)
-
-    def each(values: np.ndarray) -> np.ndarray:
-        return _texts([one(x) for x in values.tolist()])
 
     def where(
         missing: Callable[[np.ndarray], np.ndarray],
@@ -282,8 +352,24 @@ def numeric_phrases_for(name: str, reference: Any) -> Callable[[np.ndarray], np.
     if m := re.fullmatch(r"days_since_event_(.+)", name):
         kind = _human(m.group(1))
         return where(np.isnan, f"never a {kind}", fixed(f"last {kind} {{:.0f}} days ago"))
-    if name.startswith(("expected_orders_", "p_no_order_")) or name in _FIXED:
-        return each
+    if m := re.fullmatch(r"expected_orders_(\d+)d", name):
+        h = m.group(1)
+        return where(
+            np.isnan,
+            "no orders yet",
+            lambda v: _fixed_many(
+                v, 1, before="only ", after=f" orders expected in the next {h} days"
+            ),
+        )
+    if m := re.fullmatch(r"p_no_order_(\d+)d", name):
+        h = m.group(1)
+        return where(
+            np.isnan,
+            "no orders yet",
+            lambda v: _percent_many(v, after=f" chance of no order in the next {h} days"),
+        )
+    if name in _FIXED:
+        return where(np.isnan, _MISSING.get(name, "no orders yet"), _FIXED_MANY[name])
     label = _human(name[5:]) if name.startswith("attr_") else name
     ref = as_number(reference)
     typical = f" (typical {_fmt(ref)})" if np.isfinite(ref) else ""

@@ -85,7 +85,8 @@ def test_a_log_line_masks_message_arguments_and_a_database_error(console: io.Str
                 "Import of %s failed; phone %s", EMAIL, PHONE
             )
     written = console.getvalue()
-    assert "Key (email)=(j***@example.com) already exists" in written  # the real DETAIL line
+    if connection.vendor == "postgresql":  # SQLite's error names no value
+        assert "Key (email)=(j***@example.com) already exists" in written  # the DETAIL line
     assert "Import of j***@example.com failed; phone +** * ** ** ** 78" in written
     assert EMAIL not in written and PHONE not in written
 

@@ -18,7 +18,35 @@ NAMES = [
     "recency_days", "orders_90d", "revenue_30d", "event_complaint_30d", "event_logins_7d",
     "days_since_event_complaint", "expected_orders_90d", "p_no_order_30d", "discount_share",
     "tenure_days", "interorder_std_days", "attr_plan_level", "MonthlyCharges", "tenure",
+    "orders_lifetime", "revenue_lifetime", "avg_order_value", "items_per_order",
+    "interorder_mean_days", "revenue_trend_90d", "refund_share", "cancel_share", "p_alive",
 ]  # fmt: skip
+# Ties and near-ties of one decimal, of a whole number and of a whole percentage (0.125 is
+# 12.5 %: a tie; 0.285 is 28.499999… % in binary), tiny and huge values, and random ones.
+_rng = np.random.default_rng(7)
+TIES = np.asarray(
+    [
+        0.05, 0.15, 0.25, 0.35, 0.45, 1.25, 2.675, 0.125, 0.285, 0.005, 0.015, 0.995, 0.5,
+        1.5, 2.5, 1e-300, 5e-7, 0.049999999, 0.0500000001, 999999999.5, 1e9 + 0.5, 4.35,
+        *np.nextafter(0.35, [0.0, 1.0]), *np.nextafter(0.125, [0.0, 1.0]),
+    ]
+)  # fmt: skip
+MANY = np.concatenate(
+    [
+        TIES,
+        _rng.random(400),
+        _rng.random(200) * 400,
+        np.round(_rng.random(200) * 100, 2) / 100,  # shares that are whole percentages…
+        np.round(_rng.random(200) * 1000, 1) / 10,  # …and values on the one-decimal grid
+        -_rng.random(20),
+    ]
+)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_vectorised_numeric_phrases_read_as_the_one_value_ones_on_ties_and_random_values(name):
+    one = numeric_phrase_for(name, None)
+    assert numeric_phrases_for(name, None)(MANY).tolist() == [one(v) for v in MANY.tolist()]
 
 
 @pytest.mark.parametrize("name", NAMES)
