@@ -82,14 +82,19 @@ def make_campaign(*, rules: list[dict[str, Any]] | None = None, **fields: Any) -
     return campaign
 
 
+def point_email_at(settings: Any, port: int) -> None:
+    """Django's SMTP backend, plain and without a login, at the local SMTP server on `port`."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+
+
 @pytest.fixture
 def smtp(settings: Any) -> Iterator[SmtpRecorder]:
     """A real SMTP server on a free local port, and the email settings pointing at it."""
     with smtp_server() as (recorder, port):
-        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        point_email_at(settings, port)
         yield recorder
 
 

@@ -18,6 +18,7 @@ from campaigns.channels.base import (
     TransientDeliveryError,
 )
 from campaigns.channels.email import EmailChannel, sendmail_pipelined
+from tests.campaigns.conftest import point_email_at
 from tests.campaigns.servers import (
     SmtpRecorder,
     StrictPipeliningServer,
@@ -41,17 +42,10 @@ def message(**fields: Any) -> OutboundMessage:
     return OutboundMessage(**{**values, **fields})
 
 
-def _point_email_at(settings: Any, port: int) -> None:
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-
-
 @pytest.fixture
 def strict(settings: Any) -> Iterator[StrictPipeliningServer]:
     with strict_pipelining_server() as (server, port):
-        _point_email_at(settings, port)
+        point_email_at(settings, port)
         yield server
 
 

@@ -16,7 +16,13 @@ from campaigns.services.dispatch import campaign_dispatch
 from campaigns.services.relay import RELAY_LEASE, SENDING_STALE_AFTER, interventions_relay
 from campaigns.tasks import interventions_relay_task
 from retention.celery import app as celery_app
-from tests.campaigns.conftest import make_campaign, make_customers, make_offer, make_template
+from tests.campaigns.conftest import (
+    make_campaign,
+    make_customers,
+    make_offer,
+    make_template,
+    point_email_at,
+)
 from tests.campaigns.servers import smtp_server
 from tests.worker import celery_worker, smtp_worker_env
 
@@ -86,10 +92,7 @@ def test_a_worker_killed_mid_delivery_loses_no_message_and_sends_none_twice(
                 time.sleep(0.01)
             os.kill(pid, signal.SIGKILL)
             killed_at = timezone.now()
-        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        point_email_at(settings, port)
         delivered_by_the_dead = len(recorder.messages)
         assert 100 <= delivered_by_the_dead < 300
         # The dead worker's rows are held only for the lease, then a new relay sends them.

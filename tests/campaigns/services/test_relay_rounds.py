@@ -21,7 +21,14 @@ from campaigns.models import Intervention
 from campaigns.services.dispatch import campaign_dispatch
 from campaigns.services.relay import interventions_relay
 from customers.models import Device, DeviceStatus
-from tests.campaigns.conftest import NOON, make_campaign, make_customers, make_offer, make_template
+from tests.campaigns.conftest import (
+    NOON,
+    make_campaign,
+    make_customers,
+    make_offer,
+    make_template,
+    point_email_at,
+)
 from tests.campaigns.push_servers import PushService, Subscription, push_service
 from tests.campaigns.servers import SmtpRecorder, smtp_server
 
@@ -47,10 +54,7 @@ class OverlapRecorder(SmtpRecorder):
 def slow_smtp(settings: Any) -> Iterator[OverlapRecorder]:
     recorder = OverlapRecorder(delay=0.1)
     with smtp_server(recorder) as (_, port):
-        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        point_email_at(settings, port)
         yield recorder
 
 
@@ -223,9 +227,7 @@ def test_two_relays_at_once_take_disjoint_rows_and_send_each_message_once(
     require_postgres: None, transactional_db: None, settings: Any
 ) -> None:
     with smtp_server() as (smtp, port):
-        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        point_email_at(settings, port)
         email_campaign(300)  # two chunks of 200 at most each: both relays find work
         sent: list[int] = []
         errors: list[BaseException] = []
