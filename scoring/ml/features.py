@@ -293,8 +293,13 @@ def _interorder_gaps(orders: _PlacedOrders) -> tuple[np.ndarray, np.ndarray]:
     """Mean and population std of the gaps between consecutive completed orders of each
     customer (NaN with fewer than two / three orders), via one sort."""
     cpos, cage = orders.pos[orders.completed], orders.age_days[orders.completed]
-    order = np.lexsort((-cage, cpos))  # per customer, oldest first
-    cpos, cage = cpos[order], cage[order]
+    # Per customer, oldest first. A scoring chunk's orders come from the (customer, time)
+    # index in that order already: checked in a millisecond, the sort (0.1–0.3 s a chunk of
+    # 500,000 orders) is skipped — the stable sort would have left them as they are.
+    in_order = (cpos[1:] > cpos[:-1]) | ((cpos[1:] == cpos[:-1]) & (cage[1:] <= cage[:-1]))
+    if not in_order.all():
+        order = np.lexsort((-cage, cpos))
+        cpos, cage = cpos[order], cage[order]
     same = cpos[1:] == cpos[:-1]
     gaps = (cage[:-1] - cage[1:])[same]
     gap_pos = cpos[1:][same]

@@ -181,3 +181,37 @@ def test_build_features_is_vectorised_enough_for_large_inputs():
         X["orders_lifetime"].sum()
         == ((orders.placed_at < AS_OF) & (orders.status == "completed")).sum()
     )
+
+
+def test_features_do_not_depend_on_the_order_of_the_orders():
+    """A scoring chunk reads orders sorted by (customer, time) and the sorts are then skipped;
+    any other order (an import's, time order) gives the same features (up to the rounding of
+    sums added in another order)."""
+    rng = np.random.default_rng(7)
+    n_customers, n_orders = 300, 4_000
+    customers = pd.DataFrame(
+        {"customer_id": np.arange(n_customers), "signup_date": pd.NaT, "attributes": None}
+    )
+    start = _ts("2023-01-01").value
+    # Whole days and same-day repeats, so ties in time and purchase occasions both occur.
+    days = rng.integers(0, 700, n_orders)
+    placed = pd.to_datetime(start + days * 86_400 * 10**9, utc=True)
+    orders = pd.DataFrame(
+        {
+            "customer_id": rng.integers(0, n_customers, n_orders),
+            "placed_at": placed,
+            "amount": rng.gamma(2, 30, n_orders),
+            "status": rng.choice(["completed", "refunded"], n_orders, p=[0.9, 0.1]),
+            "discount_amount": 0.0,
+            "item_count": 1,
+        }
+    )
+    empty_events = pd.DataFrame({"customer_id": [], "kind": [], "occurred_at": []})
+    as_index = orders.sort_values(["customer_id", "placed_at"], kind="stable")
+    shuffled = orders.sample(frac=1.0, random_state=3)
+    frames = [
+        build_features(orders=o, events=empty_events, customers=customers, as_of=AS_OF)
+        for o in (as_index, shuffled)
+    ]
+    assert frames[0]["interorder_std_days"].notna().sum() > 100
+    pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=False, rtol=1e-6)
