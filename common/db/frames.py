@@ -110,6 +110,7 @@ def frame_from_columns(
     *,
     where: str = "",
     params: Sequence[Any] = (),
+    arrays: bool | None = None,
 ) -> pd.DataFrame:
     """Read NOT NULL fixed-width columns of `table` into a DataFrame, fast.
 
@@ -118,6 +119,14 @@ def frame_from_columns(
     COPY BINARY and are decoded by numpy in one step (every row has the same width, so no
     per-value parsing); elsewhere through `frame_from_sql`. An expression must never be NULL
     (coalesce it): a NULL would change the row width, and is refused.
+
+    With `arrays` (by default when there is a `where`: a bounded read, such as a scoring
+    chunk's orders) PostgreSQL gathers each column into one array (`array_agg`) and sends a
+    single row: COPY sends a message per row, and receiving them one by one cost this process
+    ~1 µs of Python each, holding the interpreter (0.45 s of a chunk's 500,000 orders, against
+    0.1 s for the arrays; PostgreSQL spends ~0.1 s more building them). The arrays are held in
+    the server's memory until sent (8 bytes a value), and a PostgreSQL value is at most 1 GB,
+    so an unbounded read (every order, for training) streams rows as before.
     """
     names = list(columns)
     postgres = connection.vendor == "postgresql"
@@ -130,10 +139,24 @@ def frame_from_columns(
             datetimes=[n for n in names if columns[n][1] == "timestamptz"],
         )
         return frame.astype({n: "float64" for n in names if columns[n][1] == "float8"})
-    layout: list[tuple[str, str]] = [("_fields", ">i2")]
-    for i, name in enumerate(names):
-        layout += [(f"_len{i}", ">i4"), (name, _BINARY_TYPES[columns[name][1]][0])]
-    row = np.dtype(layout)
+    if arrays if arrays is not None else bool(where):
+        aggregates = ", ".join(f"array_agg(c{i})" for i in range(len(names)))
+        aliases = ", ".join(f"c{i}" for i in range(len(names)))
+        sql = f"SELECT {aggregates} FROM ({sql}) AS rows ({aliases})"
+        values = _decode_arrays(_copy_binary(sql, params), names, columns)
+    else:
+        values = _decode_rows(_copy_binary(sql, params), names, columns, sql)
+    out: dict[str, Any] = {}
+    for name in names:
+        if columns[name][1] == "timestamptz":
+            out[name] = pd.to_datetime(values[name] + _PG_EPOCH_US, unit="us", utc=True)
+        else:
+            out[name] = values[name]
+    return pd.DataFrame(out)
+
+
+def _copy_binary(sql: str, params: Sequence[Any]) -> memoryview:
+    """The tuples of `COPY (sql) TO STDOUT (FORMAT binary)`, without the header and trailer."""
     buffer = bytearray()
     with connection.cursor() as cursor:
         query = cursor.cursor.mogrify(sql, params)
@@ -142,17 +165,55 @@ def frame_from_columns(
         with cursor.cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)") as copy:
             for block in copy:
                 buffer += block
-    body = memoryview(buffer)[_BINARY_HEADER : len(buffer) - _BINARY_TRAILER]
+    return memoryview(buffer)[_BINARY_HEADER : len(buffer) - _BINARY_TRAILER]
+
+
+def _native(values: np.ndarray) -> np.ndarray:
+    return values.astype(values.dtype.newbyteorder("="))
+
+
+def _decode_rows(
+    body: memoryview, names: list[str], columns: dict[str, tuple[str, str]], sql: str
+) -> dict[str, np.ndarray]:
+    """Fixed-width rows: a field count, then a length and a value per column."""
+    layout: list[tuple[str, str]] = [("_fields", ">i2")]
+    for i, name in enumerate(names):
+        layout += [(f"_len{i}", ">i4"), (name, _BINARY_TYPES[columns[name][1]][0])]
+    row = np.dtype(layout)
     if len(body) % row.itemsize:
         raise ValueError(f"frame_from_columns: a NULL or variable-width value in {sql!r}")
     rows = np.frombuffer(body, dtype=row)
-    out: dict[str, Any] = {}
+    out: dict[str, np.ndarray] = {}
     for i, name in enumerate(names):
         if len(rows) and (rows[f"_len{i}"] != row[name].itemsize).any():
             raise ValueError(f"frame_from_columns: {name} has NULL values; coalesce it")
-        values = rows[name].astype(row[name].newbyteorder("="))
-        if columns[name][1] == "timestamptz":
-            out[name] = pd.to_datetime(values + _PG_EPOCH_US, unit="us", utc=True)
-        else:
-            out[name] = values
-    return pd.DataFrame(out)
+        out[name] = _native(rows[name])
+    return out
+
+
+def _decode_arrays(
+    body: memoryview, names: list[str], columns: dict[str, tuple[str, str]]
+) -> dict[str, np.ndarray]:
+    """One row of one-dimensional arrays (PostgreSQL's array_send: dimensions, flags, element
+    type, length and lower bound, then a length and a value per element), or NULLs for no
+    rows at all."""
+    at = 2  # the tuple's field count
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        dtype = np.dtype(_BINARY_TYPES[columns[name][1]][0])
+        size = int.from_bytes(body[at : at + 4], "big", signed=True)
+        at += 4
+        if size < 0:  # array_agg of no rows is NULL
+            out[name] = np.empty(0, dtype=dtype.newbyteorder("="))
+            continue
+        value = body[at : at + size]
+        at += size
+        dims, has_nulls = int.from_bytes(value[0:4], "big"), int.from_bytes(value[4:8], "big")
+        if dims != 1 or has_nulls:
+            raise ValueError(f"frame_from_columns: {name} has NULL values; coalesce it")
+        count = int.from_bytes(value[12:16], "big")
+        elements = np.frombuffer(value[20:], dtype=[("len", ">i4"), ("value", dtype)])
+        if len(elements) != count or (elements["len"] != dtype.itemsize).any():
+            raise ValueError(f"frame_from_columns: {name} is not {columns[name][1]} throughout")
+        out[name] = _native(elements["value"])
+    return out

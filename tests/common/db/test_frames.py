@@ -73,3 +73,45 @@ def test_a_null_in_a_fixed_width_column_is_refused(require_postgres: None) -> No
             Order._meta.db_table,
             {"maybe": ("CASE WHEN item_count = 1 THEN NULL ELSE item_count END", "int8")},
         )
+
+
+SPEC = {
+    "id": ("id", "int8"),
+    "customer_id": ("customer_id", "int8"),
+    "placed_at": ("placed_at", "timestamptz"),
+    "amount": ("amount", "float8"),
+    "item_count": ("item_count", "int4"),
+}
+
+
+def test_columns_gathered_into_arrays_equal_the_rows_streamed(require_postgres: None) -> None:
+    """A bounded read gathers each column into one array (one message instead of one per
+    row); the frame is the very same as the rows streamed one by one."""
+    _orders()
+    where, params = "item_count >= %s", [1]
+    arrays = frame_from_columns(Order._meta.db_table, SPEC, where=where, params=params)
+    rows = frame_from_columns(Order._meta.db_table, SPEC, where=where, params=params, arrays=False)
+    assert len(arrays) == 3
+    pd.testing.assert_frame_equal(
+        arrays.sort_values("id", ignore_index=True), rows.sort_values("id", ignore_index=True)
+    )
+    assert str(arrays["placed_at"].dt.tz) == "UTC"
+    assert arrays["item_count"].dtype.kind == "i" and arrays["amount"].dtype.kind == "f"
+
+
+def test_no_rows_gathered_into_arrays_is_an_empty_frame(require_postgres: None) -> None:
+    _orders()
+    empty = frame_from_columns(Order._meta.db_table, SPEC, where="item_count > %s", params=[99])
+    assert list(empty.columns) == list(SPEC) and len(empty) == 0
+    assert str(empty["placed_at"].dt.tz) == "UTC"
+
+
+def test_a_null_gathered_into_an_array_is_refused(require_postgres: None) -> None:
+    _orders()
+    with pytest.raises(ValueError, match="NULL"):
+        frame_from_columns(
+            Order._meta.db_table,
+            {"maybe": ("CASE WHEN item_count = 1 THEN NULL ELSE item_count END", "int8")},
+            where="item_count >= %s",
+            params=[1],
+        )
