@@ -151,6 +151,21 @@ class ScoringRun(models.Model):
     chunks_total = models.PositiveIntegerField(default=0)
     chunks_done = models.PositiveIntegerField(default=0)
     tier_counts = models.JSONField(default=dict)
+    # Who gets reasons (scoring.services.runs.reasons_threshold): the chunks explain the
+    # customers at or above `reasons_from` (empty: the tiers' probability bound), and the
+    # finish explains any customer ranked above the least severe tier whom they did not.
+    reasons_from = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="The chunks explained customers with at least this probability (empty: the "
+        "second tier's probability bound).",
+    )
+    at_risk_from = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="The lowest probability of a customer in a tier above the least severe, set "
+        "at the finish: the next run's reasons start a little below it.",
+    )
     drift = models.JSONField(default=dict)
     timings = models.JSONField(default=dict)
     error = models.TextField(blank=True)

@@ -103,8 +103,14 @@ def customers_rescore(*, triggers: dict[int, str], now: datetime | None = None) 
     if not ids:
         return []
     previous = dict(Customer.objects.filter(pk__in=ids).values_list("pk", "risk_tier"))
+    # Every rescored customer is explained (a few at a time: the cost is nothing), whatever
+    # tier the rescore puts them in.
     ranged = range_score(
-        model=model, estimator=churn_model_estimator(model=model), ids=ids, as_of=now
+        model=model,
+        estimator=churn_model_estimator(model=model),
+        ids=ids,
+        as_of=now,
+        reasons_from=0.0,
     )
     if ranged is None:  # erased or deleted meanwhile
         return []

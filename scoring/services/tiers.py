@@ -14,7 +14,7 @@ from common.db.frames import frame_from_columns
 from common.db.lookups import any_of_sql
 from customers.models import Customer
 from scoring.errors import ScoringError
-from scoring.ml.tiers import TierRule, assign_ranked_tiers
+from scoring.ml.tiers import TierRule, assign_ranked_tiers, by_severity
 from scoring.models import CustomerScore, ScoringRun
 from scoring.selectors import risk_tier_rules, scoring_run_latest
 
@@ -27,6 +27,8 @@ class TierReassignment:
     run_key: str
     moved: dict[tuple[str, str], int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    # The lowest probability of a customer in a tier above the least severe (None: nobody).
+    at_risk_from: float | None = None
 
     @property
     def total_moved(self) -> int:
@@ -93,9 +95,9 @@ def tiers_reassign(
             params=[*names, run.pk],
         )
         old = np.asarray([*names, ""], dtype=object)[rows["old"].to_numpy(dtype=np.int64)]
-        new = assign_ranked_tiers(
-            probabilities=rows["probability"].to_numpy(dtype=np.float64), rules=rules
-        )
+        probabilities = rows["probability"].to_numpy(dtype=np.float64)
+        new = assign_ranked_tiers(probabilities=probabilities, rules=rules)
+        at_risk = probabilities[new != by_severity(rules)[-1].name]
         pairs = Counter(zip(old.tolist(), new.tolist(), strict=True))
         changed = np.flatnonzero(old != new)
         ids = rows["id"].to_numpy()[changed].tolist()
@@ -117,7 +119,12 @@ def tiers_reassign(
         ScoringRun.objects.filter(pk=run.pk).update(tier_counts=counts)
     run.tier_counts = counts
     moved = {pair: n for pair, n in pairs.items() if pair[0] != pair[1]}
-    return TierReassignment(run_key=run.run_key, moved=moved, counts=counts)
+    return TierReassignment(
+        run_key=run.run_key,
+        moved=moved,
+        counts=counts,
+        at_risk_from=float(at_risk.min()) if len(at_risk) else None,
+    )
 
 
 def _scores_retier(table: str, ids: list[int], tiers: list[str]) -> None:

@@ -7,9 +7,16 @@ from pathlib import Path
 import pytest
 
 from customers.models import Customer
-from scoring.models import CustomerScore
+from scoring.models import CustomerScore, ScoringRun
 from scoring.services.datasets import training_data_from_database
-from scoring.services.runs import parse_as_of, scoring_chunk_score, scoring_run_execute
+from scoring.services.runs import (
+    REASONS_MARGIN,
+    parse_as_of,
+    scoring_chunk_score,
+    scoring_run_create,
+    scoring_run_execute,
+    scoring_run_finish,
+)
 from scoring.services.training import churn_model_train
 
 pytestmark = pytest.mark.django_db
@@ -52,11 +59,96 @@ def test_a_run_in_several_chunks_scores_like_one_chunk(trained: None, settings) 
     assert chunked.tier_counts == whole.tier_counts
     assert chunked.drift["psi"] == pytest.approx(whole.drift["psi"])
 
-    def scores(run_key: str) -> list[tuple[int, float, str, list[str]]]:
-        rows = CustomerScore.objects.filter(run__run_key=run_key).order_by("customer_id")
-        return list(rows.values_list("customer_id", "probability", "tier", "reasons"))
+    assert _scores("chunked") == _scores("whole")
 
-    assert scores("chunked") == scores("whole")
+
+def _scores(run_key: str) -> list[tuple[int, float, str, list[str]]]:
+    """Every score of a run, the least severe tier's without its reasons: a second run
+    explains from just below the first's at-risk bound (`reasons_from`), so reasons in the
+    least severe tier may differ between two runs of the same data; nothing else may."""
+    rows = CustomerScore.objects.filter(run__run_key=run_key).order_by("customer_id")
+    return [
+        (customer, p, tier, reasons if tier != "low" else [])
+        for customer, p, tier, reasons in rows.values_list(
+            "customer_id", "probability", "tier", "reasons"
+        )
+    ]
+
+
+def _at_risk_reasons(run: ScoringRun) -> dict[int, tuple[list[str], dict]]:
+    """The reasons and waterfall of every customer of `run` in a tier above the least severe."""
+    rows = CustomerScore.objects.filter(run=run).exclude(tier="low")
+    return {c: (r, a) for c, r, a in rows.values_list("customer_id", "reasons", "attributions")}
+
+
+def test_reasons_go_to_the_tiers_above_the_least_severe_from_the_last_runs_bound(
+    trained: None,
+) -> None:
+    """A first run explains from the tiers' band bound; the next explains from just below the
+    first's at-risk bound (the lowest probability above the least severe tier), and every
+    customer above the least severe tier has reasons in both."""
+    first = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="first")
+    assert first is not None and first.reasons_from is None
+    at_risk = CustomerScore.objects.filter(run=first).exclude(tier="low")
+    assert first.at_risk_from == min(at_risk.values_list("probability", flat=True))
+    second = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="second")
+    assert second is not None
+    assert second.reasons_from == pytest.approx(first.at_risk_from * REASONS_MARGIN)
+    assert second.timings["explained_at_finish"] == 0
+    assert _at_risk_reasons(second) == _at_risk_reasons(first)
+    assert all(reasons for reasons, _ in _at_risk_reasons(second).values())
+    low = CustomerScore.objects.filter(run=second, tier="low")
+    below = low.filter(probability__lt=second.reasons_from)
+    assert below.exists() and not below.exclude(reasons=[]).exists()
+    assert all(a == {} for a in below.values_list("attributions", flat=True))
+
+
+def test_the_finish_explains_the_at_risk_customers_the_chunks_left_out(
+    trained: None, settings
+) -> None:
+    """A threshold set too high (tonight's scores far above last night's) leaves at-risk
+    customers unexplained in the chunks: the finish explains them, with the very reasons and
+    waterfall a chunk would have given."""
+    first = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="first")
+    assert first is not None
+    ScoringRun.objects.filter(pk=first.pk).update(at_risk_from=0.99)
+    settings.SCORING_CHUNK_CUSTOMERS = 200
+    second = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="second")
+    assert second is not None and second.reasons_from == pytest.approx(0.99 * REASONS_MARGIN)
+    missed = CustomerScore.objects.filter(run=second, probability__lt=second.reasons_from).exclude(
+        tier="low"
+    )
+    assert second.timings["explained_at_finish"] == missed.count() > 0
+    assert _at_risk_reasons(second) == _at_risk_reasons(first)
+
+
+def test_a_customer_whose_data_changed_before_the_finish_keeps_the_score_without_reasons(
+    trained: None, caplog
+) -> None:
+    first = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="first")
+    assert first is not None
+    ScoringRun.objects.filter(pk=first.pk).update(at_risk_from=0.99)
+    created = scoring_run_create(as_of=parse_as_of("2024-06-01"), run_key="second")
+    assert created is not None
+    run, chunks = created
+    for first_id, last_id in chunks:
+        scoring_chunk_score(run=run, first_id=first_id, last_id=last_id)
+    # The most at-risk customer the chunks left unexplained changes before the finish.
+    moved = (
+        CustomerScore.objects.filter(run=run, probability__lt=run.reasons_from)
+        .exclude(tier="low")
+        .order_by("-probability")
+        .first()
+    )
+    assert moved is not None
+    customer = Customer.objects.get(pk=moved.customer_id)
+    customer.attributes = {**customer.attributes, "signal": -3.0}
+    customer.save(update_fields=["attributes"])
+    finished = scoring_run_finish(run=run)
+    moved.refresh_from_db()
+    assert moved.tier != "low" and moved.reasons == [] and moved.attributions == {}
+    assert finished.timings["explained_at_finish"] > 0
+    assert "left without reasons" in caplog.text
 
 
 def test_as_of_dates_are_midnight_utc() -> None:
@@ -90,11 +182,7 @@ def test_chunks_read_ahead_on_a_second_connection_score_like_chunks_reading_in_p
     ahead = scoring_run_execute(as_of=as_of, run_key="ahead")
     assert in_place is not None and ahead is not None and ahead.chunks_total == 9
 
-    def scores(run_key: str) -> list[tuple[int, float, str, list[str]]]:
-        rows = CustomerScore.objects.filter(run__run_key=run_key).order_by("customer_id")
-        return list(rows.values_list("customer_id", "probability", "tier", "reasons"))
-
-    assert scores("ahead") == scores("in-place") and len(scores("ahead")) == 600
+    assert _scores("ahead") == _scores("in-place") and len(_scores("ahead")) == 600
 
 
 @pytest.mark.django_db(transaction=True)
