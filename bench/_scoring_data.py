@@ -59,12 +59,37 @@ def clear_scores() -> None:
     )
 
 
+LAST_NIGHT = "bench-last-night"
+
+
 def clear_run_scores() -> None:
-    """Empty the scores and runs between timed runs (the model stays)."""
+    """Empty the scores and runs between timed runs (the model stays, and so does last night's
+    run row: `last_night`)."""
     from scoring.models import CustomerScore, ScoringChunk, ScoringRun
 
-    tables = ", ".join(m._meta.db_table for m in (CustomerScore, ScoringChunk, ScoringRun))
+    tables = ", ".join(m._meta.db_table for m in (CustomerScore, ScoringChunk))
     execute(f"TRUNCATE {tables} RESTART IDENTITY")
+    execute(f"DELETE FROM {ScoringRun._meta.db_table} WHERE run_key <> %s", [LAST_NIGHT])
+
+
+def last_night() -> Any:
+    """The scoring run of the night before (as of a day before AS_OF, not timed), as production
+    always has one: tonight's chunks explain from just below its at-risk bound
+    (`scoring.services.runs.reasons_threshold`). Only its run row is kept."""
+    from scoring.models import ScoringRun
+    from scoring.services.runs import parse_as_of, scoring_run_execute
+
+    execute(f"DELETE FROM {ScoringRun._meta.db_table}")
+    as_of = parse_as_of(AS_OF) - pd.Timedelta(days=1).to_pytimedelta()
+    started = time.perf_counter()
+    run = scoring_run_execute(as_of=as_of, run_key=LAST_NIGHT)
+    print(
+        f"last night's run (as of {as_of:%Y-%m-%d}, not timed) in "
+        f"{time.perf_counter() - started:.0f} s: at-risk bound p ≥ {run.at_risk_from:.4f}",
+        flush=True,
+    )
+    clear_run_scores()
+    return run
 
 
 # ---- data -----------------------------------------------------------------------------------

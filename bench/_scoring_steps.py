@@ -79,10 +79,9 @@ def step_end_to_end(*, reasons: bool, profile: str | None) -> dict[str, Any]:
 
     from scoring.services import runs
 
-    if not reasons:
-        runs.score_features = functools.partial(  # type: ignore[assignment]
-            runs.score_features, reasons_from=math.inf
-        )
+    if not reasons:  # nobody explained, in the chunks or at the finish
+        runs.reasons_threshold = lambda **_: math.inf  # type: ignore[assignment]
+        runs._explain_the_rest = lambda **_: 0  # type: ignore[assignment]
     # Where the time goes: the services the run calls, wrapped with a stopwatch (anything
     # called inside the finish counts as finish).
     spent: dict[str, float] = dict.fromkeys(PHASES, 0.0)

@@ -61,6 +61,7 @@ from _scoring_data import (  # noqa: E402
     SEED,
     clear_run_scores,
     execute,
+    last_night,
     maintenance,
     prepare_data,
     train,
@@ -183,24 +184,37 @@ def child(args: argparse.Namespace, config: dict[str, Any]) -> int:
 
 def compare_with_reference(run_id: int) -> dict[str, Any]:
     """The run's scores against the reference's, customer by customer."""
-    from scoring.models import CustomerScore
+    from scoring.models import CustomerScore, ScoringRun
+    from scoring.selectors import risk_tier_rules
 
+    least = risk_tier_rules()[-1].name
     rows = execute(
         "SELECT count(*), count(r.customer_id), max(abs(s.probability - r.probability)), "
         "count(*) FILTER (WHERE s.tier IS DISTINCT FROM r.tier), "
-        "count(*) FILTER (WHERE jsonb_array_length(s.reasons) > 0) "
+        "count(*) FILTER (WHERE jsonb_array_length(s.reasons) > 0), "
+        "count(*) FILTER (WHERE s.scorable AND s.tier <> %s AND s.attributions = '{}') "
         f"FROM {CustomerScore._meta.db_table} s "
         f"LEFT JOIN {REFERENCE_TABLE} r ON r.customer_id = s.customer_id WHERE s.run_id = %s",
-        [run_id],
+        [least, run_id],
     )
-    scored, matched, diff, tier_diff, with_reasons = rows[0]
+    scored, matched, diff, tier_diff, with_reasons, at_risk_unexplained = rows[0]
+    run = ScoringRun.objects.get(pk=run_id)
     return {
         "scored": scored,
         "matched": matched,
         "max_abs_diff": float(diff) if diff is not None else None,
         "tier_mismatches": tier_diff,
         "with_reasons": with_reasons,
+        "at_risk_unexplained": at_risk_unexplained,
+        "reasons_from": run.reasons_from,
+        "explained_at_finish": run.timings.get("explained_at_finish"),
     }
+
+
+def _threshold(value: float | None) -> str:
+    if value is None:
+        return "the tiers' band bound"
+    return "∞ (reasons off)" if value == float("inf") else f"{value:.4f}"
 
 
 def machine() -> dict[str, str]:
@@ -249,6 +263,7 @@ def main() -> int:
     call_command("migrate", verbosity=0, interactive=False)
     prepare_data(args, config)
     model = train(args)
+    last_night()
     chunk = args.chunk or settings.SCORING_CHUNK_CUSTOMERS
     load_before = os.getloadavg()[0]
     runs = []
@@ -414,7 +429,10 @@ def print_checks(
         print(
             f"check {name}: {check['scored']:,} scores, {check['matched']:,} matched to the "
             f"reference, max |Δp| {check['max_abs_diff']}, {check['tier_mismatches']} tier "
-            f"mismatches, {check['with_reasons']:,} with reasons"
+            f"mismatches, {check['with_reasons']:,} with reasons (explained from p ≥ "
+            f"{_threshold(check['reasons_from'])}, {check['explained_at_finish'] or 0:,} of them "
+            f"at the finish), {check['at_risk_unexplained']:,} above the least severe tier "
+            "without reasons"
         )
         if (
             check["scored"] != args.customers
@@ -423,6 +441,8 @@ def print_checks(
             or check["tier_mismatches"]
         ):
             problems.append(f"{name}: scores differ from the reference: {check}")
+        if name != "no_reasons" and check["at_risk_unexplained"]:
+            problems.append(f"{name}: customers above the least severe tier lack reasons: {check}")
     for name in ("no_reasons", "end_to_end", "celery"):
         if name in results:
             r = results[name]

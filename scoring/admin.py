@@ -482,6 +482,7 @@ class ScoringRunAdmin(admin.ModelAdmin):
         "customers_scored",
         "customers_not_scorable",
         "tiers",
+        "reasons_policy",
         "drift_report",
         "chunks_total",
         "chunks_done",
@@ -501,6 +502,25 @@ class ScoringRunAdmin(admin.ModelAdmin):
     @admin.display(description="Tiers")
     def tiers(self, run: ScoringRun) -> SafeString:
         return tier_counts_html(run.tier_counts, run.customers_not_scorable)
+
+    @admin.display(description="Who got reasons")
+    def reasons_policy(self, run: ScoringRun) -> str:
+        """In words: from which probability the chunks explained customers, how many the finish
+        explained after them, and this run's at-risk bound (where the next run starts)."""
+        chunks = (
+            "the chunks explained customers at or above the second tier's probability bound"
+            if run.reasons_from is None
+            else f"the chunks explained customers with a churn risk of at least "
+            f"{run.reasons_from:.1%} (just below the last run's at-risk bound)"
+        )
+        later = run.timings.get("explained_at_finish")
+        finish = "" if later is None else f"; the finish explained {later:,} more"
+        bound = (
+            ""
+            if run.at_risk_from is None
+            else f". Lowest risk above the least severe tier: {run.at_risk_from:.1%}"
+        )
+        return f"{chunks[0].upper()}{chunks[1:]}{finish}{bound}."
 
     @admin.display(description="Drift")
     def drift_status(self, run: ScoringRun) -> str:

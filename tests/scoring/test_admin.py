@@ -70,6 +70,8 @@ def test_score_and_run_pages_show_percentages_swatches_and_a_drift_table(
         "status": "alert",
         "n_rows": 1,
     }
+    run.reasons_from, run.at_risk_from = 0.2734, 0.3038
+    run.timings = {"explained_at_finish": 1234}
     run.save()
     scores = admin_client.get("/admin/scoring/customerscore/").content.decode()
     assert "73.4%" in scores and "not scorable" in scores and "no order" in scores
@@ -81,6 +83,11 @@ def test_score_and_run_pages_show_percentages_swatches_and_a_drift_table(
     assert "The population changed: retrain" in page
     assert "<td>tenure_days</td>" in page and "3.800" in page and "changed" in page
     assert "{&quot;psi&quot;" not in page and '{"psi"' not in page  # no JSON blob
+    assert (
+        "The chunks explained customers with a churn risk of at least 27.3% (just below the "
+        "last run&#x27;s at-risk bound); the finish explained 1,234 more. Lowest risk above the "
+        "least severe tier: 30.4%." in page
+    )
 
 
 def test_a_tier_edited_on_its_own_page_is_applied_and_the_action_applies_now(
