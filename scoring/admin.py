@@ -33,6 +33,7 @@ from scoring.models import (
     ModelStatus,
     RecommendationRun,
     RiskTier,
+    RunStatus,
     ScoringRun,
 )
 from scoring.selectors import churn_model_active, scoring_run_latest
@@ -486,7 +487,7 @@ class ScoringRunAdmin(admin.ModelAdmin):
         "drift_report",
         "chunks_total",
         "chunks_done",
-        "timings",
+        "duration",
         "error",
         "started_at",
         "finished_at",
@@ -502,6 +503,13 @@ class ScoringRunAdmin(admin.ModelAdmin):
     @admin.display(description="Tiers")
     def tiers(self, run: ScoringRun) -> SafeString:
         return tier_counts_html(run.tier_counts, run.customers_not_scorable)
+
+    @admin.display(description="Took")
+    def duration(self, run: ScoringRun) -> str:
+        seconds = run.timings.get("seconds")
+        if seconds is None:
+            return "still running" if run.status == RunStatus.RUNNING else "—"
+        return f"{seconds:,.1f} s" if seconds < 120 else f"{seconds / 60:,.1f} min"
 
     @admin.display(description="Who got reasons")
     def reasons_policy(self, run: ScoringRun) -> str:
