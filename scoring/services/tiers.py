@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from django.db import connection, transaction
 
 from common.db.frames import frame_from_columns
@@ -78,22 +79,17 @@ def tiers_reassign(
     scores, customers = quote(CustomerScore._meta.db_table), quote(Customer._meta.db_table)
     ranked = "run_id = %s AND scorable AND probability IS NOT NULL"
     with transaction.atomic():
-        names = list(
-            CustomerScore.objects.filter(run=run, scorable=True, probability__isnull=False)
-            .values_list("tier", flat=True)
-            .distinct()
-        )
-        case = " ".join("WHEN %s THEN " + str(i) for i in range(len(names)))
-        rows = frame_from_columns(
-            CustomerScore._meta.db_table,
-            {
-                "id": ("id", "int8"),
-                "probability": ("probability", "float8"),
-                "old": (f"CASE tier {case} ELSE -1 END" if names else "-1", "int4"),
-            },
-            where=ranked,
-            params=[*names, run.pk],
-        )
+        scorable = CustomerScore.objects.filter(run=run, scorable=True, probability__isnull=False)
+        # The stored tiers are read as numbers of the configured names; only a run holding
+        # other names (a tier renamed or removed since) needs them looked up and read again
+        # (looking them up first, a scan of the run's scores, took 0.9 s of a 1M-row finish).
+        names = [rule.name for rule in rules]
+        rows = _ranked_rows(run=run, names=names, where=ranked)
+        if (rows["old"].to_numpy() < 0).any():
+            names += list(
+                scorable.exclude(tier__in=names).values_list("tier", flat=True).distinct()
+            )
+            rows = _ranked_rows(run=run, names=names, where=ranked)
         old = np.asarray([*names, ""], dtype=object)[rows["old"].to_numpy(dtype=np.int64)]
         probabilities = rows["probability"].to_numpy(dtype=np.float64)
         new = assign_ranked_tiers(probabilities=probabilities, rules=rules)
@@ -124,6 +120,22 @@ def tiers_reassign(
         moved=moved,
         counts=counts,
         at_risk_from=float(at_risk.min()) if len(at_risk) else None,
+    )
+
+
+def _ranked_rows(*, run: ScoringRun, names: list[str], where: str) -> pd.DataFrame:
+    """The run's scorable scores: id, probability and the stored tier as its position in
+    `names` (-1 for another name)."""
+    case = " ".join("WHEN %s THEN " + str(i) for i in range(len(names)))
+    return frame_from_columns(
+        CustomerScore._meta.db_table,
+        {
+            "id": ("id", "int8"),
+            "probability": ("probability", "float8"),
+            "old": (f"CASE tier {case} ELSE -1 END" if names else "-1", "int4"),
+        },
+        where=where,
+        params=[*names, run.pk],
     )
 
 

@@ -147,3 +147,19 @@ def test_a_run_with_no_scorable_customer_re_tiers_to_nobody() -> None:
     result = tiers_reassign(run=run)
     assert result.moved == {} and set(result.counts.values()) == {0}
     assert tier_sizes(run) == {NOT_SCORABLE: 2}
+
+
+def test_a_run_holding_a_tier_name_no_longer_configured_is_re_tiered_and_named() -> None:
+    """Tiers are read as numbers of the configured names; a name that is no longer one (a tier
+    renamed since the run) is looked up, re-tiered and named in the moves."""
+    run = stored_run([(i + 1) / 100 for i in range(100)], tier="urgent")
+    moved = tiers_reassign()
+    assert moved.counts == {"critical": 5, "high": 10, "medium": 20, "low": 65}
+    assert moved.moved == {
+        ("urgent", "critical"): 5,
+        ("urgent", "high"): 10,
+        ("urgent", "medium"): 20,
+        ("urgent", "low"): 65,
+    }
+    assert not CustomerScore.objects.filter(run=run, tier="urgent").exists()
+    assert not Customer.objects.filter(risk_tier="urgent").exists()
