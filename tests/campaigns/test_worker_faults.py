@@ -233,8 +233,11 @@ def _kill_mid_delivery(redis_url: str, **extra_env: str) -> KillRun:
             first.send(interventions_relay_task.name)
             first.process.wait(timeout=240)
         assert first.process.returncode == -signal.SIGKILL
-        assert len(recorder.messages) == KILL_AT
-        in_flight = str(recorder.messages[-1]["To"])
+        # With several SMTP connections, a message the worker had finished writing on another
+        # one before it died can still be read and accepted after the kill (the provider has
+        # it; the worker never learns): so at least KILL_AT, and the one in flight is #KILL_AT.
+        assert len(recorder.messages) >= KILL_AT
+        in_flight = str(recorder.messages[KILL_AT - 1]["To"])
         with celery_worker_process(redis_url, extra_env=env) as second:
             resolved_after = _relay_until_done(second, timeout=240)
     return KillRun(recorder=recorder, in_flight=in_flight, resolved_after=resolved_after)
