@@ -296,7 +296,7 @@ def _reference_scorer() -> tuple[Any, list[float]]:
         t1 = time.perf_counter()
         probability = estimator.predict_proba(X)[:, 1]
         # As the run tiers: ranked among the customers the model can score; the rest apart.
-        scorable = scorable_mask(model=model, orders=orders, index=X.index, as_of=as_of)
+        scorable = scorable_mask(model=model, features=features)
         tiers = np.full(len(probability), NOT_SCORABLE, dtype=object)
         tiers[scorable] = assign_ranked_tiers(probabilities=probability[scorable], rules=rules)
         return X.index, probability, tiers, t1 - t0, time.perf_counter() - t1

@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.conf import settings
+from django.db import connection
 
 from common.db.frames import frame_from_columns, frame_from_queryset, frame_from_sql
+from common.db.lookups import any_of_sql
 from customers.models import (
     Channel,
     Consent,
@@ -67,8 +69,8 @@ def _id_range(
     """The condition first_id ≤ column ≤ last_id and its parameters ('' when unbounded), or
     column IN (ids) when `ids` are given (a few customers: an event-triggered rescore)."""
     if ids is not None:
-        values = [int(i) for i in ids] or [0]
-        return f"{column} IN ({', '.join(['%s'] * len(values))})", values
+        # One array parameter on PostgreSQL: a chunk's stale customers can be thousands.
+        return any_of_sql(column, [int(i) for i in ids] or [0], connection.vendor)
     if first_id is None or last_id is None:
         return "", []
     return f"{column} >= %s AND {column} <= %s", [int(first_id), int(last_id)]

@@ -269,6 +269,10 @@ RETRAIN_HORIZON_DAYS = env_int("RETRAIN_HORIZON_DAYS", 90)
 # Customers per scoring chunk (one task each): 50,000 keeps a chunk's orders to a few hundred
 # MB even for heavy buyers and explanations to seconds; 1M customers fan out as 20 tasks.
 SCORING_CHUNK_CUSTOMERS = env_int("SCORING_CHUNK_CUSTOMERS", 50_000)
+# Keep each customer's order statistics between runs (scoring.models.OrderStatistics) and read
+# orders only for the customers whose statistics are stale: PostgreSQL only (its triggers mark
+# them); on SQLite every run reads every order. Off: every run reads every order everywhere.
+SCORING_ORDER_STATISTICS = env_bool("SCORING_ORDER_STATISTICS", True)
 
 # The nightly cycle as one run (retention/cycle.py, docs/scaling.md). One cycle at a time: a
 # database lock renewed after every chunk and stage; a run whose processes died stops renewing

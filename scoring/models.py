@@ -295,3 +295,52 @@ class CustomerRecommendation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}: {self.product_ids}"
+
+
+class OrderStatistics(models.Model):
+    """A customer's order statistics as of a date (`scoring.ml.features.order_statistics`),
+    kept between nightly runs so a run reads one narrow row instead of the customer's orders.
+
+    A row is used for a scoring date d when `stale_xid` is NULL and basis ≤ d < valid_until
+    (times in nanoseconds since the epoch, UTC, as the features compute them). On PostgreSQL
+    statement-level triggers on the orders table (migration scoring.0013) set `stale_xid` to
+    the writing transaction's id for every customer whose orders a statement inserts, changes
+    or deletes; a run writes fresh statistics only where that transaction was visible to its
+    read of the orders (`pg_visible_in_snapshot`), so an order committed meanwhile is never
+    lost. No foreign key: the triggers also mark customers a cascade is deleting; rows of
+    deleted customers are never read. SQLite has no such triggers: there scoring reads every
+    order (settings.SCORING_ORDER_STATISTICS applies to PostgreSQL only).
+    """
+
+    customer_id = models.BigIntegerField(primary_key=True)
+    stale_xid = models.BigIntegerField(null=True)
+    basis_ns = models.BigIntegerField(null=True)
+    valid_until_ns = models.BigIntegerField(null=True)
+    orders_all = models.FloatField(null=True)
+    orders_refunded = models.FloatField(null=True)
+    orders_cancelled = models.FloatField(null=True)
+    orders_completed = models.FloatField(null=True)
+    revenue = models.FloatField(null=True)
+    items = models.FloatField(null=True)
+    discount = models.FloatField(null=True)
+    gross = models.FloatField(null=True)
+    orders_30d = models.FloatField(null=True)
+    revenue_30d = models.FloatField(null=True)
+    orders_90d = models.FloatField(null=True)
+    revenue_90d = models.FloatField(null=True)
+    orders_365d = models.FloatField(null=True)
+    revenue_365d = models.FloatField(null=True)
+    revenue_prev_90d = models.FloatField(null=True)
+    first_order_ns = models.BigIntegerField(null=True)
+    first_completed_ns = models.BigIntegerField(null=True)
+    last_completed_ns = models.BigIntegerField(null=True)
+    occasions = models.FloatField(null=True)
+    gaps = models.FloatField(null=True)
+    gap_sum = models.FloatField(null=True)
+    gap_sq = models.FloatField(null=True)
+
+    class Meta:
+        verbose_name_plural = "order statistics"
+
+    def __str__(self) -> str:
+        return f"order statistics of customer {self.customer_id}"

@@ -87,6 +87,7 @@ def build_features(
     btyd_params: btyd.BgNbdParams | Mapping[str, Any] | None = None,
     order_versions: pd.DataFrame | None = None,
     attribute_versions: pd.DataFrame | None = None,
+    statistics: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Features for every customer in `customers` from orders/events strictly before `as_of`.
 
@@ -123,15 +124,20 @@ def build_features(
       model and pass them back when scoring in chunks, so every chunk shares one model.
     """
     now = as_utc(as_of).value
-    orders = orders_as_of(orders=orders, versions=order_versions, as_of=as_of)
     customers = attributes_as_of(customers=customers, versions=attribute_versions, as_of=as_of)
     index = pd.Index(customers["customer_id"], name="customer_id")
     if index.has_duplicates:
         raise ValueError("customers contains duplicate customer_id values")
-    placed = _orders_before(orders=orders, index=index, now=now)
-    cols = _order_features(placed)
-    cols["tenure_days"] = _tenure_days(customers=customers, orders=placed, now=now)
-    btyd_cols, params = _btyd_features(orders=placed, now=now, btyd_params=btyd_params)
+    if statistics is None:
+        orders = orders_as_of(orders=orders, versions=order_versions, as_of=as_of)
+        statistics = order_statistics(orders=orders, index=index, as_of=as_of)
+    elif not index.isin(statistics.index).all():
+        raise ValueError("statistics lacks some of the customers")
+    else:
+        statistics = statistics.reindex(index)
+    cols = _order_features(statistics, now=now)
+    cols["tenure_days"] = _tenure_days(customers=customers, statistics=statistics, now=now)
+    btyd_cols, params = _btyd_features(statistics=statistics, now=now, btyd_params=btyd_params)
     cols.update(btyd_cols)
     cols.update(_event_features(events=events, index=index, now=now, event_kinds=event_kinds))
 
@@ -203,25 +209,152 @@ def attributes_as_of(
     return customers.assign(attributes=pd.Series(attributes, index=customers.index, dtype=object))
 
 
-@dataclass(frozen=True)
-class _PlacedOrders:
-    """The orders placed before the cutoff by the customers being featurised, as arrays with
-    one entry per order; `n` customers, `pos` each order's customer row."""
+# Order statistics: what the order features need of a customer's orders before a date, one
+# row per customer (`order_statistics`), from which the features follow for that date and any
+# later one until `valid_until_ns` (`_order_features`). Scoring keeps them between nights
+# (scoring.models.OrderStatistics) and reads orders only for the customers whose statistics
+# are stale; both paths go through these two functions, so the features are the same.
+_NO_TIME = np.iinfo(np.int64).min  # no such order
+_NO_EDGE = np.iinfo(np.int64).max  # nothing changes the statistics with time
+# Window edges in days: where a completed order enters or leaves a window of the features
+# (the 90 days before the last 90 of revenue_trend_90d end at 180).
+_EDGE_DAYS = tuple(sorted({*WINDOWS_ORDERS, 90, 180}))
 
-    n: int
-    pos: np.ndarray
-    placed: np.ndarray  # nanoseconds since the epoch (UTC)
-    age_days: np.ndarray  # days before the cutoff
-    amount: np.ndarray
-    discount: np.ndarray
-    items: np.ndarray
-    status: np.ndarray  # lower-case
-    completed: np.ndarray
+STATISTIC_COLUMNS = (
+    "basis_ns",
+    "valid_until_ns",
+    "orders_all",
+    "orders_refunded",
+    "orders_cancelled",
+    "orders_completed",
+    "revenue",
+    "items",
+    "discount",
+    "gross",
+    *(f"{kind}_{w}d" for w in WINDOWS_ORDERS for kind in ("orders", "revenue")),
+    "revenue_prev_90d",
+    "first_order_ns",
+    "first_completed_ns",
+    "last_completed_ns",
+    "occasions",
+    "gaps",
+    "gap_sum",
+    "gap_sq",
+)
 
-    def count(self, mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """Per customer: the orders in `mask`, or the sum of their `weights`."""
+
+def order_statistics(
+    *, orders: pd.DataFrame, index: pd.Index, as_of: pd.Timestamp | date | datetime
+) -> pd.DataFrame:
+    """Per customer of `index`, the statistics of their orders placed before `as_of`.
+
+    Counts and sums (completed orders unless named otherwise; `gross` = amount + discount),
+    the window counts and sums as of `as_of` (an order is in a window of w days when it was
+    placed less than w days before, counted in nanoseconds), the first order of any status,
+    the first and last completed order, the purchase occasions (completed orders on distinct
+    UTC days) and the gaps between consecutive completed orders (count, sum, sum of squares,
+    in days). `basis_ns` is `as_of`; `valid_until_ns` the first moment after it at which
+    these numbers change with time alone — a completed order crossing a window edge, or an
+    order placed at or after `as_of` becoming one before the date: for any date d with
+    basis ≤ d < valid_until and the same orders, `order_statistics` would return the same
+    row (times in nanoseconds since the epoch, UTC).
+    """
+    now = as_utc(as_of).value
+    n = len(index)
+    placed = utc_ns(orders["placed_at"]) if len(orders) else np.zeros(0, dtype=np.int64)
+    pos = _positions(index, orders["customer_id"]) if len(orders) else np.zeros(0, np.int64)
+    known = (pos >= 0) & (placed != _NO_TIME)
+    keep = known & (placed < now)
+    later = placed[known & (placed >= now)]
+    later_pos = pos[known & (placed >= now)]
+    pos, placed = pos[keep], placed[keep]
+    status = status_lower(orders["status"])[keep] if len(orders) else np.zeros(0, dtype=object)
+    completed = status == "completed"
+    amount = _column(orders, "amount", keep)
+    discount = _column(orders, "discount_amount", keep)
+
+    def count(mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         w = None if weights is None else weights[mask]
-        return np.bincount(self.pos[mask], weights=w, minlength=self.n).astype(np.float64)
+        return np.bincount(pos[mask], weights=w, minlength=n).astype(np.float64)
+
+    age = now - placed  # nanoseconds, > 0
+    out: dict[str, np.ndarray] = {
+        "basis_ns": np.full(n, now, dtype=np.int64),
+        "orders_all": count(np.ones_like(completed)),
+        "orders_refunded": count(status == "refunded"),
+        "orders_cancelled": count(status == "cancelled"),
+        "orders_completed": count(completed),
+        "revenue": count(completed, amount),
+        "items": count(completed, _column(orders, "item_count", keep)),
+        "discount": count(completed, discount),
+        "gross": count(completed, amount + discount),
+    }
+    for window in WINDOWS_ORDERS:
+        in_window = completed & (age < window * _NS_PER_DAY)
+        out[f"orders_{window}d"] = count(in_window)
+        out[f"revenue_{window}d"] = count(in_window, amount)
+    prev = completed & (age >= 90 * _NS_PER_DAY) & (age < 180 * _NS_PER_DAY)
+    out["revenue_prev_90d"] = count(prev, amount)
+
+    cpos, cplaced = pos[completed], placed[completed]
+    # Per customer, oldest first. A scoring chunk's orders come from the (customer, time)
+    # index in that order already: checked in a millisecond, the sort (0.1–0.3 s a chunk of
+    # 500,000 orders) is skipped — the stable sort would have left them as they are.
+    in_order = (cpos[1:] > cpos[:-1]) | ((cpos[1:] == cpos[:-1]) & (cplaced[1:] >= cplaced[:-1]))
+    if not in_order.all():
+        order = np.lexsort((cplaced, cpos))
+        cpos, cplaced = cpos[order], cplaced[order]
+    out["first_order_ns"] = _first_per(pos, placed, n, np.minimum)
+    out["first_completed_ns"] = _first_per(cpos, cplaced, n, np.minimum)
+    out["last_completed_ns"] = _first_per(cpos, cplaced, n, np.maximum)
+    out["occasions"] = btyd.occasions(positions=cpos, placed_ns=cplaced, n_customers=n)
+    same = cpos[1:] == cpos[:-1]
+    gaps = (cplaced[1:] - cplaced[:-1])[same] / _NS_PER_DAY
+    gap_pos = cpos[1:][same]
+    out["gaps"] = np.bincount(gap_pos, minlength=n).astype(np.float64)
+    out["gap_sum"] = np.bincount(gap_pos, weights=gaps, minlength=n)
+    out["gap_sq"] = np.bincount(gap_pos, weights=gaps * gaps, minlength=n)
+
+    # The next edge each completed order crosses, and the orders still ahead of the date.
+    cage = now - cplaced
+    edges = np.full(cage.shape, _NO_EDGE, dtype=np.int64)
+    for days in reversed(_EDGE_DAYS):
+        edge = days * _NS_PER_DAY
+        edges = np.where(cage < edge, cplaced + edge, edges)
+    until = np.full(n, _NO_EDGE, dtype=np.int64)
+    np.minimum.at(until, cpos, edges)
+    np.minimum.at(until, later_pos, later)
+    out["valid_until_ns"] = until
+    return pd.DataFrame({c: out[c] for c in STATISTIC_COLUMNS}, index=index)
+
+
+def _column(orders: pd.DataFrame, name: str, keep: np.ndarray) -> np.ndarray:
+    if not len(orders):
+        return np.zeros(0)
+    return orders[name].to_numpy(dtype=np.float64, na_value=0.0)[keep]
+
+
+def _first_per(pos: np.ndarray, placed: np.ndarray, n: int, pick: np.ufunc) -> np.ndarray:
+    """Per customer the earliest (np.minimum) or latest (np.maximum) time; _NO_TIME if none."""
+    start = _NO_EDGE if pick is np.minimum else _NO_TIME
+    out = np.full(n, start, dtype=np.int64)
+    pick.at(out, pos, placed)
+    out[out == _NO_EDGE] = _NO_TIME
+    return out
+
+
+def merge_statistics(computed: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
+    """`computed` (every customer) with the rows of the customers in `stored` taken from it."""
+    if stored.empty:
+        return computed
+    out = computed.copy()
+    rows = out.index.get_indexer(stored.index)
+    found = rows >= 0
+    for column in STATISTIC_COLUMNS:
+        values = out[column].to_numpy(copy=True)
+        values[rows[found]] = stored[column].to_numpy()[found]
+        out[column] = values
+    return out
 
 
 def status_lower(status: pd.Series) -> np.ndarray:
@@ -234,110 +367,62 @@ def status_lower(status: pd.Series) -> np.ndarray:
     return status.astype(str).str.lower().to_numpy()
 
 
-def _orders_before(*, orders: pd.DataFrame, index: pd.Index, now: int) -> _PlacedOrders:
-    placed = utc_ns(orders["placed_at"])
-    pos = _positions(index, orders["customer_id"])
-    keep = (placed < now) & (pos >= 0) & (placed != np.iinfo(np.int64).min)
-    pos, placed = pos[keep], placed[keep]
-    status = status_lower(orders["status"])[keep]
-    return _PlacedOrders(
-        n=len(index),
-        pos=pos,
-        placed=placed,
-        age_days=(now - placed) / _NS_PER_DAY,
-        amount=orders["amount"].to_numpy(dtype=np.float64, na_value=0.0)[keep],
-        discount=orders["discount_amount"].to_numpy(dtype=np.float64, na_value=0.0)[keep],
-        items=orders["item_count"].to_numpy(dtype=np.float64, na_value=0.0)[keep],
-        status=status,
-        completed=status == "completed",
-    )
+def _days_since(now: int, times: np.ndarray) -> np.ndarray:
+    """(now - time) in days; NaN where there is no such time."""
+    out = (now - times) / _NS_PER_DAY
+    return np.where(times == _NO_TIME, np.nan, out)
 
 
-def _order_features(orders: _PlacedOrders) -> dict[str, np.ndarray]:
+def _order_features(statistics: pd.DataFrame, *, now: int) -> dict[str, np.ndarray]:
     """Counts, spend, recency, ordering rhythm and shares (see `build_features`), in the
-    order the columns appear."""
-    o, completed = orders, orders.completed
+    order the columns appear, from the customers' order statistics."""
+    s = {c: statistics[c].to_numpy() for c in STATISTIC_COLUMNS}
     cols: dict[str, np.ndarray] = {}
-    n_completed = o.count(completed)
-    revenue = o.count(completed, o.amount)
     for window in WINDOWS_ORDERS:
-        in_window = completed & (o.age_days < window)
-        cols[f"orders_{window}d"] = o.count(in_window)
-        cols[f"revenue_{window}d"] = o.count(in_window, o.amount)
+        cols[f"orders_{window}d"] = s[f"orders_{window}d"]
+        cols[f"revenue_{window}d"] = s[f"revenue_{window}d"]
+    n_completed = s["orders_completed"]
     cols["orders_lifetime"] = n_completed
-    cols["revenue_lifetime"] = revenue
-    cols["avg_order_value"] = _div(revenue, n_completed)
-    cols["items_per_order"] = _div(o.count(completed, o.items), n_completed)
-
-    last_completed = np.full(o.n, np.nan)
-    if o.pos.size:
-        # Ages are >= 0, so min age = most recent order; fmin ignores the NaN start.
-        np.fmin.at(last_completed, o.pos[completed], o.age_days[completed])
-    cols["recency_days"] = last_completed
-    cols["interorder_mean_days"], cols["interorder_std_days"] = _interorder_gaps(o)
-
-    prev_window = completed & (o.age_days >= 90) & (o.age_days < 180)
+    cols["revenue_lifetime"] = s["revenue"]
+    cols["avg_order_value"] = _div(s["revenue"], n_completed)
+    cols["items_per_order"] = _div(s["items"], n_completed)
+    cols["recency_days"] = _days_since(now, s["last_completed_ns"])
+    gap_mean = _div(s["gap_sum"], s["gaps"])
+    var = _div(s["gap_sq"], s["gaps"]) - gap_mean**2
+    cols["interorder_mean_days"] = gap_mean
+    cols["interorder_std_days"] = np.where(s["gaps"] >= 2, np.sqrt(np.clip(var, 0, None)), np.nan)
     cols["revenue_trend_90d"] = np.log1p(np.clip(cols["revenue_90d"], 0, None)) - np.log1p(
-        np.clip(o.count(prev_window, o.amount), 0, None)
+        np.clip(s["revenue_prev_90d"], 0, None)
     )
-    n_all = o.count(np.ones_like(completed))
-    cols["refund_share"] = _div(o.count(o.status == "refunded"), n_all)
-    cols["cancel_share"] = _div(o.count(o.status == "cancelled"), n_all)
-    cols["discount_share"] = _div(
-        o.count(completed, o.discount), o.count(completed, o.amount + o.discount)
-    )
+    cols["refund_share"] = _div(s["orders_refunded"], s["orders_all"])
+    cols["cancel_share"] = _div(s["orders_cancelled"], s["orders_all"])
+    cols["discount_share"] = _div(s["discount"], s["gross"])
     return cols
 
 
-def _interorder_gaps(orders: _PlacedOrders) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and population std of the gaps between consecutive completed orders of each
-    customer (NaN with fewer than two / three orders), via one sort."""
-    cpos, cage = orders.pos[orders.completed], orders.age_days[orders.completed]
-    # Per customer, oldest first. A scoring chunk's orders come from the (customer, time)
-    # index in that order already: checked in a millisecond, the sort (0.1–0.3 s a chunk of
-    # 500,000 orders) is skipped — the stable sort would have left them as they are.
-    in_order = (cpos[1:] > cpos[:-1]) | ((cpos[1:] == cpos[:-1]) & (cage[1:] <= cage[:-1]))
-    if not in_order.all():
-        order = np.lexsort((-cage, cpos))
-        cpos, cage = cpos[order], cage[order]
-    same = cpos[1:] == cpos[:-1]
-    gaps = (cage[:-1] - cage[1:])[same]
-    gap_pos = cpos[1:][same]
-    n_gaps = np.bincount(gap_pos, minlength=orders.n).astype(np.float64)
-    gap_sum = np.bincount(gap_pos, weights=gaps, minlength=orders.n)
-    gap_sq = np.bincount(gap_pos, weights=gaps * gaps, minlength=orders.n)
-    gap_mean = _div(gap_sum, n_gaps)
-    var = _div(gap_sq, n_gaps) - gap_mean**2
-    return gap_mean, np.where(n_gaps >= 2, np.sqrt(np.clip(var, 0, None)), np.nan)
-
-
-def _tenure_days(*, customers: pd.DataFrame, orders: _PlacedOrders, now: int) -> np.ndarray:
+def _tenure_days(*, customers: pd.DataFrame, statistics: pd.DataFrame, now: int) -> np.ndarray:
     """Days since signup, or since the first order of any status when the signup is unknown."""
-    tenure = np.full(orders.n, np.nan)
-    if orders.pos.size:
-        # Ages are >= 0, so max age = the first order; fmax ignores the NaN start.
-        np.fmax.at(tenure, orders.pos, orders.age_days)
+    tenure = _days_since(now, statistics["first_order_ns"].to_numpy())
     if "signup_date" in customers:
         signup = utc_ns(customers["signup_date"])
-        has_signup = (signup != np.iinfo(np.int64).min) & (signup < now)
+        has_signup = (signup != _NO_TIME) & (signup < now)
         tenure = np.where(has_signup, (now - signup) / _NS_PER_DAY, tenure)
     return tenure
 
 
 def _btyd_features(
     *,
-    orders: _PlacedOrders,
+    statistics: pd.DataFrame,
     now: int,
     btyd_params: btyd.BgNbdParams | Mapping[str, Any] | None,
 ) -> tuple[dict[str, np.ndarray], btyd.BgNbdParams]:
     """BG/NBD ("buy 'til you die") columns on completed orders, and the parameters used
     (fitted on these customers unless given)."""
-    completed = orders.completed
-    bx, btx, bT = btyd.summary_from_orders(
-        positions=orders.pos[completed],
-        placed_ns=orders.placed[completed],
+    bx, btx, bT = btyd.summary_from_statistics(
+        occasions=statistics["occasions"].to_numpy(),
+        first_ns=statistics["first_completed_ns"].to_numpy(),
+        last_ns=statistics["last_completed_ns"].to_numpy(),
         now_ns=now,
-        n_customers=orders.n,
     )
     if btyd_params is None:
         params = btyd.fit_bgnbd(bx, btx, bT)

@@ -114,7 +114,7 @@ def customers_rescore(*, triggers: dict[int, str], now: datetime | None = None) 
     )
     if ranged is None:  # erased or deleted meanwhile
         return []
-    features, scorable, scored = ranged
+    features, scorable, scored = ranged.features, ranged.scorable, ranged.scored
     index = features.index
     leaves = student_leaves(
         student=model_student(model=model), features=features, scorable=scorable

@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -32,8 +32,7 @@ from customers.selectors import (
 from scoring.errors import ScoringError
 from scoring.ml.distill import Student
 from scoring.ml.drift import DriftReference, counts_from_cumulative, population_stability
-from scoring.ml.features import build_features
-from scoring.ml.labels import eligible_customer_ids
+from scoring.ml.features import build_features, merge_statistics, order_statistics
 from scoring.ml.tiers import BAND, NOT_SCORABLE
 from scoring.models import (
     ChurnModel,
@@ -44,6 +43,12 @@ from scoring.models import (
     ScoringRun,
 )
 from scoring.selectors import churn_model_active, risk_tier_edges, risk_tier_rules
+from scoring.services.statistics import (
+    statistics_kept,
+    statistics_snapshot,
+    statistics_store,
+    statistics_usable,
+)
 from scoring.services.tiers import tiers_reassign
 from scoring.services.training import ScoredFrame, churn_model_estimator, score_features
 
@@ -159,7 +164,8 @@ def scoring_chunk_score(
     )
     if ranged is None:
         return 0
-    features, scorable, scored = ranged
+    features, scorable, scored = ranged.features, ranged.scorable, ranged.scored
+    fresh, snapshot = ranged.fresh, ranged.snapshot
     scores = _scores_frame(run=run, index=features.index, scorable=scorable, scored=scored)
     scores["student_leaf"] = student_leaves(
         student=model_student(model=model), features=features, scorable=scorable
@@ -181,6 +187,8 @@ def scoring_chunk_score(
             if mine.exists():  # another attempt at this chunk committed first
                 return 0
             raise
+        if fresh is not None and snapshot is not None:
+            statistics_store(statistics=fresh, snapshot=snapshot)
         return written
 
     if writer is None:
@@ -191,11 +199,21 @@ def scoring_chunk_score(
 
 @dataclass(frozen=True)
 class RangeFrames:
-    """What scoring reads of a range of customers: customers, orders and events."""
+    """What scoring reads of a range of customers: customers, orders and events; and, where
+    order statistics are kept (scoring.services.statistics), the stored statistics usable as
+    of the run's date — `orders` then holds only the other customers' orders — and the
+    snapshot taken before the reads."""
 
     customers: pd.DataFrame
     orders: pd.DataFrame
     events: pd.DataFrame
+    statistics: pd.DataFrame | None = None
+    snapshot: str | None = None
+
+
+# Below this share of a chunk's customers with stale statistics, their orders are read by id
+# (an index lookup each); above it, the chunk's whole range is read and the rest dropped.
+STALE_READ_BY_ID = 0.3
 
 
 def range_frames(
@@ -203,13 +221,39 @@ def range_frames(
     first_id: int | None = None,
     last_id: int | None = None,
     ids: Sequence[int] | None = None,
+    as_of: datetime | None = None,
 ) -> RangeFrames:
-    """The customers first_id ≤ id ≤ last_id (or those of `ids`) as scoring reads them."""
+    """The customers first_id ≤ id ≤ last_id (or those of `ids`) as scoring reads them; for a
+    range scored as of `as_of`, with the stored order statistics where they are kept."""
     where: dict[str, Any] = {"first_id": first_id, "last_id": last_id, "ids": ids}
+    kept = as_of is not None and ids is None and first_id is not None and statistics_kept()
+    snapshot = statistics_snapshot() if kept else None
     customers = customers_frame_for_ids(**where)
     if customers.empty:
         return RangeFrames(customers, pd.DataFrame(), pd.DataFrame())
-    return RangeFrames(customers, orders_frame_for_ids(**where), events_frame_for_ids(**where))
+    if not kept:
+        return RangeFrames(customers, orders_frame_for_ids(**where), events_frame_for_ids(**where))
+    assert first_id is not None and last_id is not None and as_of is not None
+    stored = statistics_usable(first_id=first_id, last_id=last_id, as_of=as_of)
+    stale = customers["customer_id"][~customers["customer_id"].isin(stored.index)]
+    if len(stale) < STALE_READ_BY_ID * len(customers):
+        orders = orders_frame_for_ids(ids=stale.tolist())
+    else:
+        orders = orders_frame_for_ids(**where)
+        orders = orders[~orders["customer_id"].isin(stored.index)]
+    return RangeFrames(customers, orders, events_frame_for_ids(**where), stored, snapshot)
+
+
+class RangeScores(NamedTuple):
+    """`range_score`'s result: the features (every customer), which of them the model can
+    score, their scores, and the order statistics computed from orders read this time (to be
+    stored; None where statistics are not kept), with the snapshot taken before the reads."""
+
+    features: pd.DataFrame
+    scorable: np.ndarray
+    scored: ScoredFrame
+    fresh: pd.DataFrame | None = None
+    snapshot: str | None = None
 
 
 def range_score(
@@ -222,30 +266,38 @@ def range_score(
     ids: Sequence[int] | None = None,
     frames: RangeFrames | None = None,
     reasons_from: float | None = None,
-) -> tuple[pd.DataFrame, np.ndarray, ScoredFrame] | None:
+) -> RangeScores | None:
     """The one feature path: the customers first_id ≤ id ≤ last_id (or those of `ids`) read
     from the database (or given as `frames`, read ahead), their features as of `as_of` (the
-    frame), which of them the model can score, and the scores (with the tier ranked within
-    these customers and the reasons of those from `reasons_from` up: `score_features`). None
-    when there is no such customer. A scoring chunk and an event-triggered rescore
+    frame; from the stored order statistics where they are usable, from orders otherwise),
+    which of them the model can score, and the scores (with the tier ranked within these
+    customers and the reasons of those from `reasons_from` up: `score_features`). None when
+    there is no such customer. A scoring chunk and an event-triggered rescore
     (scoring.services.realtime) both call it."""
-    frames = frames or range_frames(first_id=first_id, last_id=last_id, ids=ids)
-    customers, orders = frames.customers, frames.orders
+    frames = frames or range_frames(first_id=first_id, last_id=last_id, ids=ids, as_of=as_of)
+    customers = frames.customers
     if customers.empty:
         return None
+    index = pd.Index(customers["customer_id"], name="customer_id")
+    statistics = order_statistics(orders=frames.orders, index=index, as_of=pd.Timestamp(as_of))
+    fresh = None
+    if frames.statistics is not None:
+        fresh = statistics[~index.isin(frames.statistics.index)]
+        statistics = merge_statistics(statistics, frames.statistics)
     features = build_features(
-        orders=orders,
+        orders=frames.orders,
         events=frames.events,
         customers=customers,
         as_of=pd.Timestamp(as_of),
         event_kinds=model.reference.get("event_kinds") or None,
         btyd_params=model.reference.get("btyd_params"),
+        statistics=statistics,
     )
-    scorable = scorable_mask(model=model, orders=orders, index=features.index, as_of=as_of)
+    scorable = scorable_mask(model=model, features=features)
     scored = score_features(
         model=model, estimator=estimator, features=features[scorable], reasons_from=reasons_from
     )
-    return features, scorable, scored
+    return RangeScores(features, scorable, scored, fresh, frames.snapshot)
 
 
 def model_student(*, model: ChurnModel) -> Student | None:
@@ -287,17 +339,15 @@ def student_leaves(
     return pd.Series(values, index=features.index)
 
 
-def scorable_mask(
-    *, model: ChurnModel, orders: pd.DataFrame, index: pd.Index, as_of: datetime
-) -> np.ndarray:
-    """Which customers of `index` the model can score honestly: everyone for a model trained
-    on an explicit label; for a behaviour label, only customers with a completed order before
-    the scoring date (the population it was trained on; anyone else would get a probability
-    the model has no basis for, e.g. 99% for a customer who never ordered)."""
+def scorable_mask(*, model: ChurnModel, features: pd.DataFrame) -> np.ndarray:
+    """Which customers of `features` (build_features') the model can score honestly: everyone
+    for a model trained on an explicit label; for a behaviour label, only customers with a
+    completed order before the scoring date (the population it was trained on, as
+    `labels.eligible_customer_ids` picks it; anyone else would get a probability the model has
+    no basis for, e.g. 99% for a customer who never ordered)."""
     if model.label_definition.get("kind") != "behaviour":
-        return np.ones(len(index), dtype=bool)
-    eligible = eligible_customer_ids(orders=orders, cutoff=pd.Timestamp(as_of))
-    return np.asarray(index.isin(eligible))
+        return np.ones(len(features), dtype=bool)
+    return np.asarray(features["orders_lifetime"].to_numpy() > 0)
 
 
 def not_scorable_reason(*, model: ChurnModel, as_of: datetime) -> str:
@@ -415,7 +465,7 @@ def _explain_the_rest(*, run: ScoringRun) -> int:
         )
         if ranged is None:
             continue
-        features, scorable, scored = ranged
+        features, scorable, scored = ranged.features, ranged.scorable, ranged.scored
         found = {
             int(customer): (float(p), reasons, waterfall)
             for customer, p, reasons, waterfall in zip(
@@ -512,7 +562,7 @@ def scoring_run_execute(
     run, chunks = created
     try:
         with chunk_writes_behind(len(chunks)) as writer:
-            for (first_id, last_id), frames in chunks_read_ahead(chunks):
+            for (first_id, last_id), frames in chunks_read_ahead(chunks, as_of=run.as_of):
                 written = scoring_chunk_score(
                     run=run, first_id=first_id, last_id=last_id, frames=frames, writer=writer
                 )
@@ -525,7 +575,7 @@ def scoring_run_execute(
 
 
 def chunks_read_ahead(
-    chunks: Sequence[tuple[int, int]],
+    chunks: Sequence[tuple[int, int]], *, as_of: datetime
 ) -> Iterator[tuple[tuple[int, int], RangeFrames | None]]:
     """Each chunk with its frames, read one chunk ahead by a thread of its own (its own
     database connection, closed at the end) — on PostgreSQL outside a transaction only: another
@@ -536,7 +586,7 @@ def chunks_read_ahead(
         return
 
     def read(chunk: tuple[int, int]) -> RangeFrames:
-        return range_frames(first_id=chunk[0], last_id=chunk[1])
+        return range_frames(first_id=chunk[0], last_id=chunk[1], as_of=as_of)
 
     with ThreadPoolExecutor(1, thread_name_prefix="scoring-read-ahead") as reader:
         ahead = reader.submit(read, chunks[0])

@@ -173,11 +173,11 @@ def test_chunks_read_ahead_on_a_second_connection_score_like_chunks_reading_in_p
     settings.SCORING_CHUNK_CUSTOMERS = 70
     as_of = parse_as_of("2024-06-01")
     with transaction.atomic():  # inside a transaction: each chunk reads and writes for itself
-        assert all(frames is None for _, frames in chunks_read_ahead([(1, 2), (3, 4)]))
+        assert all(frames is None for _, frames in chunks_read_ahead([(1, 2), (3, 4)], as_of=as_of))
         with chunk_writes_behind(2) as writer:
             assert writer is None
         in_place = scoring_run_execute(as_of=as_of, run_key="in-place")
-    read = list(chunks_read_ahead([(0, 10**9), (10**9 + 1, 10**9 + 2)]))
+    read = list(chunks_read_ahead([(0, 10**9), (10**9 + 1, 10**9 + 2)], as_of=as_of))
     assert [len(frames.customers) for _, frames in read if frames is not None] == [600, 0]
     ahead = scoring_run_execute(as_of=as_of, run_key="ahead")
     assert in_place is not None and ahead is not None and ahead.chunks_total == 9

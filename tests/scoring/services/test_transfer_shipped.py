@@ -54,7 +54,7 @@ def test_a_source_score_winner_is_shipped_and_scores_with_the_source(
     # shared columns, into the fitted target pipeline.
     ranged = range_score(model=target, estimator=shipped, as_of=as_of, ids=list(stored))
     assert ranged is not None
-    features, scorable, _scored = ranged
+    features, scorable = ranged.features, ranged.scorable
     X = align_features(features=features[scorable], spec=FeatureSpec.from_dict(target.feature_spec))
     source_estimator = churn_model_load(model=source_model)
     source_X = align_features(features=X, spec=FeatureSpec.from_dict(source_model.feature_spec))
