@@ -20,6 +20,9 @@ HORIZON_DAYS = 90
 GENERATE_BLOCK = 500_000
 REFERENCE_TABLE = "bench_scores_reference"
 META_TABLE = "bench_scoring_data"
+# The order statistics last night's run left (scoring.models.OrderStatistics), put back before
+# every timed step, so each one scores a night: last night's statistics, a day gone by.
+LAST_NIGHT_STATISTICS = "bench_order_statistics_last_night"
 PLANS = ("basic", "plus", "pro")
 CHANNELS = ("web", "app", "store")
 CATEGORIES = ("books", "music", "electronics", "garden", "toys", "fashion", "food")
@@ -64,25 +67,46 @@ LAST_NIGHT = "bench-last-night"
 
 def clear_run_scores() -> None:
     """Empty the scores and runs between timed runs (the model stays, and so does last night's
-    run row: `last_night`)."""
-    from scoring.models import CustomerScore, ScoringChunk, ScoringRun
+    run row: `last_night`); the order statistics are last night's again."""
+    from scoring.models import CustomerScore, OrderStatistics, ScoringChunk, ScoringRun
 
     tables = ", ".join(m._meta.db_table for m in (CustomerScore, ScoringChunk))
     execute(f"TRUNCATE {tables} RESTART IDENTITY")
     execute(f"DELETE FROM {ScoringRun._meta.db_table} WHERE run_key <> %s", [LAST_NIGHT])
+    statistics = OrderStatistics._meta.db_table
+    execute(f"TRUNCATE {statistics}")
+    if execute("SELECT to_regclass(%s)", [LAST_NIGHT_STATISTICS])[0][0]:
+        execute(f"INSERT INTO {statistics} SELECT * FROM {LAST_NIGHT_STATISTICS}")
+    maintenance(statistics)
+
+
+def statistics_recomputed(as_of: Any) -> int:
+    """How many customers' order statistics a run as of `as_of` computed from their orders (the
+    rest it read from last night's)."""
+    from scoring.ml.features import as_utc
+    from scoring.models import OrderStatistics
+
+    table = OrderStatistics._meta.db_table
+    rows = execute(f"SELECT count(*) FROM {table} WHERE basis_ns = %s", [as_utc(as_of).value])
+    return int(rows[0][0])
 
 
 def last_night() -> Any:
     """The scoring run of the night before (as of a day before AS_OF, not timed), as production
     always has one: tonight's chunks explain from just below its at-risk bound
     (`scoring.services.runs.reasons_threshold`). Only its run row is kept."""
-    from scoring.models import ScoringRun
+    from scoring.models import OrderStatistics, ScoringRun
     from scoring.services.runs import parse_as_of, scoring_run_execute
 
     execute(f"DELETE FROM {ScoringRun._meta.db_table}")
+    execute(f"DROP TABLE IF EXISTS {LAST_NIGHT_STATISTICS}")
+    execute(f"TRUNCATE {OrderStatistics._meta.db_table}")  # the first night: every order read
     as_of = parse_as_of(AS_OF) - pd.Timedelta(days=1).to_pytimedelta()
     started = time.perf_counter()
     run = scoring_run_execute(as_of=as_of, run_key=LAST_NIGHT)
+    execute(
+        f"CREATE TABLE {LAST_NIGHT_STATISTICS} AS SELECT * FROM {OrderStatistics._meta.db_table}"
+    )
     print(
         f"last night's run (as of {as_of:%Y-%m-%d}, not timed) in "
         f"{time.perf_counter() - started:.0f} s: at-risk bound p ≥ {run.at_risk_from:.4f}",

@@ -64,6 +64,7 @@ from _scoring_data import (  # noqa: E402
     last_night,
     maintenance,
     prepare_data,
+    statistics_recomputed,
     train,
 )
 from _scoring_steps import (  # noqa: E402
@@ -208,6 +209,7 @@ def compare_with_reference(run_id: int) -> dict[str, Any]:
         "at_risk_unexplained": at_risk_unexplained,
         "reasons_from": run.reasons_from,
         "explained_at_finish": run.timings.get("explained_at_finish"),
+        "statistics_recomputed": statistics_recomputed(run.as_of),
     }
 
 
@@ -432,7 +434,8 @@ def print_checks(
             f"mismatches, {check['with_reasons']:,} with reasons (explained from p ≥ "
             f"{_threshold(check['reasons_from'])}, {check['explained_at_finish'] or 0:,} of them "
             f"at the finish), {check['at_risk_unexplained']:,} above the least severe tier "
-            "without reasons"
+            f"without reasons; order statistics of {check['statistics_recomputed']:,} customers "
+            "computed from their orders, the rest last night's"
         )
         if (
             check["scored"] != args.customers

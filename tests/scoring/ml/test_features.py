@@ -215,3 +215,65 @@ def test_features_do_not_depend_on_the_order_of_the_orders():
     ]
     assert frames[0]["interorder_std_days"].notna().sum() > 100
     pd.testing.assert_frame_equal(frames[0], frames[1], check_exact=False, rtol=1e-6)
+
+
+def _random_history(seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Customers, their orders (any status, times to the microsecond, some after AS_OF) and
+    no events."""
+    rng = np.random.default_rng(seed)
+    n_customers, n_orders = 200, 3_000
+    customers = pd.DataFrame(
+        {"customer_id": np.arange(n_customers), "signup_date": pd.NaT, "attributes": None}
+    )
+    micros = rng.integers(0, 500 * 86_400 * 10**6, n_orders)
+    placed = pd.to_datetime(_ts("2023-03-01").value + micros * 1000, utc=True)
+    orders = pd.DataFrame(
+        {
+            "customer_id": rng.integers(0, n_customers, n_orders),
+            "placed_at": placed,
+            "amount": rng.gamma(2, 30, n_orders).round(2),
+            "status": rng.choice(
+                ["completed", "refunded", "cancelled"], n_orders, p=[0.8, 0.1, 0.1]
+            ),
+            "discount_amount": rng.choice([0.0, 5.0], n_orders),
+            "item_count": rng.integers(1, 4, n_orders),
+        }
+    ).sort_values(["customer_id", "placed_at"], ignore_index=True)
+    events = pd.DataFrame({"customer_id": [], "kind": [], "occurred_at": []})
+    return customers, orders, events
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_statistics_give_the_features_of_any_later_date_until_they_expire(seed: int) -> None:
+    """Order statistics computed as of one date give, for any later date before their
+    `valid_until_ns`, exactly the features computed from the orders as of that date — what
+    lets a nightly run reuse last night's statistics — and they do change just after it."""
+    from scoring.ml.features import STATISTIC_COLUMNS, merge_statistics, order_statistics
+
+    customers, orders, events = _random_history(seed)
+    index = pd.Index(customers["customer_id"], name="customer_id")
+    kept = order_statistics(orders=orders, index=index, as_of=AS_OF)
+    until = kept["valid_until_ns"].to_numpy()
+    assert (until > AS_OF.value).all() and (until < np.iinfo(np.int64).max).sum() > 150
+    compared = list(STATISTIC_COLUMNS[2:])  # all but basis_ns and valid_until_ns
+    reused_somewhere = 0
+    for hours in (0, 7, 24, 24 * 9, 24 * 40):
+        day = AS_OF + pd.Timedelta(hours=hours)
+        valid = until > day.value
+        reused_somewhere += int(valid.sum())
+        fresh = order_statistics(orders=orders, index=index, as_of=day)
+        stored = kept[valid]
+        pd.testing.assert_frame_equal(fresh.loc[valid, compared], stored[compared])
+        merged = merge_statistics(fresh, stored)
+        by_orders = build_features(orders=orders, events=events, customers=customers, as_of=day)
+        by_statistics = build_features(
+            orders=orders, events=events, customers=customers, as_of=day, statistics=merged
+        )
+        pd.testing.assert_frame_equal(by_statistics, by_orders, check_exact=True)
+    assert reused_somewhere > 200
+    # Just past its bound, every customer's statistics differ (an order left a window, or one
+    # placed after AS_OF now counts).
+    for customer in np.flatnonzero(until < np.iinfo(np.int64).max)[:40]:
+        later = pd.Timestamp(int(until[customer]) + 1000, tz="UTC")
+        row = order_statistics(orders=orders, index=index, as_of=later).iloc[customer]
+        assert not row[compared].equals(kept.iloc[customer][compared])

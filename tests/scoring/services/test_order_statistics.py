@@ -1,0 +1,141 @@
+"""Order statistics kept between runs (PostgreSQL): a night reads the orders of the customers
+whose statistics are stale only, and scores exactly as a run reading every order; an order
+written while a run reads never leaves stale statistics behind."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from customers.models import Customer, Order
+from customers.selectors import orders_frame_for_ids
+from scoring.ml.features import as_utc, order_statistics
+from scoring.models import CustomerScore, OrderStatistics
+from scoring.services.datasets import training_data_from_database
+from scoring.services.runs import parse_as_of, scoring_run_execute
+from scoring.services.statistics import statistics_snapshot, statistics_store
+from scoring.services.training import churn_model_train
+from tests.scoring.services.test_not_scorable import shoppers_and_strangers
+
+# Each statement commits: the triggers' marks and the snapshots are other transactions'.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LAST_NIGHT = parse_as_of("2024-09-30")
+TONIGHT = parse_as_of("2024-10-01")
+
+
+@pytest.fixture
+def behaviour_model(require_postgres: None, artifact_dir: Path) -> None:
+    shoppers_and_strangers()
+    data = training_data_from_database(as_of=parse_as_of("2024-07-01"), horizon_days=90)
+    churn_model_train(data=data, candidates=["lr_balanced"], n_splits=3)
+
+
+def _scores(run_key: str) -> dict[int, tuple[float | None, str]]:
+    rows = CustomerScore.objects.filter(run__run_key=run_key)
+    return {c: (p, t) for c, p, t in rows.values_list("customer_id", "probability", "tier")}
+
+
+def _computed_as_of(as_of: datetime) -> set[int]:
+    basis = as_utc(as_of).value
+    return set(OrderStatistics.objects.filter(basis_ns=basis).values_list("customer_id", flat=True))
+
+
+def test_a_night_reads_only_the_stale_customers_orders_and_scores_as_if_it_read_all(
+    behaviour_model: None, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.SCORING_CHUNK_CUSTOMERS = 100
+    assert scoring_run_execute(as_of=LAST_NIGHT, run_key="last-night") is not None
+    # The first night computed everyone's statistics from their orders and kept them.
+    assert _computed_as_of(LAST_NIGHT) == set(Customer.objects.values_list("pk", flat=True))
+    assert not OrderStatistics.objects.filter(stale_xid__isnull=False).exists()
+
+    # During the day one shopper orders: the trigger marks them.
+    shopper = Customer.objects.get(external_id="s0001")
+    Order.objects.create(
+        external_id="today",
+        customer=shopper,
+        placed_at=LAST_NIGHT + timedelta(hours=12),
+        amount=Decimal("55.00"),
+    )
+    assert OrderStatistics.objects.get(customer_id=shopper.pk).stale_xid is not None
+
+    read: list[int] = []
+    real = orders_frame_for_ids
+
+    def spy(**where: Any) -> pd.DataFrame:
+        frame = real(**where)
+        read.extend(frame["customer_id"].unique().tolist())
+        return frame
+
+    monkeypatch.setattr("scoring.services.runs.orders_frame_for_ids", spy)
+    assert scoring_run_execute(as_of=TONIGHT, run_key="tonight") is not None
+    recomputed = _computed_as_of(TONIGHT)
+    # Tonight: the shopper (a new order) and those whose orders crossed a window edge in the
+    # day, no one else; their orders were the only ones read.
+    assert shopper.pk in recomputed
+    assert 0 < len(recomputed) < 300 / 4
+    assert set(read) <= recomputed
+    assert not OrderStatistics.objects.filter(stale_xid__isnull=False).exists()
+
+    # The same night reading every order: the same scores, to the last bit.
+    monkeypatch.undo()
+    settings.SCORING_ORDER_STATISTICS = False
+    assert scoring_run_execute(as_of=TONIGHT, run_key="tonight-every-order") is not None
+    assert _scores("tonight") == _scores("tonight-every-order")
+    assert _scores("tonight")[shopper.pk] != _scores("last-night")[shopper.pk]
+
+
+def _statistics_of(customer: Customer, as_of: datetime) -> pd.DataFrame:
+    orders = orders_frame_for_ids(ids=[customer.pk])
+    return order_statistics(orders=orders, index=pd.Index([customer.pk]), as_of=as_of)
+
+
+def test_statistics_read_before_an_order_committed_do_not_overwrite_its_mark(
+    require_postgres: None,
+) -> None:
+    customer = Customer.objects.create(external_id="c1")
+    first = Order.objects.create(
+        external_id="o1", customer=customer, placed_at=datetime(2024, 9, 1, tzinfo=UTC), amount=10
+    )
+    row = OrderStatistics.objects.filter(customer_id=customer.pk)
+    assert row.get().stale_xid is not None  # marked by the insert's trigger
+
+    before = statistics_snapshot()
+    assert statistics_store(statistics=_statistics_of(customer, TONIGHT), snapshot=before) == 1
+    assert row.get().stale_xid is None and row.get().orders_all == 1
+
+    # A run took its snapshot and read the orders; then a second order committed.
+    read_at = statistics_snapshot()
+    stale = _statistics_of(customer, TONIGHT)
+    Order.objects.create(
+        external_id="o2", customer=customer, placed_at=datetime(2024, 9, 2, tzinfo=UTC), amount=5
+    )
+    mark = row.get().stale_xid
+    assert mark is not None
+    statistics_store(statistics=stale, snapshot=read_at)
+    assert row.get().stale_xid == mark and row.get().orders_all == 1  # kept stale: read again
+
+    # Read after the order: stored.
+    after = statistics_snapshot()
+    statistics_store(statistics=_statistics_of(customer, TONIGHT), snapshot=after)
+    assert row.get().stale_xid is None and row.get().orders_all == 2
+
+    # Statistics for an earlier date never replace a later date's.
+    statistics_store(
+        statistics=_statistics_of(customer, LAST_NIGHT), snapshot=statistics_snapshot()
+    )
+    assert row.get().basis_ns == as_utc(TONIGHT).value
+
+    # A changed order (a refund) and a deleted one mark the customer too.
+    Order.objects.filter(pk=first.pk).update(status="refunded")
+    assert row.get().stale_xid is not None
+    statistics_store(statistics=_statistics_of(customer, TONIGHT), snapshot=statistics_snapshot())
+    assert row.get().stale_xid is None and row.get().orders_refunded == 1
+    Order.objects.filter(pk=first.pk).delete()
+    assert row.get().stale_xid is not None
