@@ -309,7 +309,8 @@ class OrderStatistics(models.Model):
     read of the orders (`pg_visible_in_snapshot`), so an order committed meanwhile is never
     lost. No foreign key: the triggers also mark customers a cascade is deleting; rows of
     deleted customers are never read. SQLite has no such triggers: there scoring reads every
-    order (settings.SCORING_ORDER_STATISTICS applies to PostgreSQL only).
+    order (settings.SCORING_ORDER_STATISTICS applies to PostgreSQL only). A change to what
+    `order_statistics` computes must come with a migration that empties this table.
     """
 
     customer_id = models.BigIntegerField(primary_key=True)

@@ -3,11 +3,20 @@
 from django.db import migrations, models
 
 # Every statement that inserts, changes or deletes orders marks the customers it touched:
-# their statistics row (created if none) gets the writing transaction's id, so a run knows
-# to read their orders again, and a run whose read did not see this transaction does not
-# overwrite the mark (scoring.services.statistics). Statement-level with transition tables:
+# their statistics row (created if none) gets the writing transaction's id and loses its
+# numbers (a deleted customer's row keeps nothing of their orders), so a run knows to read
+# their orders again, and a run whose read did not see this transaction does not overwrite
+# the mark (scoring.services.statistics). Statement-level with transition tables:
 # one upsert per statement (a COPY of a million orders included), in customer order so two
 # writers lock rows in the same order.
+NUMBERS = (
+    "basis_ns", "valid_until_ns", "orders_all", "orders_refunded", "orders_cancelled",
+    "orders_completed", "revenue", "items", "discount", "gross", "orders_30d", "revenue_30d",
+    "orders_90d", "revenue_90d", "orders_365d", "revenue_365d", "revenue_prev_90d",
+    "first_order_ns", "first_completed_ns", "last_completed_ns", "occasions", "gaps",
+    "gap_sum", "gap_sq",
+)
+CLEARED = ", ".join(f"{c} = NULL" for c in NUMBERS)
 MARK_STALE = """
 CREATE FUNCTION scoring_order_statistics_stale() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -16,18 +25,18 @@ BEGIN
         INSERT INTO scoring_orderstatistics (customer_id, stale_xid)
         SELECT DISTINCT customer_id, pg_current_xact_id()::text::bigint FROM new_orders
         ORDER BY customer_id
-        ON CONFLICT (customer_id) DO UPDATE SET stale_xid = EXCLUDED.stale_xid;
+        ON CONFLICT (customer_id) DO UPDATE SET stale_xid = EXCLUDED.stale_xid, {cleared};
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO scoring_orderstatistics (customer_id, stale_xid)
         SELECT DISTINCT customer_id, pg_current_xact_id()::text::bigint FROM old_orders
         ORDER BY customer_id
-        ON CONFLICT (customer_id) DO UPDATE SET stale_xid = EXCLUDED.stale_xid;
+        ON CONFLICT (customer_id) DO UPDATE SET stale_xid = EXCLUDED.stale_xid, {cleared};
     ELSE
         INSERT INTO scoring_orderstatistics (customer_id, stale_xid)
         SELECT customer_id, pg_current_xact_id()::text::bigint
         FROM (SELECT customer_id FROM new_orders UNION SELECT customer_id FROM old_orders) c
         ORDER BY customer_id
-        ON CONFLICT (customer_id) DO UPDATE SET stale_xid = EXCLUDED.stale_xid;
+        ON CONFLICT (customer_id) DO UPDATE SET stale_xid = EXCLUDED.stale_xid, {cleared};
     END IF;
     RETURN NULL;
 END $$;
@@ -40,7 +49,7 @@ CREATE TRIGGER scoring_order_statistics_update AFTER UPDATE ON customers_order
 CREATE TRIGGER scoring_order_statistics_delete AFTER DELETE ON customers_order
     REFERENCING OLD TABLE AS old_orders
     FOR EACH STATEMENT EXECUTE FUNCTION scoring_order_statistics_stale();
-"""
+""".replace("{cleared}", CLEARED)
 
 DROP_MARK_STALE = """
 DROP TRIGGER IF EXISTS scoring_order_statistics_insert ON customers_order;
