@@ -215,11 +215,17 @@ def _copy_column(values: pd.Series, *, null: bool) -> list[str]:
     if kind == "b":
         return np.where(values.to_numpy(), "t", "f").tolist()
     if kind in "iu":
-        return values.to_numpy().astype(str).tolist()
+        return list(map(str, values.to_numpy().tolist()))
     if kind == "f":
+        # Python's repr: the same shortest round-trip text as numpy's astype(str), in half
+        # the time (0.55 against 1.1 s a million, on a writer thread holding the interpreter).
         numbers = values.to_numpy()
-        out = numbers.astype(str)
-        return np.where(np.isnan(numbers), missing_text, out).tolist()
+        if numbers.dtype != np.float64:  # a float32's repr as a Python float has more digits
+            return np.where(np.isnan(numbers), missing_text, numbers.astype(str)).tolist()
+        texts = list(map(repr, numbers.tolist()))
+        for position in np.flatnonzero(np.isnan(numbers)).tolist():
+            texts[position] = missing_text
+        return texts
     missing = values.isna().to_numpy()
     listed = values.to_numpy(dtype=object).tolist()
     if set(map(type, listed)) == {str}:  # texts only (a JSON column): nothing to convert

@@ -126,17 +126,21 @@ class Explanations:
         n = len(self.index)
         if self.attributions is None or self.chart_groups is None or self.chart_phrases is None:
             return np.full(n, "{}", dtype=object)
+        # Only the explained rows (a scoring chunk explains the at-risk third or so).
+        explained = self.explained if self.explained is not None else np.ones(n, dtype=bool)
+        rows = np.flatnonzero(explained)
         quoted = self._quoted('""')
-        groups, codes = self.chart_groups, self.chart_phrases
+        groups, codes = self.chart_groups[rows], self.chart_phrases[rows]
+        attributions = self.attributions[rows]
         shown = np.where(
-            groups >= 0, np.take_along_axis(self.attributions, np.maximum(groups, 0), axis=1), 0.0
+            groups >= 0, np.take_along_axis(attributions, np.maximum(groups, 0), axis=1), 0.0
         )
         shown = np.round(np.nan_to_num(shown), WATERFALL_DECIMALS)
         baseline = round(float(np.nan_to_num(self.baseline)), WATERFALL_DECIMALS)
-        total = np.nan_to_num(self.probabilities.astype(np.float64))
+        total = np.nan_to_num(self.probabilities[rows].astype(np.float64))
         rest = np.round(total - baseline - shown.sum(axis=1), WATERFALL_DECIMALS)
         # A step that is one of the row's reasons names it by position.
-        reasons = self.top_phrases
+        reasons = self.top_phrases[rows]
         same = (codes[:, :, None] == reasons[:, None, :]) & (reasons[:, None, :] >= 0)
         same &= (codes >= 0)[:, :, None]
         is_reason = same.any(axis=2)
@@ -153,10 +157,10 @@ class Explanations:
             text = ("" if k == 0 else ",") + label + "," + _numbers(shown[:, k])
             parts.append(np.where(present, text, "").astype(object))
         parts.append('],"r":' + _numbers(rest) + "}")
+        out = np.full(n, "{}", dtype=object)
         # One join per row (adding to a growing text per step would copy it each time).
-        out = _texts([head + "".join(row) for row in zip(*parts)], n)
-        explained = self.explained if self.explained is not None else np.ones(n, dtype=bool)
-        return np.where(explained, out, "{}")
+        out[rows] = _texts([head + "".join(row) for row in zip(*parts)], len(rows))
+        return out
 
     def to_records(self) -> list[dict[str, Any]]:
         return [

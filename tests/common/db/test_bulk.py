@@ -3,6 +3,7 @@ attributes key by key, and skips rows that conflict with a multi-column unique c
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -161,3 +162,16 @@ def test_copy_text_marks_null_only_where_asked_and_escapes_once() -> None:
     assert copy_text(frame, null_when_missing={"number", "count", "maybe"}) == (
         "a\\tb\t1.5\tt\t1\t\\N\n\t\\N\tf\t\\N\tt\n\\\\N\t0.30000000000000004\tt\t3\tf\n"
     )
+
+
+def test_copy_text_writes_each_float_as_its_shortest_round_trip_text() -> None:
+    from common.db.bulk import copy_text
+
+    frame = pd.DataFrame(
+        {
+            "double": np.array([0.1, 1e22, 5e-324, float("nan")]),
+            "single": np.array([0.1, 2.5, 1e-7, float("nan")], dtype=np.float32),
+        }
+    )
+    lines = copy_text(frame, null_when_missing={"double", "single"}).splitlines()
+    assert lines == ["0.1\t0.1", "1e+22\t2.5", "5e-324\t1e-07", "\\N\t\\N"]
