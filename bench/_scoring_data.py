@@ -68,16 +68,26 @@ LAST_NIGHT = "bench-last-night"
 def clear_run_scores() -> None:
     """Empty the scores and runs between timed runs (the model stays, and so does last night's
     run row: `last_night`); the order statistics are last night's again."""
-    from scoring.models import CustomerScore, OrderStatistics, ScoringChunk, ScoringRun
+    from scoring.models import CustomerScore, ScoringChunk, ScoringRun
 
     tables = ", ".join(m._meta.db_table for m in (CustomerScore, ScoringChunk))
     execute(f"TRUNCATE {tables} RESTART IDENTITY")
     execute(f"DELETE FROM {ScoringRun._meta.db_table} WHERE run_key <> %s", [LAST_NIGHT])
+    last_night_statistics()
+
+
+def last_night_statistics() -> bool:
+    """Put back the order statistics last night's run left (`last_night`); none (the first
+    night: every order read) if it has not run on this database. True when put back."""
+    from scoring.models import OrderStatistics
+
     statistics = OrderStatistics._meta.db_table
     execute(f"TRUNCATE {statistics}")
-    if execute("SELECT to_regclass(%s)", [LAST_NIGHT_STATISTICS])[0][0]:
+    kept = bool(execute("SELECT to_regclass(%s)", [LAST_NIGHT_STATISTICS])[0][0])
+    if kept:
         execute(f"INSERT INTO {statistics} SELECT * FROM {LAST_NIGHT_STATISTICS}")
     maintenance(statistics)
+    return kept
 
 
 def statistics_recomputed(as_of: Any) -> int:

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from _machine import cpu_model, python_speed  # noqa: E402
 from _postgres import database_settings, ensure_database  # noqa: E402
-from _scoring_data import AS_OF, SEED, prepare_data, train  # noqa: E402
+from _scoring_data import AS_OF, SEED, last_night_statistics, prepare_data, train  # noqa: E402
 from _smtp_sink import SERVERS, smtp_server_choice, smtp_sink  # noqa: E402
 from _summary import figure, summary_print  # noqa: E402
 
@@ -213,6 +213,10 @@ def main() -> int:
         CampaignCycle.objects.all().delete()
         Campaign.objects.all().delete()
         ScoringRun.objects.all().delete()
+        # A night: the order statistics of bench/scoring.py's run a day earlier, when this
+        # database was copied from its (else the first night's cost: every order read).
+        statistics = "last night's" if last_night_statistics() else "none (a first night)"
+        print(f"order statistics kept from the night before: {statistics}", flush=True)
         model = train(args)
         campaigns = Path(scratch.name) / "campaigns.json"
         campaigns.write_text(json.dumps(campaign_spec()))
