@@ -189,7 +189,8 @@ def customers_frame_for_ids(
 ) -> pd.DataFrame:
     """Customers with first_id ≤ id ≤ last_id (all without bounds), ordered by id.
 
-    Columns: customer_id, signup_date (UTC), attributes (each row its own dict).
+    Columns: customer_id, signup_date (UTC), attributes (a dict; customers with the same
+    attributes share one dict object: read them, never change them in place).
     """
     condition, params = _id_range("id", first_id, last_id, ids)
     frame = frame_from_sql(
@@ -201,7 +202,8 @@ def customers_frame_for_ids(
     frame["signup_date"] = pd.to_datetime(frame["signup_date"], utc=True)
 
     # Attributes repeat a lot (a few plans, channels, ages): each distinct JSON text is parsed
-    # once instead of once per customer, and every row still gets its own dict.
+    # once instead of once per customer, and the rows share its dict (features build their
+    # attribute columns from the distinct dicts: scoring.ml.features._records_frame).
     def parse(v: Any) -> Any:
         return v if isinstance(v, dict) else (json.loads(v) if isinstance(v, str) else {})
 
@@ -211,14 +213,9 @@ def customers_frame_for_ids(
         frame["attributes"] = frame["attributes"].map(parse)
         return frame
     parsed = [parse(v) for v in distinct]
-    frame["attributes"] = pd.Series(
-        [
-            {} if code < 0 else (dict(p) if isinstance(p := parsed[code], dict) else p)
-            for code in codes.tolist()
-        ],
-        index=frame.index,
-        dtype=object,
-    )
+    shared = np.empty(len(parsed) + 1, dtype=object)
+    shared[:] = [*parsed, {}]  # code -1 (no attributes) picks the last: one shared {}
+    frame["attributes"] = pd.Series(shared[codes], index=frame.index, dtype=object)
     return frame
 
 

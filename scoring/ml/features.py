@@ -470,9 +470,12 @@ def _event_features(
     return out
 
 
+_NO_ATTRIBUTES: dict[str, Any] = {}
+
+
 def _attribute_frame(attributes: pd.Series, index: pd.Index) -> pd.DataFrame:
-    records = [a if isinstance(a, dict) else {} for a in attributes.tolist()]
-    raw = pd.DataFrame.from_records(records, index=index) if records else pd.DataFrame(index=index)
+    records = [a if isinstance(a, dict) else _NO_ATTRIBUTES for a in attributes.tolist()]
+    raw = _records_frame(records, index)
     data: dict[str, pd.Series] = {}
     for name in raw.columns:
         col = raw[name]
@@ -492,6 +495,24 @@ def _attribute_frame(attributes: pd.Series, index: pd.Index) -> pd.DataFrame:
         else:
             data[column] = _as_category_strings(col)
     return pd.DataFrame(data, index=index)
+
+
+def _records_frame(records: list[dict[str, Any]], index: pd.Index) -> pd.DataFrame:
+    """`DataFrame.from_records(records)`, built from each distinct dict object once: customers
+    with the same attributes share one parsed dict (customers.selectors), a few hundred for
+    50,000 customers, and from_records cost ~1 µs a row (1.7 s of a 1M-customer run). The
+    distinct dicts in order of first appearance give the same columns, in the same order,
+    with the same inferred types."""
+    if not records:
+        return pd.DataFrame(index=index)
+    codes, distinct_ids = pd.factorize(np.fromiter(map(id, records), np.int64, len(records)))
+    if len(distinct_ids) == len(records):
+        return pd.DataFrame.from_records(records, index=index)
+    _, first = np.unique(codes, return_index=True)  # codes number the dicts as they appear
+    distinct = pd.DataFrame.from_records([records[i] for i in first.tolist()])
+    if distinct.columns.empty:  # no attributes at all (pandas then makes no rows either)
+        return pd.DataFrame(index=index)
+    return distinct.iloc[codes].set_axis(index, axis=0)
 
 
 def _as_category_strings(col: pd.Series) -> pd.Series:

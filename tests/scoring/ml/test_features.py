@@ -277,3 +277,36 @@ def test_statistics_give_the_features_of_any_later_date_until_they_expire(seed: 
         later = pd.Timestamp(int(until[customer]) + 1000, tz="UTC")
         row = order_statistics(orders=orders, index=index, as_of=later).iloc[customer]
         assert not row[compared].equals(kept.iloc[customer][compared])
+
+
+def test_attribute_columns_are_the_same_from_shared_or_separate_dicts() -> None:
+    """Customers with the same attributes share one dict when read for scoring; the attribute
+    columns built from the distinct dicts equal those built row by row."""
+    gold, basic = {"plan": "gold", "age": 41}, {"plan": "basic", "vip": True}
+    shared = [gold, basic, gold, None, basic, gold, {"age": 29.5}]
+    copies = [dict(a) if isinstance(a, dict) else a for a in shared]
+    events = pd.DataFrame({"customer_id": [], "kind": [], "occurred_at": []})
+    orders = pd.DataFrame(
+        {
+            "customer_id": [],
+            "placed_at": pd.to_datetime([], utc=True),
+            "amount": [],
+            "status": [],
+            "discount_amount": [],
+            "item_count": [],
+        }
+    )
+    frames = [
+        build_features(
+            orders=orders,
+            events=events,
+            customers=pd.DataFrame(
+                {"customer_id": range(len(a)), "signup_date": pd.NaT, "attributes": a}
+            ),
+            as_of=AS_OF,
+        )
+        for a in (shared, copies)
+    ]
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+    assert frames[0]["attr_plan"].tolist()[:3] == ["gold", "basic", "gold"]
+    assert list(frames[0].filter(like="attr_").columns) == ["attr_plan", "attr_age", "attr_vip"]
