@@ -301,47 +301,60 @@ class OrderStatistics(models.Model):
     """A customer's order statistics as of a date (`scoring.ml.features.order_statistics`),
     kept between nightly runs so a run reads one narrow row instead of the customer's orders.
 
-    A row is used for a scoring date d when `stale_xid` is NULL and basis ≤ d < valid_until
-    (times in nanoseconds since the epoch, UTC, as the features compute them). On PostgreSQL
-    statement-level triggers on the orders table (migration scoring.0013) set `stale_xid` to
-    the writing transaction's id for every customer whose orders a statement inserts, changes
-    or deletes; a run writes fresh statistics only where that transaction was visible to its
-    read of the orders (`pg_visible_in_snapshot`), so an order committed meanwhile is never
-    lost. No foreign key: the triggers also mark customers a cascade is deleting; rows of
-    deleted customers are never read. SQLite has no such triggers: there scoring reads every
-    order (settings.SCORING_ORDER_STATISTICS applies to PostgreSQL only). A change to what
-    `order_statistics` computes must come with a migration that empties this table.
+    A row is used for a scoring date d when basis ≤ d < valid_until (nanoseconds since the
+    epoch, UTC, as the features compute them) and no `OrderStatisticsMark` of the customer
+    is left. Written only by scoring (scoring.services.statistics); on PostgreSQL only (on
+    SQLite scoring reads every order; settings.SCORING_ORDER_STATISTICS). No foreign key: rows
+    of deleted customers are deleted with their orders (migration scoring.0013). A change to
+    what `order_statistics` computes must come with a migration that empties this table.
     """
 
     customer_id = models.BigIntegerField(primary_key=True)
-    stale_xid = models.BigIntegerField(null=True)
-    basis_ns = models.BigIntegerField(null=True)
-    valid_until_ns = models.BigIntegerField(null=True)
-    orders_all = models.FloatField(null=True)
-    orders_refunded = models.FloatField(null=True)
-    orders_cancelled = models.FloatField(null=True)
-    orders_completed = models.FloatField(null=True)
-    revenue = models.FloatField(null=True)
-    items = models.FloatField(null=True)
-    discount = models.FloatField(null=True)
-    gross = models.FloatField(null=True)
-    orders_30d = models.FloatField(null=True)
-    revenue_30d = models.FloatField(null=True)
-    orders_90d = models.FloatField(null=True)
-    revenue_90d = models.FloatField(null=True)
-    orders_365d = models.FloatField(null=True)
-    revenue_365d = models.FloatField(null=True)
-    revenue_prev_90d = models.FloatField(null=True)
-    first_order_ns = models.BigIntegerField(null=True)
-    first_completed_ns = models.BigIntegerField(null=True)
-    last_completed_ns = models.BigIntegerField(null=True)
-    occasions = models.FloatField(null=True)
-    gaps = models.FloatField(null=True)
-    gap_sum = models.FloatField(null=True)
-    gap_sq = models.FloatField(null=True)
+    # The xmax of the snapshot the orders were read under (`pg_snapshot_xmax`): of two rows
+    # for the same date, the one read later (a larger xmax) wins.
+    snapshot_xmax = models.BigIntegerField()
+    basis_ns = models.BigIntegerField()
+    valid_until_ns = models.BigIntegerField()
+    orders_all = models.FloatField()
+    orders_refunded = models.FloatField()
+    orders_cancelled = models.FloatField()
+    orders_completed = models.FloatField()
+    revenue = models.FloatField()
+    items = models.FloatField()
+    discount = models.FloatField()
+    gross = models.FloatField()
+    orders_30d = models.FloatField()
+    revenue_30d = models.FloatField()
+    orders_90d = models.FloatField()
+    revenue_90d = models.FloatField()
+    orders_365d = models.FloatField()
+    revenue_365d = models.FloatField()
+    revenue_prev_90d = models.FloatField()
+    first_order_ns = models.BigIntegerField()
+    first_completed_ns = models.BigIntegerField()
+    last_completed_ns = models.BigIntegerField()
+    occasions = models.FloatField()
+    gaps = models.FloatField()
+    gap_sum = models.FloatField()
+    gap_sq = models.FloatField()
 
     class Meta:
         verbose_name_plural = "order statistics"
 
     def __str__(self) -> str:
         return f"order statistics of customer {self.customer_id}"
+
+
+class OrderStatisticsMark(models.Model):
+    """ "This customer's orders changed": appended by PostgreSQL triggers on the orders table
+    (migration scoring.0013) for every customer a statement inserts, changes or deletes orders
+    of, with the writing transaction's id (`pg_current_xact_id`). Append-only, so writers of
+    orders never wait for each other or for scoring. A run that computed a customer's
+    statistics from a read that saw that transaction deletes the mark with the new row; a
+    mark it did not see stays, and the next run reads the orders again."""
+
+    customer_id = models.BigIntegerField(db_index=True)
+    xid = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"orders of customer {self.customer_id} changed (transaction {self.xid})"

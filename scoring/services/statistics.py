@@ -1,14 +1,15 @@
 """Order statistics kept between scoring runs (scoring.models.OrderStatistics): read the rows
 usable for a scoring date, and store fresh ones without losing an order committed meanwhile.
 
-On PostgreSQL only. The orders table's triggers (migration scoring.0013) mark a customer's row
-stale with the id of every transaction that writes their orders. A chunk takes a snapshot
-before it reads anything; it reads the usable rows, then the orders of everyone else, and
-stores the statistics it computed from those orders only where the mark it overwrites was
-made by a transaction that snapshot already saw (so its orders were read): a transaction
-still running or committed after the snapshot keeps its mark, and the next run reads those
-orders again. Storing is best effort — statistics are a cache — in a transaction of its own
-that gives up after a short lock wait instead of holding up the chunk's scores.
+On PostgreSQL only. The orders table's triggers (migration scoring.0013) append a mark
+(`OrderStatisticsMark`) with the writing transaction's id for every customer whose orders a
+statement writes. A chunk takes a snapshot before it reads anything; it reads the usable rows
+(valid for its date, no mark left), then the orders of everyone else, and after its scores
+stores the statistics it computed from those orders — and, in the same statement, deletes the
+marks of the customers it stored whose transactions that snapshot saw (their orders were in
+the read). A mark of a transaction still running, or committed after the snapshot, stays: the
+next run reads those orders again. Storing is best effort — the statistics are a cache — in a
+transaction of its own that gives up after a short lock wait instead of holding up the chunk.
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ from django.db import DatabaseError, connection, transaction
 from common.db.bulk import copy_text
 from common.db.frames import frame_from_columns
 from scoring.ml.features import STATISTIC_COLUMNS, as_utc
-from scoring.models import OrderStatistics
+from scoring.models import OrderStatistics, OrderStatisticsMark
 
 logger = logging.getLogger(__name__)
 
 _TABLE = OrderStatistics._meta.db_table
+_MARKS = OrderStatisticsMark._meta.db_table
 _INTEGER = {"basis_ns", "valid_until_ns", "first_order_ns", "first_completed_ns",
             "last_completed_ns"}  # fmt: skip
-# How long storing waits for a row an order import has locked before giving up (the rows are
-# marked stale and read again next night).
+# How long storing waits for a row another writer holds before giving up (the customers keep
+# their marks and are read again next night).
 STORE_LOCK_TIMEOUT = "2s"
 
 
@@ -47,19 +49,20 @@ def statistics_snapshot() -> str:
 
 
 def statistics_usable(*, first_id: int, last_id: int, as_of: datetime) -> pd.DataFrame:
-    """The stored statistics of customers first_id ≤ id ≤ last_id usable as of `as_of` (not
-    marked stale, computed as of a date no later, valid past it), indexed by customer id."""
+    """The stored statistics of customers first_id ≤ id ≤ last_id usable as of `as_of`
+    (computed as of a date no later, valid past it, no mark left), indexed by customer id."""
     now = as_utc(as_of).value
     columns = {
-        "customer_id": ("customer_id", "int8"),
-        **{c: (c, "int8" if c in _INTEGER else "float8") for c in STATISTIC_COLUMNS},
+        "customer_id": ("s.customer_id", "int8"),
+        **{c: (f"s.{c}", "int8" if c in _INTEGER else "float8") for c in STATISTIC_COLUMNS},
     }
     frame = frame_from_columns(
-        _TABLE,
+        f"{_TABLE} s",
         columns,
         where=(
-            "customer_id >= %s AND customer_id <= %s AND stale_xid IS NULL "
-            "AND basis_ns <= %s AND valid_until_ns > %s"
+            "s.customer_id >= %s AND s.customer_id <= %s AND s.basis_ns <= %s "
+            f"AND s.valid_until_ns > %s AND NOT EXISTS (SELECT 1 FROM {_MARKS} m "
+            "WHERE m.customer_id = s.customer_id)"
         ),
         params=[int(first_id), int(last_id), now, now],
     )
@@ -68,37 +71,41 @@ def statistics_usable(*, first_id: int, last_id: int, as_of: datetime) -> pd.Dat
 
 def statistics_store(*, statistics: pd.DataFrame, snapshot: str) -> int:
     """Store `statistics` (indexed by customer id; computed from orders read after `snapshot`
-    was taken) where that is safe: the row is not marked stale by a transaction the snapshot
-    did not see, and holds no statistics for a later date. Returns the rows offered (0 when
-    it gave up on a lock; logged)."""
+    was taken) over any row for an earlier date, or for the same date read earlier; delete
+    the marks of the customers stored that the snapshot saw. Returns the rows stored (0 when
+    it gave up on a lock: logged)."""
     if statistics.empty:
         return 0
     frame = statistics.loc[:, list(STATISTIC_COLUMNS)].reset_index(names="customer_id")
     frame = frame.sort_values("customer_id", kind="stable")
     names = ["customer_id", *STATISTIC_COLUMNS]
     cols = ", ".join(names)
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in STATISTIC_COLUMNS)
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in ("snapshot_xmax", *STATISTIC_COLUMNS))
     stage = "_order_statistics_stage"
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = '{STORE_LOCK_TIMEOUT}'")
             cursor.execute(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} "
-                f"(LIKE {_TABLE} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+                f"SELECT {cols} FROM {_TABLE} WITH NO DATA"
             )
             cursor.execute(f"TRUNCATE {stage}")  # inside an outer transaction: no commit yet
             with cursor.cursor.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
                 copy.write(copy_text(frame))
             cursor.execute(
-                f"INSERT INTO {_TABLE} AS t ({cols}, stale_xid) "
-                f"SELECT {cols}, NULL FROM {stage} ORDER BY customer_id "
-                f"ON CONFLICT (customer_id) DO UPDATE SET {sets}, stale_xid = NULL "
-                "WHERE CASE WHEN t.stale_xid IS NULL THEN t.basis_ns IS NULL "
-                "OR t.basis_ns < EXCLUDED.basis_ns "
-                "ELSE pg_visible_in_snapshot(t.stale_xid::text::xid8, %s::pg_snapshot) END",
-                [snapshot],
+                f"WITH stored AS (INSERT INTO {_TABLE} AS t ({cols}, snapshot_xmax) "
+                f"SELECT {cols}, pg_snapshot_xmax(%s::pg_snapshot)::text::bigint FROM {stage} "
+                f"ORDER BY customer_id ON CONFLICT (customer_id) DO UPDATE SET {sets} "
+                "WHERE EXCLUDED.basis_ns > t.basis_ns OR (EXCLUDED.basis_ns = t.basis_ns "
+                "AND EXCLUDED.snapshot_xmax > t.snapshot_xmax) RETURNING customer_id), "
+                f"unmarked AS (DELETE FROM {_MARKS} m USING stored "
+                "WHERE m.customer_id = stored.customer_id "
+                "AND pg_visible_in_snapshot(m.xid::text::xid8, %s::pg_snapshot) RETURNING 1) "
+                "SELECT count(*) FROM stored",
+                [snapshot, snapshot],
             )
+            stored = int(cursor.fetchone()[0])
     except DatabaseError as exc:  # a lock held too long, a deadlock: next night reads them
         logger.warning("order statistics of %d customers not stored: %s", len(frame), exc)
         return 0
-    return len(frame)
+    return stored

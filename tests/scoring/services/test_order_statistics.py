@@ -4,6 +4,7 @@ written while a run reads never leaves stale statistics behind."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -11,14 +12,19 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from django.db import connection, transaction
 
 from customers.models import Customer, Order
 from customers.selectors import orders_frame_for_ids
 from scoring.ml.features import as_utc, order_statistics
-from scoring.models import CustomerScore, OrderStatistics
+from scoring.models import CustomerScore, OrderStatistics, OrderStatisticsMark
 from scoring.services.datasets import training_data_from_database
 from scoring.services.runs import parse_as_of, scoring_run_execute
-from scoring.services.statistics import statistics_snapshot, statistics_store
+from scoring.services.statistics import (
+    statistics_snapshot,
+    statistics_store,
+    statistics_usable,
+)
 from scoring.services.training import churn_model_train
 from tests.scoring.services.test_not_scorable import shoppers_and_strangers
 
@@ -53,7 +59,7 @@ def test_a_night_reads_only_the_stale_customers_orders_and_scores_as_if_it_read_
     assert scoring_run_execute(as_of=LAST_NIGHT, run_key="last-night") is not None
     # The first night computed everyone's statistics from their orders and kept them.
     assert _computed_as_of(LAST_NIGHT) == set(Customer.objects.values_list("pk", flat=True))
-    assert not OrderStatistics.objects.filter(stale_xid__isnull=False).exists()
+    assert not OrderStatisticsMark.objects.exists()  # every order was read: no mark left
 
     # During the day one shopper orders: the trigger marks them.
     shopper = Customer.objects.get(external_id="s0001")
@@ -63,7 +69,7 @@ def test_a_night_reads_only_the_stale_customers_orders_and_scores_as_if_it_read_
         placed_at=LAST_NIGHT + timedelta(hours=12),
         amount=Decimal("55.00"),
     )
-    assert OrderStatistics.objects.get(customer_id=shopper.pk).stale_xid is not None
+    assert OrderStatisticsMark.objects.filter(customer_id=shopper.pk).count() == 1
 
     read: list[int] = []
     real = orders_frame_for_ids
@@ -81,7 +87,7 @@ def test_a_night_reads_only_the_stale_customers_orders_and_scores_as_if_it_read_
     assert shopper.pk in recomputed
     assert 0 < len(recomputed) < 300 / 4
     assert set(read) <= recomputed
-    assert not OrderStatistics.objects.filter(stale_xid__isnull=False).exists()
+    assert not OrderStatisticsMark.objects.exists()
 
     # The same night reading every order: the same scores, to the last bit.
     monkeypatch.undo()
@@ -96,19 +102,23 @@ def _statistics_of(customer: Customer, as_of: datetime) -> pd.DataFrame:
     return order_statistics(orders=orders, index=pd.Index([customer.pk]), as_of=as_of)
 
 
-def test_statistics_read_before_an_order_committed_do_not_overwrite_its_mark(
-    require_postgres: None,
-) -> None:
+def _usable(customer: Customer) -> bool:
+    found = statistics_usable(first_id=customer.pk, last_id=customer.pk, as_of=TONIGHT)
+    return customer.pk in found.index
+
+
+def test_an_order_committed_after_a_runs_snapshot_keeps_its_mark(require_postgres: None) -> None:
     customer = Customer.objects.create(external_id="c1")
     first = Order.objects.create(
         external_id="o1", customer=customer, placed_at=datetime(2024, 9, 1, tzinfo=UTC), amount=10
     )
+    marks = OrderStatisticsMark.objects.filter(customer_id=customer.pk)
     row = OrderStatistics.objects.filter(customer_id=customer.pk)
-    assert row.get().stale_xid is not None  # marked by the insert's trigger
+    assert marks.count() == 1 and not row.exists()  # marked by the insert's trigger
 
     before = statistics_snapshot()
     assert statistics_store(statistics=_statistics_of(customer, TONIGHT), snapshot=before) == 1
-    assert row.get().stale_xid is None and row.get().orders_all == 1
+    assert not marks.exists() and row.get().orders_all == 1 and _usable(customer)
 
     # A run took its snapshot and read the orders; then a second order committed.
     read_at = statistics_snapshot()
@@ -116,26 +126,57 @@ def test_statistics_read_before_an_order_committed_do_not_overwrite_its_mark(
     Order.objects.create(
         external_id="o2", customer=customer, placed_at=datetime(2024, 9, 2, tzinfo=UTC), amount=5
     )
-    mark = row.get().stale_xid
-    assert mark is not None
+    assert marks.count() == 1 and not _usable(customer)
     statistics_store(statistics=stale, snapshot=read_at)
-    assert row.get().stale_xid == mark and row.get().orders_all is None  # read again
+    assert marks.count() == 1 and not _usable(customer)  # the mark stays: read again
 
-    # Read after the order: stored.
-    after = statistics_snapshot()
-    statistics_store(statistics=_statistics_of(customer, TONIGHT), snapshot=after)
-    assert row.get().stale_xid is None and row.get().orders_all == 2
+    # Read after the order: stored, the mark gone.
+    assert statistics_store(
+        statistics=_statistics_of(customer, TONIGHT), snapshot=statistics_snapshot()
+    )
+    assert not marks.exists() and row.get().orders_all == 2 and _usable(customer)
 
     # Statistics for an earlier date never replace a later date's.
-    statistics_store(
-        statistics=_statistics_of(customer, LAST_NIGHT), snapshot=statistics_snapshot()
-    )
+    earlier = _statistics_of(customer, LAST_NIGHT)
+    assert statistics_store(statistics=earlier, snapshot=statistics_snapshot()) == 0
     assert row.get().basis_ns == as_utc(TONIGHT).value
 
-    # A changed order (a refund) and a deleted one mark the customer too.
+    # A changed order (a refund) marks the customer too; a deleted one also drops the row.
     Order.objects.filter(pk=first.pk).update(status="refunded")
-    assert row.get().stale_xid is not None
+    assert marks.count() == 1 and not _usable(customer)
     statistics_store(statistics=_statistics_of(customer, TONIGHT), snapshot=statistics_snapshot())
-    assert row.get().stale_xid is None and row.get().orders_refunded == 1
+    assert not marks.exists() and row.get().orders_refunded == 1
     Order.objects.filter(pk=first.pk).delete()
-    assert row.get().stale_xid is not None and row.get().revenue is None
+    assert marks.count() == 1 and not row.exists()
+
+
+def test_writers_of_one_customers_orders_do_not_wait_for_each_other(
+    require_postgres: None,
+) -> None:
+    """The marks are appended, never updated: an order written for a customer while another
+    transaction holding that customer's new order is still open goes through at once."""
+    customer = Customer.objects.create(external_id="c1")
+    inserted, release = threading.Event(), threading.Event()
+
+    def long_import() -> None:
+        try:
+            with transaction.atomic():
+                Order.objects.create(
+                    external_id="import", customer=customer, placed_at=TONIGHT, amount=10
+                )
+                inserted.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=long_import)
+    thread.start()
+    try:
+        assert inserted.wait(10)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '1s'")
+            Order.objects.create(external_id="api", customer=customer, placed_at=TONIGHT, amount=5)
+    finally:
+        release.set()
+        thread.join()
+    assert OrderStatisticsMark.objects.filter(customer_id=customer.pk).count() == 2
