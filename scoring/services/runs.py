@@ -47,6 +47,7 @@ from scoring.services.statistics import (
     statistics_kept,
     statistics_snapshot,
     statistics_store,
+    statistics_tidy,
     statistics_usable,
 )
 from scoring.services.tiers import tiers_reassign
@@ -426,6 +427,7 @@ def scoring_run_finish(*, run: ScoringRun) -> ScoringRun:
     run.chunks_done = ScoringChunk.objects.filter(run=run).count()
     run.drift = scoring_run_drift(run=run)
     tables_analyze(CustomerScore, Customer, grew_by=run.customers_scored)
+    statistics_tidy()
     run.status = RunStatus.COMPLETED
     run.finished_at = timezone.now()
     run.timings = {**run.timings, "seconds": (run.finished_at - run.started_at).total_seconds()}

@@ -23,6 +23,7 @@ from django.db import DatabaseError, connection, transaction
 
 from common.db.bulk import copy_text
 from common.db.frames import frame_from_columns
+from customers.models import Customer
 from scoring.ml.features import STATISTIC_COLUMNS, as_utc
 from scoring.models import OrderStatistics, OrderStatisticsMark
 
@@ -109,3 +110,24 @@ def statistics_store(*, statistics: pd.DataFrame, snapshot: str) -> int:
         logger.warning("order statistics of %d customers not stored: %s", len(frame), exc)
         return 0
     return stored
+
+
+def statistics_tidy() -> int:
+    """At the end of a run (PostgreSQL): with statistics kept, drop the marks of customers who
+    no longer exist (nothing would ever consume them); with them turned off, drop every row
+    and mark — nothing keeps the rows current any more, so turning them on again starts from a
+    first night. Returns the marks deleted."""
+    if connection.vendor != "postgresql":
+        return 0
+    customers = Customer._meta.db_table
+    with connection.cursor() as cursor:
+        if not statistics_kept():
+            cursor.execute(f"SELECT count(*) FROM {_MARKS}")
+            marks = int(cursor.fetchone()[0])
+            cursor.execute(f"TRUNCATE {_TABLE}, {_MARKS}")
+            return marks
+        cursor.execute(
+            f"DELETE FROM {_MARKS} m WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {customers} c WHERE c.id = m.customer_id)"
+        )
+        return int(cursor.rowcount)

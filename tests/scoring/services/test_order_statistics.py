@@ -180,3 +180,26 @@ def test_writers_of_one_customers_orders_do_not_wait_for_each_other(
         release.set()
         thread.join()
     assert OrderStatisticsMark.objects.filter(customer_id=customer.pk).count() == 2
+
+
+def test_a_runs_end_drops_the_marks_of_deleted_customers_and_everything_when_turned_off(
+    require_postgres: None, settings: Any
+) -> None:
+    from scoring.services.statistics import statistics_tidy
+
+    kept, gone = (Customer.objects.create(external_id=f"c{i}") for i in range(2))
+    for customer in (kept, gone):
+        Order.objects.create(
+            external_id=f"o{customer.pk}", customer=customer, placed_at=LAST_NIGHT, amount=10
+        )
+    statistics_store(statistics=_statistics_of(kept, TONIGHT), snapshot=statistics_snapshot())
+    Order.objects.create(external_id="again", customer=kept, placed_at=LAST_NIGHT, amount=3)
+    gone.delete()  # its orders go too: marked, and nothing will ever read them again
+    assert statistics_tidy() == 2  # the deleted customer's two marks
+    assert list(OrderStatisticsMark.objects.values_list("customer_id", flat=True)) == [kept.pk]
+    assert OrderStatistics.objects.filter(customer_id=kept.pk).exists()
+
+    # Turned off, nothing keeps the rows current: they go, marks and all.
+    settings.SCORING_ORDER_STATISTICS = False
+    assert statistics_tidy() == 1
+    assert not OrderStatistics.objects.exists() and not OrderStatisticsMark.objects.exists()
