@@ -10,6 +10,10 @@ marks of the customers it stored whose transactions that snapshot saw (their ord
 the read). A mark of a transaction still running, or committed after the snapshot, stays: the
 next run reads those orders again. Storing is best effort — the statistics are a cache — in a
 transaction of its own that gives up after a short lock wait instead of holding up the chunk.
+
+Of two rows for one date, the one read under the later snapshot wins (`pg_snapshot_xmax`). Not
+guarded: two runs for different dates at once, the later-dated one reading before an order the
+other read after — runs are one at a time (the cycle's lock).
 """
 
 from __future__ import annotations
