@@ -122,6 +122,10 @@ def build_features(
       are fitted, without labels, on the customers passed in and their orders before `as_of`.
       The parameters used are returned in `frame.attrs["btyd_params"]`: store them with the
       model and pass them back when scoring in chunks, so every chunk shares one model.
+
+    `statistics` (`order_statistics` of every customer, valid as of `as_of`) replaces the
+    orders: a scoring run passes the statistics kept since last night merged with those of
+    the customers whose orders it read. Without it they are computed from `orders`.
     """
     now = as_utc(as_of).value
     customers = attributes_as_of(customers=customers, versions=attribute_versions, as_of=as_of)
