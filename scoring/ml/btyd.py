@@ -252,11 +252,16 @@ def summary_from_statistics(
     *, occasions: np.ndarray, first_ns: np.ndarray, last_ns: np.ndarray, now_ns: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x, t_x, T) in days from each customer's purchase occasions and first and last purchase
-    (nanoseconds; any value where there are no occasions): NaN for customers without one."""
+    (nanoseconds; any value where there are no occasions): NaN for customers without one.
+
+    t_x is T minus the days since the last purchase (not the last purchase minus the first,
+    which differs in the last bits): the fit is ill-conditioned along a ridge (a → 0, b → ∞
+    on some shops), and last-bit changes of t_x moved a demo model's fitted (a, b) from
+    (4e-5, 4299) to (0.002, 240) and its ROC-AUC from 0.736 to 0.726."""
     has = occasions > 0
     x = np.where(has, occasions - 1, np.nan)
-    t_x = np.where(has, (last_ns - first_ns) / _NS_PER_DAY, np.nan)
     T = np.where(has, (now_ns - first_ns) / _NS_PER_DAY, np.nan)
+    t_x = np.where(has, T - (now_ns - last_ns) / _NS_PER_DAY, np.nan)
     return x, t_x, T
 
 
