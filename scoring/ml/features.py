@@ -308,9 +308,9 @@ def order_statistics(
     if not in_order.all():
         order = np.lexsort((cplaced, cpos))
         cpos, cplaced = cpos[order], cplaced[order]
-    out["first_order_ns"] = _first_per(pos, placed, n, np.minimum)
-    out["first_completed_ns"] = _first_per(cpos, cplaced, n, np.minimum)
-    out["last_completed_ns"] = _first_per(cpos, cplaced, n, np.maximum)
+    out["first_order_ns"] = _time_per(pos, placed, n, np.minimum)
+    out["first_completed_ns"] = _time_per(cpos, cplaced, n, np.minimum)
+    out["last_completed_ns"] = _time_per(cpos, cplaced, n, np.maximum)
     out["occasions"] = btyd.occasions(positions=cpos, placed_ns=cplaced, n_customers=n)
     same = cpos[1:] == cpos[:-1]
     gaps = (cplaced[1:] - cplaced[:-1])[same] / _NS_PER_DAY
@@ -338,7 +338,7 @@ def _column(orders: pd.DataFrame, name: str, keep: np.ndarray) -> np.ndarray:
     return orders[name].to_numpy(dtype=np.float64, na_value=0.0)[keep]
 
 
-def _first_per(pos: np.ndarray, placed: np.ndarray, n: int, pick: np.ufunc) -> np.ndarray:
+def _time_per(pos: np.ndarray, placed: np.ndarray, n: int, pick: np.ufunc) -> np.ndarray:
     """Per customer the earliest (np.minimum) or latest (np.maximum) time; _NO_TIME if none."""
     start = _NO_EDGE if pick is np.minimum else _NO_TIME
     out = np.full(n, start, dtype=np.int64)

@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 
 _TABLE = OrderStatistics._meta.db_table
 _MARKS = OrderStatisticsMark._meta.db_table
-_INTEGER = {"basis_ns", "valid_until_ns", "first_order_ns", "first_completed_ns",
-            "last_completed_ns"}  # fmt: skip
 # How long storing waits for a row another writer holds before giving up (the customers keep
 # their marks and are read again next night).
 STORE_LOCK_TIMEOUT = "2s"
@@ -59,7 +57,8 @@ def statistics_usable(*, first_id: int, last_id: int, as_of: datetime) -> pd.Dat
     now = as_utc(as_of).value
     columns = {
         "customer_id": ("s.customer_id", "int8"),
-        **{c: (f"s.{c}", "int8" if c in _INTEGER else "float8") for c in STATISTIC_COLUMNS},
+        # times (…_ns) are int64 nanoseconds, the rest float64 counts and sums
+        **{c: (f"s.{c}", "int8" if c.endswith("_ns") else "float8") for c in STATISTIC_COLUMNS},
     }
     frame = frame_from_columns(
         f"{_TABLE} s",
