@@ -209,8 +209,17 @@ def copy_text(frame: pd.DataFrame, *, null_when_missing: Collection[str] = ()) -
 
 def _copy_column(values: pd.Series, *, null: bool) -> list[str]:
     missing_text = "\\N" if null else ""
+    if _one_value(values):  # a run's id, a batch's timestamp: formatted once
+        return _copy_column(values.iloc[:1], null=null) * len(values)
     if isinstance(values.dtype, pd.DatetimeTZDtype) or values.dtype.kind == "M":
         values = _datetime_text(pd.to_datetime(values, utc=True), postgres=True)
+    if isinstance(values.array, pd.arrays.IntegerArray):
+        # A nullable integer column (Int16 …): the numbers formatted as plain ints, then NULLs.
+        missing = values.isna().to_numpy()
+        texts = list(map(str, values.to_numpy(dtype=np.int64, na_value=0).tolist()))
+        for position in np.flatnonzero(missing).tolist():
+            texts[position] = missing_text
+        return texts
     kind = values.dtype.kind if isinstance(values.dtype, np.dtype) else "O"  # NA-able: below
     if kind == "b":
         return np.where(values.to_numpy(), "t", "f").tolist()
@@ -246,6 +255,18 @@ def _copy_column(values: pd.Series, *, null: bool) -> list[str]:
             missing_text if gone else t for t, gone in zip(texts, missing.tolist(), strict=True)
         ]
     return texts
+
+
+def _one_value(values: pd.Series) -> bool:
+    """Whether a numeric or timestamp column of two rows or more holds one value throughout
+    (no missing one): checked by numpy, cheaper than formatting it a row at a time."""
+    if len(values) < 2 or not isinstance(values.dtype, (np.dtype, pd.DatetimeTZDtype)):
+        return False
+    if values.dtype.kind not in "iuMm" and not isinstance(values.dtype, pd.DatetimeTZDtype):
+        return False
+    numbers = values.to_numpy()
+    first = numbers[0]
+    return bool(first == first) and bool((numbers == first).all())
 
 
 def _copy_scalar(value: Any) -> str:

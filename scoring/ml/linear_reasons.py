@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,6 +25,8 @@ import pandas as pd
 from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
+
+from scoring.ml.transforms import transform_steps
 
 # Rows of each chunk on which the closed form is checked (against predict_proba here, against
 # the perturbation method in explain), and the largest difference in probability allowed.
@@ -50,10 +53,7 @@ class LinearMember:
     link: Callable[[np.ndarray], np.ndarray]
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
-        Z: Any = X
-        for step in self.steps:
-            Z = step.transform(Z)
-        return np.asarray(Z, dtype=np.float64)
+        return transform_steps(self.steps, X)
 
 
 def _linear_pipeline(pipeline: Any) -> tuple[tuple[Any, ...], np.ndarray, float] | None:
@@ -245,6 +245,73 @@ def _feeds(
 ADDITIVE_TOLERANCE = 1e-8
 
 
+# What probing found per fitted member (keyed by its last transformer, which lives as long as
+# the loaded estimator): the fills probed against, the typical row transformed, and which
+# transformed columns each input feeds (the union over every chunk's probes).
+_FEEDS: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], np.ndarray, np.ndarray]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _known_feeds(member: LinearMember, fills: list[Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    key = member.steps[-1] if member.steps else None
+    known = _FEEDS.get(key) if key is not None else None
+    if known is None or known[0] != _fills_key(fills):
+        return None
+    return known[1], known[2]
+
+
+def _fills_key(fills: list[Any]) -> tuple[str, ...]:
+    return tuple(map(repr, fills))  # NaN equals NaN here
+
+
+def _remember_feeds(
+    member: LinearMember, fills: list[Any], typical: np.ndarray, feeds: np.ndarray
+) -> None:
+    if member.steps:
+        _FEEDS[member.steps[-1]] = (_fills_key(fills), typical, feeds)
+
+
+def _member_phi(
+    *,
+    member: LinearMember,
+    Z: np.ndarray,
+    decision: np.ndarray,
+    sub: pd.DataFrame,
+    fills: list[Any],
+    probed: Callable[[], tuple[pd.DataFrame, np.ndarray]],
+) -> tuple[np.ndarray, float] | None:
+    """One member's log-odds attribution per input (rows x inputs) and its typical decision;
+    None when its decision is not a sum over inputs.
+
+    Which transformed columns each input feeds is found by probing (`_probe_frame`), once per
+    loaded model: a later chunk reuses it, and probes again only when the reused map leaves a
+    moving column unattributed (a category or a value range the earlier probes never hit:
+    the sum check below sees it), adding what it finds. Probing is the same for every chunk
+    otherwise, and cost a quarter of a chunk's reasons."""
+    m = len(sub.columns)
+    known = _known_feeds(member, fills)
+    for attempt in ("known", "probed"):
+        if attempt == "known":
+            if known is None:
+                continue
+            typical, feeds = known
+        else:
+            probes, owners = probed()
+            typical, found = _feeds(member, probes, owners, m)
+            feeds = found if known is None else (found | known[1])
+            if (feeds.sum(axis=1) > 1).any():
+                return None  # one transformed column fed by two inputs: not additive per input
+            _remember_feeds(member, fills, typical, feeds)
+        phi = ((Z - typical) * member.coef) @ feeds.astype(np.float64)
+        d_typical = float(typical @ member.coef + member.intercept)
+        delta = decision - d_typical
+        scale_tol = ADDITIVE_TOLERANCE * max(1.0, float(np.max(np.abs(delta), initial=0.0)))
+        if np.max(np.abs(phi.sum(axis=1) - delta), initial=0.0) <= scale_tol:
+            return phi, d_typical
+    return None
+
+
 def linear_shapley(
     *, scores: LinearScores, sub: pd.DataFrame, fills: list[Any]
 ) -> tuple[np.ndarray, float] | None:
@@ -255,31 +322,36 @@ def linear_shapley(
     Per member: phi_j = w·(z - z_typical) over the transformed columns input j feeds, in
     log-odds, mapped to probability by the proportional rule (`scoring.ml.shapley`).
     """
-    probes, owners = _probe_frame(sub, fills)
+    probes: list[tuple[pd.DataFrame, np.ndarray]] = []
+
+    def probed() -> tuple[pd.DataFrame, np.ndarray]:
+        if not probes:  # built once per call, for whichever member needs it
+            probes.append(_probe_frame(sub, fills))
+        return probes[0]
+
     m = len(sub.columns)
     total = np.zeros((len(sub), m))
     baseline = 0.0
     for member, Z, decision in zip(
         scores.members, scores.transformed, scores.decisions, strict=True
     ):
-        typical, feeds = _feeds(member, probes, owners, m)
-        if (feeds.sum(axis=1) > 1).any():
-            return None  # one transformed column fed by two inputs: not additive per input
-        phi = ((Z - typical) * member.coef) @ feeds.astype(np.float64)
-        d_typical = float(typical @ member.coef + member.intercept)
-        delta = decision - d_typical
-        scale_tol = ADDITIVE_TOLERANCE * max(1.0, float(np.max(np.abs(delta), initial=0.0)))
-        if np.max(np.abs(phi.sum(axis=1) - delta), initial=0.0) > scale_tol:
+        found = _member_phi(
+            member=member, Z=Z, decision=decision, sub=sub, fills=fills, probed=probed
+        )
+        if found is None:
             return None
+        phi, d_typical = found
+        delta = decision - d_typical
         p = _apply_link(member, decision)
         p_typical = float(_apply_link(member, np.asarray([d_typical]))[0])
         # The proportional rule; where the decisions (nearly) agree, the link's slope at d.
-        eps = 1e-6
-        slope = (_apply_link(member, decision + eps) - _apply_link(member, decision - eps)) / (
-            2 * eps
-        )
         small = np.abs(delta) < 1e-9
-        ratio = np.where(small, slope, (p - p_typical) / np.where(small, 1.0, delta))
+        ratio = (p - p_typical) / np.where(small, 1.0, delta)
+        if small.any():
+            eps, near = 1e-6, decision[small]
+            ratio[small] = (_apply_link(member, near + eps) - _apply_link(member, near - eps)) / (
+                2 * eps
+            )
         mapped = phi * ratio[:, None]
         # Rows whose decisions agree to the last bits: put the rounding residue on the
         # largest attribution so the sum is exact.

@@ -47,6 +47,7 @@ from sklearn.ensemble import (
 )
 
 from scoring.ml.linear_reasons import _feeds, _probe_frame, calibrated_members
+from scoring.ml.transforms import transform_steps
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +71,7 @@ class TreeMember:
     link: Callable[[np.ndarray], np.ndarray]
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
-        Z: Any = X
-        for step in self.steps:
-            Z = step.transform(Z)
-        return np.asarray(Z, dtype=np.float64)
+        return transform_steps(self.steps, X)
 
     def response(self, Z: np.ndarray) -> np.ndarray:
         if isinstance(self.model, _DECISION):

@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from scoring.ml.explain import explain_customers
+from scoring.ml.explain import _numbers, explain_customers
 from scoring.ml.pipelines import build_pipeline, select_candidates
 from scoring.ml.train import calibrated, reference_values
 
@@ -100,3 +100,23 @@ def test_row_keys_order_rows_as_the_rows_themselves() -> None:
     _, by_key = np.unique(keys, return_inverse=True)
     assert keys.ndim == 1 and np.array_equal(by_row.reshape(-1), by_key.reshape(-1))
     assert _row_keys(codes, [2**31, 2**31, 2**31]).shape == (500, 3)
+
+
+def test_waterfall_numbers_are_the_six_decimal_texts_trailing_zeros_dropped():
+    """`_numbers` builds each text from the value's millionths by table lookups: the same
+    text as formatting it with 6 decimals, for every size a waterfall holds and beyond."""
+    rng = np.random.default_rng(7)
+    values = np.concatenate(
+        [rng.normal(0, scale, 20_000) for scale in (1e-7, 1e-5, 1e-3, 0.1, 1.0, 50.0, 5_000.0)]
+        + [np.asarray([0.0, -0.0, 1e-9, -1e-9, np.nan, 3.0, -2.5, 0.1, 999.999999, 1000.0])]
+    )
+    values = np.round(values, 6)
+    expected = []
+    for v in np.nan_to_num(values).tolist():
+        text = f"{v:.6f}".rstrip("0").rstrip(".")
+        expected.append("0" if text in ("-0", "") else text)
+    assert _numbers(values).tolist() == expected
+    # the plain-size path alone (no value of 1,000 or more sends it to formatting)
+    small = values[np.abs(np.nan_to_num(values)) < 1000]
+    kept = [e for e, v in zip(expected, np.nan_to_num(values), strict=True) if abs(v) < 1000]
+    assert _numbers(small).tolist() == kept

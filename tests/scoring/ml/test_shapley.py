@@ -96,6 +96,47 @@ def test_linear_attributions_add_up_exactly(mixed_data, name, method):
         assert baseline + sum(v for _, v in steps) + rest == pytest.approx(p, abs=1e-6)
 
 
+def test_feeds_found_once_are_reused_and_grow_with_an_unseen_value(mixed_data, monkeypatch):
+    """Which transformed columns each input feeds is probed once per loaded model: a later
+    batch reuses it (no probing), and a batch holding what the earlier ones never showed
+    (Contract "One year", whose one-hot column never moved in the first batch's probes) is
+    probed again. Every batch's attributions equal those found by probing it afresh."""
+    X, y, spec = mixed_data
+    model = calibrated(
+        pipeline=build_pipeline(spec=spec, candidate=select_candidates(names="lr_balanced")[0]),
+        method="sigmoid",
+        random_state=0,
+    ).fit(X, y)
+    reference = reference_values(X=X, spec=spec)
+    first, _ = make_frame(400, seed=11)
+    first["Contract"] = "Month-to-month"
+    second, _ = make_frame(400, seed=12)
+    second["Contract"] = "Month-to-month"
+    third, _ = make_frame(400, seed=13)  # all three contracts
+    probes = []
+    probe = linear_reasons._probe_frame
+
+    def counted(sub, fills):
+        probes.append(sorted(sub["Contract"].unique()))
+        return probe(sub, fills)
+
+    monkeypatch.setattr(linear_reasons, "_probe_frame", counted)
+
+    def explain(rows):
+        return explain_customers(estimator=model, X=rows, spec=spec, reference=reference)
+
+    outs = [explain(rows) for rows in (first, second, third)]
+    # the first batch, then only the third (its "One year" moves an unattributed column)
+    assert probes == [["Month-to-month"], ["Month-to-month", "One year", "Two year"]]
+    assert all(out.method == "exact-linear" for out in outs)
+    linear_reasons._FEEDS.clear()
+    for rows, out in zip((first, second, third), outs, strict=True):
+        fresh = explain(rows)
+        linear_reasons._FEEDS.clear()
+        np.testing.assert_allclose(out.attributions, fresh.attributions, rtol=0, atol=1e-12)
+        assert out.reasons == fresh.reasons
+
+
 def test_linear_attributions_are_the_log_odds_shapley_values(mixed_data):
     """An uncalibrated logistic regression: the attributions, divided back by the stated
     proportional rule, are the Shapley values of the log-odds game enumerated coalition by
