@@ -273,6 +273,10 @@ SCORING_CHUNK_CUSTOMERS = env_int("SCORING_CHUNK_CUSTOMERS", 50_000)
 # orders only for the customers whose statistics are stale: PostgreSQL only (its triggers mark
 # them); on SQLite every run reads every order. Off: every run reads every order everywhere.
 SCORING_ORDER_STATISTICS = env_bool("SCORING_ORDER_STATISTICS", True)
+# Connections writing an in-process run's chunks at once (PostgreSQL; scoring.services.runs
+# chunk_writes_behind): a chunk's write is mostly the database's work, and two connections
+# keep both cores busy while Python computes the next chunk.
+SCORING_WRITE_CONNECTIONS = env_int("SCORING_WRITE_CONNECTIONS", 2)
 
 # The nightly cycle as one run (retention/cycle.py, docs/scaling.md). One cycle at a time: a
 # database lock renewed after every chunk and stage; a run whose processes died stops renewing

@@ -189,7 +189,11 @@ def test_chunks_read_ahead_on_a_second_connection_score_like_chunks_reading_in_p
 def test_a_write_behind_that_fails_fails_the_run(
     require_postgres: None, labelled_customers: Path, artifact_dir: Path, settings, monkeypatch
 ) -> None:
-    """The writer thread's error is the run's: raised, and the run recorded failed."""
+    """A writer thread's error is the run's: raised, and the run recorded failed. With two
+    writer connections the chunks go to them in turn: the second chunk's write fails on the
+    second connection, the third was handed to the first before that error could be seen, and
+    the error is raised when the fourth is handed to the second — so the first and third
+    chunks are written, whole, and the failed one not at all."""
     from scoring.models import RunStatus, ScoringRun
     from scoring.services import runs
 
@@ -210,10 +214,13 @@ def test_a_write_behind_that_fails_fails_the_run(
     monkeypatch.setattr(runs, "bulk_insert", second_write_fails)
     with pytest.raises(RuntimeError, match="disk full"):
         scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="fails")
-    assert all(name.startswith("scoring-write-behind") for name in calls)
+    assert settings.SCORING_WRITE_CONNECTIONS == 2
+    assert calls[:3] == [f"scoring-write-behind-{n}_0" for n in (0, 1, 0)]
     run = ScoringRun.objects.get(run_key="fails")
     assert run.status == RunStatus.FAILED and "disk full" in run.error
-    assert CustomerScore.objects.filter(run=run).count() == 100  # the first chunk's write
+    written = CustomerScore.objects.filter(run=run).order_by("customer_id")
+    ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True))
+    assert list(written.values_list("customer_id", flat=True)) == ids[:100] + ids[200:300]
 
 
 def test_the_latest_score_update_reads_only_the_chunks_customers(
