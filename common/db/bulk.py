@@ -66,7 +66,12 @@ def _wire_frame(
         elif isinstance(field, models.JSONField):
             out[column] = values.map(lambda v: json.dumps(v, sort_keys=True, default=str))
         elif isinstance(field, models.DateTimeField):
-            out[column] = _datetime_text(pd.to_datetime(values, utc=True), postgres=postgres)
+            stamps = pd.to_datetime(values, utc=True)
+            if _one_value(stamps):  # a batch's own timestamp: formatted once
+                text = _datetime_text(stamps.iloc[:1], postgres=postgres).iloc[0]
+                out[column] = pd.Series([text] * len(stamps), index=stamps.index, dtype=object)
+            else:
+                out[column] = _datetime_text(stamps, postgres=postgres)
         elif isinstance(field, models.DateField):
             stamps = pd.to_datetime(values)
             text = np.datetime_as_string(_naive_micros(stamps), unit="D")
@@ -260,13 +265,17 @@ def _copy_column(values: pd.Series, *, null: bool) -> list[str]:
 def _one_value(values: pd.Series) -> bool:
     """Whether a numeric or timestamp column of two rows or more holds one value throughout
     (no missing one): checked by numpy, cheaper than formatting it a row at a time."""
-    if len(values) < 2 or not isinstance(values.dtype, (np.dtype, pd.DatetimeTZDtype)):
+    if len(values) < 2:
         return False
-    if values.dtype.kind not in "iuMm" and not isinstance(values.dtype, pd.DatetimeTZDtype):
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or values.dtype.kind in "Mm":
+        if values.isna().any():
+            return False
+        numbers = values.array.asi8  # the instants as integers, whatever the time zone
+    elif isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":
+        numbers = values.to_numpy()
+    else:
         return False
-    numbers = values.to_numpy()
-    first = numbers[0]
-    return bool(first == first) and bool((numbers == first).all())
+    return bool((numbers == numbers[0]).all())
 
 
 def _copy_scalar(value: Any) -> str:

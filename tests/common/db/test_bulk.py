@@ -175,3 +175,36 @@ def test_copy_text_writes_each_float_as_its_shortest_round_trip_text() -> None:
     )
     lines = copy_text(frame, null_when_missing={"double", "single"}).splitlines()
     assert lines == ["0.1\t0.1", "1e+22\t2.5", "5e-324\t1e-07", "\\N\t\\N"]
+
+
+def test_copy_text_of_one_value_columns_is_the_same_text_as_of_varying_ones() -> None:
+    """A column holding one value throughout (a run's id, a batch's timestamp) is formatted
+    once and repeated; the text is what the same column gives when a row differs."""
+    from common.db.bulk import _one_value, _wire_frame, copy_text
+    from scoring.models import CustomerScore
+
+    stamp = pd.Timestamp("2024-05-06 07:08:09.123456", tz="UTC")
+    same = pd.DataFrame(
+        {
+            "run_id": [7, 7, 7],
+            "scored_at": [stamp] * 3,
+            "student_leaf": pd.array([2, 2, 2], dtype="Int16"),
+        }
+    )
+    varied = pd.concat(
+        [same, pd.DataFrame({"run_id": [8], "scored_at": [stamp.replace(year=2025)]})],
+        ignore_index=True,
+    ).astype({"student_leaf": "Int16"})
+    assert _one_value(same["run_id"]) and _one_value(same["scored_at"])
+    assert not _one_value(varied["run_id"]) and not _one_value(varied["scored_at"])
+    for frame in (same, varied):
+        assert frame["scored_at"].dtype == same["scored_at"].dtype
+    one, many = (
+        copy_text(_wire_frame(f, CustomerScore), null_when_missing={"student_leaf"})
+        for f in (same, varied)
+    )
+    # (the timestamps' text is the backend's: "+00:00" on PostgreSQL, naive UTC on SQLite)
+    assert one.splitlines()[0].startswith("7\t2024-05-06 07:08:09.123456")
+    assert one.splitlines() == many.splitlines()[:3] == [one.splitlines()[0]] * 3
+    assert many.splitlines()[3].startswith("8\t2025-05-06 07:08:09.123456")
+    assert many.splitlines()[3].endswith("\t\\N")
