@@ -246,8 +246,8 @@ ADDITIVE_TOLERANCE = 1e-8
 
 
 # What probing found per fitted member (keyed by its last transformer, which lives as long as
-# the loaded estimator): the fills probed against, the typical row transformed, and which
-# transformed columns each input feeds (the union over every chunk's probes).
+# the loaded estimator): what it was found for (`_member_key`), the typical row transformed,
+# and which transformed columns each input feeds (the union over every chunk's probes).
 _FEEDS: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], np.ndarray, np.ndarray]] = (
     weakref.WeakKeyDictionary()
 )
@@ -256,20 +256,22 @@ _FEEDS: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], np.ndarray, np.nda
 def _known_feeds(member: LinearMember, fills: list[Any]) -> tuple[np.ndarray, np.ndarray] | None:
     key = member.steps[-1] if member.steps else None
     known = _FEEDS.get(key) if key is not None else None
-    if known is None or known[0] != _fills_key(fills):
+    if known is None or known[0] != _member_key(member, fills):
         return None
     return known[1], known[2]
 
 
-def _fills_key(fills: list[Any]) -> tuple[str, ...]:
-    return tuple(map(repr, fills))  # NaN equals NaN here
+def _member_key(member: LinearMember, fills: list[Any]) -> tuple[str, ...]:
+    """What the remembered map was found for: the typical row's values (NaN equals NaN here)
+    and the member's weights (the same transformer objects fitted again give other ones)."""
+    return (*map(repr, fills), member.coef.tobytes().hex(), repr(member.intercept))
 
 
 def _remember_feeds(
     member: LinearMember, fills: list[Any], typical: np.ndarray, feeds: np.ndarray
 ) -> None:
     if member.steps:
-        _FEEDS[member.steps[-1]] = (_fills_key(fills), typical, feeds)
+        _FEEDS[member.steps[-1]] = (_member_key(member, fills), typical, feeds)
 
 
 def _member_phi(

@@ -137,6 +137,24 @@ def test_feeds_found_once_are_reused_and_grow_with_an_unseen_value(mixed_data, m
         assert out.reasons == fresh.reasons
 
 
+def test_feeds_are_probed_again_for_the_same_pipeline_fitted_again(mixed_data, monkeypatch):
+    """The remembered map belongs to the fitted weights too: the same pipeline object
+    fitted on other data (other weights, other columns maybe) is probed afresh."""
+    X, _y, spec = mixed_data
+    model = build_pipeline(spec=spec, candidate=select_candidates(names="lr_balanced")[0])
+    reference = reference_values(X=X, spec=spec)
+    rows, _ = make_frame(300, seed=21)
+    probes = []
+    probe = linear_reasons._probe_frame
+    monkeypatch.setattr(linear_reasons, "_probe_frame", lambda *a: probes.append(1) or probe(*a))
+    for seed in (0, 0, 1):  # the second fit is the same as the first: nothing new to probe
+        other, labels = make_frame(1500, seed=seed)
+        model.fit(other, labels)
+        out = explain_customers(estimator=model, X=rows, spec=spec, reference=reference)
+        assert out.method == "exact-linear"
+    assert len(probes) == 2
+
+
 def test_linear_attributions_are_the_log_odds_shapley_values(mixed_data):
     """An uncalibrated logistic regression: the attributions, divided back by the stated
     proportional rule, are the Shapley values of the log-odds game enumerated coalition by
