@@ -200,26 +200,28 @@ def test_a_write_behind_that_fails_fails_the_run(
     trained_here = training_data_from_database(label_attribute="Churn")
     churn_model_train(data=trained_here, candidates=["lr_balanced"], n_splits=3)
     settings.SCORING_CHUNK_CUSTOMERS = 100
-    calls: list[str] = []
+    ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True))
+    calls: dict[int, str] = {}
     real = runs.bulk_insert
 
-    def second_write_fails(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def second_chunk_fails(model, frame, **kwargs):  # type: ignore[no-untyped-def]
         import threading
 
-        calls.append(threading.current_thread().name)
-        if len(calls) == 2:
+        first = int(frame["customer_id"].min())
+        calls[ids.index(first) // 100] = threading.current_thread().name
+        if first == ids[100]:
             raise RuntimeError("disk full")
-        return real(*args, **kwargs)
+        return real(model, frame, **kwargs)
 
-    monkeypatch.setattr(runs, "bulk_insert", second_write_fails)
+    monkeypatch.setattr(runs, "bulk_insert", second_chunk_fails)
     with pytest.raises(RuntimeError, match="disk full"):
         scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="fails")
     assert settings.SCORING_WRITE_CONNECTIONS == 2
-    assert calls[:3] == [f"scoring-write-behind-{n}_0" for n in (0, 1, 0)]
+    # the chunks in turn on the two connections; the fourth was never handed over
+    assert calls == {k: f"scoring-write-behind-{k % 2}_0" for k in (0, 1, 2)}
     run = ScoringRun.objects.get(run_key="fails")
     assert run.status == RunStatus.FAILED and "disk full" in run.error
     written = CustomerScore.objects.filter(run=run).order_by("customer_id")
-    ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True))
     assert list(written.values_list("customer_id", flat=True)) == ids[:100] + ids[200:300]
 
 
