@@ -6,7 +6,9 @@ through each member. A fitted transformer's output for a row depends on that row
 `ColumnTransformer` branch over text columns (the categorical inputs: a plan, a channel, a
 contract; a handful of distinct values) gives the same rows when it transforms each distinct
 combination once and the rows take theirs — where scikit-learn's encoders look every value up
-one at a time (a third of a 1M-customer run's transforms in the profile). The shortcut is
+one at a time (the first step of one member on a 50,000-row bench chunk: 0.055 → 0.045 s,
+measured alone; the encoders were a third of a 1M-customer run's transform time under py-spy,
+with the other threads competing). The shortcut is
 checked against the transformer's own `transform` on a sample the first time each fitted
 `ColumnTransformer` is seen, and not used where it differs or cannot read the transformer.
 """

@@ -3,6 +3,8 @@ import pandas as pd
 import pytest
 
 from scoring.ml.features import FeatureSpec, infer_feature_spec
+from scoring.ml.pipelines import build_pipeline, select_candidates
+from scoring.ml.train import calibrated
 
 
 def make_frame(
@@ -27,6 +29,14 @@ def make_frame(
     )
     X.loc[X.sample(frac=0.05, random_state=seed).index, "noise"] = np.nan
     return X, y
+
+
+def fitted_calibrated(
+    X: pd.DataFrame, y: np.ndarray, spec: FeatureSpec, name: str, method: str = "sigmoid"
+):
+    """The candidate `name`, calibrated (`method`) and fitted on X, y, as training makes it."""
+    pipeline = build_pipeline(spec=spec, candidate=select_candidates(names=name)[0])
+    return calibrated(pipeline=pipeline, method=method, random_state=0).fit(X, y)
 
 
 @pytest.fixture

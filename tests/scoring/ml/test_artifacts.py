@@ -12,20 +12,15 @@ from scoring.ml.artifacts import (
     load_artifact,
     save_artifact,
 )
-from scoring.ml.pipelines import EXTENDED_CANDIDATES, build_pipeline, select_candidates
-from scoring.ml.train import calibrated
+from scoring.ml.pipelines import EXTENDED_CANDIDATES, build_pipeline
 
-from .conftest import make_frame
+from .conftest import fitted_calibrated, make_frame
 
 
 @pytest.fixture
 def fitted(mixed_data):
     X, y, spec = mixed_data
-    model = calibrated(
-        pipeline=build_pipeline(spec=spec, candidate=select_candidates(names="lr_smote")[0]),
-        method="sigmoid",
-        random_state=0,
-    ).fit(X, y)
+    model = fitted_calibrated(X, y, spec, "lr_smote")
     return model, X
 
 

@@ -9,10 +9,8 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 from scoring.ml.distill import Student, distill
-from scoring.ml.pipelines import build_pipeline, select_candidates
-from scoring.ml.train import calibrated
 
-from .conftest import make_frame
+from .conftest import fitted_calibrated, make_frame
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +22,7 @@ def taught():
     from scoring.ml.features import infer_feature_spec
 
     spec = infer_feature_spec(features=X)
-    model = calibrated(
-        pipeline=build_pipeline(spec=spec, candidate=select_candidates(names="lr_spline")[0]),
-        method="sigmoid",
-        random_state=0,
-    ).fit(X, y)
+    model = fitted_calibrated(X, y, spec, "lr_spline")
     teacher = model.predict_proba(X)[:, 1]
     assert set(spec.numeric) == set(spec_numeric)
     return X, y, teacher, spec

@@ -3,18 +3,14 @@ import pandas as pd
 
 from scoring.ml.explain import _numbers, explain_customers
 from scoring.ml.pipelines import build_pipeline, select_candidates
-from scoring.ml.train import calibrated, reference_values
+from scoring.ml.train import reference_values
 
-from .conftest import make_frame
+from .conftest import fitted_calibrated, make_frame
 
 
 def test_reasons_name_the_features_that_raise_the_risk(mixed_data):
     X, y, spec = mixed_data
-    model = calibrated(
-        pipeline=build_pipeline(spec=spec, candidate=select_candidates(names="lr_balanced")[0]),
-        method="sigmoid",
-        random_state=0,
-    ).fit(X, y)
+    model = fitted_calibrated(X, y, spec, "lr_balanced")
     reference = reference_values(X=X, spec=spec)
     at_risk = pd.DataFrame(
         {

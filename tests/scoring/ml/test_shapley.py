@@ -24,9 +24,9 @@ from scoring.ml.labels import parse_explicit_label
 from scoring.ml.phrases import describe
 from scoring.ml.pipelines import build_pipeline, select_candidates
 from scoring.ml.shapley import FeatureGroups, feature_groups
-from scoring.ml.train import calibrated, reference_values
+from scoring.ml.train import reference_values
 
-from .conftest import make_frame
+from .conftest import fitted_calibrated, make_frame
 
 TELCO = Path(__file__).resolve().parents[4] / "shared/data/WA_Fn-UseC_-Telco-Customer-Churn.csv"
 
@@ -70,11 +70,7 @@ def _coalition_frame(rows, typical, groups, S):
 @pytest.mark.parametrize("name", ["lr_balanced", "lr_spline"])
 def test_linear_attributions_add_up_exactly(mixed_data, name, method):
     X, y, spec = mixed_data
-    model = calibrated(
-        pipeline=build_pipeline(spec=spec, candidate=select_candidates(names=name)[0]),
-        method=method,
-        random_state=0,
-    ).fit(X, y)
+    model = fitted_calibrated(X, y, spec, name, method=method)
     rows, _ = make_frame(3000, seed=3)
     rows.loc[rows.index[::7], "Contract"] = None
     reference = reference_values(X=X, spec=spec)
@@ -102,11 +98,7 @@ def test_feeds_found_once_are_reused_and_grow_with_an_unseen_value(mixed_data, m
     (Contract "One year", whose one-hot column never moved in the first batch's probes) is
     probed again. Every batch's attributions equal those found by probing it afresh."""
     X, y, spec = mixed_data
-    model = calibrated(
-        pipeline=build_pipeline(spec=spec, candidate=select_candidates(names="lr_balanced")[0]),
-        method="sigmoid",
-        random_state=0,
-    ).fit(X, y)
+    model = fitted_calibrated(X, y, spec, "lr_balanced")
     reference = reference_values(X=X, spec=spec)
     first, _ = make_frame(400, seed=11)
     first["Contract"] = "Month-to-month"
@@ -291,11 +283,7 @@ def test_the_telco_customers_of_the_audit_read_as_new_customers():
     spec = infer_feature_spec(features=X)
     groups = feature_groups(X=X, numeric=spec.numeric, columns=spec.columns)
     assert ("tenure", "TotalCharges") in groups.members
-    model = calibrated(
-        pipeline=build_pipeline(spec=spec, candidate=select_candidates(names="lr_balanced")[0]),
-        method="sigmoid",
-        random_state=0,
-    ).fit(X, y)
+    model = fitted_calibrated(X, y, spec, "lr_balanced")
     reference = reference_values(X=X, spec=spec)
     rows = X.loc[["7216-EWTRS", "7794-JASDG"]]
     out = explain_customers(estimator=model, X=rows, spec=spec, reference=reference, groups=groups)
