@@ -79,14 +79,15 @@ def clear_run_scores() -> None:
 def last_night_statistics() -> bool:
     """Put back the order statistics last night's run left (`last_night`); none (the first
     night: every order read) if it has not run on this database. True when put back."""
-    from scoring.models import OrderStatistics
+    from scoring.models import OrderStatistics, OrderStatisticsMark
 
     statistics = OrderStatistics._meta.db_table
     execute(f"TRUNCATE {statistics}")
     kept = bool(execute("SELECT to_regclass(%s)", [LAST_NIGHT_STATISTICS])[0][0])
     if kept:
         execute(f"INSERT INTO {statistics} SELECT * FROM {LAST_NIGHT_STATISTICS}")
-    maintenance(statistics)
+    # The marks too: every order loaded left one, the last night's run consumed them.
+    maintenance(statistics, OrderStatisticsMark._meta.db_table)
     return kept
 
 
