@@ -239,14 +239,25 @@ class CustomerScore(models.Model):
 
 
 class ScoringChunk(models.Model):
-    """One written chunk of a run: its customers and their features counted into the drift
-    reference's bins, so the run's drift covers everyone without reading them twice."""
+    """One written chunk of a run: its scores, its scorable customers and their features and
+    probabilities counted into the drift reference's bins, so the run's finish counts and
+    measures drift over everyone without reading a million scores again."""
 
     run = models.ForeignKey(ScoringRun, on_delete=models.CASCADE, related_name="chunks")
     first_id = models.BigIntegerField()
     last_id = models.BigIntegerField()
     customers = models.PositiveIntegerField()
     feature_counts = models.JSONField(default=dict)
+    # Null on chunks written before these were counted: the finish then counts in SQL.
+    scores = models.PositiveIntegerField(
+        null=True, help_text="Score rows written (scorable or not)."
+    )
+    score_counts = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The scorable probabilities counted into the drift reference's score bins, "
+        "then the missing ones ([] without a reference).",
+    )
     written_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -17,7 +17,7 @@ Every function takes the model class, so this module knows no app.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -515,15 +515,30 @@ def ids_for_keys(
 ANALYZE_MIN_ROWS = 10_000
 
 
-def tables_analyze(*tables: type[models.Model], grew_by: int | None = None) -> None:
+def tables_analyze(
+    *tables: type[models.Model],
+    grew_by: int | None = None,
+    columns: Mapping[type[models.Model], Sequence[str]] | None = None,
+) -> None:
     """ANALYZE the models' tables (PostgreSQL; nothing elsewhere): after a bulk load grew them
     many times over, the planner's row estimates are what autovacuum saw before, and a
     correlated subquery can pick a scan where an index lookup was meant — or, with its rows
     estimated 3,000 times too many, be JIT-compiled at every call (measured: 109 ms of JIT for a
     0.4 ms lookup of 200 customers' latest reasons, once per relay chunk, after a nightly run
-    wrote 1M scores). `grew_by`: the rows just written; below ANALYZE_MIN_ROWS, nothing."""
+    wrote 1M scores). `grew_by`: the rows just written; below ANALYZE_MIN_ROWS, nothing.
+    `columns`: per model, the fields whose statistics to refresh (the table's row count is
+    refreshed either way); a model not in it, all of them."""
     if not _is_postgres() or (grew_by is not None and grew_by < ANALYZE_MIN_ROWS):
         return
-    names = ", ".join(_quote(model._meta.db_table) for model in tables)
+    columns = columns or {}
+
+    def target(model: type[models.Model]) -> str:
+        fields = columns.get(model)
+        if not fields:
+            return _quote(model._meta.db_table)
+        names = ", ".join(_quote(model._meta.get_field(f).column) for f in fields)
+        return f"{_quote(model._meta.db_table)} ({names})"
+
+    names = ", ".join(target(model) for model in tables)
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {names}")

@@ -175,6 +175,16 @@ def feature_counts(*, reference: DriftReference, X: pd.DataFrame) -> dict[str, l
     return out
 
 
+def score_counts(*, reference: DriftReference, probabilities: np.ndarray) -> list[float]:
+    """`probabilities` counted into the reference's score bins, then the missing ones (what
+    `population_stability` takes as `score_counts`; counts of several chunks add up); [] when
+    the reference has no score bins."""
+    if reference.score is None:
+        return []
+    values = np.asarray(probabilities, dtype=np.float64)
+    return _numeric_counts(values, np.array(reference.score.edges)).tolist()
+
+
 def population_stability(
     *,
     reference: DriftReference,

@@ -30,6 +30,13 @@ class TierReassignment:
     counts: dict[str, int] = field(default_factory=dict)
     # The lowest probability of a customer in a tier above the least severe (None: nobody).
     at_risk_from: float | None = None
+    # Those customers' scores: ids and probabilities (what the run's finish explains from).
+    at_risk_ids: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False, compare=False
+    )
+    at_risk_probabilities: np.ndarray = field(
+        default_factory=lambda: np.zeros(0), repr=False, compare=False
+    )
 
     @property
     def total_moved(self) -> int:
@@ -93,7 +100,8 @@ def tiers_reassign(
         old = np.asarray([*names, ""], dtype=object)[rows["old"].to_numpy(dtype=np.int64)]
         probabilities = rows["probability"].to_numpy(dtype=np.float64)
         new = assign_ranked_tiers(probabilities=probabilities, rules=rules)
-        at_risk = probabilities[new != by_severity(rules)[-1].name]
+        risky = new != by_severity(rules)[-1].name
+        at_risk = probabilities[risky]
         pairs = Counter(zip(old.tolist(), new.tolist(), strict=True))
         changed = np.flatnonzero(old != new)
         ids = rows["id"].to_numpy()[changed].tolist()
@@ -120,6 +128,8 @@ def tiers_reassign(
         moved=moved,
         counts=counts,
         at_risk_from=float(at_risk.min()) if len(at_risk) else None,
+        at_risk_ids=rows["id"].to_numpy(dtype=np.int64)[risky],
+        at_risk_probabilities=at_risk,
     )
 
 

@@ -26,7 +26,7 @@ from scoring.errors import ScoringError, TrainingError
 from scoring.ml import artifacts
 from scoring.ml.datasets import TrainingData
 from scoring.ml.distill import distill
-from scoring.ml.drift import DriftReference, feature_counts
+from scoring.ml.drift import DriftReference, feature_counts, score_counts
 from scoring.ml.explain import Explanations, explain_customers
 from scoring.ml.features import (
     FeatureSpec,
@@ -402,8 +402,10 @@ class ScoredFrame:
     probability: np.ndarray
     tier: np.ndarray
     explanations: Explanations
-    # The rows' features counted into the model's drift bins (empty without a reference).
+    # The rows' features counted into the model's drift bins (empty without a reference),
+    # and their probabilities into its score bins (`scoring.ml.drift.score_counts`).
     drift_counts: dict[str, list[float]] = field(default_factory=dict)
+    score_counts: list[float] = field(default_factory=list)
 
     @property
     def reasons(self) -> tuple[tuple[str, ...], ...]:
@@ -436,12 +438,14 @@ def score_features(
     probability = explanations.probabilities
     tiers = assign_ranked_tiers(probabilities=probability, rules=risk_tier_rules())
     drift = model.reference.get("drift")
+    reference = DriftReference.from_dict(drift) if drift else None
     return ScoredFrame(
         probability=probability,
         tier=np.asarray(tiers, dtype=object),
         explanations=explanations,
-        drift_counts=(
-            feature_counts(reference=DriftReference.from_dict(drift), X=X) if drift else {}
+        drift_counts=feature_counts(reference=reference, X=X) if reference else {},
+        score_counts=(
+            score_counts(reference=reference, probabilities=probability) if reference else []
         ),
     )
 

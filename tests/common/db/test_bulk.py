@@ -101,6 +101,39 @@ def test_tables_analyze_runs_on_postgres_after_a_big_write_and_not_after_a_small
     ]
 
 
+def test_tables_analyze_refreshes_only_the_columns_named_and_every_tables_row_count(
+    require_postgres: None,
+) -> None:
+    """A scoring run's finish names the columns it wrote (the JSON ones are the dearest to
+    sample and nothing looks inside them); PostgreSQL then refreshes those columns' statistics
+    and the table's row estimate, and leaves the other columns' alone."""
+    from django.db import connection
+
+    from common.db.bulk import bulk_insert, tables_analyze
+
+    frame = pd.DataFrame(
+        {
+            "external_id": [f"a{i}" for i in range(200)],
+            "name": "n",
+            "risk_tier": ["high", "low"] * 100,
+            "attributes": ['{"plan": "gold"}'] * 200,
+        }
+    )
+    bulk_insert(Customer, frame, json_text=("attributes",))
+    tables_analyze(Customer, columns={Customer: ("risk_tier",)})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attname FROM pg_stats WHERE tablename = %s ORDER BY attname",
+            [Customer._meta.db_table],
+        )
+        analysed = [name for (name,) in cursor.fetchall()]
+        cursor.execute(
+            "SELECT reltuples FROM pg_class WHERE relname = %s", [Customer._meta.db_table]
+        )
+        (rows,) = cursor.fetchone()
+    assert analysed == ["risk_tier"] and rows == 200
+
+
 def test_insert_keeps_awkward_values_exactly() -> None:
     """What COPY's text format must escape or mark (tab, line breaks, backslashes, a literal
     \\N, non-ASCII) comes back as written; a missing value is NULL in a nullable column and ''

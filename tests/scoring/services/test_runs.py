@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 
 from customers.models import Customer
-from scoring.models import CustomerScore, ScoringRun
+from scoring.models import CustomerScore, ScoringChunk, ScoringRun
 from scoring.services.datasets import training_data_from_database
 from scoring.services.runs import (
     REASONS_MARGIN,
     parse_as_of,
     scoring_chunk_score,
     scoring_run_create,
+    scoring_run_drift,
     scoring_run_execute,
     scoring_run_finish,
 )
@@ -60,6 +61,27 @@ def test_a_run_in_several_chunks_scores_like_one_chunk(trained: None, settings) 
     assert chunked.drift["psi"] == pytest.approx(whole.drift["psi"])
 
     assert _scores("chunked") == _scores("whole")
+
+
+def test_the_finish_counts_and_measures_drift_from_what_the_chunks_counted(
+    trained: None, settings
+) -> None:
+    """Each chunk counts the scores it wrote and their probabilities into the drift bins; the
+    finish adds them up — the very figures the database gives counting every score."""
+    settings.SCORING_CHUNK_CUSTOMERS = 70
+    run = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="counted")
+    assert run is not None and run.drift["score_psi"] is not None
+    scores = CustomerScore.objects.filter(run=run)
+    assert run.customers_scored == scores.count() == 600
+    assert run.customers_not_scorable == scores.filter(scorable=False).count()
+    counted = list(run.chunks.values_list("scores", "score_counts"))
+    assert len(counted) == 9 and sum(n for n, _ in counted) == 600
+    assert sum(sum(c) for _, c in counted) == scores.filter(scorable=True).count()
+    # Chunks written before they counted (null): the database counts, to the same drift.
+    ScoringChunk.objects.filter(run=run).update(scores=None, score_counts=None)
+    by_database = scoring_run_drift(run=run)
+    assert by_database["score_psi"] == pytest.approx(run.drift["score_psi"], abs=1e-12)
+    assert by_database == {**run.drift, "score_psi": by_database["score_psi"]}
 
 
 def _scores(run_key: str) -> list[tuple[int, float, str, list[str]]]:
