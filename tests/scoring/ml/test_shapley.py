@@ -147,6 +147,44 @@ def test_feeds_are_probed_again_for_the_same_pipeline_fitted_again(mixed_data, m
     assert len(probes) == 2
 
 
+def test_the_closed_form_is_checked_against_predict_proba_once_per_fitted_model(mixed_data):
+    """The closed form is checked against the model's own predict_proba on the first batch
+    only; later batches of the same fitted model reuse the verdict and the typical customer's
+    probability, and give what a fresh check gives. The model fitted again is checked again
+    (its baseline is its new one)."""
+    X, y, spec = mixed_data
+    model = fitted_calibrated(X, y, spec, "lr_balanced")
+    reference = reference_values(X=X, spec=spec)
+    calls = []
+    predict = model.predict_proba
+    model.predict_proba = lambda rows: calls.append(len(rows)) or predict(rows)
+    batches = [make_frame(500, seed=s)[0] for s in (31, 32, 33)]
+
+    def explain(rows):
+        return explain_customers(estimator=model, X=rows, spec=spec, reference=reference)
+
+    outs = [explain(rows) for rows in batches]
+    assert len(calls) == 1 and all(out.method == "exact-linear" for out in outs)
+    for rows, out in zip(batches, outs, strict=True):
+        linear_reasons._VERIFIED.clear()
+        fresh = explain(rows)
+        np.testing.assert_array_equal(out.probabilities, fresh.probabilities)
+        np.testing.assert_array_equal(out.attributions, fresh.attributions)
+        assert out.baseline == fresh.baseline
+    assert len(calls) == 4
+    typical = predict(_typical(batches[0], spec, reference))[:, 1][0]
+    assert outs[0].baseline == pytest.approx(typical, abs=1e-12)
+
+    other, labels = make_frame(1500, seed=5)
+    model.fit(other, labels)
+    refitted = explain(batches[0])
+    assert len(calls) == 5
+    assert refitted.baseline == pytest.approx(
+        predict(_typical(batches[0], spec, reference))[:, 1][0], abs=1e-12
+    )
+    assert refitted.baseline != pytest.approx(outs[0].baseline, abs=1e-6)
+
+
 def test_linear_attributions_are_the_log_odds_shapley_values(mixed_data):
     """An uncalibrated logistic regression: the attributions, divided back by the stated
     proportional rule, are the Shapley values of the log-odds game enumerated coalition by

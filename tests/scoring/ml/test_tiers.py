@@ -5,11 +5,13 @@ from scoring.ml.tiers import (
     BAND,
     DEFAULT_TIER_NAMES,
     DEFAULT_TIER_RULES,
+    PPM,
     RANK,
     TierRule,
     assign_ranked_tiers,
     assign_tiers,
     positions,
+    tier_conditions,
     validate_tier_rules,
 )
 
@@ -49,6 +51,34 @@ def test_tied_probabilities_share_a_tier():
     rules = [TierRule("hot", 1, RANK, 0.2), TierRule("cold", 0)]
     assert assign_ranked_tiers(probabilities=p, rules=rules).tolist() == ["hot"] * 3 + ["cold"] * 7
     assert positions(np.array(p)).tolist() == [0, 0, 0, 3, 4, 5, 6, 7, 8, 9]
+
+
+def test_ranked_tiers_follow_the_positions_rule_exactly():
+    """The rank test without a position per value (one sort) gives the tiers of the rule as
+    the module states it — position * PPM < running share * n — on random scores with many
+    ties, shares that do not divide n, and runs of every small size."""
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        n = int(rng.integers(0, 60)) if trial % 3 else int(rng.integers(1, 5000))
+        p = np.round(rng.random(n), int(rng.integers(1, 4)))  # 1-3 decimals: ties
+        shares = rng.dirichlet(np.ones(4))[:3] * rng.uniform(0.2, 1.0)
+        rules = [
+            TierRule("critical", 3, RANK, float(shares[0])),
+            TierRule("high", 2, BAND, min_probability=0.7)
+            if trial % 5 == 0
+            else TierRule("high", 2, RANK, float(shares[1])),
+            TierRule("medium", 1, RANK, float(shares[2])),
+            TierRule("low", 0),
+        ]
+        conditions, rest = tier_conditions(rules)
+        position = positions(p).astype(np.int64)
+        tests = [
+            position * PPM < c.cumulative_ppm * n if c.mode == RANK else p >= c.min_probability
+            for c in conditions
+        ]
+        expected = np.select(tests, [c.name for c in conditions], default=rest) if n else []
+        got = assign_ranked_tiers(probabilities=p, rules=rules)
+        assert got.tolist() == list(expected), (trial, n)
 
 
 def test_bands_and_ranks_mix_most_severe_first():
