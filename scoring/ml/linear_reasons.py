@@ -52,8 +52,8 @@ class LinearMember:
     intercept: float
     link: Callable[[np.ndarray], np.ndarray]
 
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
-        return transform_steps(self.steps, X)
+    def transform(self, X: pd.DataFrame, distinct: dict[str, Any] | None = None) -> np.ndarray:
+        return transform_steps(self.steps, X, distinct)
 
 
 def _linear_pipeline(pipeline: Any) -> tuple[tuple[Any, ...], np.ndarray, float] | None:
@@ -131,7 +131,8 @@ class LinearScores:
 
     @classmethod
     def of(cls, members: list[LinearMember], X: pd.DataFrame) -> LinearScores:
-        transformed = [member.transform(X) for member in members]
+        distinct: dict[str, Any] = {}  # X's distinct rows, found once for every member
+        transformed = [member.transform(X, distinct) for member in members]
         decisions = [
             Z @ member.coef + member.intercept
             for Z, member in zip(transformed, members, strict=True)
