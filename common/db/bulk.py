@@ -536,7 +536,8 @@ def tables_analyze(
         fields = columns.get(model)
         if not fields:
             return _quote(model._meta.db_table)
-        names = ", ".join(_quote(model._meta.get_field(f).column) for f in fields)
+        column = {field.name: field.column for field in model._meta.concrete_fields}
+        names = ", ".join(_quote(str(column[f])) for f in fields)
         return f"{_quote(model._meta.db_table)} ({names})"
 
     names = ", ".join(target(model) for model in tables)

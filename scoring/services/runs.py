@@ -452,11 +452,12 @@ def scoring_run_finish(*, run: ScoringRun) -> ScoringRun:
     run.timings = {**run.timings, "explained_at_finish": explained}
     chunks = list(ScoringChunk.objects.filter(run=run).values_list("scores", "customers"))
     run.chunks_done = len(chunks)
-    if all(scores is not None for scores, _ in chunks):
+    counted = [(scores, customers) for scores, customers in chunks if scores is not None]
+    if len(counted) == len(chunks):
         # Every chunk counted what it wrote (in the transaction that wrote it): no need to
         # count a million rows again.
-        run.customers_scored = sum(scores for scores, _ in chunks)
-        run.customers_not_scorable = sum(scores - customers for scores, customers in chunks)
+        run.customers_scored = sum(scores for scores, _ in counted)
+        run.customers_not_scorable = sum(scores - customers for scores, customers in counted)
     else:  # chunks written before they counted their scores
         written = CustomerScore.objects.filter(run=run).aggregate(
             n=Count("pk"), not_scorable=Count("pk", filter=Q(scorable=False))
@@ -485,7 +486,7 @@ def _explain_the_rest(*, run: ScoringRun, at_risk: TierReassignment) -> int:
     edges, _names = risk_tier_edges()
     floor = run.reasons_from if run.reasons_from is not None else (edges[0] if edges else 0.0)
     below = at_risk.at_risk_ids[at_risk.at_risk_probabilities < floor].tolist()
-    missing: list[tuple[int, int, float]] = []
+    missing: list[tuple[int, int, float | None]] = []
     for start in range(0, len(below), EXPLAIN_BATCH):
         missing += CustomerScore.objects.filter(
             pk__in=below[start : start + EXPLAIN_BATCH]
