@@ -229,7 +229,8 @@ _VERIFIED: weakref.WeakKeyDictionary[
 def _row_key(frame: pd.DataFrame) -> tuple[Any, ...]:
     """A one-row frame as a hashable key (its columns, dtypes and values; NaN as a marker)."""
     values = tuple(
-        ("nan",) if isinstance(v, float) and np.isnan(v) else v for v in frame.iloc[0].tolist()
+        ("nan",) if isinstance(v, float | np.floating) and np.isnan(v) else v
+        for v in frame.iloc[0].tolist()
     )
     return (tuple(frame.columns), tuple(str(t) for t in frame.dtypes), values)
 
