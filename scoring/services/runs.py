@@ -24,7 +24,7 @@ from django.utils import timezone
 from common.db.bulk import bulk_insert, tables_analyze
 from customers.models import Customer
 from customers.selectors import (
-    customer_ids_sorted,
+    customer_id_ranges,
     customers_frame_for_ids,
     events_frame_for_ids,
     orders_frame_for_ids,
@@ -66,8 +66,7 @@ def scoring_run_create(
     model = model or churn_model_active()
     if model is None:
         raise ScoringError("there is no active churn model: train one with manage.py churn_train")
-    ids = customer_ids_sorted()
-    chunks = _chunks(ids, settings.SCORING_CHUNK_CUSTOMERS)
+    total, chunks = customer_id_ranges(settings.SCORING_CHUNK_CUSTOMERS)
     key = run_key or f"manual-{timezone.now():%Y%m%dT%H%M%S.%f}"
     try:
         with transaction.atomic():
@@ -75,7 +74,7 @@ def scoring_run_create(
                 run_key=key,
                 model=model,
                 as_of=as_of,
-                customers_total=len(ids),
+                customers_total=total,
                 chunks_total=len(chunks),
                 reasons_from=reasons_threshold(model=model),
             )
@@ -154,11 +153,7 @@ def reasons_threshold(*, model: ChurnModel) -> float | None:
 def scoring_run_chunks() -> list[list[int]]:
     """The chunks of today's customers ([first id, last id] each), as `scoring_run_create`
     splits them: what a resumed run (its first start died) scores again."""
-    return [list(pair) for pair in _chunks(customer_ids_sorted(), settings.SCORING_CHUNK_CUSTOMERS)]
-
-
-def _chunks(ids: np.ndarray, size: int) -> list[tuple[int, int]]:
-    return [(int(ids[i]), int(ids[min(i + size, len(ids)) - 1])) for i in range(0, len(ids), size)]
+    return [list(pair) for pair in customer_id_ranges(settings.SCORING_CHUNK_CUSTOMERS)[1]]
 
 
 def scoring_chunk_score(

@@ -8,6 +8,7 @@ import pytest
 from common.db.bulk import bulk_insert
 from customers.models import Customer, Event, Order
 from customers.selectors import (
+    customer_id_ranges,
     customer_ids_sorted,
     customers_frame_for_ids,
     customers_totals,
@@ -112,6 +113,24 @@ def test_customer_ids_are_sorted_and_totals_count_everything(three_customers: li
     ids = customer_ids_sorted()
     assert ids.dtype == "int64" and ids.tolist() == sorted(three_customers)
     assert customers_totals() == {"customers": 3, "orders": 4, "events": 2, "consents": 0}
+
+
+def _ranges_cut_here(ids: list[int], size: int) -> list[tuple[int, int]]:
+    return [(ids[i], ids[min(i + size, len(ids)) - 1]) for i in range(0, len(ids), size)]
+
+
+def test_customer_id_ranges_cut_every_customer_into_runs_of_the_size() -> None:
+    """The chunks of a scoring run: runs of `size` customers in id order, ids with gaps, the
+    last run shorter (on PostgreSQL the server's cursor finds the ends)."""
+    assert customer_id_ranges(3) == (0, [])
+    made = Customer.objects.bulk_create(Customer(external_id=f"c{i}") for i in range(11))
+    gone = [made[0].pk, made[4].pk, made[5].pk, made[10].pk]
+    Customer.objects.filter(pk__in=gone).delete()
+    ids = sorted(c.pk for c in made if c.pk not in gone)
+    for size in (1, 2, 3, 6, 7, 8, 50):
+        assert customer_id_ranges(size) == (len(ids), _ranges_cut_here(ids, size)), size
+    with pytest.raises(ValueError, match="at least 1"):
+        customer_id_ranges(0)
 
 
 def test_postgres_reads_the_same_frames_through_copy(

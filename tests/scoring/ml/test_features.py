@@ -283,7 +283,8 @@ def test_attribute_columns_are_the_same_from_shared_or_separate_dicts() -> None:
     """Customers with the same attributes share one dict when read for scoring; the attribute
     columns built from the distinct dicts equal those built row by row."""
     gold, basic = {"plan": "gold", "age": 41}, {"plan": "basic", "vip": True}
-    shared = [gold, basic, gold, None, basic, gold, {"age": 29.5}]
+    odd = {"plan": 7, "vip": False}  # a number among texts: converted value by value
+    shared = [gold, basic, gold, None, basic, gold, {"age": 29.5}, odd, odd]
     copies = [dict(a) if isinstance(a, dict) else a for a in shared]
     events = pd.DataFrame({"customer_id": [], "kind": [], "occurred_at": []})
     orders = pd.DataFrame(
@@ -309,4 +310,7 @@ def test_attribute_columns_are_the_same_from_shared_or_separate_dicts() -> None:
     ]
     pd.testing.assert_frame_equal(frames[0], frames[1])
     assert frames[0]["attr_plan"].tolist()[:3] == ["gold", "basic", "gold"]
+    assert frames[0]["attr_plan"].tolist()[-2:] == ["7", "7"]
+    assert frames[0]["attr_vip"].tolist()[1::6] == ["true", "false"]
+    assert frames[0]["attr_age"].dtype == np.float32
     assert list(frames[0].filter(like="attr_").columns) == ["attr_plan", "attr_age", "attr_vip"]
