@@ -247,6 +247,49 @@ def test_a_write_behind_that_fails_fails_the_run(
     assert list(written.values_list("customer_id", flat=True)) == ids[:100] + ids[200:300]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_finish_analyzes_on_a_connection_of_its_own_while_it_re_tiers(
+    require_postgres: None, labelled_customers: Path, artifact_dir: Path, settings, monkeypatch
+) -> None:
+    """Outside a transaction on PostgreSQL the finish has the run's columns ANALYZEd by a
+    thread of its own (its connection closed after) while the main thread re-tiers: the
+    planner's statistics are refreshed all the same."""
+    import threading
+
+    from django.db import connection
+
+    from common.db import bulk
+    from scoring.services import runs
+
+    trained_here = training_data_from_database(label_attribute="Churn")
+    churn_model_train(data=trained_here, candidates=["lr_balanced"], n_splits=3)
+    settings.SCORING_CHUNK_CUSTOMERS = 200
+    monkeypatch.setattr(bulk, "ANALYZE_MIN_ROWS", 1)
+    threads: list[str] = []
+    real = runs.tables_analyze
+
+    def analyze(*args, **kwargs):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "tables_analyze", analyze)
+
+    def analyzed() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = %s",
+                [Customer._meta.db_table],
+            )
+            return int(cursor.fetchone()[0])
+
+    before = analyzed()
+    run = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="analyzed")
+    assert run is not None and run.customers_scored == 600 and run.chunks_done == 3
+    assert len(threads) == 1 and threads[0].startswith("scoring-analyze")
+    assert analyzed() == before + 1
+
+
 def test_the_latest_score_update_reads_only_the_chunks_customers(
     require_postgres: None, trained: None
 ) -> None:
