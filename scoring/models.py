@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from common.db.fields import TextJSONField
 from customers.models import Customer
 
 
@@ -207,13 +208,13 @@ class CustomerScore(models.Model):
     tier = models.CharField(max_length=32)
     scorable = models.BooleanField(default=True, db_default=True)
     not_scorable_reason = models.CharField(max_length=200, blank=True, default="", db_default="")
-    reasons = models.JSONField(default=list)
+    reasons = TextJSONField(default=list)
     # The leaf of the model's readable student (scoring.ml.distill) the customer falls in: a
     # campaign rule can target one ("model_segment"). NULL: not scorable, or no student.
     student_leaf = models.SmallIntegerField(null=True, blank=True)
     # The waterfall of the customer's probability (scoring.ml.explain.attributions_json):
     # {"baseline", "method", "items": [[phrase, points], ...], "rest"}; {} when not explained.
-    attributions = models.JSONField(default=dict, db_default={})
+    attributions = TextJSONField(default=dict, db_default={})
     scored_at = models.DateTimeField()
     # What rescored the customer: empty for a scheduled run; the event kind (e.g. complaint)
     # for an event-triggered rescore, which may score one customer several times a day.
