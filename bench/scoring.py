@@ -193,7 +193,7 @@ def compare_with_reference(run_id: int) -> dict[str, Any]:
         "SELECT count(*), count(r.customer_id), max(abs(s.probability - r.probability)), "
         "count(*) FILTER (WHERE s.tier IS DISTINCT FROM r.tier), "
         "count(*) FILTER (WHERE json_array_length(s.reasons) > 0), "
-        "count(*) FILTER (WHERE s.scorable AND s.tier <> %s AND s.attributions = '{}') "
+        "count(*) FILTER (WHERE s.scorable AND s.tier <> %s AND s.attributions::jsonb = '{}') "
         f"FROM {CustomerScore._meta.db_table} s "
         f"LEFT JOIN {REFERENCE_TABLE} r ON r.customer_id = s.customer_id WHERE s.run_id = %s",
         [least, run_id],

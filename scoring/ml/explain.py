@@ -346,21 +346,45 @@ def explain_customers(
     w = min(chart_items, n_groups)
     chart_order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :w]
     chart_keep = np.abs(np.take_along_axis(values, chart_order, axis=1)) > MIN_CONTRIBUTION / 10
+    phrasing = {
+        "groups": groups,
+        "categorical": categorical,
+        "reference": reference,
+        "templates": templates,
+    }
+    # The first top_k candidates and the chart's steps are phrased; the spare candidates only
+    # in the rows where one of the first has no text or reads like an earlier one (a few
+    # percent of them: phrasing every spare was a quarter of the phrases' time).
+    first = min(top_k, k)
     all_codes, phrases = _phrase_codes(
         sub=sub,
-        order=np.concatenate([order, chart_order], axis=1),
-        keep=np.concatenate([keep, chart_keep], axis=1),
-        groups=groups,
-        categorical=categorical,
-        reference=reference,
-        templates=templates,
+        order=np.concatenate([order[:, :first], chart_order], axis=1),
+        keep=np.concatenate([keep[:, :first], chart_keep], axis=1),
+        **phrasing,
     )
-    codes, chart_codes = all_codes[:, :k], all_codes[:, k:]
+    codes = np.full(order.shape, -1, dtype=np.int64)
+    codes[:, :first], chart_codes = all_codes[:, :first], all_codes[:, first:]
+    short = (_distinct_valid(keep[:, :first], codes[:, :first]).sum(axis=1) < first) & keep[
+        :, first:
+    ].any(axis=1)
+    if short.any():
+        spare_rows = np.flatnonzero(short)
+        spare_codes, spare_phrases = _phrase_codes(
+            sub=sub.iloc[spare_rows],
+            order=order[spare_rows, first:],
+            keep=keep[spare_rows, first:],
+            **phrasing,
+        )
+        # One numbering for both: the first pass's phrases keep theirs (distinct, and first).
+        number, distinct = pd.factorize(
+            np.asarray([*phrases, *spare_phrases], dtype=object), sort=False
+        )
+        spare_numbers = np.append(number[len(phrases) :], -1)  # code -1 picks -1
+        codes[spare_rows, first:] = spare_numbers[spare_codes]
+        phrases = list(distinct)
     # A candidate counts if it is kept and its text is not already earlier in its row; each
     # row keeps its first top_k such candidates, in order.
-    valid = keep & (codes >= 0)
-    for c in range(1, k):
-        valid[:, c] &= ~(codes[:, :c] == codes[:, c : c + 1]).any(axis=1)
+    valid = _distinct_valid(keep, codes)
     chosen = valid & (np.cumsum(valid, axis=1) <= top_k)
     width = min(top_k, k)
     position = np.argsort(~chosen, axis=1, kind="stable")[:, :width]
@@ -396,6 +420,15 @@ def explain_customers(
         chart_phrases=every(np.where(chart_keep, chart_codes, -1), -1, np.int64),
         groups=groups,
     )
+
+
+def _distinct_valid(keep: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Which candidates count: kept, with a text, and not the text of an earlier one in the
+    row."""
+    valid = keep & (codes >= 0)
+    for c in range(1, codes.shape[1]):
+        valid[:, c] &= ~(codes[:, :c] == codes[:, c : c + 1]).any(axis=1)
+    return valid
 
 
 def _member_texts(

@@ -82,6 +82,36 @@ def test_a_row_never_repeats_the_same_reason():
     assert out.features[0] == ("avg_order_value", "recency_days")
 
 
+def test_a_repeated_reason_is_replaced_by_the_next_candidate_phrased_only_where_needed():
+    """With two reasons a row, a row whose two strongest inputs read alike ("no orders yet")
+    takes the third; the spare candidates are phrased only in such rows, and their phrases
+    share the numbering of the others (a text already seen, or a new one)."""
+    from scoring.ml.features import FeatureSpec
+
+    spec = FeatureSpec(
+        numeric=("avg_order_value", "revenue_lifetime", "recency_days"), categorical=()
+    )
+    X = pd.DataFrame(
+        {
+            "avg_order_value": [np.nan, np.nan, np.nan],
+            "revenue_lifetime": [np.nan, 300.0, np.nan],
+            "recency_days": [143.0, 143.0, 200.0],
+        },
+        index=["c1", "c2", "c3"],
+    )
+    reference = {"avg_order_value": 40.0, "revenue_lifetime": 200.0, "recency_days": 30.0}
+    out = explain_customers(
+        estimator=_NoOrdersModel(), X=X, spec=spec, reference=reference, top_k=2
+    )
+    assert out.reasons == (
+        ("no orders yet", "no order for 143 days"),
+        ("no orders yet", "no order for 143 days"),
+        ("no orders yet", "no order for 200 days"),
+    )
+    assert out.features[0] == ("avg_order_value", "recency_days")
+    assert sorted(out.phrases.tolist()) == sorted(set(out.phrases.tolist()))  # one number a text
+
+
 def test_row_keys_order_rows_as_the_rows_themselves() -> None:
     """One int64 key per row, in the rows' lexicographic order; rows when the key would not fit."""
     import numpy as np
