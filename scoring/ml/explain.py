@@ -17,7 +17,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
@@ -346,21 +346,21 @@ def explain_customers(
     w = min(chart_items, n_groups)
     chart_order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :w]
     chart_keep = np.abs(np.take_along_axis(values, chart_order, axis=1)) > MIN_CONTRIBUTION / 10
-    phrasing = {
-        "groups": groups,
-        "categorical": categorical,
-        "reference": reference,
-        "templates": templates,
-    }
+    phrase = partial(
+        _phrase_codes,
+        groups=groups,
+        categorical=categorical,
+        reference=reference,
+        templates=templates,
+    )
     # The first top_k candidates and the chart's steps are phrased; the spare candidates only
     # in the rows where one of the first has no text or reads like an earlier one (a few
     # percent of them: phrasing every spare was a quarter of the phrases' time).
     first = min(top_k, k)
-    all_codes, phrases = _phrase_codes(
+    all_codes, phrases = phrase(
         sub=sub,
         order=np.concatenate([order[:, :first], chart_order], axis=1),
         keep=np.concatenate([keep[:, :first], chart_keep], axis=1),
-        **phrasing,
     )
     codes = np.full(order.shape, -1, dtype=np.int64)
     codes[:, :first], chart_codes = all_codes[:, :first], all_codes[:, first:]
@@ -369,11 +369,8 @@ def explain_customers(
     ].any(axis=1)
     if short.any():
         spare_rows = np.flatnonzero(short)
-        spare_codes, spare_phrases = _phrase_codes(
-            sub=sub.iloc[spare_rows],
-            order=order[spare_rows, first:],
-            keep=keep[spare_rows, first:],
-            **phrasing,
+        spare_codes, spare_phrases = phrase(
+            sub=sub.iloc[spare_rows], order=order[spare_rows, first:], keep=keep[spare_rows, first:]
         )
         # One numbering for both: the first pass's phrases keep theirs (distinct, and first).
         number, distinct = pd.factorize(
