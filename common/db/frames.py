@@ -14,6 +14,7 @@ Python object per row beyond the driver's tuples.
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -153,6 +154,20 @@ def frame_from_columns(
         else:
             out[name] = values[name]
     return pd.DataFrame(out)
+
+
+def frame_from_records(sql: str, params: Sequence[Any], dtype: np.dtype) -> pd.DataFrame:
+    """The fixed-width records of `dtype` that `sql` gathers into one bytea value (PostgreSQL:
+    `SELECT string_agg(<record bytes>, ''::bytea) FROM …`; NULL for no rows), as a frame with a
+    native column per field — one value to send and one `np.frombuffer`, where a column each
+    costs the server an array per column to gather."""
+    tuple_ = _copy_binary(sql, params)  # one tuple: a field count, a length, the value
+    (length,) = struct.unpack_from(">i", tuple_, 2)
+    body = tuple_[6 : 6 + length] if length > 0 else memoryview(b"")  # -1: NULL, no rows
+    if len(body) % dtype.itemsize:
+        raise ValueError(f"frame_from_records: {len(body)} bytes are not records of {dtype}")
+    records = np.frombuffer(body, dtype=dtype)
+    return pd.DataFrame({name: _native(records[name]) for name in dtype.names or ()})
 
 
 def _copy_binary(sql: str, params: Sequence[Any]) -> memoryview:

@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 from common.db.bulk import copy_text
-from common.db.frames import frame_from_columns
+from common.db.frames import frame_from_records
 from customers.models import Customer
 from scoring.ml.features import STATISTIC_COLUMNS, as_utc
 from scoring.models import OrderStatistics, OrderStatisticsMark
@@ -51,24 +52,46 @@ def statistics_snapshot() -> str:
         return str(cursor.fetchone()[0])
 
 
+# The statistics after the two times, one fixed-width little-endian record a customer
+# (`OrderStatistics.packed`): times as int64 nanoseconds, the rest float64 counts and sums.
+PACKED = np.dtype([(c, "<i8" if c.endswith("_ns") else "<f8") for c in STATISTIC_COLUMNS[2:]])
+# What a read gathers per customer: its id and the two times (int8send: big-endian), then the
+# packed record as stored.
+_READ = np.dtype(
+    [("customer_id", ">i8"), *((c, ">i8") for c in STATISTIC_COLUMNS[:2]), *PACKED.descr]
+)
+
+
+def statistics_pack(statistics: pd.DataFrame) -> np.ndarray:
+    """Each row's statistics after the two times as its `packed` bytes (an object array)."""
+    records = np.empty(len(statistics), dtype=PACKED)
+    for name in PACKED.names or ():
+        records[name] = statistics[name].to_numpy()
+    raw = records.tobytes()
+    size = PACKED.itemsize
+    out = np.empty(len(statistics), dtype=object)
+    out[:] = [raw[i : i + size] for i in range(0, len(raw), size)]
+    return out
+
+
+def statistics_unpack(packed: bytes) -> dict[str, float | int]:
+    """One stored record's statistics by name (what `statistics_pack` wrote)."""
+    record = np.frombuffer(bytes(packed), dtype=PACKED)[0]
+    return {name: record[name].item() for name in PACKED.names or ()}
+
+
 def statistics_usable(*, first_id: int, last_id: int, as_of: datetime) -> pd.DataFrame:
     """The stored statistics of customers first_id ≤ id ≤ last_id usable as of `as_of`
     (computed as of a date no later, valid past it, no mark left), indexed by customer id."""
     now = as_utc(as_of).value
-    columns = {
-        "customer_id": ("s.customer_id", "int8"),
-        # times (…_ns) are int64 nanoseconds, the rest float64 counts and sums
-        **{c: (f"s.{c}", "int8" if c.endswith("_ns") else "float8") for c in STATISTIC_COLUMNS},
-    }
-    frame = frame_from_columns(
-        f"{_TABLE} s",
-        columns,
-        where=(
-            "s.customer_id >= %s AND s.customer_id <= %s AND s.basis_ns <= %s "
-            f"AND s.valid_until_ns > %s AND NOT EXISTS (SELECT 1 FROM {_MARKS} m "
-            "WHERE m.customer_id = s.customer_id)"
-        ),
-        params=[int(first_id), int(last_id), now, now],
+    times = "||".join(f"int8send(s.{c})" for c in ("customer_id", *STATISTIC_COLUMNS[:2]))
+    frame = frame_from_records(
+        f"SELECT string_agg({times}||s.packed, ''::bytea) "
+        f"FROM {_TABLE} s WHERE s.customer_id >= %s AND s.customer_id <= %s "
+        "AND s.basis_ns <= %s AND s.valid_until_ns > %s AND NOT EXISTS "
+        f"(SELECT 1 FROM {_MARKS} m WHERE m.customer_id = s.customer_id)",
+        [int(first_id), int(last_id), now, now],
+        _READ,
     )
     return frame.set_index("customer_id")
 
@@ -80,11 +103,13 @@ def statistics_store(*, statistics: pd.DataFrame, snapshot: str) -> int:
     it gave up on a lock: logged)."""
     if statistics.empty:
         return 0
-    frame = statistics.loc[:, list(STATISTIC_COLUMNS)].reset_index(names="customer_id")
+    frame = statistics.loc[:, list(STATISTIC_COLUMNS[:2])].reset_index(names="customer_id")
+    # bytea in COPY's text format: \x and the hex digits (copy_text doubles the backslash)
+    frame["packed"] = ["\\x" + record.hex() for record in statistics_pack(statistics)]
     frame = frame.sort_values("customer_id", kind="stable")
-    names = ["customer_id", *STATISTIC_COLUMNS]
+    names = ["customer_id", *STATISTIC_COLUMNS[:2], "packed"]
     cols = ", ".join(names)
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in ("snapshot_xmax", *STATISTIC_COLUMNS))
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in ("snapshot_xmax", *names[1:]))
     stage = "_order_statistics_stage"
     try:
         with transaction.atomic(), connection.cursor() as cursor:

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from common.db.bulk import bulk_insert
-from common.db.frames import frame_from_columns, frame_from_sql
+from common.db.frames import frame_from_columns, frame_from_records, frame_from_sql
 from customers.models import Customer, Order
 
 pytestmark = pytest.mark.django_db
@@ -115,3 +115,21 @@ def test_a_null_gathered_into_an_array_is_refused(require_postgres: None) -> Non
             where="item_count >= %s",
             params=[1],
         )
+
+
+def test_records_gathered_into_one_value_decode_by_their_dtype(require_postgres: None) -> None:
+    """Fixed-width records the server concatenates (`string_agg` of their bytes) come back as a
+    frame of native columns; no rows (a NULL) is an empty frame, a partial record an error."""
+    import numpy as np
+
+    dtype = np.dtype([("id", ">i8"), ("value", ">f8")])
+    sql = (
+        "SELECT string_agg(int8send(v.id) || float8send(v.value), ''::bytea) "
+        "FROM (VALUES (1::bigint, 0.1::float8), (2, -2.5)) AS v(id, value) WHERE v.id <= %s"
+    )
+    frame = frame_from_records(sql, [2], dtype)
+    assert frame["id"].tolist() == [1, 2] and frame["value"].tolist() == [0.1, -2.5]
+    assert frame["id"].dtype == np.int64 and frame["value"].dtype.isnative
+    assert frame_from_records(sql, [0], dtype).empty
+    with pytest.raises(ValueError, match="not records"):
+        frame_from_records("SELECT '\\x0102'::bytea", [], dtype)

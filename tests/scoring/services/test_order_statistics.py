@@ -10,19 +10,21 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from django.db import connection, transaction
 
 from customers.models import Customer, Order
 from customers.selectors import orders_frame_for_ids
-from scoring.ml.features import as_utc, order_statistics
+from scoring.ml.features import STATISTIC_COLUMNS, as_utc, order_statistics
 from scoring.models import CustomerScore, OrderStatistics, OrderStatisticsMark
 from scoring.services.datasets import training_data_from_database
 from scoring.services.runs import parse_as_of, scoring_run_execute
 from scoring.services.statistics import (
     statistics_snapshot,
     statistics_store,
+    statistics_unpack,
     statistics_usable,
 )
 from scoring.services.training import churn_model_train
@@ -118,7 +120,11 @@ def test_an_order_committed_after_a_runs_snapshot_keeps_its_mark(require_postgre
 
     before = statistics_snapshot()
     assert statistics_store(statistics=_statistics_of(customer, TONIGHT), snapshot=before) == 1
-    assert not marks.exists() and row.get().orders_all == 1 and _usable(customer)
+    assert (
+        not marks.exists()
+        and statistics_unpack(row.get().packed)["orders_all"] == 1
+        and _usable(customer)
+    )
 
     # A run took its snapshot and read the orders; then a second order committed.
     read_at = statistics_snapshot()
@@ -134,7 +140,11 @@ def test_an_order_committed_after_a_runs_snapshot_keeps_its_mark(require_postgre
     assert statistics_store(
         statistics=_statistics_of(customer, TONIGHT), snapshot=statistics_snapshot()
     )
-    assert not marks.exists() and row.get().orders_all == 2 and _usable(customer)
+    assert (
+        not marks.exists()
+        and statistics_unpack(row.get().packed)["orders_all"] == 2
+        and _usable(customer)
+    )
 
     # Statistics for an earlier date never replace a later date's.
     earlier = _statistics_of(customer, LAST_NIGHT)
@@ -145,7 +155,7 @@ def test_an_order_committed_after_a_runs_snapshot_keeps_its_mark(require_postgre
     Order.objects.filter(pk=first.pk).update(status="refunded")
     assert marks.count() == 1 and not _usable(customer)
     statistics_store(statistics=_statistics_of(customer, TONIGHT), snapshot=statistics_snapshot())
-    assert not marks.exists() and row.get().orders_refunded == 1
+    assert not marks.exists() and statistics_unpack(row.get().packed)["orders_refunded"] == 1
     Order.objects.filter(pk=first.pk).delete()
     assert marks.count() == 1 and not row.exists()
 
@@ -203,3 +213,32 @@ def test_a_runs_end_drops_the_marks_of_deleted_customers_and_everything_when_tur
     settings.SCORING_ORDER_STATISTICS = False
     assert statistics_tidy() == 1
     assert not OrderStatistics.objects.exists() and not OrderStatisticsMark.objects.exists()
+
+
+def test_stored_statistics_read_back_exactly_as_computed(require_postgres: None) -> None:
+    """Every statistic survives the packed record: stored, then read for the same date, the
+    frame equals the computed one value for value (floats to the bit, times as int64)."""
+    rng = np.random.default_rng(7)
+    customers = Customer.objects.bulk_create(Customer(external_id=f"c{i}") for i in range(40))
+    Order.objects.bulk_create(
+        Order(
+            external_id=f"o{k}",
+            customer=customers[int(rng.integers(0, 39))],  # the last customer never orders
+            placed_at=datetime(2024, 1, 1, tzinfo=UTC)
+            + timedelta(hours=int(rng.integers(0, 6500))),
+            amount=float(np.round(rng.gamma(2.0, 30.0), 2)),
+            status=str(rng.choice(["completed", "refunded", "cancelled"], p=[0.8, 0.1, 0.1])),
+            discount_amount=float(np.round(rng.uniform(0, 5), 2)),
+            item_count=int(rng.integers(1, 6)),
+        )
+        for k in range(400)
+    )
+    ids = [c.pk for c in customers]
+    index = pd.Index(ids, name="customer_id")
+    computed = order_statistics(
+        orders=orders_frame_for_ids(ids=ids), index=index, as_of=pd.Timestamp(TONIGHT)
+    )
+    assert statistics_store(statistics=computed, snapshot=statistics_snapshot()) == 40
+    read = statistics_usable(first_id=min(ids), last_id=max(ids), as_of=TONIGHT)
+    pd.testing.assert_frame_equal(read.loc[:, list(STATISTIC_COLUMNS)], computed, check_names=False)
+    assert read.index.tolist() == ids
