@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -193,12 +194,32 @@ def customers_frame_for_ids(
     attributes share one dict object: read them, never change them in place).
     """
     condition, params = _id_range("id", first_id, last_id, ids)
-    frame = frame_from_sql(
-        f"SELECT id, signup_date, attributes FROM {Customer._meta.db_table}{_where(condition)} "
-        "ORDER BY id",
-        params,
-        columns=["customer_id", "signup_date", "attributes"],
-    )
+    columns = ["customer_id", "signup_date", "attributes"]
+    table = Customer._meta.db_table
+    if connection.vendor == "postgresql":
+        # The rows as one CSV text the server joins: COPY sends a message per row, and receiving
+        # 50,000 of them cost this process ~35 ms a chunk (the server's work is about the same).
+        line = (
+            "id::text || ',' || coalesce(signup_date::text, '') || ',\"' || "
+            "replace(attributes::text, '\"', '\"\"') || '\"'"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT string_agg({line}, E'\\n' ORDER BY id) FROM {table}{_where(condition)}",
+                params,
+            )
+            text = cursor.fetchone()[0]
+        frame = (
+            pd.read_csv(io.StringIO(text), header=None, names=columns, keep_default_na=True)
+            if text
+            else pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+        )
+    else:
+        frame = frame_from_sql(
+            f"SELECT id, signup_date, attributes FROM {table}{_where(condition)} ORDER BY id",
+            params,
+            columns=columns,
+        )
     frame["signup_date"] = pd.to_datetime(frame["signup_date"], utc=True)
 
     # Attributes repeat a lot (a few plans, channels, ages): each distinct JSON text is parsed

@@ -178,3 +178,28 @@ def test_a_chunk_of_orders_is_read_from_the_covering_index_alone(
         "Index Only Scan",
         "order_customer_time_cover",
     )
+
+
+def test_customers_read_back_their_attributes_whatever_the_text_holds() -> None:
+    """Quotes, commas, line breaks, backslashes and non-ASCII in attribute values, a missing
+    signup date: the frame holds what was stored (on PostgreSQL the rows travel as one CSV
+    text the server joins)."""
+    tricky = [
+        {"note": 'said "no", twice', "plan": "gold"},
+        {"note": "line one\nline two\r\n", "path": "C:\\shop\\x"},
+        {"city": "Zürich", "emoji": "✓", "empty": ""},
+        {},
+        {"nested": {"a": [1, 2.5, None, True]}, "n": -0.0},
+    ]
+    made = [
+        Customer.objects.create(
+            external_id=f"t{i}", attributes=a, signup_date="2023-01-02" if i % 2 else None
+        )
+        for i, a in enumerate(tricky)
+    ]
+    frame = customers_frame_for_ids(first_id=made[0].pk, last_id=made[-1].pk)
+    assert frame["customer_id"].tolist() == [c.pk for c in made]
+    assert frame["attributes"].tolist() == tricky
+    dates = frame["signup_date"].tolist()
+    assert pd.isna(dates[0]) and dates[1] == pd.Timestamp("2023-01-02", tz="UTC")
+    assert customers_frame_for_ids(ids=[made[2].pk])["attributes"].tolist() == [tricky[2]]
