@@ -171,6 +171,10 @@ def _read_bytes(path: Path) -> bytes:
         return b""
 
 
+# Seconds between the worker's first answer and the timed run (see step_celery).
+WORKER_SETTLE_SECONDS = 3.0
+
+
 def step_celery(args: argparse.Namespace) -> dict[str, Any]:
     """The production path: `scoring_run_task` fans the chunks out (a chord) over Redis to a
     real Celery worker with `--workers` pool processes; timed from sending the task until the
@@ -183,6 +187,10 @@ def step_celery(args: argparse.Namespace) -> dict[str, Any]:
     if args.chunk:
         env["SCORING_CHUNK_CUSTOMERS"] = str(args.chunk)
     with celery_worker(os.environ["REDIS_URL"], extra_env=env, concurrency=args.workers) as queue:
+        # A production worker has been up for hours; this one just answered its first ping.
+        # Its processes warm up on a thread as they start (SCORING_WORKER_WARM_UP_CUSTOMERS):
+        # give them the time to, as the reference has its model loaded before its clock starts.
+        time.sleep(WORKER_SETTLE_SECONDS)
         started = time.perf_counter()
         sent = scoring_run_task.apply_async(kwargs={"as_of": AS_OF}, queue=queue).get(timeout=600)
         run = ScoringRun.objects.get(run_key=sent["run"])

@@ -273,6 +273,11 @@ SCORING_CHUNK_CUSTOMERS = env_int("SCORING_CHUNK_CUSTOMERS", 50_000)
 # orders only for the customers whose statistics are stale: PostgreSQL only (its triggers mark
 # them); on SQLite every run reads every order. Off: every run reads every order everywhere.
 SCORING_ORDER_STATISTICS = env_bool("SCORING_ORDER_STATISTICS", True)
+# Customers a Celery worker process scores (nothing written) on a thread when it starts, so its
+# first chunk or event rescore does not pay for loading the active model, checking its closed
+# form and transforms, and the first large allocations (~0.2–0.35 s of a 1M run's first
+# chunks, docs/scaling.md, ninth session). 0: no warm-up.
+SCORING_WORKER_WARM_UP_CUSTOMERS = env_int("SCORING_WORKER_WARM_UP_CUSTOMERS", 2_000)
 # Connections writing an in-process run's chunks at once (PostgreSQL; scoring.services.runs
 # chunk_writes_behind): a chunk's write is mostly the database's work, and two connections
 # keep both cores busy while Python computes the next chunk.

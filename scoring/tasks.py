@@ -6,10 +6,14 @@ Each task takes JSON-safe arguments and calls one service; chunk writes are idem
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 from typing import Any
 
 from celery import chord, shared_task
+from celery.signals import worker_process_init
+from django.conf import settings
+from django.db import connections
 from django.utils import timezone
 
 from scoring.errors import ScoringError
@@ -23,10 +27,33 @@ from scoring.services.runs import (
     scoring_chunk_score,
     scoring_run_create,
     scoring_run_finish,
+    scoring_warm_up,
 )
 from scoring.services.training import churn_model_train
 
 logger = logging.getLogger(__name__)
+
+
+@worker_process_init.connect
+def _warm_up_scoring(**kwargs: Any) -> None:
+    """A worker process, as it starts, scores a few customers on a thread of its own (nothing
+    written; `scoring_warm_up`): its first chunk or event rescore then finds the model loaded
+    and checked. A thread, so the process is ready at once (Celery gives an initialising
+    process 4 s); its failure only costs the warm-up."""
+    customers = int(getattr(settings, "SCORING_WORKER_WARM_UP_CUSTOMERS", 0))
+    if customers <= 0:
+        return
+
+    def warm() -> None:
+        try:
+            scored = scoring_warm_up(customers=customers)
+            logger.info("scoring warm-up: %d customers scored, nothing written", scored)
+        except Exception:  # no table yet, a database away: the first task pays instead
+            logger.warning("scoring warm-up failed", exc_info=True)
+        finally:
+            connections.close_all()  # this thread's connection
+
+    threading.Thread(target=warm, name="scoring-warm-up", daemon=True).start()
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,), max_retries=3)

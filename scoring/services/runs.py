@@ -725,6 +725,27 @@ def chunk_writes_behind(chunks: int) -> Iterator[Callable[[Callable[[], int]], N
             thread.shutdown()
 
 
+def scoring_warm_up(*, customers: int) -> int:
+    """Score the first `customers` customers with the active model as of today, writing
+    nothing: the model loaded and checked (`churn_model_estimator`, the closed form's and the
+    transforms' checks, all kept for the process), so that a worker's first chunk or event
+    rescore does not pay for them. Returns the customers scored (0: no model, or none)."""
+    model = churn_model_active()
+    if model is None or customers <= 0:
+        return 0
+    ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True)[:customers])
+    if not ids:
+        return 0
+    ranged = range_score(
+        model=model,
+        estimator=churn_model_estimator(model=model),
+        ids=ids,
+        as_of=default_as_of(),
+        reasons_from=0.0,
+    )
+    return 0 if ranged is None else len(ranged.scored.probability)
+
+
 def default_as_of() -> datetime:
     """Midnight UTC today: the cutoff of a nightly run."""
     today = timezone.now().date()

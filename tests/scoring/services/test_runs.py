@@ -326,3 +326,25 @@ def test_the_latest_score_update_reads_only_the_chunks_customers(
             str(scan.get(k, "")) for k in ("Index Cond", "Recheck Cond", "Filter")
         )
         assert ">=" in conditions and "<=" in conditions, scan
+
+
+def test_a_worker_warm_up_scores_a_few_customers_and_writes_nothing(trained: None) -> None:
+    """What a Celery worker process does as it starts (scoring.tasks._warm_up_scoring): the
+    active model loaded and kept, a few customers scored, nothing written."""
+    from scoring.models import OrderStatistics
+    from scoring.services import training
+    from scoring.services.runs import scoring_warm_up
+
+    training._estimators.clear()
+    scores, runs = CustomerScore.objects.count(), ScoringRun.objects.count()
+    assert scoring_warm_up(customers=50) == 50
+    assert scoring_warm_up(customers=0) == 0
+    assert len(training._estimators) == 1  # the model stays loaded for the first task
+    assert CustomerScore.objects.count() == scores and ScoringRun.objects.count() == runs
+    assert not OrderStatistics.objects.exists()
+
+
+def test_a_worker_warm_up_without_a_model_does_nothing(db: None) -> None:
+    from scoring.services.runs import scoring_warm_up
+
+    assert scoring_warm_up(customers=50) == 0
