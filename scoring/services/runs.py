@@ -474,7 +474,7 @@ def scoring_run_finish(*, run: ScoringRun) -> ScoringRun:
 def _analyzed_meanwhile(*, grew_by: int) -> Iterator[None]:
     """Have PostgreSQL ANALYZE the columns a run writes (`SCORING_RUN_COLUMNS`) while the
     block runs: on a connection of its own where `_threads_may_share_the_work` (0.26 s of a 1M
-    run's finish, a serial step, beside the 0.7 s re-tiering; the sample may see a few tiers
+    run's finish, a serial step, beside the re-tiering's 0.4 s; the sample may see a few tiers
     from before the re-tiering, which moves a few percent of them), else after the block."""
 
     def analyze() -> None:
