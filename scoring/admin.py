@@ -459,6 +459,17 @@ def _importance_value(value: Any) -> float:
     return float(value or 0.0)
 
 
+def _count_shown(field: str, description: str) -> Any:
+    """A read-only admin column of a count field, with thousands separators."""
+
+    @admin.display(description=description)
+    def shown(self: Any, obj: Any) -> str:
+        value = getattr(obj, field)
+        return "—" if value is None else f"{value:,}"
+
+    return shown
+
+
 @admin.register(ScoringRun)
 class ScoringRunAdmin(admin.ModelAdmin):
     list_display = [
@@ -466,7 +477,7 @@ class ScoringRunAdmin(admin.ModelAdmin):
         "model",
         "as_of",
         "status",
-        "customers_scored",
+        "customers_scored_shown",
         "tiers",
         "drift_status",
         "started_at",
@@ -479,14 +490,14 @@ class ScoringRunAdmin(admin.ModelAdmin):
         "model",
         "as_of",
         "status",
-        "customers_total",
-        "customers_scored",
-        "customers_not_scorable",
+        "customers_total_shown",
+        "customers_scored_shown",
+        "customers_not_scorable_shown",
         "tiers",
         "reasons_policy",
         "drift_report",
-        "chunks_total",
-        "chunks_done",
+        "chunks_total_shown",
+        "chunks_done_shown",
         "duration",
         "error",
         "started_at",
@@ -499,6 +510,13 @@ class ScoringRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # a run is a record: its page is for reading
+
+    # Counts with thousands separators ("4,372 customers", not "4372").
+    customers_total_shown = _count_shown("customers_total", "Customers total")
+    customers_scored_shown = _count_shown("customers_scored", "Customers scored")
+    customers_not_scorable_shown = _count_shown("customers_not_scorable", "Customers not scorable")
+    chunks_total_shown = _count_shown("chunks_total", "Chunks total")
+    chunks_done_shown = _count_shown("chunks_done", "Chunks done")
 
     @admin.display(description="Tiers")
     def tiers(self, run: ScoringRun) -> SafeString:

@@ -72,6 +72,7 @@ def test_score_and_run_pages_show_percentages_swatches_and_a_drift_table(
     }
     run.reasons_from, run.at_risk_from = 0.2734, 0.3038
     run.timings = {"explained_at_finish": 1234}
+    run.customers_total, run.customers_scored = 4372, 4328
     run.save()
     scores = admin_client.get("/admin/scoring/customerscore/").content.decode()
     assert "73.4%" in scores and "not scorable" in scores and "no order" in scores
@@ -83,6 +84,9 @@ def test_score_and_run_pages_show_percentages_swatches_and_a_drift_table(
     assert "The population changed: retrain" in page
     assert "<td>tenure_days</td>" in page and "3.800" in page and "changed" in page
     assert "{&quot;psi&quot;" not in page and '{"psi"' not in page  # no JSON blob
+    assert "4,372" in page and "4,328" in page and "4372" not in page  # thousands separators
+    listed = admin_client.get("/admin/scoring/scoringrun/").content.decode()
+    assert "4,328" in listed and "Customers scored" in listed
     assert (
         "The chunks explained customers with a churn risk of at least 27.3% (just below the "
         "last run&#x27;s at-risk bound); the finish explained 1,234 more. Lowest risk above the "
