@@ -197,8 +197,9 @@ def customers_frame_for_ids(
     columns = ["customer_id", "signup_date", "attributes"]
     table = Customer._meta.db_table
     if connection.vendor == "postgresql":
-        # The rows as one CSV text the server joins: COPY sends a message per row, and receiving
-        # 50,000 of them cost this process ~35 ms a chunk (the server's work is about the same).
+        # The rows as one CSV text the server joins: COPY sends a message per row, ~0.7 µs each
+        # for this process to receive (measured on a chunk's statistics rows); joining them
+        # costs the server ~8 ms more a chunk of 50,000 (72 → 80 ms in psql).
         line = (
             "id::text || ',' || coalesce(signup_date::text, '') || ',\"' || "
             "replace(attributes::text, '\"', '\"\"') || '\"'"

@@ -74,12 +74,6 @@ def statistics_pack(statistics: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def statistics_unpack(packed: bytes) -> dict[str, float | int]:
-    """One stored record's statistics by name (what `statistics_pack` wrote)."""
-    record = np.frombuffer(bytes(packed), dtype=PACKED)[0]
-    return {name: record[name].item() for name in PACKED.names or ()}
-
-
 def statistics_usable(*, first_id: int, last_id: int, as_of: datetime) -> pd.DataFrame:
     """The stored statistics of customers first_id ≤ id ≤ last_id usable as of `as_of`
     (computed as of a date no later, valid past it, no mark left), indexed by customer id."""

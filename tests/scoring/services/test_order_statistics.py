@@ -22,9 +22,9 @@ from scoring.models import CustomerScore, OrderStatistics, OrderStatisticsMark
 from scoring.services.datasets import training_data_from_database
 from scoring.services.runs import parse_as_of, scoring_run_execute
 from scoring.services.statistics import (
+    PACKED,
     statistics_snapshot,
     statistics_store,
-    statistics_unpack,
     statistics_usable,
 )
 from scoring.services.training import churn_model_train
@@ -34,6 +34,14 @@ from tests.scoring.services.test_not_scorable import shoppers_and_strangers
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LAST_NIGHT = parse_as_of("2024-09-30")
+
+
+def statistics_unpack(packed: bytes) -> dict[str, float]:
+    """One stored record's statistics by name (as scoring.services.statistics packs them)."""
+    record = np.frombuffer(bytes(packed), dtype=PACKED)[0]
+    return {name: record[name].item() for name in PACKED.names or ()}
+
+
 TONIGHT = parse_as_of("2024-10-01")
 
 
