@@ -282,6 +282,11 @@ SCORING_WORKER_WARM_UP_CUSTOMERS = env_int("SCORING_WORKER_WARM_UP_CUSTOMERS", 2
 # chunk_writes_behind): a chunk's write is mostly the database's work, and two connections
 # keep both cores busy while Python computes the next chunk.
 SCORING_WRITE_CONNECTIONS = env_int("SCORING_WRITE_CONNECTIONS", 2)
+# BLAS and OpenMP threads one scoring computation may use (common/compute.py): scoring runs a
+# process per core already (the Celery pool; in-process, beside its database work), and the
+# libraries' default of a thread per core made two chunks at once 1.3x slower each
+# (docs/scaling.md, tenth session). 0: the libraries' defaults.
+SCORING_COMPUTE_THREADS = env_int("SCORING_COMPUTE_THREADS", 1)
 
 # The nightly cycle as one run (retention/cycle.py, docs/scaling.md). One cycle at a time: a
 # database lock renewed after every chunk and stage; a run whose processes died stops renewing

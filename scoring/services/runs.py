@@ -21,6 +21,7 @@ from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from common.compute import threads_limited
 from common.db.bulk import bulk_insert, tables_analyze
 from customers.models import Customer
 from customers.selectors import (
@@ -305,6 +306,18 @@ def range_score(
     customers = frames.customers
     if customers.empty:
         return None
+    with threads_limited(settings.SCORING_COMPUTE_THREADS):
+        return _frames_score(model, estimator, as_of, frames, reasons_from)
+
+
+def _frames_score(
+    model: ChurnModel,
+    estimator: Any,
+    as_of: datetime,
+    frames: RangeFrames,
+    reasons_from: float | None,
+) -> RangeScores:
+    customers = frames.customers
     index = pd.Index(customers["customer_id"], name="customer_id")
     statistics = order_statistics(orders=frames.orders, index=index, as_of=pd.Timestamp(as_of))
     fresh = None

@@ -348,3 +348,26 @@ def test_a_worker_warm_up_without_a_model_does_nothing(db: None) -> None:
     from scoring.services.runs import scoring_warm_up
 
     assert scoring_warm_up(customers=50) == 0
+
+
+def test_scoring_computes_with_the_configured_blas_threads(
+    trained: None, settings, monkeypatch
+) -> None:
+    """Each chunk's computation runs under SCORING_COMPUTE_THREADS (a Celery pool runs a
+    process per core already: docs/scaling.md, tenth session)."""
+    from threadpoolctl import threadpool_info
+
+    import scoring.services.runs as runs
+
+    seen: list[set[int]] = []
+    real = runs.score_features
+
+    def spy(**kwargs):
+        seen.append({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+        return real(**kwargs)
+
+    monkeypatch.setattr(runs, "score_features", spy)
+    settings.SCORING_COMPUTE_THREADS = 1
+    run = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="limited")
+    assert run is not None and run.customers_scored == 600
+    assert seen and all(threads == {1} for threads in seen)
