@@ -439,6 +439,10 @@ def _customers_take_scores(*, run: ScoringRun, first_id: int, last_id: int) -> i
     quote = connection.ops.quote_name
     customers, scores = quote(Customer._meta.db_table), quote(CustomerScore._meta.db_table)
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and connection.in_atomic_block:
+            # Its estimated cost passes jit_above_cost, and compiling it took ~10 ms of each
+            # chunk's 50,000 rows (EXPLAIN ANALYZE on the bench data) for no faster update.
+            cursor.execute("SET LOCAL jit = off")
         cursor.execute(
             f"UPDATE {customers} SET churn_probability = s.probability, risk_tier = s.tier, "
             "scored_at = s.scored_at, score_model_version = %s, "

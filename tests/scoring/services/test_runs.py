@@ -328,6 +328,33 @@ def test_the_latest_score_update_reads_only_the_chunks_customers(
         assert ">=" in conditions and "<=" in conditions, scan
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_latest_score_update_runs_without_jit_in_its_transaction_only(
+    require_postgres: None, trained: None
+) -> None:
+    """PostgreSQL's JIT compiled the update (its estimated cost passes jit_above_cost) for
+    ~10 ms a chunk and no faster update: switched off for the chunk's transaction only."""
+    from django.db import connection, transaction
+
+    from scoring.services.runs import _customers_take_scores
+
+    run = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="jit")
+    assert run is not None
+    first, last = Customer.objects.order_by("pk").values_list("pk", flat=True)[0:600:599]
+
+    def jit() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW jit")
+            return cursor.fetchone()[0]
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET jit = on")  # the server's default, for this connection
+    with transaction.atomic():
+        assert _customers_take_scores(run=run, first_id=first, last_id=last) == 600
+        assert jit() == "off"
+    assert jit() == "on"
+
+
 def test_a_worker_warm_up_scores_a_few_customers_and_writes_nothing(trained: None) -> None:
     """What a Celery worker process does as it starts (scoring.tasks._warm_up_scoring): the
     active model loaded and kept, a few customers scored, nothing written."""
