@@ -259,6 +259,12 @@ class ScoringChunk(models.Model):
         help_text="The scorable probabilities counted into the drift reference's score bins, "
         "then the missing ones ([] without a reference).",
     )
+    # The chunk's scorable scores as packed records (scoring.services.runs.CHUNK_SCORES:
+    # customer id, probability, tier as its position in `tier_names`), written with them:
+    # the run's finish re-tiers from these instead of reading a million scores back. Null on
+    # chunks written before (the finish then reads the scores).
+    scored = models.BinaryField(null=True, editable=False)
+    tier_names = models.JSONField(default=list, blank=True, editable=False)
     written_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -4,7 +4,7 @@ the rule of `scoring.ml.tiers`, write only the tiers that change, and report who
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,8 +30,8 @@ class TierReassignment:
     counts: dict[str, int] = field(default_factory=dict)
     # The lowest probability of a customer in a tier above the least severe (None: nobody).
     at_risk_from: float | None = None
-    # Those customers' scores: ids and probabilities (what the run's finish explains from).
-    at_risk_ids: np.ndarray = field(
+    # Those customers (ids) and their probabilities (what the run's finish explains from).
+    at_risk_customers: np.ndarray = field(
         default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False, compare=False
     )
     at_risk_probabilities: np.ndarray = field(
@@ -65,19 +65,29 @@ class TierReassignment:
 _CHANGED_PER_STATEMENT = 10_000
 
 
+# The run's scorable scores as `tiers_reassign` ranks them, given its tier names: customer_id,
+# probability and the stored tier as its position in the names (-1 for another name).
+RankedRows = Callable[[list[str]], pd.DataFrame | None]
+
+
 def tiers_reassign(
-    *, run: ScoringRun | None = None, rules: Sequence[TierRule] | None = None
+    *,
+    run: ScoringRun | None = None,
+    rules: Sequence[TierRule] | None = None,
+    ranked_rows: RankedRows | None = None,
 ) -> TierReassignment:
     """Re-tier `run` (default: the latest completed run) from its stored probabilities with
     the configured tiers, and return who moved. Not-scorable scores keep their tier.
 
     The run's scorable probabilities are read (fixed-width, COPY BINARY on PostgreSQL: exact
-    floats) and ranked by `scoring.ml.tiers.ranked_tier_codes` — the rule every chunk
-    applied, so ties never split; only the scores whose tier changes are written, and only
-    their customers (those who still carry this run's score) follow. Every writer of a
-    score's tier also writes its customer's, so an unchanged score's customer already has it.
-    In SQL, ranking the run with a window function and joining every score to its customer
-    took 8.8 s of the 1M-customer run's finish (a serial step) on the 2026-11-30 machine."""
+    floats; or from `ranked_rows`, where it has them: a run's finish reads what its chunks
+    kept) and ranked by `scoring.ml.tiers.ranked_tier_codes` — the rule every chunk applied,
+    so ties never split; only the scores whose tier changes are written, and only their
+    customers (those who still carry this run's score) follow. Every writer of a score's tier
+    also writes its customer's, so an unchanged score's customer already has it. A scheduled
+    run holds one score per customer, so a customer's id names its score. In SQL, ranking the
+    run with a window function and joining every score to its customer took 8.8 s of the
+    1M-customer run's finish (a serial step) on the 2026-11-30 machine."""
     run = run or scoring_run_latest()
     if run is None:
         raise ScoringError("there is no completed scoring run to re-tier yet")
@@ -91,7 +101,8 @@ def tiers_reassign(
         # other names (a tier renamed or removed since) needs them looked up and read again
         # (looking them up first, a scan of the run's scores, took 0.9 s of a 1M-row finish).
         names = [rule.name for rule in rules]
-        rows = _ranked_rows(run=run, names=names, where=ranked)
+        given = ranked_rows(names) if ranked_rows is not None else None
+        rows = given if given is not None else _ranked_rows(run=run, names=names, where=ranked)
         if (rows["old"].to_numpy() < 0).any():
             names += list(
                 scorable.exclude(tier__in=names).values_list("tier", flat=True).distinct()
@@ -110,18 +121,18 @@ def tiers_reassign(
         for pair in np.flatnonzero(moves).tolist():
             pairs[(every[pair // len(every)], every[pair % len(every)])] += int(moves[pair])
         changed = np.flatnonzero(old != new)
-        ids = rows["id"].to_numpy()[changed].tolist()
-        _scores_retier(scores, ids, np.asarray(every, dtype=object)[new[changed]].tolist())
+        ids = rows["customer_id"].to_numpy()[changed].tolist()
+        _scores_retier(scores, run.pk, ids, np.asarray(every, dtype=object)[new[changed]].tolist())
         with connection.cursor() as cursor:
             for start in range(0, len(ids), _CHANGED_PER_STATEMENT):
                 among, params = any_of_sql(
-                    "s.id", ids[start : start + _CHANGED_PER_STATEMENT], connection.vendor
+                    "s.customer_id", ids[start : start + _CHANGED_PER_STATEMENT], connection.vendor
                 )
                 cursor.execute(
                     f"UPDATE {customers} SET risk_tier = s.tier FROM {scores} s "
-                    f"WHERE {among} AND {customers}.id = s.customer_id "
+                    f"WHERE s.run_id = %s AND {among} AND {customers}.id = s.customer_id "
                     f"AND {customers}.scored_at = s.scored_at AND {customers}.risk_tier <> s.tier",
-                    params,
+                    [run.pk, *params],
                 )
         counts = {r.name: 0 for r in rules}
         for (_old, tier), n in pairs.items():
@@ -134,19 +145,18 @@ def tiers_reassign(
         moved=moved,
         counts=counts,
         at_risk_from=float(at_risk.min()) if len(at_risk) else None,
-        at_risk_ids=rows["id"].to_numpy(dtype=np.int64)[risky],
+        at_risk_customers=rows["customer_id"].to_numpy(dtype=np.int64)[risky],
         at_risk_probabilities=at_risk,
     )
 
 
 def _ranked_rows(*, run: ScoringRun, names: list[str], where: str) -> pd.DataFrame:
-    """The run's scorable scores: id, probability and the stored tier as its position in
-    `names` (-1 for another name)."""
+    """The run's scorable scores (`RankedRows`), read from the table."""
     case = " ".join("WHEN %s THEN " + str(i) for i in range(len(names)))
     return frame_from_columns(
         CustomerScore._meta.db_table,
         {
-            "id": ("id", "int8"),
+            "customer_id": ("customer_id", "int8"),
             "probability": ("probability", "float8"),
             "old": (f"CASE tier {case} ELSE -1 END" if names else "-1", "int4"),
         },
@@ -155,19 +165,21 @@ def _ranked_rows(*, run: ScoringRun, names: list[str], where: str) -> pd.DataFra
     )
 
 
-def _scores_retier(table: str, ids: list[int], tiers: list[str]) -> None:
-    """Set each score of `ids` to its tier of `tiers`: two array parameters on PostgreSQL
-    (common.db.lookups says why), a statement per row elsewhere."""
-    if not ids:
+def _scores_retier(table: str, run_id: int, customers: list[int], tiers: list[str]) -> None:
+    """Set the run's score of each customer of `customers` to its tier of `tiers`: two array
+    parameters on PostgreSQL (common.db.lookups says why), a statement per row elsewhere."""
+    if not customers:
         return
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
                 f"UPDATE {table} SET tier = v.tier FROM unnest(%s::bigint[], %s::text[]) "
-                f"AS v(id, tier) WHERE {table}.id = v.id",
-                [ids, tiers],
+                f"AS v(customer_id, tier) WHERE {table}.run_id = %s "
+                f"AND {table}.customer_id = v.customer_id",
+                [customers, tiers, run_id],
             )
         else:
             cursor.executemany(
-                f"UPDATE {table} SET tier = %s WHERE id = %s", list(zip(tiers, ids, strict=True))
+                f"UPDATE {table} SET tier = %s WHERE run_id = %s AND customer_id = %s",
+                [(tier, run_id, customer) for tier, customer in zip(tiers, customers, strict=True)],
             )

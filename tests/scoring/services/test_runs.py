@@ -84,6 +84,78 @@ def test_the_finish_counts_and_measures_drift_from_what_the_chunks_counted(
     assert by_database == {**run.drift, "score_psi": by_database["score_psi"]}
 
 
+def test_each_chunk_keeps_its_scores_and_the_finish_re_tiers_from_them(
+    trained: None, settings, monkeypatch
+) -> None:
+    """A chunk keeps its scorable scores (customer, probability, its chunk-ranked tier) as
+    packed records beside the rows it wrote; the finish re-tiers the run from them, without
+    reading the scores back, to the tiers the scores themselves give."""
+    import numpy as np
+
+    import scoring.services.tiers as tiers
+    from scoring.services.runs import CHUNK_SCORES, _chunks_ranked_rows
+
+    settings.SCORING_CHUNK_CUSTOMERS = 70
+    created = scoring_run_create(as_of=parse_as_of("2024-06-01"), run_key="kept")
+    assert created is not None
+    run, chunks = created
+    for first, last in chunks:
+        scoring_chunk_score(run=run, first_id=first, last_id=last)
+    kept = list(run.chunks.values_list("first_id", "last_id", "customers", "scored"))
+    assert len(kept) == 9
+    for first_id, last_id, customers, blob in kept:
+        records = np.frombuffer(blob, dtype=CHUNK_SCORES)
+        assert len(records) == customers
+        assert np.all((records["customer_id"] >= first_id) & (records["customer_id"] <= last_id))
+    # Before the finish the chunks' rows are the table's: customers, probabilities, tiers.
+    names = ["critical", "high", "medium", "low"]
+    from_chunks = _chunks_ranked_rows(run)(names)
+    from_table = tiers._ranked_rows(
+        run=run, names=names, where="run_id = %s AND scorable AND probability IS NOT NULL"
+    )
+    assert from_chunks is not None
+
+    def ordered(frame):
+        frame = frame.sort_values("customer_id")
+        return [
+            frame[c].to_numpy(dtype=float).tolist() for c in ("customer_id", "probability", "old")
+        ]
+
+    assert ordered(from_chunks) == ordered(from_table)
+    finished = scoring_run_finish(run=run)
+    # Re-tiered once: the chunks' tiers are no longer the scores' (a finish run again reads).
+    assert _chunks_ranked_rows(run)(names) is None
+    assert scoring_run_finish(run=run).tier_counts == finished.tier_counts
+
+    # Scored again with the finish unable to read the scores: it re-tiers from the chunks.
+    def unread(**kwargs):
+        raise AssertionError("the finish read the scores back")
+
+    monkeypatch.setattr(tiers, "_ranked_rows", unread)
+    again = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="kept-again")
+    assert again is not None and again.tier_counts == finished.tier_counts
+    assert _scores("kept-again") == _scores("kept")
+
+
+def test_the_finish_reads_the_scores_where_a_chunk_kept_none(trained: None, settings) -> None:
+    """Chunks written before they kept their scores (null): the finish reads the scores, to the
+    same tiers."""
+    from scoring.services.runs import scoring_chunk_score, scoring_run_chunks
+
+    settings.SCORING_CHUNK_CUSTOMERS = 70
+    whole = scoring_run_execute(as_of=parse_as_of("2024-06-01"), run_key="whole-kept")
+    created = scoring_run_create(as_of=parse_as_of("2024-06-01"), run_key="one-kept-none")
+    assert whole is not None and created is not None
+    run, chunks = created
+    for first, last in chunks:
+        scoring_chunk_score(run=run, first_id=first, last_id=last)
+    assert [list(c) for c in chunks] == scoring_run_chunks()
+    ScoringChunk.objects.filter(run=run, first_id=chunks[0][0]).update(scored=None)
+    finished = scoring_run_finish(run=run)
+    assert finished.tier_counts == whole.tier_counts
+    assert _scores("one-kept-none") == _scores("whole-kept")
+
+
 def _scores(run_key: str) -> list[tuple[int, float, str, list[str]]]:
     """Every score of a run, the least severe tier's without its reasons: a second run
     explains from just below the first's at-risk bound (`reasons_from`), so reasons in the
