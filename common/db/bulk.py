@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 
@@ -519,6 +519,7 @@ def tables_analyze(
     *tables: type[models.Model],
     grew_by: int | None = None,
     columns: Mapping[type[models.Model], Sequence[str]] | None = None,
+    statistics_target: int | None = None,
 ) -> None:
     """ANALYZE the models' tables (PostgreSQL; nothing elsewhere): after a bulk load grew them
     many times over, the planner's row estimates are what autovacuum saw before, and a
@@ -527,7 +528,9 @@ def tables_analyze(
     0.4 ms lookup of 200 customers' latest reasons, once per relay chunk, after a nightly run
     wrote 1M scores). `grew_by`: the rows just written; below ANALYZE_MIN_ROWS, nothing.
     `columns`: per model, the fields whose statistics to refresh (the table's row count is
-    refreshed either way); a model not in it, all of them."""
+    refreshed either way); a model not in it, all of them. `statistics_target`: this
+    ANALYZE's `default_statistics_target` (PostgreSQL samples 300 rows per unit; columns with
+    a target of their own keep it), for a quick refresh that autovacuum refines later."""
     if not _is_postgres() or (grew_by is not None and grew_by < ANALYZE_MIN_ROWS):
         return
     columns = columns or {}
@@ -541,5 +544,15 @@ def tables_analyze(
         return f"{_quote(model._meta.db_table)} ({names})"
 
     names = ", ".join(target(model) for model in tables)
-    with connection.cursor() as cursor:
+    if statistics_target is None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {names}")
+        return
+    # A transaction's own setting (LOCAL), put back after: also inside a caller's transaction.
+    setting = "SELECT set_config('default_statistics_target', %s, true)"
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('default_statistics_target')")
+        (was,) = cursor.fetchone()
+        cursor.execute(setting, [str(int(statistics_target))])
         cursor.execute(f"ANALYZE {names}")
+        cursor.execute(setting, [was])

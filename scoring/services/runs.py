@@ -99,6 +99,8 @@ def scoring_run_create(
 REASONS_MARGIN = 0.97
 # Customers per batch when the finish explains those the chunks did not (`_explain_the_rest`).
 EXPLAIN_BATCH = 2_000
+# The statistics target of the ANALYZE a run's finish asks for (`_analyzed_meanwhile`).
+RUN_ANALYZE_TARGET = 25
 # The columns a run writes, which the finish has PostgreSQL ANALYZE (`tables_analyze`): the
 # planner's statistics of the others stay true, and the JSON ones (reasons, waterfalls,
 # attributes) are the dearest to sample — nothing looks inside them. Half the whole tables'
@@ -545,12 +547,21 @@ def scoring_run_finish(*, run: ScoringRun) -> ScoringRun:
 @contextmanager
 def _analyzed_meanwhile(*, grew_by: int) -> Iterator[None]:
     """Have PostgreSQL ANALYZE the columns a run writes (`SCORING_RUN_COLUMNS`) while the
-    block runs: on a connection of its own where `_threads_may_share_the_work` (0.26 s of a 1M
-    run's finish, a serial step, beside the re-tiering's 0.4 s; the sample may see a few tiers
-    from before the re-tiering, which moves a few percent of them), else after the block."""
+    block runs: on a connection of its own where `_threads_may_share_the_work`, else after the
+    block (the sample may see a few tiers from before the re-tiering, which moves a few
+    percent of them). A sample of `RUN_ANALYZE_TARGET` (7,500 rows): the point is the new
+    rows' count and values for the next statements' plans, which it gives in 80–110 ms where
+    the default 30,000 rows took 0.31–0.40 s, longer than the re-tiering beside it (0.16 s)
+    in a 1M run's finish (docs/scaling.md, tenth session); autovacuum refines it later."""
 
     def analyze() -> None:
-        tables_analyze(CustomerScore, Customer, grew_by=grew_by, columns=SCORING_RUN_COLUMNS)
+        tables_analyze(
+            CustomerScore,
+            Customer,
+            grew_by=grew_by,
+            columns=SCORING_RUN_COLUMNS,
+            statistics_target=RUN_ANALYZE_TARGET,
+        )
 
     if not _threads_may_share_the_work(2):
         yield

@@ -134,6 +134,42 @@ def test_tables_analyze_refreshes_only_the_columns_named_and_every_tables_row_co
     assert analysed == ["risk_tier"] and rows == 200
 
 
+def test_tables_analyze_samples_at_the_target_asked_for_this_once(require_postgres: None) -> None:
+    """A run's finish asks for a small sample (a quick refresh, refined by autovacuum later):
+    the histogram has that many buckets, and the session's setting is left as it was."""
+    from django.db import connection
+
+    from common.db.bulk import bulk_insert, tables_analyze
+
+    frame = pd.DataFrame(
+        {
+            "external_id": [f"p{i}" for i in range(400)],
+            "churn_probability": np.linspace(0.0, 1.0, 400),
+        }
+    )
+    bulk_insert(Customer, frame)
+
+    def buckets() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT array_length(histogram_bounds::text::float8[], 1) FROM pg_stats "
+                "WHERE tablename = %s AND attname = 'churn_probability'",
+                [Customer._meta.db_table],
+            )
+            return int(cursor.fetchone()[0]) - 1
+
+    def target() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW default_statistics_target")
+            return str(cursor.fetchone()[0])
+
+    before = target()
+    tables_analyze(Customer, columns={Customer: ("churn_probability",)}, statistics_target=10)
+    assert buckets() == 10 and target() == before
+    tables_analyze(Customer, columns={Customer: ("churn_probability",)})
+    assert buckets() == min(int(before), 399)
+
+
 def test_insert_keeps_awkward_values_exactly() -> None:
     """What COPY's text format must escape or mark (tab, line breaks, backslashes, a literal
     \\N, non-ASCII) comes back as written; a missing value is NULL in a nullable column and ''
