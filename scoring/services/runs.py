@@ -99,7 +99,7 @@ def scoring_run_create(
 REASONS_MARGIN = 0.97
 # Customers per batch when the finish explains those the chunks did not (`_explain_the_rest`).
 EXPLAIN_BATCH = 2_000
-# The statistics target of the ANALYZE a run's finish asks for (`_analyzed_meanwhile`).
+# The statistics target of the ANALYZE a run's finish asks for (`_run_analyze`).
 RUN_ANALYZE_TARGET = 25
 # The columns a run writes, which the finish has PostgreSQL ANALYZE (`tables_analyze`): the
 # planner's statistics of the others stay true, and the JSON ones (reasons, waterfalls,
@@ -526,16 +526,16 @@ def scoring_run_finish(*, run: ScoringRun) -> ScoringRun:
             n=Count("pk"), not_scorable=Count("pk", filter=Q(scorable=False))
         )
         customers_scored, not_scorable = written["n"], written["not_scorable"]
-    with _analyzed_meanwhile(grew_by=customers_scored):
-        # Rank tiers are ranks within the whole run: re-tiered from what the chunks kept.
-        reassigned = tiers_reassign(run=run, ranked_rows=_chunks_ranked_rows(run))
-        run.refresh_from_db()
-        run.chunks_done = len(chunks)
-        run.customers_scored, run.customers_not_scorable = customers_scored, not_scorable
-        run.at_risk_from = reassigned.at_risk_from
-        explained = _explain_the_rest(run=run, at_risk=reassigned)
-        run.timings = {**run.timings, "explained_at_finish": explained}
-        run.drift = scoring_run_drift(run=run)
+    _run_analyze(grew_by=customers_scored)
+    # Rank tiers are ranks within the whole run: re-tiered from what the chunks kept.
+    reassigned = tiers_reassign(run=run, ranked_rows=_chunks_ranked_rows(run))
+    run.refresh_from_db()
+    run.chunks_done = len(chunks)
+    run.customers_scored, run.customers_not_scorable = customers_scored, not_scorable
+    run.at_risk_from = reassigned.at_risk_from
+    explained = _explain_the_rest(run=run, at_risk=reassigned)
+    run.timings = {**run.timings, "explained_at_finish": explained}
+    run.drift = scoring_run_drift(run=run)
     statistics_tidy()
     run.status = RunStatus.COMPLETED
     run.finished_at = timezone.now()
@@ -544,38 +544,22 @@ def scoring_run_finish(*, run: ScoringRun) -> ScoringRun:
     return run
 
 
-@contextmanager
-def _analyzed_meanwhile(*, grew_by: int) -> Iterator[None]:
-    """Have PostgreSQL ANALYZE the columns a run writes (`SCORING_RUN_COLUMNS`) while the
-    block runs: on a connection of its own where `_threads_may_share_the_work`, else after the
-    block (the sample may see a few tiers from before the re-tiering, which moves a few
-    percent of them). A sample of `RUN_ANALYZE_TARGET` (7,500 rows): the point is the new
-    rows' count and values for the next statements' plans, which it gives in 80–110 ms where
-    the default 30,000 rows took 0.31–0.40 s, longer than the re-tiering beside it (0.16 s)
-    in a 1M run's finish (docs/scaling.md, tenth session); autovacuum refines it later."""
-
-    def analyze() -> None:
-        tables_analyze(
-            CustomerScore,
-            Customer,
-            grew_by=grew_by,
-            columns=SCORING_RUN_COLUMNS,
-            statistics_target=RUN_ANALYZE_TARGET,
-        )
-
-    if not _threads_may_share_the_work(2):
-        yield
-        analyze()
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="scoring-analyze") as thread:
-        analyzed = thread.submit(analyze)
-        try:
-            yield
-        finally:
-            try:
-                analyzed.result()
-            finally:
-                thread.submit(connections.close_all).result()  # the thread's connection
+def _run_analyze(*, grew_by: int) -> None:
+    """Have PostgreSQL ANALYZE the columns a run writes (`SCORING_RUN_COLUMNS`), before the
+    finish re-tiers: the re-tiering's writes find the run's scores by (run, customer), and
+    with the statistics of the night before — the run not in them, the table a million rows
+    smaller — they took 0.41–0.52 s for ~3,300 changed tiers in a 1M run's finish instead of
+    ~0.05 s (docs/scaling.md, tenth session). A sample of `RUN_ANALYZE_TARGET` (7,500 rows):
+    the point is the new rows' count and values for the next statements' plans, which it
+    gives in 80–110 ms where the default 30,000 rows took 0.31–0.40 s; autovacuum refines it
+    later. The sample sees the chunks' tiers, before the re-tiering moves a few percent."""
+    tables_analyze(
+        CustomerScore,
+        Customer,
+        grew_by=grew_by,
+        columns=SCORING_RUN_COLUMNS,
+        statistics_target=RUN_ANALYZE_TARGET,
+    )
 
 
 def _explain_the_rest(*, run: ScoringRun, at_risk: TierReassignment) -> int:
