@@ -101,15 +101,19 @@ class Explanations:
         return _texts([*self._quoted_phrases, missing], len(self.phrases) + 1)
 
     def reasons_json(self) -> np.ndarray:
-        """Each row's reasons as a JSON array text ('[]' for none), built per distinct text."""
+        """Each row's reasons as a JSON array text ('[]' for none), built per distinct text,
+        and only for the rows with a reason (a scoring chunk explains the at-risk third)."""
         quoted = self._quoted("")
-        codes = self.top_phrases
+        out = np.full(len(self.top_phrases), "[]", dtype=object)
+        rows = np.flatnonzero((self.top_phrases >= 0).any(axis=1))
+        codes = self.top_phrases[rows]
         parts = [
             np.where(codes[:, k] >= 0, ", " if k else "", "").astype(object) + quoted[codes[:, k]]
             for k in range(codes.shape[1])
         ]
         # One join per row (adding to a growing text per step would copy it each time).
-        return _texts(["[" + "".join(row) + "]" for row in zip(*parts)], len(codes))
+        out[rows] = _texts(["[" + "".join(row) + "]" for row in zip(*parts)], len(rows))
+        return out
 
     def attributions_json(self) -> np.ndarray:
         """Each row's waterfall as a compact JSON object text ('{}' for rows not explained):

@@ -92,6 +92,19 @@ def test_linear_attributions_add_up_exactly(mixed_data, name, method):
         assert baseline + sum(v for _, v in steps) + rest == pytest.approx(p, abs=1e-6)
 
 
+def test_the_reasons_texts_are_each_rows_reasons_as_json(mixed_data):
+    """Rows below the threshold (no reasons) store '[]'; the others their reasons, in order."""
+    X, y, spec = mixed_data
+    model = fitted_calibrated(X, y, spec, "lr_balanced", method="sigmoid")
+    rows, _ = make_frame(2000, seed=5)
+    reference = reference_values(X=X, spec=spec)
+    out = explain_customers(estimator=model, X=rows, spec=spec, reference=reference, threshold=0.5)
+    texts = out.reasons_json()
+    assert 0 < out.explained.sum() < len(rows)
+    assert [json.loads(t) for t in texts] == [list(r) for r in out.reasons]
+    assert set(texts[~out.explained]) == {"[]"}
+
+
 def test_feeds_found_once_are_reused_and_grow_with_an_unseen_value(mixed_data, monkeypatch):
     """Which transformed columns each input feeds is probed once per loaded model: a later
     batch reuses it (no probing), and a batch holding what the earlier ones never showed
