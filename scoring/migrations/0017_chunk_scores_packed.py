@@ -1,6 +1,7 @@
 """A scoring chunk keeps its scorable scores as packed records (ScoringChunk.scored), for the
-run's finish to re-tier from. Stored uncompressed on PostgreSQL (STORAGE EXTERNAL): ~0.9 MB of
-ids and probabilities a chunk that pglz would spend time on for little."""
+run's finish to re-tier from. Stored as written on PostgreSQL (STORAGE EXTERNAL, no compression
+attempt): ~0.9 MB of ids and probabilities a chunk, read once by the finish (the saving of
+compressing them was not measured)."""
 
 from django.db import migrations, models
 
