@@ -192,7 +192,18 @@ _REDIS_SOCKET = {
     "health_check_interval": 10,
     "retry_on_timeout": True,
 }
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT, **_REDIS_SOCKET}
+# How often each worker looks for unacknowledged messages older than the visibility timeout
+# and puts them back on their queue. kombu 5.7 looks every 10 s but scans Redis only on every
+# tenth look (unacked_restore_throttle): a dead worker's task came back up to ~100 s after its
+# timeout, which made the kill test fail on a slow machine. One scan a look (a ZRANGE on a small
+# index) costs nothing worth saving.
+CELERY_UNACKED_RESTORE_SECONDS = env_int("CELERY_UNACKED_RESTORE_SECONDS", 10)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "unacked_restore_interval": CELERY_UNACKED_RESTORE_SECONDS,
+    "unacked_restore_throttle": 1,
+    **_REDIS_SOCKET,
+}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_REDIS_SOCKET_TIMEOUT = _REDIS_SOCKET["socket_timeout"]
 CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = _REDIS_SOCKET["socket_connect_timeout"]

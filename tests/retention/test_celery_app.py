@@ -3,6 +3,8 @@ itself, with a real worker, is tests/campaigns/test_worker_faults.py."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,38 @@ def test_workers_retry_the_broker_forever_and_keep_running_tasks_on_a_loss() -> 
     assert options["socket_timeout"] > 1  # above kombu's 1 s BRPOP wait
     assert options["health_check_interval"] > 0 and options["retry_on_timeout"] is True
     assert options["visibility_timeout"] > conf.task_time_limit
+    assert options["unacked_restore_interval"] == 10 and options["unacked_restore_throttle"] == 1
+
+
+@pytest.mark.redis
+def test_a_dead_workers_task_is_put_back_at_the_first_look_past_the_visibility_timeout(
+    require_redis: str,
+) -> None:
+    """A worker SIGKILLed with a task in hand never acknowledges it; the others put it back on
+    its queue when they look. kombu's default scans only every tenth look (~100 s apart), which
+    let the cycle's kill test run out of time on a slow machine; ours scans on every look."""
+    options = {**app.conf.broker_transport_options, "visibility_timeout": 1}
+    queue = f"test-restore-{uuid.uuid4().hex[:8]}"
+    with Connection(require_redis, transport_options=options) as connection:
+        tasks = connection.SimpleQueue(queue)
+        tasks.put({"chunk": 3})
+        tasks.get(timeout=5)  # delivered and never acknowledged: its worker died
+        channel: object = tasks.channel
+        client = channel.client  # type: ignore[attr-defined]
+        assert client.llen(queue) == 0
+
+        def look() -> None:  # what every worker does every unacked_restore_interval seconds
+            channel.qos.restore_visible(  # type: ignore[attr-defined]
+                num=channel.unacked_restore_limit,  # type: ignore[attr-defined]
+                interval=channel.unacked_restore_throttle,  # type: ignore[attr-defined]
+            )
+
+        look()  # a look within the timeout leaves it
+        assert client.llen(queue) == 0
+        time.sleep(1.5)
+        look()  # the next look, past the timeout
+        assert client.llen(queue) == 1
+        client.delete(queue)
 
 
 @pytest.mark.redis

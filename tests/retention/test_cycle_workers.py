@@ -61,9 +61,11 @@ def _worker_env(tmp_path: Path) -> dict[str, str]:
         "CAMPAIGN_RATE_EMAIL": "1000000",
         "CAMPAIGN_RATE_SMS": "1000000",
         # A whole worker killed: its unacknowledged task comes back after the visibility
-        # timeout (production: 2 h, above the 30 min task limit); here 20 s above a 15 s limit.
+        # timeout (production: 2 h, above the 30 min task limit); here 20 s above a 15 s limit,
+        # and the workers look for such tasks every 2 s (production: 10 s).
         "CELERY_TASK_TIME_LIMIT": "15",
         "CELERY_VISIBILITY_TIMEOUT": "20",
+        "CELERY_UNACKED_RESTORE_SECONDS": "2",
     }
 
 
