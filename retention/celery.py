@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.signals import after_setup_logger, after_setup_task_logger, task_postrun, task_prerun
 
 from common.logmask import handlers_mask
 
@@ -53,6 +53,20 @@ _closed_redis_channel_is_a_connection_error()
 app = Celery("retention")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(task: Any = None, **kwargs: Any) -> None:
+    """A worker's database connections outlive its tasks (CELERY_DB_REUSE_MAX): at each task's
+    start and end, close those past CONN_MAX_AGE or broken, as Django does around a request.
+    Never in an eager task: it runs in the caller's process, perhaps in its transaction."""
+    request = getattr(task, "request", None)
+    if request is None or getattr(request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 # A worker replaces root's handlers with its own (worker_hijack_root_logger), which would drop

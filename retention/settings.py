@@ -226,6 +226,13 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # A prefork child is replaced after this many tasks: memory held by pandas/scikit-learn in a
 # long scoring run is returned to the system (it does not apply to the solo pool).
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 100)
+# Celery's Django fixup closes every database connection before and after each task unless
+# this is set: each scoring chunk then paid for a new PostgreSQL backend (its start, cold
+# catalogue caches, the page faults of mapping the shared buffers it reads). With it, the
+# fixup closes them every this many tasks only, and retention.celery closes a connection past
+# CONN_MAX_AGE (60 s) or broken at each task's start and end, as Django does around a request.
+# 0: a new connection for every task, as before.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 100)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["customers.authentication.ApiKeyAuthentication"],

@@ -6,9 +6,11 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
+from celery.fixups.django import DjangoWorkerFixup
 from kombu import Connection
 
 from retention.celery import app
@@ -25,6 +27,33 @@ def test_workers_retry_the_broker_forever_and_keep_running_tasks_on_a_loss() -> 
     assert options["health_check_interval"] > 0 and options["retry_on_timeout"] is True
     assert options["visibility_timeout"] > conf.task_time_limit
     assert options["unacked_restore_interval"] == 10 and options["unacked_restore_throttle"] == 1
+    # Celery's Django fixup reads this: database connections are kept from task to task.
+    assert DjangoWorkerFixup(app).db_reuse_max == 100
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_workers_connection_is_closed_at_a_task_boundary_only_past_its_age(
+    require_postgres: None,
+) -> None:
+    """What Django does around a request, at each task's start and end in a worker: the
+    connection is kept until CONN_MAX_AGE, then closed; never in an eager task, which runs in
+    its caller's process (perhaps inside its transaction)."""
+    from django.db import connection
+
+    from retention.celery import _close_old_connections
+
+    in_worker = SimpleNamespace(request=SimpleNamespace(is_eager=False))
+    eager = SimpleNamespace(request=SimpleNamespace(is_eager=True))
+    connection.ensure_connection()
+    assert connection.settings_dict["CONN_MAX_AGE"] > 0
+    kept = connection.connection
+    _close_old_connections(task=in_worker)
+    assert connection.connection is kept
+    connection.close_at = time.monotonic() - 1  # past its age
+    _close_old_connections(task=eager)
+    assert connection.connection is kept
+    _close_old_connections(task=in_worker)
+    assert connection.connection is None
 
 
 @pytest.mark.redis

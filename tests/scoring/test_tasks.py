@@ -44,6 +44,13 @@ def test_a_run_fans_out_to_a_worker_and_a_retried_chunk_writes_nothing_twice(
         first = Customer.objects.order_by("pk").values_list("pk", flat=True)[0]
         again = scoring_chunk_task.apply_async(args=[run.pk, first, first + 99], queue=queue)
         assert again.get(timeout=60) == 0
+        # The worker keeps its database connection from task to task (CELERY_DB_REUSE_MAX):
+        # Celery's default closed it after each, a new PostgreSQL backend per chunk.
+        before = _other_backends()
+        for _ in range(3):
+            chunk = scoring_chunk_task.apply_async(args=[run.pk, first, first + 99], queue=queue)
+            assert chunk.get(timeout=60) == 0
+        assert before & _other_backends(), "each task had a database connection of its own"
         second = scoring_run_task.apply_async(
             kwargs={"as_of": "2024-06-01", "run_key": "nightly-2024-06-01"}, queue=queue
         ).get(timeout=60)
@@ -51,3 +58,15 @@ def test_a_run_fans_out_to_a_worker_and_a_retried_chunk_writes_nothing_twice(
     assert run.customers_scored == 450 == CustomerScore.objects.filter(run=run).count()
     assert CustomerScore.objects.values("customer").distinct().count() == 450
     assert Customer.objects.filter(risk_tier="").count() == 0
+
+
+def _other_backends() -> set[int]:
+    """The PostgreSQL backends connected to the test database other than this test's own."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        return {pid for (pid,) in cursor.fetchall()}
