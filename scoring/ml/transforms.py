@@ -27,8 +27,6 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import infer_dtype
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.preprocessing import StandardScaler
 
 logger = logging.getLogger(__name__)
 
@@ -111,57 +109,13 @@ def _branches(
             rows = sub.iloc[first] if isinstance(sub, pd.DataFrame) else sub[first]
             block = np.asarray(transformer.transform(rows))[inverse]
         else:
-            block = _numeric_transform(transformer, sub)
-            if block is None:
-                block = np.asarray(transformer.transform(sub))
+            block = np.asarray(transformer.transform(sub))
         if block.ndim != 2 or block.shape[1] != place.stop - place.start:
             return None
         blocks.append((place.start, block))
     if not blocks:
         return None
     return np.hstack([block for _, block in sorted(blocks, key=lambda b: b[0])])
-
-
-def _numeric_transform(transformer: Any, sub: pd.DataFrame | np.ndarray) -> np.ndarray | None:
-    """A fitted `SimpleImputer` (numeric statistics, NaN as missing, its indicator appended)
-    or `StandardScaler` applied to float64 columns by the same arithmetic as its `transform`
-    (the fill, then `X -= mean_`, `X /= scale_`), without scikit-learn's input checks: most of
-    their time on a 50,000-row chunk. None for anything else (its own `transform` runs)."""
-    if isinstance(sub, pd.DataFrame):
-        if not all(dtype == np.float64 for dtype in sub.dtypes):
-            return None
-        values = sub.to_numpy(dtype=np.float64, copy=True)
-    elif isinstance(sub, np.ndarray) and sub.dtype == np.float64:
-        values = sub.copy()
-    else:
-        return None
-    if values.ndim != 2 or values.shape[1] != getattr(transformer, "n_features_in_", -1):
-        return None
-    if type(transformer) is StandardScaler:
-        if transformer.with_mean:
-            values -= transformer.mean_
-        if transformer.with_std:
-            values /= transformer.scale_
-        return values
-    if type(transformer) is not SimpleImputer:
-        return None
-    statistics = transformer.statistics_
-    missing_value = transformer.missing_values
-    if not (
-        isinstance(missing_value, float)
-        and np.isnan(missing_value)
-        and statistics.dtype.kind == "f"
-        and not np.isnan(statistics).any()
-    ):
-        return None
-    missing = np.isnan(values)
-    np.copyto(values, statistics, where=missing)
-    indicator = transformer.indicator_
-    if indicator is None:
-        return values
-    if getattr(indicator, "sparse", False) is True:
-        return None
-    return np.hstack([values, missing[:, indicator.features_].astype(np.float64)])
 
 
 def _columns(X: pd.DataFrame | np.ndarray, columns: Any) -> pd.DataFrame | np.ndarray | None:

@@ -498,11 +498,7 @@ def _customers_take_scores(*, run: ScoringRun, first_id: int, last_id: int) -> i
         if connection.vendor == "postgresql" and connection.in_atomic_block:
             # Its estimated cost passes jit_above_cost, and compiling it took ~10 ms of each
             # chunk's 50,000 rows (EXPLAIN ANALYZE on the bench data) for no faster update.
-            # And the run's scores are newer than the table's statistics: PostgreSQL expects
-            # one row of them and probes the customers' key once per score (a nested loop,
-            # 200-230 ms a chunk in isolation); a hash join of the two id ranges took 160-210.
             cursor.execute("SET LOCAL jit = off")
-            cursor.execute("SET LOCAL enable_nestloop = off")
         cursor.execute(
             f"UPDATE {customers} SET churn_probability = s.probability, risk_tier = s.tier, "
             "scored_at = s.scored_at, score_model_version = %s, "
