@@ -116,7 +116,12 @@ TEMPLATES = [
 # Database: DATABASE_URL (postgres://… in production); default an embedded SQLite file.
 DEFAULT_SQLITE_PATH = VAR_DIR / "retention.sqlite3"
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# Connections are kept for 60 s (web requests, and a worker's tasks: CELERY_DB_REUSE_MAX), and
+# checked before their first use in each request or task: one restarted or failed-over server
+# costs a reconnection, not a failed task.
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     # WAL lets the web process read while an import or scoring run writes.

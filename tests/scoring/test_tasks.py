@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 from customers.models import Customer
 from scoring.models import CustomerScore, RunStatus, ScoringRun
@@ -51,6 +52,16 @@ def test_a_run_fans_out_to_a_worker_and_a_retried_chunk_writes_nothing_twice(
             chunk = scoring_chunk_task.apply_async(args=[run.pk, first, first + 99], queue=queue)
             assert chunk.get(timeout=60) == 0
         assert before & _other_backends(), "each task had a database connection of its own"
+        # A kept connection the server has dropped (a restart, a failover) is checked before
+        # the next task uses it and replaced: the task does not fail.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'"
+            )
+        chunk = scoring_chunk_task.apply_async(args=[run.pk, first, first + 99], queue=queue)
+        assert chunk.get(timeout=60) == 0
         second = scoring_run_task.apply_async(
             kwargs={"as_of": "2024-06-01", "run_key": "nightly-2024-06-01"}, queue=queue
         ).get(timeout=60)
@@ -62,8 +73,6 @@ def test_a_run_fans_out_to_a_worker_and_a_retried_chunk_writes_nothing_twice(
 
 def _other_backends() -> set[int]:
     """The PostgreSQL backends connected to the test database other than this test's own."""
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
