@@ -31,3 +31,27 @@ def python_speed(additions: int = 3_000_000) -> float:
             total += i
         best = min(best, time.perf_counter() - started)
     return best
+
+
+def cpu_counters() -> tuple[int, int] | None:
+    """The machine's CPU time so far, (all of it, stolen), in clock ticks from /proc/stat; None
+    where there is no such file. Stolen time is what a virtual machine's CPUs were ready to run
+    and the hypervisor gave to other guests."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is counted in user already).
+    ticks = [int(value) for value in fields[1:9]]
+    return sum(ticks), ticks[7]
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the machine's CPU time stolen between two `cpu_counters` readings: a step
+    timed while neighbours took a tenth of the CPUs ran up to a tenth slower for it, which is
+    why a benchmark prints it beside a spread of figures."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return (after[1] - before[1]) / (after[0] - before[0])

@@ -53,7 +53,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from _machine import cpu_model, python_speed  # noqa: E402
+from _machine import cpu_counters, cpu_model, python_speed, steal_share  # noqa: E402
 from _postgres import database_settings, ensure_database  # noqa: E402
 from _scoring_data import (  # noqa: E402
     AS_OF,
@@ -285,6 +285,7 @@ def main() -> int:
     print(f"load average (1 min) {load_before:.1f} before the timed steps, {load_after:.1f} after")
     problems = print_checks(args, results=results, checks=checks)
     print_goals(results)
+    print_runs([r for r, _ in runs])
     print_summary(args, [r for r, _ in runs])
     for problem in problems:
         print(f"WRONG SCORES: {problem}", file=sys.stderr)
@@ -309,11 +310,38 @@ def time_steps(
     for name in sorted(steps, key=STEPS.index):
         clear_run_scores()
         maintenance(Customer._meta.db_table, Order._meta.db_table)
+        before = cpu_counters()
         results[name] = step_celery(args) if name == "celery" else run_step(name, args)
-        print(f"  {name}: {results[name]['seconds']:.1f} s", flush=True)
+        results[name]["steal"] = steal_share(before, cpu_counters())
+        print(f"  {name}: {results[name]['seconds']:.1f} s{_stolen(results[name])}", flush=True)
         if name != "reference" and "reference" in results:
             checks[name] = compare_with_reference(results[name]["run_id"])
     return results, checks
+
+
+def _stolen(result: dict[str, Any]) -> str:
+    steal = result.get("steal")
+    return "" if steal is None else f" (CPU stolen by the hypervisor: {steal:.0%})"
+
+
+def print_runs(runs: list[dict[str, dict[str, Any]]]) -> None:
+    """Each run's ratios with the CPU stolen while its steps ran: on a shared virtual machine
+    a run whose reference or timed step lost a tenth of the CPUs reads a tenth off."""
+    if len(runs) < 2:
+        return
+    print("runs (ratio to the same run's reference; CPU stolen during each step):")
+    for number, run in enumerate(runs, 1):
+        reference = run.get("reference")
+        parts = []
+        if reference:
+            parts.append(f"reference {reference['seconds']:.1f} s{_stolen(reference)}")
+        for name in ("end_to_end", "no_reasons", "celery"):
+            if name in run:
+                ratio = (
+                    f" = {run[name]['seconds'] / reference['seconds']:.2f}x" if reference else ""
+                )
+                parts.append(f"{name} {run[name]['seconds']:.1f} s{ratio}{_stolen(run[name])}")
+        print(f"  run {number}: " + "; ".join(parts))
 
 
 def table_rows(results: dict[str, dict[str, Any]], *, chunk: int) -> list[Step]:
