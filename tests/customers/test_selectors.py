@@ -203,3 +203,26 @@ def test_customers_read_back_their_attributes_whatever_the_text_holds() -> None:
     dates = frame["signup_date"].tolist()
     assert pd.isna(dates[0]) and dates[1] == pd.Timestamp("2023-01-02", tz="UTC")
     assert customers_frame_for_ids(ids=[made[2].pk])["attributes"].tolist() == [tricky[2]]
+
+
+def test_customers_come_back_in_id_order_whatever_order_the_table_holds_them() -> None:
+    """On PostgreSQL the rows are joined in the order the scan meets them (an updated
+    customer's new row version sits after the others on disk) and sorted by id afterwards."""
+    from django.db import connection
+
+    made = [Customer.objects.create(external_id=f"o{i}", attributes={"n": i}) for i in range(4)]
+    Customer.objects.filter(pk=made[0].pk).update(attributes={"n": 0, "moved": True})
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_indexscan = off")
+            cursor.execute("SET LOCAL enable_bitmapscan = off")
+            cursor.execute(
+                f"SELECT id FROM {Customer._meta.db_table} WHERE id BETWEEN %s AND %s",
+                [made[0].pk, made[-1].pk],
+            )
+            on_disk = [row[0] for row in cursor.fetchall()]
+        assert on_disk[-1] == made[0].pk  # the case this test is about
+    frame = customers_frame_for_ids(first_id=made[0].pk, last_id=made[-1].pk)
+    assert frame["customer_id"].tolist() == [c.pk for c in made]
+    assert frame.index.tolist() == [0, 1, 2, 3]
+    assert frame["attributes"].tolist() == [{"n": 0, "moved": True}, {"n": 1}, {"n": 2}, {"n": 3}]
