@@ -55,3 +55,10 @@ def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -
     if before is None or after is None or after[0] <= before[0]:
         return None
     return (after[1] - before[1]) / (after[0] - before[0])
+
+
+def unstolen_seconds(seconds: float, steal: float | None) -> float | None:
+    """The seconds a step would have taken with none of the machine's CPU stolen, if it used
+    every CPU throughout (a scoring run's worker processes and database do): its seconds times
+    the share not stolen. An estimate, printed beside the measured figure, never instead."""
+    return None if steal is None else seconds * (1.0 - steal)

@@ -53,7 +53,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from _machine import cpu_counters, cpu_model, python_speed, steal_share  # noqa: E402
+from _machine import (  # noqa: E402
+    cpu_counters,
+    cpu_model,
+    python_speed,
+    steal_share,
+    unstolen_seconds,
+)
 from _postgres import database_settings, ensure_database  # noqa: E402
 from _scoring_data import (  # noqa: E402
     AS_OF,
@@ -326,7 +332,9 @@ def _stolen(result: dict[str, Any]) -> str:
 
 def print_runs(runs: list[dict[str, dict[str, Any]]]) -> None:
     """Each run's ratios with the CPU stolen while its steps ran: on a shared virtual machine
-    a run whose reference or timed step lost a tenth of the CPUs reads a tenth off."""
+    a run whose reference or timed step lost a tenth of the CPUs reads a tenth off. Where both
+    steps' steal is known, the ratio of their unstolen seconds too (an estimate: the goals are
+    judged on the measured seconds)."""
     if len(runs) < 2:
         return
     print("runs (ratio to the same run's reference; CPU stolen during each step):")
@@ -341,6 +349,15 @@ def print_runs(runs: list[dict[str, dict[str, Any]]]) -> None:
                     f" = {run[name]['seconds'] / reference['seconds']:.2f}x" if reference else ""
                 )
                 parts.append(f"{name} {run[name]['seconds']:.1f} s{ratio}{_stolen(run[name])}")
+                mine = unstolen_seconds(run[name]["seconds"], run[name].get("steal"))
+                theirs = (
+                    unstolen_seconds(reference["seconds"], reference.get("steal"))
+                    if reference
+                    else None
+                )
+                if mine is not None and theirs:
+                    parts[-1] += f", {mine / theirs:.2f}x on unstolen seconds"
+
         print(f"  run {number}: " + "; ".join(parts))
 
 

@@ -33,3 +33,11 @@ def test_the_counters_come_from_proc_stat_and_grow() -> None:
     assert second[0] > first[0] and second[1] >= first[1]
     share = steal_share(first, second)
     assert share is not None and 0.0 <= share <= 1.0
+
+
+def test_unstolen_seconds_take_the_stolen_share_out() -> None:
+    from _machine import unstolen_seconds
+
+    assert unstolen_seconds(40.0, 0.25) == pytest.approx(30.0)
+    assert unstolen_seconds(40.0, 0.0) == 40.0
+    assert unstolen_seconds(40.0, None) is None
