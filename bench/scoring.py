@@ -22,7 +22,10 @@ through `churn_model_train`, then times, each in a fresh process so its peak mem
 Goal (the issue): end to end within 2x of (3), and peak memory under 4 GB; printed for (1),
 one process, and for (4), the way scoring runs in production (the reference is one process).
 The probabilities and tiers of (1), (2) and (4) are checked against the reference's,
-customer by customer.
+customer by customer. With `--repeat N` the table shows the median run and the summary the
+median ratio and its spread; each step also prints the share of the machine's CPU the
+hypervisor stole while it ran (a shared VM's neighbours move one step and not the other), and
+each run's ratios are listed, also on unstolen seconds (an estimate; goals use the measured).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/retention_bench_scoring \\
     REDIS_URL=redis://127.0.0.1:6379/0 \\
