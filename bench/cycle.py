@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _machine import cpu_model, python_speed  # noqa: E402
 from _postgres import database_settings, ensure_database  # noqa: E402
 from _scoring_data import AS_OF, SEED, last_night_statistics, prepare_data, train  # noqa: E402
-from _smtp_sink import SERVERS, smtp_server_choice, smtp_sink  # noqa: E402
+from _smtp_sink import SERVERS, smtp_server_choice, smtp_server_note, smtp_sink  # noqa: E402
 from _summary import figure, summary_print  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention.settings")
@@ -299,7 +299,10 @@ def main() -> int:
             f"{len(stage['done']):>8} {stage['rows']:>12,}"
         )
     print(f"{'cycle':<10} {total:>9.1f}   (wall clock, start to completed)")
-    print(f"messages accepted by the SMTP server ({smtp_server}): {sent:,}")
+    print(
+        f"messages accepted by the SMTP server ({smtp_server}): {sent:,}"
+        f"{smtp_server_note(smtp_server)}"
+    )
     worst = max([own_peak, *peaks.values()])
     print(
         f"peak memory: worker processes {max(peaks.values(), default=0):,.0f} MB, this "

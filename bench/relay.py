@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from _smtp_sink import SERVERS, smtp_server_choice, smtp_sink  # noqa: E402
+from _smtp_sink import SERVERS, smtp_server_choice, smtp_server_note, smtp_sink  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -144,7 +144,7 @@ def main() -> int:
         f"sent {sent:,} in {seconds:.1f} s = {sent / seconds:,.0f} emails/s; relay processes' "
         f"CPU {cpu / max(sent, 1) * 1000:.3f} ms an email; accepted by the SMTP server "
         f"({smtp_server}) "
-        f"{accepted.value:,}"
+        f"{accepted.value:,}{smtp_server_note(smtp_server)}"
     )
     return 0 if sent == accepted.value == pending else 1
 

@@ -1,4 +1,5 @@
-"""What the benchmarks print about the machine: the CPU time stolen while a step ran."""
+"""What the benchmarks print beside their figures: the CPU time stolen while a step ran, the
+SMTP server they measured with."""
 
 from __future__ import annotations
 
@@ -41,3 +42,11 @@ def test_unstolen_seconds_take_the_stolen_share_out() -> None:
     assert unstolen_seconds(40.0, 0.25) == pytest.approx(30.0)
     assert unstolen_seconds(40.0, 0.0) == 40.0
     assert unstolen_seconds(40.0, None) is None
+
+
+def test_figures_measured_with_aiosmtpd_say_what_it_costs_and_how_to_avoid_it() -> None:
+    from _smtp_sink import smtp_server_note
+
+    assert smtp_server_note("smtp-sink") == ""
+    note = smtp_server_note("aiosmtpd")
+    assert "same cores as the relay" in note and "make bench-smtp-sink" in note
