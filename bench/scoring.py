@@ -24,8 +24,10 @@ one process, and for (4), the way scoring runs in production (the reference is o
 The probabilities and tiers of (1), (2) and (4) are checked against the reference's,
 customer by customer. With `--repeat N` the table shows the median run and the summary the
 median ratio and its spread; each step also prints the share of the machine's CPU the
-hypervisor stole while it ran (a shared VM's neighbours move one step and not the other), and
-each run's ratios are listed, also on unstolen seconds (an estimate; goals use the measured).
+hypervisor stole while it ran (a shared VM's neighbours move one step and not the other;
+measured over the whole step, its untimed parts too: the reference's read, a worker's start),
+and each run's ratios are listed, also on unstolen seconds (an estimate; goals use the
+measured).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/retention_bench_scoring \\
     REDIS_URL=redis://127.0.0.1:6379/0 \\
@@ -360,7 +362,6 @@ def print_runs(runs: list[dict[str, dict[str, Any]]]) -> None:
                 )
                 if mine is not None and theirs:
                     parts[-1] += f", {mine / theirs:.2f}x on unstolen seconds"
-
         print(f"  run {number}: " + "; ".join(parts))
 
 
